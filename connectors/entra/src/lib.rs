@@ -1,0 +1,1 @@
+//! usersync connector for entra.

@@ -1,0 +1,1 @@
+//! The stable plugin ABI (abi_stable): root module, export macro, panic guard, loader.

@@ -1,0 +1,1 @@
+//! Faithful local emulators of identity-provider APIs, with a seeded generator and fault injection.

@@ -1,0 +1,1 @@
+//! Connector registry: built-in connectors plus dynamic plugins, with precedence and safety checks.

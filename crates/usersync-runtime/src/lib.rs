@@ -1,0 +1,1 @@
+//! Host runtime: HTTP executor, auth flows and token cache, retries, rate limits, doctor checks.

@@ -1,0 +1,1 @@
+//! The directory store: SQLite by default, migrations, run history.

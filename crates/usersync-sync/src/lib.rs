@@ -1,0 +1,1 @@
+//! Sync engine: fetch planning, snapshot, plan (diff), policy, safety gates.

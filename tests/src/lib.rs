@@ -1,0 +1,1 @@
+//! Integration tests live under `it/` (one test binary, many modules).
