@@ -1,6 +1,7 @@
 //! The `usersync` command-line host.
 
 mod cmd;
+mod registry;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +52,32 @@ enum Command {
     /// List, install, remove and roll back connector plugins.
     #[command(subcommand)]
     Plugins(cmd::plugins::PluginsCmd),
+    /// Check connectivity, credentials and permissions of each connection.
+    Doctor(cmd::doctor::DoctorArgs),
+    /// Interactive authorization (OAuth2 authorization code) for a connection.
+    #[command(subcommand)]
+    Auth(cmd::auth::AuthCmd),
+    /// Validate the configuration file.
+    #[command(subcommand)]
+    Config(cmd::config::ConfigCmd),
+    /// Sync connections into the directory store.
+    Sync(cmd::sync::SyncArgs),
+    /// Users in the directory store.
+    #[command(subcommand)]
+    Users(cmd::users::UsersCmd),
+    /// Groups in the directory store.
+    #[command(subcommand)]
+    Groups(cmd::groups::GroupsCmd),
+    /// Sync run history.
+    #[command(subcommand)]
+    Runs(cmd::runs::RunsCmd),
+    /// Explain why a user is in or out of scope.
+    #[command(subcommand)]
+    Explain(cmd::explain::ExplainCmd),
+    /// Run a local emulator of an identity provider's API.
+    Emulator(cmd::emulator::EmulatorArgs),
+    /// Start every emulator, sync each into a local SQLite store, and report.
+    Demo(cmd::demo::DemoArgs),
 }
 
 fn init_logging(global: &GlobalArgs) {
@@ -83,6 +110,16 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Connectors(c) => cmd::connectors::run(c, &cli.global).await,
             Command::Plugins(c) => cmd::plugins::run(c, &cli.global).await,
+            Command::Doctor(c) => cmd::doctor::run(c, &cli.global).await,
+            Command::Auth(c) => cmd::auth::run(c, &cli.global).await,
+            Command::Config(c) => cmd::config::run(c, &cli.global).await,
+            Command::Sync(c) => cmd::sync::run(c, &cli.global).await,
+            Command::Users(c) => cmd::users::run(c, &cli.global).await,
+            Command::Groups(c) => cmd::groups::run(c, &cli.global).await,
+            Command::Runs(c) => cmd::runs::run(c, &cli.global).await,
+            Command::Explain(c) => cmd::explain::run(c, &cli.global).await,
+            Command::Emulator(c) => cmd::emulator::run(c, &cli.global).await,
+            Command::Demo(c) => cmd::demo::run(c, &cli.global).await,
         }
     });
     match result {

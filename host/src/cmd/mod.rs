@@ -1,4 +1,14 @@
-//! One module per subcommand.
+//! One module per subcommand; each exposes its clap type and `run`.
 
+pub mod auth;
+pub mod config;
 pub mod connectors;
+pub mod demo;
+pub mod doctor;
+pub mod emulator;
+pub mod explain;
+pub mod groups;
 pub mod plugins;
+pub mod runs;
+pub mod sync;
+pub mod users;

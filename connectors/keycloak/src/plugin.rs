@@ -1,0 +1,1 @@
+//! Plugin export: makes this crate's cdylib a drop-in usersync plugin.
