@@ -140,7 +140,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("s");
         std::fs::write(&p, "abc\n").expect("write");
-        assert_eq!(SecretRef::File { file: p }.resolve().expect("read").expose(), "abc");
+        assert_eq!(
+            SecretRef::File { file: p }.resolve().expect("read").expose(),
+            "abc"
+        );
         let err = SecretRef::Env {
             env: "USERSYNC_TEST_SURELY_UNSET".into(),
         }

@@ -236,9 +236,14 @@ mod tests {
 
     #[test]
     fn records_round_trip_through_json() {
-        let mut user = User::new("u1", "Ada@Example.com", UserStatus::new(UserState::Locked, "LOCKED_OUT"));
+        let mut user = User::new(
+            "u1",
+            "Ada@Example.com",
+            UserStatus::new(UserState::Locked, "LOCKED_OUT"),
+        );
         user.manager = Some(ManagerRef::Id("u0".into()));
-        user.attributes.insert("department".into(), serde_json::json!("R&D"));
+        user.attributes
+            .insert("department".into(), serde_json::json!("R&D"));
         let records = vec![
             Record::User(user),
             Record::Group(Group::new("g1", "Engineers")),

@@ -100,6 +100,9 @@ impl ConnectorError {
 
     /// True when the host should retry the same request (after a wait).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, ConnectorError::RateLimited { .. } | ConnectorError::Transient { .. })
+        matches!(
+            self,
+            ConnectorError::RateLimited { .. } | ConnectorError::Transient { .. }
+        )
     }
 }

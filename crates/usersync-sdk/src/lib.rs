@@ -19,6 +19,7 @@ pub mod manifest;
 pub mod options;
 pub mod paging;
 pub mod query;
+pub mod replay;
 
 pub use auth::{AssertionAlg, AuthPlan, ClientAuth};
 pub use connector::{Batch, Connector, Cursor, Session};
@@ -28,6 +29,6 @@ pub use manifest::{
     AuthFlowKind, AuthFlowSpec, Capabilities, Endpoint, Manifest, OptionSpec, OptionType, ABI_VERSION,
 };
 pub use options::Options;
-pub use paging::{PageParser, PagedCursor, ParsedPage, Paging};
+pub use paging::{PageParser, PagedCursor, Paging, ParsedPage};
 pub use query::{Operation, Query};
 pub use usersync_model as model;

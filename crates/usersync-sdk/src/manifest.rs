@@ -143,6 +143,10 @@ pub struct Capabilities {
     pub photos: bool,
     /// The provider offers incremental (delta) listings.
     pub incremental: bool,
+    /// The `list_users` listing itself carries each user's group memberships as `Record::Membership`
+    /// (OneLogin's single `group_id`), so no per-group or per-user membership queries are needed for them.
+    #[serde(default)]
+    pub memberships_in_user_listing: bool,
 }
 
 /// The type of an option value.
@@ -225,7 +229,11 @@ impl OptionSpec {
         if ok {
             Ok(())
         } else {
-            Err(format!("expected {}, found {}", type_name(self.kind), value_kind(v)))
+            Err(format!(
+                "expected {}, found {}",
+                type_name(self.kind),
+                value_kind(v)
+            ))
         }
     }
 }

@@ -44,10 +44,7 @@ impl Options {
                 return Err(ConnectorError::config(name, "unknown option"));
             }
         }
-        let mut out = Options {
-            values,
-            secrets_set,
-        };
+        let mut out = Options { values, secrets_set };
         for spec in &manifest.options {
             if out.values.contains_key(&spec.name) || out.secrets_set.contains(&spec.name) {
                 continue;

@@ -1,0 +1,634 @@
+//! The config file: loading, path resolution, and offline validation against manifests.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+use usersync_sdk::{Manifest, Options};
+
+use crate::policy::Policy;
+use crate::secret::SecretRef;
+
+/// The name of the config file looked up in the working directory and the XDG config dir.
+pub const FILE_NAME: &str = "usersync.toml";
+
+/// A config problem: cannot read, cannot parse, or invalid content.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// No config file in any of the places looked at.
+    #[error("no config file found (looked at: {}); pass --config FILE", .tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    NotFound {
+        /// Every path tried, in order.
+        tried: Vec<PathBuf>,
+    },
+    /// The file could not be read.
+    #[error("cannot read config file `{}`: {source}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TOML syntax error or a value of the wrong shape (the message names line and column).
+    #[error("{}: {message}", .path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, with line, column and a snippet.
+        message: String,
+    },
+    /// One or more semantic problems.
+    #[error("{}", .0.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<ConfigIssue>),
+}
+
+/// One problem in the config file, located by file and line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigIssue {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// The connection, when the problem is inside one.
+    pub connection: Option<String>,
+    /// The option, when the problem is about one.
+    pub option: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: ", self.file.display(), self.line)?;
+        if let Some(c) = &self.connection {
+            write!(f, "connection `{c}`: ")?;
+        }
+        if let Some(o) = &self.option {
+            write!(f, "option `{o}`: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Where the directory store lives (`[store]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// SQLite database file; a relative path is relative to the config file's directory.
+    #[serde(default = "default_store_path")]
+    pub path: PathBuf,
+}
+
+fn default_store_path() -> PathBuf {
+    PathBuf::from("usersync.db")
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: default_store_path(),
+        }
+    }
+}
+
+/// Runtime settings as written (`[runtime]` globally, `[connections.runtime]` per connection);
+/// unset fields fall back to the global section, then to the built-in defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSection {
+    /// Concurrent requests (default: the connector's `default_concurrency`).
+    pub concurrency: Option<u32>,
+    /// HTTP(S) proxy URL, e.g. `http://proxy.internal:3128`.
+    pub proxy: Option<String>,
+    /// Extra PEM CA bundle to trust (TLS-inspecting proxies).
+    pub ca_bundle: Option<PathBuf>,
+    /// TCP+TLS connect timeout, seconds (default 10).
+    pub connect_timeout_secs: Option<u64>,
+    /// Whole-request timeout, seconds (default 60).
+    pub request_timeout_secs: Option<u64>,
+    /// Retries of a retryable failure (throttling, 5xx) before the query fails (default 5).
+    pub max_retries: Option<u32>,
+}
+
+/// Effective runtime settings of one connection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeSettings {
+    /// Concurrent requests; `None`: use the connector's `default_concurrency`.
+    pub concurrency: Option<u32>,
+    /// HTTP(S) proxy URL.
+    pub proxy: Option<String>,
+    /// Extra PEM CA bundle (already resolved against the config directory).
+    pub ca_bundle: Option<PathBuf>,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Whole-request timeout.
+    pub request_timeout: Duration,
+    /// Retries of a retryable failure.
+    pub max_retries: u32,
+}
+
+impl RuntimeSettings {
+    fn merge(conn: &RuntimeSection, global: &RuntimeSection, base: &Path) -> RuntimeSettings {
+        RuntimeSettings {
+            concurrency: conn.concurrency.or(global.concurrency),
+            proxy: conn.proxy.clone().or_else(|| global.proxy.clone()),
+            ca_bundle: conn
+                .ca_bundle
+                .clone()
+                .or_else(|| global.ca_bundle.clone())
+                .map(|p| base.join(p)),
+            connect_timeout: Duration::from_secs(
+                conn.connect_timeout_secs
+                    .or(global.connect_timeout_secs)
+                    .unwrap_or(10),
+            ),
+            request_timeout: Duration::from_secs(
+                conn.request_timeout_secs
+                    .or(global.request_timeout_secs)
+                    .unwrap_or(60),
+            ),
+            max_retries: conn.max_retries.or(global.max_retries).unwrap_or(5),
+        }
+    }
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        RuntimeSettings::merge(
+            &RuntimeSection::default(),
+            &RuntimeSection::default(),
+            Path::new("."),
+        )
+    }
+}
+
+/// One connection (`[[connections]]`): a connector, its options and secrets, policy and
+/// runtime settings.
+#[derive(Debug, Clone)]
+pub struct ConnectionConfig {
+    /// Unique name, used on the command line (`--connection NAME`) and in the store.
+    pub name: String,
+    /// Connector id (`okta`, `entra`, `google`, `keycloak`, `onelogin`, or a plugin's id).
+    pub connector: String,
+    /// Non-secret option values (TOML converted to JSON).
+    pub options: BTreeMap<String, serde_json::Value>,
+    /// Secret options: option name -> where the value comes from.
+    pub secrets: BTreeMap<String, SecretRef>,
+    /// Sync policy.
+    pub policy: Policy,
+    /// Effective runtime settings.
+    pub runtime: RuntimeSettings,
+    /// Position in the file (0 = first). When the same person arrives from two connections,
+    /// the earlier connection wins.
+    pub priority: usize,
+    /// Line of the connection's `name` key.
+    pub line: usize,
+    option_lines: BTreeMap<String, usize>,
+    connector_line: usize,
+}
+
+impl ConnectionConfig {
+    /// The line of an option in the file (or of the connection when the option is absent).
+    pub fn option_line(&self, option: &str) -> usize {
+        self.option_lines
+            .get(option)
+            .copied()
+            .unwrap_or(self.connector_line)
+    }
+
+    /// Check the options against a connector's manifest, offline: unknown options, missing
+    /// required ones, wrong types, secrets given as plain values and plain options given as
+    /// secret references. On success returns the validated [`Options`] (defaults filled in,
+    /// secrets listed by name only).
+    pub fn check(&self, manifest: &Manifest, file: &Path) -> Result<Options, Vec<ConfigIssue>> {
+        let issue = |option: &str, line: usize, message: String| ConfigIssue {
+            file: file.to_path_buf(),
+            line,
+            connection: Some(self.name.clone()),
+            option: Some(option.to_string()),
+            message,
+        };
+        let mut issues = Vec::new();
+        if manifest.id != self.connector {
+            issues.push(ConfigIssue {
+                option: None,
+                ..issue(
+                    "",
+                    self.connector_line,
+                    format!(
+                        "manifest `{}` does not match connector `{}`",
+                        manifest.id, self.connector
+                    ),
+                )
+            });
+        }
+        for (name, value) in &self.options {
+            let line = self.option_line(name);
+            match manifest.option(name) {
+                None => issues.push(issue(name, line, unknown_option(manifest, name))),
+                Some(spec) if spec.secret => issues.push(issue(
+                    name,
+                    line,
+                    format!(
+                        "is a secret: write it as a reference, e.g. {name} = {{ env = \"{}\" }} or {{ file = \"/path\" }}",
+                        name.to_uppercase()
+                    ),
+                )),
+                Some(spec) => {
+                    if let Err(reason) = spec.check(value) {
+                        issues.push(issue(name, line, reason));
+                    }
+                }
+            }
+        }
+        for name in self.secrets.keys() {
+            let line = self.option_line(name);
+            match manifest.option(name) {
+                None => issues.push(issue(name, line, unknown_option(manifest, name))),
+                Some(spec) if !spec.secret => issues.push(issue(
+                    name,
+                    line,
+                    "is not a secret: give its value directly, not an { env } or { file } reference".into(),
+                )),
+                Some(_) => {}
+            }
+        }
+        for spec in &manifest.options {
+            let set = self.options.contains_key(&spec.name) || self.secrets.contains_key(&spec.name);
+            if spec.required && !set && spec.default.is_none() {
+                issues.push(issue(
+                    &spec.name,
+                    self.connector_line,
+                    format!(
+                        "is required by connector `{}` but not set ({})",
+                        manifest.id, spec.help
+                    ),
+                ));
+            }
+        }
+        if !issues.is_empty() {
+            return Err(issues);
+        }
+        Options::validate(
+            manifest,
+            self.options.clone(),
+            self.secrets.keys().cloned().collect(),
+        )
+        .map_err(|e| {
+            vec![ConfigIssue {
+                file: file.to_path_buf(),
+                line: self.connector_line,
+                connection: Some(self.name.clone()),
+                option: None,
+                message: e.to_string(),
+            }]
+        })
+    }
+}
+
+fn unknown_option(manifest: &Manifest, name: &str) -> String {
+    let known: Vec<&str> = manifest.options.iter().map(|o| o.name.as_str()).collect();
+    format!(
+        "unknown option for connector `{}` (known: {})",
+        manifest.id,
+        if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        }
+    )
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from (`<string>` for [`Config::from_str`]).
+    pub path: PathBuf,
+    /// The directory store.
+    pub store: StoreConfig,
+    /// Global runtime defaults as written.
+    pub runtime: RuntimeSection,
+    /// Connections in file order (= priority order).
+    pub connections: Vec<ConnectionConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    store: StoreConfig,
+    #[serde(default)]
+    runtime: RuntimeSection,
+    #[serde(default)]
+    connections: Vec<RawConnection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnection {
+    name: Spanned<String>,
+    connector: Spanned<String>,
+    #[serde(default)]
+    options: BTreeMap<String, Spanned<toml::Value>>,
+    #[serde(default)]
+    policy: Policy,
+    #[serde(default)]
+    runtime: RuntimeSection,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()
+        .iter()
+        .take(offset)
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+/// A TOML table that is a secret reference: exactly `{ env = "..." }` or `{ file = "..." }`.
+fn as_secret_ref(v: &toml::Value) -> Option<SecretRef> {
+    let t = v.as_table()?;
+    if t.len() != 1 {
+        return None;
+    }
+    match (t.get("env"), t.get("file")) {
+        (Some(toml::Value::String(env)), None) => Some(SecretRef::Env { env: env.clone() }),
+        (None, Some(toml::Value::String(file))) => Some(SecretRef::File { file: file.into() }),
+        _ => None,
+    }
+}
+
+impl Config {
+    /// The config file to use: `explicit` (from `--config` or `USERSYNC_CONFIG`) when given,
+    /// else `./usersync.toml` when it exists, else `$XDG_CONFIG_HOME/usersync/usersync.toml`
+    /// (`~/.config/usersync/usersync.toml` when XDG_CONFIG_HOME is unset) when it exists.
+    pub fn resolve_path(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
+        if let Some(p) = explicit {
+            return Ok(p.to_path_buf());
+        }
+        let mut tried = vec![PathBuf::from(FILE_NAME)];
+        let xdg = std::env::var_os("XDG_CONFIG_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+        if let Some(dir) = xdg {
+            tried.push(dir.join("usersync").join(FILE_NAME));
+        }
+        match tried.iter().find(|p| p.is_file()) {
+            Some(p) => Ok(p.clone()),
+            None => Err(ConfigError::NotFound { tried }),
+        }
+    }
+
+    /// Resolve the path (see [`Config::resolve_path`]) and load it.
+    pub fn discover(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load(&Config::resolve_path(explicit)?)
+    }
+
+    /// Read and parse a config file. Relative paths inside are relative to its directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Config::parse(&text, path, base)
+    }
+
+    /// Parse config text; relative paths are relative to the working directory.
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("<string>"), Path::new("."))
+    }
+
+    fn parse(text: &str, path: &Path, base: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let mut issues = Vec::new();
+        let mut names = BTreeSet::new();
+        let mut connections = Vec::new();
+        for (priority, rc) in raw.connections.into_iter().enumerate() {
+            let name = rc.name.get_ref().clone();
+            let line = line_of(text, rc.name.span().start);
+            let connector_line = line_of(text, rc.connector.span().start);
+            let valid_name = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+            if !valid_name {
+                issues.push(ConfigIssue {
+                    file: path.to_path_buf(),
+                    line,
+                    connection: Some(name.clone()),
+                    option: None,
+                    message: "a connection name may use only letters, digits, `-`, `_` and `.`".into(),
+                });
+            }
+            if !names.insert(name.to_lowercase()) {
+                issues.push(ConfigIssue {
+                    file: path.to_path_buf(),
+                    line,
+                    connection: Some(name.clone()),
+                    option: None,
+                    message: "a connection with this name is already defined".into(),
+                });
+            }
+            let mut options = BTreeMap::new();
+            let mut secrets = BTreeMap::new();
+            let mut option_lines = BTreeMap::new();
+            for (key, value) in rc.options {
+                option_lines.insert(key.clone(), line_of(text, value.span().start));
+                let v = value.into_inner();
+                if let Some(s) = as_secret_ref(&v) {
+                    secrets.insert(key, s);
+                } else {
+                    match serde_json::to_value(&v) {
+                        Ok(j) => {
+                            options.insert(key, j);
+                        }
+                        Err(e) => issues.push(ConfigIssue {
+                            file: path.to_path_buf(),
+                            line: option_lines[&key],
+                            connection: Some(name.clone()),
+                            option: Some(key.clone()),
+                            message: format!("unsupported value: {e}"),
+                        }),
+                    }
+                }
+            }
+            connections.push(ConnectionConfig {
+                name,
+                connector: rc.connector.into_inner(),
+                options,
+                secrets,
+                policy: rc.policy,
+                runtime: RuntimeSettings::merge(&rc.runtime, &raw.runtime, base),
+                priority,
+                line,
+                option_lines,
+                connector_line,
+            });
+        }
+        if !issues.is_empty() {
+            return Err(ConfigError::Invalid(issues));
+        }
+        let store = StoreConfig {
+            path: base.join(&raw.store.path),
+        };
+        Ok(Config {
+            path: path.to_path_buf(),
+            store,
+            runtime: raw.runtime,
+            connections,
+        })
+    }
+
+    /// A connection by name (case-insensitive).
+    pub fn connection(&self, name: &str) -> Option<&ConnectionConfig> {
+        self.connections
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::UserRemoval;
+    use usersync_sdk::{Capabilities, OptionSpec, OptionType};
+
+    fn manifest() -> Manifest {
+        Manifest {
+            id: "okta".into(),
+            name: "Okta".into(),
+            version: "0.1.0".into(),
+            abi_version: 1,
+            auth: vec![],
+            endpoints: vec![],
+            capabilities: Capabilities::default(),
+            options: vec![
+                OptionSpec::new("okta_domain", OptionType::Url, true, "Your Okta org URL"),
+                OptionSpec::new("api_token", OptionType::String, true, "SSWS token").secret(),
+                OptionSpec::new("page_size", OptionType::Integer, false, "Page size")
+                    .default_value(serde_json::json!(200)),
+            ],
+            default_concurrency: 4,
+        }
+    }
+
+    const GOOD: &str = r#"
+[store]
+path = "dir.db"
+
+[runtime]
+concurrency = 8
+
+[[connections]]
+name = "okta-prod"
+connector = "okta"
+[connections.options]
+okta_domain = "https://acme.okta.com"
+api_token = { env = "OKTA_API_TOKEN" }
+[connections.policy]
+required_groups = ["Staff"]
+on_user_missing = "delete"
+[connections.runtime]
+request_timeout_secs = 30
+"#;
+
+    #[test]
+    fn parses_connections_options_secrets_policy_runtime() {
+        let c = Config::from_str(GOOD).expect("parse");
+        assert_eq!(c.store.path, PathBuf::from("./dir.db"));
+        let conn = c.connection("OKTA-PROD").expect("conn");
+        assert_eq!(conn.connector, "okta");
+        assert_eq!(
+            conn.options["okta_domain"],
+            serde_json::json!("https://acme.okta.com")
+        );
+        assert_eq!(
+            conn.secrets["api_token"],
+            SecretRef::Env {
+                env: "OKTA_API_TOKEN".into()
+            }
+        );
+        assert_eq!(conn.policy.on_user_missing, UserRemoval::Delete);
+        assert_eq!(conn.policy.on_user_out_of_scope, UserRemoval::Deactivate);
+        assert_eq!(conn.runtime.concurrency, Some(8));
+        assert_eq!(conn.runtime.request_timeout, Duration::from_secs(30));
+        assert_eq!(conn.runtime.connect_timeout, Duration::from_secs(10));
+        let opts = conn.check(&manifest(), Path::new("x.toml")).expect("valid");
+        assert!(opts.has_secret("api_token"));
+        assert_eq!(opts.u64("page_size"), Some(200));
+    }
+
+    #[test]
+    fn check_names_file_line_and_option() {
+        let text = GOOD
+            .replace(
+                "okta_domain = \"https://acme.okta.com\"",
+                "okta_domain = 42\npage_sise = 3",
+            )
+            .replace("api_token = { env = \"OKTA_API_TOKEN\" }", "");
+        let c = Config::from_str(&text).expect("parse");
+        let issues = c.connections[0]
+            .check(&manifest(), Path::new("/etc/usersync.toml"))
+            .unwrap_err();
+        let all: Vec<String> = issues.iter().map(|i| i.to_string()).collect();
+        assert!(
+            all.iter().any(|s| s
+                .starts_with("/etc/usersync.toml:12: connection `okta-prod`: option `okta_domain`")
+                && s.contains("URL")),
+            "{all:?}"
+        );
+        assert!(all
+            .iter()
+            .any(|s| s.contains(":13:") && s.contains("`page_sise`") && s.contains("unknown")));
+        assert!(all
+            .iter()
+            .any(|s| s.contains("`api_token`") && s.contains("required")));
+    }
+
+    #[test]
+    fn secret_given_as_plain_value_is_rejected() {
+        let text = GOOD.replace("{ env = \"OKTA_API_TOKEN\" }", "\"00abc\"");
+        let c = Config::from_str(&text).expect("parse");
+        let issues = c.connections[0].check(&manifest(), Path::new("f")).unwrap_err();
+        assert!(issues[0].to_string().contains("is a secret"));
+        assert!(!issues[0].to_string().contains("00abc"));
+    }
+
+    #[test]
+    fn bad_policy_and_duplicates_are_reported_with_lines() {
+        let err = Config::from_str(&GOOD.replace("[\"Staff\"]", "[\"re:(\"]")).unwrap_err();
+        let s = err.to_string();
+        assert!(s.contains("line 15") && s.contains("invalid regex"), "{s}");
+        let err = Config::from_str(&GOOD.replace("on_user_missing", "on_user_mising")).unwrap_err();
+        assert!(err.to_string().contains("on_user_mising"));
+        let dup = format!("{GOOD}\n[[connections]]\nname = \"okta-prod\"\nconnector = \"okta\"\n");
+        let err = Config::from_str(&dup).unwrap_err();
+        assert!(
+            err.to_string().contains(":21:") && err.to_string().contains("already defined"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn path_resolution_prefers_explicit() {
+        let p = Config::resolve_path(Some(Path::new("/x/y.toml"))).expect("explicit");
+        assert_eq!(p, PathBuf::from("/x/y.toml"));
+        let dir = tempfile::tempdir().expect("dir");
+        let f = dir.path().join("u.toml");
+        std::fs::write(&f, GOOD).expect("write");
+        let c = Config::load(&f).expect("load");
+        assert_eq!(c.store.path, dir.path().join("dir.db"));
+    }
+}
