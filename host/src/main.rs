@@ -2,6 +2,7 @@
 
 mod cmd;
 mod registry;
+mod wiring;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,33 +1,72 @@
 //! The host's connector registry: built-in connectors (cargo features) and dynamic plugins.
+//!
+//! The logic lives in the `usersync-registry` crate; this module supplies what only the host
+//! knows: which connectors are linked in, the command line, the environment and the config path.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use usersync_registry::{default_plugin_dir, plugin_dirs, read_pins, RegistryConfig};
 use usersync_sdk::Connector;
 
 use crate::GlobalArgs;
 
-/// Every connector the host can use, by id.
-pub struct Registry {
-    connectors: Vec<Arc<dyn Connector>>,
+#[allow(unused_imports)] // part of the module API for other subcommands
+pub use usersync_registry::{Entry, Registry, Source};
+
+/// Environment variable with extra plugin directories (colon-separated).
+pub const PLUGIN_PATH_ENV: &str = "USERSYNC_PLUGIN_PATH";
+
+/// The config file this invocation uses: `--config` (or `USERSYNC_CONFIG`), else
+/// `./usersync.toml`, else `$XDG_CONFIG_HOME/usersync/usersync.toml` (`~/.config/...`), when it
+/// exists. `None` when there is none.
+pub fn config_path(global: &GlobalArgs) -> Option<PathBuf> {
+    if let Some(p) = &global.config {
+        return Some(p.clone());
+    }
+    let local = PathBuf::from("usersync.toml");
+    if local.is_file() {
+        return Some(local);
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    let p = base.join("usersync").join("usersync.toml");
+    p.is_file().then_some(p)
 }
 
-impl Registry {
-    /// The active connector with this id.
-    pub fn get(&self, id: &str) -> Option<Arc<dyn Connector>> {
-        self.connectors.iter().find(|c| c.manifest().id == id).cloned()
+/// The registry settings for this invocation (search path, pins).
+pub fn registry_config(global: &GlobalArgs) -> anyhow::Result<RegistryConfig> {
+    let env = std::env::var_os(PLUGIN_PATH_ENV);
+    let dirs = plugin_dirs(&global.plugin_dirs, env.as_deref(), default_plugin_dir());
+    let mut explicit: std::collections::BTreeSet<PathBuf> = global.plugin_dirs.iter().cloned().collect();
+    if let Some(env) = &env {
+        explicit.extend(std::env::split_paths(env).filter(|p| !p.as_os_str().is_empty()));
     }
-
-    /// All active connectors, sorted by id.
-    pub fn all(&self) -> Vec<Arc<dyn Connector>> {
-        self.connectors.clone()
-    }
-}
-
-/// Build the registry for this invocation.
-pub fn load(_global: &GlobalArgs) -> anyhow::Result<Registry> {
-    Ok(Registry {
-        connectors: builtin_connectors(),
+    let config_file = config_path(global);
+    let pins = match &config_file {
+        Some(p) => read_pins(p)?,
+        None => Default::default(),
+    };
+    Ok(RegistryConfig {
+        plugin_dirs: dirs,
+        explicit_dirs: explicit,
+        pins,
+        config_file,
     })
+}
+
+/// Build the registry for this invocation. A bad plugin never fails this (it is kept as a
+/// refused entry); a malformed `[plugins.pin]` table does.
+pub fn load(global: &GlobalArgs) -> anyhow::Result<Registry> {
+    let config = registry_config(global)?;
+    let registry = Registry::build(builtin_connectors(), &config);
+    // Refused libraries are logged by the registry itself (one warning each).
+    for w in registry.warnings() {
+        tracing::warn!("{w}");
+    }
+    Ok(registry)
 }
 
 /// Connectors linked into this binary, per enabled cargo feature.

@@ -1,1 +1,252 @@
-//! Integration tests: onelogin.
+//! OneLogin: fidelity tests of the emulator facade against OneLogin's documented behaviour
+//! (api-notes section C and OneLogin's API docs), and end-to-end runs of the connector against it.
+
+use std::collections::BTreeSet;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use usersync_emulator::{EmulatorOptions, FaultConfig, GenConfig, RunningEmulator};
+
+async fn emulator(users: usize, groups: usize) -> RunningEmulator {
+    let mut opts = EmulatorOptions::new("onelogin");
+    opts.gen = GenConfig {
+        users,
+        groups,
+        seed: 11,
+        ..GenConfig::default()
+    };
+    usersync_emulator::start(opts).await.expect("start onelogin emulator")
+}
+
+async fn token(emu: &RunningEmulator, id: &str, secret: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}/auth/oauth2/v2/token", emu.http_url))
+        .header("Authorization", format!("client_id:{id}, client_secret:{secret}"))
+        .header("Content-Type", "application/json")
+        .body(r#"{"grant_type":"client_credentials"}"#)
+        .send()
+        .await
+        .expect("token request")
+}
+
+async fn access_token(emu: &RunningEmulator) -> String {
+    let c = emu.credentials();
+    let body: Value = token(emu, &c.client_id, &c.client_secret).await.json().await.expect("json");
+    body["access_token"].as_str().expect("access_token").to_string()
+}
+
+async fn get(emu: &RunningEmulator, token: &str, path_and_query: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{}{path_and_query}", emu.http_url))
+        .header("Authorization", format!("bearer {token}"))
+        .send()
+        .await
+        .expect("request")
+}
+
+fn header(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers().get(name).and_then(|v| v.to_str().ok()).map(String::from)
+}
+
+#[tokio::test]
+async fn token_endpoint_follows_onelogin_v2() {
+    let emu = emulator(20, 3).await;
+    let c = emu.credentials().clone();
+    let r = token(&emu, &c.client_id, &c.client_secret).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let first: Value = r.json().await.expect("json");
+    assert_eq!(first["token_type"], "bearer");
+    assert!(first["expires_in"].as_i64().is_some_and(|e| e > 0));
+    for key in ["access_token", "refresh_token", "created_at", "account_id"] {
+        assert!(!first[key].is_null(), "token response lacks {key}: {first}");
+    }
+    // The same credential pair gets the same token until it expires.
+    let second: Value = token(&emu, &c.client_id, &c.client_secret).await.json().await.expect("json");
+    assert_eq!(first["access_token"], second["access_token"]);
+
+    let wrong = token(&emu, &c.client_id, "not-the-secret").await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = wrong.json().await.expect("json");
+    assert_eq!(body["status"]["error"], true);
+    assert_eq!(body["status"]["code"], 401);
+    assert_eq!(body["status"]["message"], "Authentication Failure");
+
+    let no_grant = reqwest::Client::new()
+        .post(format!("{}/auth/oauth2/v2/token", emu.http_url))
+        .header("Authorization", format!("client_id:{}, client_secret:{}", c.client_id, c.client_secret))
+        .body("{}")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(no_grant.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn users_page_with_after_cursor_header_and_reject_cursor_with_limit() {
+    let emu = emulator(120, 5).await;
+    let t = access_token(&emu).await;
+    let served = {
+        let org = emu.org().read().await;
+        org.live_users().filter(|u| u.status != usersync_emulator::UserStatus::Deprovisioned).count()
+    };
+
+    // limit above the documented maximum of 50 is capped at 50
+    let big = get(&emu, &t, "/api/2/users?limit=500").await;
+    assert_eq!(big.status(), StatusCode::OK);
+    let items: Vec<Value> = big.json().await.expect("json");
+    assert_eq!(items.len(), 50.min(served));
+
+    let mut seen = BTreeSet::new();
+    let first = get(&emu, &t, "/api/2/users?limit=30").await;
+    assert_eq!(header(&first, "total-count").as_deref(), Some(served.to_string().as_str()));
+    let mut cursor = header(&first, "after-cursor").filter(|c| !c.is_empty());
+    let page: Vec<Value> = first.json().await.expect("json");
+    assert_eq!(page.len(), 30);
+    seen.extend(page.iter().map(|u| u["id"].as_u64().expect("numeric id")));
+
+    // cursor together with limit is OneLogin's 400
+    let c = cursor.clone().expect("a second page");
+    let both = get(&emu, &t, &format!("/api/2/users?limit=30&cursor={c}")).await;
+    assert_eq!(both.status(), StatusCode::BAD_REQUEST);
+    let body: Value = both.json().await.expect("json");
+    assert_eq!(body["error"], "BadRequestError");
+    assert_eq!(body["description"], "Requests can only have cursor xor pagination arguments");
+
+    while let Some(c) = cursor {
+        let r = get(&emu, &t, &format!("/api/2/users?cursor={c}")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        cursor = header(&r, "after-cursor").filter(|c| !c.is_empty());
+        let page: Vec<Value> = r.json().await.expect("json");
+        assert!(page.len() <= 30, "later pages keep the first request's limit");
+        for u in &page {
+            assert!(seen.insert(u["id"].as_u64().expect("id")), "user served twice");
+        }
+    }
+    assert_eq!(seen.len(), served, "a full walk returns every user once");
+
+    let bad = get(&emu, &t, "/api/2/users?cursor=bm90LWEtY3Vyc29y").await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let body: Value = bad.json().await.expect("json");
+    assert_eq!(body["description"], "Invalid pagination cursor");
+}
+
+#[tokio::test]
+async fn user_and_group_shapes_match_the_docs() {
+    let emu = emulator(40, 6).await;
+    let t = access_token(&emu).await;
+    let users: Vec<Value> = get(&emu, &t, "/api/2/users?limit=50").await.json().await.expect("json");
+    let u = &users[0];
+    assert!(u["id"].is_u64());
+    assert!(u["status"].is_i64() && u["state"].is_i64(), "status and state are integers: {u}");
+    assert!(u["role_ids"].is_array());
+    assert!(u["custom_attributes"].is_object());
+    assert!(u["group_id"].is_u64() || u["group_id"].is_null());
+    for u in &users {
+        let s = u["status"].as_i64().expect("status");
+        assert!([0, 1, 2, 3, 4, 5, 7, 8].contains(&s), "undocumented status {s}");
+    }
+
+    // fields= projects the listing (id always stays)
+    let slim: Vec<Value> = get(&emu, &t, "/api/2/users?fields=username").await.json().await.expect("json");
+    let keys: BTreeSet<&str> = slim[0].as_object().expect("object").keys().map(String::as_str).collect();
+    assert_eq!(keys, BTreeSet::from(["id", "username"]));
+
+    let missing = get(&emu, &t, "/api/2/users/1").await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let body: Value = missing.json().await.expect("json");
+    assert_eq!(body["statusCode"], 404);
+    assert_eq!(body["name"], "NotFoundError");
+
+    let groups = get(&emu, &t, "/api/1/groups").await;
+    assert_eq!(groups.status(), StatusCode::OK);
+    let env: Value = groups.json().await.expect("json");
+    assert_eq!(env["status"]["error"], false);
+    assert!(env["pagination"].as_object().is_some_and(|p| p.contains_key("after_cursor")));
+    let g = &env["data"][0];
+    assert!(g["id"].is_u64() && g["name"].is_string() && g["reference"].is_null(), "{g}");
+}
+
+#[tokio::test]
+async fn credential_without_read_scope_is_refused_as_onelogin_does() {
+    let emu = emulator(10, 3).await;
+    let c = emu.credentials().clone();
+    let body: Value = token(&emu, &c.limited_client_id, &c.limited_client_secret)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let limited = body["access_token"].as_str().expect("token").to_string();
+    let v1 = get(&emu, &limited, "/api/1/groups").await;
+    assert_eq!(v1.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = v1.json().await.expect("json");
+    assert_eq!(body["status"]["message"], "Insufficient Permission");
+
+    let none = get(&emu, "not-a-token", "/api/2/users").await;
+    assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = none.json().await.expect("json");
+    assert_eq!(body["name"], "UnauthorizedError");
+}
+
+#[tokio::test]
+async fn rate_limit_reset_is_seconds_remaining_not_an_epoch() {
+    let emu = emulator(10, 2).await;
+    let t = access_token(&emu).await;
+    let r = get(&emu, &t, "/api/2/users").await;
+    let reset: i64 = header(&r, "x-ratelimit-reset").and_then(|v| v.parse().ok()).expect("reset header");
+    assert!((0..=3600).contains(&reset), "X-RateLimit-Reset must be seconds remaining, got {reset}");
+    assert!(header(&r, "x-ratelimit-limit").is_some() && header(&r, "x-ratelimit-remaining").is_some());
+
+    emu.set_faults(FaultConfig {
+        rate_limit_per_minute: Some(1),
+        ..FaultConfig::default()
+    })
+    .expect("faults");
+    let mut throttled = None;
+    for _ in 0..3 {
+        let r = get(&emu, &t, "/api/2/users").await;
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            throttled = Some(r);
+            break;
+        }
+    }
+    let r = throttled.expect("a 429 once the budget is spent");
+    let reset: i64 = header(&r, "x-ratelimit-reset").and_then(|v| v.parse().ok()).expect("reset");
+    assert!((0..=60).contains(&reset), "{reset}");
+    assert_eq!(header(&r, "x-ratelimit-remaining").as_deref(), Some("0"));
+}
+
+#[tokio::test]
+async fn expired_access_token_gets_401() {
+    let mut opts = EmulatorOptions::new("onelogin");
+    opts.gen = GenConfig {
+        users: 5,
+        groups: 1,
+        seed: 3,
+        ..GenConfig::default()
+    };
+    opts.token_ttl_secs = 1;
+    let emu = usersync_emulator::start(opts).await.expect("start");
+    let t = access_token(&emu).await;
+    assert_eq!(get(&emu, &t, "/api/2/users").await.status(), StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let r = get(&emu, &t, "/api/2/users").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // a new token request now returns a fresh token
+    let fresh = access_token(&emu).await;
+    assert_ne!(fresh, t);
+}
+
+#[tokio::test]
+async fn expired_page_cursor_fault_answers_invalid_cursor() {
+    let emu = emulator(30, 2).await;
+    let t = access_token(&emu).await;
+    emu.set_faults(FaultConfig {
+        expire_token_at_page: Some(2),
+        ..FaultConfig::default()
+    })
+    .expect("faults");
+    let first = get(&emu, &t, "/api/2/users?limit=10").await;
+    let c = header(&first, "after-cursor").expect("cursor");
+    let r = get(&emu, &t, &format!("/api/2/users?cursor={c}")).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}

@@ -1,1 +1,77 @@
 //! The stable plugin ABI (abi_stable): root module, export macro, panic guard, loader.
+//!
+//! abi_stable is confined to this crate. A connector crate becomes a drop-in plugin with one line
+//! in its `src/plugin.rs`:
+//!
+//! ```ignore
+//! usersync_abi::export_connector!(crate::connector);
+//! ```
+//!
+//! where `crate::connector` is `fn() -> Box<dyn usersync_sdk::Connector>`. The host loads plugins
+//! with [`load_plugin`] and gets an `Arc<dyn Connector>` that behaves exactly like a built-in.
+//!
+//! What crosses the boundary is defined in [`ffi`]; see docs/architecture.md for the versioning
+//! rules.
+#![allow(non_local_definitions)] // sabi_trait codegen trips this rustc lint
+
+pub mod convert;
+pub mod ffi;
+pub mod host;
+pub mod plugin;
+
+pub use ffi::{PluginMod, PluginModRef, ROOT_MODULE_NAME, ROOT_MODULE_VERSION};
+pub use host::{load_plugin, summarize_layout_report, LoadError, LoadedPlugin, ACCEPTED_ABI_MAX, ACCEPTED_ABI_MIN};
+
+/// Implementation details of [`export_connector!`]; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use abi_stable::library::{
+        CheckTypeLayout, LibHeader, RootModuleResult, __call_root_module_loader,
+    };
+    pub use abi_stable::std_types::RStr;
+}
+
+/// Export a connector from a `cdylib` crate as a usersync plugin.
+///
+/// `$ctor` is a path to `fn() -> Box<dyn usersync_sdk::Connector>`. Expands to the library's
+/// single exported symbol (abi_stable's root module loader). Every call into the connector runs
+/// inside `catch_unwind`: a panic becomes `ConnectorError::Plugin` naming the plugin and the call.
+///
+/// Use it once per library, in a crate whose `crate-type` includes `cdylib`.
+#[macro_export]
+macro_rules! export_connector {
+    ($ctor:path) => {
+        #[doc(hidden)]
+        extern "C" fn __usersync_new_connector(
+        ) -> $crate::ffi::FfiResult<$crate::ffi::FfiConnectorBox> {
+            $crate::plugin::new_connector(env!("CARGO_PKG_NAME"), || $ctor())
+        }
+
+        #[doc(hidden)]
+        fn __usersync_root_module() -> $crate::PluginModRef {
+            $crate::plugin::root_module(
+                $crate::__private::RStr::from_str(env!("CARGO_PKG_NAME")),
+                $crate::__private::RStr::from_str(env!("CARGO_PKG_VERSION")),
+                __usersync_new_connector,
+            )
+        }
+
+        /// abi_stable's root module loader symbol (the library's only export).
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        #[allow(non_upper_case_globals)]
+        pub static _1as_0lib_1header_0root_bmodule_bloader: $crate::__private::LibHeader = {
+            extern "C" fn __sabi_erased_module() -> $crate::__private::RootModuleResult {
+                $crate::__private::__call_root_module_loader(__usersync_root_module)
+            }
+            // SAFETY: the constructor returns the root module of type `PluginModRef`, exactly
+            // the type given to `from_constructor`.
+            unsafe {
+                $crate::__private::LibHeader::from_constructor::<$crate::PluginModRef>(
+                    __sabi_erased_module,
+                    $crate::__private::CheckTypeLayout::Yes,
+                )
+            }
+        };
+    };
+}

@@ -111,6 +111,9 @@ pub struct RuntimeSection {
     pub request_timeout_secs: Option<u64>,
     /// Retries of a retryable failure (throttling, 5xx) before the query fails (default 5).
     pub max_retries: Option<u32>,
+    /// Where `usersync auth login` keeps the connection's refresh token (authorization-code
+    /// flow only; default `credentials/<connection>.json` next to the config file).
+    pub credential_file: Option<PathBuf>,
 }
 
 /// Effective runtime settings of one connection.
@@ -128,11 +131,19 @@ pub struct RuntimeSettings {
     pub request_timeout: Duration,
     /// Retries of a retryable failure.
     pub max_retries: u32,
+    /// The refresh-token file of the authorization-code flow (resolved against the config
+    /// directory).
+    pub credential_file: PathBuf,
 }
 
 impl RuntimeSettings {
-    fn merge(conn: &RuntimeSection, global: &RuntimeSection, base: &Path) -> RuntimeSettings {
+    fn merge(conn: &RuntimeSection, global: &RuntimeSection, base: &Path, name: &str) -> RuntimeSettings {
         RuntimeSettings {
+            credential_file: base.join(
+                conn.credential_file
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("credentials").join(format!("{name}.json"))),
+            ),
             concurrency: conn.concurrency.or(global.concurrency),
             proxy: conn.proxy.clone().or_else(|| global.proxy.clone()),
             ca_bundle: conn
@@ -161,6 +172,7 @@ impl Default for RuntimeSettings {
             &RuntimeSection::default(),
             &RuntimeSection::default(),
             Path::new("."),
+            "default",
         )
     }
 }
@@ -291,15 +303,29 @@ impl ConnectionConfig {
 
 fn unknown_option(manifest: &Manifest, name: &str) -> String {
     let known: Vec<&str> = manifest.options.iter().map(|o| o.name.as_str()).collect();
-    format!(
-        "unknown option for connector `{}` (known: {})",
-        manifest.id,
-        if known.is_empty() {
-            "none".to_string()
-        } else {
-            known.join(", ")
+    let suggestion = known
+        .iter()
+        .map(|k| (edit_distance(k, name), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| format!("did you mean `{k}`? "))
+        .unwrap_or_default();
+    let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+    format!("unknown option for connector `{}`; {suggestion}(known: {known})", manifest.id)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
         }
-    )
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// The whole configuration.
@@ -324,6 +350,10 @@ struct RawConfig {
     runtime: RuntimeSection,
     #[serde(default)]
     connections: Vec<RawConnection>,
+    /// `[plugins]` (e.g. `[plugins.pin]`) belongs to the connector registry, which reads it.
+    #[serde(default)]
+    #[allow(dead_code)]
+    plugins: Option<toml::Table>,
 }
 
 #[derive(Deserialize)]
@@ -464,13 +494,14 @@ impl Config {
                     }
                 }
             }
+            let runtime = RuntimeSettings::merge(&rc.runtime, &raw.runtime, base, &name);
             connections.push(ConnectionConfig {
                 name,
                 connector: rc.connector.into_inner(),
                 options,
                 secrets,
                 policy: rc.policy,
-                runtime: RuntimeSettings::merge(&rc.runtime, &raw.runtime, base),
+                runtime,
                 priority,
                 line,
                 option_lines,
@@ -591,7 +622,7 @@ request_timeout_secs = 30
         );
         assert!(all
             .iter()
-            .any(|s| s.contains(":13:") && s.contains("`page_sise`") && s.contains("unknown")));
+            .any(|s| s.contains(":13:") && s.contains("`page_sise`") && s.contains("unknown") && s.contains("did you mean `page_size`")));
         assert!(all
             .iter()
             .any(|s| s.contains("`api_token`") && s.contains("required")));

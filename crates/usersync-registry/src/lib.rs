@@ -1,1 +1,539 @@
 //! Connector registry: built-in connectors plus dynamic plugins, with precedence and safety checks.
+//!
+//! * Built-ins are handed in by the host (one per enabled cargo feature).
+//! * Plugins are the shared libraries (`*.so` on Linux) found in the plugin directories, in this
+//!   order: every `--plugin-dir`, then each entry of `USERSYNC_PLUGIN_PATH` (colon-separated), then
+//!   the default data directory ([`default_plugin_dir`]).
+//! * A library is refused (and kept in the registry with a one-line reason, never a crash) when it
+//!   or its directory is writable by group or others, or owned by a user other than root and the
+//!   current user; when its ABI is incompatible; when it is not a usersync plugin; or when it
+//!   panics or fails while loading.
+//! * When several candidates share an id, a pin from the config's `[plugins.pin]` table decides
+//!   (`okta = "builtin"`, `okta = "plugin"` or `okta = "1.2.0"`); otherwise the highest semver
+//!   version wins, and the built-in wins a tie.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::fmt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use usersync_sdk::Connector;
+
+pub use usersync_abi::{ACCEPTED_ABI_MAX, ACCEPTED_ABI_MIN};
+
+/// Errors building the registry (bad configuration; a bad plugin is never an error).
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    ReadConfig {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML, or `[plugins.pin]` is malformed.
+    #[error("config file {path}: {reason}")]
+    BadConfig {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the key.
+        reason: String,
+    },
+}
+
+/// Where a candidate connector comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Linked into the host binary.
+    Builtin,
+    /// A plugin library at this path.
+    Plugin(PathBuf),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Builtin => f.write_str("builtin"),
+            Source::Plugin(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// A config pin for one connector id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pin {
+    /// Use the built-in connector.
+    Builtin,
+    /// Use the newest plugin.
+    Plugin,
+    /// Use the candidate with exactly this version.
+    Version(semver::Version),
+}
+
+impl Pin {
+    /// Parse a pin value: `builtin`, `plugin` or a semver version.
+    pub fn parse(s: &str) -> Result<Pin, String> {
+        match s.trim() {
+            "builtin" => Ok(Pin::Builtin),
+            "plugin" => Ok(Pin::Plugin),
+            v => semver::Version::parse(v.trim_start_matches('v'))
+                .map(Pin::Version)
+                .map_err(|e| format!("`{s}` is not `builtin`, `plugin` or a version like `1.2.0` ({e})")),
+        }
+    }
+
+    fn matches(&self, c: &Candidate) -> bool {
+        match self {
+            Pin::Builtin => c.source == Source::Builtin,
+            Pin::Plugin => matches!(c.source, Source::Plugin(_)),
+            Pin::Version(v) => c.semver.as_ref() == Some(v),
+        }
+    }
+}
+
+impl fmt::Display for Pin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pin::Builtin => f.write_str("builtin"),
+            Pin::Plugin => f.write_str("plugin"),
+            Pin::Version(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// What the registry needs to know besides the built-ins.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryConfig {
+    /// Plugin directories, in search order (see [`plugin_dirs`]).
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Directories the user named explicitly: a missing one is reported (a missing default
+    /// directory is not).
+    pub explicit_dirs: BTreeSet<PathBuf>,
+    /// Pins from the config's `[plugins.pin]` table.
+    pub pins: BTreeMap<String, Pin>,
+    /// The config file the pins came from (for messages).
+    pub config_file: Option<PathBuf>,
+}
+
+/// One row of the registry: a built-in, a loaded plugin or a refused library.
+#[derive(Clone)]
+pub struct Entry {
+    /// Connector id (`None` for a refused library whose manifest was never read).
+    pub id: Option<String>,
+    /// Connector version from its manifest.
+    pub version: Option<String>,
+    /// ABI version (the SDK's for built-ins).
+    pub abi_version: Option<u32>,
+    /// Where it comes from.
+    pub source: Source,
+    /// Whether this candidate is the one used for its id.
+    pub active: bool,
+    /// Why it is active, inactive or refused (one line).
+    pub reason: String,
+    /// The connector, for loaded candidates.
+    pub connector: Option<Arc<dyn Connector>>,
+}
+
+impl fmt::Debug for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("id", &self.id)
+            .field("version", &self.version)
+            .field("abi_version", &self.abi_version)
+            .field("source", &self.source)
+            .field("active", &self.active)
+            .field("reason", &self.reason)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every candidate connector and refused library, with the active one per id.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    entries: Vec<Entry>,
+    warnings: Vec<String>,
+}
+
+struct Candidate {
+    index: usize,
+    source: Source,
+    semver: Option<semver::Version>,
+}
+
+impl Registry {
+    /// Build the registry: load every plugin found in `config.plugin_dirs`, then choose the
+    /// active candidate per id.
+    pub fn build(builtins: Vec<Arc<dyn Connector>>, config: &RegistryConfig) -> Registry {
+        let _span = tracing::info_span!("registry_build", dirs = config.plugin_dirs.len()).entered();
+        let mut reg = Registry::default();
+        for c in builtins {
+            let m = c.manifest();
+            reg.entries.push(Entry {
+                id: Some(m.id),
+                version: Some(m.version),
+                abi_version: Some(m.abi_version),
+                source: Source::Builtin,
+                active: false,
+                reason: String::new(),
+                connector: Some(c),
+            });
+        }
+        let mut seen_files = BTreeSet::new();
+        for dir in &config.plugin_dirs {
+            reg.scan_dir(dir, config.explicit_dirs.contains(dir), &mut seen_files);
+        }
+        reg.choose(config);
+        reg
+    }
+
+    fn scan_dir(&mut self, dir: &Path, explicit: bool, seen: &mut BTreeSet<PathBuf>) {
+        let read = match std::fs::read_dir(dir) {
+            Ok(r) => r,
+            Err(e) => {
+                if explicit || e.kind() != std::io::ErrorKind::NotFound {
+                    self.warnings
+                        .push(format!("plugin directory {}: {}", dir.display(), e));
+                }
+                return;
+            }
+        };
+        let suffix = std::env::consts::DLL_SUFFIX.trim_start_matches('.');
+        let mut files: Vec<PathBuf> = read
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension() == Some(OsStr::new(suffix)) && p.is_file())
+            .collect();
+        files.sort();
+        for path in files {
+            let key = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+            if !seen.insert(key) {
+                continue;
+            }
+            self.entries.push(load_entry(&path));
+        }
+    }
+
+    fn choose(&mut self, config: &RegistryConfig) {
+        let mut by_id: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
+        for (index, e) in self.entries.iter().enumerate() {
+            if let (Some(id), Some(_)) = (&e.id, &e.connector) {
+                by_id.entry(id.clone()).or_default().push(Candidate {
+                    index,
+                    source: e.source.clone(),
+                    semver: e.version.as_deref().and_then(|v| semver::Version::parse(v).ok()),
+                });
+            }
+        }
+        let pin_origin = config
+            .config_file
+            .as_ref()
+            .map(|p| format!("{} [plugins.pin]", p.display()))
+            .unwrap_or_else(|| "[plugins.pin]".into());
+        for (id, cands) in by_id {
+            let pin = config.pins.get(&id);
+            let winner = match pin {
+                Some(pin) => cands.iter().filter(|c| pin.matches(c)).max_by(|a, b| rank(a, b)),
+                None => cands.iter().max_by(|a, b| rank(a, b)),
+            };
+            let Some(winner) = winner else {
+                let pin = pin.map(ToString::to_string).unwrap_or_default();
+                for c in &cands {
+                    self.entries[c.index].reason =
+                        format!("not used: {pin_origin} pins `{id}` to `{pin}`, which matches no candidate");
+                }
+                continue;
+            };
+            let (wi, wsrc, wver) = (winner.index, winner.source.clone(), self.version_of(winner.index));
+            for c in &cands {
+                if c.index == wi {
+                    continue;
+                }
+                let why = match pin {
+                    Some(p) => format!("pinned to `{p}` in {pin_origin}"),
+                    None if c.semver.is_none() => "its version is not semver".to_string(),
+                    None if c.semver == winner.semver => "same version; the built-in or first found wins".into(),
+                    None => "higher version".into(),
+                };
+                self.entries[c.index].reason = format!("overridden by {} {} ({why})", wsrc, wver);
+            }
+            let others = cands.len() - 1;
+            let tie = cands.iter().any(|c| c.index != wi && c.semver == winner.semver);
+            let reason = match (pin, others) {
+                (Some(p), _) => format!("pinned to `{p}` in {pin_origin}"),
+                (None, 0) => match wsrc {
+                    Source::Builtin => "built in".to_string(),
+                    Source::Plugin(_) => "only candidate".to_string(),
+                },
+                (None, n) if tie => format!("same version as another of {} candidates; the built-in or first found wins", n + 1),
+                (None, n) => format!("highest version of {} candidates", n + 1),
+            };
+            let w = &mut self.entries[wi];
+            w.active = true;
+            w.reason = reason;
+        }
+        for (id, pin) in &config.pins {
+            if !self.entries.iter().any(|e| e.id.as_deref() == Some(id)) {
+                self.warnings
+                    .push(format!("{pin_origin} pins `{id}` to `{pin}`, but no connector has that id"));
+            }
+        }
+    }
+
+    fn version_of(&self, i: usize) -> String {
+        self.entries[i].version.clone().unwrap_or_default()
+    }
+
+    /// The active connector with this id.
+    pub fn get(&self, id: &str) -> Option<Arc<dyn Connector>> {
+        self.entries
+            .iter()
+            .find(|e| e.active && e.id.as_deref() == Some(id))
+            .and_then(|e| e.connector.clone())
+    }
+
+    /// The active entry with this id.
+    pub fn active_entry(&self, id: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.active && e.id.as_deref() == Some(id))
+    }
+
+    /// All active entries, sorted by id.
+    pub fn active(&self) -> Vec<&Entry> {
+        let mut v: Vec<&Entry> = self.entries.iter().filter(|e| e.active).collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// All active connectors, sorted by id.
+    pub fn all(&self) -> Vec<Arc<dyn Connector>> {
+        self.active().into_iter().filter_map(|e| e.connector.clone()).collect()
+    }
+
+    /// Every entry: built-ins, plugins and refused libraries, sorted by id then source.
+    pub fn entries(&self) -> Vec<&Entry> {
+        let mut v: Vec<&Entry> = self.entries.iter().collect();
+        v.sort_by(|a, b| {
+            (a.id.is_none(), &a.id, a.source != Source::Builtin, a.source.to_string()).cmp(&(
+                b.id.is_none(),
+                &b.id,
+                b.source != Source::Builtin,
+                b.source.to_string(),
+            ))
+        });
+        v
+    }
+
+    /// Problems with directories or pins that concern no single library.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+}
+
+/// Highest semver first; a non-semver version ranks lowest; on a tie the built-in, then the
+/// first found (lowest index) wins.
+fn rank(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
+    a.semver
+        .cmp(&b.semver)
+        .then_with(|| (a.source == Source::Builtin).cmp(&(b.source == Source::Builtin)))
+        .then_with(|| b.index.cmp(&a.index))
+}
+
+fn refused(path: &Path, reason: String) -> Entry {
+    tracing::warn!(path = %path.display(), %reason, "plugin refused");
+    Entry {
+        id: None,
+        version: None,
+        abi_version: None,
+        source: Source::Plugin(path.to_path_buf()),
+        active: false,
+        reason: format!("refused: {reason}"),
+        connector: None,
+    }
+}
+
+fn load_entry(path: &Path) -> Entry {
+    if let Err(reason) = check_permissions(path) {
+        return refused(path, reason);
+    }
+    let loaded = std::panic::catch_unwind(|| usersync_abi::load_plugin(path));
+    match loaded {
+        Ok(Ok(p)) => {
+            let m = p.connector.manifest();
+            Entry {
+                id: Some(m.id),
+                version: Some(m.version),
+                abi_version: Some(p.abi_version),
+                source: Source::Plugin(path.to_path_buf()),
+                active: false,
+                reason: String::new(),
+                connector: Some(p.connector),
+            }
+        }
+        Ok(Err(e)) => refused(path, e.to_string()),
+        Err(_) => refused(path, "failed while loading: the host's loader panicked".into()),
+    }
+}
+
+/// The effective user id of this process.
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+fn check_one(what: &str, path: &Path, me: u32) -> Result<(), String> {
+    let md = std::fs::metadata(path).map_err(|e| format!("cannot inspect {what} {}: {e}", path.display()))?;
+    let mode = md.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        let who = match (mode & 0o020 != 0, mode & 0o002 != 0) {
+            (true, true) => "group and others",
+            (true, false) => "group",
+            _ => "others",
+        };
+        return Err(format!(
+            "{what} {} is writable by {who} (mode {mode:04o}); run `chmod go-w` on it",
+            path.display()
+        ));
+    }
+    if md.uid() != 0 && md.uid() != me {
+        return Err(format!(
+            "{what} {} is owned by uid {}, not by root or the current user (uid {me})",
+            path.display(),
+            md.uid()
+        ));
+    }
+    Ok(())
+}
+
+/// Refuse a library that another user could have replaced: the file (after following
+/// symlinks) and the directory holding it must not be writable by group or others, and must
+/// be owned by root or the current user.
+pub fn check_permissions(path: &Path) -> Result<(), String> {
+    let me = euid();
+    let real = std::fs::canonicalize(path).map_err(|e| format!("cannot resolve {}: {e}", path.display()))?;
+    check_one("library", &real, me)?;
+    let mut dirs = Vec::new();
+    if let Some(d) = real.parent() {
+        dirs.push(d.to_path_buf());
+    }
+    if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(d) = std::fs::canonicalize(d) {
+            if !dirs.contains(&d) {
+                dirs.push(d);
+            }
+        }
+    }
+    for d in dirs {
+        check_one("directory", &d, me)?;
+    }
+    Ok(())
+}
+
+/// The default plugin directory: `$XDG_DATA_HOME/usersync/plugins`, else
+/// `$HOME/.local/share/usersync/plugins`.
+pub fn default_plugin_dir() -> Option<PathBuf> {
+    let xdg = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()).map(PathBuf::from);
+    let base = xdg.or_else(|| {
+        std::env::var_os("HOME")
+            .filter(|v| !v.is_empty())
+            .map(|h| PathBuf::from(h).join(".local/share"))
+    })?;
+    Some(base.join("usersync").join("plugins"))
+}
+
+/// The plugin search path: `cli` dirs, then `USERSYNC_PLUGIN_PATH` entries (`env`, colon-separated,
+/// empty entries ignored), then `default`. Duplicates are dropped, first occurrence kept.
+pub fn plugin_dirs(cli: &[PathBuf], env: Option<&OsStr>, default: Option<PathBuf>) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    let from_env = env.map(|v| std::env::split_paths(v).filter(|p| !p.as_os_str().is_empty()).collect::<Vec<_>>());
+    for d in cli.iter().cloned().chain(from_env.unwrap_or_default()).chain(default) {
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    out
+}
+
+/// Read the `[plugins.pin]` table of a config file. An absent file means no pins; only this
+/// table is interpreted (the rest of the file belongs to the host's config loader).
+pub fn read_pins(path: &Path) -> Result<BTreeMap<String, Pin>, RegistryError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(source) => {
+            return Err(RegistryError::ReadConfig {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let bad = |reason: String| RegistryError::BadConfig {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| bad(format!("invalid TOML: {}", e.message())))?;
+    let Some(plugins) = doc.get("plugins") else {
+        return Ok(BTreeMap::new());
+    };
+    let Some(pin) = plugins.as_table().and_then(|t| t.get("pin")) else {
+        return Ok(BTreeMap::new());
+    };
+    let table = pin
+        .as_table()
+        .ok_or_else(|| bad("`plugins.pin` must be a table of `id = \"builtin\" | \"plugin\" | \"<version>\"`".into()))?;
+    let mut out = BTreeMap::new();
+    for (id, v) in table {
+        let s = v
+            .as_str()
+            .ok_or_else(|| bad(format!("`plugins.pin.{id}` must be a string")))?;
+        let pin = Pin::parse(s).map_err(|r| bad(format!("`plugins.pin.{id}`: {r}")))?;
+        out.insert(id.clone(), pin);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn search_path_order_and_dedup() {
+        let env = OsStr::new("/b::/c:/a");
+        let dirs = plugin_dirs(&[PathBuf::from("/a")], Some(env), Some(PathBuf::from("/d")));
+        assert_eq!(dirs, ["/a", "/b", "/c", "/d"].map(PathBuf::from));
+    }
+
+    #[test]
+    fn pins_are_read_from_the_plugins_pin_table_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("usersync.toml");
+        std::fs::write(&p, "[other]\nx = 1\n[plugins.pin]\nokta = \"builtin\"\nentra = \"1.2.0\"\ng = \"plugin\"\n")
+            .expect("write");
+        let pins = read_pins(&p).expect("pins");
+        assert_eq!(pins["okta"], Pin::Builtin);
+        assert_eq!(pins["g"], Pin::Plugin);
+        assert_eq!(pins["entra"], Pin::Version(semver::Version::new(1, 2, 0)));
+        assert!(read_pins(&dir.path().join("absent.toml")).expect("absent").is_empty());
+        std::fs::write(&p, "[plugins.pin]\nokta = \"newest\"\n").expect("write");
+        let e = read_pins(&p).expect_err("bad pin").to_string();
+        assert!(e.contains("plugins.pin.okta"), "{e}");
+    }
+
+    #[test]
+    fn group_writable_library_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let lib = dir.path().join("libx.so");
+        std::fs::write(&lib, b"not really").expect("write");
+        std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o664)).expect("chmod");
+        let e = check_permissions(&lib).expect_err("refused");
+        assert!(e.contains("writable by group"), "{e}");
+        std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert!(check_permissions(&lib).is_ok());
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o757)).expect("chmod");
+        let e = check_permissions(&lib).expect_err("refused");
+        assert!(e.contains("directory") && e.contains("others"), "{e}");
+    }
+}

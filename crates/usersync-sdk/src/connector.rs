@@ -32,6 +32,15 @@ pub trait Session: Send + Sync {
     /// Start answering one question. Returns [`ConnectorError::Unsupported`] when the
     /// provider has no such API.
     fn query(&self, query: &Query) -> Result<Box<dyn Cursor>, ConnectorError>;
+
+    /// Explain a failed token request (non-2xx from the auth plan's token endpoint) in the
+    /// provider's own terms, e.g. Entra's `AADSTS7000215` -> "wrong client secret", so the host
+    /// and `doctor` can give advice. `None` (the default): the host uses its generic OAuth2
+    /// error mapping.
+    fn token_error(&self, response: &HttpResponse) -> Option<ConnectorError> {
+        let _ = response;
+        None
+    }
 }
 
 /// A sans-IO state machine answering one query, page by page.

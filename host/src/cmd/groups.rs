@@ -1,15 +1,227 @@
-//! `usersync groups ...`
+//! `usersync groups ...`: groups in the directory store, with direct and transitive members.
 
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use usersync_store::{Member, Store, StoredGroup};
+
+use crate::wiring::{self, exit, Format};
 use crate::GlobalArgs;
 
 /// `usersync groups` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum GroupsCmd {
-    /// Placeholder until this command is built.
-    Help,
+    /// List groups with member counts.
+    List {
+        /// Only groups of this connection.
+        #[arg(long, short = 'c', value_name = "NAME")]
+        connection: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Show one group: direct members (users and nested groups) and every transitive user.
+    Show {
+        /// Local name, provider name or provider id.
+        group: String,
+        /// The connection, when the name matches groups of several.
+        #[arg(long, short = 'c', value_name = "NAME")]
+        connection: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+#[derive(Serialize)]
+struct ListedGroup {
+    #[serde(flatten)]
+    group: StoredGroup,
+    direct_members: usize,
+    transitive_users: usize,
+}
+
+#[derive(Serialize)]
+struct MemberOut {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: String,
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    active: Option<bool>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    path: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct ShowGroup {
+    #[serde(flatten)]
+    group: StoredGroup,
+    direct_members: Vec<MemberOut>,
+    transitive_members: Vec<MemberOut>,
 }
 
 /// Run the subcommand; returns the process exit code.
-pub async fn run(_cmd: GroupsCmd, _global: &GlobalArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("`usersync groups` is not available in this build yet")
+pub async fn run(cmd: GroupsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
+    let config = match wiring::load_config(global) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let store = match wiring::open_existing_store(&config) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    match cmd {
+        GroupsCmd::List { connection, format } => {
+            let groups = store.groups(connection.as_deref())?;
+            let mut states = BTreeMap::new();
+            let mut out = Vec::new();
+            for g in groups {
+                if !states.contains_key(&g.connection) {
+                    states.insert(g.connection.clone(), store.state(&g.connection)?);
+                }
+                let st = &states[&g.connection];
+                let direct = st.memberships.iter().filter(|m| m.group == g.provider_id).count();
+                let transitive = st.effective.iter().filter(|e| e.group == g.provider_id).count();
+                out.push(ListedGroup {
+                    group: g,
+                    direct_members: direct,
+                    transitive_users: transitive,
+                });
+            }
+            match format {
+                Format::Json => wiring::print_json(&out)?,
+                Format::Table => {
+                    let rows: Vec<Vec<String>> = out
+                        .iter()
+                        .map(|g| {
+                            vec![
+                                g.group.name.clone(),
+                                g.group.connection.clone(),
+                                format!("{:?}", g.group.kind).to_lowercase(),
+                                g.direct_members.to_string(),
+                                g.transitive_users.to_string(),
+                                g.group.provider_id.clone(),
+                            ]
+                        })
+                        .collect();
+                    wiring::print_table(
+                        &["NAME", "CONNECTION", "KIND", "DIRECT MEMBERS", "ALL USERS", "PROVIDER ID"],
+                        &rows,
+                    );
+                    println!("{} group(s)", rows.len());
+                }
+            }
+            Ok(exit::OK)
+        }
+        GroupsCmd::Show {
+            group,
+            connection,
+            format,
+        } => {
+            let all = store.groups(connection.as_deref())?;
+            let lower = group.to_lowercase();
+            let mut found: Vec<&StoredGroup> = all.iter().filter(|g| g.name.to_lowercase() == lower).collect();
+            if found.is_empty() {
+                found = all
+                    .iter()
+                    .filter(|g| g.source_name.to_lowercase() == lower || g.provider_id == group)
+                    .collect();
+            }
+            let g = match found.as_slice() {
+                [] => {
+                    eprintln!("error: no group `{group}` in the store");
+                    return Ok(exit::FAILURE);
+                }
+                [g] => (*g).clone(),
+                many => {
+                    eprintln!("error: `{group}` matches several groups; add --connection:");
+                    for g in many {
+                        eprintln!("  {} ({}, {})", g.name, g.connection, g.provider_id);
+                    }
+                    return Ok(exit::USAGE);
+                }
+            };
+            let st = store.state(&g.connection)?;
+            let users: BTreeMap<&str, (&str, bool)> = st
+                .users
+                .iter()
+                .map(|u| (u.provider_id.as_str(), (u.username.as_str(), u.active)))
+                .collect();
+            let groups: BTreeMap<&str, &str> =
+                st.groups.iter().map(|x| (x.provider_id.as_str(), x.name.as_str())).collect();
+            let mut direct: Vec<MemberOut> = st
+                .memberships
+                .iter()
+                .filter(|m| m.group == g.provider_id)
+                .map(|m| match &m.member {
+                    Member::User(u) => MemberOut {
+                        kind: "user",
+                        id: u.clone(),
+                        name: users.get(u.as_str()).map(|x| x.0).unwrap_or(u).to_string(),
+                        active: users.get(u.as_str()).map(|x| x.1),
+                        path: vec![],
+                    },
+                    Member::Group(c) => MemberOut {
+                        kind: "group",
+                        id: c.clone(),
+                        name: groups.get(c.as_str()).copied().unwrap_or(c).to_string(),
+                        active: None,
+                        path: vec![],
+                    },
+                })
+                .collect();
+            direct.sort_by(|a, b| (a.kind, a.name.to_lowercase()).cmp(&(b.kind, b.name.to_lowercase())));
+            let mut transitive: Vec<MemberOut> = st
+                .effective
+                .iter()
+                .filter(|e| e.group == g.provider_id)
+                .map(|e| MemberOut {
+                    kind: "user",
+                    id: e.user.clone(),
+                    name: users.get(e.user.as_str()).map(|x| x.0).unwrap_or(&e.user).to_string(),
+                    active: users.get(e.user.as_str()).map(|x| x.1),
+                    path: e.path.clone(),
+                })
+                .collect();
+            transitive.sort_by_key(|m| m.name.to_lowercase());
+            let show = ShowGroup {
+                group: g,
+                direct_members: direct,
+                transitive_members: transitive,
+            };
+            match format {
+                Format::Json => wiring::print_json(&show)?,
+                Format::Table => {
+                    let g = &show.group;
+                    println!("group:       {}", g.name);
+                    println!("connection:  {}", g.connection);
+                    println!("provider id: {}", g.provider_id);
+                    println!("source name: {}", g.source_name);
+                    println!("kind:        {:?}", g.kind);
+                    if let Some(d) = &g.description {
+                        println!("description: {d}");
+                    }
+                    println!("direct members ({}):", show.direct_members.len());
+                    for m in &show.direct_members {
+                        let state = match m.active {
+                            Some(false) => " (inactive)",
+                            _ => "",
+                        };
+                        println!("  {} {}{state}", m.kind, m.name);
+                    }
+                    println!("all users, direct and through nested groups ({}):", show.transitive_members.len());
+                    for m in &show.transitive_members {
+                        let state = if m.active == Some(false) { " (inactive)" } else { "" };
+                        if m.path.len() > 1 {
+                            println!("  {}{state} via {}", m.name, m.path.join(" -> "));
+                        } else {
+                            println!("  {}{state}", m.name);
+                        }
+                    }
+                }
+            }
+            Ok(exit::OK)
+        }
+    }
 }

@@ -1,12 +1,192 @@
-//! `usersync sync`
+//! `usersync sync`: fetch each connection, plan against the store, gate, apply.
 
+use std::time::Instant;
+
+use usersync_sync::engine::{run_connection, RunReport, RunSpec};
+use usersync_sync::plan::Plan;
+
+use crate::wiring::{self, exit, Format, OpenError};
 use crate::GlobalArgs;
 
 /// Arguments of `usersync sync`.
 #[derive(Debug, clap::Args)]
-pub struct SyncArgs {}
+pub struct SyncArgs {
+    /// Sync only this connection (repeatable). Default: every connection, in config order.
+    #[arg(long = "connection", short = 'c', value_name = "NAME")]
+    pub connections: Vec<String>,
+    /// Fetch and print the plan; change nothing (the run is recorded as `dry_run`).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Confirm up to N deactivations+deletions in this run, past the removal and
+    /// shrinking-source safety gates.
+    #[arg(long, value_name = "N")]
+    pub allow_deletes: Option<u64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// No progress bars.
+    #[arg(long)]
+    pub no_progress: bool,
+}
 
 /// Run the command; returns the process exit code.
-pub async fn run(_args: SyncArgs, _global: &GlobalArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("`usersync sync` is not available in this build yet")
+pub async fn run(args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
+    let config = match wiring::load_config(global) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let selected = match wiring::select(&config, &args.connections) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    if selected.is_empty() {
+        eprintln!("error: {} defines no connections", config.path.display());
+        return Ok(exit::USAGE);
+    }
+    let registry = crate::registry::load(global)?;
+    let mut store = match wiring::open_store(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(exit::FAILURE);
+        }
+    };
+    let mut reports = Vec::new();
+    let mut config_error = false;
+    for conn in selected {
+        let started = Instant::now();
+        let (client, manifest) = match wiring::open_client(conn, &config.path, &registry) {
+            Ok(x) => x,
+            Err(e) => {
+                config_error |= matches!(e, OpenError::Config(_));
+                eprintln!("error: {}", e.message());
+                reports.push(RunReport::failed(None, &conn.name, e.message().to_string(), started));
+                continue;
+            }
+        };
+        let concurrency = client.concurrency() as usize;
+        let progress = wiring::ConsoleProgress::new(&conn.name, Some(client.clone()), !args.no_progress);
+        let spec = RunSpec {
+            connection: &conn.name,
+            manifest: &manifest,
+            policy: &conn.policy,
+            concurrency: concurrency.max(1) * 2,
+            dry_run: args.dry_run,
+            allow_deletes: args.allow_deletes,
+        };
+        let report = run_connection(&mut store, wiring::runner(client), &spec, &progress).await;
+        tracing::info!(
+            connection = %conn.name,
+            status = report.status,
+            run_id = report.run_id,
+            requests = report.requests,
+            duration_ms = report.duration_ms,
+            "sync finished"
+        );
+        reports.push(report);
+    }
+    match args.format {
+        Format::Json => wiring::print_json(&reports)?,
+        Format::Table => {
+            for r in &reports {
+                print_report(r, args.dry_run);
+            }
+        }
+    }
+    Ok(if config_error {
+        exit::USAGE
+    } else if reports.iter().any(|r| r.status == "failed") {
+        exit::FAILURE
+    } else if reports.iter().any(|r| r.status == "blocked") {
+        exit::BLOCKED
+    } else {
+        exit::OK
+    })
+}
+
+fn print_report(r: &RunReport, dry_run: bool) {
+    let run = r.run_id.map(|id| format!("run {id}")).unwrap_or_else(|| "not recorded".into());
+    println!(
+        "{}: {} ({run}, {} requests, {:.1}s)",
+        r.connection,
+        r.status,
+        r.requests,
+        r.duration_ms as f64 / 1000.0
+    );
+    let u = &r.users;
+    println!(
+        "  users:       {} created, {} updated, {} renamed, {} reactivated, {} deactivated, {} deleted, {} unchanged",
+        u.created, u.updated, u.renamed, u.reactivated, u.deactivated, u.deleted, u.unchanged
+    );
+    let g = &r.groups;
+    println!(
+        "  groups:      {} created, {} updated, {} deleted, {} unchanged",
+        g.created, g.updated, g.deleted, g.unchanged
+    );
+    println!("  memberships: {} added, {} removed", r.memberships.added, r.memberships.removed);
+    if let Some(plan) = &r.plan {
+        print_plan(plan, if dry_run || r.status == "blocked" { usize::MAX } else { 20 }, r.run_id);
+    }
+    for e in &r.errors {
+        println!("  ! {e}");
+    }
+}
+
+/// Print the plan's entries, at most `limit` per section.
+pub fn print_plan(plan: &Plan, limit: usize, run_id: Option<i64>) {
+    let more = |n: usize| {
+        if n > limit {
+            let hint = run_id.map(|id| format!(" (`usersync runs show {id}`)")).unwrap_or_default();
+            println!("    ... and {} more{hint}", n - limit);
+        }
+    };
+    if !plan.users.is_empty() {
+        println!("  user changes:");
+        for c in plan.users.iter().take(limit) {
+            let mut line = format!("    {:<12} {}", format!("{:?}", c.action).to_lowercase(), c.username);
+            if let Some(p) = &c.previous_username {
+                line.push_str(&format!(" (was {p})"));
+            }
+            if !c.changed.is_empty() && c.previous_username.is_none() {
+                line.push_str(&format!(" [{}]", c.changed.join(", ")));
+            }
+            if let Some(reason) = &c.reason {
+                line.push_str(&format!(": {reason}"));
+            }
+            println!("{line}");
+        }
+        more(plan.users.len());
+    }
+    if !plan.groups.is_empty() {
+        println!("  group changes:");
+        for c in plan.groups.iter().take(limit) {
+            let mut line = format!("    {:<12} {}", format!("{:?}", c.action).to_lowercase(), c.name);
+            if let Some(p) = &c.previous_name {
+                line.push_str(&format!(" (was {p})"));
+            }
+            println!("{line}");
+        }
+        more(plan.groups.len());
+    }
+    if !plan.memberships.is_empty() {
+        println!("  membership changes:");
+        for m in plan.memberships.iter().take(limit) {
+            let sign = if m.action == "added" { "+" } else { "-" };
+            println!("    {sign} {} `{}` in `{}`", m.member_type, m.member, m.group);
+        }
+        more(plan.memberships.len());
+    }
+    for (title, items) in [
+        ("withheld (incomplete fetch)", &plan.withheld),
+        ("protected", &plan.protected),
+        ("warnings", &plan.warnings),
+    ] {
+        if !items.is_empty() {
+            println!("  {title}:");
+            for i in items.iter().take(limit) {
+                println!("    {i}");
+            }
+            more(items.len());
+        }
+    }
 }

@@ -1,0 +1,388 @@
+//! Host side: load a plugin library and adapt it to the SDK's traits, so the rest of the host
+//! cannot tell a plugin from a built-in connector.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use abi_stable::{
+    library::{lib_header_from_path, LibraryError, RootModuleError},
+    std_types::{RResult, RString},
+};
+use usersync_sdk::{
+    AuthPlan, Batch, Connector, ConnectorError, Cursor, HttpRequest, HttpResponse, Manifest, Options, Query,
+    Session,
+};
+
+use crate::convert::{request_from_ffi, response_to_ffi};
+use crate::ffi::{abi_version_of, FfiConnectorBox, FfiCursorBox, FfiSessionBox, PluginModRef, ROOT_MODULE_NAME};
+
+/// Oldest plugin ABI version this host accepts.
+pub const ACCEPTED_ABI_MIN: u32 = 1;
+/// Newest plugin ABI version this host accepts (the SDK's own).
+pub const ACCEPTED_ABI_MAX: u32 = usersync_sdk::ABI_VERSION;
+
+/// Why a library was refused. Every variant displays as one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    /// The library could not be opened at all (missing, unreadable, wrong architecture).
+    #[error("cannot open library: {detail}")]
+    Open {
+        /// The loader's message, on one line.
+        detail: String,
+    },
+    /// The library is not a usersync plugin.
+    #[error("not a usersync plugin: {detail}")]
+    NotAPlugin {
+        /// Why.
+        detail: String,
+    },
+    /// The plugin was built for an ABI version outside the accepted range.
+    #[error("incompatible ABI: plugin ABI version {found}, host accepts {min}..={max}")]
+    IncompatibleAbi {
+        /// The plugin's ABI version.
+        found: u32,
+        /// Oldest accepted.
+        min: u32,
+        /// Newest accepted.
+        max: u32,
+    },
+    /// The plugin claims an accepted ABI version but its types do not match (summarised
+    /// abi_stable layout report).
+    #[error("incompatible ABI: plugin ABI version {found}, host accepts {min}..={max}, but the layouts differ: {summary}")]
+    Layout {
+        /// The plugin's declared ABI version.
+        found: u32,
+        /// Oldest accepted.
+        min: u32,
+        /// Newest accepted.
+        max: u32,
+        /// abi_stable's `Error:` lines, joined.
+        summary: String,
+    },
+    /// The plugin panicked or failed while it was being loaded.
+    #[error("failed while loading: {detail}")]
+    Init {
+        /// What happened.
+        detail: String,
+    },
+}
+
+/// A loaded plugin: its declared ABI version and the connector adapter.
+pub struct LoadedPlugin {
+    /// The ABI version the plugin was built for.
+    pub abi_version: u32,
+    /// The plugin crate's package name and version (`name version`).
+    pub package: String,
+    /// The connector, behaving exactly like a built-in one.
+    pub connector: Arc<dyn Connector>,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("abi_version", &self.abi_version)
+            .field("package", &self.package)
+            .finish_non_exhaustive()
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Summarise abi_stable's layout report (thousands of lines) to its `Error:` blocks: each
+/// `Error:` line plus the lines that follow it up to the next blank line (at most 4), joined on
+/// one line, duplicates dropped, capped at 600 characters.
+pub fn summarize_layout_report(report: &str) -> String {
+    let lines: Vec<&str> = report.lines().collect();
+    let mut blocks: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i].trim();
+        if let Some(rest) = line.strip_prefix("Error:") {
+            let mut block = vec![rest.trim().to_string()];
+            let mut j = i + 1;
+            while j < lines.len() && j <= i + 4 {
+                let next = lines[j].trim();
+                if next.is_empty() || next.starts_with("Error:") || next.starts_with("---") {
+                    break;
+                }
+                block.push(next.to_string());
+                j += 1;
+            }
+            let text = one_line(&block.join(" "));
+            if !blocks.contains(&text) {
+                blocks.push(text);
+            }
+            i = j;
+        } else {
+            i += 1;
+        }
+    }
+    if blocks.is_empty() {
+        return "abi_stable reported a layout mismatch without details".into();
+    }
+    let mut out = blocks.join("; ");
+    if out.chars().count() > 600 {
+        out = out.chars().take(600).collect::<String>() + "...";
+    }
+    out
+}
+
+fn library_error(e: LibraryError, abi: u32) -> LoadError {
+    match e {
+        LibraryError::OpenError { err, .. } => LoadError::Open {
+            detail: one_line(&err.to_string()),
+        },
+        LibraryError::GetSymbolError { .. } => LoadError::NotAPlugin {
+            detail: "the library exports no usersync root module (was it built with \
+                     `usersync_abi::export_connector!`?)"
+                .into(),
+        },
+        LibraryError::InvalidAbiHeader(h) => LoadError::NotAPlugin {
+            detail: format!(
+                "its abi_stable header is incompatible (abi_stable {}.{} library)",
+                h.abi_major, h.abi_minor
+            ),
+        },
+        LibraryError::AbiInstability(report) => LoadError::Layout {
+            found: abi,
+            min: ACCEPTED_ABI_MIN,
+            max: ACCEPTED_ABI_MAX,
+            summary: summarize_layout_report(&report.to_string()),
+        },
+        LibraryError::IncompatibleVersionNumber { actual_version, .. } => LoadError::NotAPlugin {
+            detail: format!("unrecognised root module version {actual_version}"),
+        },
+        LibraryError::ParseVersionError(v) => LoadError::NotAPlugin {
+            detail: format!("unreadable root module version: {}", one_line(&v.to_string())),
+        },
+        LibraryError::RootModule { err, .. } => match err {
+            RootModuleError::Unwound => LoadError::Init {
+                detail: "the plugin panicked while building its root module".into(),
+            },
+            other => LoadError::Init {
+                detail: one_line(&other.to_string()),
+            },
+        },
+        other => LoadError::Init {
+            detail: one_line(&other.to_string()),
+        },
+    }
+}
+
+/// Load a plugin library: open it (never unloaded), check that it is a usersync plugin, check
+/// its ABI version against [`ACCEPTED_ABI_MIN`]`..=`[`ACCEPTED_ABI_MAX`] and its layout, build
+/// its connector and read its manifest. Never panics on a bad library; the error is one line.
+///
+/// The caller is responsible for checking the file's ownership and permissions first.
+pub fn load_plugin(path: &Path) -> Result<LoadedPlugin, LoadError> {
+    let _span = tracing::debug_span!("load_plugin", path = %path.display()).entered();
+    // `lib_header_from_path` + `init_root_module` (not `RootModule::load_from_file`, which caches
+    // one library per root module type). The library is leaked: never unloaded.
+    let header = lib_header_from_path(path).map_err(|e| library_error(e, 0))?;
+    let consts = header.root_mod_consts();
+    if consts.name().as_str() != ROOT_MODULE_NAME {
+        return Err(LoadError::NotAPlugin {
+            detail: format!("it is an abi_stable library for `{}`", consts.name()),
+        });
+    }
+    let version = header.version_strings().version.as_str().to_string();
+    let abi = abi_version_of(&version).ok_or_else(|| LoadError::NotAPlugin {
+        detail: format!("unrecognised root module version `{version}`"),
+    })?;
+    if !(ACCEPTED_ABI_MIN..=ACCEPTED_ABI_MAX).contains(&abi) {
+        return Err(LoadError::IncompatibleAbi {
+            found: abi,
+            min: ACCEPTED_ABI_MIN,
+            max: ACCEPTED_ABI_MAX,
+        });
+    }
+    let module: PluginModRef = header.init_root_module().map_err(|e| library_error(e, abi))?;
+    if module.abi_version() != abi {
+        return Err(LoadError::NotAPlugin {
+            detail: format!(
+                "root module declares ABI version {} but its header says {abi}",
+                module.abi_version()
+            ),
+        });
+    }
+    let package = format!("{} {}", module.package(), module.package_version());
+    let label: Arc<str> = Arc::from(format!("{} ({})", module.package(), path.display()));
+    let inner = match (module.new_connector())() {
+        RResult::ROk(c) => c,
+        RResult::RErr(e) => {
+            return Err(LoadError::Init {
+                detail: error_from_json(&label, &e).to_string(),
+            })
+        }
+    };
+    let manifest = fetch_manifest(&label, &inner).map_err(|e| LoadError::Init {
+        detail: one_line(&e.to_string()),
+    })?;
+    if manifest.abi_version != abi {
+        return Err(LoadError::NotAPlugin {
+            detail: format!(
+                "its manifest declares ABI version {} but the library was built for {abi}",
+                manifest.abi_version
+            ),
+        });
+    }
+    let label: Arc<str> = Arc::from(format!("{} {} ({})", manifest.id, manifest.version, path.display()));
+    tracing::debug!(id = %manifest.id, version = %manifest.version, abi, "plugin loaded");
+    Ok(LoadedPlugin {
+        abi_version: abi,
+        package,
+        connector: Arc::new(HostConnector { label, inner, manifest }),
+    })
+}
+
+fn error_from_json(label: &str, e: &RString) -> ConnectorError {
+    serde_json::from_str::<ConnectorError>(e).unwrap_or_else(|_| ConnectorError::Plugin {
+        detail: format!("plugin `{label}` returned an unreadable error: {}", one_line(e)),
+    })
+}
+
+fn result<T>(label: &str, r: RResult<T, RString>) -> Result<T, ConnectorError> {
+    match r {
+        RResult::ROk(v) => Ok(v),
+        RResult::RErr(e) => Err(error_from_json(label, &e)),
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(label: &str, what: &str, s: &str) -> Result<T, ConnectorError> {
+    serde_json::from_str(s).map_err(|e| ConnectorError::Plugin {
+        detail: format!("plugin `{label}` sent {what} the host cannot read: {e}"),
+    })
+}
+
+fn fetch_manifest(label: &str, inner: &FfiConnectorBox) -> Result<Manifest, ConnectorError> {
+    let json = result(label, inner.manifest_json())?;
+    parse(label, "a manifest", &json)
+}
+
+/// A plugin connector seen through the SDK's [`Connector`] trait.
+struct HostConnector {
+    label: Arc<str>,
+    inner: FfiConnectorBox,
+    manifest: Manifest,
+}
+
+impl Connector for HostConnector {
+    fn manifest(&self) -> Manifest {
+        self.manifest.clone()
+    }
+
+    fn open(&self, options: &Options) -> Result<Box<dyn Session>, ConnectorError> {
+        let json = serde_json::to_string(options).map_err(|e| ConnectorError::Plugin {
+            detail: format!("cannot serialise options for `{}`: {e}", self.label),
+        })?;
+        let inner: FfiSessionBox = result(&self.label, self.inner.open(json.into()))?;
+        let auth_plan: AuthPlan = parse(&self.label, "an auth plan", &result(&self.label, inner.auth_plan_json())?)?;
+        let base_urls: Vec<String> =
+            parse(&self.label, "base URLs", &result(&self.label, inner.base_urls_json())?)?;
+        Ok(Box::new(HostSession {
+            label: self.label.clone(),
+            inner,
+            auth_plan,
+            base_urls,
+        }))
+    }
+}
+
+struct HostSession {
+    label: Arc<str>,
+    inner: FfiSessionBox,
+    auth_plan: AuthPlan,
+    base_urls: Vec<String>,
+}
+
+impl Session for HostSession {
+    fn auth_plan(&self) -> AuthPlan {
+        self.auth_plan.clone()
+    }
+
+    fn base_urls(&self) -> Vec<String> {
+        self.base_urls.clone()
+    }
+
+    fn query(&self, query: &Query) -> Result<Box<dyn Cursor>, ConnectorError> {
+        let json = serde_json::to_string(query).map_err(|e| ConnectorError::Plugin {
+            detail: format!("cannot serialise a query for `{}`: {e}", self.label),
+        })?;
+        let inner: FfiCursorBox = result(&self.label, self.inner.query(json.into()))?;
+        let mut cursor = HostCursor {
+            label: self.label.clone(),
+            inner,
+            pending: None,
+        };
+        cursor.refresh_pending()?;
+        Ok(Box::new(cursor))
+    }
+}
+
+/// The host keeps a converted copy of the plugin's pending request, refreshed after each call
+/// that can change it, so `next_request` (which has no error channel) never has to fail.
+struct HostCursor {
+    label: Arc<str>,
+    inner: FfiCursorBox,
+    pending: Option<HttpRequest>,
+}
+
+impl HostCursor {
+    fn refresh_pending(&mut self) -> Result<(), ConnectorError> {
+        let next = result(&self.label, self.inner.pending())?;
+        self.pending = match next.into_option() {
+            Some(r) => Some(request_from_ffi(r).map_err(|e| ConnectorError::Plugin {
+                detail: format!("plugin `{}`: {e}", self.label),
+            })?),
+            None => None,
+        };
+        Ok(())
+    }
+}
+
+impl Cursor for HostCursor {
+    fn next_request(&mut self) -> Option<HttpRequest> {
+        self.pending.clone()
+    }
+
+    fn on_response(&mut self, response: HttpResponse) -> Result<Batch, ConnectorError> {
+        let json = result(&self.label, self.inner.on_response(response_to_ffi(response)))?;
+        let batch: Batch = parse(&self.label, "a page", &json)?;
+        self.refresh_pending()?;
+        Ok(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_report_is_summarised_to_its_error_lines() {
+        let mut report = String::from("Compared <this>:\n --- Type Layout ---\n");
+        for _ in 0..2000 {
+            report.push_str("   field: x type: RString\n");
+        }
+        report.push_str("Error:incompatible type size\n  Expected:\n    104\n  Found:\n    112\n\n");
+        report.push_str("Error:mismatched type\nExpected: RString\nFound: ROption\n\n");
+        report.push_str("Error:incompatible type size\n  Expected:\n    104\n  Found:\n    112\n");
+        let s = summarize_layout_report(&report);
+        assert_eq!(
+            s,
+            "incompatible type size Expected: 104 Found: 112; mismatched type Expected: RString Found: ROption"
+        );
+        assert!(!s.contains('\n'));
+    }
+
+    #[test]
+    fn refusals_are_one_line() {
+        let e = LoadError::IncompatibleAbi {
+            found: 2,
+            min: 1,
+            max: 1,
+        };
+        assert_eq!(e.to_string(), "incompatible ABI: plugin ABI version 2, host accepts 1..=1");
+    }
+}

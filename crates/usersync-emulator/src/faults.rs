@@ -1,0 +1,260 @@
+//! Fault injection, shared by every facade.
+//!
+//! A [`FaultConfig`] is set at start (CLI flags) or at run time (`PUT /_emulator/faults`). Decisions
+//! come from one RNG seeded with [`FaultConfig::seed`], drawn in request order, so a sequential client
+//! sees the same faults on every run. Request-level faults (latency, 429, 5xx, reset, truncated or
+//! malformed body, slow drip) are applied by the server's middleware; paging faults (loop, expired
+//! page token, empty page with a next link) are applied by [`crate::paging`] inside each facade.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Every fault knob. All default to "off".
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FaultConfig {
+    /// Seed of the fault RNG.
+    pub seed: u64,
+    /// Fixed latency added to every API request, milliseconds.
+    pub latency_ms: u64,
+    /// Extra random latency, uniformly 0..=jitter, milliseconds.
+    pub latency_jitter_ms: u64,
+    /// Requests per minute per rate-limit bucket before the provider's own 429; `None` = the facade's
+    /// generous default (headers are still sent where the provider sends them).
+    pub rate_limit_per_minute: Option<u32>,
+    /// Maximum concurrent in-flight API requests before a 429 (providers with a concurrency limit).
+    pub concurrency_limit: Option<u32>,
+    /// Probability (0..=1) of answering with a server error instead of the real response.
+    pub error_rate: f64,
+    /// Which statuses the server errors use (picked at random): default 500, 502, 503.
+    pub error_statuses: Vec<u16>,
+    /// Probability of resetting the TCP connection (RST) instead of answering.
+    pub reset_rate: f64,
+    /// Probability of sending only part of the body (Content-Length promises the whole).
+    pub truncate_rate: f64,
+    /// Probability of a syntactically broken JSON body (with a consistent Content-Length).
+    pub malformed_rate: f64,
+    /// Probability of a slow-drip body (sent in small chunks with pauses).
+    pub drip_rate: f64,
+    /// Chunk size of slow-drip bodies, bytes.
+    pub drip_chunk_bytes: usize,
+    /// Pause between slow-drip chunks, milliseconds.
+    pub drip_pause_ms: u64,
+    /// Paging loop: page number (1-based) of a listing whose next link points back to itself.
+    pub paging_loop_at_page: Option<u32>,
+    /// Page tokens expire: a token for page N or later (N >= 2) is rejected with the provider's error.
+    pub expire_token_at_page: Option<u32>,
+    /// Empty page: page number (1-based) of a listing served with no items but a next link.
+    pub empty_page_at: Option<u32>,
+    /// Request-level faults start only after this many API requests (so a listing fails mid-way).
+    pub start_after: u64,
+    /// Stop injecting request-level faults after this many (e.g. one 503, then healthy).
+    pub max_faults: Option<u64>,
+}
+
+impl Default for FaultConfig {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            latency_ms: 0,
+            latency_jitter_ms: 0,
+            rate_limit_per_minute: None,
+            concurrency_limit: None,
+            error_rate: 0.0,
+            error_statuses: vec![500, 502, 503],
+            reset_rate: 0.0,
+            truncate_rate: 0.0,
+            malformed_rate: 0.0,
+            drip_rate: 0.0,
+            drip_chunk_bytes: 16,
+            drip_pause_ms: 50,
+            paging_loop_at_page: None,
+            expire_token_at_page: None,
+            empty_page_at: None,
+            start_after: 0,
+            max_faults: None,
+        }
+    }
+}
+
+impl FaultConfig {
+    /// Check ranges; the error names the bad field.
+    pub fn validate(&self) -> Result<(), crate::EmulatorError> {
+        for (name, p) in [
+            ("error_rate", self.error_rate),
+            ("reset_rate", self.reset_rate),
+            ("truncate_rate", self.truncate_rate),
+            ("malformed_rate", self.malformed_rate),
+            ("drip_rate", self.drip_rate),
+        ] {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(crate::EmulatorError::InvalidSetting {
+                    name,
+                    reason: format!("{p} is not a probability in 0..=1"),
+                });
+            }
+        }
+        if self.error_statuses.iter().any(|s| !(500..=599).contains(s)) || self.error_statuses.is_empty() {
+            return Err(crate::EmulatorError::InvalidSetting {
+                name: "error_statuses",
+                reason: "must be a non-empty list of 5xx statuses".to_string(),
+            });
+        }
+        if self.drip_chunk_bytes == 0 {
+            return Err(crate::EmulatorError::InvalidSetting {
+                name: "drip_chunk_bytes",
+                reason: "must be at least 1".to_string(),
+            });
+        }
+        if self.expire_token_at_page.is_some_and(|p| p < 2) {
+            return Err(crate::EmulatorError::InvalidSetting {
+                name: "expire_token_at_page",
+                reason: "the first page has no token: use 2 or more".to_string(),
+            });
+        }
+        if self.rate_limit_per_minute == Some(0) || self.concurrency_limit == Some(0) {
+            return Err(crate::EmulatorError::InvalidSetting {
+                name: "rate_limit_per_minute/concurrency_limit",
+                reason: "must be at least 1 when set".to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What the middleware does to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFault {
+    /// Nothing: serve normally.
+    None,
+    /// Answer with this 5xx status and the provider's error body.
+    ServerError(u16),
+    /// Reset the connection.
+    Reset,
+    /// Send part of the body.
+    Truncate,
+    /// Send broken JSON.
+    Malformed,
+    /// Send the body slowly.
+    Drip,
+}
+
+/// The live fault state of one emulator.
+#[derive(Debug)]
+pub struct Faults {
+    inner: Mutex<(FaultConfig, StdRng)>,
+    requests: AtomicU64,
+    injected: AtomicU64,
+}
+
+impl Faults {
+    /// Build from a (validated) config.
+    pub fn new(cfg: FaultConfig) -> Self {
+        let rng = StdRng::seed_from_u64(cfg.seed);
+        Self { inner: Mutex::new((cfg, rng)), requests: AtomicU64::new(0), injected: AtomicU64::new(0) }
+    }
+
+    /// The current config.
+    pub fn config(&self) -> FaultConfig {
+        self.lock().0.clone()
+    }
+
+    /// Replace the config (re-seeds the RNG and restarts the request count used by `start_after`).
+    pub fn set(&self, cfg: FaultConfig) -> Result<(), crate::EmulatorError> {
+        cfg.validate()?;
+        let mut g = self.lock();
+        g.1 = StdRng::seed_from_u64(cfg.seed);
+        g.0 = cfg;
+        self.requests.store(0, Ordering::SeqCst);
+        self.injected.store(0, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Number of request-level faults injected so far.
+    pub fn injected(&self) -> u64 {
+        self.injected.load(Ordering::SeqCst)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (FaultConfig, StdRng)> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Latency to add to this request.
+    pub fn latency(&self) -> std::time::Duration {
+        let mut g = self.lock();
+        let (cfg, rng) = &mut *g;
+        let jitter = if cfg.latency_jitter_ms > 0 { rng.gen_range(0..=cfg.latency_jitter_ms) } else { 0 };
+        std::time::Duration::from_millis(cfg.latency_ms + jitter)
+    }
+
+    /// Draw the request-level fault for the next API request.
+    pub fn draw(&self) -> RequestFault {
+        let n = self.requests.fetch_add(1, Ordering::SeqCst);
+        let mut g = self.lock();
+        let (cfg, rng) = &mut *g;
+        if n < cfg.start_after || cfg.max_faults.is_some_and(|m| self.injected.load(Ordering::SeqCst) >= m) {
+            return RequestFault::None;
+        }
+        // One draw per knob, in a fixed order, so each knob's sequence is stable.
+        let mut pick = |p: f64| p > 0.0 && rng.gen_bool(p.min(1.0));
+        let fault = if pick(cfg.error_rate) {
+            let i = rng.gen_range(0..cfg.error_statuses.len());
+            RequestFault::ServerError(cfg.error_statuses[i])
+        } else if pick(cfg.reset_rate) {
+            RequestFault::Reset
+        } else if pick(cfg.truncate_rate) {
+            RequestFault::Truncate
+        } else if pick(cfg.malformed_rate) {
+            RequestFault::Malformed
+        } else if pick(cfg.drip_rate) {
+            RequestFault::Drip
+        } else {
+            RequestFault::None
+        };
+        if fault != RequestFault::None {
+            self.injected.fetch_add(1, Ordering::SeqCst);
+        }
+        fault
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_are_deterministic_under_a_seed() {
+        let cfg = FaultConfig { seed: 5, error_rate: 0.3, reset_rate: 0.2, ..FaultConfig::default() };
+        let a = Faults::new(cfg.clone());
+        let b = Faults::new(cfg);
+        let xs: Vec<_> = (0..200).map(|_| a.draw()).collect();
+        let ys: Vec<_> = (0..200).map(|_| b.draw()).collect();
+        assert_eq!(xs, ys);
+        assert!(xs.contains(&RequestFault::Reset));
+        assert!(xs.iter().any(|f| matches!(f, RequestFault::ServerError(_))));
+        assert!(xs.contains(&RequestFault::None));
+    }
+
+    #[test]
+    fn start_after_and_max_faults_bound_injection() {
+        let f = Faults::new(FaultConfig {
+            error_rate: 1.0,
+            start_after: 2,
+            max_faults: Some(1),
+            ..FaultConfig::default()
+        });
+        assert_eq!(f.draw(), RequestFault::None);
+        assert_eq!(f.draw(), RequestFault::None);
+        assert!(matches!(f.draw(), RequestFault::ServerError(500 | 502 | 503)));
+        assert_eq!(f.draw(), RequestFault::None);
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let err = FaultConfig { error_rate: 2.0, ..FaultConfig::default() }.validate();
+        assert!(err.is_err_and(|e| e.to_string().contains("error_rate")));
+    }
+}

@@ -1,0 +1,588 @@
+//! [`ConnectionClient`]: the executor of one connection.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::Semaphore;
+use tracing::Instrument as _;
+use usersync_config::Secret;
+use usersync_model::Record;
+use usersync_sdk::{Batch, Connector, ConnectorError, HttpRequest, HttpResponse, Manifest, Options, Query, Session};
+
+use crate::auth::{Applied, Authenticator, Scrubber, TokenHttp, TokenInfo};
+use crate::counters::{BudgetSnapshot, Counters, RunCounters};
+use crate::error::RuntimeError;
+use crate::retry::{self, Pacer};
+use crate::settings::ConnectionSettings;
+use crate::transport::{self, redact_url};
+
+/// Everything one query returned, after paging to the end.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueryOutput {
+    /// Records of every page, in order.
+    pub records: Vec<Record>,
+    /// Objects seen and deliberately skipped, by kind (summed over pages).
+    pub skipped: BTreeMap<String, u64>,
+    /// Pages read (of the final, complete pass).
+    pub pages: u64,
+    /// Times the listing restarted from page one after its paging cursor expired.
+    pub restarts: u32,
+}
+
+impl QueryOutput {
+    fn add(&mut self, batch: Batch) {
+        self.records.extend(batch.records);
+        for (k, n) in batch.skipped {
+            *self.skipped.entry(k).or_insert(0) += n;
+        }
+        self.pages += 1;
+    }
+}
+
+struct Inner {
+    name: String,
+    manifest: Manifest,
+    session: Box<dyn Session>,
+    http: reqwest::Client,
+    auth: Authenticator,
+    token_http: TokenHttp,
+    limiter: Semaphore,
+    concurrency: u32,
+    pacer: Pacer,
+    counters: Arc<Counters>,
+    settings: ConnectionSettings,
+    scrubber: Scrubber,
+}
+
+/// The runtime of one connection: session, HTTP client, authentication and token cache,
+/// concurrency limit, rate-limit pacing and counters. Cheap to clone (shared state); use one per
+/// connection for a whole run so tokens and budgets are shared.
+#[derive(Clone)]
+pub struct ConnectionClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ConnectionClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionClient")
+            .field("name", &self.inner.name)
+            .field("connector", &self.inner.manifest.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnectionClient {
+    /// Open a connection: the connector validates `options` into a session, the auth plan's
+    /// secrets are checked and keys parsed, and the HTTP client is built (proxy, CA bundle,
+    /// timeouts). No network I/O happens here.
+    ///
+    /// `secrets` maps secret option names to their resolved values (see
+    /// `usersync_config::SecretRef::resolve`).
+    pub fn new(
+        name: &str,
+        connector: Arc<dyn Connector>,
+        options: Options,
+        secrets: BTreeMap<String, Secret>,
+        settings: ConnectionSettings,
+    ) -> Result<Self, RuntimeError> {
+        let manifest = connector.manifest();
+        let session = connector.open(&options).map_err(|source| RuntimeError::Connector {
+            context: format!("connection `{name}` ({})", manifest.id),
+            source,
+        })?;
+        let plan = session.auth_plan();
+        if let Some(t) = plan.token_url() {
+            transport::check_url_allowed(t)?;
+        }
+        for base in session.base_urls() {
+            transport::check_url_allowed(&base)?;
+        }
+        let scrubber = Scrubber::new(&secrets);
+        let http = transport::http_client(&settings)?;
+        let via_proxy = plan
+            .token_url()
+            .and_then(|t| url::Url::parse(t).ok())
+            .is_some_and(|u| transport::proxy_for(&settings, &u).is_some());
+        let counters = Arc::new(Counters::default());
+        let auth = Authenticator::new(name, plan, secrets, settings.credential_file.clone(), scrubber.clone())?;
+        let concurrency = settings.concurrency.unwrap_or(manifest.default_concurrency).max(1);
+        Ok(ConnectionClient {
+            inner: Arc::new(Inner {
+                name: name.to_string(),
+                token_http: TokenHttp {
+                    client: http.clone(),
+                    counters: counters.clone(),
+                    policy: settings.retry.clone(),
+                    via_proxy,
+                },
+                manifest,
+                session,
+                http,
+                auth,
+                limiter: Semaphore::new(concurrency as usize),
+                concurrency,
+                pacer: Pacer::default(),
+                counters,
+                settings,
+                scrubber,
+            }),
+        })
+    }
+
+    /// The connection's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The connector's manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.inner.manifest
+    }
+
+    /// The connector session.
+    pub fn session(&self) -> &dyn Session {
+        self.inner.session.as_ref()
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &ConnectionSettings {
+        &self.inner.settings
+    }
+
+    /// Requests allowed in flight at once.
+    pub fn concurrency(&self) -> u32 {
+        self.inner.concurrency
+    }
+
+    /// Counters since the client was created.
+    pub fn counters(&self) -> RunCounters {
+        self.inner.counters.snapshot()
+    }
+
+    /// Request a token now (replacing any cached one). `Ok(None)` for flows without a token
+    /// endpoint (API tokens). Used by `doctor`.
+    pub async fn fetch_token(&self) -> Result<Option<TokenInfo>, RuntimeError> {
+        self.inner.auth.fetch_token(&self.inner.token_http).await
+    }
+
+    fn context(&self, q: &Query) -> String {
+        format!(
+            "connection `{}` ({}), {}",
+            self.inner.name,
+            self.inner.manifest.id,
+            q.operation()
+        )
+    }
+
+    /// Drive one query's cursor to the end and return every record.
+    ///
+    /// Per request: authentication (token cache, early refresh; a 401 triggers exactly one
+    /// refresh and one retry), retries of 429/502/503/504, resets and timeouts with full-jitter
+    /// backoff bounded in attempts and total time, provider throttle headers, pacing when the
+    /// budget runs low, and the connection's concurrency limit. Per query: connector-classified
+    /// throttling (e.g. Google 403 `rateLimitExceeded`) is retried the same way; an expired
+    /// paging cursor restarts the listing (pages read so far are discarded); a repeated request
+    /// or more pages than `max_pages` stop the query with a protocol error.
+    pub async fn run_query(&self, q: &Query) -> Result<QueryOutput, RuntimeError> {
+        self.drive(q, None).await
+    }
+
+    /// Read only the first page of a query (for `doctor`'s minimal calls).
+    pub async fn first_page(&self, q: &Query) -> Result<QueryOutput, RuntimeError> {
+        self.drive(q, Some(1)).await
+    }
+
+    /// Run several queries concurrently (bounded by the connection's concurrency limit);
+    /// results in the order of `queries`.
+    pub async fn run_all(&self, queries: Vec<Query>) -> Vec<Result<QueryOutput, RuntimeError>> {
+        let mut set = tokio::task::JoinSet::new();
+        let n = queries.len();
+        for (i, q) in queries.into_iter().enumerate() {
+            let me = self.clone();
+            set.spawn(async move { (i, me.run_query(&q).await) });
+        }
+        let mut out: Vec<Option<Result<QueryOutput, RuntimeError>>> = (0..n).map(|_| None).collect();
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok((i, r)) => out[i] = Some(r),
+                Err(e) => tracing::error!(connection = %self.inner.name, "query task failed: {e}"),
+            }
+        }
+        out.into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(RuntimeError::Connector {
+                        context: format!("connection `{}`", self.inner.name),
+                        source: ConnectorError::Plugin {
+                            detail: "the query task panicked".into(),
+                        },
+                    })
+                })
+            })
+            .collect()
+    }
+
+    async fn drive(&self, q: &Query, page_limit: Option<u64>) -> Result<QueryOutput, RuntimeError> {
+        let inner = &self.inner;
+        let span = tracing::info_span!(
+            "query",
+            connection = %inner.name,
+            connector = %inner.manifest.id,
+            op = %q.operation(),
+            pages = tracing::field::Empty,
+            records = tracing::field::Empty,
+            restarts = tracing::field::Empty,
+        );
+        async {
+            let ctx = || self.context(q);
+            let mut restarts = 0u32;
+            'listing: loop {
+                let mut cursor = inner.session.query(q).map_err(|source| RuntimeError::Connector {
+                    context: ctx(),
+                    source,
+                })?;
+                let mut out = QueryOutput {
+                    restarts,
+                    ..QueryOutput::default()
+                };
+                let mut done: HashSet<String> = HashSet::new();
+                let mut page_retry: Option<(String, u32, Instant)> = None;
+                loop {
+                    if page_limit.is_some_and(|l| out.pages >= l) {
+                        break 'listing Ok(out);
+                    }
+                    let Some(req) = cursor.next_request() else {
+                        let span = tracing::Span::current();
+                        span.record("pages", out.pages);
+                        span.record("records", out.records.len());
+                        span.record("restarts", restarts);
+                        break 'listing Ok(out);
+                    };
+                    let key = request_key(&req);
+                    if done.contains(&key) {
+                        return Err(RuntimeError::Connector {
+                            context: ctx(),
+                            source: ConnectorError::protocol(format!(
+                                "paging loop: `{}` was already fetched in this listing",
+                                redact_url(&req.url)
+                            )),
+                        });
+                    }
+                    if out.pages >= inner.settings.max_pages {
+                        return Err(RuntimeError::Connector {
+                            context: ctx(),
+                            source: ConnectorError::protocol(format!(
+                                "paging stopped after {} pages (the bound); the provider keeps returning next pages",
+                                out.pages
+                            )),
+                        });
+                    }
+                    let resp = self.send_with_retries(&req).await?;
+                    match cursor.on_response(resp) {
+                        Ok(batch) => {
+                            Counters::add(&inner.counters.pages, 1);
+                            out.add(batch);
+                            done.insert(key);
+                            page_retry = None;
+                        }
+                        Err(ConnectorError::CursorExpired { detail }) => {
+                            restarts += 1;
+                            Counters::add(&inner.counters.listing_restarts, 1);
+                            if restarts > inner.settings.max_listing_restarts {
+                                return Err(RuntimeError::Connector {
+                                    context: ctx(),
+                                    source: ConnectorError::CursorExpired {
+                                        detail: format!("{detail} (gave up after {} restarts)", restarts - 1),
+                                    },
+                                });
+                            }
+                            tracing::warn!(restarts, "paging cursor expired; restarting the listing from page one");
+                            continue 'listing;
+                        }
+                        Err(e) if e.is_retryable() => {
+                            let policy = &inner.settings.retry;
+                            let (attempts, started) = match &mut page_retry {
+                                Some((k, n, started)) if *k == key => {
+                                    *n += 1;
+                                    (*n, *started)
+                                }
+                                _ => {
+                                    page_retry = Some((key.clone(), 1, Instant::now()));
+                                    (1, Instant::now())
+                                }
+                            };
+                            let (wait, throttled) = match &e {
+                                ConnectorError::RateLimited { retry_after_ms, .. } => (
+                                    retry_after_ms
+                                        .map(Duration::from_millis)
+                                        .unwrap_or_else(|| retry::full_jitter(attempts, policy.base_delay, policy.max_delay))
+                                        .min(policy.max_throttle_wait),
+                                    true,
+                                ),
+                                _ => (retry::full_jitter(attempts, policy.base_delay, policy.max_delay), false),
+                            };
+                            if attempts >= policy.max_attempts || started.elapsed() + wait > policy.max_total {
+                                return Err(RuntimeError::RetriesExhausted {
+                                    method: req.method.to_string(),
+                                    url: redact_url(&req.url),
+                                    attempts,
+                                    elapsed: started.elapsed(),
+                                    last: inner.scrubber.scrub(&e.to_string()),
+                                });
+                            }
+                            Counters::add(&inner.counters.retries, 1);
+                            if throttled {
+                                Counters::add(&inner.counters.throttled_responses, 1);
+                                Counters::add(&inner.counters.throttled_ms, wait.as_millis() as u64);
+                            } else {
+                                Counters::add(&inner.counters.backoff_ms, wait.as_millis() as u64);
+                            }
+                            tracing::info!(wait_ms = wait.as_millis() as u64, attempts, "provider asked to retry: {}", inner.scrubber.scrub(&e.to_string()));
+                            tokio::time::sleep(wait).await;
+                        }
+                        Err(source) => {
+                            return Err(RuntimeError::Connector {
+                                context: ctx(),
+                                source: scrub_connector_error(&inner.scrubber, source),
+                            })
+                        }
+                    }
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Send one request with authentication, retries, throttling and the concurrency limit,
+    /// and return the final response (which may be an error status for the cursor to classify).
+    pub async fn send(&self, req: &HttpRequest) -> Result<HttpResponse, RuntimeError> {
+        self.send_with_retries(req).await
+    }
+
+    async fn send_with_retries(&self, req: &HttpRequest) -> Result<HttpResponse, RuntimeError> {
+        let inner = &self.inner;
+        let url = transport::check_url_allowed(&req.url)?;
+        let via_proxy = transport::proxy_for(&inner.settings, &url).is_some();
+        let bucket = retry::bucket_key(&url);
+        let policy = &inner.settings.retry;
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        let mut refreshed = false;
+        let mut nonce_retries = 0u32;
+        loop {
+            attempt += 1;
+            if attempt > 1 {
+                Counters::add(&inner.counters.retries, 1);
+            }
+            let paced = inner.pacer.reserve(&bucket);
+            if !paced.is_zero() {
+                Counters::add(&inner.counters.throttled_ms, paced.as_millis() as u64);
+                tracing::debug!(wait_ms = paced.as_millis() as u64, bucket = %bucket, "pacing: rate-limit budget is low");
+                tokio::time::sleep(paced).await;
+            }
+            let permit = inner.limiter.acquire().await.map_err(|_| RuntimeError::Setting {
+                setting: "concurrency".into(),
+                reason: "the connection is shutting down".into(),
+            })?;
+            let applied = inner.auth.apply(&inner.token_http, req.method.as_str(), &req.url).await?;
+            let generation = applied.generation;
+            let result = self.transmit(req, applied, attempt, via_proxy).await;
+            drop(permit);
+            let failure = match result {
+                Ok(resp) => {
+                    self.observe_budget(&bucket, &resp);
+                    if inner.auth.on_resource_response(&req.url, resp.status, &resp.headers) && nonce_retries < 2 {
+                        nonce_retries += 1;
+                        attempt -= 1;
+                        continue;
+                    }
+                    if resp.status == 401 && !refreshed {
+                        if let Some(g) = generation {
+                            tracing::info!("HTTP 401: refreshing the access token once and retrying");
+                            inner.auth.invalidate(g).await;
+                            refreshed = true;
+                            continue;
+                        }
+                    }
+                    if !retry::is_retryable_status(resp.status) {
+                        return Ok(resp);
+                    }
+                    let server = retry::server_wait(&resp, SystemTime::now()).map(|w| w.min(policy.max_throttle_wait));
+                    let throttled = resp.status == 429 || server.is_some();
+                    if resp.status == 429 {
+                        Counters::add(&inner.counters.throttled_responses, 1);
+                    }
+                    let wait = server.unwrap_or_else(|| retry::full_jitter(attempt, policy.base_delay, policy.max_delay));
+                    if throttled {
+                        inner.pacer.pause_until(&bucket, Instant::now() + wait);
+                    }
+                    (
+                        format!("HTTP {}: {}", resp.status, inner.scrubber.scrub(&resp.body_snippet(200))),
+                        wait,
+                        throttled,
+                        None,
+                    )
+                }
+                Err(e) => {
+                    if !e.transport_kind().is_some_and(|k| k.is_retryable()) {
+                        return Err(e);
+                    }
+                    let wait = retry::full_jitter(attempt, policy.base_delay, policy.max_delay);
+                    (e.to_string(), wait, false, Some(e))
+                }
+            };
+            let (last, wait, throttled, err) = failure;
+            if attempt >= policy.max_attempts || started.elapsed() + wait > policy.max_total {
+                if let Some(RuntimeError::Transport {
+                    method,
+                    url,
+                    kind,
+                    detail,
+                }) = err
+                {
+                    return Err(RuntimeError::Transport {
+                        method,
+                        url,
+                        kind,
+                        detail: format!("{detail} (after {attempt} attempts)"),
+                    });
+                }
+                return Err(RuntimeError::RetriesExhausted {
+                    method: req.method.to_string(),
+                    url: redact_url(&req.url),
+                    attempts: attempt,
+                    elapsed: started.elapsed(),
+                    last,
+                });
+            }
+            if throttled {
+                // the pacer holds this bucket until the wait is over; the next loop turn sleeps there
+                tracing::info!(wait_ms = wait.as_millis() as u64, attempt, "throttled: {last}");
+            } else {
+                Counters::add(&inner.counters.backoff_ms, wait.as_millis() as u64);
+                tracing::info!(wait_ms = wait.as_millis() as u64, attempt, "retrying after: {last}");
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+
+    fn observe_budget(&self, bucket: &str, resp: &HttpResponse) {
+        let inner = &self.inner;
+        if let Some(b) = retry::budget(resp, SystemTime::now()) {
+            inner.counters.observe_budget(BudgetSnapshot {
+                bucket: bucket.to_string(),
+                remaining: b.remaining,
+                limit: b.limit,
+            });
+            if inner.settings.retry.slow_down && resp.status != 429 {
+                let interval =
+                    retry::pacing_for(&b, u64::from(inner.concurrency) * 2).min(inner.settings.retry.max_throttle_wait);
+                if !interval.is_zero() {
+                    tracing::debug!(
+                        remaining = b.remaining,
+                        limit = ?b.limit,
+                        interval_ms = interval.as_millis() as u64,
+                        "rate-limit budget is low: slowing down"
+                    );
+                }
+                inner.pacer.set_interval(bucket, interval);
+            }
+        }
+        if let Some(p) = retry::graph_pressure(resp) {
+            if inner.settings.retry.slow_down {
+                let interval = retry::graph_pacing(p).min(inner.settings.retry.max_throttle_wait);
+                inner.pacer.set_interval(bucket, interval);
+            }
+        }
+    }
+
+    async fn transmit(
+        &self,
+        req: &HttpRequest,
+        applied: Applied,
+        attempt: u32,
+        via_proxy: bool,
+    ) -> Result<HttpResponse, RuntimeError> {
+        let inner = &self.inner;
+        let parsed = url::Url::parse(&req.url).ok();
+        let span = tracing::info_span!(
+            "http_request",
+            method = %req.method,
+            host = parsed.as_ref().and_then(|u| u.host_str()).unwrap_or_default(),
+            path = parsed.as_ref().map(|u| u.path()).unwrap_or_default(),
+            attempt,
+            status = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+            bytes = tracing::field::Empty,
+        );
+        async {
+            let started = Instant::now();
+            let method = match req.method {
+                usersync_sdk::Method::Get => reqwest::Method::GET,
+                usersync_sdk::Method::Post => reqwest::Method::POST,
+            };
+            let mut builder = inner.http.request(method, &req.url);
+            for (k, v) in req.headers.iter().chain(applied.headers.iter()) {
+                builder = builder.header(k.as_str(), v.as_str());
+            }
+            if let Some(body) = &req.body {
+                builder = builder.body(body.clone());
+            }
+            Counters::add(&inner.counters.requests, 1);
+            let net_err = |e: reqwest::Error| {
+                let (kind, detail) = transport::classify(&e, via_proxy);
+                tracing::debug!(?kind, "request failed: {}", inner.scrubber.scrub(&detail));
+                RuntimeError::Transport {
+                    method: req.method.to_string(),
+                    url: redact_url(&req.url),
+                    kind,
+                    detail: inner.scrubber.scrub(&detail),
+                }
+            };
+            let resp = builder.send().await.map_err(net_err)?;
+            let status = resp.status().as_u16();
+            let headers: Vec<(String, String)> = resp
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .collect();
+            let body = resp.bytes().await.map_err(net_err)?.to_vec();
+            Counters::add(&inner.counters.bytes_received, body.len() as u64);
+            let span = tracing::Span::current();
+            span.record("status", status);
+            span.record("duration_ms", started.elapsed().as_millis() as u64);
+            span.record("bytes", body.len());
+            tracing::debug!("response received");
+            Ok(HttpResponse { status, headers, body })
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+fn request_key(req: &HttpRequest) -> String {
+    let body_hash = req
+        .body
+        .as_ref()
+        .map(|b| {
+            let d = ring::digest::digest(&ring::digest::SHA256, b);
+            d.as_ref().iter().take(8).map(|x| format!("{x:02x}")).collect::<String>()
+        })
+        .unwrap_or_default();
+    format!("{} {} {}", req.method, req.url, body_hash)
+}
+
+fn scrub_connector_error(s: &Scrubber, e: ConnectorError) -> ConnectorError {
+    match e {
+        ConnectorError::Unauthorized { detail } => ConnectorError::Unauthorized { detail: s.scrub(&detail) },
+        ConnectorError::Forbidden { detail, needed } => ConnectorError::Forbidden {
+            detail: s.scrub(&detail),
+            needed,
+        },
+        ConnectorError::Protocol { detail } => ConnectorError::Protocol { detail: s.scrub(&detail) },
+        ConnectorError::NotFound { detail } => ConnectorError::NotFound { detail: s.scrub(&detail) },
+        other => other,
+    }
+}

@@ -1,0 +1,94 @@
+//! Per-connection runtime settings, given as plain values by the host (the config crate maps its
+//! connection table onto [`ConnectionSettings`]).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How a connection talks to its provider. Every field has a sensible default
+/// ([`ConnectionSettings::default`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionSettings {
+    /// Maximum requests in flight for this connection. `None`: the connector manifest's
+    /// `default_concurrency` (modest for providers with a concurrency limit, such as Okta).
+    pub concurrency: Option<u32>,
+    /// Proxy URL for this connection (`http://proxy.corp:3128`; user:password in the URL is
+    /// allowed and never logged). `None`: `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` from the
+    /// environment apply. `NO_PROXY` is honoured in both cases.
+    pub proxy: Option<String>,
+    /// Ignore proxy environment variables (direct connections), unless `proxy` is set.
+    pub no_proxy_env: bool,
+    /// Extra PEM CA bundle trusted in addition to the built-in web PKI roots (a corporate
+    /// TLS-inspecting proxy's CA, an emulator's generated CA).
+    pub ca_bundle: Option<PathBuf>,
+    /// TCP connect timeout (also bounds the TLS handshake in `doctor`).
+    pub connect_timeout: Duration,
+    /// Read timeout: the longest wait for more bytes of a response.
+    pub read_timeout: Duration,
+    /// Whole-request timeout (connect + send + receive one response).
+    pub request_timeout: Duration,
+    /// Retries, backoff and throttle waits.
+    pub retry: RetryPolicy,
+    /// Bound on pages per query (a guard against endless listings).
+    pub max_pages: u64,
+    /// How many times a listing may restart from page one after its paging cursor expired.
+    pub max_listing_restarts: u32,
+    /// Where the refresh token of the authorization-code flow is kept (written by
+    /// `usersync auth login`, mode 0600). Required for that flow only.
+    pub credential_file: Option<PathBuf>,
+    /// Value of the `User-Agent` header.
+    pub user_agent: String,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        ConnectionSettings {
+            concurrency: None,
+            proxy: None,
+            no_proxy_env: false,
+            ca_bundle: None,
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(120),
+            retry: RetryPolicy::default(),
+            max_pages: 1_000_000,
+            max_listing_restarts: 3,
+            credential_file: None,
+            user_agent: format!("usersync/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// Retry, backoff and throttling limits. Both the number of attempts and the total time spent
+/// on one request (waits included) are bounded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts per request, the first included (1 = never retry).
+    pub max_attempts: u32,
+    /// Total time budget for one request including every retry and wait.
+    pub max_total: Duration,
+    /// First backoff step; attempt n waits a random time in `[0, min(max_delay, base * 2^n))`
+    /// ("full jitter").
+    pub base_delay: Duration,
+    /// Largest backoff step.
+    pub max_delay: Duration,
+    /// Longest single wait the runtime accepts from a provider's throttle headers
+    /// (`Retry-After`, Okta `X-Rate-Limit-Reset`, OneLogin `X-RateLimit-Reset`); longer asks are
+    /// capped (Okta's concurrency 429s carry misleading resets about two minutes ahead).
+    pub max_throttle_wait: Duration,
+    /// Pace requests when remaining-count headers show the budget running low, instead of
+    /// running into 429s.
+    pub slow_down: bool,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 8,
+            max_total: Duration::from_secs(300),
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            max_throttle_wait: Duration::from_secs(60),
+            slow_down: true,
+        }
+    }
+}

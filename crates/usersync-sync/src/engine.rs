@@ -1,0 +1,343 @@
+//! One run of one connection: fetch, plan, gates, apply, record. Dry runs take the same path
+//! and stop before the apply.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use usersync_config::Policy;
+use usersync_sdk::Manifest;
+use usersync_store::{RunOutcome, RunStatus, Store, StoreError};
+
+use crate::desired;
+use crate::fetch::{fetch, FetchContext, Snapshot};
+use crate::plan::{diff, DiffContext, GroupAction, Plan, UserAction};
+use crate::runner::{Progress, QueryRunner};
+
+/// What one run needs to know about its connection.
+pub struct RunSpec<'a> {
+    /// Connection name.
+    pub connection: &'a str,
+    /// The connector's manifest.
+    pub manifest: &'a Manifest,
+    /// The policy.
+    pub policy: &'a Policy,
+    /// Queries in flight at once.
+    pub concurrency: usize,
+    /// Compute and record the plan, apply nothing.
+    pub dry_run: bool,
+    /// Operator confirmation: allow up to this many deactivations+deletions past the gates.
+    pub allow_deletes: Option<u64>,
+}
+
+/// User counts of a run (the JSON contract).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct UserCounts {
+    /// Created.
+    pub created: u64,
+    /// Updated.
+    pub updated: u64,
+    /// Renamed.
+    pub renamed: u64,
+    /// Reactivated.
+    pub reactivated: u64,
+    /// Deactivated.
+    pub deactivated: u64,
+    /// Deleted.
+    pub deleted: u64,
+    /// Unchanged.
+    pub unchanged: u64,
+}
+
+/// Group counts of a run (renames count as updates).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct GroupCounts {
+    /// Created.
+    pub created: u64,
+    /// Updated (renamed included).
+    pub updated: u64,
+    /// Deleted.
+    pub deleted: u64,
+    /// Unchanged.
+    pub unchanged: u64,
+}
+
+/// Direct membership counts of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MembershipCounts {
+    /// Added.
+    pub added: u64,
+    /// Removed.
+    pub removed: u64,
+}
+
+/// The result of a run: exactly the JSON object `usersync sync --format json` prints per
+/// connection.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunReport {
+    /// Run id in the store's history (absent when the store could not record it).
+    pub run_id: Option<i64>,
+    /// Connection name.
+    pub connection: String,
+    /// `applied`, `dry_run`, `blocked` or `failed`.
+    pub status: &'static str,
+    /// User counts.
+    pub users: UserCounts,
+    /// Group counts.
+    pub groups: GroupCounts,
+    /// Membership counts.
+    pub memberships: MembershipCounts,
+    /// HTTP requests made.
+    pub requests: u64,
+    /// Wall time.
+    pub duration_ms: u64,
+    /// Errors, conflicts and gate messages, one line each.
+    pub errors: Vec<String>,
+    /// The plan (not part of the JSON contract; printed by `--format table`).
+    #[serde(skip)]
+    pub plan: Option<Plan>,
+}
+
+impl RunReport {
+    /// A run that failed before it had a plan.
+    pub fn failed(run_id: Option<i64>, connection: &str, error: String, started: Instant) -> RunReport {
+        RunReport {
+            run_id,
+            connection: connection.to_string(),
+            status: "failed",
+            users: UserCounts::default(),
+            groups: GroupCounts::default(),
+            memberships: MembershipCounts::default(),
+            requests: 0,
+            duration_ms: started.elapsed().as_millis() as u64,
+            errors: vec![error],
+            plan: None,
+        }
+    }
+}
+
+/// Counts of a plan.
+pub fn counts(plan: &Plan) -> (UserCounts, GroupCounts, MembershipCounts) {
+    (
+        UserCounts {
+            created: plan.count_users(UserAction::Created),
+            updated: plan.count_users(UserAction::Updated),
+            renamed: plan.count_users(UserAction::Renamed),
+            reactivated: plan.count_users(UserAction::Reactivated),
+            deactivated: plan.count_users(UserAction::Deactivated),
+            deleted: plan.count_users(UserAction::Deleted),
+            unchanged: plan.unchanged_users,
+        },
+        GroupCounts {
+            created: plan.count_groups(GroupAction::Created),
+            updated: plan.count_groups(GroupAction::Updated) + plan.count_groups(GroupAction::Renamed),
+            deleted: plan.count_groups(GroupAction::Deleted),
+            unchanged: plan.unchanged_groups,
+        },
+        MembershipCounts {
+            added: plan.count_memberships("added"),
+            removed: plan.count_memberships("removed"),
+        },
+    )
+}
+
+/// The safety gates on a complete fetch. Returns the reason to block, if any.
+pub fn gate(plan: &Plan, policy: &Policy, last_source_users: Option<u64>, allow: Option<u64>) -> Option<String> {
+    let removals = plan.removals();
+    let confirmed = allow.is_some_and(|n| removals <= n);
+    let base = plan.active_users_before.max(1);
+    let percent = removals as f64 * 100.0 / base as f64;
+    let override_hint = format!(
+        "review with `usersync sync --dry-run --connection {}`, then confirm with `--allow-deletes {removals}`",
+        plan.connection
+    );
+    if let Some(prev) = last_source_users.filter(|p| *p > 0) {
+        let now = plan.source_users;
+        let floor = prev as f64 * policy.min_source_percent / 100.0;
+        if (now as f64) < floor && !confirmed {
+            return Some(format!(
+                "blocked: the source returned {now} users, fewer than {}% of the {prev} it returned last time \
+                 (min_source_percent); this run would deactivate or delete {removals} users; {override_hint}",
+                policy.min_source_percent
+            ));
+        }
+    }
+    if removals > 0 && !confirmed && (removals > policy.max_removals || percent > policy.max_removal_percent) {
+        return Some(format!(
+            "blocked: this run would deactivate or delete {removals} of {} active users ({percent:.1}%), \
+             above the limit of {} users or {}% (max_removals / max_removal_percent in the connection's \
+             policy); {override_hint}",
+            plan.active_users_before, policy.max_removals, policy.max_removal_percent
+        ));
+    }
+    None
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The fetch and the plan of a connection, without touching the store's data.
+pub async fn plan_connection<R: QueryRunner, S: Store + ?Sized>(
+    store: &S,
+    runner: Arc<R>,
+    spec: &RunSpec<'_>,
+    progress: &dyn Progress,
+) -> Result<(Snapshot, desired::Desired, Plan), StoreError> {
+    let ctx = FetchContext {
+        manifest: spec.manifest,
+        policy: spec.policy,
+        concurrency: spec.concurrency,
+        progress,
+    };
+    let before = runner.requests();
+    let mut snapshot = fetch(Arc::clone(&runner), &ctx).await;
+    if let (Some(b), Some(a)) = (before, runner.requests()) {
+        snapshot.requests = a.saturating_sub(b);
+    }
+    let wanted = desired::build(&snapshot, spec.policy, spec.connection);
+    let stored = store.state(spec.connection)?;
+    let holders = store.username_holders()?;
+    let mut plan = diff(
+        &wanted,
+        &stored,
+        &DiffContext {
+            connection: spec.connection,
+            policy: spec.policy,
+            complete: snapshot.complete,
+            holders: &holders,
+            source_users: snapshot.users.len() as u64,
+        },
+    );
+    plan.warnings.extend(snapshot.warnings.iter().cloned());
+    Ok((snapshot, wanted, plan))
+}
+
+/// Run one connection end to end. Store errors while recording are returned as a failed
+/// report, never as a panic.
+pub async fn run_connection<R: QueryRunner, S: Store + ?Sized>(
+    store: &mut S,
+    runner: Arc<R>,
+    spec: &RunSpec<'_>,
+    progress: &dyn Progress,
+) -> RunReport {
+    let started = Instant::now();
+    let span = tracing::info_span!("sync", connection = spec.connection, dry_run = spec.dry_run);
+    let _enter = span.enter();
+    let run_id = match store.begin_run(spec.connection, now_ms()) {
+        Ok(id) => id,
+        Err(e) => return RunReport::failed(None, spec.connection, e.to_string(), started),
+    };
+    drop(_enter);
+    let planned = plan_connection(&*store, runner, spec, progress).await;
+    let _enter = span.enter();
+    let (snapshot, _wanted, plan) = match planned {
+        Ok(p) => p,
+        Err(e) => {
+            let report = RunReport::failed(Some(run_id), spec.connection, e.to_string(), started);
+            record(store, run_id, &report, None, None);
+            return report;
+        }
+    };
+    let (users, groups, memberships) = counts(&plan);
+    let mut errors: Vec<String> = snapshot.errors.clone();
+    errors.extend(plan.conflicts.iter().map(|c| format!("conflict: {c}")));
+    let last = match store.last_source_users(spec.connection) {
+        Ok(v) => v,
+        Err(e) => {
+            let report = RunReport::failed(Some(run_id), spec.connection, e.to_string(), started);
+            record(store, run_id, &report, Some(&plan), None);
+            return report;
+        }
+    };
+    let blocked = if snapshot.complete {
+        gate(&plan, spec.policy, last, spec.allow_deletes)
+    } else {
+        if !plan.withheld.is_empty() {
+            errors.push(format!(
+                "the fetch was incomplete: {} destructive change(s) withheld (no deactivation, deletion or \
+                 membership removal is applied on a partial read)",
+                plan.withheld.len()
+            ));
+        }
+        None
+    };
+    let status = match (&blocked, spec.dry_run, snapshot.complete) {
+        (_, true, _) => RunStatus::DryRun,
+        (Some(_), false, _) => RunStatus::Blocked,
+        (None, false, false) => RunStatus::Failed,
+        (None, false, true) => RunStatus::Applied,
+    };
+    if let Some(b) = &blocked {
+        errors.push(if spec.dry_run { format!("would be {b}") } else { b.clone() });
+    }
+    let mut report = RunReport {
+        run_id: Some(run_id),
+        connection: spec.connection.to_string(),
+        status: status.as_str(),
+        users,
+        groups,
+        memberships,
+        requests: snapshot.requests,
+        duration_ms: 0,
+        errors,
+        plan: None,
+    };
+    let source_users = snapshot.complete.then_some(plan.source_users);
+    if status == RunStatus::Blocked {
+        // Nothing is applied: the counts describe what would have happened.
+        tracing::warn!(connection = spec.connection, "{}", blocked.as_deref().unwrap_or(""));
+    }
+    let apply = matches!(status, RunStatus::Applied | RunStatus::Failed);
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    if apply {
+        let outcome = outcome(&report, status, &plan, source_users);
+        let result = {
+            let _s = tracing::info_span!("apply", changes = plan.changes.len()).entered();
+            store.apply(spec.connection, run_id, &plan.changes, &outcome, now_ms())
+        };
+        if let Err(e) = result {
+            report.status = "failed";
+            report.errors.push(format!("nothing was applied: {e}"));
+            report.users = UserCounts::default();
+            report.groups = GroupCounts::default();
+            report.memberships = MembershipCounts::default();
+            record(store, run_id, &report, Some(&plan), None);
+        }
+    } else {
+        record(store, run_id, &report, Some(&plan), source_users.filter(|_| false));
+    }
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    report.plan = Some(plan);
+    report
+}
+
+fn outcome(report: &RunReport, status: RunStatus, plan: &Plan, source_users: Option<u64>) -> RunOutcome {
+    RunOutcome {
+        status,
+        counts: serde_json::json!({
+            "users": report.users,
+            "groups": report.groups,
+            "memberships": report.memberships,
+            "duration_ms": report.duration_ms,
+        }),
+        errors: report.errors.clone(),
+        plan: serde_json::to_value(plan).unwrap_or(serde_json::Value::Null),
+        requests: report.requests,
+        source_users,
+    }
+}
+
+fn record<S: Store + ?Sized>(store: &mut S, run_id: i64, report: &RunReport, plan: Option<&Plan>, src: Option<u64>) {
+    let status = RunStatus::parse(report.status).unwrap_or(RunStatus::Failed);
+    let o = RunOutcome {
+        plan: plan.and_then(|p| serde_json::to_value(p).ok()).unwrap_or(serde_json::Value::Null),
+        ..outcome(report, status, &Plan::default(), src)
+    };
+    if let Err(e) = store.finish_run(run_id, &o, now_ms()) {
+        tracing::error!(run_id, "cannot record the run's outcome: {e}");
+    }
+}

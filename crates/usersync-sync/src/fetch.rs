@@ -1,0 +1,384 @@
+//! The fetch planner: which queries to run, driven by the connector's capabilities and the
+//! policy, run concurrently, collected into a [`Snapshot`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+use usersync_config::{MembershipRoute, PhotoMode, Policy};
+use usersync_model::{Group, GroupKind, ManagerRef, MemberRef, Membership, Photo, Record, User};
+use usersync_sdk::{Manifest, Operation, Query};
+
+use crate::runner::{FailureKind, Progress, QueryFailure, QueryResult, QueryRunner};
+
+/// How effective (transitive) memberships were obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransitiveSource {
+    /// The provider has no nesting: effective = direct.
+    NotNested,
+    /// Computed here from direct group-in-group edges.
+    Computed,
+    /// Asked from the provider (server-side transitive queries).
+    ServerSide,
+    /// Nesting exists but could not be resolved (reported as a warning).
+    Unavailable,
+}
+
+/// The membership route taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Route {
+    /// One member listing per group.
+    PerGroup,
+    /// One group listing per user.
+    PerUser,
+    /// The connector lists no memberships.
+    None,
+}
+
+/// Everything one fetch read from a connection.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Snapshot {
+    /// Users by provider id.
+    pub users: BTreeMap<String, User>,
+    /// Groups and roles by provider id.
+    pub groups: BTreeMap<String, Group>,
+    /// Direct membership edges.
+    pub direct: BTreeSet<Membership>,
+    /// Server-side transitive user memberships (group id, user id), when used.
+    pub server_transitive: BTreeSet<(String, String)>,
+    /// Managers fetched with `user_manager` queries (None: no manager).
+    pub managers: BTreeMap<String, Option<ManagerRef>>,
+    /// Photos fetched (None: the user has none).
+    pub photos: BTreeMap<String, Option<Photo>>,
+    /// Users whose manager or photo query failed: keep what the store has.
+    pub optional_failed: BTreeSet<String>,
+    /// True when every query ended normally.
+    pub complete: bool,
+    /// Failed queries, one line each.
+    pub errors: Vec<String>,
+    /// Things the administrator should know (capability gaps, cycles).
+    pub warnings: Vec<String>,
+    /// HTTP requests made.
+    pub requests: u64,
+    /// Queries run.
+    pub queries: u64,
+    /// Objects skipped by the connector, by kind.
+    pub skipped: BTreeMap<String, u64>,
+    /// Membership route taken.
+    pub route: Option<Route>,
+    /// How effective memberships are obtained.
+    pub transitive: Option<TransitiveSource>,
+}
+
+/// Inputs of a fetch.
+pub struct FetchContext<'a> {
+    /// The connector's manifest (capabilities and supported operations).
+    pub manifest: &'a Manifest,
+    /// The connection's policy.
+    pub policy: &'a Policy,
+    /// Queries in flight at once (the runtime also limits requests).
+    pub concurrency: usize,
+    /// Progress reporting.
+    pub progress: &'a dyn Progress,
+}
+
+impl Snapshot {
+    fn absorb(&mut self, query: &Query, result: Result<QueryResult, QueryFailure>, optional: bool) {
+        self.queries += 1;
+        match result {
+            Ok(r) => {
+                self.requests += r.requests;
+                for (k, n) in r.skipped {
+                    *self.skipped.entry(k).or_insert(0) += n;
+                }
+                for rec in r.records {
+                    self.record(query, rec);
+                }
+            }
+            Err(f) => {
+                self.requests += f.requests;
+                match (f.kind, query) {
+                    (FailureKind::NotFound, Query::UserManager { user_id }) => {
+                        self.managers.insert(user_id.clone(), None);
+                    }
+                    (FailureKind::NotFound, Query::UserPhoto { user_id }) => {
+                        self.photos.insert(user_id.clone(), None);
+                    }
+                    _ => {
+                        if optional {
+                            if let Query::UserManager { user_id } | Query::UserPhoto { user_id } = query {
+                                self.optional_failed.insert(user_id.clone());
+                            }
+                        }
+                        self.complete = false;
+                        self.errors.push(format!("query {} failed: {}", describe(query), f.message));
+                    }
+                }
+            }
+        }
+    }
+
+    fn record(&mut self, query: &Query, rec: Record) {
+        match rec {
+            Record::User(u) => {
+                self.users.insert(u.id.clone(), u);
+            }
+            Record::Group(g) => {
+                if let Some(parent) = &g.parent_id {
+                    self.direct.insert(Membership::direct_group(parent.clone(), g.id.clone()));
+                }
+                let entry = self.groups.entry(g.id.clone()).or_insert_with(|| g.clone());
+                if entry.parent_id.is_none() {
+                    entry.parent_id = g.parent_id.clone();
+                }
+            }
+            Record::Membership(m) => {
+                let transitive_query =
+                    matches!(query, Query::UserTransitiveGroups { .. } | Query::GroupTransitiveMembers { .. });
+                if transitive_query {
+                    if let MemberRef::User(u) = &m.member {
+                        self.server_transitive.insert((m.group_id.clone(), u.clone()));
+                    }
+                } else {
+                    self.direct.insert(Membership { direct: true, ..m });
+                }
+            }
+            Record::Manager { user_id, manager } => {
+                self.managers.insert(user_id, manager);
+            }
+            Record::Photo(p) => {
+                self.photos.insert(p.user_id.clone(), Some(p));
+            }
+        }
+    }
+}
+
+/// A short, secret-free description of a query for messages.
+pub fn describe(q: &Query) -> String {
+    match q {
+        Query::ListUsers | Query::ListGroups | Query::ListRoles => q.operation().to_string(),
+        Query::GetUser { user_id }
+        | Query::UserManager { user_id }
+        | Query::UserGroups { user_id }
+        | Query::UserTransitiveGroups { user_id }
+        | Query::UserPhoto { user_id } => format!("{}({user_id})", q.operation()),
+        Query::GroupMembers { group_id }
+        | Query::GroupTransitiveMembers { group_id }
+        | Query::GroupChildren { group_id } => format!("{}({group_id})", q.operation()),
+        Query::RoleMembers { role_id } => format!("{}({role_id})", q.operation()),
+    }
+}
+
+async fn run_all<R: QueryRunner>(
+    runner: &Arc<R>,
+    queries: Vec<Query>,
+    ctx: &FetchContext<'_>,
+    phase: &str,
+) -> Vec<(Query, Result<QueryResult, QueryFailure>)> {
+    ctx.progress.phase(phase, queries.len() as u64);
+    let sem = Arc::new(Semaphore::new(ctx.concurrency.max(1)));
+    let mut set = JoinSet::new();
+    for (i, q) in queries.into_iter().enumerate() {
+        let runner = Arc::clone(runner);
+        let sem = Arc::clone(&sem);
+        let span = tracing::debug_span!("query", query = %describe(&q));
+        set.spawn(
+            async move {
+                let _permit = sem.acquire_owned().await;
+                let r = runner.run(q.clone()).await;
+                (i, q, r)
+            }
+            .instrument(span),
+        );
+    }
+    let mut out = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok((i, q, r)) => {
+                ctx.progress.query_done(r.as_ref().map(|r| r.records.len() as u64).unwrap_or(0));
+                out.push((i, q, r));
+            }
+            Err(e) => {
+                // A panicking runner task: surfaces as a failed query (the fetch is incomplete).
+                out.push((
+                    usize::MAX,
+                    Query::ListUsers,
+                    Err(QueryFailure::failed(format!("query task ended abnormally: {e}"))),
+                ));
+            }
+        }
+    }
+    ctx.progress.phase_done();
+    out.sort_by_key(|(i, _, _)| *i);
+    out.into_iter().map(|(_, q, r)| (q, r)).collect()
+}
+
+fn group_needed(policy: &Policy, g: &Group) -> bool {
+    policy.group_selected(&g.name)
+        || policy.required_groups.iter().any(|p| p.matches(&g.name) || p.matches(&g.id))
+}
+
+/// Fetch everything the policy needs from one connection.
+pub async fn fetch<R: QueryRunner>(runner: Arc<R>, ctx: &FetchContext<'_>) -> Snapshot {
+    let m = ctx.manifest;
+    let caps = m.capabilities;
+    let policy = ctx.policy;
+    let mut snap = Snapshot {
+        complete: true,
+        ..Snapshot::default()
+    };
+
+    // 1. listings
+    let mut first = vec![Query::ListUsers];
+    if m.supports(Operation::ListGroups) {
+        first.push(Query::ListGroups);
+    } else {
+        snap.warnings.push(format!("connector `{}` cannot list groups", m.id));
+    }
+    let roles = policy.roles_as_groups && caps.roles_as_groups && m.supports(Operation::ListRoles);
+    if policy.roles_as_groups && !roles {
+        snap.warnings.push(format!("roles_as_groups is set but connector `{}` cannot list roles", m.id));
+    }
+    if roles {
+        first.push(Query::ListRoles);
+    }
+    for (q, r) in run_all(&runner, first, ctx, "listing users and groups").await {
+        snap.absorb(&q, r, false);
+    }
+    if !snap.complete {
+        // Without complete listings nothing below can be trusted or is needed.
+        return snap;
+    }
+
+    // 2. hierarchy (providers with child-group listings)
+    let nested = caps.nested_groups || caps.transitive_membership;
+    if caps.nested_groups && m.supports(Operation::GroupChildren) {
+        let mut asked: BTreeSet<String> = BTreeSet::new();
+        loop {
+            let todo: Vec<String> = snap
+                .groups
+                .values()
+                .filter(|g| g.kind == GroupKind::Group && !asked.contains(&g.id))
+                .map(|g| g.id.clone())
+                .collect();
+            if todo.is_empty() {
+                break;
+            }
+            asked.extend(todo.iter().cloned());
+            let qs = todo.into_iter().map(|group_id| Query::GroupChildren { group_id }).collect();
+            for (q, r) in run_all(&runner, qs, ctx, "listing child groups").await {
+                snap.absorb(&q, r, false);
+            }
+            if !snap.complete {
+                return snap;
+            }
+        }
+    }
+
+    // 3. memberships, by the cheapest route
+    let groups: Vec<&Group> = snap.groups.values().filter(|g| g.kind == GroupKind::Group).collect();
+    let per_group_ok = m.supports(Operation::GroupMembers);
+    let per_user_ok = m.supports(Operation::UserGroups);
+    let server_user_transitive = caps.transitive_membership && m.supports(Operation::UserTransitiveGroups);
+    let route = match policy.membership_route {
+        MembershipRoute::PerGroup if per_group_ok => Route::PerGroup,
+        MembershipRoute::PerUser if per_user_ok => Route::PerUser,
+        _ if per_group_ok && per_user_ok => {
+            // Per-user listings hide nesting: only take them when nesting is resolvable.
+            if nested && !server_user_transitive {
+                Route::PerGroup
+            } else if groups.len() <= snap.users.len() {
+                Route::PerGroup
+            } else {
+                Route::PerUser
+            }
+        }
+        _ if per_group_ok => Route::PerGroup,
+        _ if per_user_ok => Route::PerUser,
+        _ => Route::None,
+    };
+    if policy.membership_route != MembershipRoute::Auto
+        && !matches!(
+            (policy.membership_route, route),
+            (MembershipRoute::PerGroup, Route::PerGroup) | (MembershipRoute::PerUser, Route::PerUser)
+        )
+    {
+        snap.warnings.push(format!(
+            "membership_route {:?} is not supported by connector `{}`; using {:?}",
+            policy.membership_route, m.id, route
+        ));
+    }
+    let mut qs = Vec::new();
+    match route {
+        Route::PerGroup => {
+            for g in &groups {
+                if nested || group_needed(policy, g) {
+                    qs.push(Query::GroupMembers { group_id: g.id.clone() });
+                }
+            }
+        }
+        Route::PerUser => {
+            for u in snap.users.keys() {
+                qs.push(Query::UserGroups { user_id: u.clone() });
+                if nested && server_user_transitive {
+                    qs.push(Query::UserTransitiveGroups { user_id: u.clone() });
+                }
+            }
+        }
+        Route::None => snap.warnings.push(format!("connector `{}` lists no memberships", m.id)),
+    }
+    if roles && m.supports(Operation::RoleMembers) {
+        for r in snap.groups.values().filter(|g| g.kind == GroupKind::Role) {
+            qs.push(Query::RoleMembers { role_id: r.id.clone() });
+        }
+    }
+    snap.route = Some(route);
+    snap.transitive = Some(match (nested, route) {
+        (false, _) => TransitiveSource::NotNested,
+        (true, Route::PerGroup) => TransitiveSource::Computed,
+        (true, Route::PerUser) if server_user_transitive => TransitiveSource::ServerSide,
+        (true, _) => {
+            snap.warnings.push(format!(
+                "connector `{}` has nested groups but neither member listings nor transitive queries; \
+                 inherited memberships are not resolved",
+                m.id
+            ));
+            TransitiveSource::Unavailable
+        }
+    });
+    for (q, r) in run_all(&runner, qs, ctx, "listing memberships").await {
+        snap.absorb(&q, r, false);
+    }
+
+    // 4. managers and photos, only when asked
+    let mut optional = Vec::new();
+    if policy.managers {
+        if caps.manager && m.supports(Operation::UserManager) {
+            for u in snap.users.values().filter(|u| u.manager.is_none()) {
+                optional.push(Query::UserManager { user_id: u.id.clone() });
+            }
+        } else if !caps.manager {
+            snap.warnings.push(format!("managers = true but connector `{}` has no managers", m.id));
+        }
+    }
+    if policy.photos != PhotoMode::Off {
+        if caps.photos && m.supports(Operation::UserPhoto) {
+            for u in snap.users.values().filter(|u| u.status.state.is_active()) {
+                optional.push(Query::UserPhoto { user_id: u.id.clone() });
+            }
+        } else {
+            snap.warnings.push(format!("photos are enabled but connector `{}` has no photos", m.id));
+        }
+    }
+    if !optional.is_empty() {
+        for (q, r) in run_all(&runner, optional, ctx, "fetching managers and photos").await {
+            snap.absorb(&q, r, true);
+        }
+    }
+    snap
+}

@@ -1,0 +1,714 @@
+//! The plan: the diff between the wanted state and the store, as human-readable entries and
+//! as the store changes that carry it out. Pure.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use usersync_config::{GroupRemoval, Policy, UserRemoval};
+use usersync_store::{
+    username_key, Change, ConnectionState, EffectiveMembership, Member, StoredMembership, StoredUser,
+    UsernameHolder,
+};
+
+use crate::desired::{Desired, PhotoTarget, Target};
+
+/// What happens to a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserAction {
+    /// New local user.
+    Created,
+    /// Attributes changed.
+    Updated,
+    /// Same provider id, new username (other attributes may change too).
+    Renamed,
+    /// Inactive -> active.
+    Reactivated,
+    /// Active -> inactive.
+    Deactivated,
+    /// Removed.
+    Deleted,
+}
+
+/// One user entry of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserChange {
+    /// The action.
+    pub action: UserAction,
+    /// Provider id.
+    pub provider_id: String,
+    /// Username (the new one for a rename).
+    pub username: String,
+    /// The old username, for a rename.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_username: Option<String>,
+    /// Attributes that change.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
+    /// Why (deactivations and deletions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// What happens to a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupAction {
+    /// New local group.
+    Created,
+    /// New local name.
+    Renamed,
+    /// Other attributes changed.
+    Updated,
+    /// Removed.
+    Deleted,
+}
+
+/// One group entry of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupChange {
+    /// The action.
+    pub action: GroupAction,
+    /// Provider id.
+    pub provider_id: String,
+    /// Local name (the new one for a rename).
+    pub name: String,
+    /// The old local name, for a rename.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_name: Option<String>,
+    /// Attributes that change.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
+}
+
+/// One direct membership entry of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct MembershipChange {
+    /// `added` or `removed`.
+    pub action: &'static str,
+    /// Local group name.
+    pub group: String,
+    /// `user` or `group`.
+    pub member_type: &'static str,
+    /// Username or local group name of the member.
+    pub member: String,
+}
+
+/// The plan of one connection's run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Plan {
+    /// Connection name.
+    pub connection: String,
+    /// Whether the fetch was complete (otherwise destructive changes are withheld).
+    pub complete: bool,
+    /// User changes.
+    pub users: Vec<UserChange>,
+    /// Group changes.
+    pub groups: Vec<GroupChange>,
+    /// Direct membership changes.
+    pub memberships: Vec<MembershipChange>,
+    /// Effective (transitive) membership rows added, re-pathed or removed.
+    pub effective_changes: u64,
+    /// Users of the connection left unchanged.
+    pub unchanged_users: u64,
+    /// Groups of the connection left unchanged.
+    pub unchanged_groups: u64,
+    /// Username collisions (never merged).
+    pub conflicts: Vec<String>,
+    /// Changes skipped because the user or group is protected.
+    pub protected: Vec<String>,
+    /// Destructive changes withheld because the fetch was incomplete.
+    pub withheld: Vec<String>,
+    /// Warnings from fetch and policy.
+    pub warnings: Vec<String>,
+    /// Users the source returned.
+    pub source_users: u64,
+    /// Active users of the connection in the store before the run.
+    pub active_users_before: u64,
+    /// The store changes that carry out this plan.
+    #[serde(skip)]
+    pub changes: Vec<Change>,
+}
+
+impl Plan {
+    /// Users deactivated plus deleted: what the removal threshold counts.
+    pub fn removals(&self) -> u64 {
+        self.users
+            .iter()
+            .filter(|u| matches!(u.action, UserAction::Deactivated | UserAction::Deleted))
+            .count() as u64
+    }
+
+    /// Number of user entries with an action.
+    pub fn count_users(&self, action: UserAction) -> u64 {
+        self.users.iter().filter(|u| u.action == action).count() as u64
+    }
+
+    /// Number of group entries with an action.
+    pub fn count_groups(&self, action: GroupAction) -> u64 {
+        self.groups.iter().filter(|g| g.action == action).count() as u64
+    }
+
+    /// Number of membership entries with an action (`added`, `removed`).
+    pub fn count_memberships(&self, action: &str) -> u64 {
+        self.memberships.iter().filter(|m| m.action == action).count() as u64
+    }
+
+    /// True when the plan changes nothing in the directory.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+fn user_diff(old: &StoredUser, new: &StoredUser) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut f = |name: &str, changed: bool| {
+        if changed {
+            out.push(name.to_string());
+        }
+    };
+    f("username", old.username != new.username);
+    f("email", old.email != new.email);
+    f("display_name", old.display_name != new.display_name);
+    f("given_name", old.given_name != new.given_name);
+    f("family_name", old.family_name != new.family_name);
+    f("active", old.active != new.active);
+    f("status", old.state != new.state || old.status_raw != new.status_raw);
+    f("manager", old.manager != new.manager);
+    f("inactive_reason", old.inactive_reason != new.inactive_reason);
+    let keys: BTreeSet<&String> = old.attributes.keys().chain(new.attributes.keys()).collect();
+    for k in keys {
+        if old.attributes.get(k) != new.attributes.get(k) {
+            out.push(format!("attributes.{k}"));
+        }
+    }
+    out
+}
+
+/// Inputs of [`diff`] besides the wanted and stored states.
+pub struct DiffContext<'a> {
+    /// Connection name.
+    pub connection: &'a str,
+    /// Its policy.
+    pub policy: &'a Policy,
+    /// Whether the fetch was complete.
+    pub complete: bool,
+    /// Every username in the store (all connections).
+    pub holders: &'a [UsernameHolder],
+    /// Users the source returned.
+    pub source_users: u64,
+}
+
+/// Diff the wanted state against the store.
+pub fn diff(desired: &Desired, stored: &ConnectionState, ctx: &DiffContext<'_>) -> Plan {
+    let policy = ctx.policy;
+    let mut plan = Plan {
+        connection: ctx.connection.to_string(),
+        complete: ctx.complete,
+        source_users: ctx.source_users,
+        active_users_before: stored.users.iter().filter(|u| u.active).count() as u64,
+        warnings: desired.warnings.clone(),
+        ..Plan::default()
+    };
+    let stored_users: BTreeMap<&str, &StoredUser> =
+        stored.users.iter().map(|u| (u.provider_id.as_str(), u)).collect();
+    let stored_groups: BTreeMap<&str, _> = stored.groups.iter().map(|g| (g.provider_id.as_str(), g)).collect();
+    let protected_user = |u: &StoredUser| policy.protected_user(&u.username, &u.provider_id).map(|p| p.to_string());
+
+    // --- users ---------------------------------------------------------------------------
+    // Final per-user intent: (entry, change) computed first, usernames resolved after.
+    enum Intent {
+        Put { user: StoredUser, stored: Option<StoredUser> },
+        Delete { reason: String },
+    }
+    let mut intents: BTreeMap<String, Intent> = BTreeMap::new();
+    for (pid, target) in &desired.users {
+        let st = stored_users.get(pid.as_str()).copied();
+        match target {
+            Target::Put {
+                user,
+                create,
+                keep_manager,
+            } => {
+                let mut user = (**user).clone();
+                if let Some(s) = st {
+                    if *keep_manager {
+                        user.manager = s.manager.clone();
+                    }
+                } else if !create {
+                    continue;
+                }
+                intents.insert(pid.clone(), Intent::Put {
+                    user,
+                    stored: st.cloned(),
+                });
+            }
+            Target::Delete { reason } => {
+                if st.is_some() {
+                    intents.insert(pid.clone(), Intent::Delete { reason: reason.clone() });
+                }
+            }
+            Target::Keep => {}
+        }
+    }
+    for s in &stored.users {
+        if desired.users.contains_key(&s.provider_id) {
+            continue;
+        }
+        // missing from the source
+        match policy.on_user_missing {
+            UserRemoval::Keep => {}
+            UserRemoval::Delete => {
+                intents.insert(s.provider_id.clone(), Intent::Delete {
+                    reason: "missing from the source".into(),
+                });
+            }
+            UserRemoval::Deactivate => {
+                if s.active {
+                    let mut u = s.clone();
+                    u.active = false;
+                    u.inactive_reason = Some("missing from the source".into());
+                    intents.insert(s.provider_id.clone(), Intent::Put {
+                        user: u,
+                        stored: Some(s.clone()),
+                    });
+                }
+            }
+        }
+    }
+    // protection and incompleteness
+    let mut users_deleted: BTreeSet<String> = BTreeSet::new();
+    intents.retain(|pid, intent| {
+        let st = stored_users.get(pid.as_str()).copied();
+        let destructive = match intent {
+            Intent::Delete { .. } => true,
+            Intent::Put { user, stored: Some(s) } => s.active && !user.active,
+            Intent::Put { .. } => false,
+        };
+        if let Some(s) = st {
+            if let Some(p) = protected_user(s) {
+                plan.protected.push(format!("user `{}` ({pid}) is protected by `{p}`", s.username));
+                return false;
+            }
+            if destructive && !ctx.complete {
+                plan.withheld.push(format!("user `{}` ({pid}) would be deactivated or deleted", s.username));
+                return false;
+            }
+        }
+        if matches!(intent, Intent::Delete { .. }) {
+            users_deleted.insert(pid.clone());
+        }
+        true
+    });
+
+    // usernames: unique across the store by key; collisions are reported, never merged
+    let mut claims: BTreeMap<String, (String, String)> = ctx
+        .holders
+        .iter()
+        .map(|h| (h.key.clone(), (h.connection.clone(), h.provider_id.clone())))
+        .collect();
+    let me = |pid: &str| (ctx.connection.to_string(), pid.to_string());
+    for (pid, intent) in &intents {
+        let release = match intent {
+            Intent::Delete { .. } => true,
+            Intent::Put { user, stored: Some(s) } => username_key(&user.username) != username_key(&s.username),
+            Intent::Put { .. } => false,
+        };
+        if release {
+            if let Some(s) = stored_users.get(pid.as_str()) {
+                let k = username_key(&s.username);
+                if claims.get(&k) == Some(&me(pid)) {
+                    claims.remove(&k);
+                }
+            }
+        }
+    }
+    let holder_name = |k: &str| {
+        ctx.holders
+            .iter()
+            .find(|h| h.key == k)
+            .map(|h| format!("`{}` of connection `{}` ({})", h.username, h.connection, h.provider_id))
+    };
+    // existing users (renames) first, then new users, each in provider-id order
+    let mut order: Vec<&String> = intents.keys().filter(|p| stored_users.contains_key(p.as_str())).collect();
+    order.extend(intents.keys().filter(|p| !stored_users.contains_key(p.as_str())));
+    let mut skipped_new: BTreeSet<String> = BTreeSet::new();
+    let mut kept_old_name: BTreeSet<String> = BTreeSet::new();
+    for pid in order {
+        let Some(Intent::Put { user, stored: st }) = intents.get(pid) else {
+            continue;
+        };
+        let k = username_key(&user.username);
+        let taken = claims.get(&k).filter(|h| **h != me(pid)).cloned();
+        match taken {
+            None => {
+                claims.insert(k, me(pid));
+            }
+            Some((conn, holder)) => {
+                let who = holder_name(&k).unwrap_or_else(|| {
+                    let name = intents
+                        .get(&holder)
+                        .and_then(|i| match i {
+                            Intent::Put { user, .. } => Some(user.username.clone()),
+                            Intent::Delete { .. } => None,
+                        })
+                        .unwrap_or_default();
+                    format!("`{name}` of connection `{conn}` ({holder})")
+                });
+                match st {
+                    None => {
+                        plan.conflicts.push(format!(
+                            "username `{}` ({pid}) collides with {who}; the user was not created",
+                            user.username
+                        ));
+                        skipped_new.insert(pid.clone());
+                    }
+                    Some(s) => {
+                        plan.conflicts.push(format!(
+                            "username `{}` ({pid}) collides with {who}; the user keeps the name `{}`",
+                            user.username, s.username
+                        ));
+                        let old = username_key(&s.username);
+                        match claims.get(&old) {
+                            Some(h) if *h != me(pid) => plan.conflicts.push(format!(
+                                "the old name `{}` of {pid} was claimed in the same run by {}; resolve by hand",
+                                s.username, h.1
+                            )),
+                            _ => {
+                                claims.insert(old, me(pid));
+                                kept_old_name.insert(pid.clone());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    for (pid, intent) in &intents {
+        match intent {
+            Intent::Delete { reason } => {
+                let s = stored_users[pid.as_str()];
+                plan.users.push(UserChange {
+                    action: UserAction::Deleted,
+                    provider_id: pid.clone(),
+                    username: s.username.clone(),
+                    previous_username: None,
+                    changed: vec![],
+                    reason: Some(reason.clone()),
+                });
+                plan.changes.push(Change::DeleteUser { provider_id: pid.clone() });
+            }
+            Intent::Put { user, stored: st } => {
+                if skipped_new.contains(pid) {
+                    continue;
+                }
+                let mut user = user.clone();
+                if kept_old_name.contains(pid) {
+                    if let Some(s) = st {
+                        user.username = s.username.clone();
+                    }
+                }
+                match st {
+                    None => {
+                        plan.users.push(UserChange {
+                            action: UserAction::Created,
+                            provider_id: pid.clone(),
+                            username: user.username.clone(),
+                            previous_username: None,
+                            changed: vec![],
+                            reason: None,
+                        });
+                        plan.changes.push(Change::PutUser(user));
+                    }
+                    Some(s) => {
+                        let changed = user_diff(s, &user);
+                        if changed.is_empty() {
+                            continue;
+                        }
+                        let renamed = s.username != user.username;
+                        let action = if s.active && !user.active {
+                            UserAction::Deactivated
+                        } else if !s.active && user.active {
+                            UserAction::Reactivated
+                        } else if renamed {
+                            UserAction::Renamed
+                        } else {
+                            UserAction::Updated
+                        };
+                        plan.users.push(UserChange {
+                            action,
+                            provider_id: pid.clone(),
+                            username: user.username.clone(),
+                            previous_username: renamed.then(|| s.username.clone()),
+                            changed,
+                            reason: if action == UserAction::Deactivated {
+                                user.inactive_reason.clone()
+                            } else {
+                                None
+                            },
+                        });
+                        plan.changes.push(Change::PutUser(user));
+                    }
+                }
+            }
+        }
+    }
+    // Users whose memberships this run manages: present at the source and written or unchanged.
+    let managed_user = |pid: &str| {
+        matches!(desired.users.get(pid), Some(Target::Put { .. }))
+            && !skipped_new.contains(pid)
+            && (stored_users.contains_key(pid) || intents.contains_key(pid))
+            && !users_deleted.contains(pid)
+            && stored_users.get(pid).is_none_or(|s| protected_user(s).is_none())
+    };
+
+    // --- groups --------------------------------------------------------------------------
+    let protected_group = |g: &usersync_store::StoredGroup| {
+        policy
+            .protected_group(&[&g.name, &g.source_name, &g.provider_id])
+            .map(|p| p.to_string())
+    };
+    let mut groups_deleted: BTreeSet<String> = BTreeSet::new();
+    let mut groups_frozen: BTreeSet<String> = BTreeSet::new();
+    for (pid, want) in &desired.groups {
+        match stored_groups.get(pid.as_str()) {
+            None => {
+                plan.groups.push(GroupChange {
+                    action: GroupAction::Created,
+                    provider_id: pid.clone(),
+                    name: want.name.clone(),
+                    previous_name: None,
+                    changed: vec![],
+                });
+                plan.changes.push(Change::PutGroup(want.clone()));
+            }
+            Some(have) if *have == want => {}
+            Some(have) => {
+                if let Some(p) = protected_group(have) {
+                    plan.protected.push(format!("group `{}` ({pid}) is protected by `{p}`", have.name));
+                    groups_frozen.insert(pid.clone());
+                    continue;
+                }
+                let mut changed = Vec::new();
+                if have.name != want.name {
+                    changed.push("name".to_string());
+                }
+                if have.source_name != want.source_name {
+                    changed.push("source_name".into());
+                }
+                if have.kind != want.kind {
+                    changed.push("kind".into());
+                }
+                if have.description != want.description {
+                    changed.push("description".into());
+                }
+                if have.attributes != want.attributes {
+                    changed.push("attributes".into());
+                }
+                let renamed = have.name != want.name;
+                plan.groups.push(GroupChange {
+                    action: if renamed { GroupAction::Renamed } else { GroupAction::Updated },
+                    provider_id: pid.clone(),
+                    name: want.name.clone(),
+                    previous_name: renamed.then(|| have.name.clone()),
+                    changed,
+                });
+                plan.changes.push(Change::PutGroup(want.clone()));
+            }
+        }
+    }
+    for have in &stored.groups {
+        if desired.groups.contains_key(&have.provider_id) {
+            continue;
+        }
+        groups_frozen.insert(have.provider_id.clone());
+        if policy.on_group_missing == GroupRemoval::Keep {
+            continue;
+        }
+        if let Some(p) = protected_group(have) {
+            plan.protected.push(format!("group `{}` ({}) is protected by `{p}`", have.name, have.provider_id));
+            continue;
+        }
+        if !ctx.complete {
+            plan.withheld.push(format!("group `{}` ({}) would be deleted", have.name, have.provider_id));
+            continue;
+        }
+        groups_deleted.insert(have.provider_id.clone());
+        plan.groups.push(GroupChange {
+            action: GroupAction::Deleted,
+            provider_id: have.provider_id.clone(),
+            name: have.name.clone(),
+            previous_name: None,
+            changed: vec![],
+        });
+        plan.changes.push(Change::DeleteGroup {
+            provider_id: have.provider_id.clone(),
+        });
+    }
+    let group_name = |pid: &str| {
+        desired
+            .groups
+            .get(pid)
+            .map(|g| g.name.clone())
+            .or_else(|| stored_groups.get(pid).map(|g| g.name.clone()))
+            .unwrap_or_else(|| pid.to_string())
+    };
+    let new_names: BTreeMap<String, String> = plan
+        .changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::PutUser(u) => Some((u.provider_id.clone(), u.username.clone())),
+            _ => None,
+        })
+        .collect();
+    let user_name = |pid: &str| {
+        new_names
+            .get(pid)
+            .cloned()
+            .or_else(|| stored_users.get(pid).map(|u| u.username.clone()))
+            .unwrap_or_else(|| pid.to_string())
+    };
+    let group_managed = |pid: &str| desired.groups.contains_key(pid) && !groups_frozen.contains(pid);
+    let member_ok = |m: &StoredMembership| {
+        group_managed(&m.group)
+            && match &m.member {
+                Member::User(u) => managed_user(u),
+                Member::Group(g) => group_managed(g),
+            }
+    };
+
+    // --- memberships -------------------------------------------------------------------------
+    let stored_m: BTreeSet<&StoredMembership> = stored.memberships.iter().collect();
+    let mut mchanges = Vec::new();
+    let mut mentries = Vec::new();
+    for m in &desired.memberships {
+        if !stored_m.contains(m) && member_ok(m) {
+            mentries.push(membership_entry("added", m, &group_name, &user_name));
+            mchanges.push(Change::AddMembership(m.clone()));
+        }
+    }
+    for m in &stored.memberships {
+        if desired.memberships.contains(m) || !member_ok(m) {
+            continue;
+        }
+        if !ctx.complete {
+            plan.withheld.push(format!(
+                "membership of {} in `{}` would be removed",
+                describe_member(&m.member, &group_name, &user_name),
+                group_name(&m.group)
+            ));
+            continue;
+        }
+        mentries.push(membership_entry("removed", m, &group_name, &user_name));
+        mchanges.push(Change::RemoveMembership(m.clone()));
+    }
+    mentries.sort();
+    plan.memberships = mentries;
+    plan.changes.extend(mchanges);
+
+    // --- effective memberships -----------------------------------------------------------
+    let stored_e: BTreeMap<(&str, &str), &Vec<String>> = stored
+        .effective
+        .iter()
+        .map(|e| ((e.group.as_str(), e.user.as_str()), &e.path))
+        .collect();
+    for ((g, u), path) in &desired.effective {
+        if !(group_managed(g) && managed_user(u)) {
+            continue;
+        }
+        if stored_e.get(&(g.as_str(), u.as_str())).copied() != Some(path) {
+            plan.effective_changes += 1;
+            plan.changes.push(Change::PutEffective(EffectiveMembership {
+                group: g.clone(),
+                user: u.clone(),
+                path: path.clone(),
+            }));
+        }
+    }
+    for e in &stored.effective {
+        if desired.effective.contains_key(&(e.group.clone(), e.user.clone()))
+            || !(group_managed(&e.group) && managed_user(&e.user))
+        {
+            continue;
+        }
+        if !ctx.complete {
+            continue; // counted with the direct memberships withheld
+        }
+        plan.effective_changes += 1;
+        plan.changes.push(Change::RemoveEffective {
+            group: e.group.clone(),
+            user: e.user.clone(),
+        });
+    }
+
+    // --- photos --------------------------------------------------------------------------
+    let stored_p: BTreeMap<&str, &str> = stored.photos.iter().map(|p| (p.user.as_str(), p.sha256.as_str())).collect();
+    for (pid, target) in &desired.photos {
+        if !managed_user(pid) {
+            continue;
+        }
+        let change = match target {
+            PhotoTarget::Keep => None,
+            PhotoTarget::Set(None) => {
+                stored_p.contains_key(pid.as_str()).then(|| Change::RemovePhoto { user: pid.clone() })
+            }
+            PhotoTarget::Set(Some(p)) => {
+                (stored_p.get(pid.as_str()) != Some(&p.sha256.as_str())).then(|| Change::PutPhoto(p.clone()))
+            }
+        };
+        if let Some(c) = change {
+            plan.changes.push(c);
+            match plan.users.iter_mut().find(|u| &u.provider_id == pid) {
+                Some(entry) => entry.changed.push("photo".into()),
+                None => {
+                    if stored_users.contains_key(pid.as_str()) {
+                        plan.users.push(UserChange {
+                            action: UserAction::Updated,
+                            provider_id: pid.clone(),
+                            username: user_name(pid),
+                            previous_username: None,
+                            changed: vec!["photo".into()],
+                            reason: None,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    let changed_users: BTreeSet<&str> = plan.users.iter().map(|u| u.provider_id.as_str()).collect();
+    plan.unchanged_users = stored.users.iter().filter(|u| !changed_users.contains(u.provider_id.as_str())).count() as u64;
+    let changed_groups: BTreeSet<&str> = plan.groups.iter().map(|g| g.provider_id.as_str()).collect();
+    plan.unchanged_groups =
+        stored.groups.iter().filter(|g| !changed_groups.contains(g.provider_id.as_str())).count() as u64;
+    plan.users.sort_by(|a, b| (a.username.to_lowercase(), &a.provider_id).cmp(&(b.username.to_lowercase(), &b.provider_id)));
+    plan.groups.sort_by(|a, b| (a.name.to_lowercase(), &a.provider_id).cmp(&(b.name.to_lowercase(), &b.provider_id)));
+    let _ = groups_deleted;
+    plan
+}
+
+fn describe_member(m: &Member, group_name: &dyn Fn(&str) -> String, user_name: &dyn Fn(&str) -> String) -> String {
+    match m {
+        Member::User(u) => format!("user `{}`", user_name(u)),
+        Member::Group(g) => format!("group `{}`", group_name(g)),
+    }
+}
+
+fn membership_entry(
+    action: &'static str,
+    m: &StoredMembership,
+    group_name: &dyn Fn(&str) -> String,
+    user_name: &dyn Fn(&str) -> String,
+) -> MembershipChange {
+    let (member_type, member) = match &m.member {
+        Member::User(u) => ("user", user_name(u)),
+        Member::Group(g) => ("group", group_name(g)),
+    };
+    MembershipChange {
+        action,
+        group: group_name(&m.group),
+        member_type,
+        member,
+    }
+}

@@ -1,0 +1,496 @@
+//! Engine tests against an in-memory directory and an in-memory store.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use usersync_config::Policy;
+use usersync_model::{Group, MemberRef, Membership, Record, User, UserState, UserStatus};
+use usersync_sdk::{Capabilities, Endpoint, Manifest, Operation, Query};
+use usersync_store::{SqliteStore, Store};
+
+use crate::engine::{run_connection, RunReport, RunSpec};
+use crate::fetch::describe;
+use crate::plan::UserAction;
+use crate::runner::{FailureKind, NoProgress, QueryFailure, QueryResult, QueryRunner};
+
+#[derive(Default, Clone)]
+struct Dir {
+    users: BTreeMap<String, User>,
+    groups: BTreeMap<String, Group>,
+    edges: BTreeSet<Membership>,
+    fail: BTreeSet<String>,
+}
+
+impl Dir {
+    fn user(&mut self, id: &str, name: &str) {
+        self.users.insert(
+            id.into(),
+            User::new(id, name, UserStatus::new(UserState::Active, "ACTIVE")),
+        );
+    }
+    fn group(&mut self, id: &str, name: &str) {
+        self.groups.insert(id.into(), Group::new(id, name));
+    }
+    fn member(&mut self, g: &str, u: &str) {
+        self.edges.insert(Membership::direct_user(g, u));
+    }
+    fn nest(&mut self, parent: &str, child: &str) {
+        self.edges.insert(Membership::direct_group(parent, child));
+    }
+}
+
+struct Fake {
+    dir: Mutex<Dir>,
+    log: Mutex<Vec<String>>,
+}
+
+impl QueryRunner for Fake {
+    async fn run(&self, q: Query) -> Result<QueryResult, QueryFailure> {
+        let d = self.dir.lock().expect("lock").clone();
+        self.log.lock().expect("lock").push(describe(&q));
+        if d.fail.contains(&describe(&q)) || d.fail.contains(q.operation().as_str()) {
+            return Err(QueryFailure {
+                kind: FailureKind::Failed,
+                message: "HTTP 503 after 5 retries".into(),
+                requests: 6,
+            });
+        }
+        let records: Vec<Record> = match &q {
+            Query::ListUsers => d.users.values().cloned().map(Record::User).collect(),
+            Query::ListGroups => d.groups.values().cloned().map(Record::Group).collect(),
+            Query::GroupMembers { group_id } => d
+                .edges
+                .iter()
+                .filter(|m| &m.group_id == group_id)
+                .cloned()
+                .map(Record::Membership)
+                .collect(),
+            Query::UserGroups { user_id } => d
+                .edges
+                .iter()
+                .filter(|m| m.member == MemberRef::User(user_id.clone()))
+                .cloned()
+                .map(Record::Membership)
+                .collect(),
+            Query::UserTransitiveGroups { user_id } => {
+                let mut graph = crate::closure::Graph::default();
+                for m in &d.edges {
+                    match &m.member {
+                        MemberRef::User(u) => graph.add_user(&m.group_id, u),
+                        MemberRef::Group(c) => graph.add_group(&m.group_id, c),
+                        MemberRef::AllUsers => {}
+                    }
+                }
+                graph
+                    .effective()
+                    .into_keys()
+                    .filter(|(u, _)| u == user_id)
+                    .map(|(u, g)| {
+                        Record::Membership(Membership {
+                            group_id: g,
+                            member: MemberRef::User(u),
+                            direct: false,
+                        })
+                    })
+                    .collect()
+            }
+            _ => {
+                return Err(QueryFailure {
+                    kind: FailureKind::Unsupported,
+                    message: "unsupported".into(),
+                    requests: 0,
+                })
+            }
+        };
+        Ok(QueryResult {
+            records,
+            skipped: BTreeMap::new(),
+            requests: 1,
+        })
+    }
+}
+
+fn manifest(ops: &[Operation], caps: Capabilities) -> Manifest {
+    Manifest {
+        id: "fake".into(),
+        name: "Fake".into(),
+        version: "0".into(),
+        abi_version: 1,
+        auth: vec![],
+        endpoints: ops
+            .iter()
+            .map(|op| Endpoint {
+                method: "GET".into(),
+                url: format!("https://x/{op}"),
+                purpose: "test".into(),
+                operation: *op,
+            })
+            .collect(),
+        capabilities: caps,
+        options: vec![],
+        default_concurrency: 4,
+    }
+}
+
+fn nested_manifest() -> Manifest {
+    manifest(
+        &[Operation::ListUsers, Operation::ListGroups, Operation::GroupMembers, Operation::UserGroups],
+        Capabilities {
+            nested_groups: true,
+            ..Capabilities::default()
+        },
+    )
+}
+
+/// 20 users u00..u19 in `Staff` through `Eng` (nested), u19 only in `Sales`.
+fn org() -> Dir {
+    let mut d = Dir::default();
+    d.group("g-staff", "Staff");
+    d.group("g-eng", "Eng");
+    d.group("g-sales", "Sales");
+    d.nest("g-staff", "g-eng");
+    for i in 0..20 {
+        let id = format!("u{i:02}");
+        d.user(&id, &format!("user{i:02}@acme.test"));
+        if i < 19 {
+            d.member("g-eng", &id);
+        } else {
+            d.member("g-sales", &id);
+        }
+    }
+    d
+}
+
+struct Env {
+    store: SqliteStore,
+    fake: Arc<Fake>,
+    manifest: Manifest,
+    policy: Policy,
+}
+
+impl Env {
+    fn new(dir: Dir, policy: Policy) -> Env {
+        Env {
+            store: SqliteStore::open_in_memory().expect("store"),
+            fake: Arc::new(Fake {
+                dir: Mutex::new(dir),
+                log: Mutex::new(vec![]),
+            }),
+            manifest: nested_manifest(),
+            policy,
+        }
+    }
+    fn edit(&self, f: impl FnOnce(&mut Dir)) {
+        f(&mut self.fake.dir.lock().expect("lock"));
+    }
+    async fn run(&mut self, dry_run: bool, allow: Option<u64>) -> RunReport {
+        self.fake.log.lock().expect("lock").clear();
+        let spec = RunSpec {
+            connection: "okta-prod",
+            manifest: &self.manifest,
+            policy: &self.policy,
+            concurrency: 4,
+            dry_run,
+            allow_deletes: allow,
+        };
+        run_connection(&mut self.store, Arc::clone(&self.fake), &spec, &NoProgress).await
+    }
+    fn user(&self, id: &str) -> usersync_store::StoredUser {
+        self.store
+            .users(None)
+            .expect("users")
+            .into_iter()
+            .find(|u| u.provider_id == id)
+            .expect("user")
+    }
+}
+
+fn required_staff() -> Policy {
+    Policy {
+        required_groups: vec![usersync_config::Pattern::parse("Staff").expect("pattern")],
+        ..Policy::default()
+    }
+}
+
+#[tokio::test]
+async fn initial_sync_scopes_through_nesting_and_resync_writes_nothing() {
+    let mut env = Env::new(org(), required_staff());
+    let r = env.run(false, None).await;
+    assert_eq!(r.status, "applied", "{:?}", r.errors);
+    assert_eq!(r.users.created, 19, "u19 is only in Sales: out of scope, not created");
+    assert_eq!(r.groups.created, 3);
+    assert_eq!(r.memberships.added, 19 + 1, "Eng's users and Eng in Staff; u19 was not created");
+    let st = env.store.state("okta-prod").expect("state");
+    let path = st
+        .effective
+        .iter()
+        .find(|e| e.user == "u03" && e.group == "g-staff")
+        .expect("inherited membership");
+    assert_eq!(path.path, vec!["Eng", "Staff"]);
+    assert!(st.users.iter().all(|u| u.active));
+
+    let before = env.store.connection().query_row("SELECT total_changes()", [], |r| r.get::<_, i64>(0));
+    let r2 = env.run(false, None).await;
+    let after = env.store.connection().query_row("SELECT total_changes()", [], |r| r.get::<_, i64>(0));
+    assert_eq!(r2.status, "applied");
+    assert_eq!(r2.users.unchanged, 19);
+    assert_eq!((r2.users.created, r2.users.updated, r2.memberships.added, r2.memberships.removed), (0, 0, 0, 0));
+    assert!(r2.plan.as_ref().expect("plan").changes.is_empty());
+    // only the run history rows (begin + finish) were written
+    assert_eq!(after.expect("n") - before.expect("n"), 2);
+}
+
+#[tokio::test]
+async fn disable_remove_rename_and_membership_changes() {
+    let mut env = Env::new(org(), required_staff());
+    env.run(false, None).await;
+    env.edit(|d| {
+        d.users.get_mut("u01").expect("u01").status = UserStatus::new(UserState::Disabled, "SUSPENDED");
+        d.users.remove("u02");
+        d.users.get_mut("u03").expect("u03").username = "renamed@acme.test".into();
+        d.edges.remove(&Membership::direct_user("g-eng", "u04"));
+        d.member("g-sales", "u04");
+        d.member("g-sales", "u05");
+    });
+    let r = env.run(false, None).await;
+    assert_eq!(r.status, "blocked", "3 of 19 is above 10%");
+    let r = env.run(false, Some(3)).await;
+    assert_eq!(r.status, "applied", "{:?}", r.errors);
+    assert_eq!(r.users.deactivated, 3, "disabled, removed, and u04 left scope");
+    assert_eq!(r.users.renamed, 1);
+    assert_eq!(r.memberships.added, 2);
+    assert_eq!(r.memberships.removed, 1);
+    let u1 = env.user("u01");
+    assert!(!u1.active && u1.inactive_reason.as_deref() == Some("disabled at source (SUSPENDED)"));
+    let u2 = env.user("u02");
+    assert!(!u2.active && u2.inactive_reason.as_deref() == Some("missing from the source"));
+    assert_eq!(env.user("u03").username, "renamed@acme.test");
+    assert!(env.user("u03").active, "a rename keeps the same local user");
+    let u4 = env.user("u04");
+    assert!(!u4.active && u4.inactive_reason.expect("reason").starts_with("out of scope"));
+    // reactivation
+    env.edit(|d| d.users.get_mut("u01").expect("u01").status = UserStatus::new(UserState::Active, "ACTIVE"));
+    let r = env.run(false, None).await;
+    assert_eq!(r.users.reactivated, 1);
+    assert!(env.user("u01").active);
+}
+
+#[tokio::test]
+async fn delete_policy_deletes_missing_users() {
+    let mut policy = required_staff();
+    policy.on_user_missing = usersync_config::UserRemoval::Delete;
+    let mut env = Env::new(org(), policy);
+    env.run(false, None).await;
+    env.edit(|d| {
+        d.users.remove("u02");
+    });
+    let r = env.run(false, None).await;
+    assert_eq!(r.users.deleted, 1);
+    assert!(env.store.users(None).expect("users").iter().all(|u| u.provider_id != "u02"));
+}
+
+#[tokio::test]
+async fn a_failed_query_applies_nothing_destructive() {
+    let mut env = Env::new(org(), required_staff());
+    env.run(false, None).await;
+    env.edit(|d| {
+        d.fail.insert("group_members(g-eng)".into());
+        d.user("u50", "new@acme.test");
+        d.nest("g-staff", "g-new");
+        d.group("g-new", "New");
+        d.member("g-new", "u50");
+        d.users.remove("u05");
+    });
+    let r = env.run(false, None).await;
+    assert_eq!(r.status, "failed");
+    assert_eq!(r.users.deactivated, 0);
+    assert_eq!(r.memberships.removed, 0);
+    assert_eq!(r.users.created, 1, "additive changes still apply");
+    assert!(r.errors.iter().any(|e| e.contains("group_members(g-eng)") && e.contains("503")));
+    assert!(r.errors.iter().any(|e| e.contains("withheld")));
+    let st = env.store.state("okta-prod").expect("state");
+    assert!(st.users.iter().filter(|u| u.provider_id != "u50").all(|u| u.active));
+    assert!(st.users.iter().any(|u| u.provider_id == "u50"));
+    // failing the user listing: nothing at all happens
+    env.edit(|d| {
+        d.fail.insert("list_users".into());
+    });
+    let r = env.run(false, None).await;
+    assert_eq!(r.status, "failed");
+    assert_eq!(r.users.deactivated + r.users.deleted, 0);
+}
+
+#[tokio::test]
+async fn thresholds_block_with_exit_numbers_and_override() {
+    let mut policy = required_staff();
+    policy.max_removals = 3;
+    let mut env = Env::new(org(), policy);
+    env.run(false, None).await;
+    env.edit(|d| {
+        for i in 0..5 {
+            d.users.remove(&format!("u{i:02}"));
+        }
+    });
+    let r = env.run(false, None).await;
+    assert_eq!(r.status, "blocked");
+    let msg = r.errors.join("\n");
+    assert!(msg.contains("5 of 19") && msg.contains("--allow-deletes 5"), "{msg}");
+    assert!(env.store.users(None).expect("u").iter().all(|u| u.active), "nothing applied");
+    let r = env.run(false, Some(4)).await;
+    assert_eq!(r.status, "blocked", "override below the number does not confirm");
+    let r = env.run(false, Some(5)).await;
+    assert_eq!(r.status, "applied");
+    assert_eq!(r.users.deactivated, 5);
+
+    // percentage: 2 of 14 = 14% > 10%
+    env.policy.max_removals = 50;
+    env.edit(|d| {
+        d.users.remove("u10");
+        d.users.remove("u11");
+    });
+    let r = env.run(false, None).await;
+    assert_eq!(r.status, "blocked");
+    assert!(r.errors[0].contains("14.3%"), "{:?}", r.errors);
+}
+
+#[tokio::test]
+async fn a_source_returning_zero_users_is_blocked() {
+    let mut policy = required_staff();
+    policy.max_removals = 1000;
+    policy.max_removal_percent = 100.0;
+    let mut env = Env::new(org(), policy);
+    env.run(false, None).await;
+    env.edit(|d| d.users.clear());
+    let r = env.run(false, None).await;
+    assert_eq!(r.status, "blocked");
+    assert!(r.errors[0].contains("returned 0 users"), "{:?}", r.errors);
+}
+
+#[tokio::test]
+async fn dry_run_plan_is_what_apply_does() {
+    let mut env = Env::new(org(), required_staff());
+    env.run(false, None).await;
+    env.edit(|d| {
+        d.users.get_mut("u03").expect("u03").username = "x@acme.test".into();
+        d.users.remove("u06");
+        d.user("u40", "new@acme.test");
+        d.member("g-eng", "u40");
+        d.groups.get_mut("g-sales").expect("sales").name = "Sales EMEA".into();
+    });
+    let dry = env.run(true, None).await;
+    assert_eq!(dry.status, "dry_run");
+    let dry_plan = dry.plan.clone().expect("plan");
+    assert!(!dry_plan.changes.is_empty());
+    assert_eq!(env.user("u03").username, "user03@acme.test", "dry run changed nothing");
+    let real = env.run(false, None).await;
+    assert_eq!(real.status, "applied");
+    assert_eq!(real.plan.expect("plan"), dry_plan);
+    assert_eq!((dry.users, dry.groups, dry.memberships), (real.users, real.groups, real.memberships));
+    let again = env.run(true, None).await;
+    assert!(again.plan.expect("plan").changes.is_empty());
+}
+
+#[tokio::test]
+async fn username_collisions_are_reported_not_merged() {
+    let mut env = Env::new(org(), Policy::default());
+    env.edit(|d| {
+        d.user("u98", "USER01@acme.test");
+    });
+    let r = env.run(false, None).await;
+    assert!(r.errors.iter().any(|e| e.starts_with("conflict:") && e.contains("USER01@acme.test")), "{:?}", r.errors);
+    assert_eq!(r.users.created, 20);
+    // a second connection bringing the same person: reported, first connection keeps it
+    let spec = RunSpec {
+        connection: "okta-eu",
+        manifest: &env.manifest,
+        policy: &env.policy,
+        concurrency: 2,
+        dry_run: false,
+        allow_deletes: None,
+    };
+    let mut other = Dir::default();
+    other.user("x1", "user05@ACME.test");
+    other.user("x2", "only-eu@acme.test");
+    let fake2 = Arc::new(Fake {
+        dir: Mutex::new(other),
+        log: Mutex::new(vec![]),
+    });
+    let r = run_connection(&mut env.store, fake2, &spec, &NoProgress).await;
+    assert_eq!(r.users.created, 1);
+    assert!(r.errors.iter().any(|e| e.contains("user05@ACME.test") && e.contains("okta-prod")), "{:?}", r.errors);
+}
+
+#[tokio::test]
+async fn route_follows_listing_sizes_and_capabilities() {
+    // many groups, few users, server-side transitive: per-user with transitive queries
+    let mut d = Dir::default();
+    d.user("a", "a");
+    d.user("b", "b");
+    for i in 0..10 {
+        d.group(&format!("g{i}"), &format!("G{i}"));
+    }
+    d.nest("g0", "g1");
+    d.member("g1", "a");
+    let mut env = Env::new(d, required_staff());
+    env.policy.required_groups = vec![usersync_config::Pattern::parse("G0").expect("p")];
+    env.manifest = manifest(
+        &[
+            Operation::ListUsers,
+            Operation::ListGroups,
+            Operation::GroupMembers,
+            Operation::UserGroups,
+            Operation::UserTransitiveGroups,
+        ],
+        Capabilities {
+            nested_groups: true,
+            transitive_membership: true,
+            ..Capabilities::default()
+        },
+    );
+    let r = env.run(false, None).await;
+    let log = env.fake.log.lock().expect("log").clone();
+    assert!(log.iter().any(|q| q.starts_with("user_transitive_groups")), "{log:?}");
+    assert!(!log.iter().any(|q| q.starts_with("group_members")), "{log:?}");
+    assert_eq!(r.users.created, 1, "a is in G0 through G1 (server side)");
+    let st = env.store.state("okta-prod").expect("state");
+    assert!(st.effective.iter().any(|e| e.user == "a" && e.group == "g0" && e.path == vec!["*", "G0"]));
+
+    // without transitive queries nesting forces per-group listings
+    env.manifest.capabilities.transitive_membership = false;
+    env.run(true, None).await;
+    let log = env.fake.log.lock().expect("log").clone();
+    assert!(log.iter().any(|q| q.starts_with("group_members")) && !log.iter().any(|q| q.starts_with("user_")));
+}
+
+#[tokio::test]
+async fn cycles_are_reported_and_do_not_hang() {
+    let mut d = org();
+    d.nest("g-eng", "g-staff");
+    let mut env = Env::new(d, required_staff());
+    let r = env.run(false, None).await;
+    assert_eq!(r.status, "applied");
+    let plan = r.plan.expect("plan");
+    assert!(plan.warnings.iter().any(|w| w.contains("cycle") && w.contains("Eng")), "{:?}", plan.warnings);
+}
+
+#[tokio::test]
+async fn protected_users_are_never_touched() {
+    let mut policy = required_staff();
+    policy.protected_users = vec![usersync_config::Pattern::parse("user0[12]@*").expect("p")];
+    let mut env = Env::new(org(), policy);
+    env.run(false, None).await;
+    env.edit(|d| {
+        d.users.remove("u01");
+        d.users.remove("u03");
+    });
+    let r = env.run(false, None).await;
+    assert_eq!(r.users.deactivated, 1);
+    assert!(env.user("u01").active);
+    assert!(!env.user("u03").active);
+    assert!(r.plan.expect("plan").protected.iter().any(|p| p.contains("user01")));
+}
+
+#[test]
+fn user_action_names_are_the_contract() {
+    assert_eq!(serde_json::to_string(&UserAction::Reactivated).expect("json"), "\"reactivated\"");
+}

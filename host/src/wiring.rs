@@ -1,0 +1,382 @@
+//! Host glue shared by `sync`, `users`, `groups`, `runs`, `explain` and `config`: loading the
+//! config, opening the store, building a connection's runtime client, progress display, and
+//! small output helpers.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use usersync_config::{Config, ConfigError, ConnectionConfig};
+use usersync_runtime::{ConnectionClient, ConnectionSettings, RetryPolicy};
+use usersync_sdk::{ConnectorError, Manifest, Query};
+use usersync_store::SqliteStore;
+use usersync_sync::{FailureKind, Progress, QueryFailure, QueryResult, QueryRunner};
+
+use crate::registry::Registry;
+use crate::GlobalArgs;
+
+/// Exit codes of the sync family of commands.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// A run or command failed.
+    pub const FAILURE: u8 = 1;
+    /// Usage or configuration error.
+    pub const USAGE: u8 = 2;
+    /// A safety gate blocked a run.
+    pub const BLOCKED: u8 = 3;
+}
+
+/// Output format of listing and sync commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Human-readable tables.
+    Table,
+    /// JSON on stdout.
+    Json,
+}
+
+/// Load the config, or print why not and return the usage exit code.
+pub fn load_config(global: &GlobalArgs) -> Result<Config, u8> {
+    match Config::discover(global.config.as_deref()) {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            eprintln!("error: {e}");
+            if matches!(e, ConfigError::Invalid(_) | ConfigError::Parse { .. }) {
+                eprintln!("hint: `usersync config check` validates the whole file");
+            }
+            Err(exit::USAGE)
+        }
+    }
+}
+
+/// Open the store named in the config, creating and migrating it when needed.
+pub fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
+    Ok(SqliteStore::open(&config.store.path)?)
+}
+
+/// Open the store for reading commands: it must exist already.
+pub fn open_existing_store(config: &Config) -> Result<SqliteStore, u8> {
+    let path = &config.store.path;
+    if !path.exists() {
+        eprintln!(
+            "error: there is no store at `{}` yet; run `usersync sync` first (store path from {})",
+            path.display(),
+            config.path.display()
+        );
+        return Err(exit::FAILURE);
+    }
+    SqliteStore::open(path).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::FAILURE
+    })
+}
+
+/// Select connections by `--connection` names (all when empty), in config (priority) order.
+/// Unknown names are a usage error.
+pub fn select<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a ConnectionConfig>, u8> {
+    for n in names {
+        if config.connection(n).is_none() {
+            let known: Vec<&str> = config.connections.iter().map(|c| c.name.as_str()).collect();
+            eprintln!(
+                "error: no connection named `{n}` in {} (defined: {})",
+                config.path.display(),
+                if known.is_empty() { "none".into() } else { known.join(", ") }
+            );
+            return Err(exit::USAGE);
+        }
+    }
+    Ok(config
+        .connections
+        .iter()
+        .filter(|c| names.is_empty() || names.iter().any(|n| c.name.eq_ignore_ascii_case(n)))
+        .collect())
+}
+
+/// Why a connection could not be opened.
+pub enum OpenError {
+    /// Config problem (unknown connector, bad option, missing secret): exit code 2.
+    Config(String),
+    /// Runtime problem (bad proxy, unreadable key...): exit code 1.
+    Runtime(String),
+}
+
+impl OpenError {
+    /// The message.
+    pub fn message(&self) -> &str {
+        match self {
+            OpenError::Config(m) | OpenError::Runtime(m) => m,
+        }
+    }
+}
+
+/// The runtime settings of a connection.
+pub fn settings(conn: &ConnectionConfig) -> ConnectionSettings {
+    let r = &conn.runtime;
+    ConnectionSettings {
+        concurrency: r.concurrency,
+        proxy: r.proxy.clone(),
+        ca_bundle: r.ca_bundle.clone(),
+        connect_timeout: r.connect_timeout,
+        request_timeout: r.request_timeout,
+        retry: RetryPolicy {
+            max_attempts: r.max_retries.saturating_add(1),
+            ..RetryPolicy::default()
+        },
+        credential_file: Some(r.credential_file.clone()),
+        ..ConnectionSettings::default()
+    }
+}
+
+/// Validate a connection against its connector, resolve its secrets and build its client.
+pub fn open_client(
+    conn: &ConnectionConfig,
+    config_path: &Path,
+    registry: &Registry,
+) -> Result<(ConnectionClient, Manifest), OpenError> {
+    let connector = registry.get(&conn.connector).ok_or_else(|| {
+        let known: Vec<String> = registry.all().iter().map(|c| c.manifest().id).collect();
+        OpenError::Config(format!(
+            "{}:{}: connection `{}`: unknown connector `{}` (available: {})",
+            config_path.display(),
+            conn.line,
+            conn.name,
+            conn.connector,
+            known.join(", ")
+        ))
+    })?;
+    let manifest = connector.manifest();
+    let options = conn.check(&manifest, config_path).map_err(|issues| {
+        OpenError::Config(issues.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("\n"))
+    })?;
+    let mut secrets = BTreeMap::new();
+    for (name, r) in &conn.secrets {
+        if r.is_literal() {
+            tracing::warn!(connection = conn.name, option = name, "secret written in the config file");
+        }
+        let value = r.resolve().map_err(|e| {
+            OpenError::Config(format!(
+                "{}:{}: connection `{}`: option `{name}`: {e}",
+                config_path.display(),
+                conn.option_line(name),
+                conn.name
+            ))
+        })?;
+        secrets.insert(name.clone(), value);
+    }
+    let client = ConnectionClient::new(&conn.name, connector, options, secrets, settings(conn))
+        .map_err(|e| OpenError::Runtime(format!("connection `{}`: {e}", conn.name)))?;
+    Ok((client, manifest))
+}
+
+/// The sync engine's query runner on top of the runtime's client.
+pub struct RuntimeRunner {
+    client: ConnectionClient,
+}
+
+impl RuntimeRunner {
+    /// Wrap a client.
+    pub fn new(client: ConnectionClient) -> Self {
+        RuntimeRunner { client }
+    }
+
+    /// The client.
+    pub fn client(&self) -> &ConnectionClient {
+        &self.client
+    }
+}
+
+impl QueryRunner for RuntimeRunner {
+    async fn run(&self, query: Query) -> Result<QueryResult, QueryFailure> {
+        match self.client.run_query(&query).await {
+            Ok(out) => Ok(QueryResult {
+                records: out.records,
+                skipped: out.skipped,
+                requests: 0,
+            }),
+            Err(e) => {
+                let kind = match e.connector_error() {
+                    Some(ConnectorError::NotFound { .. }) => FailureKind::NotFound,
+                    Some(ConnectorError::Unsupported { .. }) => FailureKind::Unsupported,
+                    _ => FailureKind::Failed,
+                };
+                Err(QueryFailure {
+                    kind,
+                    message: e.to_string(),
+                    requests: 0,
+                })
+            }
+        }
+    }
+
+    fn requests(&self) -> Option<u64> {
+        Some(self.client.counters().requests)
+    }
+}
+
+/// Progress: an indicatif bar per phase on a terminal, plain log lines otherwise.
+pub struct ConsoleProgress {
+    connection: String,
+    bar: Mutex<Option<indicatif::ProgressBar>>,
+    records: AtomicU64,
+    done: AtomicU64,
+    total: AtomicU64,
+    phase: Mutex<String>,
+    client: Option<ConnectionClient>,
+    terminal: bool,
+}
+
+impl ConsoleProgress {
+    /// Progress for one connection; bars only when stderr is a terminal and `enabled`.
+    pub fn new(connection: &str, client: Option<ConnectionClient>, enabled: bool) -> Self {
+        ConsoleProgress {
+            connection: connection.to_string(),
+            bar: Mutex::new(None),
+            records: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+            phase: Mutex::new(String::new()),
+            client,
+            terminal: enabled && std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn counters_note(&self) -> String {
+        match &self.client {
+            Some(c) => {
+                let k = c.counters();
+                let mut s = format!("{} requests", k.requests);
+                if k.throttled_ms > 0 {
+                    s.push_str(&format!(", throttled {:.1}s", k.throttled_ms as f64 / 1000.0));
+                }
+                s
+            }
+            None => String::new(),
+        }
+    }
+}
+
+impl Progress for ConsoleProgress {
+    fn phase(&self, name: &str, total: u64) {
+        self.done.store(0, Ordering::Relaxed);
+        self.total.store(total, Ordering::Relaxed);
+        if let Ok(mut p) = self.phase.lock() {
+            *p = name.to_string();
+        }
+        if self.terminal {
+            let bar = indicatif::ProgressBar::new(total);
+            let style = indicatif::ProgressStyle::with_template(
+                "{prefix:.bold} {msg} [{bar:30}] {pos}/{len} queries, {elapsed}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            bar.set_style(style);
+            bar.set_prefix(self.connection.clone());
+            bar.set_message(name.to_string());
+            if let Ok(mut b) = self.bar.lock() {
+                *b = Some(bar);
+            }
+        } else {
+            tracing::info!(connection = %self.connection, queries = total, "{name}");
+        }
+    }
+
+    fn query_done(&self, records: u64) {
+        let recs = self.records.fetch_add(records, Ordering::Relaxed) + records;
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.terminal {
+            if let Ok(b) = self.bar.lock() {
+                if let Some(bar) = b.as_ref() {
+                    bar.inc(1);
+                    let phase = self.phase.lock().map(|p| p.clone()).unwrap_or_default();
+                    bar.set_message(format!("{phase}: {recs} records, {}", self.counters_note()));
+                }
+            }
+        } else {
+            let total = self.total.load(Ordering::Relaxed);
+            // One line per 10% on large phases, keeping logs readable.
+            let step = (total / 10).max(1);
+            if done % step == 0 || done == total {
+                tracing::info!(connection = %self.connection, done, total, records = recs, "{}", self.counters_note());
+            }
+        }
+    }
+
+    fn phase_done(&self) {
+        if let Ok(mut b) = self.bar.lock() {
+            if let Some(bar) = b.take() {
+                bar.finish_and_clear();
+            }
+        }
+    }
+}
+
+/// Format milliseconds since the epoch as RFC 3339 UTC (`2026-01-31T12:00:00Z`).
+pub fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // civil-from-days (Howard Hinnant's algorithm)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Print rows as an aligned table.
+pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths.get(i).copied().unwrap_or(0)))
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        line(r.clone());
+    }
+}
+
+/// Print a value as pretty JSON on stdout.
+pub fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// Keep `Arc` in scope for callers building runners.
+pub fn runner(client: ConnectionClient) -> Arc<RuntimeRunner> {
+    Arc::new(RuntimeRunner::new(client))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(1_709_251_199_000), "2024-02-29T23:59:59Z");
+    }
+}

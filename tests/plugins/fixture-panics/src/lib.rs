@@ -1,0 +1,84 @@
+//! TEST FIXTURE (not a connector): a plugin whose code panics inside calls, to prove that the
+//! host survives and that the error names the plugin and the call.
+//!
+//! * `open` panics when option `panic_in_open` is true;
+//! * `list_users`: the cursor panics in `on_response` ("simulated bug while parsing page");
+//! * `list_groups`: the cursor panics in `next_request`.
+
+mod plugin;
+
+use usersync_sdk::{
+    AuthFlowKind, AuthFlowSpec, AuthPlan, Batch, Capabilities, Connector, ConnectorError, Cursor, HttpRequest,
+    HttpResponse, Manifest, OptionSpec, OptionType, Options, Query, Session, ABI_VERSION,
+};
+
+/// The fixture connector as a trait object.
+pub fn connector() -> Box<dyn Connector> {
+    Box::new(Panics)
+}
+
+struct Panics;
+
+impl Connector for Panics {
+    fn manifest(&self) -> Manifest {
+        Manifest {
+            id: "fixture-panics".into(),
+            name: "Panicking fixture (tests only)".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            abi_version: ABI_VERSION,
+            auth: vec![AuthFlowSpec {
+                flow: AuthFlowKind::ApiToken,
+                token_url: None,
+                authorize_url: None,
+                scopes: Vec::new(),
+                description: "test token".into(),
+            }],
+            endpoints: Vec::new(),
+            capabilities: Capabilities::default(),
+            options: vec![OptionSpec::new("panic_in_open", OptionType::Bool, false, "Panic in open.")],
+            default_concurrency: 1,
+        }
+    }
+
+    fn open(&self, options: &Options) -> Result<Box<dyn Session>, ConnectorError> {
+        if options.bool("panic_in_open") == Some(true) {
+            panic!("simulated bug in open");
+        }
+        Ok(Box::new(PanicSession))
+    }
+}
+
+struct PanicSession;
+
+impl Session for PanicSession {
+    fn auth_plan(&self) -> AuthPlan {
+        AuthPlan::None
+    }
+
+    fn base_urls(&self) -> Vec<String> {
+        vec!["https://panics.test".into()]
+    }
+
+    fn query(&self, query: &Query) -> Result<Box<dyn Cursor>, ConnectorError> {
+        Ok(Box::new(PanicCursor {
+            in_next_request: matches!(query, Query::ListGroups),
+        }))
+    }
+}
+
+struct PanicCursor {
+    in_next_request: bool,
+}
+
+impl Cursor for PanicCursor {
+    fn next_request(&mut self) -> Option<HttpRequest> {
+        if self.in_next_request {
+            panic!("simulated bug in next_request");
+        }
+        Some(HttpRequest::get("https://panics.test/users"))
+    }
+
+    fn on_response(&mut self, _response: HttpResponse) -> Result<Batch, ConnectorError> {
+        panic!("simulated bug while parsing page");
+    }
+}
