@@ -181,11 +181,6 @@ impl RuntimeRunner {
     pub fn new(client: ConnectionClient) -> Self {
         RuntimeRunner { client }
     }
-
-    /// The client.
-    pub fn client(&self) -> &ConnectionClient {
-        &self.client
-    }
 }
 
 impl QueryRunner for RuntimeRunner {

@@ -1,1 +1,458 @@
-//! Integration tests: entra.
+//! Microsoft Entra ID end to end: the entra connector driven by the runtime (HTTP, client
+//! credentials, retries, paging guards) against the emulator's Graph facade. The expected data
+//! comes from the emulator's organisation, never from the connector.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use usersync_config::Secret;
+use usersync_emulator::org::{Org, User as OrgUser};
+use usersync_emulator::providers::entra::{
+    account_enabled_of, expired_app, extra_member_kinds, group_id, tenant_id, user_id,
+};
+use usersync_emulator::{start, EmulatorOptions, FaultConfig, GenConfig, RunningEmulator, UserStatus};
+use usersync_model::{Group, ManagerRef, MemberRef, Record, User, UserState};
+use usersync_runtime::{ConnectionClient, ConnectionSettings, RetryPolicy, RuntimeError};
+use usersync_sdk::{Connector, ConnectorError, Options, Query};
+
+/// Graph's users page size while managers are expanded, and its `$top` maximum elsewhere.
+const USERS_PAGE: usize = 100;
+const MAX_TOP: usize = 999;
+
+async fn emulator(users: u32, groups: u32, seed: u64) -> RunningEmulator {
+    let mut opts = EmulatorOptions::new("entra");
+    opts.gen = GenConfig {
+        users,
+        groups,
+        seed,
+        ..GenConfig::default()
+    };
+    start(opts).await.expect("start the entra emulator")
+}
+
+/// Tiny waits so throttling and retries keep the tests fast.
+fn settings() -> ConnectionSettings {
+    ConnectionSettings {
+        no_proxy_env: true,
+        retry: RetryPolicy {
+            max_attempts: 6,
+            max_total: Duration::from_secs(20),
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+            max_throttle_wait: Duration::from_millis(5),
+            slow_down: false,
+        },
+        ..ConnectionSettings::default()
+    }
+}
+
+fn client_with(
+    emu: &RunningEmulator,
+    client_id: &str,
+    secret: &str,
+    extra: &[(&str, serde_json::Value)],
+) -> ConnectionClient {
+    let connector: Arc<dyn Connector> = Arc::from(usersync_connector_entra::connector());
+    let seed = emu.ctx.org.try_read().map(|o| o.seed).expect("org readable");
+    let mut values: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    values.insert("tenant_id".into(), serde_json::json!(tenant_id(seed)));
+    values.insert("client_id".into(), serde_json::json!(client_id));
+    values.insert("graph_base_url".into(), serde_json::json!(emu.http_url));
+    values.insert("login_base_url".into(), serde_json::json!(emu.http_url));
+    for (k, v) in extra {
+        values.insert(k.to_string(), v.clone());
+    }
+    let mut secrets = BTreeMap::new();
+    secrets.insert("client_secret".to_string(), Secret::new(secret.to_string()));
+    let options = Options::validate(&connector.manifest(), values, secrets.keys().cloned().collect())
+        .expect("valid entra options");
+    ConnectionClient::new("entra-e2e", connector, options, secrets, settings()).expect("client")
+}
+
+fn client(emu: &RunningEmulator) -> ConnectionClient {
+    let c = emu.credentials().clone();
+    client_with(emu, &c.client_id, &c.client_secret, &[])
+}
+
+/// What one full read of the org returned.
+#[derive(Debug, Default)]
+struct Listing {
+    users: BTreeMap<String, User>,
+    managers: BTreeMap<String, Option<ManagerRef>>,
+    groups: BTreeMap<String, Group>,
+    members: BTreeMap<String, BTreeSet<MemberRef>>,
+    skipped: BTreeMap<String, u64>,
+}
+
+/// Users (with their managers), groups, and the direct members of every group, as the sync's
+/// fetch reads them.
+async fn full_listing(c: &ConnectionClient) -> Result<Listing, RuntimeError> {
+    let mut out = Listing::default();
+    for r in c.run_query(&Query::ListUsers).await?.records {
+        match r {
+            Record::User(u) => assert!(out.users.insert(u.id.clone(), u).is_none(), "a user listed twice"),
+            Record::Manager { user_id, manager } => {
+                assert!(out.managers.insert(user_id, manager).is_none(), "a manager listed twice")
+            }
+            other => panic!("unexpected record in the user listing: {other:?}"),
+        }
+    }
+    for r in c.run_query(&Query::ListGroups).await?.records {
+        if let Record::Group(g) = r {
+            assert!(out.groups.insert(g.id.clone(), g).is_none(), "a group listed twice");
+        }
+    }
+    let ids: Vec<String> = out.groups.keys().cloned().collect();
+    let queries = ids.iter().map(|g| Query::GroupMembers { group_id: g.clone() }).collect();
+    for (gid, res) in ids.iter().zip(c.run_all(queries).await) {
+        let res = res?;
+        for (k, n) in res.skipped {
+            *out.skipped.entry(k).or_default() += n;
+        }
+        let set = out.members.entry(gid.clone()).or_default();
+        for r in res.records {
+            match r {
+                Record::Membership(m) => {
+                    assert_eq!(&m.group_id, gid);
+                    assert!(m.direct);
+                    assert!(set.insert(m.member), "member listed twice");
+                }
+                other => panic!("unexpected record {other:?}"),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The status usersync must report for an emulated user (Graph: `accountEnabled`, and
+/// `externalUserState` for guests).
+fn entra_status(u: &OrgUser) -> (String, UserState) {
+    let enabled = account_enabled_of(u);
+    let mut raw = format!("accountEnabled={enabled}");
+    if u.guest {
+        let ext = if u.status == UserStatus::Staged { "PendingAcceptance" } else { "Accepted" };
+        raw.push_str(&format!(";externalUserState={ext}"));
+    }
+    let state = match (enabled, u.guest && u.status == UserStatus::Staged) {
+        (false, _) => UserState::Disabled,
+        (true, true) => UserState::Staged,
+        (true, false) => UserState::Active,
+    };
+    (raw, state)
+}
+
+fn assert_matches_org(l: &Listing, org: &Org) {
+    let seed = org.seed;
+    let want_users: BTreeSet<String> = org.live_users().map(|u| user_id(seed, u.ix)).collect();
+    let got_users: BTreeSet<String> = l.users.keys().cloned().collect();
+    assert_eq!(got_users, want_users, "user ids");
+    for u in org.live_users() {
+        let id = user_id(seed, u.ix);
+        let got = &l.users[&id];
+        let (raw, state) = entra_status(u);
+        assert_eq!((got.status.raw.as_str(), got.status.state), (raw.as_str(), state), "status of {id}");
+        assert_eq!(got.username, u.login, "UPN of {id}");
+        assert_eq!(got.email.as_deref(), Some(u.email.as_str()), "mail of {id}");
+        assert_eq!(got.given_name.as_deref(), Some(u.first_name.as_str()));
+        assert_eq!(got.family_name.as_deref(), Some(u.last_name.as_str()));
+        let manager = u.manager.and_then(|m| org.user(m)).map(|m| ManagerRef::Id(user_id(seed, m.ix)));
+        assert_eq!(got.manager, manager, "manager of {id}");
+        assert_eq!(l.managers.get(&id), Some(&manager), "manager record of {id}");
+        assert_eq!(got.attributes.get("department"), u.department.as_ref().map(|d| serde_json::json!(d)).as_ref());
+        assert_eq!(got.attributes.get("userType"), Some(&serde_json::json!(if u.guest { "Guest" } else { "Member" })));
+    }
+    let want_groups: BTreeSet<String> = org.live_groups().map(|g| group_id(seed, g.ix)).collect();
+    let got_groups: BTreeSet<String> = l.groups.keys().cloned().collect();
+    assert_eq!(got_groups, want_groups, "group ids");
+    let mut edges = 0;
+    let mut nested = 0;
+    let mut skipped: BTreeMap<String, u64> = BTreeMap::new();
+    for g in org.live_groups() {
+        let gid = group_id(seed, g.ix);
+        assert_eq!(l.groups[&gid].name, g.name, "name of {gid}");
+        let mut want: BTreeSet<MemberRef> = g
+            .members
+            .iter()
+            .filter(|&&m| org.user(m).is_some())
+            .map(|&m| MemberRef::User(user_id(seed, m)))
+            .collect();
+        for &c in g.child_groups.iter().filter(|&&c| org.group(c).is_some()) {
+            want.insert(MemberRef::Group(group_id(seed, c)));
+            nested += 1;
+        }
+        for k in extra_member_kinds(g.ix) {
+            *skipped.entry(k.to_string()).or_default() += 1;
+        }
+        assert_eq!(l.members[&gid], want, "members of {gid} ({})", g.name);
+        edges += want.len();
+    }
+    assert!(edges > 0 && nested > 0, "the org has memberships and nesting");
+    assert_eq!(l.skipped, skipped, "service principals, devices and contacts are counted, not dropped");
+}
+
+/// The fewest requests the page-size limits allow: one token, users at 100 a page (Graph caps
+/// pages with `$expand=manager` at 100), groups at 999, and each group's direct members at 999.
+fn minimum_requests(org: &Org) -> u64 {
+    let pages = |n: usize, size: usize| n.div_ceil(size).max(1) as u64;
+    let users = org.live_users().count();
+    let groups = org.live_groups().count();
+    let members: u64 = org
+        .live_groups()
+        .map(|g| {
+            let n = g.members.len()
+                + g.child_groups.iter().filter(|&&c| org.group(c).is_some()).count()
+                + extra_member_kinds(g.ix).len();
+            pages(n, MAX_TOP)
+        })
+        .sum();
+    1 + pages(users, USERS_PAGE) + pages(groups, MAX_TOP) + members
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_listing_matches_the_emulated_org_with_the_minimum_requests() {
+    let emu = emulator(2_000, 80, 11).await;
+    let c = client(&emu);
+    let listing = full_listing(&c).await.expect("full listing");
+    let org = emu.org().read().await;
+    assert_matches_org(&listing, &org);
+    let states: BTreeSet<UserState> = listing.users.values().map(|u| u.status.state).collect();
+    assert!(states.contains(&UserState::Disabled) && states.contains(&UserState::Active));
+    assert!(listing.users.values().any(|u| u.username.contains("#EXT#")), "guests came through");
+    let counters = c.counters();
+    assert_eq!(counters.retries, 0);
+    assert_eq!(counters.token_requests, 1, "one token for the whole run");
+    assert_eq!(counters.requests, minimum_requests(&org), "requests made vs the minimum");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_transitive_queries_agree_with_the_org() {
+    let emu = emulator(400, 30, 5).await;
+    let c = client(&emu);
+    let org = emu.org().read().await;
+    let seed = org.seed;
+    let parent = org.live_groups().find(|g| !g.child_groups.is_empty()).expect("a nested group");
+    let out = c
+        .run_query(&Query::GroupTransitiveMembers { group_id: group_id(seed, parent.ix) })
+        .await
+        .expect("transitive members");
+    let got_users: BTreeSet<String> = out
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Membership(m) if !m.direct => match &m.member {
+                MemberRef::User(u) => Some(u.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    let want: BTreeSet<String> = org.transitive_members(parent.ix).into_iter().map(|u| user_id(seed, u)).collect();
+    assert_eq!(got_users, want, "transitive members of {}", parent.name);
+    // A member of a nested group sees the parent among its transitive groups, not its direct ones.
+    let child = parent.child_groups[0];
+    let member = org
+        .group(child)
+        .and_then(|g| g.members.iter().copied().find(|u| !org.groups_of(*u).contains(&parent.ix)))
+        .expect("a member of the child group only");
+    let uid = user_id(seed, member);
+    let groups_of = |q: Query| {
+        let c = &c;
+        async move {
+            c.run_query(&q)
+                .await
+                .expect("memberships")
+                .records
+                .into_iter()
+                .filter_map(|r| match r {
+                    Record::Membership(m) => Some(m.group_id),
+                    _ => None,
+                })
+                .collect::<BTreeSet<String>>()
+        }
+    };
+    let direct = groups_of(Query::UserGroups { user_id: uid.clone() }).await;
+    let transitive = groups_of(Query::UserTransitiveGroups { user_id: uid.clone() }).await;
+    let want_direct: BTreeSet<String> = org.groups_of(member).iter().map(|&g| group_id(seed, g)).collect();
+    assert_eq!(direct, want_direct);
+    assert!(!direct.contains(&group_id(seed, parent.ix)));
+    assert!(transitive.contains(&group_id(seed, parent.ix)) && transitive.is_superset(&direct));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advanced_query_resends_consistency_level_on_every_small_page() {
+    let emu = emulator(300, 4, 9).await;
+    let c = emu.credentials().clone();
+    let client = client_with(
+        &emu,
+        &c.client_id,
+        &c.client_secret,
+        &[
+            ("page_size", serde_json::json!(25)),
+            ("advanced_query", serde_json::json!(true)),
+            ("user_filter", serde_json::json!("endsWith(mail,'@example.com')")),
+        ],
+    );
+    let out = client.run_query(&Query::ListUsers).await.expect("advanced listing");
+    let org = emu.org().read().await;
+    let want: BTreeSet<String> = org
+        .live_users()
+        .filter(|u| u.email.ends_with("@example.com"))
+        .map(|u| user_id(org.seed, u.ix))
+        .collect();
+    let got: BTreeSet<String> = out
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::User(u) => Some(u.id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, want);
+    assert!(out.pages >= 300 / 25, "every page was fetched ({} pages)", out.pages);
+    // Without the advanced-query option the same filter is a config error naming the option.
+    let plain = client_with(
+        &emu,
+        &c.client_id,
+        &c.client_secret,
+        &[("user_filter", serde_json::json!("endsWith(mail,'@example.com')"))],
+    );
+    let err = plain.run_query(&Query::ListUsers).await.expect_err("needs an advanced query");
+    assert!(
+        matches!(err.connector_error(), Some(ConnectorError::Config { option, .. }) if option == "user_filter"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managers_and_photos_per_user() {
+    let emu = emulator(120, 5, 3).await;
+    let c = client(&emu);
+    let org = emu.org().read().await;
+    let seed = org.seed;
+    for u in org.live_users().take(25) {
+        let uid = user_id(seed, u.ix);
+        let m = c.run_query(&Query::UserManager { user_id: uid.clone() }).await.expect("manager");
+        let want = u.manager.and_then(|m| org.user(m)).map(|m| ManagerRef::Id(user_id(seed, m.ix)));
+        assert_eq!(m.records, vec![Record::Manager { user_id: uid.clone(), manager: want }]);
+        let p = c.run_query(&Query::UserPhoto { user_id: uid.clone() }).await.expect("photo");
+        if u.has_photo && !u.guest {
+            match p.records.as_slice() {
+                [Record::Photo(ph)] => {
+                    assert_eq!(ph.content_type, "image/png");
+                    assert!(ph.bytes.starts_with(b"\x89PNG"));
+                }
+                other => panic!("expected one photo for {uid}, got {other:?}"),
+            }
+        } else {
+            assert!(p.records.is_empty(), "no photo for {uid}");
+        }
+    }
+    let guest = org.live_users().find(|u| u.guest).expect("a guest");
+    let p = c.run_query(&Query::UserPhoto { user_id: user_id(seed, guest.ix) }).await.expect("guest photo");
+    assert!(p.records.is_empty(), "a guest without a mailbox has no photo");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_and_server_errors_mid_listing_are_retried_to_the_same_result() {
+    let emu = emulator(900, 4, 21).await;
+    let c = client(&emu);
+    for (statuses, rate) in [(vec![429u16], 0.5), (vec![500, 502, 503, 504], 0.4)] {
+        emu.set_faults(FaultConfig {
+            seed: 4,
+            error_rate: rate,
+            error_statuses: statuses.clone(),
+            start_after: 2,
+            max_faults: Some(3),
+            ..FaultConfig::default()
+        })
+        .expect("faults");
+        let before = c.counters();
+        let out = c.run_query(&Query::ListUsers).await.expect("listing survives transient faults");
+        let users = out.records.iter().filter(|r| matches!(r, Record::User(_))).count();
+        assert_eq!(users, 900, "{statuses:?}");
+        assert!(c.counters().retries > before.retries, "{statuses:?}: faults were retried");
+    }
+    // A real 429 from the facade's rate limiter is waited out and retried too.
+    emu.set_faults(FaultConfig {
+        rate_limit_per_minute: Some(4),
+        ..FaultConfig::default()
+    })
+    .expect("faults");
+    let err = c.run_query(&Query::ListUsers).await;
+    assert!(c.counters().throttled_responses > 0, "the 429s were seen: {err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_page_mid_listing_never_yields_a_shorter_listing() {
+    // A truncated or malformed body, a paging loop or an expiring page token must never come back
+    // as a shorter listing: the run would then deactivate the users it did not see.
+    let emu = emulator(1_000, 3, 8).await;
+    let c = client(&emu);
+    let cases = [
+        FaultConfig {
+            malformed_rate: 1.0,
+            start_after: 3,
+            ..FaultConfig::default()
+        },
+        FaultConfig {
+            truncate_rate: 1.0,
+            start_after: 3,
+            ..FaultConfig::default()
+        },
+        FaultConfig {
+            paging_loop_at_page: Some(3),
+            ..FaultConfig::default()
+        },
+        FaultConfig {
+            expire_token_at_page: Some(3),
+            ..FaultConfig::default()
+        },
+        FaultConfig {
+            empty_page_at: Some(2),
+            ..FaultConfig::default()
+        },
+    ];
+    for (i, faults) in cases.into_iter().enumerate() {
+        emu.set_faults(faults).expect("faults");
+        match c.run_query(&Query::ListUsers).await {
+            Ok(out) => {
+                let users = out.records.iter().filter(|r| matches!(r, Record::User(_))).count();
+                assert_eq!(users, 1_000, "case {i}: a listing that succeeds is complete");
+            }
+            Err(e) => {
+                let ce = e.connector_error().cloned();
+                assert!(
+                    !matches!(ce, Some(ConnectorError::NotFound { .. })),
+                    "case {i}: a broken listing must be an error that stops the run: {e}"
+                );
+            }
+        }
+    }
+    emu.set_faults(FaultConfig::default()).expect("faults off");
+    let out = c.run_query(&Query::ListUsers).await.expect("healthy again");
+    assert_eq!(out.records.iter().filter(|r| matches!(r, Record::User(_))).count(), 1_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_or_expired_secret_and_missing_permission_are_explained() {
+    let emu = emulator(30, 3, 2).await;
+    let creds = emu.credentials().clone();
+    let bad = client_with(&emu, &creds.client_id, "not-the-secret-Q~x", &[]);
+    let err = bad.run_query(&Query::ListUsers).await.expect_err("a wrong secret fails");
+    let text = err.to_string();
+    assert!(text.contains("AADSTS7000215"), "{text}");
+    assert!(!text.contains("not-the-secret-Q~x"), "the secret leaked: {text}");
+    let seed = emu.org().read().await.seed;
+    let (expired_id, expired_secret) = expired_app(seed);
+    let expired = client_with(&emu, &expired_id, &expired_secret, &[]);
+    let err = expired.run_query(&Query::ListUsers).await.expect_err("an expired secret fails");
+    assert!(err.to_string().contains("AADSTS7000222"), "{err}");
+    let limited = client_with(&emu, &creds.limited_client_id, &creds.limited_client_secret, &[]);
+    limited.run_query(&Query::ListUsers).await.expect("User.Read.All reads users");
+    let err = limited.run_query(&Query::ListGroups).await.expect_err("no group permission");
+    match err.connector_error() {
+        Some(ConnectorError::Forbidden { needed: Some(n), .. }) => assert!(n.contains("GroupMember.Read.All"), "{n}"),
+        other => panic!("expected Forbidden naming the permission, got {other:?} ({err})"),
+    }
+}

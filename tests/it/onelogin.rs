@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use usersync_emulator::{EmulatorOptions, FaultConfig, GenConfig, RunningEmulator};
 
-async fn emulator(users: usize, groups: usize) -> RunningEmulator {
+async fn emulator(users: u32, groups: u32) -> RunningEmulator {
     let mut opts = EmulatorOptions::new("onelogin");
     opts.gen = GenConfig {
         users,
@@ -249,4 +249,169 @@ async fn expired_page_cursor_fault_answers_invalid_cursor() {
     let c = header(&first, "after-cursor").expect("cursor");
     let r = get(&emu, &t, &format!("/api/2/users?cursor={c}")).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+// ---------------------------------------------------------------- connector end to end
+
+mod end_to_end {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::Arc;
+
+    use usersync_config::Secret;
+    use usersync_emulator::{EmulatorOptions, FaultConfig, GenConfig, RunningEmulator, UserStatus};
+    use usersync_model::{MemberRef, Record, UserState};
+    use usersync_runtime::{ConnectionClient, ConnectionSettings};
+    use usersync_sdk::{Options, Query};
+
+    fn client(emu: &RunningEmulator) -> ConnectionClient {
+        let connector: Arc<dyn usersync_sdk::Connector> = Arc::from(usersync_connector_onelogin::connector());
+        let manifest = connector.manifest();
+        let values = BTreeMap::from([
+            ("base_url".to_string(), serde_json::json!(emu.http_url)),
+            ("client_id".to_string(), serde_json::json!(emu.credentials().client_id)),
+        ]);
+        let options = Options::validate(&manifest, values, vec!["client_secret".into()]).expect("options");
+        let secrets = BTreeMap::from([("client_secret".to_string(), Secret::new(emu.credentials().client_secret.clone()))]);
+        let mut settings = ConnectionSettings::default();
+        settings.retry.base_delay = std::time::Duration::from_millis(5);
+        settings.retry.max_delay = std::time::Duration::from_millis(50);
+        ConnectionClient::new("onelogin-test", connector, options, secrets, settings).expect("client")
+    }
+
+    fn expected_state(s: UserStatus) -> Option<UserState> {
+        Some(match s {
+            UserStatus::Active | UserStatus::Recovery | UserStatus::PasswordExpired => UserState::Active,
+            UserStatus::Staged | UserStatus::Provisioned => UserState::Staged,
+            UserStatus::Locked => UserState::Locked,
+            UserStatus::Suspended => UserState::Disabled,
+            UserStatus::Deprovisioned => return None,
+        })
+    }
+
+    #[tokio::test]
+    async fn full_listing_matches_the_organisation() {
+        let mut opts = EmulatorOptions::new("onelogin");
+        opts.gen = GenConfig {
+            users: 700,
+            groups: 40,
+            seed: 5,
+            ..GenConfig::default()
+        };
+        let emu = usersync_emulator::start(opts).await.expect("start");
+        let c = client(&emu);
+
+        let users = c.run_query(&Query::ListUsers).await.expect("users");
+        let groups = c.run_query(&Query::ListGroups).await.expect("groups");
+        let roles = c.run_query(&Query::ListRoles).await.expect("roles");
+
+        let org = emu.org().read().await;
+        // users and statuses
+        let mut got_users = BTreeMap::new();
+        let mut got_group_members: BTreeSet<(String, String)> = BTreeSet::new();
+        for r in &users.records {
+            match r {
+                Record::User(u) => {
+                    assert!(got_users.insert(u.id.clone(), u.clone()).is_none(), "user {} twice", u.id);
+                }
+                Record::Membership(m) => {
+                    let MemberRef::User(uid) = &m.member else { panic!("unexpected member {m:?}") };
+                    got_group_members.insert((m.group_id.clone(), uid.clone()));
+                }
+                other => panic!("unexpected record {other:?}"),
+            }
+        }
+        let mut expected_users = 0;
+        for u in org.live_users() {
+            let Some(state) = expected_state(u.status) else {
+                assert!(!got_users.contains_key(&(1_000_000 + u64::from(u.ix)).to_string()));
+                continue;
+            };
+            expected_users += 1;
+            let got = got_users.get(&(1_000_000 + u64::from(u.ix)).to_string()).expect("user listed");
+            assert_eq!(got.username, u.login);
+            assert_eq!(got.status.state, state, "user {} ({:?})", u.login, u.status);
+            let mgr = u.manager.map(|m| usersync_model::ManagerRef::Id((1_000_000 + u64::from(m)).to_string()));
+            assert_eq!(got.manager, mgr);
+        }
+        assert_eq!(got_users.len(), expected_users);
+        // pages: ceil(users / 50) requests for the listing
+        assert_eq!(users.pages, (expected_users as u64).div_ceil(50).max(1));
+
+        let group_ids: BTreeSet<String> = groups
+            .records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Group(g) => Some(g.id.clone()),
+                _ => None,
+            })
+            .collect();
+        for (g, _) in &got_group_members {
+            assert!(group_ids.contains(g), "membership in unknown group {g}");
+        }
+
+        // roles as groups, with members via /roles/{id}/users
+        let mut role_members = BTreeSet::new();
+        for r in &roles.records {
+            let Record::Group(role) = r else { panic!("role listing yields groups") };
+            assert_eq!(role.kind, usersync_model::GroupKind::Role);
+            let members = c
+                .run_query(&Query::RoleMembers {
+                    role_id: role.id.clone(),
+                })
+                .await
+                .expect("role members");
+            for m in members.records {
+                let Record::Membership(m) = m else { panic!("role members yield memberships") };
+                role_members.insert((m.group_id, format!("{:?}", m.member)));
+            }
+        }
+        let expected_roles: usize = org
+            .roles
+            .iter()
+            .map(|r| r.members.iter().filter(|ix| org.user(**ix).is_some_and(|u| u.status != UserStatus::Deprovisioned)).count())
+            .sum();
+        assert_eq!(role_members.len(), expected_roles);
+        let counters = c.counters();
+        assert!(counters.requests > 0);
+    }
+
+    #[tokio::test]
+    async fn server_errors_are_retried_and_a_broken_body_fails_the_query() {
+        let mut opts = EmulatorOptions::new("onelogin");
+        opts.gen = GenConfig {
+            users: 120,
+            groups: 5,
+            seed: 8,
+            ..GenConfig::default()
+        };
+        let emu = usersync_emulator::start(opts).await.expect("start");
+        let c = client(&emu);
+        emu.set_faults(FaultConfig {
+            error_rate: 1.0,
+            error_statuses: vec![503],
+            start_after: 2,
+            max_faults: Some(2),
+            ..FaultConfig::default()
+        })
+        .expect("faults");
+        let t = std::time::Instant::now();
+        let users = c.run_query(&Query::ListUsers).await.expect("503s are retried");
+        eprintln!("503s: {:?}", t.elapsed());
+        assert!(users.records.iter().filter(|r| matches!(r, Record::User(_))).count() > 100);
+
+        emu.set_faults(FaultConfig {
+            truncate_rate: 1.0,
+            start_after: 1,
+            max_faults: Some(1),
+            ..FaultConfig::default()
+        })
+        .expect("faults");
+        let c2 = client(&emu);
+        let t = std::time::Instant::now();
+        // A cut connection mid-body is a transport failure: the page is fetched again, and the
+        // listing is complete, never a partial page taken for a whole one.
+        let again = c2.run_query(&Query::ListUsers).await.expect("truncated page is retried");
+        eprintln!("truncated: {:?}", t.elapsed());
+        assert_eq!(again.records, users.records);
+    }
 }

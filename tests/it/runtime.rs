@@ -12,12 +12,14 @@ use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use usersync_model::{Record, User, UserState, UserStatus};
 use usersync_runtime::doctor::{self, CheckStatus};
-use usersync_runtime::{ConnectionClient, ConnectionSettings, RetryPolicy, RuntimeError, Secret, TransportKind};
+use usersync_runtime::{
+    ConnectionClient, ConnectionSettings, RetryPolicy, RuntimeError, Secret, TransportKind,
+};
 use usersync_sdk::paging::status_error;
 use usersync_sdk::{
-    AssertionAlg, AuthFlowKind, AuthFlowSpec, AuthPlan, Batch, Capabilities, ClientAuth, Connector, ConnectorError,
-    Cursor, Endpoint, HttpRequest, HttpResponse, Manifest, Operation, Options, PageParser, PagedCursor, Paging,
-    ParsedPage, Query, Session, ABI_VERSION,
+    AssertionAlg, AuthFlowKind, AuthFlowSpec, AuthPlan, Batch, Capabilities, ClientAuth, Connector,
+    ConnectorError, Cursor, Endpoint, HttpRequest, HttpResponse, Manifest, Operation, Options, PageParser,
+    PagedCursor, Paging, ParsedPage, Query, Session, ABI_VERSION,
 };
 
 // Test-only RSA key and self-signed certificate (generated for these tests; not used anywhere else).
@@ -46,7 +48,9 @@ impl Req {
     }
 
     fn form(&self) -> HashMap<String, String> {
-        url::form_urlencoded::parse(self.body.as_bytes()).into_owned().collect()
+        url::form_urlencoded::parse(self.body.as_bytes())
+            .into_owned()
+            .collect()
     }
 
     fn base(&self) -> String {
@@ -120,7 +124,11 @@ where
 }
 
 fn users_page(ids: &[&str]) -> serde_json::Value {
-    serde_json::Value::Array(ids.iter().map(|i| serde_json::json!({"id": i, "name": format!("{i}@example.test")})).collect())
+    serde_json::Value::Array(
+        ids.iter()
+            .map(|i| serde_json::json!({"id": i, "name": format!("{i}@example.test")}))
+            .collect(),
+    )
 }
 
 /// Two pages of users with an RFC 8288 Link header, as Okta pages.
@@ -128,7 +136,8 @@ fn users_listing(r: &Req) -> Resp {
     if r.query.contains("after=2") {
         Resp::json(200, users_page(&["u3"]))
     } else {
-        Resp::json(200, users_page(&["u1", "u2"])).with("Link", format!("<{}/users?after=2>; rel=\"next\"", r.base()))
+        Resp::json(200, users_page(&["u1", "u2"]))
+            .with("Link", format!("<{}/users?after=2>; rel=\"next\"", r.base()))
     }
 }
 
@@ -143,7 +152,7 @@ struct TestConnector {
 }
 
 impl TestConnector {
-    fn new(id: &'static str, base: &str, plan: AuthPlan) -> Arc<dyn Connector> {
+    fn shared(id: &'static str, base: &str, plan: AuthPlan) -> Arc<dyn Connector> {
         Arc::new(TestConnector {
             id,
             plan,
@@ -264,8 +273,16 @@ impl Session for TestSession {
     fn query(&self, query: &Query) -> Result<Box<dyn Cursor>, ConnectorError> {
         let b = &self.base;
         Ok(match query {
-            Query::ListUsers => Box::new(PagedCursor::new(HttpRequest::get(format!("{b}/users")), Paging::LinkHeader, UserParser)),
-            Query::ListGroups => Box::new(PagedCursor::new(HttpRequest::get(format!("{b}/groups")), Paging::Single, UserParser)),
+            Query::ListUsers => Box::new(PagedCursor::new(
+                HttpRequest::get(format!("{b}/users")),
+                Paging::LinkHeader,
+                UserParser,
+            )),
+            Query::ListGroups => Box::new(PagedCursor::new(
+                HttpRequest::get(format!("{b}/groups")),
+                Paging::Single,
+                UserParser,
+            )),
             Query::GroupMembers { group_id } => Box::new(PagedCursor::new(
                 HttpRequest::get(format!("{b}/groups/{group_id}/members")),
                 Paging::LinkHeader,
@@ -276,7 +293,9 @@ impl Session for TestSession {
                 Paging::Single,
                 UserParser,
             )),
-            Query::GetUser { user_id } if user_id == "loop" => Box::new(LoopingCursor(format!("{b}/users/loop"))),
+            Query::GetUser { user_id } if user_id == "loop" => {
+                Box::new(LoopingCursor(format!("{b}/users/loop")))
+            }
             other => {
                 return Err(ConnectorError::Unsupported {
                     operation: other.operation().to_string(),
@@ -305,7 +324,10 @@ fn fast() -> ConnectionSettings {
 }
 
 fn secrets(pairs: &[(&str, &str)]) -> BTreeMap<String, Secret> {
-    pairs.iter().map(|(k, v)| (k.to_string(), Secret::new(*v))).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), Secret::new(*v)))
+        .collect()
 }
 
 fn client(id: &'static str, base: &str, plan: AuthPlan, s: &[(&str, &str)]) -> ConnectionClient {
@@ -319,8 +341,14 @@ fn client_with(
     s: &[(&str, &str)],
     settings: ConnectionSettings,
 ) -> ConnectionClient {
-    ConnectionClient::new("conn", TestConnector::new(id, base, plan), Options::default(), secrets(s), settings)
-        .expect("client")
+    ConnectionClient::new(
+        "conn",
+        TestConnector::shared(id, base, plan),
+        Options::default(),
+        secrets(s),
+        settings,
+    )
+    .expect("client")
 }
 
 fn ids(out: &usersync_runtime::QueryOutput) -> Vec<String> {
@@ -383,7 +411,11 @@ async fn entra_client_secret_in_form_body_with_token_cache() {
     assert_eq!(ids(&out), ["u1", "u2", "u3"]);
     let again = c.run_query(&Query::ListUsers).await.expect("users again");
     assert_eq!(again.pages, 2);
-    assert_eq!(token_calls.load(Ordering::SeqCst), 1, "the token is cached across pages and queries");
+    assert_eq!(
+        token_calls.load(Ordering::SeqCst),
+        1,
+        "the token is cached across pages and queries"
+    );
     let n = c.counters();
     assert_eq!((n.requests, n.token_requests, n.pages), (5, 1, 4));
     assert!(n.bytes_received > 0);
@@ -398,13 +430,23 @@ async fn keycloak_basic_client_auth_and_early_refresh_of_short_tokens() {
             let n = tc.fetch_add(1, Ordering::SeqCst) + 1;
             let expected = format!("Basic {}", STANDARD.encode("usersync:kc-secret"));
             assert_eq!(r.header("authorization"), Some(expected.as_str()));
-            assert_eq!(r.form().get("grant_type").map(String::as_str), Some("client_credentials"));
-            assert!(!r.body.contains("kc-secret"), "Basic auth keeps the secret out of the body");
+            assert_eq!(
+                r.form().get("grant_type").map(String::as_str),
+                Some("client_credentials")
+            );
+            assert!(
+                !r.body.contains("kc-secret"),
+                "Basic auth keeps the secret out of the body"
+            );
             // a token that is already inside its early-refresh margin
             token_ok(&format!("kc-{n}"), 0)
         }
         _ => {
-            if !r.header("authorization").unwrap_or_default().starts_with("Bearer kc-") {
+            if !r
+                .header("authorization")
+                .unwrap_or_default()
+                .starts_with("Bearer kc-")
+            {
                 return Resp::json(401, serde_json::json!({"error": "HTTP 401 Unauthorized"}));
             }
             users_listing(r)
@@ -421,7 +463,11 @@ async fn keycloak_basic_client_auth_and_early_refresh_of_short_tokens() {
     let c = client("keycloak", &base, plan, &[("client_secret", "kc-secret")]);
     let out = c.run_query(&Query::ListUsers).await.expect("users");
     assert_eq!(out.records.len(), 3);
-    assert_eq!(token_calls.load(Ordering::SeqCst), 2, "a token due for refresh is replaced before each use");
+    assert_eq!(
+        token_calls.load(Ordering::SeqCst),
+        2,
+        "a token due for refresh is replaced before each use"
+    );
 }
 
 #[tokio::test]
@@ -446,12 +492,17 @@ async fn onelogin_token_request_uses_its_header_and_json_body() {
         scopes: vec![],
     };
     let c = client("onelogin", &base, plan, &[("client_secret", "ol-secret")]);
-    assert_eq!(c.run_query(&Query::ListUsers).await.expect("users").records.len(), 3);
+    assert_eq!(
+        c.run_query(&Query::ListUsers).await.expect("users").records.len(),
+        3
+    );
 }
 
 fn check_assertion(r: &Req, alg: Algorithm, client_id: &str) -> Result<jsonwebtoken::Header, String> {
     let f = r.form();
-    if f.get("client_assertion_type").map(String::as_str) != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer") {
+    if f.get("client_assertion_type").map(String::as_str)
+        != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+    {
         return Err("client_assertion_type".into());
     }
     let jwt = f.get("client_assertion").ok_or("no client_assertion")?;
@@ -464,8 +515,12 @@ fn check_assertion(r: &Req, alg: Algorithm, client_id: &str) -> Result<jsonwebto
     v.set_audience(&[aud.as_str()]);
     v.set_issuer(&[client_id]);
     v.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
-    let data = jsonwebtoken::decode::<serde_json::Value>(jwt, &DecodingKey::from_rsa_pem(TEST_PUB.as_bytes()).expect("pub"), &v)
-        .map_err(|e| format!("signature/claims: {e}"))?;
+    let data = jsonwebtoken::decode::<serde_json::Value>(
+        jwt,
+        &DecodingKey::from_rsa_pem(TEST_PUB.as_bytes()).expect("pub"),
+        &v,
+    )
+    .map_err(|e| format!("signature/claims: {e}"))?;
     let c = data.claims;
     if c["sub"] != client_id || c["jti"].as_str().unwrap_or_default().is_empty() {
         return Err("sub/jti".into());
@@ -481,8 +536,14 @@ fn check_assertion(r: &Req, alg: Algorithm, client_id: &str) -> Result<jsonwebto
 async fn entra_certificate_assertion_ps256_with_x5t_s256_and_legacy_rs256_with_x5t() {
     let der = der_of(TEST_CERT);
     let s256 = URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, &der));
-    let sha1 = URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &der));
-    for (alg, jalg) in [(AssertionAlg::PS256, Algorithm::PS256), (AssertionAlg::RS256, Algorithm::RS256)] {
+    let sha1 = URL_SAFE_NO_PAD.encode(ring::digest::digest(
+        &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        &der,
+    ));
+    for (alg, jalg) in [
+        (AssertionAlg::PS256, Algorithm::PS256),
+        (AssertionAlg::RS256, Algorithm::RS256),
+    ] {
         let (s256, sha1) = (s256.clone(), sha1.clone());
         let base = serve(move |r| match r.path.as_str() {
             "/tenant/oauth2/v2.0/token" => match check_assertion(r, jalg, "app-cert") {
@@ -493,7 +554,7 @@ async fn entra_certificate_assertion_ps256_with_x5t_s256_and_legacy_rs256_with_x
                         h.x5t.as_deref() == Some(sha1.as_str())
                     };
                     assert!(thumb_ok, "certificate thumbprint header for {jalg:?}: {h:?}");
-                    assert!(r.form().get("client_secret").is_none());
+                    assert!(!r.form().contains_key("client_secret"));
                     token_ok("tok-cert", 3600)
                 }
                 Err(e) => Resp::json(401, serde_json::json!({"error": "invalid_client", "error_description": format!("AADSTS700027: {e}")})),
@@ -511,13 +572,27 @@ async fn entra_certificate_assertion_ps256_with_x5t_s256_and_legacy_rs256_with_x
             scopes: vec!["https://graph.microsoft.com/.default".into()],
             dpop: false,
         };
-        let c = client("entra", &base, plan, &[("private_key", TEST_KEY), ("certificate", TEST_CERT)]);
-        let out = c.run_query(&Query::ListUsers).await.unwrap_or_else(|e| panic!("{alg:?}: {e}"));
+        let c = client(
+            "entra",
+            &base,
+            plan,
+            &[("private_key", TEST_KEY), ("certificate", TEST_CERT)],
+        );
+        let out = c
+            .run_query(&Query::ListUsers)
+            .await
+            .unwrap_or_else(|e| panic!("{alg:?}: {e}"));
         assert_eq!(out.records.len(), 3);
     }
 }
 
-fn verify_dpop(proof: &str, method: &str, url: &str, nonce: Option<&str>, token: Option<&str>) -> Result<(), String> {
+fn verify_dpop(
+    proof: &str,
+    method: &str,
+    url: &str,
+    nonce: Option<&str>,
+    token: Option<&str>,
+) -> Result<(), String> {
     let header = jsonwebtoken::decode_header(proof).map_err(|e| e.to_string())?;
     if header.typ.as_deref() != Some("dpop+jwt") {
         return Err("typ".into());
@@ -527,7 +602,9 @@ fn verify_dpop(proof: &str, method: &str, url: &str, nonce: Option<&str>, token:
     let mut v = Validation::new(header.alg);
     v.validate_exp = false;
     v.set_required_spec_claims::<&str>(&[]);
-    let c = jsonwebtoken::decode::<serde_json::Value>(proof, &key, &v).map_err(|e| format!("proof signature: {e}"))?.claims;
+    let c = jsonwebtoken::decode::<serde_json::Value>(proof, &key, &v)
+        .map_err(|e| format!("proof signature: {e}"))?
+        .claims;
     if c["htm"] != method || c["htu"] != url || c["jti"].as_str().unwrap_or_default().is_empty() {
         return Err(format!("htm/htu/jti: {c}"));
     }
@@ -595,10 +672,18 @@ async fn okta_private_key_jwt_with_dpop_and_the_nonce_dance() {
     let c = client("okta", &base, plan, &[("private_key", TEST_KEY)]);
     let out = c.run_query(&Query::ListUsers).await.expect("users");
     assert_eq!(out.records.len(), 3);
-    assert_eq!(token_calls.load(Ordering::SeqCst), 2, "one nonce challenge, then the token");
+    assert_eq!(
+        token_calls.load(Ordering::SeqCst),
+        2,
+        "one nonce challenge, then the token"
+    );
     let info = c.fetch_token().await.expect("token").expect("info");
     assert_eq!(info.token_type, "DPoP");
-    assert_eq!(token_calls.load(Ordering::SeqCst), 3, "the stored nonce is reused: no second challenge");
+    assert_eq!(
+        token_calls.load(Ordering::SeqCst),
+        3,
+        "the stored nonce is reused: no second challenge"
+    );
 }
 
 #[tokio::test]
@@ -649,7 +734,10 @@ async fn google_service_account_jwt_bearer_impersonates_the_admin() {
         ],
     };
     let c = client("google", &base, plan, &[("service_account_key", &key_file)]);
-    assert_eq!(c.run_query(&Query::ListUsers).await.expect("users").records.len(), 3);
+    assert_eq!(
+        c.run_query(&Query::ListUsers).await.expect("users").records.len(),
+        3
+    );
 }
 
 #[tokio::test]
@@ -667,7 +755,10 @@ async fn okta_ssws_api_token_header() {
         secret_option: "api_token".into(),
     };
     let c = client("okta", &base, plan, &[("api_token", "00abcTOKEN")]);
-    assert_eq!(c.run_query(&Query::ListUsers).await.expect("users").records.len(), 3);
+    assert_eq!(
+        c.run_query(&Query::ListUsers).await.expect("users").records.len(),
+        3
+    );
     assert_eq!(c.counters().token_requests, 0);
 }
 
@@ -678,8 +769,14 @@ async fn missing_secret_and_bad_key_are_named_without_values() {
         scheme: "SSWS".into(),
         secret_option: "api_token".into(),
     };
-    let e = ConnectionClient::new("c", TestConnector::new("okta", "https://x.okta.com", plan), Options::default(), BTreeMap::new(), fast())
-        .unwrap_err();
+    let e = ConnectionClient::new(
+        "c",
+        TestConnector::shared("okta", "https://x.okta.com", plan),
+        Options::default(),
+        BTreeMap::new(),
+        fast(),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("`api_token` is not set"), "{e}");
     let plan = AuthPlan::ClientCredentialsAssertion {
         token_url: "https://login.example.test/token".into(),
@@ -693,14 +790,20 @@ async fn missing_secret_and_bad_key_are_named_without_values() {
     };
     let e = ConnectionClient::new(
         "c",
-        TestConnector::new("entra", "https://graph.example.test", plan),
+        TestConnector::shared("entra", "https://graph.example.test", plan),
         Options::default(),
-        secrets(&[("private_key", "-----BEGIN PRIVATE KEY-----\nnotakeyatallXYZ\n-----END PRIVATE KEY-----")]),
+        secrets(&[(
+            "private_key",
+            "-----BEGIN PRIVATE KEY-----\nnotakeyatallXYZ\n-----END PRIVATE KEY-----",
+        )]),
         fast(),
     )
     .unwrap_err();
     let text = e.to_string();
-    assert!(text.contains("private_key") && !text.contains("notakeyatallXYZ"), "{text}");
+    assert!(
+        text.contains("private_key") && !text.contains("notakeyatallXYZ"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -713,7 +816,9 @@ async fn a_401_triggers_exactly_one_refresh_and_one_retry() {
             token_ok(&format!("t{n}"), 3600)
         }
         // the first token was revoked server side; the second works
-        _ if r.header("authorization") == Some("Bearer t1") => Resp::json(401, serde_json::json!({"error": "invalid_token"})),
+        _ if r.header("authorization") == Some("Bearer t1") => {
+            Resp::json(401, serde_json::json!({"error": "invalid_token"}))
+        }
         _ => users_listing(r),
     })
     .await;
@@ -725,7 +830,10 @@ async fn a_401_triggers_exactly_one_refresh_and_one_retry() {
         scopes: vec![],
     };
     let c = client("keycloak", &base, plan.clone(), &[("client_secret", "x-secret")]);
-    assert_eq!(c.run_query(&Query::ListUsers).await.expect("users").records.len(), 3);
+    assert_eq!(
+        c.run_query(&Query::ListUsers).await.expect("users").records.len(),
+        3
+    );
     assert_eq!(token_calls.load(Ordering::SeqCst), 2);
 
     // a credential that never works: one refresh, one retry, then a clear Unauthorized
@@ -748,9 +856,79 @@ async fn a_401_triggers_exactly_one_refresh_and_one_retry() {
     };
     let c = client("keycloak", &base, plan, &[("client_secret", "x-secret")]);
     let e = c.run_query(&Query::ListUsers).await.unwrap_err();
-    assert!(matches!(e.connector_error(), Some(ConnectorError::Unauthorized { .. })), "{e}");
+    assert!(
+        matches!(e.connector_error(), Some(ConnectorError::Unauthorized { .. })),
+        "{e}"
+    );
     assert_eq!(resource_calls.load(Ordering::SeqCst), 2);
     assert_eq!(c.counters().token_requests, 2);
+}
+
+#[tokio::test]
+async fn keycloak_password_grant_fallback() {
+    let base = serve(|r| match r.path.as_str() {
+        "/realms/master/protocol/openid-connect/token" => {
+            let f = r.form();
+            let ok = f.get("grant_type").map(String::as_str) == Some("password")
+                && f.get("client_id").map(String::as_str) == Some("admin-cli")
+                && f.get("username").map(String::as_str) == Some("sync-admin")
+                && f.get("password").map(String::as_str) == Some("pw-1");
+            if !ok {
+                return Resp::json(
+                    401,
+                    serde_json::json!({"error": "invalid_grant", "error_description": "Invalid user credentials"}),
+                );
+            }
+            token_ok("kc-admin", 60)
+        }
+        _ => bearer_only("kc-admin", users_listing)(r),
+    })
+    .await;
+    let plan = AuthPlan::Password {
+        token_url: format!("{base}/realms/master/protocol/openid-connect/token"),
+        client_id: "admin-cli".into(),
+        username: "sync-admin".into(),
+        secret_option: "password".into(),
+    };
+    let c = client("keycloak", &base, plan, &[("password", "pw-1")]);
+    assert_eq!(
+        c.run_query(&Query::ListUsers).await.expect("users").records.len(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn a_per_connection_proxy_is_used_with_its_credentials() {
+    let proxied = Arc::new(AtomicU32::new(0));
+    let p2 = proxied.clone();
+    // The "proxy" answers absolute-form requests itself; the origin does not exist.
+    let proxy = serve(move |r| {
+        let expected = format!("Basic {}", STANDARD.encode("corp:proxy-pw"));
+        if r.header("proxy-authorization") != Some(expected.as_str()) {
+            return Resp::json(407, serde_json::json!({})).with("Proxy-Authenticate", "Basic realm=\"corp\"");
+        }
+        p2.fetch_add(1, Ordering::SeqCst);
+        Resp::json(200, users_page(&["via-proxy"]))
+    })
+    .await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let mut s = fast();
+    s.proxy = Some(proxy.replace("http://", "http://corp:proxy-pw@"));
+    let c = client_with(
+        "okta",
+        &format!("http://127.0.0.1:{port}"),
+        api_token_plan(),
+        &[("api_token", "tok")],
+        s,
+    );
+    assert_eq!(
+        ids(&c.run_query(&Query::ListUsers).await.expect("users")),
+        ["via-proxy"]
+    );
+    assert_eq!(proxied.load(Ordering::SeqCst), 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -779,7 +957,10 @@ async fn transient_5xx_are_retried_and_attempts_are_bounded() {
     })
     .await;
     let c = client("okta", &base, api_token_plan(), &[("api_token", "tok")]);
-    assert_eq!(c.run_query(&Query::ListUsers).await.expect("users").records.len(), 3);
+    assert_eq!(
+        c.run_query(&Query::ListUsers).await.expect("users").records.len(),
+        3
+    );
     assert_eq!(c.counters().retries, 3);
 
     let calls = Arc::new(AtomicU32::new(0));
@@ -791,7 +972,10 @@ async fn transient_5xx_are_retried_and_attempts_are_bounded() {
     .await;
     let c = client("okta", &base, api_token_plan(), &[("api_token", "tok")]);
     let e = c.run_query(&Query::ListUsers).await.unwrap_err();
-    assert!(matches!(e, RuntimeError::RetriesExhausted { attempts: 4, .. }), "{e}");
+    assert!(
+        matches!(e, RuntimeError::RetriesExhausted { attempts: 4, .. }),
+        "{e}"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 4);
 }
 
@@ -826,15 +1010,24 @@ async fn okta_429_waits_for_x_rate_limit_reset_measured_against_the_date_header(
     })
     .await;
     let c = client("okta", &base, api_token_plan(), &[("api_token", "tok")]);
-    assert_eq!(c.run_query(&Query::ListUsers).await.expect("users").records.len(), 3);
+    assert_eq!(
+        c.run_query(&Query::ListUsers).await.expect("users").records.len(),
+        3
+    );
     let n = c.counters();
     assert_eq!(n.throttled_responses, 1);
-    assert!(n.throttled_ms >= 140, "waited for the reset (capped at 150 ms in this test): {n:?}");
+    assert!(
+        n.throttled_ms >= 140,
+        "waited for the reset (capped at 150 ms in this test): {n:?}"
+    );
 }
 
 #[tokio::test]
 async fn graph_retry_after_http_date_and_onelogin_seconds_remaining() {
-    for header in [("Retry-After", "Wed, 21 Oct 2015 07:28:30 GMT"), ("X-RateLimit-Reset", "900")] {
+    for header in [
+        ("Retry-After", "Wed, 21 Oct 2015 07:28:30 GMT"),
+        ("X-RateLimit-Reset", "900"),
+    ] {
         let calls = Arc::new(AtomicU32::new(0));
         let c2 = calls.clone();
         let base = serve(move |r| {
@@ -849,7 +1042,10 @@ async fn graph_retry_after_http_date_and_onelogin_seconds_remaining() {
         let c = client("entra", &base, api_token_plan(), &[("api_token", "tok")]);
         c.run_query(&Query::ListUsers).await.expect("users");
         let n = c.counters();
-        assert!(n.throttled_ms >= 140 && n.throttled_responses == 1, "{header:?}: {n:?}");
+        assert!(
+            n.throttled_ms >= 140 && n.throttled_responses == 1,
+            "{header:?}: {n:?}"
+        );
     }
 }
 
@@ -865,7 +1061,10 @@ async fn google_403_rate_limit_exceeded_is_throttling_not_a_permission_error() {
     })
     .await;
     let c = client("google", &base, api_token_plan(), &[("api_token", "tok")]);
-    assert_eq!(c.run_query(&Query::ListUsers).await.expect("users").records.len(), 3);
+    assert_eq!(
+        c.run_query(&Query::ListUsers).await.expect("users").records.len(),
+        3
+    );
     let n = c.counters();
     assert_eq!((n.throttled_responses, n.retries), (2, 2));
 }
@@ -892,8 +1091,16 @@ async fn slows_down_before_the_budget_runs_out() {
 async fn a_repeated_page_or_too_many_pages_stop_with_a_protocol_error() {
     let base = serve(|_| Resp::json(200, users_page(&[]))).await;
     let c = client("okta", &base, api_token_plan(), &[("api_token", "tok")]);
-    let e = c.run_query(&Query::GetUser { user_id: "loop".into() }).await.unwrap_err();
-    assert!(matches!(e.connector_error(), Some(ConnectorError::Protocol { .. })), "{e}");
+    let e = c
+        .run_query(&Query::GetUser {
+            user_id: "loop".into(),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e.connector_error(), Some(ConnectorError::Protocol { .. })),
+        "{e}"
+    );
     assert!(e.to_string().contains("already fetched"), "{e}");
 
     // endless distinct next links
@@ -901,7 +1108,8 @@ async fn a_repeated_page_or_too_many_pages_stop_with_a_protocol_error() {
     let n2 = n.clone();
     let base = serve(move |r| {
         let i = n2.fetch_add(1, Ordering::SeqCst);
-        Resp::json(200, users_page(&["x"])).with("Link", format!("<{}/users?after={i}>; rel=\"next\"", r.base()))
+        Resp::json(200, users_page(&["x"]))
+            .with("Link", format!("<{}/users?after={i}>; rel=\"next\"", r.base()))
     })
     .await;
     let mut s = fast();
@@ -945,17 +1153,25 @@ async fn concurrency_limit_holds_across_queries() {
     let mut s = fast();
     s.concurrency = Some(2);
     let c = client_with("okta", &base, api_token_plan(), &[("api_token", "tok")], s);
-    let queries: Vec<Query> = (0..8).map(|i| Query::GroupMembers { group_id: format!("g{i}") }).collect();
+    let queries: Vec<Query> = (0..8)
+        .map(|i| Query::GroupMembers {
+            group_id: format!("g{i}"),
+        })
+        .collect();
     let results = c.run_all(queries).await;
     assert!(results.iter().all(|r| r.is_ok()));
-    assert!(peak.load(Ordering::SeqCst) <= 2, "peak {}", peak.load(Ordering::SeqCst));
+    assert!(
+        peak.load(Ordering::SeqCst) <= 2,
+        "peak {}",
+        peak.load(Ordering::SeqCst)
+    );
 }
 
 #[tokio::test]
 async fn plain_http_is_refused_for_non_loopback_hosts() {
     let e = ConnectionClient::new(
         "c",
-        TestConnector::new("okta", "http://acme.okta.com", api_token_plan()),
+        TestConnector::shared("okta", "http://acme.okta.com", api_token_plan()),
         Options::default(),
         secrets(&[("api_token", "tok")]),
         fast(),
@@ -969,15 +1185,19 @@ async fn plain_http_is_refused_for_non_loopback_hosts() {
 // TLS
 
 fn self_signed() -> (String, Arc<rustls::ServerConfig>) {
-    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).expect("cert");
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .expect("cert");
     let cert_pem = ck.cert.pem();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der()));
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(vec![ck.cert.der().clone()], key)
-        .expect("server config");
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
+        ck.key_pair.serialize_der(),
+    ));
+    let config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![ck.cert.der().clone()], key)
+            .expect("server config");
     (cert_pem, Arc::new(config))
 }
 
@@ -989,10 +1209,14 @@ async fn https_server(config: Arc<rustls::ServerConfig>) -> String {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     tokio::spawn(async move {
         loop {
-            let Ok((sock, _)) = listener.accept().await else { return };
+            let Ok((sock, _)) = listener.accept().await else {
+                return;
+            };
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(sock).await else { return };
+                let Ok(mut tls) = acceptor.accept(sock).await else {
+                    return;
+                };
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 1024];
                 while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -1026,7 +1250,10 @@ async fn https_is_verified_and_an_extra_ca_bundle_is_trusted() {
     let mut s = fast();
     s.ca_bundle = Some(ca);
     let c = client_with("okta", &base, api_token_plan(), &[("api_token", "tok")], s);
-    assert_eq!(ids(&c.run_query(&Query::ListUsers).await.expect("users")), ["tls-user"]);
+    assert_eq!(
+        ids(&c.run_query(&Query::ListUsers).await.expect("users")),
+        ["tls-user"]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1050,38 +1277,72 @@ fn one_attempt() -> ConnectionSettings {
 }
 
 fn step<'a>(r: &'a doctor::DoctorReport, name: &str) -> &'a doctor::Check {
-    r.checks.iter().find(|c| c.step == name).unwrap_or_else(|| panic!("no `{name}` check in {r:#?}"))
+    r.checks
+        .iter()
+        .find(|c| c.step == name)
+        .unwrap_or_else(|| panic!("no `{name}` check in {r:#?}"))
 }
 
 #[tokio::test]
 async fn doctor_passes_on_a_healthy_connection_and_walks_each_operation() {
     let base = serve(|r| match r.path.as_str() {
         "/token" => token_ok("doc-token", 3600),
-        "/users/u1/manager" => Resp::json(404, serde_json::json!({"error": {"code": "Request_ResourceNotFound"}})),
+        "/users/u1/manager" => Resp::json(
+            404,
+            serde_json::json!({"error": {"code": "Request_ResourceNotFound"}}),
+        ),
         _ => bearer_only("doc-token", users_listing)(r),
     })
     .await;
     let c = doctor_client("entra", &base, one_attempt());
     let ops = doctor::default_operations(&c);
-    assert_eq!(ops, [Operation::ListUsers, Operation::ListGroups, Operation::GroupMembers, Operation::UserManager]);
+    assert_eq!(
+        ops,
+        [
+            Operation::ListUsers,
+            Operation::ListGroups,
+            Operation::GroupMembers,
+            Operation::UserManager
+        ]
+    );
     let r = doctor::run(&c, &ops).await;
     assert!(!r.failed(), "{r:#?}");
     assert_eq!(step(&r, "tcp").status, CheckStatus::Pass);
     assert_eq!(step(&r, "tls").status, CheckStatus::Skip);
     assert!(step(&r, "token").detail.contains("valid for 3600 s"));
-    assert!(step(&r, "list_users").detail.contains("record(s) on the first page"));
-    assert_eq!(step(&r, "user_manager").status, CheckStatus::Pass, "404 = no manager, fine");
+    assert!(step(&r, "list_users")
+        .detail
+        .contains("record(s) on the first page"));
+    assert_eq!(
+        step(&r, "user_manager").status,
+        CheckStatus::Pass,
+        "404 = no manager, fine"
+    );
 }
 
 #[tokio::test]
 async fn doctor_diagnoses_dns_failure() {
-    let c = doctor_client("entra", "https://login.nonexistent-usersync-host.invalid", one_attempt());
+    let c = doctor_client(
+        "entra",
+        "https://login.nonexistent-usersync-host.invalid",
+        one_attempt(),
+    );
     let r = doctor::run(&c, &[Operation::ListUsers]).await;
     assert!(r.failed());
     let dns = step(&r, "dns");
     assert_eq!(dns.status, CheckStatus::Fail);
-    assert!(dns.diagnosis.as_deref().unwrap_or_default().contains("does not resolve"), "{dns:?}");
-    assert!(step(&r, "token").diagnosis.as_deref().unwrap_or_default().contains("does not resolve"));
+    assert!(
+        dns.diagnosis
+            .as_deref()
+            .unwrap_or_default()
+            .contains("does not resolve"),
+        "{dns:?}"
+    );
+    assert!(step(&r, "token")
+        .diagnosis
+        .as_deref()
+        .unwrap_or_default()
+        .contains("does not resolve"));
     assert_eq!(step(&r, "list_users").status, CheckStatus::Skip);
 }
 
@@ -1096,7 +1357,10 @@ async fn doctor_diagnoses_connection_refused() {
     assert!(r.failed());
     let tcp = step(&r, "tcp");
     assert_eq!(tcp.status, CheckStatus::Fail);
-    assert!(tcp.diagnosis.as_deref().unwrap_or_default().contains("refused"), "{tcp:?}");
+    assert!(
+        tcp.diagnosis.as_deref().unwrap_or_default().contains("refused"),
+        "{tcp:?}"
+    );
 }
 
 /// A server that accepts TCP and resets the connection (what a blocking firewall or proxy does
@@ -1106,8 +1370,10 @@ async fn resetting_server() -> u16 {
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(async move {
         loop {
-            let Ok((sock, _)) = listener.accept().await else { return };
-            let _ = sock.set_linger(Some(Duration::ZERO));
+            let Ok((sock, _)) = listener.accept().await else {
+                return;
+            };
+            let _ = sock.set_zero_linger();
             tokio::time::sleep(Duration::from_millis(20)).await;
             drop(sock);
         }
@@ -1125,12 +1391,27 @@ async fn doctor_diagnoses_connection_reset_during_the_tls_handshake() {
     let tls = step(&r, "tls");
     assert_eq!(tls.status, CheckStatus::Fail);
     let diag = tls.diagnosis.clone().unwrap_or_default();
-    assert!(diag.contains(&format!("connection to 127.0.0.1:{port} was reset during the TLS handshake")), "{diag}");
+    assert!(
+        diag.contains(&format!(
+            "connection to 127.0.0.1:{port} was reset during the TLS handshake"
+        )),
+        "{diag}"
+    );
     let fix = tls.fix.clone().unwrap_or_default();
-    assert!(fix.contains("outbound HTTPS") && fix.contains("usersync connectors endpoints --hosts"), "{fix}");
+    assert!(
+        fix.contains("outbound HTTPS") && fix.contains("usersync connectors endpoints --hosts"),
+        "{fix}"
+    );
     let token = step(&r, "token");
     assert_eq!(token.status, CheckStatus::Fail);
-    assert!(token.diagnosis.as_deref().unwrap_or_default().contains("was reset"), "{token:?}");
+    assert!(
+        token
+            .diagnosis
+            .as_deref()
+            .unwrap_or_default()
+            .contains("was reset"),
+        "{token:?}"
+    );
 }
 
 #[tokio::test]
@@ -1141,8 +1422,17 @@ async fn doctor_diagnoses_an_untrusted_certificate_and_reports_a_trusted_one() {
     let r = doctor::run(&c, &[]).await;
     let tls = step(&r, "tls");
     assert_eq!(tls.status, CheckStatus::Fail);
-    assert!(tls.diagnosis.as_deref().unwrap_or_default().contains("not trusted"), "{tls:?}");
-    assert!(tls.fix.as_deref().unwrap_or_default().contains("ca_bundle"), "{tls:?}");
+    assert!(
+        tls.diagnosis
+            .as_deref()
+            .unwrap_or_default()
+            .contains("not trusted"),
+        "{tls:?}"
+    );
+    assert!(
+        tls.fix.as_deref().unwrap_or_default().contains("ca_bundle"),
+        "{tls:?}"
+    );
 
     let dir = tempfile::tempdir().expect("dir");
     let ca = dir.path().join("ca.pem");
@@ -1153,7 +1443,10 @@ async fn doctor_diagnoses_an_untrusted_certificate_and_reports_a_trusted_one() {
     let r = doctor::run(&c, &[]).await;
     let tls = step(&r, "tls");
     assert_eq!(tls.status, CheckStatus::Pass, "{tls:?}");
-    assert!(tls.detail.contains("subject") && tls.detail.contains("expires"), "{tls:?}");
+    assert!(
+        tls.detail.contains("subject") && tls.detail.contains("expires"),
+        "{tls:?}"
+    );
 }
 
 #[tokio::test]
@@ -1165,13 +1458,17 @@ async fn doctor_diagnoses_a_proxy_that_refuses_the_tunnel() {
     let seen2 = seen.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
             let mut buf = [0u8; 2048];
             let n = sock.read(&mut buf).await.unwrap_or(0);
             if let Ok(mut s) = seen2.lock() {
                 s.push_str(&String::from_utf8_lossy(&buf[..n]));
             }
-            let _ = sock.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n").await;
+            let _ = sock
+                .write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+                .await;
         }
     });
     let mut s = one_attempt();
@@ -1181,10 +1478,23 @@ async fn doctor_diagnoses_a_proxy_that_refuses_the_tunnel() {
     assert!(r.failed());
     let proxy = step(&r, "proxy");
     assert_eq!(proxy.status, CheckStatus::Fail);
-    assert!(proxy.diagnosis.as_deref().unwrap_or_default().contains("refused the tunnel to login.idp.example.test:443"), "{proxy:?}");
-    assert!(seen.lock().expect("seen").starts_with("CONNECT login.idp.example.test:443 HTTP/1.1"));
+    assert!(
+        proxy
+            .diagnosis
+            .as_deref()
+            .unwrap_or_default()
+            .contains("refused the tunnel to login.idp.example.test:443"),
+        "{proxy:?}"
+    );
+    assert!(seen
+        .lock()
+        .expect("seen")
+        .starts_with("CONNECT login.idp.example.test:443 HTTP/1.1"));
     let json = serde_json::to_string(&r).expect("json");
-    assert!(!json.contains("proxy-pass-123"), "the proxy password never appears: {json}");
+    assert!(
+        !json.contains("proxy-pass-123"),
+        "the proxy password never appears: {json}"
+    );
 }
 
 #[tokio::test]
@@ -1206,7 +1516,10 @@ async fn doctor_names_the_missing_permission_on_401_and_403() {
         assert!(r.failed(), "{id}");
         let check = step(&r, "list_users");
         let text = format!("{:?} {:?}", check.diagnosis, check.fix);
-        assert!(text.contains(&format!("HTTP {status}")) && text.contains(words), "{id} {status}: {text}");
+        assert!(
+            text.contains(&format!("HTTP {status}")) && text.contains(words),
+            "{id} {status}: {text}"
+        );
     }
 }
 
@@ -1220,9 +1533,19 @@ async fn doctor_explains_a_rejected_client_secret() {
     let r = doctor::run(&c, &[Operation::ListUsers]).await;
     let token = step(&r, "token");
     assert_eq!(token.status, CheckStatus::Fail);
-    assert!(token.detail.contains("invalid_client") && token.detail.contains("AADSTS7000215"), "{token:?}");
-    assert!(!token.detail.contains("doc-secret"), "an echoed secret is scrubbed: {token:?}");
-    assert!(token.diagnosis.as_deref().unwrap_or_default().contains("rejected the client credentials"));
+    assert!(
+        token.detail.contains("invalid_client") && token.detail.contains("AADSTS7000215"),
+        "{token:?}"
+    );
+    assert!(
+        !token.detail.contains("doc-secret"),
+        "an echoed secret is scrubbed: {token:?}"
+    );
+    assert!(token
+        .diagnosis
+        .as_deref()
+        .unwrap_or_default()
+        .contains("rejected the client credentials"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1277,7 +1600,12 @@ async fn auth_login_stores_the_refresh_token_0600_and_the_flow_uses_it() {
         assert_eq!(q["access_type"], "offline");
         *challenge.lock().expect("challenge") = q["code_challenge"].clone();
         let redirect = format!("{}?code=the-code&state={}", q["redirect_uri"], q["state"]);
-        let page = reqwest::get(&redirect).await.expect("redirect").text().await.expect("page");
+        let page = reqwest::get(&redirect)
+            .await
+            .expect("redirect")
+            .text()
+            .await
+            .expect("page");
         assert!(page.contains("You can close this window"));
     });
     let cred = usersync_runtime::login::login(
@@ -1299,14 +1627,27 @@ async fn auth_login_stores_the_refresh_token_0600_and_the_flow_uses_it() {
     browser.await.expect("browser");
     assert!(!format!("{cred:?}").contains("rt-1"));
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&cred_path).expect("file").permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&cred_path).expect("file").permissions().mode() & 0o777,
+        0o600
+    );
     let mut s = fast();
     s.credential_file = Some(cred_path.clone());
     let c = client_with("google", &base, plan, &[("client_secret", "web-secret")], s);
-    assert_eq!(c.run_query(&Query::ListUsers).await.expect("users").records.len(), 3);
-    let stored: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cred_path).expect("read")).expect("json");
-    assert_eq!(stored["refresh_token"], "rt-2", "a rotated refresh token is stored");
-    assert_eq!(std::fs::metadata(&cred_path).expect("file").permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        c.run_query(&Query::ListUsers).await.expect("users").records.len(),
+        3
+    );
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cred_path).expect("read")).expect("json");
+    assert_eq!(
+        stored["refresh_token"], "rt-2",
+        "a rotated refresh token is stored"
+    );
+    assert_eq!(
+        std::fs::metadata(&cred_path).expect("file").permissions().mode() & 0o777,
+        0o600
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1382,7 +1723,13 @@ async fn no_secret_appears_in_trace_level_logs_or_errors() {
     errors.lock().expect("errors").push(format!("{e} {e:?}"));
 
     // assertion flow against a token endpoint that rejects it and echoes the assertion
-    let base = serve(|r| Resp::json(401, serde_json::json!({"error": "invalid_client", "error_description": r.body.clone()}))).await;
+    let base = serve(|r| {
+        Resp::json(
+            401,
+            serde_json::json!({"error": "invalid_client", "error_description": r.body.clone()}),
+        )
+    })
+    .await;
     let plan = AuthPlan::ClientCredentialsAssertion {
         token_url: format!("{base}/token"),
         client_id: "c".into(),
@@ -1397,7 +1744,10 @@ async fn no_secret_appears_in_trace_level_logs_or_errors() {
     let e = c.run_query(&Query::ListUsers).await.unwrap_err();
     errors.lock().expect("errors").push(format!("{e} {e:?}"));
     let r = doctor::run(&c, &[Operation::ListUsers]).await;
-    errors.lock().expect("errors").push(serde_json::to_string(&r).expect("json"));
+    errors
+        .lock()
+        .expect("errors")
+        .push(serde_json::to_string(&r).expect("json"));
 
     let logs = String::from_utf8(buf.0.lock().expect("log").clone()).expect("utf8");
     assert!(logs.contains("http_request"), "trace logs were captured");
@@ -1405,6 +1755,157 @@ async fn no_secret_appears_in_trace_level_logs_or_errors() {
     let errors = errors.lock().expect("errors").join("\n");
     for secret in [client_secret, api_token, access, key_line.as_str()] {
         assert!(!logs.contains(secret), "secret `{secret}` leaked into the logs");
-        assert!(!errors.contains(secret), "secret `{secret}` leaked into an error: {errors}");
+        assert!(
+            !errors.contains(secret),
+            "secret `{secret}` leaked into an error: {errors}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// End to end through the CLI: `usersync -vvv doctor` against the Okta emulator
+
+/// Kills the emulator process when the test ends, pass or fail.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn cli_doctor_checks_each_okta_flow_and_trace_logs_hold_no_secret() {
+    use std::io::BufRead as _;
+    let bin = crate::support::usersync_bin();
+    let dir = tempfile::tempdir().expect("dir");
+    let mut emu = Child(
+        std::process::Command::new(&bin)
+            .args([
+                "emulator",
+                "--provider",
+                "okta",
+                "--users",
+                "12",
+                "--groups",
+                "4",
+                "--tls",
+            ])
+            .arg("--state-dir")
+            .arg(dir.path().join("emu"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the emulator"),
+    );
+    let mut line = String::new();
+    std::io::BufReader::new(emu.0.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("emulator banner");
+    let j: serde_json::Value = serde_json::from_str(&line).expect("emulator JSON");
+    let https = j["https_url"].as_str().expect("https url");
+    let ca = j["ca_path"].as_str().expect("ca path");
+    let key_path = j["client"]["auth"]["oauth"]["private_key_path"]
+        .as_str()
+        .expect("key");
+    let client_id = j["credentials"]["client_id"].as_str().expect("client id");
+    let token = j["credentials"]["api_token"].as_str().expect("token").to_string();
+    let limited = j["credentials"]["limited_api_token"]
+        .as_str()
+        .expect("limited")
+        .to_string();
+    let config = dir.path().join("usersync.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[runtime]
+ca_bundle = "{ca}"
+
+[[connections]]
+name = "okta-token"
+connector = "okta"
+[connections.options]
+base_url = "{https}"
+domain = "{https}"
+api_token = {{ env = "RT_OKTA_TOKEN" }}
+
+[[connections]]
+name = "okta-service-app"
+connector = "okta"
+[connections.options]
+base_url = "{https}"
+domain = "{https}"
+client_id = "{client_id}"
+private_key = {{ file = "{key_path}" }}
+signing_alg = "ES256"
+dpop = true
+
+[[connections]]
+name = "okta-limited"
+connector = "okta"
+[connections.options]
+base_url = "{https}"
+domain = "{https}"
+api_token = {{ env = "RT_OKTA_LIMITED" }}
+"#
+        ),
+    )
+    .expect("config");
+    let out = std::process::Command::new(&bin)
+        .arg("--config")
+        .arg(&config)
+        .args(["-vvv", "doctor"])
+        .env("RT_OKTA_TOKEN", &token)
+        .env("RT_OKTA_LIMITED", &limited)
+        .env_remove("RUST_LOG")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .output()
+        .expect("run doctor");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the limited token fails a required check\n{stdout}\n{stderr}"
+    );
+    let section = |name: &str| {
+        let start = stdout
+            .find(&format!("connection `{name}`"))
+            .unwrap_or_else(|| panic!("{name}: {stdout}"));
+        let rest = &stdout[start + 1..];
+        rest[..rest.find("\nconnection `").unwrap_or(rest.len())].to_string()
+    };
+    let service = section("okta-service-app");
+    assert!(!service.contains("FAIL"), "{service}");
+    assert!(
+        service.contains("DPoP token issued") && service.contains("issuer `CN=usersync emulator"),
+        "{service}"
+    );
+    assert!(!section("okta-token").contains("FAIL"), "{stdout}");
+    let limited_out = section("okta-limited");
+    assert!(
+        limited_out.contains("FAIL")
+            && limited_out.contains("HTTP 403")
+            && limited_out.contains("okta.groups.read"),
+        "{limited_out}"
+    );
+    assert!(
+        stderr.contains("http_request") && stderr.contains("token_request"),
+        "trace logs were written"
+    );
+    let key = std::fs::read_to_string(key_path).expect("key");
+    let mut secrets = vec![token, limited];
+    secrets.extend(
+        key.lines()
+            .filter(|l| !l.starts_with("-----") && l.len() > 16)
+            .map(String::from),
+    );
+    for s in secrets {
+        assert!(
+            !stdout.contains(&s) && !stderr.contains(&s),
+            "a secret leaked into the doctor output or its trace logs"
+        );
     }
 }

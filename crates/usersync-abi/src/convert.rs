@@ -13,7 +13,10 @@ fn headers_to_ffi(headers: &[(String, String)]) -> FfiHeaders {
 }
 
 fn headers_from_ffi(headers: FfiHeaders) -> Vec<(String, String)> {
-    headers.into_iter().map(|Tuple2(k, v)| (k.into(), v.into())).collect()
+    headers
+        .into_iter()
+        .map(|Tuple2(k, v)| (k.into(), v.into()))
+        .collect()
 }
 
 /// SDK request -> mirror.
@@ -79,7 +82,10 @@ mod tests {
         post.body = Some(b"grant_type=x".to_vec());
         assert_eq!(request_from_ffi(request_to_ffi(&post)).expect("round trip"), post);
         let resp = HttpResponse::new(429, b"{}".to_vec()).with_header("Retry-After", "3");
-        assert_eq!(response_from_ffi(response_to_ffi(resp.clone())).expect("round trip"), resp);
+        assert_eq!(
+            response_from_ffi(response_to_ffi(resp.clone())).expect("round trip"),
+            resp
+        );
     }
 
     #[test]

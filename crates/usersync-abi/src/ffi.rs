@@ -158,3 +158,21 @@ pub fn abi_version_of(version: &str) -> Option<u32> {
     }
     minor.parse().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync_static<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn trait_objects_are_send_sync_and_the_version_parses() {
+        send_sync_static::<FfiConnectorBox>();
+        send_sync_static::<FfiSessionBox>();
+        send_sync_static::<FfiCursorBox>();
+        assert_eq!(abi_version_of(ROOT_MODULE_VERSION), Some(usersync_sdk::ABI_VERSION));
+        assert_eq!(abi_version_of("1.99.0"), Some(99));
+        assert_eq!(abi_version_of("0.1.0"), None);
+        assert_eq!(abi_version_of("garbage"), None);
+    }
+}

@@ -14,7 +14,9 @@ use usersync_sdk::{
 };
 
 use crate::convert::{request_from_ffi, response_to_ffi};
-use crate::ffi::{abi_version_of, FfiConnectorBox, FfiCursorBox, FfiSessionBox, PluginModRef, ROOT_MODULE_NAME};
+use crate::ffi::{
+    abi_version_of, FfiConnectorBox, FfiCursorBox, FfiSessionBox, PluginModRef, ROOT_MODULE_NAME,
+};
 
 /// Oldest plugin ABI version this host accepts.
 pub const ACCEPTED_ABI_MIN: u32 = 1;
@@ -228,12 +230,21 @@ pub fn load_plugin(path: &Path) -> Result<LoadedPlugin, LoadError> {
             ),
         });
     }
-    let label: Arc<str> = Arc::from(format!("{} {} ({})", manifest.id, manifest.version, path.display()));
+    let label: Arc<str> = Arc::from(format!(
+        "{} {} ({})",
+        manifest.id,
+        manifest.version,
+        path.display()
+    ));
     tracing::debug!(id = %manifest.id, version = %manifest.version, abi, "plugin loaded");
     Ok(LoadedPlugin {
         abi_version: abi,
         package,
-        connector: Arc::new(HostConnector { label, inner, manifest }),
+        connector: Arc::new(HostConnector {
+            label,
+            inner,
+            manifest,
+        }),
     })
 }
 
@@ -278,9 +289,16 @@ impl Connector for HostConnector {
             detail: format!("cannot serialise options for `{}`: {e}", self.label),
         })?;
         let inner: FfiSessionBox = result(&self.label, self.inner.open(json.into()))?;
-        let auth_plan: AuthPlan = parse(&self.label, "an auth plan", &result(&self.label, inner.auth_plan_json())?)?;
-        let base_urls: Vec<String> =
-            parse(&self.label, "base URLs", &result(&self.label, inner.base_urls_json())?)?;
+        let auth_plan: AuthPlan = parse(
+            &self.label,
+            "an auth plan",
+            &result(&self.label, inner.auth_plan_json())?,
+        )?;
+        let base_urls: Vec<String> = parse(
+            &self.label,
+            "base URLs",
+            &result(&self.label, inner.base_urls_json())?,
+        )?;
         Ok(Box::new(HostSession {
             label: self.label.clone(),
             inner,
@@ -383,6 +401,9 @@ mod tests {
             min: 1,
             max: 1,
         };
-        assert_eq!(e.to_string(), "incompatible ABI: plugin ABI version 2, host accepts 1..=1");
+        assert_eq!(
+            e.to_string(),
+            "incompatible ABI: plugin ABI version 2, host accepts 1..=1"
+        );
     }
 }

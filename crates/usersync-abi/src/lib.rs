@@ -20,14 +20,14 @@ pub mod host;
 pub mod plugin;
 
 pub use ffi::{PluginMod, PluginModRef, ROOT_MODULE_NAME, ROOT_MODULE_VERSION};
-pub use host::{load_plugin, summarize_layout_report, LoadError, LoadedPlugin, ACCEPTED_ABI_MAX, ACCEPTED_ABI_MIN};
+pub use host::{
+    load_plugin, summarize_layout_report, LoadError, LoadedPlugin, ACCEPTED_ABI_MAX, ACCEPTED_ABI_MIN,
+};
 
 /// Implementation details of [`export_connector!`]; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use abi_stable::library::{
-        CheckTypeLayout, LibHeader, RootModuleResult, __call_root_module_loader,
-    };
+    pub use abi_stable::library::{__call_root_module_loader, CheckTypeLayout, LibHeader, RootModuleResult};
     pub use abi_stable::std_types::RStr;
 }
 
@@ -42,8 +42,7 @@ pub mod __private {
 macro_rules! export_connector {
     ($ctor:path) => {
         #[doc(hidden)]
-        extern "C" fn __usersync_new_connector(
-        ) -> $crate::ffi::FfiResult<$crate::ffi::FfiConnectorBox> {
+        extern "C" fn __usersync_new_connector() -> $crate::ffi::FfiResult<$crate::ffi::FfiConnectorBox> {
             $crate::plugin::new_connector(env!("CARGO_PKG_NAME"), || $ctor())
         }
 

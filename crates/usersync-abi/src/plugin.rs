@@ -26,7 +26,10 @@ pub fn guard<T>(plugin: &str, call: &str, f: impl FnOnce() -> Result<T, Connecto
         Ok(Ok(v)) => ROk(v),
         Ok(Err(e)) => RErr(error_to_json(&e)),
         Err(payload) => RErr(error_to_json(&ConnectorError::Plugin {
-            detail: format!("plugin `{plugin}` panicked in {call}: {}", panic_message(payload.as_ref())),
+            detail: format!(
+                "plugin `{plugin}` panicked in {call}: {}",
+                panic_message(payload.as_ref())
+            ),
         })),
     }
 }
@@ -70,7 +73,9 @@ struct PluginConnector {
 
 impl FfiConnector for PluginConnector {
     fn manifest_json(&self) -> FfiResult<RString> {
-        guard(&self.label, "Connector::manifest", || to_json("the manifest", &self.inner.manifest()))
+        guard(&self.label, "Connector::manifest", || {
+            to_json("the manifest", &self.inner.manifest())
+        })
     }
 
     fn open(&self, options_json: RString) -> FfiResult<FfiSessionBox> {
@@ -95,11 +100,15 @@ struct PluginSession {
 
 impl FfiSession for PluginSession {
     fn auth_plan_json(&self) -> FfiResult<RString> {
-        guard(&self.label, "Session::auth_plan", || to_json("the auth plan", &self.inner.auth_plan()))
+        guard(&self.label, "Session::auth_plan", || {
+            to_json("the auth plan", &self.inner.auth_plan())
+        })
     }
 
     fn base_urls_json(&self) -> FfiResult<RString> {
-        guard(&self.label, "Session::base_urls", || to_json("the base URLs", &self.inner.base_urls()))
+        guard(&self.label, "Session::base_urls", || {
+            to_json("the base URLs", &self.inner.base_urls())
+        })
     }
 
     fn query(&self, query_json: RString) -> FfiResult<FfiCursorBox> {
@@ -173,7 +182,10 @@ pub fn new_connector(package: &str, make: fn() -> Box<dyn Connector>) -> FfiResu
         let inner = make();
         let m = inner.manifest();
         let label: Arc<str> = Arc::from(format!("{} {} ({package})", m.id, m.version));
-        Ok(FfiConnector_TO::from_value(PluginConnector { label, inner }, TD_Opaque))
+        Ok(FfiConnector_TO::from_value(
+            PluginConnector { label, inner },
+            TD_Opaque,
+        ))
     })
 }
 

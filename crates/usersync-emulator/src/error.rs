@@ -34,6 +34,9 @@ pub enum EmulatorError {
 impl EmulatorError {
     /// Wrap an I/O error with context.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Self::Io { context: context.into(), source }
+        Self::Io {
+            context: context.into(),
+            source,
+        }
     }
 }

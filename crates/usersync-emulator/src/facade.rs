@@ -159,7 +159,11 @@ impl<S: Send + Sync> FromRequestParts<S> for BaseUrl {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let scheme = parts.extensions.get::<ConnInfo>().map(|c| c.scheme()).unwrap_or("http");
+        let scheme = parts
+            .extensions
+            .get::<ConnInfo>()
+            .map(|c| c.scheme())
+            .unwrap_or("http");
         let host = parts
             .headers
             .get(axum::http::header::HOST)

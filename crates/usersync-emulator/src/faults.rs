@@ -154,7 +154,11 @@ impl Faults {
     /// Build from a (validated) config.
     pub fn new(cfg: FaultConfig) -> Self {
         let rng = StdRng::seed_from_u64(cfg.seed);
-        Self { inner: Mutex::new((cfg, rng)), requests: AtomicU64::new(0), injected: AtomicU64::new(0) }
+        Self {
+            inner: Mutex::new((cfg, rng)),
+            requests: AtomicU64::new(0),
+            injected: AtomicU64::new(0),
+        }
     }
 
     /// The current config.
@@ -186,7 +190,11 @@ impl Faults {
     pub fn latency(&self) -> std::time::Duration {
         let mut g = self.lock();
         let (cfg, rng) = &mut *g;
-        let jitter = if cfg.latency_jitter_ms > 0 { rng.gen_range(0..=cfg.latency_jitter_ms) } else { 0 };
+        let jitter = if cfg.latency_jitter_ms > 0 {
+            rng.gen_range(0..=cfg.latency_jitter_ms)
+        } else {
+            0
+        };
         std::time::Duration::from_millis(cfg.latency_ms + jitter)
     }
 
@@ -195,7 +203,11 @@ impl Faults {
         let n = self.requests.fetch_add(1, Ordering::SeqCst);
         let mut g = self.lock();
         let (cfg, rng) = &mut *g;
-        if n < cfg.start_after || cfg.max_faults.is_some_and(|m| self.injected.load(Ordering::SeqCst) >= m) {
+        if n < cfg.start_after
+            || cfg
+                .max_faults
+                .is_some_and(|m| self.injected.load(Ordering::SeqCst) >= m)
+        {
             return RequestFault::None;
         }
         // One draw per knob, in a fixed order, so each knob's sequence is stable.
@@ -227,7 +239,12 @@ mod tests {
 
     #[test]
     fn draws_are_deterministic_under_a_seed() {
-        let cfg = FaultConfig { seed: 5, error_rate: 0.3, reset_rate: 0.2, ..FaultConfig::default() };
+        let cfg = FaultConfig {
+            seed: 5,
+            error_rate: 0.3,
+            reset_rate: 0.2,
+            ..FaultConfig::default()
+        };
         let a = Faults::new(cfg.clone());
         let b = Faults::new(cfg);
         let xs: Vec<_> = (0..200).map(|_| a.draw()).collect();
@@ -254,7 +271,11 @@ mod tests {
 
     #[test]
     fn validation_names_the_field() {
-        let err = FaultConfig { error_rate: 2.0, ..FaultConfig::default() }.validate();
+        let err = FaultConfig {
+            error_rate: 2.0,
+            ..FaultConfig::default()
+        }
+        .validate();
         assert!(err.is_err_and(|e| e.to_string().contains("error_rate")));
     }
 }

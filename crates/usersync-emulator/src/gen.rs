@@ -47,22 +47,109 @@ impl Default for GenConfig {
 }
 
 const FIRST: &[&str] = &[
-    "Ana", "José", "Zoë", "Łukasz", "Søren", "Émilie", "Jürgen", "Siobhán", "Dmitry", "Дмитрий", "Aiko",
-    "李", "Fatima", "محمد", "Olivia", "Liam", "Noah", "Emma", "Mateo", "Chloé", "Björn", "Ingrid", "Raj",
-    "Priya", "Kwame", "Amara", "Lucas", "Mia", "Yusuf", "Elif", "Nguyễn", "Hana", "Oğuz", "Ștefan",
+    "Ana",
+    "José",
+    "Zoë",
+    "Łukasz",
+    "Søren",
+    "Émilie",
+    "Jürgen",
+    "Siobhán",
+    "Dmitry",
+    "Дмитрий",
+    "Aiko",
+    "李",
+    "Fatima",
+    "محمد",
+    "Olivia",
+    "Liam",
+    "Noah",
+    "Emma",
+    "Mateo",
+    "Chloé",
+    "Björn",
+    "Ingrid",
+    "Raj",
+    "Priya",
+    "Kwame",
+    "Amara",
+    "Lucas",
+    "Mia",
+    "Yusuf",
+    "Elif",
+    "Nguyễn",
+    "Hana",
+    "Oğuz",
+    "Ștefan",
 ];
 const LAST: &[&str] = &[
-    "García", "Müller", "O'Brien", "Smith", "Nowak", "Johansson", "Dubois", "Rossi", "Kowalski", "Иванов",
-    "田中", "Haddad", "Brown", "Martínez", "Van der Berg", "Okafor", "Patel", "Kim", "Nguyen", "Schmidt",
-    "Lefèvre", "Jensen", "Yılmaz", "Ferreira", "Costa", "Novák", "Popescu", "Ó Súilleabháin", "Lee", "Chen",
+    "García",
+    "Müller",
+    "O'Brien",
+    "Smith",
+    "Nowak",
+    "Johansson",
+    "Dubois",
+    "Rossi",
+    "Kowalski",
+    "Иванов",
+    "田中",
+    "Haddad",
+    "Brown",
+    "Martínez",
+    "Van der Berg",
+    "Okafor",
+    "Patel",
+    "Kim",
+    "Nguyen",
+    "Schmidt",
+    "Lefèvre",
+    "Jensen",
+    "Yılmaz",
+    "Ferreira",
+    "Costa",
+    "Novák",
+    "Popescu",
+    "Ó Súilleabháin",
+    "Lee",
+    "Chen",
 ];
-const DEPTS: &[&str] =
-    &["Engineering", "Sales", "Marketing", "Finance", "HR", "Legal", "Support", "Operations", "R&D", "IT"];
-const TITLES: &[&str] =
-    &["Engineer", "Manager", "Director", "Analyst", "Specialist", "Consultant", "Administrator", "Intern"];
+const DEPTS: &[&str] = &[
+    "Engineering",
+    "Sales",
+    "Marketing",
+    "Finance",
+    "HR",
+    "Legal",
+    "Support",
+    "Operations",
+    "R&D",
+    "IT",
+];
+const TITLES: &[&str] = &[
+    "Engineer",
+    "Manager",
+    "Director",
+    "Analyst",
+    "Specialist",
+    "Consultant",
+    "Administrator",
+    "Intern",
+];
 const GROUP_WORDS: &[&str] = &[
-    "Project", "Team", "Office", "Committee", "Guild", "Squad", "Working Group", "Distribution", "Access",
-    "Ops", "Équipe", "Fachbereich", "プロジェクト",
+    "Project",
+    "Team",
+    "Office",
+    "Committee",
+    "Guild",
+    "Squad",
+    "Working Group",
+    "Distribution",
+    "Access",
+    "Ops",
+    "Équipe",
+    "Fachbereich",
+    "プロジェクト",
 ];
 const ROLES: &[&str] = &[
     "Super Administrator",
@@ -134,7 +221,9 @@ pub fn generate(cfg: &GenConfig) -> Org {
     for i in 0..n {
         let (first, last) = if i % 997 == 1 && i > 1 {
             // Case collision with the previous user's name (a different person).
-            let prev = org.users[i - 1].as_ref().map(|u| (u.first_name.clone(), u.last_name.clone()));
+            let prev = org.users[i - 1]
+                .as_ref()
+                .map(|u| (u.first_name.clone(), u.last_name.clone()));
             let (f, l) = prev.unwrap_or_default();
             (f.to_uppercase(), l.to_lowercase())
         } else {
@@ -161,7 +250,11 @@ pub fn generate(cfg: &GenConfig) -> Org {
             let e = format!("{local}@{}", cfg.domain);
             (e.clone(), e)
         };
-        let status = if i < 2 { UserStatus::Active } else { pick_status(&mut rng) };
+        let status = if i < 2 {
+            UserStatus::Active
+        } else {
+            pick_status(&mut rng)
+        };
         let created = BASE_EPOCH - rng.gen_range(86_400..4 * 365 * 86_400);
         let last_updated = created + rng.gen_range(0..(BASE_EPOCH - created).max(1));
         let manager = if i == 0 {
@@ -174,12 +267,18 @@ pub fn generate(cfg: &GenConfig) -> Org {
             None
         };
         let dept = DEPTS[rng.gen_range(0..DEPTS.len())];
-        let mut custom = vec![("costCenter".to_string(), format!("CC-{:04}", rng.gen_range(0..200)))];
+        let mut custom = vec![(
+            "costCenter".to_string(),
+            format!("CC-{:04}", rng.gen_range(0..200)),
+        )];
         if rng.gen_range(0..4) == 0 {
             custom.push(("employeeType".to_string(), "Contractor".to_string()));
         }
         if rng.gen_range(0..3) == 0 {
-            custom.push(("badgeId".to_string(), format!("B{:06}", rng.gen_range(0..1_000_000))));
+            custom.push((
+                "badgeId".to_string(),
+                format!("B{:06}", rng.gen_range(0..1_000_000)),
+            ));
         }
         org.users.push(Some(User {
             ix: i as u32,
@@ -220,7 +319,11 @@ pub fn generate(cfg: &GenConfig) -> Org {
             }
             _ => {
                 let word = GROUP_WORDS[rng.gen_range(0..GROUP_WORDS.len())];
-                let kind = if rng.gen_range(0..100) < 5 { GroupKind::Imported } else { GroupKind::Native };
+                let kind = if rng.gen_range(0..100) < 5 {
+                    GroupKind::Imported
+                } else {
+                    GroupKind::Native
+                };
                 let name = if kind == GroupKind::Imported {
                     format!("AD {} {word} {j}", DEPTS[j % DEPTS.len()])
                 } else {
@@ -244,10 +347,10 @@ pub fn generate(cfg: &GenConfig) -> Org {
         if g > 4 {
             let rest = (budget - used).max((g - 4) as f64);
             let h: f64 = (1..=(g - 4)).map(|r| 1.0 / r as f64).sum();
-            for j in 4..g {
+            for (j, group) in groups.iter_mut().enumerate().skip(4) {
                 let rank = (j - 3) as f64;
                 let k = (rest / (h * rank)).round() as usize;
-                groups[j].2 = sample_sorted(&mut rng, n, k.clamp(1, n));
+                group.2 = sample_sorted(&mut rng, n, k.clamp(1, n));
             }
         }
         // The power user: in up to 300 groups.
@@ -304,12 +407,18 @@ pub fn generate(cfg: &GenConfig) -> Org {
     // Roles: a few admins.
     for (r, name) in ROLES.iter().enumerate() {
         let holders = (n / 2000 + 1).min(n) as u32;
-        let members = (0..holders).map(|h| (h * 7 + r as u32) % (n.max(1) as u32)).collect::<Vec<_>>();
+        let members = (0..holders)
+            .map(|h| (h * 7 + r as u32) % (n.max(1) as u32))
+            .collect::<Vec<_>>();
         let mut members = members;
         members.sort_unstable();
         members.dedup();
         if n > 0 {
-            org.roles.push(Role { ix: r as u32, name: (*name).to_string(), members });
+            org.roles.push(Role {
+                ix: r as u32,
+                name: (*name).to_string(),
+                members,
+            });
         }
     }
     org.rebuild_index();
@@ -317,7 +426,10 @@ pub fn generate(cfg: &GenConfig) -> Org {
 }
 
 fn sample_sorted(rng: &mut StdRng, n: usize, k: usize) -> Vec<u32> {
-    let mut v: Vec<u32> = rand::seq::index::sample(rng, n, k.min(n)).into_iter().map(|i| i as u32).collect();
+    let mut v: Vec<u32> = rand::seq::index::sample(rng, n, k.min(n))
+        .into_iter()
+        .map(|i| i as u32)
+        .collect();
     v.sort_unstable();
     v.shrink_to_fit();
     v
@@ -329,12 +441,20 @@ mod tests {
 
     #[test]
     fn generation_is_deterministic_and_skewed() {
-        let cfg = GenConfig { users: 2000, groups: 200, seed: 9, ..GenConfig::default() };
+        let cfg = GenConfig {
+            users: 2000,
+            groups: 200,
+            seed: 9,
+            ..GenConfig::default()
+        };
         let a = generate(&cfg);
         let b = generate(&cfg);
         assert_eq!(a.users, b.users);
         assert_eq!(a.groups, b.groups);
-        let c = generate(&GenConfig { seed: 10, ..cfg.clone() });
+        let c = generate(&GenConfig {
+            seed: 10,
+            ..cfg.clone()
+        });
         assert_ne!(a.users, c.users);
 
         let counts = a.counts();
@@ -354,7 +474,9 @@ mod tests {
         assert!(a.live_users().any(|u| !u.display_name.is_ascii()));
         let mut lower = std::collections::HashMap::new();
         let collide = a.live_users().any(|u| {
-            lower.insert(u.display_name.to_lowercase(), u.display_name.clone()).is_some_and(|p| p != u.display_name)
+            lower
+                .insert(u.display_name.to_lowercase(), u.display_name.clone())
+                .is_some_and(|p| p != u.display_name)
         });
         assert!(collide);
         // Logins are unique case-insensitively.
@@ -366,13 +488,21 @@ mod tests {
 
     #[test]
     fn cycle_only_when_allowed() {
-        let cfg = GenConfig { users: 100, groups: 50, allow_cycle: true, ..GenConfig::default() };
+        let cfg = GenConfig {
+            users: 100,
+            groups: 50,
+            allow_cycle: true,
+            ..GenConfig::default()
+        };
         let org = generate(&cfg);
         let g4 = org.group(4).expect("group 4");
         // 4 -> 5 -> 6 -> 7 -> 4
         assert_eq!(g4.child_groups, vec![5]);
         assert_eq!(org.group(7).map(|g| g.child_groups.clone()), Some(vec![4]));
-        let flat = generate(&GenConfig { nesting_depth: 0, ..cfg });
+        let flat = generate(&GenConfig {
+            nesting_depth: 0,
+            ..cfg
+        });
         assert!(flat.live_groups().all(|g| g.child_groups.is_empty()));
     }
 }

@@ -59,7 +59,10 @@ impl UserStatus {
 
     /// Whether the account can be used to sign in (roughly "enabled").
     pub fn is_enabled(self) -> bool {
-        !matches!(self, UserStatus::Suspended | UserStatus::Deprovisioned | UserStatus::Staged)
+        !matches!(
+            self,
+            UserStatus::Suspended | UserStatus::Deprovisioned | UserStatus::Staged
+        )
     }
 }
 
@@ -211,7 +214,10 @@ impl Org {
 
     /// Direct groups of a user (empty for unknown users).
     pub fn groups_of(&self, user: UserIx) -> &[GroupIx] {
-        self.user_groups.get(user as usize).map(Vec::as_slice).unwrap_or(&[])
+        self.user_groups
+            .get(user as usize)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// Counts of live objects and edges.

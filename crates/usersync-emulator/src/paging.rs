@@ -59,7 +59,11 @@ fn decode(token: &str) -> Option<Pos> {
         "-" => None,
         a => Some(a.parse().ok()?),
     };
-    it.next().is_none().then_some(Pos { listing, page_no, after })
+    it.next().is_none().then_some(Pos {
+        listing,
+        page_no,
+        after,
+    })
 }
 
 /// A stable tag for a listing (e.g. hash of the path and the filter), so a token of one listing is
@@ -84,7 +88,11 @@ pub fn page(
     faults: &FaultConfig,
 ) -> Result<KeyPage, PageTokenError> {
     let pos = match token {
-        None => Pos { listing: tag, page_no: 1, after: None },
+        None => Pos {
+            listing: tag,
+            page_no: 1,
+            after: None,
+        },
         Some(t) => {
             let p = decode(t).ok_or(PageTokenError::Invalid)?;
             if p.listing != tag {
@@ -101,19 +109,34 @@ pub fn page(
         Some(a) => keys.partition_point(|&k| k <= a),
     };
     if faults.empty_page_at == Some(pos.page_no) && start < keys.len() {
-        let next = encode(Pos { page_no: pos.page_no + 1, ..pos });
-        return Ok(KeyPage { keys: Vec::new(), next: Some(next), page_no: pos.page_no });
+        let next = encode(Pos {
+            page_no: pos.page_no + 1,
+            ..pos
+        });
+        return Ok(KeyPage {
+            keys: Vec::new(),
+            next: Some(next),
+            page_no: pos.page_no,
+        });
     }
     let end = (start + limit.max(1)).min(keys.len());
     let page_keys = keys[start..end].to_vec();
     let next = if faults.paging_loop_at_page == Some(pos.page_no) {
         Some(encode(pos))
     } else if end < keys.len() {
-        Some(encode(Pos { listing: tag, page_no: pos.page_no + 1, after: page_keys.last().copied() }))
+        Some(encode(Pos {
+            listing: tag,
+            page_no: pos.page_no + 1,
+            after: page_keys.last().copied(),
+        }))
     } else {
         None
     };
-    Ok(KeyPage { keys: page_keys, next, page_no: pos.page_no })
+    Ok(KeyPage {
+        keys: page_keys,
+        next,
+        page_no: pos.page_no,
+    })
 }
 
 #[cfg(test)]
@@ -154,20 +177,35 @@ mod tests {
     #[test]
     fn paging_faults() {
         let keys: Vec<u32> = (0..10).collect();
-        let looped = FaultConfig { paging_loop_at_page: Some(2), ..FaultConfig::default() };
+        let looped = FaultConfig {
+            paging_loop_at_page: Some(2),
+            ..FaultConfig::default()
+        };
         let p1 = page(&keys, 1, None, 3, &looped).expect("p1");
         let p2 = page(&keys, 1, p1.next.as_deref(), 3, &looped).expect("p2");
         assert_eq!(p2.next, p1.next, "next link points back at page 2");
 
-        let expiring = FaultConfig { expire_token_at_page: Some(3), ..FaultConfig::default() };
+        let expiring = FaultConfig {
+            expire_token_at_page: Some(3),
+            ..FaultConfig::default()
+        };
         assert_eq!(all(&keys, 3, &expiring), Err(PageTokenError::Expired));
 
-        let empty = FaultConfig { empty_page_at: Some(1), ..FaultConfig::default() };
+        let empty = FaultConfig {
+            empty_page_at: Some(1),
+            ..FaultConfig::default()
+        };
         let e = page(&keys, 1, None, 3, &empty).expect("empty");
         assert!(e.keys.is_empty() && e.next.is_some());
         assert_eq!(all(&keys, 3, &empty), Ok(keys.clone()));
 
-        assert_eq!(page(&keys, 2, p1.next.as_deref(), 3, &FaultConfig::default()), Err(PageTokenError::Invalid));
-        assert_eq!(page(&keys, 1, Some("garbage"), 3, &FaultConfig::default()), Err(PageTokenError::Invalid));
+        assert_eq!(
+            page(&keys, 2, p1.next.as_deref(), 3, &FaultConfig::default()),
+            Err(PageTokenError::Invalid)
+        );
+        assert_eq!(
+            page(&keys, 1, Some("garbage"), 3, &FaultConfig::default()),
+            Err(PageTokenError::Invalid)
+        );
     }
 }

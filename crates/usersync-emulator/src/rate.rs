@@ -37,7 +37,9 @@ impl RateLimiter {
     /// Count one request in `bucket` with `limit` per minute, at time `now` (Unix seconds).
     pub fn check(&self, bucket: &str, limit: u32, now: i64) -> RateDecision {
         let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        let win = w.entry(bucket.to_string()).or_insert(Window { start: now, count: 0 });
+        let win = w
+            .entry(bucket.to_string())
+            .or_insert(Window { start: now, count: 0 });
         if now >= win.start + 60 {
             win.start = now;
             win.count = 0;

@@ -206,10 +206,12 @@ pub async fn start(opts: EmulatorOptions) -> Result<RunningEmulator, EmulatorErr
         stats: Stats::default(),
         state_dir: state_dir.clone(),
     });
-    let api = facade.router(ctx.clone())?.layer(axum::middleware::from_fn_with_state(
-        (ctx.clone(), facade.clone()),
-        fault_middleware,
-    ));
+    let api = facade
+        .router(ctx.clone())?
+        .layer(axum::middleware::from_fn_with_state(
+            (ctx.clone(), facade.clone()),
+            fault_middleware,
+        ));
     let app = control_router(ctx.clone()).merge(api);
 
     let (tx, rx) = watch::channel(false);
@@ -228,7 +230,16 @@ pub async fn start(opts: EmulatorOptions) -> Result<RunningEmulator, EmulatorErr
         tokio::spawn(accept_loop(listener, app, Some(acceptor), rx));
     }
     tracing::info!(provider, %http_url, ?https_url, "emulator listening");
-    Ok(RunningEmulator { provider, http_url, https_url, ca_path, ca_pem, ctx, facade, shutdown: tx })
+    Ok(RunningEmulator {
+        provider,
+        http_url,
+        https_url,
+        ca_path,
+        ca_pem,
+        ctx,
+        facade,
+        shutdown: tx,
+    })
 }
 
 async fn bind(port: u16) -> Result<TcpListener, EmulatorError> {
@@ -238,7 +249,9 @@ async fn bind(port: u16) -> Result<TcpListener, EmulatorError> {
 }
 
 fn local_port(l: &TcpListener) -> Result<u16, EmulatorError> {
-    l.local_addr().map(|a| a.port()).map_err(|e| EmulatorError::io("local_addr", e))
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| EmulatorError::io("local_addr", e))
 }
 
 async fn accept_loop(
@@ -284,13 +297,21 @@ impl Drop for ResetOnDrop {
 }
 
 impl AsyncRead for ResetOnDrop {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for ResetOnDrop {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -318,8 +339,14 @@ async fn serve_connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let signal = Arc::new(ResetSignal::default());
-    let io = ResetOnDrop { inner: stream, flag: signal.flag.clone() };
-    let info = ConnInfo { scheme: if tls.is_some() { "https" } else { "http" }, reset: signal.clone() };
+    let io = ResetOnDrop {
+        inner: stream,
+        flag: signal.flag.clone(),
+    };
+    let info = ConnInfo {
+        scheme: if tls.is_some() { "https" } else { "http" },
+        reset: signal.clone(),
+    };
     let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(info.clone());
         app.clone().oneshot(req)
@@ -336,7 +363,9 @@ async fn serve_connection(
             let Ok(tls_stream) = acceptor.accept(io).await else {
                 return;
             };
-            let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(tls_stream), svc).await;
+            let _ = builder
+                .serve_connection(hyper_util::rt::TokioIo::new(tls_stream), svc)
+                .await;
         }),
     };
     tokio::select! {
@@ -355,7 +384,10 @@ async fn fault_middleware(State((ctx, facade)): State<MwState>, req: Request, ne
     let (_guard, in_flight) = ctx.in_flight.enter();
     let now = now_unix();
     let bucket = facade.rate_bucket(req.method(), req.uri().path());
-    if let Some(limit) = cfg.concurrency_limit.or_else(|| facade.default_concurrency_limit()) {
+    if let Some(limit) = cfg
+        .concurrency_limit
+        .or_else(|| facade.default_concurrency_limit())
+    {
         if in_flight > limit {
             ctx.stats.throttled.fetch_add(1, SeqCst);
             let d = crate::rate::RateDecision {
@@ -374,7 +406,10 @@ async fn fault_middleware(State((ctx, facade)): State<MwState>, req: Request, ne
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let decision = bucket.map(|(b, default)| ctx.rate.check(&b, cfg.rate_limit_per_minute.unwrap_or(default), now));
+    let decision = bucket.map(|(b, default)| {
+        ctx.rate
+            .check(&b, cfg.rate_limit_per_minute.unwrap_or(default), now)
+    });
     if let Some(d) = decision.filter(|d| !d.allowed) {
         ctx.stats.throttled.fetch_add(1, SeqCst);
         let mut r = facade.throttled(&d, false);
@@ -430,10 +465,22 @@ async fn truncate(resp: Response) -> Response {
     let full = bytes.len().max(2);
     set_len(&mut parts, full);
     let half = bytes.slice(..bytes.len() / 2);
-    let stream = futures_util::stream::iter(vec![
-        Ok::<_, std::io::Error>(half),
-        Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "fault: truncated body")),
-    ]);
+    // Headers and the first half go out (flushed), then the connection is cut.
+    let stream = futures_util::stream::unfold(Some(half), |state| async move {
+        match state {
+            Some(half) => Some((Ok::<_, std::io::Error>(half), None)),
+            None => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Some((
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "fault: truncated body",
+                    )),
+                    None,
+                ))
+            }
+        }
+    });
     Response::from_parts(parts, Body::from_stream(stream))
 }
 
@@ -448,7 +495,10 @@ async fn malformed(resp: Response) -> Response {
 async fn drip(resp: Response, chunk: usize, pause_ms: u64) -> Response {
     let (mut parts, bytes) = body_bytes(resp).await;
     set_len(&mut parts, bytes.len());
-    let chunks: Vec<_> = bytes.chunks(chunk.max(1)).map(|c| axum::body::Bytes::copy_from_slice(c)).collect();
+    let chunks: Vec<_> = bytes
+        .chunks(chunk.max(1))
+        .map(axum::body::Bytes::copy_from_slice)
+        .collect();
     let stream = futures_util::stream::unfold(chunks.into_iter(), move |mut it| async move {
         let c = it.next()?;
         tokio::time::sleep(Duration::from_millis(pause_ms)).await;
@@ -462,18 +512,28 @@ fn control_router(ctx: Arc<EmuContext>) -> Router {
         .route(
             "/_emulator/health",
             get(|State(ctx): State<Arc<EmuContext>>| async move {
-                json_response(StatusCode::OK, &serde_json::json!({"provider": ctx.provider, "ok": true}))
+                json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({"provider": ctx.provider, "ok": true}),
+                )
             }),
         )
         .route(
             "/_emulator/faults",
-            get(|State(ctx): State<Arc<EmuContext>>| async move { json_response(StatusCode::OK, &ctx.faults.config()) })
-                .put(|State(ctx): State<Arc<EmuContext>>, Json(cfg): Json<FaultConfig>| async move {
+            get(|State(ctx): State<Arc<EmuContext>>| async move {
+                json_response(StatusCode::OK, &ctx.faults.config())
+            })
+            .put(
+                |State(ctx): State<Arc<EmuContext>>, Json(cfg): Json<FaultConfig>| async move {
                     match ctx.faults.set(cfg) {
                         Ok(()) => json_response(StatusCode::OK, &ctx.faults.config()),
-                        Err(e) => json_response(StatusCode::BAD_REQUEST, &serde_json::json!({"error": e.to_string()})),
+                        Err(e) => json_response(
+                            StatusCode::BAD_REQUEST,
+                            &serde_json::json!({"error": e.to_string()}),
+                        ),
                     }
-                }),
+                },
+            ),
         )
         .route(
             "/_emulator/stats",

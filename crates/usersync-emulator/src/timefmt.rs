@@ -22,7 +22,12 @@ pub fn rfc3339_millis(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.000Z", rem / 3600, (rem / 60) % 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.000Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
 }
 
 /// `2025-03-13T23:26:59Z` (RFC 3339 without fractions).
@@ -45,7 +50,10 @@ mod tests {
     #[test]
     fn formats_known_instants() {
         assert_eq!(super::rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(super::rfc3339_millis(super::BASE_EPOCH), "2025-01-01T00:00:00.000Z");
+        assert_eq!(
+            super::rfc3339_millis(super::BASE_EPOCH),
+            "2025-01-01T00:00:00.000Z"
+        );
         assert_eq!(super::rfc3339(1_741_908_419), "2025-03-13T23:26:59Z");
         assert_eq!(super::rfc3339_millis(951_782_400), "2000-02-29T00:00:00.000Z");
     }

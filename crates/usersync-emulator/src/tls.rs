@@ -20,7 +20,9 @@ pub struct TlsMaterial {
 
 impl std::fmt::Debug for TlsMaterial {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsMaterial").field("ca_pem", &"<pem>").finish_non_exhaustive()
+        f.debug_struct("TlsMaterial")
+            .field("ca_pem", &"<pem>")
+            .finish_non_exhaustive()
     }
 }
 
@@ -33,15 +35,22 @@ pub fn generate() -> Result<TlsMaterial, EmulatorError> {
     let ca_key = KeyPair::generate().map_err(tls_err)?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(tls_err)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "usersync emulator private CA");
-    ca_params.key_usages =
-        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "usersync emulator private CA");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let ca = ca_params.self_signed(&ca_key).map_err(tls_err)?;
 
     let leaf_key = KeyPair::generate().map_err(tls_err)?;
     let mut leaf_params =
         CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).map_err(tls_err)?;
-    leaf_params.distinguished_name.push(DnType::CommonName, "localhost");
+    leaf_params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
     let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).map_err(tls_err)?;
 
     let chain: Vec<CertificateDer<'static>> = vec![leaf.der().clone(), ca.der().clone()];
@@ -54,7 +63,10 @@ pub fn generate() -> Result<TlsMaterial, EmulatorError> {
         .with_single_cert(chain, key)
         .map_err(tls_err)?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsMaterial { ca_pem: ca.pem(), server_config: Arc::new(cfg) })
+    Ok(TlsMaterial {
+        ca_pem: ca.pem(),
+        server_config: Arc::new(cfg),
+    })
 }
 
 /// Write the CA certificate as `<dir>/<provider>-ca.pem`; returns the path.

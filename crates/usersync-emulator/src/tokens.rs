@@ -39,7 +39,10 @@ pub struct TokenIssuer {
 impl TokenIssuer {
     /// A new issuer whose tokens live `ttl_secs` seconds.
     pub fn new(ttl_secs: i64) -> Self {
-        Self { ttl_secs, tokens: Mutex::new(HashMap::new()) }
+        Self {
+            ttl_secs,
+            tokens: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Token lifetime, seconds.
@@ -52,9 +55,16 @@ impl TokenIssuer {
         let mut bytes = [0u8; 24];
         rand::thread_rng().fill_bytes(&mut bytes);
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let info =
-            TokenInfo { client_id: client_id.to_string(), scopes, expires_at: now + self.ttl_secs, dpop_jkt };
-        self.tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(token.clone(), info);
+        let info = TokenInfo {
+            client_id: client_id.to_string(),
+            scopes,
+            expires_at: now + self.ttl_secs,
+            dpop_jkt,
+        };
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(token.clone(), info);
         token
     }
 

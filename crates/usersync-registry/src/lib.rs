@@ -6,8 +6,8 @@
 //!   the default data directory ([`default_plugin_dir`]).
 //! * A library is refused (and kept in the registry with a one-line reason, never a crash) when it
 //!   or its directory is writable by group or others, or owned by a user other than root and the
-//!   current user; when its ABI is incompatible; when it is not a usersync plugin; or when it
-//!   panics or fails while loading.
+//!   current user; when its ABI is incompatible; when it is not a usersync plugin; when it
+//!   panics or fails while loading; or when its manifest is invalid (`Manifest::validate`).
 //! * When several candidates share an id, a pin from the config's `[plugins.pin]` table decides
 //!   (`okta = "builtin"`, `okta = "plugin"` or `okta = "1.2.0"`); otherwise the highest semver
 //!   version wins, and the built-in wins a tie.
@@ -254,7 +254,9 @@ impl Registry {
                 let why = match pin {
                     Some(p) => format!("pinned to `{p}` in {pin_origin}"),
                     None if c.semver.is_none() => "its version is not semver".to_string(),
-                    None if c.semver == winner.semver => "same version; the built-in or first found wins".into(),
+                    None if c.semver == winner.semver => {
+                        "same version; the built-in or first found wins".into()
+                    }
                     None => "higher version".into(),
                 };
                 self.entries[c.index].reason = format!("overridden by {} {} ({why})", wsrc, wver);
@@ -267,7 +269,10 @@ impl Registry {
                     Source::Builtin => "built in".to_string(),
                     Source::Plugin(_) => "only candidate".to_string(),
                 },
-                (None, n) if tie => format!("same version as another of {} candidates; the built-in or first found wins", n + 1),
+                (None, n) if tie => format!(
+                    "same version as another of {} candidates; the built-in or first found wins",
+                    n + 1
+                ),
                 (None, n) => format!("highest version of {} candidates", n + 1),
             };
             let w = &mut self.entries[wi];
@@ -276,8 +281,9 @@ impl Registry {
         }
         for (id, pin) in &config.pins {
             if !self.entries.iter().any(|e| e.id.as_deref() == Some(id)) {
-                self.warnings
-                    .push(format!("{pin_origin} pins `{id}` to `{pin}`, but no connector has that id"));
+                self.warnings.push(format!(
+                    "{pin_origin} pins `{id}` to `{pin}`, but no connector has that id"
+                ));
             }
         }
     }
@@ -296,7 +302,9 @@ impl Registry {
 
     /// The active entry with this id.
     pub fn active_entry(&self, id: &str) -> Option<&Entry> {
-        self.entries.iter().find(|e| e.active && e.id.as_deref() == Some(id))
+        self.entries
+            .iter()
+            .find(|e| e.active && e.id.as_deref() == Some(id))
     }
 
     /// All active entries, sorted by id.
@@ -308,19 +316,28 @@ impl Registry {
 
     /// All active connectors, sorted by id.
     pub fn all(&self) -> Vec<Arc<dyn Connector>> {
-        self.active().into_iter().filter_map(|e| e.connector.clone()).collect()
+        self.active()
+            .into_iter()
+            .filter_map(|e| e.connector.clone())
+            .collect()
     }
 
     /// Every entry: built-ins, plugins and refused libraries, sorted by id then source.
     pub fn entries(&self) -> Vec<&Entry> {
         let mut v: Vec<&Entry> = self.entries.iter().collect();
         v.sort_by(|a, b| {
-            (a.id.is_none(), &a.id, a.source != Source::Builtin, a.source.to_string()).cmp(&(
-                b.id.is_none(),
-                &b.id,
-                b.source != Source::Builtin,
-                b.source.to_string(),
-            ))
+            (
+                a.id.is_none(),
+                &a.id,
+                a.source != Source::Builtin,
+                a.source.to_string(),
+            )
+                .cmp(&(
+                    b.id.is_none(),
+                    &b.id,
+                    b.source != Source::Builtin,
+                    b.source.to_string(),
+                ))
         });
         v
     }
@@ -361,6 +378,9 @@ fn load_entry(path: &Path) -> Entry {
     match loaded {
         Ok(Ok(p)) => {
             let m = p.connector.manifest();
+            if let Err(problems) = m.validate() {
+                return refused(path, format!("invalid manifest: {}", problems.join("; ")));
+            }
             Entry {
                 id: Some(m.id),
                 version: Some(m.version),
@@ -433,7 +453,9 @@ pub fn check_permissions(path: &Path) -> Result<(), String> {
 /// The default plugin directory: `$XDG_DATA_HOME/usersync/plugins`, else
 /// `$HOME/.local/share/usersync/plugins`.
 pub fn default_plugin_dir() -> Option<PathBuf> {
-    let xdg = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()).map(PathBuf::from);
+    let xdg = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
     let base = xdg.or_else(|| {
         std::env::var_os("HOME")
             .filter(|v| !v.is_empty())
@@ -446,8 +468,17 @@ pub fn default_plugin_dir() -> Option<PathBuf> {
 /// empty entries ignored), then `default`. Duplicates are dropped, first occurrence kept.
 pub fn plugin_dirs(cli: &[PathBuf], env: Option<&OsStr>, default: Option<PathBuf>) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
-    let from_env = env.map(|v| std::env::split_paths(v).filter(|p| !p.as_os_str().is_empty()).collect::<Vec<_>>());
-    for d in cli.iter().cloned().chain(from_env.unwrap_or_default()).chain(default) {
+    let from_env = env.map(|v| {
+        std::env::split_paths(v)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect::<Vec<_>>()
+    });
+    for d in cli
+        .iter()
+        .cloned()
+        .chain(from_env.unwrap_or_default())
+        .chain(default)
+    {
         if !out.contains(&d) {
             out.push(d);
         }
@@ -472,16 +503,18 @@ pub fn read_pins(path: &Path) -> Result<BTreeMap<String, Pin>, RegistryError> {
         path: path.to_path_buf(),
         reason,
     };
-    let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| bad(format!("invalid TOML: {}", e.message())))?;
+    let doc: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| bad(format!("invalid TOML: {}", e.message())))?;
     let Some(plugins) = doc.get("plugins") else {
         return Ok(BTreeMap::new());
     };
     let Some(pin) = plugins.as_table().and_then(|t| t.get("pin")) else {
         return Ok(BTreeMap::new());
     };
-    let table = pin
-        .as_table()
-        .ok_or_else(|| bad("`plugins.pin` must be a table of `id = \"builtin\" | \"plugin\" | \"<version>\"`".into()))?;
+    let table = pin.as_table().ok_or_else(|| {
+        bad("`plugins.pin` must be a table of `id = \"builtin\" | \"plugin\" | \"<version>\"`".into())
+    })?;
     let mut out = BTreeMap::new();
     for (id, v) in table {
         let s = v
@@ -509,13 +542,18 @@ mod tests {
     fn pins_are_read_from_the_plugins_pin_table_only() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("usersync.toml");
-        std::fs::write(&p, "[other]\nx = 1\n[plugins.pin]\nokta = \"builtin\"\nentra = \"1.2.0\"\ng = \"plugin\"\n")
-            .expect("write");
+        std::fs::write(
+            &p,
+            "[other]\nx = 1\n[plugins.pin]\nokta = \"builtin\"\nentra = \"1.2.0\"\ng = \"plugin\"\n",
+        )
+        .expect("write");
         let pins = read_pins(&p).expect("pins");
         assert_eq!(pins["okta"], Pin::Builtin);
         assert_eq!(pins["g"], Pin::Plugin);
         assert_eq!(pins["entra"], Pin::Version(semver::Version::new(1, 2, 0)));
-        assert!(read_pins(&dir.path().join("absent.toml")).expect("absent").is_empty());
+        assert!(read_pins(&dir.path().join("absent.toml"))
+            .expect("absent")
+            .is_empty());
         std::fs::write(&p, "[plugins.pin]\nokta = \"newest\"\n").expect("write");
         let e = read_pins(&p).expect_err("bad pin").to_string();
         assert!(e.contains("plugins.pin.okta"), "{e}");

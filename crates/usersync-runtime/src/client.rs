@@ -8,7 +8,9 @@ use tokio::sync::Semaphore;
 use tracing::Instrument as _;
 use usersync_config::Secret;
 use usersync_model::Record;
-use usersync_sdk::{Batch, Connector, ConnectorError, HttpRequest, HttpResponse, Manifest, Options, Query, Session};
+use usersync_sdk::{
+    Batch, Connector, ConnectorError, HttpRequest, HttpResponse, Manifest, Options, Query, Session,
+};
 
 use crate::auth::{Applied, Authenticator, Scrubber, TokenHttp, TokenInfo};
 use crate::counters::{BudgetSnapshot, Counters, RunCounters};
@@ -87,10 +89,12 @@ impl ConnectionClient {
         settings: ConnectionSettings,
     ) -> Result<Self, RuntimeError> {
         let manifest = connector.manifest();
-        let session = connector.open(&options).map_err(|source| RuntimeError::Connector {
-            context: format!("connection `{name}` ({})", manifest.id),
-            source,
-        })?;
+        let session = connector
+            .open(&options)
+            .map_err(|source| RuntimeError::Connector {
+                context: format!("connection `{name}` ({})", manifest.id),
+                source,
+            })?;
         let plan = session.auth_plan();
         if let Some(t) = plan.token_url() {
             transport::check_url_allowed(t)?;
@@ -105,8 +109,17 @@ impl ConnectionClient {
             .and_then(|t| url::Url::parse(t).ok())
             .is_some_and(|u| transport::proxy_for(&settings, &u).is_some());
         let counters = Arc::new(Counters::default());
-        let auth = Authenticator::new(name, plan, secrets, settings.credential_file.clone(), scrubber.clone())?;
-        let concurrency = settings.concurrency.unwrap_or(manifest.default_concurrency).max(1);
+        let auth = Authenticator::new(
+            name,
+            plan,
+            secrets,
+            settings.credential_file.clone(),
+            scrubber.clone(),
+        )?;
+        let concurrency = settings
+            .concurrency
+            .unwrap_or(manifest.default_concurrency)
+            .max(1);
         Ok(ConnectionClient {
             inner: Arc::new(Inner {
                 name: name.to_string(),
@@ -386,14 +399,21 @@ impl ConnectionClient {
                 setting: "concurrency".into(),
                 reason: "the connection is shutting down".into(),
             })?;
-            let applied = inner.auth.apply(&inner.token_http, req.method.as_str(), &req.url).await?;
+            let applied = inner
+                .auth
+                .apply(&inner.token_http, req.method.as_str(), &req.url)
+                .await?;
             let generation = applied.generation;
             let result = self.transmit(req, applied, attempt, via_proxy).await;
             drop(permit);
             let failure = match result {
                 Ok(resp) => {
                     self.observe_budget(&bucket, &resp);
-                    if inner.auth.on_resource_response(&req.url, resp.status, &resp.headers) && nonce_retries < 2 {
+                    if inner
+                        .auth
+                        .on_resource_response(&req.url, resp.status, &resp.headers)
+                        && nonce_retries < 2
+                    {
                         nonce_retries += 1;
                         attempt -= 1;
                         continue;
@@ -409,17 +429,23 @@ impl ConnectionClient {
                     if !retry::is_retryable_status(resp.status) {
                         return Ok(resp);
                     }
-                    let server = retry::server_wait(&resp, SystemTime::now()).map(|w| w.min(policy.max_throttle_wait));
+                    let server =
+                        retry::server_wait(&resp, SystemTime::now()).map(|w| w.min(policy.max_throttle_wait));
                     let throttled = resp.status == 429 || server.is_some();
                     if resp.status == 429 {
                         Counters::add(&inner.counters.throttled_responses, 1);
                     }
-                    let wait = server.unwrap_or_else(|| retry::full_jitter(attempt, policy.base_delay, policy.max_delay));
+                    let wait = server
+                        .unwrap_or_else(|| retry::full_jitter(attempt, policy.base_delay, policy.max_delay));
                     if throttled {
                         inner.pacer.pause_until(&bucket, Instant::now() + wait);
                     }
                     (
-                        format!("HTTP {}: {}", resp.status, inner.scrubber.scrub(&resp.body_snippet(200))),
+                        format!(
+                            "HTTP {}: {}",
+                            resp.status,
+                            inner.scrubber.scrub(&resp.body_snippet(200))
+                        ),
                         wait,
                         throttled,
                         None,
@@ -462,7 +488,11 @@ impl ConnectionClient {
                 tracing::info!(wait_ms = wait.as_millis() as u64, attempt, "throttled: {last}");
             } else {
                 Counters::add(&inner.counters.backoff_ms, wait.as_millis() as u64);
-                tracing::info!(wait_ms = wait.as_millis() as u64, attempt, "retrying after: {last}");
+                tracing::info!(
+                    wait_ms = wait.as_millis() as u64,
+                    attempt,
+                    "retrying after: {last}"
+                );
                 tokio::time::sleep(wait).await;
             }
         }
@@ -477,8 +507,8 @@ impl ConnectionClient {
                 limit: b.limit,
             });
             if inner.settings.retry.slow_down && resp.status != 429 {
-                let interval =
-                    retry::pacing_for(&b, u64::from(inner.concurrency) * 2).min(inner.settings.retry.max_throttle_wait);
+                let interval = retry::pacing_for(&b, u64::from(inner.concurrency) * 2)
+                    .min(inner.settings.retry.max_throttle_wait);
                 if !interval.is_zero() {
                     tracing::debug!(
                         remaining = b.remaining,
@@ -546,7 +576,12 @@ impl ConnectionClient {
             let headers: Vec<(String, String)> = resp
                 .headers()
                 .iter()
-                .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
                 .collect();
             let body = resp.bytes().await.map_err(net_err)?.to_vec();
             Counters::add(&inner.counters.bytes_received, body.len() as u64);
@@ -555,7 +590,11 @@ impl ConnectionClient {
             span.record("duration_ms", started.elapsed().as_millis() as u64);
             span.record("bytes", body.len());
             tracing::debug!("response received");
-            Ok(HttpResponse { status, headers, body })
+            Ok(HttpResponse {
+                status,
+                headers,
+                body,
+            })
         }
         .instrument(span)
         .await
@@ -568,7 +607,11 @@ fn request_key(req: &HttpRequest) -> String {
         .as_ref()
         .map(|b| {
             let d = ring::digest::digest(&ring::digest::SHA256, b);
-            d.as_ref().iter().take(8).map(|x| format!("{x:02x}")).collect::<String>()
+            d.as_ref()
+                .iter()
+                .take(8)
+                .map(|x| format!("{x:02x}"))
+                .collect::<String>()
         })
         .unwrap_or_default();
     format!("{} {} {}", req.method, req.url, body_hash)
@@ -576,13 +619,19 @@ fn request_key(req: &HttpRequest) -> String {
 
 fn scrub_connector_error(s: &Scrubber, e: ConnectorError) -> ConnectorError {
     match e {
-        ConnectorError::Unauthorized { detail } => ConnectorError::Unauthorized { detail: s.scrub(&detail) },
+        ConnectorError::Unauthorized { detail } => ConnectorError::Unauthorized {
+            detail: s.scrub(&detail),
+        },
         ConnectorError::Forbidden { detail, needed } => ConnectorError::Forbidden {
             detail: s.scrub(&detail),
             needed,
         },
-        ConnectorError::Protocol { detail } => ConnectorError::Protocol { detail: s.scrub(&detail) },
-        ConnectorError::NotFound { detail } => ConnectorError::NotFound { detail: s.scrub(&detail) },
+        ConnectorError::Protocol { detail } => ConnectorError::Protocol {
+            detail: s.scrub(&detail),
+        },
+        ConnectorError::NotFound { detail } => ConnectorError::NotFound {
+            detail: s.scrub(&detail),
+        },
         other => other,
     }
 }

@@ -116,7 +116,9 @@ pub struct DoctorReport {
 impl DoctorReport {
     /// True when a required check failed.
     pub fn failed(&self) -> bool {
-        self.checks.iter().any(|c| c.required && c.status == CheckStatus::Fail)
+        self.checks
+            .iter()
+            .any(|c| c.required && c.status == CheckStatus::Fail)
     }
 }
 
@@ -159,7 +161,11 @@ pub async fn run(client: &ConnectionClient, operations: &[Operation]) -> DoctorR
     let mut network_ok = true;
     for u in urls {
         let Ok(parsed) = url::Url::parse(&u) else { continue };
-        let key = (parsed.scheme().to_string(), parsed.host_str().unwrap_or_default().to_string(), parsed.port_or_known_default());
+        let key = (
+            parsed.scheme().to_string(),
+            parsed.host_str().unwrap_or_default().to_string(),
+            parsed.port_or_known_default(),
+        );
         if !seen.insert(key) {
             continue;
         }
@@ -168,10 +174,17 @@ pub async fn run(client: &ConnectionClient, operations: &[Operation]) -> DoctorR
         checks.extend(host_checks);
     }
     let connector = client.manifest().id.clone();
-    let token_target = plan.token_url().map(redact_url).unwrap_or_else(|| "static API token".into());
+    let token_target = plan
+        .token_url()
+        .map(redact_url)
+        .unwrap_or_else(|| "static API token".into());
     let token_ok = match client.fetch_token().await {
         Ok(Some(info)) => {
-            let mut detail = format!("{} token issued, valid for {} s", info.token_type, info.expires_in.as_secs());
+            let mut detail = format!(
+                "{} token issued, valid for {} s",
+                info.token_type,
+                info.expires_in.as_secs()
+            );
             if let Some(s) = info.scope {
                 detail.push_str(&format!(", scope: {s}"));
             }
@@ -179,7 +192,11 @@ pub async fn run(client: &ConnectionClient, operations: &[Operation]) -> DoctorR
             true
         }
         Ok(None) => {
-            checks.push(Check::skip("token", &token_target, "no token endpoint: the token is checked by the calls below"));
+            checks.push(Check::skip(
+                "token",
+                &token_target,
+                "no token endpoint: the token is checked by the calls below",
+            ));
             true
         }
         Err(e) => {
@@ -202,18 +219,26 @@ pub async fn run(client: &ConnectionClient, operations: &[Operation]) -> DoctorR
             Operation::ListGroups => Some(Query::ListGroups),
             Operation::ListRoles => Some(Query::ListRoles),
             Operation::GroupMembers => group_id.clone().map(|group_id| Query::GroupMembers { group_id }),
-            Operation::GroupTransitiveMembers => group_id.clone().map(|group_id| Query::GroupTransitiveMembers { group_id }),
+            Operation::GroupTransitiveMembers => group_id
+                .clone()
+                .map(|group_id| Query::GroupTransitiveMembers { group_id }),
             Operation::GroupChildren => group_id.clone().map(|group_id| Query::GroupChildren { group_id }),
             Operation::UserManager => user_id.clone().map(|user_id| Query::UserManager { user_id }),
             Operation::UserGroups => user_id.clone().map(|user_id| Query::UserGroups { user_id }),
-            Operation::UserTransitiveGroups => user_id.clone().map(|user_id| Query::UserTransitiveGroups { user_id }),
+            Operation::UserTransitiveGroups => user_id
+                .clone()
+                .map(|user_id| Query::UserTransitiveGroups { user_id }),
             Operation::GetUser => user_id.clone().map(|user_id| Query::GetUser { user_id }),
             Operation::UserPhoto => user_id.clone().map(|user_id| Query::UserPhoto { user_id }),
             Operation::RoleMembers => role_id.clone().map(|role_id| Query::RoleMembers { role_id }),
             Operation::Token | Operation::Authorize => None,
         };
         let Some(query) = query else {
-            checks.push(Check::skip(target, target, "skipped: no user, group or role was found to try it on"));
+            checks.push(Check::skip(
+                target,
+                target,
+                "skipped: no user, group or role was found to try it on",
+            ));
             continue;
         };
         let started = Instant::now();
@@ -222,10 +247,14 @@ pub async fn run(client: &ConnectionClient, operations: &[Operation]) -> DoctorR
                 for r in &out.records {
                     match r {
                         usersync_model::Record::User(u) if user_id.is_none() => user_id = Some(u.id.clone()),
-                        usersync_model::Record::Group(g) if *op == Operation::ListGroups && group_id.is_none() => {
+                        usersync_model::Record::Group(g)
+                            if *op == Operation::ListGroups && group_id.is_none() =>
+                        {
                             group_id = Some(g.id.clone())
                         }
-                        usersync_model::Record::Group(g) if *op == Operation::ListRoles && role_id.is_none() => {
+                        usersync_model::Record::Group(g)
+                            if *op == Operation::ListRoles && role_id.is_none() =>
+                        {
                             role_id = Some(g.id.clone())
                         }
                         _ => {}
@@ -234,13 +263,21 @@ pub async fn run(client: &ConnectionClient, operations: &[Operation]) -> DoctorR
                 checks.push(Check::pass(
                     target,
                     target,
-                    format!("{} record(s) on the first page in {} ms", out.records.len(), started.elapsed().as_millis()),
+                    format!(
+                        "{} record(s) on the first page in {} ms",
+                        out.records.len(),
+                        started.elapsed().as_millis()
+                    ),
                 ));
             }
             Err(RuntimeError::Connector {
                 source: ConnectorError::NotFound { detail },
                 ..
-            }) => checks.push(Check::pass(target, target, format!("answered \"not found\" (fine: {detail})"))),
+            }) => checks.push(Check::pass(
+                target,
+                target,
+                format!("answered \"not found\" (fine: {detail})"),
+            )),
             Err(RuntimeError::Connector {
                 source: ConnectorError::Unsupported { .. },
                 ..
@@ -250,6 +287,17 @@ pub async fn run(client: &ConnectionClient, operations: &[Operation]) -> DoctorR
                 let mut c = Check::fail(target, target, e.to_string(), diagnosis, fix);
                 if matches!(e, RuntimeError::RetriesExhausted { .. }) {
                     c.status = CheckStatus::Warn;
+                }
+                if matches!(
+                    op,
+                    Operation::ListRoles | Operation::RoleMembers | Operation::UserPhoto
+                ) {
+                    // only needed when the sync policy asks for roles or photos
+                    c.status = CheckStatus::Warn;
+                    c.required = false;
+                    c.diagnosis = c
+                        .diagnosis
+                        .map(|d| format!("{d} (only needed if roles or photos are synced)"));
                 }
                 checks.push(c);
             }
@@ -272,7 +320,12 @@ fn proxy_display(p: &str) -> String {
 /// DNS, TCP, proxy and TLS checks for one URL's host.
 pub async fn check_host(settings: &ConnectionSettings, url: &url::Url) -> Vec<Check> {
     let mut checks = Vec::new();
-    let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = url
+        .host_str()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let port = url.port_or_known_default().unwrap_or(443);
     let target = format!("{host}:{port}");
     let timeout = settings.connect_timeout;
@@ -283,14 +336,19 @@ pub async fn check_host(settings: &ConnectionSettings, url: &url::Url) -> Vec<Ch
             None => return checks,
         }
     } else {
-        let addrs = match tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), port))).await {
+        let addrs = match tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), port))).await
+        {
             Ok(Ok(a)) => a.collect::<Vec<_>>(),
             Ok(Err(e)) => {
                 checks.push(dns_failure(&host, &target, &e.to_string()));
                 return checks;
             }
             Err(_) => {
-                checks.push(dns_failure(&host, &target, "no answer from the DNS resolver in time"));
+                checks.push(dns_failure(
+                    &host,
+                    &target,
+                    "no answer from the DNS resolver in time",
+                ));
                 return checks;
             }
         };
@@ -299,10 +357,21 @@ pub async fn check_host(settings: &ConnectionSettings, url: &url::Url) -> Vec<Ch
             return checks;
         }
         let shown: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
-        checks.push(Check::pass("dns", &host, format!("resolves to {}", shown.join(", "))));
+        checks.push(Check::pass(
+            "dns",
+            &host,
+            format!("resolves to {}", shown.join(", ")),
+        ));
         match connect_any(&addrs, timeout).await {
             Ok(s) => {
-                checks.push(Check::pass("tcp", &target, format!("connected (no proxy) to {}", s.peer_addr().map(|a| a.to_string()).unwrap_or_default())));
+                checks.push(Check::pass(
+                    "tcp",
+                    &target,
+                    format!(
+                        "connected (no proxy) to {}",
+                        s.peer_addr().map(|a| a.to_string()).unwrap_or_default()
+                    ),
+                ));
                 s
             }
             Err(e) => {
@@ -312,7 +381,11 @@ pub async fn check_host(settings: &ConnectionSettings, url: &url::Url) -> Vec<Ch
         }
     };
     if url.scheme() != "https" {
-        checks.push(Check::skip("tls", &target, "plain http on a loopback address (emulator or test)"));
+        checks.push(Check::skip(
+            "tls",
+            &target,
+            "plain http on a loopback address (emulator or test)",
+        ));
         return checks;
     }
     checks.push(tls_check(settings, &host, &target, stream, timeout).await);
@@ -356,7 +429,13 @@ fn tcp_failure(target: &str, e: &std::io::Error, proxy: Option<&str>) -> Check {
             format!("this server needs outbound HTTPS to that host (or the proxy setting); {HOSTS_HINT}"),
         ),
     };
-    Check::fail(if proxy.is_some() { "proxy" } else { "tcp" }, target, e.to_string(), diagnosis, fix)
+    Check::fail(
+        if proxy.is_some() { "proxy" } else { "tcp" },
+        target,
+        e.to_string(),
+        diagnosis,
+        fix,
+    )
 }
 
 async fn connect_any(addrs: &[std::net::SocketAddr], timeout: Duration) -> std::io::Result<TcpStream> {
@@ -365,7 +444,12 @@ async fn connect_any(addrs: &[std::net::SocketAddr], timeout: Duration) -> std::
         match tokio::time::timeout(timeout, TcpStream::connect(a)).await {
             Ok(Ok(s)) => return Ok(s),
             Ok(Err(e)) => last = e,
-            Err(_) => last = std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {} s", timeout.as_secs())),
+            Err(_) => {
+                last = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {} s", timeout.as_secs()),
+                )
+            }
         }
     }
     Err(last)
@@ -381,7 +465,11 @@ async fn open_tunnel(
 ) -> Option<TcpStream> {
     let shown = proxy_display(proxy_url);
     let target = format!("{host}:{port}");
-    let with_scheme = if proxy_url.contains("://") { proxy_url.to_string() } else { format!("http://{proxy_url}") };
+    let with_scheme = if proxy_url.contains("://") {
+        proxy_url.to_string()
+    } else {
+        format!("http://{proxy_url}")
+    };
     let Ok(p) = url::Url::parse(&with_scheme) else {
         checks.push(Check::fail(
             "proxy",
@@ -392,7 +480,12 @@ async fn open_tunnel(
         ));
         return None;
     };
-    let phost = p.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
+    let phost = p
+        .host_str()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let pport = p.port_or_known_default().unwrap_or(3128);
     let addrs = match tokio::time::timeout(timeout, tokio::net::lookup_host((phost.as_str(), pport))).await {
         Ok(Ok(a)) => a.collect::<Vec<_>>(),
@@ -407,7 +500,13 @@ async fn open_tunnel(
             return None;
         }
         Err(_) => {
-            checks.push(Check::fail("proxy", &shown, "DNS timeout", format!("the proxy host `{phost}` does not resolve in time"), "check `proxy` / HTTPS_PROXY and DNS".into()));
+            checks.push(Check::fail(
+                "proxy",
+                &shown,
+                "DNS timeout",
+                format!("the proxy host `{phost}` does not resolve in time"),
+                "check `proxy` / HTTPS_PROXY and DNS".into(),
+            ));
             return None;
         }
     };
@@ -436,7 +535,10 @@ async fn open_tunnel(
         while !buf.ends_with(b"\r\n\r\n") && buf.len() < 16 * 1024 {
             let n = stream.read(&mut byte).await?;
             if n == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the proxy closed the connection"));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the proxy closed the connection",
+                ));
             }
             buf.push(byte[0]);
         }
@@ -455,15 +557,29 @@ async fn open_tunnel(
             return None;
         }
         Err(_) => {
-            checks.push(Check::fail("proxy", &shown, format!("CONNECT {target}: no answer"), format!("the proxy {shown} did not answer the tunnel request"), "check the proxy address".into()));
+            checks.push(Check::fail(
+                "proxy",
+                &shown,
+                format!("CONNECT {target}: no answer"),
+                format!("the proxy {shown} did not answer the tunnel request"),
+                "check the proxy address".into(),
+            ));
             return None;
         }
     };
     let status_line = head.lines().next().unwrap_or_default().to_string();
-    let code: u16 = status_line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let code: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     match code {
         200..=299 => {
-            checks.push(Check::pass("proxy", &shown, format!("tunnel to {target} opened ({status_line})")));
+            checks.push(Check::pass(
+                "proxy",
+                &shown,
+                format!("tunnel to {target} opened ({status_line})"),
+            ));
             Some(stream)
         }
         407 => {
@@ -472,7 +588,8 @@ async fn open_tunnel(
                 &shown,
                 status_line,
                 format!("the proxy {shown} requires authentication"),
-                "put the proxy credentials in the proxy URL (http://user:password@proxy:port), from a secret".into(),
+                "put the proxy credentials in the proxy URL (http://user:password@proxy:port), from a secret"
+                    .into(),
             ));
             None
         }
@@ -496,16 +613,34 @@ fn percent_decode(s: &str) -> String {
         .unwrap_or_default()
 }
 
-async fn tls_check(settings: &ConnectionSettings, host: &str, target: &str, stream: TcpStream, timeout: Duration) -> Check {
+async fn tls_check(
+    settings: &ConnectionSettings,
+    host: &str,
+    target: &str,
+    stream: TcpStream,
+    timeout: Duration,
+) -> Check {
     let config = match transport::tls_config(settings.ca_bundle.as_deref()) {
         Ok(c) => c,
         Err(e) => {
-            return Check::fail("tls", target, e.to_string(), "the extra CA bundle cannot be used".into(), "fix `ca_bundle`".into())
+            return Check::fail(
+                "tls",
+                target,
+                e.to_string(),
+                "the extra CA bundle cannot be used".into(),
+                "fix `ca_bundle`".into(),
+            )
         }
     };
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let Ok(name) = rustls_pki_types::ServerName::try_from(host.to_string()) else {
-        return Check::fail("tls", target, "invalid server name", format!("`{host}` is not a valid TLS server name"), "check the URL".into());
+        return Check::fail(
+            "tls",
+            target,
+            "invalid server name",
+            format!("`{host}` is not a valid TLS server name"),
+            "check the URL".into(),
+        );
     };
     match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
         Ok(Ok(tls)) => {
@@ -528,7 +663,9 @@ async fn tls_check(settings: &ConnectionSettings, host: &str, target: &str, stre
                     if left < 14 * 86_400 {
                         c.status = CheckStatus::Warn;
                         c.diagnosis = Some("the server certificate expires within 14 days".into());
-                        c.fix = Some("nothing to do here unless it is your own server or proxy; tell its owner".into());
+                        c.fix = Some(
+                            "nothing to do here unless it is your own server or proxy; tell its owner".into(),
+                        );
                     }
                     c
                 }
@@ -536,7 +673,10 @@ async fn tls_check(settings: &ConnectionSettings, host: &str, target: &str, stre
             }
         }
         Ok(Err(e)) => {
-            let tls_err = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()).cloned();
+            let tls_err = e
+                .get_ref()
+                .and_then(|i| i.downcast_ref::<rustls::Error>())
+                .cloned();
             match tls_err {
                 Some(err) => Check::fail(
                     "tls",
@@ -589,12 +729,21 @@ pub fn permission_hint(connector: &str, status: u16) -> String {
 /// A diagnosis and a fix for an error of `step`.
 pub fn diagnose(connector: &str, step: &str, e: &RuntimeError) -> (String, String) {
     match e {
-        RuntimeError::Transport { kind, url, detail, .. } => {
+        RuntimeError::Transport {
+            kind, url, detail, ..
+        } => {
             let host = url::Url::parse(url)
                 .ok()
-                .map(|u| format!("{}:{}", u.host_str().unwrap_or_default(), u.port_or_known_default().unwrap_or(443)))
+                .map(|u| {
+                    format!(
+                        "{}:{}",
+                        u.host_str().unwrap_or_default(),
+                        u.port_or_known_default().unwrap_or(443)
+                    )
+                })
                 .unwrap_or_else(|| url.clone());
-            let fix = format!("this server needs outbound HTTPS to that host (or the proxy setting); {HOSTS_HINT}");
+            let fix =
+                format!("this server needs outbound HTTPS to that host (or the proxy setting); {HOSTS_HINT}");
             match kind {
                 TransportKind::Dns => (format!("the name in {url} does not resolve"), fix),
                 TransportKind::ConnectRefused => (format!("nothing accepts connections on {host} (connection refused)"), fix),
@@ -625,7 +774,10 @@ pub fn diagnose(connector: &str, step: &str, e: &RuntimeError) -> (String, Strin
                 _ if *status == 401 || *status == 403 => permission_hint(connector, 401),
                 _ => format!("the token endpoint answered HTTP {status}"),
             };
-            (base, "fix the credentials in the connection's options and run `usersync doctor` again".into())
+            (
+                base,
+                "fix the credentials in the connection's options and run `usersync doctor` again".into(),
+            )
         }
         RuntimeError::Connector { source, .. } => match source {
             ConnectorError::Unauthorized { .. } => (
@@ -635,15 +787,29 @@ pub fn diagnose(connector: &str, step: &str, e: &RuntimeError) -> (String, Strin
             ConnectorError::Forbidden { needed, .. } => (
                 format!(
                     "{step}: the credentials work but lack a permission (HTTP 403){}",
-                    needed.as_deref().map(|n| format!("; this call needs {n}")).unwrap_or_default()
+                    needed
+                        .as_deref()
+                        .map(|n| format!(" (needed: {n})"))
+                        .unwrap_or_default()
                 ),
                 permission_hint(connector, 403),
             ),
-            ConnectorError::Config { option, reason } => (format!("option `{option}`: {reason}"), "fix the connection's options".into()),
-            other => (other.to_string(), "see the detail; run again with -vv for the request log".into()),
+            ConnectorError::Config { option, reason } => (
+                format!("option `{option}`: {reason}"),
+                "fix the connection's options".into(),
+            ),
+            other => (
+                other.to_string(),
+                "see the detail; run again with -vv for the request log".into(),
+            ),
         },
-        RuntimeError::MissingSecret { option } => (format!("secret `{option}` is not set"), "set it as { env = \"...\" } or { file = \"...\" }".into()),
-        RuntimeError::Credential { reason, .. } => (reason.clone(), "run `usersync auth login <connection>`".into()),
+        RuntimeError::MissingSecret { option } => (
+            format!("secret `{option}` is not set"),
+            "set it as { env = \"...\" } or { file = \"...\" }".into(),
+        ),
+        RuntimeError::Credential { reason, .. } => {
+            (reason.clone(), "run `usersync auth login <connection>`".into())
+        }
         other => (other.to_string(), "see the detail".into()),
     }
 }

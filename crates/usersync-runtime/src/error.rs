@@ -29,7 +29,10 @@ pub enum TransportKind {
 impl TransportKind {
     /// True for failures worth retrying (the next attempt may succeed).
     pub fn is_retryable(self) -> bool {
-        matches!(self, TransportKind::Reset | TransportKind::Timeout | TransportKind::Other)
+        matches!(
+            self,
+            TransportKind::Reset | TransportKind::Timeout | TransportKind::Other
+        )
     }
 }
 

@@ -41,7 +41,10 @@ const DONE_PAGE: &str = "<!doctype html><title>usersync</title><p>usersync recei
 
 /// Run the flow: bind the listener, call `show_url` with the authorization URL (print it, open
 /// a browser), wait for the redirect, exchange the code, store the refresh token.
-pub async fn login(req: LoginRequest<'_>, show_url: impl FnOnce(&str)) -> Result<StoredCredential, RuntimeError> {
+pub async fn login(
+    req: LoginRequest<'_>,
+    show_url: impl FnOnce(&str),
+) -> Result<StoredCredential, RuntimeError> {
     let AuthPlan::RefreshToken {
         authorize_url,
         token_url,
@@ -94,7 +97,10 @@ pub async fn login(req: LoginRequest<'_>, show_url: impl FnOnce(&str)) -> Result
                 req.timeout.as_secs()
             ))
         })??;
-    tracing::info!(connection = req.connection, "authorization code received; exchanging it");
+    tracing::info!(
+        connection = req.connection,
+        "authorization code received; exchanging it"
+    );
     let http = transport::http_client(req.settings)?;
     let body = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("grant_type", "authorization_code")
@@ -171,7 +177,11 @@ async fn wait_for_code(listener: &TcpListener, state: &str) -> Result<String, Ru
             }
         }
         let head = String::from_utf8_lossy(&buf).into_owned();
-        let target = head.lines().next().and_then(|l| l.split_whitespace().nth(1)).unwrap_or("/");
+        let target = head
+            .lines()
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("/");
         let Ok(u) = url::Url::parse(&format!("http://localhost{target}")) else {
             continue;
         };
@@ -187,14 +197,17 @@ async fn wait_for_code(listener: &TcpListener, state: &str) -> Result<String, Ru
             (
                 "400 Bad Request",
                 format!("<p>Authorization failed: {}</p>", html_escape(&err)),
-                Err(RuntimeError::Login(format!("the authorization server answered `{err}`: {desc}"))),
+                Err(RuntimeError::Login(format!(
+                    "the authorization server answered `{err}`: {desc}"
+                ))),
             )
         } else if get("state").as_deref() != Some(state) {
             (
                 "400 Bad Request",
                 "<p>State mismatch: this redirect does not belong to this login.</p>".to_string(),
                 Err(RuntimeError::Login(
-                    "the redirect's state does not match (a stale or forged redirect); run the command again".into(),
+                    "the redirect's state does not match (a stale or forged redirect); run the command again"
+                        .into(),
                 )),
             )
         } else if let Some(code) = get("code") {

@@ -15,7 +15,8 @@ pub fn is_retryable_status(status: u16) -> bool {
 
 /// The response's `Date` header as a time, if present and valid.
 fn response_date(resp: &HttpResponse) -> Option<SystemTime> {
-    resp.header("Date").and_then(|d| httpdate::parse_http_date(d.trim()).ok())
+    resp.header("Date")
+        .and_then(|d| httpdate::parse_http_date(d.trim()).ok())
 }
 
 /// `Retry-After`: delta-seconds or an HTTP date (measured against the response's `Date`
@@ -140,7 +141,11 @@ pub fn graph_pacing(pressure: f64) -> Duration {
 /// The bucket a URL's rate limit is tracked in: host, port and the first three path segments
 /// (Okta buckets are per endpoint family: `/api/v1/users`, `/api/v1/groups`...).
 pub fn bucket_key(url: &url::Url) -> String {
-    let mut key = format!("{}:{}", url.host_str().unwrap_or_default(), url.port_or_known_default().unwrap_or(0));
+    let mut key = format!(
+        "{}:{}",
+        url.host_str().unwrap_or_default(),
+        url.port_or_known_default().unwrap_or(0)
+    );
     for seg in url.path_segments().into_iter().flatten().take(3) {
         key.push('/');
         key.push_str(seg);
@@ -295,7 +300,10 @@ mod tests {
         p.set_interval("b", Duration::from_millis(100));
         let first = p.reserve("b");
         let second = p.reserve("b");
-        assert!(second >= first + Duration::from_millis(90), "{first:?} {second:?}");
+        assert!(
+            second >= first + Duration::from_millis(90),
+            "{first:?} {second:?}"
+        );
         p.set_interval("b", Duration::ZERO);
     }
 }

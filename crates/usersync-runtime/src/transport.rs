@@ -136,18 +136,25 @@ fn no_proxy_matches(host: &str) -> bool {
     let value = std::env::var("NO_PROXY")
         .or_else(|_| std::env::var("no_proxy"))
         .unwrap_or_default();
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
-    value.split(',').map(str::trim).filter(|e| !e.is_empty()).any(|entry| {
-        let entry = entry.to_ascii_lowercase();
-        if entry == "*" {
-            return true;
-        }
-        if let (Ok(net_ip), Ok(h)) = (entry.parse::<IpAddr>(), host.parse::<IpAddr>()) {
-            return net_ip == h;
-        }
-        let e = entry.trim_start_matches('.');
-        host == e || host.ends_with(&format!(".{e}"))
-    })
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .any(|entry| {
+            let entry = entry.to_ascii_lowercase();
+            if entry == "*" {
+                return true;
+            }
+            if let (Ok(net_ip), Ok(h)) = (entry.parse::<IpAddr>(), host.parse::<IpAddr>()) {
+                return net_ip == h;
+            }
+            let e = entry.trim_start_matches('.');
+            host == e || host.ends_with(&format!(".{e}"))
+        })
 }
 
 /// Build the reqwest client of one connection.
@@ -172,7 +179,11 @@ pub fn http_client(settings: &ConnectionSettings) -> Result<reqwest::Client, Run
         let proxy = reqwest::Proxy::all(p.as_str())
             .map_err(|e| RuntimeError::Setting {
                 setting: "proxy".into(),
-                reason: format!("`{}` is not a usable proxy URL: {}", redact_url(p), e.without_url()),
+                reason: format!(
+                    "`{}` is not a usable proxy URL: {}",
+                    redact_url(p),
+                    e.without_url()
+                ),
             })?
             .no_proxy(reqwest::NoProxy::from_env());
         builder = builder.proxy(proxy);
@@ -232,17 +243,13 @@ pub fn classify(err: &reqwest::Error, via_proxy: bool) -> (TransportKind, String
             TransportKind::Other
         }
     });
-    let kind = if via_proxy && (lower.contains("proxy") || lower.contains("tunnel")) && kind != TransportKind::Tls
-    {
-        TransportKind::Proxy
-    } else {
-        kind
-    };
-    let detail = if text.is_empty() {
-        err.to_string()
-    } else {
-        text
-    };
+    let kind =
+        if via_proxy && (lower.contains("proxy") || lower.contains("tunnel")) && kind != TransportKind::Tls {
+            TransportKind::Proxy
+        } else {
+            kind
+        };
+    let detail = if text.is_empty() { err.to_string() } else { text };
     (kind, detail)
 }
 
@@ -269,7 +276,10 @@ mod tests {
     #[test]
     fn redaction_drops_query_and_userinfo() {
         assert_eq!(redact_url("https://h/p?a=secret"), "https://h/p");
-        assert_eq!(redact_url("http://u:pw@proxy:3128"), "http://[redacted]@proxy:3128");
+        assert_eq!(
+            redact_url("http://u:pw@proxy:3128"),
+            "http://[redacted]@proxy:3128"
+        );
         assert_eq!(redact_url("https://h/p#frag"), "https://h/p");
     }
 

@@ -297,6 +297,7 @@ pub async fn run_connection<R: QueryRunner, S: Store + ?Sized>(
         let outcome = outcome(&report, status, &plan, source_users);
         let result = {
             let _s = tracing::info_span!("apply", changes = plan.changes.len()).entered();
+            tracing::info!(connection = spec.connection, run_id, "applying {} changes", plan.changes.len());
             store.apply(spec.connection, run_id, &plan.changes, &outcome, now_ms())
         };
         if let Err(e) = result {

@@ -62,7 +62,9 @@ fn pick_dir(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
 fn toml_value(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::String(s) => toml_str(s),
-        serde_json::Value::Array(a) => format!("[{}]", a.iter().map(toml_value).collect::<Vec<_>>().join(", ")),
+        serde_json::Value::Array(a) => {
+            format!("[{}]", a.iter().map(toml_value).collect::<Vec<_>>().join(", "))
+        }
         other => other.to_string(),
     }
 }
@@ -94,7 +96,11 @@ async fn connection_block(dir: &Path, emu: &RunningEmulator) -> anyhow::Result<O
         return Ok(None);
     };
     let p = emu.provider;
-    let mut block = format!("[[connections]]\nname = {}\nconnector = {}\n\n[connections.options]\n", toml_str(p), toml_str(p));
+    let mut block = format!(
+        "[[connections]]\nname = {}\nconnector = {}\n\n[connections.options]\n",
+        toml_str(p),
+        toml_str(p)
+    );
     for (k, v) in options {
         block.push_str(&format!("{k} = {}\n", toml_value(v)));
     }
@@ -102,7 +108,10 @@ async fn connection_block(dir: &Path, emu: &RunningEmulator) -> anyhow::Result<O
         for (k, v) in secrets {
             let value = v.as_str().unwrap_or_default();
             let path = write_secret(dir, &format!("{p}-{k}"), value)?;
-            block.push_str(&format!("{k} = {{ file = {} }}\n", toml_str(&path.display().to_string())));
+            block.push_str(&format!(
+                "{k} = {{ file = {} }}\n",
+                toml_str(&path.display().to_string())
+            ));
         }
     }
     Ok(Some(block))
@@ -144,7 +153,12 @@ pub async fn run(args: DemoArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     );
     for p in wanted {
         let mut opts = EmulatorOptions::new(p);
-        opts.gen = GenConfig { users: args.users, groups: args.groups, seed: args.seed, ..GenConfig::default() };
+        opts.gen = GenConfig {
+            users: args.users,
+            groups: args.groups,
+            seed: args.seed,
+            ..GenConfig::default()
+        };
         opts.state_dir = Some(dir.join("emulators").join(p));
         match usersync_emulator::start(opts).await {
             Ok(emu) => match connection_block(&dir, &emu).await? {
@@ -181,9 +195,18 @@ pub async fn run(args: DemoArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     let mut failed = false;
     for emu in &running {
         let counts = emu.org().read().await.counts();
-        let org = format!("{} users, {} groups, {} memberships", counts.users, counts.groups, counts.memberships);
+        let org = format!(
+            "{} users, {} groups, {} memberships",
+            counts.users, counts.groups, counts.memberships
+        );
         if args.no_sync {
-            outcomes.push(Outcome { provider: emu.provider, org, result: "not synced (--no-sync)".into(), requests: 0, secs: 0.0 });
+            outcomes.push(Outcome {
+                provider: emu.provider,
+                org,
+                result: "not synced (--no-sync)".into(),
+                requests: 0,
+                secs: 0.0,
+            });
             continue;
         }
         println!("\n== {} ==", emu.provider);
@@ -201,13 +224,25 @@ pub async fn run(args: DemoArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
             }
         };
         let requests = emu.ctx.stats.requests.load(std::sync::atomic::Ordering::SeqCst) - before;
-        outcomes.push(Outcome { provider: emu.provider, org, result, requests, secs: started.elapsed().as_secs_f64() });
+        outcomes.push(Outcome {
+            provider: emu.provider,
+            org,
+            result,
+            requests,
+            secs: started.elapsed().as_secs_f64(),
+        });
     }
 
-    println!("\n{:<9}  {:<48}  {:>8}  {:>7}  result", "provider", "emulated organisation", "requests", "time");
+    println!(
+        "\n{:<9}  {:<48}  {:>8}  {:>7}  result",
+        "provider", "emulated organisation", "requests", "time"
+    );
     outcomes.sort_by_key(|o| o.provider);
     for o in &outcomes {
-        println!("{:<9}  {:<48}  {:>8}  {:>6.2}s  {}", o.provider, o.org, o.requests, o.secs, o.result);
+        println!(
+            "{:<9}  {:<48}  {:>8}  {:>6.2}s  {}",
+            o.provider, o.org, o.requests, o.secs, o.result
+        );
     }
     println!(
         "\nstore: {}\nrerun a sync while this demo runs: usersync --config {} sync",

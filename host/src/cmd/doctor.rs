@@ -1,12 +1,133 @@
-//! `usersync doctor`
+//! `usersync doctor`: connectivity, TLS, proxy, token and permission checks per connection,
+//! with a plain-language diagnosis and fix for each failed step.
 
+use usersync_runtime::doctor::{self, Check, CheckStatus, DoctorReport};
+
+use crate::wiring::{self, exit, Format, OpenError};
 use crate::GlobalArgs;
 
 /// Arguments of `usersync doctor`.
 #[derive(Debug, clap::Args)]
-pub struct DoctorArgs {}
+pub struct DoctorArgs {
+    /// Check only this connection (repeatable; default: every connection in the config).
+    #[arg(long = "connection", value_name = "NAME")]
+    pub connections: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
 
-/// Run the command; returns the process exit code.
-pub async fn run(_args: DoctorArgs, _global: &GlobalArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("`usersync doctor` is not available in this build yet")
+fn setup_failure(
+    name: &str,
+    connector: &str,
+    step: &str,
+    detail: String,
+    diagnosis: &str,
+    fix: &str,
+) -> DoctorReport {
+    DoctorReport {
+        connection: name.to_string(),
+        connector: connector.to_string(),
+        checks: vec![Check {
+            step: step.into(),
+            target: name.into(),
+            status: CheckStatus::Fail,
+            required: true,
+            detail,
+            diagnosis: Some(diagnosis.into()),
+            fix: Some(fix.into()),
+        }],
+    }
+}
+
+/// Run the command; returns the process exit code (0: every required check passed, 1: a
+/// required check failed, 2: usage or config error).
+pub async fn run(args: DoctorArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
+    let config = match wiring::load_config(global) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let selected = match wiring::select(&config, &args.connections) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    if selected.is_empty() {
+        eprintln!("error: {} defines no connections", config.path.display());
+        return Ok(exit::USAGE);
+    }
+    let registry = crate::registry::load(global)?;
+    let mut reports = Vec::new();
+    for conn in selected {
+        let report = match wiring::open_client(conn, &config.path, &registry) {
+            Ok((client, _)) => {
+                let ops = doctor::default_operations(&client);
+                doctor::run(&client, &ops).await
+            }
+            Err(OpenError::Config(m)) => setup_failure(
+                &conn.name,
+                &conn.connector,
+                "config",
+                m,
+                "the connection's configuration is invalid, so nothing was contacted",
+                "fix the connection in the config file (`usersync config check` lists every problem)",
+            ),
+            Err(OpenError::Runtime(m)) => setup_failure(
+                &conn.name,
+                &conn.connector,
+                "setup",
+                m,
+                "the connection cannot be opened (a key, certificate, proxy or CA bundle setting is unusable)",
+                "fix the setting named above (proxy, ca_bundle, key or credential file)",
+            ),
+        };
+        if args.format == Format::Table {
+            print_table(&report);
+        }
+        reports.push(report);
+    }
+    let failed = reports.iter().filter(|r| r.failed()).count();
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
+        Format::Table => {
+            if failed == 0 {
+                println!("all {} connection(s) passed", reports.len());
+            } else {
+                println!(
+                    "{failed} of {} connection(s) failed a required check",
+                    reports.len()
+                );
+            }
+        }
+    }
+    Ok(if failed == 0 { exit::OK } else { exit::FAILURE })
+}
+
+fn print_table(r: &DoctorReport) {
+    println!("connection `{}` ({})", r.connection, r.connector);
+    let step_w = r.checks.iter().map(|c| c.step.len()).max().unwrap_or(4).max(4);
+    let target_w = r
+        .checks
+        .iter()
+        .map(|c| c.target.len())
+        .max()
+        .unwrap_or(6)
+        .clamp(6, 48);
+    for c in &r.checks {
+        println!(
+            "  {:<4}  {:<step_w$}  {:<target_w$}  {}",
+            c.status.as_str(),
+            c.step,
+            c.target,
+            c.detail.lines().next().unwrap_or_default()
+        );
+        if c.status == CheckStatus::Fail || c.status == CheckStatus::Warn {
+            if let Some(d) = &c.diagnosis {
+                println!("        diagnosis: {d}");
+            }
+            if let Some(f) = &c.fix {
+                println!("        fix: {f}");
+            }
+        }
+    }
+    println!();
 }

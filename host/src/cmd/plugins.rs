@@ -75,18 +75,29 @@ fn list(args: ListArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
                     ]
                 })
                 .collect();
-            print!("{}", render_table(&["ID", "VERSION", "ABI", "SOURCE", "ACTIVE", "REASON"], &rows));
+            print!(
+                "{}",
+                render_table(&["ID", "VERSION", "ABI", "SOURCE", "ACTIVE", "REASON"], &rows)
+            );
             println!();
             println!(
                 "Host accepts plugin ABI versions {}..={}.",
                 usersync_registry::ACCEPTED_ABI_MIN,
                 usersync_registry::ACCEPTED_ABI_MAX
             );
-            let dirs: Vec<String> = config.plugin_dirs.iter().map(|d| d.display().to_string()).collect();
+            let dirs: Vec<String> = config
+                .plugin_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
             println!(
                 "Plugin directories searched (--plugin-dir, {}, default): {}",
                 registry::PLUGIN_PATH_ENV,
-                if dirs.is_empty() { "none".to_string() } else { dirs.join(", ") }
+                if dirs.is_empty() {
+                    "none".to_string()
+                } else {
+                    dirs.join(", ")
+                }
             );
             for w in reg.warnings() {
                 println!("warning: {w}");

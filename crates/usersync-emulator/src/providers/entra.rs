@@ -34,6 +34,9 @@
 //! Staged -> disabled for members, enabled + `externalUserState: PendingAcceptance` for guests.
 //! Not emulated: delta queries, `$batch`, `$orderby`, `$count` path segments, group photos.
 
+// Helpers return the ready HTTP error response as their `Err`; handlers answer it as is.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -213,25 +216,33 @@ const GROUP_PROPS: &[&str] = &[
 
 // ------------------------------------------------------------------------------------------ ids
 
-fn tenant_id(seed: u64) -> String {
+/// The emulated tenant's id (a GUID derived from the org seed).
+pub fn tenant_id(seed: u64) -> String {
     ids::guid(seed, ekind::TENANT, 0)
 }
 
-fn extension_app(seed: u64) -> String {
+/// The app id (without dashes) naming directory extension attributes `extension_<appId>_<name>`.
+pub fn extension_app(seed: u64) -> String {
     ids::guid(seed, ekind::EXTENSION_APP, 0).replace('-', "")
 }
 
-fn expired_app(seed: u64) -> (String, String) {
+/// Client id and secret of the app registration whose only secret has expired (`AADSTS7000222`).
+pub fn expired_app(seed: u64) -> (String, String) {
     let id = ids::guid(seed, ekind::EXPIRED_APP, 0);
-    let secret = format!("Exp8Q~{}", &ids::guid(seed, ekind::EXPIRED_APP, 1).replace('-', "")[..30]);
+    let secret = format!(
+        "Exp8Q~{}",
+        &ids::guid(seed, ekind::EXPIRED_APP, 1).replace('-', "")[..30]
+    );
     (id, secret)
 }
 
-fn user_id(seed: u64, ix: u32) -> String {
+/// The Graph object id of user `ix`.
+pub fn user_id(seed: u64, ix: u32) -> String {
     ids::guid(seed, kind::USER, ix)
 }
 
-fn group_id(seed: u64, ix: u32) -> String {
+/// The Graph object id of group `ix`.
+pub fn group_id(seed: u64, ix: u32) -> String {
     ids::guid(seed, kind::GROUP, ix)
 }
 
@@ -243,8 +254,15 @@ fn role_id(seed: u64, ix: u32) -> String {
 /// `<label>.onmicrosoft.com`.
 fn tenant_matches(org: &Org, t: &str) -> bool {
     let t = t.to_ascii_lowercase();
-    let label = org.domain.split('.').next().unwrap_or_default().to_ascii_lowercase();
-    t == tenant_id(org.seed) || t == org.domain.to_ascii_lowercase() || t == format!("{label}.onmicrosoft.com")
+    let label = org
+        .domain
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    t == tenant_id(org.seed)
+        || t == org.domain.to_ascii_lowercase()
+        || t == format!("{label}.onmicrosoft.com")
 }
 
 /// The user behind an id or userPrincipalName.
@@ -266,7 +284,14 @@ fn request_id() -> String {
     let mut b = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut b);
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 /// A Graph error: `{"error":{"code","message","innerError":{"date","request-id","client-request-id"}}}`.
@@ -354,7 +379,10 @@ fn authorize(ctx: &EmuContext, headers: &HeaderMap) -> Result<Vec<String>, Respo
     let Some(auth) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return Err(unauthorized("Access token is empty."));
     };
-    let Some(token) = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer ")) else {
+    let Some(token) = auth
+        .strip_prefix("Bearer ")
+        .or_else(|| auth.strip_prefix("bearer "))
+    else {
         return Err(unauthorized("Access token validation failure. Invalid audience."));
     };
     match ctx.tokens.check(token.trim(), now_unix()) {
@@ -368,7 +396,10 @@ fn authorize(ctx: &EmuContext, headers: &HeaderMap) -> Result<Vec<String>, Respo
 }
 
 fn require(roles: &[String], any_of: &[&str]) -> Result<(), Response> {
-    if roles.iter().any(|r| any_of.contains(&r.as_str()) || r == "Directory.Read.All") {
+    if roles
+        .iter()
+        .any(|r| any_of.contains(&r.as_str()) || r == "Directory.Read.All")
+    {
         Ok(())
     } else {
         Err(graph_error(
@@ -428,14 +459,24 @@ fn parse_odata(raw: Option<&str>, headers: &HeaderMap) -> Result<OData, Response
     };
     for pair in raw.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let key = percent_encoding::percent_decode_str(k).decode_utf8_lossy().to_string();
-        let value = percent_encoding::percent_decode_str(&v.replace('+', " ")).decode_utf8_lossy().to_string();
+        let key = percent_encoding::percent_decode_str(k)
+            .decode_utf8_lossy()
+            .to_string();
+        let value = percent_encoding::percent_decode_str(&v.replace('+', " "))
+            .decode_utf8_lossy()
+            .to_string();
         if key != "$skiptoken" {
             o.keep.push(pair.to_string());
         }
         match key.to_ascii_lowercase().as_str() {
             "$select" => {
-                o.select = Some(value.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+                o.select = Some(
+                    value
+                        .split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect(),
+                )
             }
             "$top" => {
                 let n: usize = value
@@ -445,7 +486,9 @@ fn parse_odata(raw: Option<&str>, headers: &HeaderMap) -> Result<OData, Response
                 if !(1..=MAX_TOP).contains(&n) {
                     return Err(bad_request(
                         "Request_BadRequest",
-                        &format!("Invalid page size specified: '{n}'. Must be between 1 and {MAX_TOP} inclusive."),
+                        &format!(
+                            "Invalid page size specified: '{n}'. Must be between 1 and {MAX_TOP} inclusive."
+                        ),
                     ));
                 }
                 o.top = Some(n);
@@ -456,7 +499,10 @@ fn parse_odata(raw: Option<&str>, headers: &HeaderMap) -> Result<OData, Response
             "$count" => o.count = value.eq_ignore_ascii_case("true"),
             "$skiptoken" => o.skiptoken = Some(value),
             "$skip" => {
-                return Err(bad_request("Request_BadRequest", "'$skip' is not supported by the service."));
+                return Err(bad_request(
+                    "Request_BadRequest",
+                    "'$skip' is not supported by the service.",
+                ));
             }
             "$orderby" => {
                 return Err(bad_request(
@@ -502,7 +548,9 @@ fn validate_select(
                 .ok_or_else(|| {
                     bad_request(
                         "Request_BadRequest",
-                        &format!("Could not find a property named '{s}' on type 'microsoft.graph.{type_name}'."),
+                        &format!(
+                            "Could not find a property named '{s}' on type 'microsoft.graph.{type_name}'."
+                        ),
                     )
                 })
         })
@@ -558,7 +606,10 @@ fn unquote(v: &str) -> Option<Value> {
 }
 
 fn unsupported_filter() -> Response {
-    bad_request("Request_UnsupportedQuery", "Unsupported or invalid query filter clause specified.")
+    bad_request(
+        "Request_UnsupportedQuery",
+        "Unsupported or invalid query filter clause specified.",
+    )
 }
 
 /// Parse the `$filter` subset this facade supports: clauses joined by `and`; `p eq v`, `p ne v`,
@@ -587,12 +638,18 @@ fn parse_filter(filter: &str, advanced: bool) -> Result<Vec<Clause>, Response> {
             }
             out.push(Clause::EndsWith(prop, v));
         } else if let Some((prop, v)) = p.split_once(" eq ") {
-            out.push(Clause::Eq(prop.trim().to_string(), unquote(v).ok_or_else(unsupported_filter)?));
+            out.push(Clause::Eq(
+                prop.trim().to_string(),
+                unquote(v).ok_or_else(unsupported_filter)?,
+            ));
         } else if let Some((prop, v)) = p.split_once(" ne ") {
             if !advanced {
                 return Err(advanced_needed("ne"));
             }
-            out.push(Clause::Ne(prop.trim().to_string(), unquote(v).ok_or_else(unsupported_filter)?));
+            out.push(Clause::Ne(
+                prop.trim().to_string(),
+                unquote(v).ok_or_else(unsupported_filter)?,
+            ));
         } else if lower.starts_with("not(") || lower.starts_with("not ") {
             if !advanced {
                 return Err(advanced_needed("not"));
@@ -606,7 +663,11 @@ fn parse_filter(filter: &str, advanced: bool) -> Result<Vec<Clause>, Response> {
 }
 
 fn matches(obj: &Map<String, Value>, clauses: &[Clause]) -> bool {
-    let get = |p: &str| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(p)).map(|(_, v)| v);
+    let get = |p: &str| {
+        obj.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(p))
+            .map(|(_, v)| v)
+    };
     let text = |p: &str| get(p).and_then(|v| v.as_str()).map(str::to_lowercase);
     clauses.iter().all(|c| match c {
         Clause::Eq(p, v) => match (get(p), v) {
@@ -635,7 +696,11 @@ fn search_matches(obj: &Map<String, Value>, search: &str) -> bool {
         obj.iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(prop.trim()))
             .and_then(|(_, v)| v.as_str())
-            .is_some_and(|t| t.to_lowercase().split([' ', '.', '@', '_']).any(|w| w.starts_with(&val)))
+            .is_some_and(|t| {
+                t.to_lowercase()
+                    .split([' ', '.', '@', '_'])
+                    .any(|w| w.starts_with(&val))
+            })
     })
 }
 
@@ -676,7 +741,11 @@ fn user_full(org: &Org, u: &User) -> Map<String, Value> {
     } else {
         Value::Null
     };
-    let employee_type = u.custom.iter().find(|(n, _)| n == "employeeType").map(|(_, v)| v.clone());
+    let employee_type = u
+        .custom
+        .iter()
+        .find(|(n, _)| n == "employeeType")
+        .map(|(_, v)| v.clone());
     let mut m = Map::new();
     for p in USER_PROPS {
         m.insert((*p).to_string(), Value::Null);
@@ -694,7 +763,10 @@ fn user_full(org: &Org, u: &User) -> Map<String, Value> {
     set("userType", json!(if u.guest { "Guest" } else { "Member" }));
     set("externalUserState", ext_state);
     if u.guest {
-        set("externalUserStateChangeDateTime", json!(rfc3339(u.status_changed)));
+        set(
+            "externalUserStateChangeDateTime",
+            json!(rfc3339(u.status_changed)),
+        );
         set("creationType", json!("Invitation"));
     }
     set("department", json!(u.department));
@@ -704,11 +776,28 @@ fn user_full(org: &Org, u: &User) -> Map<String, Value> {
     set("mailNickname", json!(nickname));
     set("businessPhones", json!([]));
     set("imAddresses", json!([]));
-    set("otherMails", json!(if u.guest { vec![u.email.clone()] } else { Vec::new() }));
-    set("proxyAddresses", json!(if u.guest { Vec::new() } else { vec![format!("SMTP:{}", u.email)] }));
+    set(
+        "otherMails",
+        json!(if u.guest {
+            vec![u.email.clone()]
+        } else {
+            Vec::new()
+        }),
+    );
+    set(
+        "proxyAddresses",
+        json!(if u.guest {
+            Vec::new()
+        } else {
+            vec![format!("SMTP:{}", u.email)]
+        }),
+    );
     set("preferredLanguage", json!("en-US"));
     set("createdDateTime", json!(rfc3339(u.created)));
-    set("identities", json!([{"signInType": "userPrincipalName", "issuer": org.domain, "issuerAssignedId": u.login}]));
+    set(
+        "identities",
+        json!([{"signInType": "userPrincipalName", "issuer": org.domain, "issuerAssignedId": u.login}]),
+    );
     for (n, v) in &u.custom {
         if n != "employeeType" {
             m.insert(format!("extension_{app}_{n}"), json!(v));
@@ -718,11 +807,25 @@ fn user_full(org: &Org, u: &User) -> Map<String, Value> {
 }
 
 /// Project a full object onto `select` (`None` = the type's default set; `default_all` = every property).
-fn project(full: &Map<String, Value>, select: Option<&[String]>, default: Option<&[&str]>) -> Map<String, Value> {
+fn project(
+    full: &Map<String, Value>,
+    select: Option<&[String]>,
+    default: Option<&[&str]>,
+) -> Map<String, Value> {
     match (select, default) {
-        (Some(sel), _) => sel.iter().map(|k| (k.clone(), full.get(k).cloned().unwrap_or(Value::Null))).collect(),
-        (None, Some(def)) => def.iter().map(|k| (k.to_string(), full.get(*k).cloned().unwrap_or(Value::Null))).collect(),
-        (None, None) => full.iter().filter(|(k, _)| !k.starts_with("extension_")).map(|(k, v)| (k.clone(), v.clone())).collect(),
+        (Some(sel), _) => sel
+            .iter()
+            .map(|k| (k.clone(), full.get(k).cloned().unwrap_or(Value::Null)))
+            .collect(),
+        (None, Some(def)) => def
+            .iter()
+            .map(|k| (k.to_string(), full.get(*k).cloned().unwrap_or(Value::Null)))
+            .collect(),
+        (None, None) => full
+            .iter()
+            .filter(|(k, _)| !k.starts_with("extension_"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     }
 }
 
@@ -733,7 +836,12 @@ fn group_full(org: &Org, g: &Group) -> Map<String, Value> {
     }
     let nick: String = g.name.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
     let (types, rule, state, synced) = match g.kind {
-        GroupKind::BuiltIn => (json!(["DynamicMembership"]), json!("user.objectId -ne null"), json!("On"), Value::Null),
+        GroupKind::BuiltIn => (
+            json!(["DynamicMembership"]),
+            json!("user.objectId -ne null"),
+            json!("On"),
+            Value::Null,
+        ),
         GroupKind::Imported => (json!([]), Value::Null, Value::Null, json!(true)),
         GroupKind::Native => (json!([]), Value::Null, Value::Null, Value::Null),
     };
@@ -744,7 +852,14 @@ fn group_full(org: &Org, g: &Group) -> Map<String, Value> {
     set("displayName", json!(g.name));
     set("description", json!(g.description));
     set("mailEnabled", json!(false));
-    set("mailNickname", json!(if nick.is_empty() { format!("group{}", g.ix) } else { nick }));
+    set(
+        "mailNickname",
+        json!(if nick.is_empty() {
+            format!("group{}", g.ix)
+        } else {
+            nick
+        }),
+    );
     set("securityEnabled", json!(true));
     set("groupTypes", types);
     set("membershipRule", rule);
@@ -757,12 +872,18 @@ fn group_full(org: &Org, g: &Group) -> Map<String, Value> {
     set("createdDateTime", json!(rfc3339(g.created)));
     set("renewedDateTime", json!(rfc3339(g.created)));
     set("proxyAddresses", json!([]));
-    set("securityIdentifier", json!(format!("S-1-12-1-{}-{}", org.seed % 1_000_000, g.ix)));
+    set(
+        "securityIdentifier",
+        json!(format!("S-1-12-1-{}-{}", org.seed % 1_000_000, g.ix)),
+    );
     m
 }
 
 fn typed(type_name: &str, mut m: Map<String, Value>) -> Value {
-    m.insert("@odata.type".into(), json!(format!("#microsoft.graph.{type_name}")));
+    m.insert(
+        "@odata.type".into(),
+        json!(format!("#microsoft.graph.{type_name}")),
+    );
     Value::Object(m)
 }
 
@@ -785,6 +906,24 @@ fn others_of(g: u32) -> Vec<u32> {
         v.push(OTHER_KEY | (g << 2) | 2);
     }
     v
+}
+
+/// The `@odata.type` names (`servicePrincipal`, `device`, `orgContact`) of the non-user, non-group
+/// direct members the facade gives group `ix` (the truth for tests of skipped-member counts).
+pub fn extra_member_kinds(ix: u32) -> Vec<&'static str> {
+    others_of(ix)
+        .into_iter()
+        .map(|k| match k & 3 {
+            0 => "servicePrincipal",
+            1 => "device",
+            _ => "orgContact",
+        })
+        .collect()
+}
+
+/// Whether user `u` is enabled as Graph reports it (`accountEnabled`).
+pub fn account_enabled_of(u: &User) -> bool {
+    account_enabled(u)
 }
 
 fn other_object(org: &Org, key: u32) -> Value {
@@ -860,7 +999,12 @@ fn member_keys(org: &Org, g: &Group, transitive: bool) -> Vec<u32> {
         }
     } else {
         keys.extend(g.members.iter().copied());
-        keys.extend(g.child_groups.iter().filter(|c| org.group(**c).is_some()).map(|c| GROUP_KEY | c));
+        keys.extend(
+            g.child_groups
+                .iter()
+                .filter(|c| org.group(**c).is_some())
+                .map(|c| GROUP_KEY | c),
+        );
     }
     keys.extend(others_of(g.ix));
     keys.into_iter().collect()
@@ -872,9 +1016,14 @@ fn member_object(org: &Org, key: u32, select: Option<&[String]>) -> Option<Value
         return Some(match select {
             Some(sel) => {
                 let m = v.as_object().cloned().unwrap_or_default();
-                let mut out: Map<String, Value> =
-                    sel.iter().map(|k| (k.clone(), m.get(k).cloned().unwrap_or(Value::Null))).collect();
-                out.insert("@odata.type".into(), m.get("@odata.type").cloned().unwrap_or(Value::Null));
+                let mut out: Map<String, Value> = sel
+                    .iter()
+                    .map(|k| (k.clone(), m.get(k).cloned().unwrap_or(Value::Null)))
+                    .collect();
+                out.insert(
+                    "@odata.type".into(),
+                    m.get("@odata.type").cloned().unwrap_or(Value::Null),
+                );
                 Value::Object(out)
             }
             None => v,
@@ -885,7 +1034,10 @@ fn member_object(org: &Org, key: u32, select: Option<&[String]>) -> Option<Value
         return Some(typed("group", project(&group_full(org, g), select, None)));
     }
     let u = org.user(key)?;
-    Some(typed("user", project(&user_full(org, u), select, Some(USER_DEFAULT))))
+    Some(typed(
+        "user",
+        project(&user_full(org, u), select, Some(USER_DEFAULT)),
+    ))
 }
 
 // -------------------------------------------------------------------------------------- paging
@@ -904,19 +1056,25 @@ fn page_response(
     limit: usize,
     mut build: impl FnMut(u32) -> Option<Value>,
 ) -> Response {
-    let tag = paging::listing_tag(&[path, od.filter.as_deref().unwrap_or(""), od.search.as_deref().unwrap_or("")]);
-    let page = match paging::page(keys, tag, od.skiptoken.as_deref(), limit, &ctx.faults.config()) {
-        Ok(p) => p,
-        Err(PageTokenError::Expired) => {
-            return bad_request(
+    let tag = paging::listing_tag(&[
+        path,
+        od.filter.as_deref().unwrap_or(""),
+        od.search.as_deref().unwrap_or(""),
+    ]);
+    let page =
+        match paging::page(keys, tag, od.skiptoken.as_deref(), limit, &ctx.faults.config()) {
+            Ok(p) => p,
+            Err(PageTokenError::Expired) => return bad_request(
                 "Directory_ExpiredPageToken",
                 "The specified page token value has expired and can no longer be included in your request.",
-            )
-        }
-        Err(PageTokenError::Invalid) => {
-            return bad_request("Directory_InvalidPageToken", "The specified page token value is invalid.")
-        }
-    };
+            ),
+            Err(PageTokenError::Invalid) => {
+                return bad_request(
+                    "Directory_InvalidPageToken",
+                    "The specified page token value is invalid.",
+                )
+            }
+        };
     let values: Vec<Value> = page.keys.iter().filter_map(|k| build(*k)).collect();
     let mut body = Map::new();
     body.insert("@odata.context".into(), json!(context));
@@ -926,7 +1084,10 @@ fn page_response(
     if let Some(next) = page.next {
         let mut q = od.keep.clone();
         q.push(format!("$skiptoken={next}"));
-        body.insert("@odata.nextLink".into(), json!(format!("{base}{path}?{}", q.join("&"))));
+        body.insert(
+            "@odata.nextLink".into(),
+            json!(format!("{base}{path}?{}", q.join("&"))),
+        );
     }
     body.insert("value".into(), Value::Array(values));
     ok(&Value::Object(body))
@@ -956,7 +1117,11 @@ async fn list_users(
     };
     let org = ctx.org.read().await;
     let exts = extension_names(&org);
-    let select = match od.select.as_deref().map(|s| validate_select(s, USER_PROPS, &exts, "user")) {
+    let select = match od
+        .select
+        .as_deref()
+        .map(|s| validate_select(s, USER_PROPS, &exts, "user"))
+    {
         Some(Err(r)) => return r,
         Some(Ok(s)) => Some(s),
         None => None,
@@ -998,7 +1163,12 @@ async fn list_users(
 }
 
 /// A user projected, with `manager` expanded when asked (absent when the user has none).
-fn user_value(org: &Org, u: &User, select: Option<&[String]>, manager: Option<&Option<Vec<String>>>) -> Value {
+fn user_value(
+    org: &Org,
+    u: &User,
+    select: Option<&[String]>,
+    manager: Option<&Option<Vec<String>>>,
+) -> Value {
     let mut m = project(&user_full(org, u), select, Some(USER_DEFAULT));
     if let Some(msel) = manager {
         if let Some(mgr) = u.manager.and_then(|ix| org.user(ix)) {
@@ -1029,7 +1199,11 @@ async fn get_user(
     };
     let org = ctx.org.read().await;
     let exts = extension_names(&org);
-    let select = match od.select.as_deref().map(|s| validate_select(s, USER_PROPS, &exts, "user")) {
+    let select = match od
+        .select
+        .as_deref()
+        .map(|s| validate_select(s, USER_PROPS, &exts, "user"))
+    {
         Some(Err(r)) => return r,
         Some(Ok(s)) => Some(s),
         None => None,
@@ -1063,7 +1237,11 @@ async fn get_manager(
     };
     let org = ctx.org.read().await;
     let exts = extension_names(&org);
-    let select = match od.select.as_deref().map(|s| validate_select(s, USER_PROPS, &exts, "user")) {
+    let select = match od
+        .select
+        .as_deref()
+        .map(|s| validate_select(s, USER_PROPS, &exts, "user"))
+    {
         Some(Err(r)) => return r,
         Some(Ok(s)) => Some(s),
         None => None,
@@ -1074,7 +1252,10 @@ async fn get_manager(
     let Some(mgr) = u.manager.and_then(|ix| org.user(ix)) else {
         return not_found("manager");
     };
-    let mut v = typed("user", project(&user_full(&org, mgr), select.as_deref(), Some(USER_DEFAULT)));
+    let mut v = typed(
+        "user",
+        project(&user_full(&org, mgr), select.as_deref(), Some(USER_DEFAULT)),
+    );
     v["@odata.context"] = json!(metadata(&base, &version, "directoryObjects/$entity"));
     ok(&v)
 }
@@ -1108,7 +1289,12 @@ async fn user_memberships(
     headers: HeaderMap,
     transitive: bool,
 ) -> Response {
-    if let Err(r) = guard(&ctx, &headers, &version, &[GROUP_MEMBER_READ_ALL, "Group.Read.All"]) {
+    if let Err(r) = guard(
+        &ctx,
+        &headers,
+        &version,
+        &[GROUP_MEMBER_READ_ALL, "Group.Read.All"],
+    ) {
         return r;
     }
     let od = match parse_odata(raw.as_deref(), &headers) {
@@ -1116,7 +1302,11 @@ async fn user_memberships(
         Err(r) => return r,
     };
     let org = ctx.org.read().await;
-    let select = match od.select.as_deref().map(|s| validate_select(s, GROUP_PROPS, &[], "directoryObject")) {
+    let select = match od
+        .select
+        .as_deref()
+        .map(|s| validate_select(s, GROUP_PROPS, &[], "directoryObject"))
+    {
         Some(Err(r)) => return r,
         Some(Ok(s)) => Some(s),
         None => None,
@@ -1125,7 +1315,11 @@ async fn user_memberships(
         return not_found(&id);
     };
     let direct = org.groups_of(u.ix).to_vec();
-    let groups: BTreeSet<u32> = if transitive { ancestors(&org, &direct) } else { direct.into_iter().collect() };
+    let groups: BTreeSet<u32> = if transitive {
+        ancestors(&org, &direct)
+    } else {
+        direct.into_iter().collect()
+    };
     let mut keys: Vec<u32> = groups.into_iter().filter(|g| org.group(*g).is_some()).collect();
     keys.extend(
         org.roles
@@ -1133,20 +1327,36 @@ async fn user_memberships(
             .filter(|r| r.members.contains(&u.ix))
             .map(|r| GROUP_KEY | r.ix),
     );
-    let rel = if transitive { "transitiveMemberOf" } else { "memberOf" };
+    let rel = if transitive {
+        "transitiveMemberOf"
+    } else {
+        "memberOf"
+    };
     let path = format!("/{version}/users/{id}/{rel}");
     let context = metadata(&base, &version, "directoryObjects");
-    page_response(&ctx, &base, &path, &context, &od, &keys, od.top.unwrap_or(DEFAULT_TOP), |k| {
-        if k >= GROUP_KEY {
-            let r = org.roles.get((k & !GROUP_KEY) as usize)?;
-            let full = json!({"id": role_id(org.seed, r.ix), "displayName": r.name, "description": format!("Can act as {}.", r.name),
+    page_response(
+        &ctx,
+        &base,
+        &path,
+        &context,
+        &od,
+        &keys,
+        od.top.unwrap_or(DEFAULT_TOP),
+        |k| {
+            if k >= GROUP_KEY {
+                let r = org.roles.get((k & !GROUP_KEY) as usize)?;
+                let full = json!({"id": role_id(org.seed, r.ix), "displayName": r.name, "description": format!("Can act as {}.", r.name),
                               "roleTemplateId": ids::guid(org.seed, kind::ROLE, r.ix + 1_000_000), "deletedDateTime": null});
-            let m = full.as_object().cloned().unwrap_or_default();
-            return Some(typed("directoryRole", project(&m, select.as_deref(), None)));
-        }
-        let g = org.group(k)?;
-        Some(typed("group", project(&group_full(&org, g), select.as_deref(), None)))
-    })
+                let m = full.as_object().cloned().unwrap_or_default();
+                return Some(typed("directoryRole", project(&m, select.as_deref(), None)));
+            }
+            let g = org.group(k)?;
+            Some(typed(
+                "group",
+                project(&group_full(&org, g), select.as_deref(), None),
+            ))
+        },
+    )
 }
 
 async fn list_groups(
@@ -1156,7 +1366,12 @@ async fn list_groups(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = guard(&ctx, &headers, &version, &[GROUP_MEMBER_READ_ALL, "Group.Read.All"]) {
+    if let Err(r) = guard(
+        &ctx,
+        &headers,
+        &version,
+        &[GROUP_MEMBER_READ_ALL, "Group.Read.All"],
+    ) {
         return r;
     }
     let od = match parse_odata(raw.as_deref(), &headers) {
@@ -1171,7 +1386,11 @@ async fn list_groups(
         );
     }
     let org = ctx.org.read().await;
-    let select = match od.select.as_deref().map(|s| validate_select(s, GROUP_PROPS, &[], "group")) {
+    let select = match od
+        .select
+        .as_deref()
+        .map(|s| validate_select(s, GROUP_PROPS, &[], "group"))
+    {
         Some(Err(r)) => return r,
         Some(Ok(s)) => Some(s),
         None => None,
@@ -1197,10 +1416,23 @@ async fn list_groups(
         None => metadata(&base, &version, "groups"),
     };
     let path = format!("/{version}/groups");
-    page_response(&ctx, &base, &path, &context, &od, &keys, od.top.unwrap_or(DEFAULT_TOP), |ix| {
-        let g = org.group(ix)?;
-        Some(Value::Object(project(&group_full(&org, g), select.as_deref(), None)))
-    })
+    page_response(
+        &ctx,
+        &base,
+        &path,
+        &context,
+        &od,
+        &keys,
+        od.top.unwrap_or(DEFAULT_TOP),
+        |ix| {
+            let g = org.group(ix)?;
+            Some(Value::Object(project(
+                &group_full(&org, g),
+                select.as_deref(),
+                None,
+            )))
+        },
+    )
 }
 
 async fn get_group(
@@ -1210,7 +1442,12 @@ async fn get_group(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = guard(&ctx, &headers, &version, &[GROUP_MEMBER_READ_ALL, "Group.Read.All"]) {
+    if let Err(r) = guard(
+        &ctx,
+        &headers,
+        &version,
+        &[GROUP_MEMBER_READ_ALL, "Group.Read.All"],
+    ) {
         return r;
     }
     let od = match parse_odata(raw.as_deref(), &headers) {
@@ -1218,7 +1455,11 @@ async fn get_group(
         Err(r) => return r,
     };
     let org = ctx.org.read().await;
-    let select = match od.select.as_deref().map(|s| validate_select(s, GROUP_PROPS, &[], "group")) {
+    let select = match od
+        .select
+        .as_deref()
+        .map(|s| validate_select(s, GROUP_PROPS, &[], "group"))
+    {
         Some(Err(r)) => return r,
         Some(Ok(s)) => Some(s),
         None => None,
@@ -1260,7 +1501,12 @@ async fn group_members(
     headers: HeaderMap,
     transitive: bool,
 ) -> Response {
-    if let Err(r) = guard(&ctx, &headers, &version, &[GROUP_MEMBER_READ_ALL, "Group.Read.All"]) {
+    if let Err(r) = guard(
+        &ctx,
+        &headers,
+        &version,
+        &[GROUP_MEMBER_READ_ALL, "Group.Read.All"],
+    ) {
         return r;
     }
     let od = match parse_odata(raw.as_deref(), &headers) {
@@ -1274,7 +1520,11 @@ async fn group_members(
     let exts = extension_names(&org);
     let mut known: Vec<&str> = USER_PROPS.to_vec();
     known.extend(GROUP_PROPS);
-    let select = match od.select.as_deref().map(|s| validate_select(s, &known, &exts, "directoryObject")) {
+    let select = match od
+        .select
+        .as_deref()
+        .map(|s| validate_select(s, &known, &exts, "directoryObject"))
+    {
         Some(Err(r)) => return r,
         Some(Ok(s)) => Some(s),
         None => None,
@@ -1283,19 +1533,33 @@ async fn group_members(
         return not_found(&id);
     };
     let keys = member_keys(&org, g, transitive);
-    let rel = if transitive { "transitiveMembers" } else { "members" };
+    let rel = if transitive {
+        "transitiveMembers"
+    } else {
+        "members"
+    };
     let path = format!("/{version}/groups/{id}/{rel}");
     let context = metadata(&base, &version, "directoryObjects");
-    page_response(&ctx, &base, &path, &context, &od, &keys, od.top.unwrap_or(DEFAULT_TOP), |k| {
-        member_object(&org, k, select.as_deref())
-    })
+    page_response(
+        &ctx,
+        &base,
+        &path,
+        &context,
+        &od,
+        &keys,
+        od.top.unwrap_or(DEFAULT_TOP),
+        |k| member_object(&org, k, select.as_deref()),
+    )
 }
 
 /// The user whose photo is asked for, or the provider's "no photo" / "no mailbox" answer.
 fn photo_owner<'a>(org: &'a Org, id: &str) -> Result<&'a User, Response> {
     let u = find_user(org, id).ok_or_else(|| not_found(id))?;
     if u.guest {
-        return Err(bad_request("AuthenticationError", "Error authenticating with resource"));
+        return Err(bad_request(
+            "AuthenticationError",
+            "Error authenticating with resource",
+        ));
     }
     if !u.has_photo {
         return Err(graph_error(
@@ -1308,7 +1572,10 @@ fn photo_owner<'a>(org: &'a Org, id: &str) -> Result<&'a User, Response> {
 }
 
 fn photo_meta(org: &Org, u: &User) -> Map<String, Value> {
-    let etag = format!("\"{:08X}\"", (org.seed ^ u64::from(u.ix)).wrapping_mul(0x9E37_79B9) as u32);
+    let etag = format!(
+        "\"{:08X}\"",
+        (org.seed ^ u64::from(u.ix)).wrapping_mul(0x9E37_79B9) as u32
+    );
     json!({"@odata.mediaContentType": "image/png", "@odata.mediaEtag": etag, "id": PHOTO_SIZE, "height": 16, "width": 16})
         .as_object()
         .cloned()
@@ -1359,11 +1626,16 @@ async fn get_photo(
 
 fn photo_bytes(org: &Org, u: &User) -> Response {
     let mut r = (StatusCode::OK, photo::png_for(org.seed ^ u64::from(u.ix))).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
     r
 }
 
-async fn photo_value(State(ctx): Ctx, Path((version, id)): Path<(String, String)>, headers: HeaderMap) -> Response {
+async fn photo_value(
+    State(ctx): Ctx,
+    Path((version, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
     if let Err(r) = guard(&ctx, &headers, &version, &[USER_READ_ALL]) {
         return r;
     }
@@ -1455,10 +1727,17 @@ async fn token(
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| {
             let (i, p) = s.split_once(':')?;
-            let dec = |x: &str| url::form_urlencoded::parse(format!("v={x}").as_bytes()).next().map(|(_, v)| v.into_owned());
+            let dec = |x: &str| {
+                url::form_urlencoded::parse(format!("v={x}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+            };
             Some((dec(i)?, dec(p)?))
         });
-    let client_id = f.get("client_id").cloned().or_else(|| basic.as_ref().map(|b| b.0.clone()));
+    let client_id = f
+        .get("client_id")
+        .cloned()
+        .or_else(|| basic.as_ref().map(|b| b.0.clone()));
     let Some(client_id) = client_id else {
         return missing("client_id");
     };
@@ -1500,11 +1779,17 @@ async fn token(
     }
     let (expired_id, expired_secret) = expired_app(ctx.org.read().await.seed);
     let (roles, expected_secret): (Vec<String>, &str) = if client_id == ctx.creds.client_id {
-        (vec![USER_READ_ALL.into(), GROUP_MEMBER_READ_ALL.into()], &ctx.creds.client_secret)
+        (
+            vec![USER_READ_ALL.into(), GROUP_MEMBER_READ_ALL.into()],
+            &ctx.creds.client_secret,
+        )
     } else if client_id == ctx.creds.limited_client_id {
         (vec![USER_READ_ALL.into()], &ctx.creds.limited_client_secret)
     } else if client_id == expired_id {
-        (vec![USER_READ_ALL.into(), GROUP_MEMBER_READ_ALL.into()], &expired_secret)
+        (
+            vec![USER_READ_ALL.into(), GROUP_MEMBER_READ_ALL.into()],
+            &expired_secret,
+        )
     } else {
         return token_error(
             StatusCode::BAD_REQUEST,
@@ -1518,7 +1803,8 @@ async fn token(
         );
     };
     let secret = f.get("client_secret").cloned().or_else(|| basic.map(|b| b.1));
-    let invalid_client = |code: u64, text: String| token_error(StatusCode::UNAUTHORIZED, "invalid_client", code, &text);
+    let invalid_client =
+        |code: u64, text: String| token_error(StatusCode::UNAUTHORIZED, "invalid_client", code, &text);
     if let Some(secret) = secret {
         if secret != expected_secret {
             return invalid_client(
@@ -1547,7 +1833,11 @@ async fn token(
             );
         }
         let parts: Vec<&str> = assertion.split('.').collect();
-        let (header_v, claims) = match (parts.len(), parts.first().and_then(|p| jwt_part(p)), parts.get(1).and_then(|p| jwt_part(p))) {
+        let (header_v, claims) = match (
+            parts.len(),
+            parts.first().and_then(|p| jwt_part(p)),
+            parts.get(1).and_then(|p| jwt_part(p)),
+        ) {
             (3, Some(h), Some(c)) => (h, c),
             _ => return invalid_client(700027, "Client assertion contains an invalid signature.".into()),
         };
@@ -1560,22 +1850,43 @@ async fn token(
         }
         let aud = format!("{base}/{tenant}/oauth2/v2.0/token");
         let now = now_unix();
-        let claim = |k: &str| claims.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let claim = |k: &str| {
+            claims
+                .get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
         if claim("iss") != client_id || claim("sub") != client_id {
-            return invalid_client(700021, "Client assertion application identifier doesn't match 'client_id' parameter.".into());
+            return invalid_client(
+                700021,
+                "Client assertion application identifier doesn't match 'client_id' parameter.".into(),
+            );
         }
-        if !claim("aud").eq_ignore_ascii_case(&aud) && claim("aud") != format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token") {
-            return invalid_client(700212, format!("No matching federated identity record found for presented assertion audience '{}'.", claim("aud")));
+        if !claim("aud").eq_ignore_ascii_case(&aud)
+            && claim("aud") != format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token")
+        {
+            return invalid_client(
+                700212,
+                format!(
+                    "No matching federated identity record found for presented assertion audience '{}'.",
+                    claim("aud")
+                ),
+            );
         }
         let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
         let nbf = claims.get("nbf").and_then(Value::as_i64).unwrap_or(0);
         if exp <= now || nbf > now + 300 {
-            return invalid_client(700024, "Client assertion is not within its valid time range.".into());
+            return invalid_client(
+                700024,
+                "Client assertion is not within its valid time range.".into(),
+            );
         }
     } else {
         return invalid_client(
             7000218,
-            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.".into(),
+            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'."
+                .into(),
         );
     }
     let access = ctx.tokens.issue(&client_id, roles, None, now_unix());
@@ -1587,8 +1898,16 @@ async fn token(
 }
 
 async fn unknown_segment(uri: axum::http::Uri) -> Response {
-    let seg = uri.path().rsplit('/').find(|s| !s.is_empty()).unwrap_or_default().to_string();
-    bad_request("BadRequest", &format!("Resource not found for the segment '{seg}'."))
+    let seg = uri
+        .path()
+        .rsplit('/')
+        .find(|s| !s.is_empty())
+        .unwrap_or_default()
+        .to_string();
+    bad_request(
+        "BadRequest",
+        &format!("Resource not found for the segment '{seg}'."),
+    )
 }
 
 impl Facade for Entra {
@@ -1625,7 +1944,8 @@ impl Facade for Entra {
     }
 
     fn rate_bucket(&self, _method: &Method, path: &str) -> Option<(String, u32)> {
-        (path.starts_with("/v1.0/") || path.starts_with("/beta/")).then(|| ("graph".to_string(), DEFAULT_PER_MINUTE))
+        (path.starts_with("/v1.0/") || path.starts_with("/beta/"))
+            .then(|| ("graph".to_string(), DEFAULT_PER_MINUTE))
     }
 
     fn rate_headers(&self, d: &RateDecision, headers: &mut HeaderMap) {
@@ -1649,24 +1969,41 @@ impl Facade for Entra {
         if let Ok(v) = HeaderValue::from_str(&d.retry_after_secs.max(1).to_string()) {
             h.insert(header::RETRY_AFTER, v);
         }
-        h.insert("x-ms-throttle-scope", HeaderValue::from_static("Tenant_Application/ReadOnly"));
+        h.insert(
+            "x-ms-throttle-scope",
+            HeaderValue::from_static("Tenant_Application/ReadOnly"),
+        );
         h.insert(
             "x-ms-throttle-information",
-            HeaderValue::from_static(if concurrency { "ConcurrencyLimitExceeded" } else { "ResourceUnitLimitExceeded" }),
+            HeaderValue::from_static(if concurrency {
+                "ConcurrencyLimitExceeded"
+            } else {
+                "ResourceUnitLimitExceeded"
+            }),
         );
         r
     }
 
     fn server_error(&self, status: StatusCode) -> Response {
         let (code, msg) = match status.as_u16() {
-            502 => ("BadGateway", "The server received an invalid response from an upstream server."),
-            503 => ("serviceNotAvailable", "The service is temporarily unavailable. Please retry later."),
-            504 => ("gatewayTimeout", "The server did not receive a timely response from an upstream server."),
+            502 => (
+                "BadGateway",
+                "The server received an invalid response from an upstream server.",
+            ),
+            503 => (
+                "serviceNotAvailable",
+                "The service is temporarily unavailable. Please retry later.",
+            ),
+            504 => (
+                "gatewayTimeout",
+                "The server did not receive a timely response from an upstream server.",
+            ),
             _ => ("generalException", "General exception while processing."),
         };
         let mut r = graph_error(status, code, msg);
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         r
     }
@@ -1692,5 +2029,635 @@ impl Facade for Entra {
             "expired": {"client_id": expired_id, "client_secret": expired_secret},
             "extension_app_id": extension_app(seed),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Fidelity tests: documented Microsoft Graph / identity platform behaviour.
+
+    use super::*;
+    use crate::{start, EmulatorOptions, FaultConfig, RunningEmulator};
+
+    /// A token request form, the expected status, OAuth error and AADSTS code.
+    type TokenCase = (Vec<(&'static str, String)>, u16, &'static str, u64);
+
+    async fn emu_with(users: u32, groups: u32, faults: FaultConfig, ttl: i64) -> RunningEmulator {
+        let mut opts = EmulatorOptions::new("entra");
+        opts.gen = GenConfig {
+            users,
+            groups,
+            seed: 7,
+            ..GenConfig::default()
+        };
+        opts.faults = faults;
+        opts.token_ttl_secs = ttl;
+        start(opts).await.expect("start")
+    }
+
+    async fn emu() -> RunningEmulator {
+        emu_with(250, 30, FaultConfig::default(), 3600).await
+    }
+
+    /// The tenant GUID of the seed-7 organisations these tests start.
+    fn tenant(_emu: &RunningEmulator) -> String {
+        tenant_id(7)
+    }
+
+    async fn token_resp(emu: &RunningEmulator, form: &[(&str, &str)]) -> (u16, Value) {
+        let url = format!("{}/{}/oauth2/v2.0/token", emu.base_url(), tenant(emu));
+        let r = reqwest::Client::new()
+            .post(url)
+            .form(form)
+            .send()
+            .await
+            .expect("send");
+        let status = r.status().as_u16();
+        (status, r.json().await.expect("json"))
+    }
+
+    async fn token_for(emu: &RunningEmulator, id: &str, secret: &str) -> String {
+        let (s, v) = token_resp(
+            emu,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", id),
+                ("client_secret", secret),
+                ("scope", "https://graph.microsoft.com/.default"),
+            ],
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        v["access_token"].as_str().expect("access_token").to_string()
+    }
+
+    async fn token(emu: &RunningEmulator) -> String {
+        let c = emu.credentials().clone();
+        token_for(emu, &c.client_id, &c.client_secret).await
+    }
+
+    async fn get(emu: &RunningEmulator, tok: &str, path: &str) -> (u16, HeaderMap, Value) {
+        get_h(emu, tok, path, &[]).await
+    }
+
+    async fn get_h(
+        emu: &RunningEmulator,
+        tok: &str,
+        path: &str,
+        hs: &[(&str, &str)],
+    ) -> (u16, HeaderMap, Value) {
+        let url = if path.starts_with("http") {
+            path.to_string()
+        } else {
+            format!("{}{path}", emu.base_url())
+        };
+        let mut req = reqwest::Client::new().get(url).bearer_auth(tok);
+        for (k, v) in hs {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().await.expect("send");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let bytes = r.bytes().await.expect("body");
+        (
+            status,
+            headers,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    fn code(v: &Value) -> &str {
+        v["error"]["code"].as_str().unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn token_endpoint_issues_tokens_and_answers_aadsts_errors() {
+        let emu = emu().await;
+        let c = emu.credentials().clone();
+        let (s, v) = token_resp(
+            &emu,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &c.client_id),
+                ("client_secret", &c.client_secret),
+                ("scope", "https://graph.microsoft.com/.default"),
+            ],
+        )
+        .await;
+        assert_eq!(s, 200);
+        assert_eq!(v["token_type"], "Bearer");
+        assert_eq!(v["expires_in"], 3600);
+        assert!(
+            v.get("refresh_token").is_none(),
+            "client credentials has no refresh token"
+        );
+
+        let base = [
+            ("grant_type", "client_credentials"),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ];
+        let with = |extra: &[(&'static str, String)]| {
+            let mut f: Vec<(&str, String)> = base.iter().map(|(k, v)| (*k, v.to_string())).collect();
+            f.extend(extra.iter().cloned());
+            f
+        };
+        let cases: Vec<TokenCase> = vec![
+            (
+                with(&[
+                    ("client_id", c.client_id.clone()),
+                    ("client_secret", "wrong".into()),
+                ]),
+                401,
+                "invalid_client",
+                7000215,
+            ),
+            (
+                with(&[
+                    ("client_id", "11111111-2222-3333-4444-555555555555".into()),
+                    ("client_secret", "x".into()),
+                ]),
+                400,
+                "unauthorized_client",
+                700016,
+            ),
+            (
+                with(&[
+                    ("client_id", expired_app(7).0),
+                    ("client_secret", expired_app(7).1),
+                ]),
+                401,
+                "invalid_client",
+                7000222,
+            ),
+            (
+                with(&[("client_id", c.client_id.clone())]),
+                401,
+                "invalid_client",
+                7000218,
+            ),
+        ];
+        for (form, status, error, code) in cases {
+            let f: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let (s, v) = token_resp(&emu, &f).await;
+            assert_eq!(
+                (s, v["error"].as_str().unwrap_or_default()),
+                (status, error),
+                "{v}"
+            );
+            assert_eq!(v["error_codes"], json!([code]));
+            assert!(v["error_description"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with(&format!("AADSTS{code}:")));
+            assert!(v["trace_id"].is_string() && v["correlation_id"].is_string());
+        }
+        let (s, v) = token_resp(
+            &emu,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &c.client_id),
+                ("client_secret", &c.client_secret),
+                ("scope", "https://graph.microsoft.com/User.Read.All"),
+            ],
+        )
+        .await;
+        assert_eq!((s, v["error"].as_str()), (400, Some("invalid_scope")), "{v}");
+        let url = format!("{}/not-a-tenant.example/oauth2/v2.0/token", emu.base_url());
+        let r = reqwest::Client::new()
+            .post(url)
+            .form(&base)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status().as_u16(), 400);
+        let v: Value = r.json().await.expect("json");
+        assert_eq!(v["error_codes"], json!([90002]));
+        // HTTP Basic client authentication (RFC 6749 2.3.1) is accepted too.
+        let url = format!(
+            "{}/{}/oauth2/v2.0/token",
+            emu.base_url(),
+            emu.ctx.org.read().await.domain
+        );
+        let r = reqwest::Client::new()
+            .post(url)
+            .basic_auth(&c.client_id, Some(&c.client_secret))
+            .form(&base)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status().as_u16(), 200);
+    }
+
+    #[tokio::test]
+    async fn certificate_assertion_claims_are_checked() {
+        let emu = emu().await;
+        let c = emu.credentials().clone();
+        let aud = format!("{}/{}/oauth2/v2.0/token", emu.base_url(), tenant(&emu));
+        let now = now_unix();
+        let jwt = |claims: Value| {
+            let h =
+                URL_SAFE_NO_PAD.encode(json!({"alg": "PS256", "typ": "JWT", "x5t#S256": "abc"}).to_string());
+            let p = URL_SAFE_NO_PAD.encode(claims.to_string());
+            format!("{h}.{p}.c2ln")
+        };
+        let good = jwt(
+            json!({"aud": aud, "iss": c.client_id, "sub": c.client_id, "jti": "1", "nbf": now, "exp": now + 600}),
+        );
+        let expired = jwt(
+            json!({"aud": aud, "iss": c.client_id, "sub": c.client_id, "jti": "2", "nbf": now - 900, "exp": now - 300}),
+        );
+        for (assertion, want) in [(good, 200), (expired, 401)] {
+            let (s, v) = token_resp(
+                &emu,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &c.client_id),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
+                    ("client_assertion", &assertion),
+                    ("scope", "https://graph.microsoft.com/.default"),
+                ],
+            )
+            .await;
+            assert_eq!(s, want, "{v}");
+            if want == 401 {
+                assert_eq!(v["error_codes"], json!([700024]));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn users_default_projection_select_and_paging() {
+        let emu = emu().await;
+        let t = token(&emu).await;
+        // Without $select: the default set only; accountEnabled, department, userType are absent.
+        let (s, _, v) = get(&emu, &t, "/v1.0/users").await;
+        assert_eq!(s, 200);
+        let first = v["value"][0].as_object().expect("user");
+        let mut keys: Vec<&str> = first.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, USER_DEFAULT.to_vec());
+        assert_eq!(
+            v["value"].as_array().map(Vec::len),
+            Some(100),
+            "default page size is 100"
+        );
+        assert!(v["@odata.nextLink"]
+            .as_str()
+            .is_some_and(|l| l.contains("$skiptoken=")));
+        // $select returns exactly the selected properties with Graph's JSON types.
+        let (_, _, v) = get(
+            &emu,
+            &t,
+            "/v1.0/users?$select=id,accountEnabled,userType,department,businessPhones&$top=5",
+        )
+        .await;
+        let u = &v["value"][0];
+        assert!(u["accountEnabled"].is_boolean() && u["businessPhones"].is_array() && u["id"].is_string());
+        assert_eq!(u.as_object().map(|o| o.len()), Some(5));
+        assert!(v["@odata.context"].as_str().is_some_and(
+            |c| c.ends_with("$metadata#users(id,accountEnabled,userType,department,businessPhones)")
+        ));
+        // Unknown property, out-of-range $top, $skip.
+        let (s, _, v) = get(&emu, &t, "/v1.0/users?$select=id,nope").await;
+        assert_eq!((s, code(&v)), (400, "Request_BadRequest"));
+        let (s, _, v) = get(&emu, &t, "/v1.0/users?$top=1000").await;
+        assert_eq!((s, code(&v)), (400, "Request_BadRequest"));
+        let (s, _, _) = get(&emu, &t, "/v1.0/users?$skip=10").await;
+        assert_eq!(s, 400);
+        // A full walk with $top=999 returns every user once; next links keep $select verbatim.
+        let mut seen = BTreeSet::new();
+        let mut url = "/v1.0/users?$select=id,userPrincipalName&$top=60".to_string();
+        let mut pages = 0;
+        loop {
+            let (s, _, v) = get(&emu, &t, &url).await;
+            assert_eq!(s, 200, "{v}");
+            pages += 1;
+            for u in v["value"].as_array().expect("value") {
+                assert!(
+                    seen.insert(u["id"].as_str().expect("id").to_string()),
+                    "duplicate"
+                );
+            }
+            match v["@odata.nextLink"].as_str() {
+                Some(n) => {
+                    assert!(
+                        n.contains("$select=id,userPrincipalName&$top=60&$skiptoken="),
+                        "{n}"
+                    );
+                    url = n.to_string();
+                }
+                None => break,
+            }
+        }
+        assert_eq!((seen.len(), pages), (250, 5));
+    }
+
+    #[tokio::test]
+    async fn expand_manager_caps_pages_and_manager_404_means_none() {
+        let emu = emu().await;
+        let t = token(&emu).await;
+        let (s, _, v) = get(
+            &emu,
+            &t,
+            "/v1.0/users?$select=id&$expand=manager($select=id)&$top=999",
+        )
+        .await;
+        assert_eq!(s, 200);
+        assert_eq!(
+            v["value"].as_array().map(Vec::len),
+            Some(100),
+            "$expand caps a page at 100"
+        );
+        let with_mgr = v["value"]
+            .as_array()
+            .expect("v")
+            .iter()
+            .find(|u| u.get("manager").is_some())
+            .cloned();
+        assert_eq!(
+            with_mgr.expect("some user has a manager")["manager"]["@odata.type"],
+            "#microsoft.graph.user"
+        );
+        let (root, managed) = {
+            let org = emu.ctx.org.read().await;
+            let root = org
+                .live_users()
+                .find(|u| u.manager.is_none())
+                .map(|u| user_id(7, u.ix));
+            let managed = org
+                .live_users()
+                .find(|u| u.manager.is_some())
+                .map(|u| (user_id(7, u.ix), u.manager));
+            (root.expect("root"), managed.expect("managed"))
+        };
+        let (s, _, v) = get(&emu, &t, &format!("/v1.0/users/{root}/manager")).await;
+        assert_eq!((s, code(&v)), (404, "Request_ResourceNotFound"));
+        assert!(v["error"]["innerError"]["request-id"].is_string());
+        let (s, _, v) = get(&emu, &t, &format!("/v1.0/users/{}/manager?$select=id", managed.0)).await;
+        assert_eq!(s, 200);
+        assert_eq!(v["@odata.type"], "#microsoft.graph.user");
+        assert_eq!(v["id"], json!(user_id(7, managed.1.expect("m"))));
+        let (s, _, v) = get(&emu, &t, "/v1.0/users/00000000-0000-4000-8000-000000000000").await;
+        assert_eq!((s, code(&v)), (404, "Request_ResourceNotFound"));
+    }
+
+    #[tokio::test]
+    async fn advanced_queries_need_consistency_level_on_every_page() {
+        let emu = emu().await;
+        let t = token(&emu).await;
+        let q = "/v1.0/users?$select=id,mail&$filter=endsWith(mail,'.com')&$count=true&$top=50";
+        let (s, _, v) = get(&emu, &t, q).await;
+        assert_eq!((s, code(&v)), (400, "Request_UnsupportedQuery"));
+        let (s, _, v) = get_h(&emu, &t, q, &[("ConsistencyLevel", "eventual")]).await;
+        assert_eq!(s, 200, "{v}");
+        let total = v["@odata.count"].as_u64().expect("count on page 1");
+        assert!(total > 50);
+        let next = v["@odata.nextLink"].as_str().expect("next").to_string();
+        let (s, _, v) = get(&emu, &t, &next).await;
+        assert_eq!(
+            (s, code(&v)),
+            (400, "Request_UnsupportedQuery"),
+            "the header is not part of the next link"
+        );
+        let (s, _, v) = get_h(&emu, &t, &next, &[("ConsistencyLevel", "eventual")]).await;
+        assert_eq!(s, 200);
+        assert!(v.get("@odata.count").is_none(), "count only on the first page");
+        // $count=true without the header is silently ignored for basic filters.
+        let (s, _, v) = get(
+            &emu,
+            &t,
+            "/v1.0/users?$filter=accountEnabled eq false&$count=true&$select=id,accountEnabled",
+        )
+        .await;
+        assert_eq!(s, 200);
+        assert!(v.get("@odata.count").is_none());
+        assert!(v["value"]
+            .as_array()
+            .expect("v")
+            .iter()
+            .all(|u| u["accountEnabled"] == false));
+        let (s, _, v) = get(&emu, &t, "/v1.0/users?$search=\"displayName:ana\"").await;
+        assert_eq!((s, code(&v)), (400, "Request_UnsupportedQuery"));
+    }
+
+    #[tokio::test]
+    async fn auth_and_permission_errors() {
+        let emu = emu().await;
+        let (s, h, v) = get(&emu, "", "/v1.0/users").await;
+        assert_eq!((s, code(&v)), (401, "InvalidAuthenticationToken"));
+        assert!(h.get("www-authenticate").is_some());
+        let c = emu.credentials().clone();
+        let limited = token_for(&emu, &c.limited_client_id, &c.limited_client_secret).await;
+        assert_eq!(get(&emu, &limited, "/v1.0/users").await.0, 200);
+        let (s, _, v) = get(&emu, &limited, "/v1.0/groups").await;
+        assert_eq!((s, code(&v)), (403, "Authorization_RequestDenied"));
+        let (s, _, v) = get(&emu, &limited, "/v2.0/users").await;
+        assert_eq!((s, code(&v)), (400, "BadRequest"));
+        let short = emu_with(20, 5, FaultConfig::default(), 0).await;
+        let t = token(&short).await;
+        let (s, _, v) = get(&short, &t, "/v1.0/users").await;
+        assert_eq!((s, code(&v)), (401, "InvalidAuthenticationToken"));
+        assert!(v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("expired")));
+    }
+
+    #[tokio::test]
+    async fn groups_members_and_memberships_carry_odata_types() {
+        let emu = emu_with(300, 40, FaultConfig::default(), 3600).await;
+        let t = token(&emu).await;
+        let (s, _, v) = get(&emu, &t, "/v1.0/groups?$top=999").await;
+        assert_eq!(s, 200);
+        assert_eq!(v["value"].as_array().map(Vec::len), Some(40));
+        let g0 = &v["value"][0];
+        assert!(
+            g0["groupTypes"].is_array()
+                && g0["securityEnabled"].is_boolean()
+                && g0["displayName"].is_string()
+        );
+        // A group with a service principal among its members (g % 7 == 3).
+        let gid = group_id(7, 3);
+        let (s, _, v) = get(
+            &emu,
+            &t,
+            &format!("/v1.0/groups/{gid}/members?$select=id&$top=999"),
+        )
+        .await;
+        assert_eq!(s, 200);
+        let types: BTreeSet<String> = v["value"]
+            .as_array()
+            .expect("v")
+            .iter()
+            .map(|m| m["@odata.type"].as_str().unwrap_or("").to_string())
+            .collect();
+        assert!(types.contains("#microsoft.graph.servicePrincipal"), "{types:?}");
+        assert!(types.contains("#microsoft.graph.user"));
+        // transitiveMembers of a parent includes the nested group and its users.
+        let (parent, child, child_users) = {
+            let org = emu.ctx.org.read().await;
+            let p = org
+                .live_groups()
+                .find(|g| !g.child_groups.is_empty())
+                .expect("nesting");
+            let c = p.child_groups[0];
+            (
+                p.ix,
+                c,
+                org.group(c).map(|g| g.members.clone()).unwrap_or_default(),
+            )
+        };
+        let (_, _, v) = get(
+            &emu,
+            &t,
+            &format!(
+                "/v1.0/groups/{}/transitiveMembers?$select=id&$top=999",
+                group_id(7, parent)
+            ),
+        )
+        .await;
+        let ids: BTreeSet<String> = v["value"]
+            .as_array()
+            .expect("v")
+            .iter()
+            .map(|m| m["id"].as_str().unwrap_or("").to_string())
+            .collect();
+        assert!(ids.contains(&group_id(7, child)));
+        assert!(child_users.iter().all(|u| ids.contains(&user_id(7, *u))));
+        let (_, _, v) = get(
+            &emu,
+            &t,
+            &format!("/v1.0/groups/{}/members?$select=id&$top=999", group_id(7, parent)),
+        )
+        .await;
+        assert!(v["value"]
+            .as_array()
+            .expect("v")
+            .iter()
+            .any(|m| m["@odata.type"] == "#microsoft.graph.group"));
+        // memberOf lists groups and directory roles.
+        let holder = emu
+            .ctx
+            .org
+            .read()
+            .await
+            .roles
+            .iter()
+            .find_map(|r| r.members.first().copied())
+            .expect("role holder");
+        let (s, _, v) = get(
+            &emu,
+            &t,
+            &format!("/v1.0/users/{}/memberOf?$select=id", user_id(7, holder)),
+        )
+        .await;
+        assert_eq!(s, 200);
+        assert!(v["value"]
+            .as_array()
+            .expect("v")
+            .iter()
+            .any(|m| m["@odata.type"] == "#microsoft.graph.directoryRole"));
+        let (s, _, v) = get(&emu, &t, &format!("/v1.0/groups/{}", group_id(7, 999))).await;
+        assert_eq!((s, code(&v)), (404, "Request_ResourceNotFound"));
+    }
+
+    #[tokio::test]
+    async fn photos_bytes_and_no_photo_errors() {
+        let emu = emu().await;
+        let t = token(&emu).await;
+        let (with, without, guest) = {
+            let org = emu.ctx.org.read().await;
+            let w = org
+                .live_users()
+                .find(|u| u.has_photo && !u.guest)
+                .map(|u| user_id(7, u.ix));
+            let wo = org
+                .live_users()
+                .find(|u| !u.has_photo && !u.guest)
+                .map(|u| user_id(7, u.ix));
+            let g = org.live_users().find(|u| u.guest).map(|u| user_id(7, u.ix));
+            (w.expect("with"), wo.expect("without"), g.expect("guest"))
+        };
+        let (s, _, v) = get(&emu, &t, &format!("/v1.0/users/{with}/photos")).await;
+        assert_eq!(s, 200);
+        assert_eq!(v["value"][0]["@odata.mediaContentType"], "image/png");
+        let r = reqwest::Client::new()
+            .get(format!("{}/v1.0/users/{with}/photo/$value", emu.base_url()))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(
+            r.headers().get("content-type").and_then(|v| v.to_str().ok()),
+            Some("image/png")
+        );
+        assert!(r.bytes().await.expect("bytes").starts_with(b"\x89PNG"));
+        let (s, _, v) = get(&emu, &t, &format!("/v1.0/users/{without}/photos")).await;
+        assert_eq!((s, code(&v)), (404, "ImageNotFound"));
+        let (s, _, v) = get(&emu, &t, &format!("/v1.0/users/{guest}/photo/$value")).await;
+        assert_eq!((s, code(&v)), (400, "AuthenticationError"));
+    }
+
+    #[tokio::test]
+    async fn throttling_and_faults_use_graph_shapes() {
+        let emu = emu_with(
+            250,
+            10,
+            FaultConfig {
+                rate_limit_per_minute: Some(3),
+                ..FaultConfig::default()
+            },
+            3600,
+        )
+        .await;
+        let t = token(&emu).await;
+        for _ in 0..3 {
+            assert_eq!(get(&emu, &t, "/v1.0/users?$top=1").await.0, 200);
+        }
+        let (s, h, v) = get(&emu, &t, "/v1.0/users?$top=1").await;
+        assert_eq!((s, code(&v)), (429, "TooManyRequests"));
+        assert!(h
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some());
+        assert!(h.get("x-ms-throttle-scope").is_some() && h.get("x-ms-throttle-information").is_some());
+
+        let emu = emu_with(
+            250,
+            10,
+            FaultConfig {
+                expire_token_at_page: Some(2),
+                ..FaultConfig::default()
+            },
+            3600,
+        )
+        .await;
+        let t = token(&emu).await;
+        let (_, _, v) = get(&emu, &t, "/v1.0/users?$select=id&$top=100").await;
+        let next = v["@odata.nextLink"].as_str().expect("next").to_string();
+        let (s, _, v) = get(&emu, &t, &next).await;
+        assert_eq!((s, code(&v)), (400, "Directory_ExpiredPageToken"));
+
+        let emu = emu_with(
+            50,
+            5,
+            FaultConfig {
+                error_rate: 1.0,
+                error_statuses: vec![503],
+                start_after: 1,
+                max_faults: Some(1),
+                ..FaultConfig::default()
+            },
+            3600,
+        )
+        .await;
+        let t = token(&emu).await;
+        let (s, h, v) = get(&emu, &t, "/v1.0/users").await;
+        assert_eq!((s, code(&v)), (503, "serviceNotAvailable"));
+        assert!(h.get("retry-after").is_some());
+        assert_eq!(get(&emu, &t, "/v1.0/users").await.0, 200);
     }
 }

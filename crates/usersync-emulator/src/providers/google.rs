@@ -30,6 +30,9 @@
 //!   minute per user by default) or 403 `quotaExceeded` (concurrency), without `Retry-After`;
 //!   5xx as `backendError` (502 as Google's HTML error page).
 
+// Helpers return the ready error `Response` as their `Err`, as the handlers answer it as is.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -77,9 +80,11 @@ pub mod scope {
 }
 
 const NOT_AUTHORIZED: &str = "Not Authorized to access this resource/api";
-const UNAUTHORIZED_CLIENT: &str = "Client is unauthorized to retrieve access tokens using this method, or client not \
+const UNAUTHORIZED_CLIENT: &str =
+    "Client is unauthorized to retrieve access tokens using this method, or client not \
                                    authorized for any of the scopes requested.";
-const BAD_TIMES: &str = "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. \
+const BAD_TIMES: &str =
+    "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. \
                          Check your iat and exp values in the JWT claim.";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
@@ -111,7 +116,11 @@ pub fn parse_user_id(id: &str, seed: u64) -> Option<UserIx> {
 
 /// Google-shaped group id: 15 lower-case characters starting with `0`, e.g. `03a1b2c30000abcd`.
 pub fn group_id(seed: u64, ix: u32) -> String {
-    format!("0{:06x}{:08x}", id_tag(seed) & 0xFF_FFFF, mix32(ix, seed, kind::GROUP))
+    format!(
+        "0{:06x}{:08x}",
+        id_tag(seed) & 0xFF_FFFF,
+        mix32(ix, seed, kind::GROUP)
+    )
 }
 
 /// The index behind [`group_id`].
@@ -131,7 +140,11 @@ pub fn customer_id(seed: u64) -> String {
     let mut s = String::new();
     for _ in 0..7 {
         let d = (v % 36) as u8;
-        s.push(if d < 10 { (b'0' + d) as char } else { (b'a' + d - 10) as char });
+        s.push(if d < 10 {
+            (b'0' + d) as char
+        } else {
+            (b'a' + d - 10) as char
+        });
         v /= 36;
     }
     format!("C0{s}")
@@ -239,11 +252,18 @@ pub mod key_files {
 }
 
 fn sa_email(seed: u64, which: &str) -> String {
-    format!("usersync-{which}@emulator-{:x}.iam.gserviceaccount.com", mix32(2, seed, 79) & 0xFFFF)
+    format!(
+        "usersync-{which}@emulator-{:x}.iam.gserviceaccount.com",
+        mix32(2, seed, 79) & 0xFFFF
+    )
 }
 
 fn sa_client_id(seed: u64, which: u8) -> String {
-    format!("1{:010}{:010}", id_tag(seed), mix32(u32::from(which), seed, kind::APP))
+    format!(
+        "1{:010}{:010}",
+        id_tag(seed),
+        mix32(u32::from(which), seed, kind::APP)
+    )
 }
 
 fn key_file_json(email: &str, client_id: &str, private_key: &str, key_id: &str, token_uri: &str) -> Value {
@@ -313,7 +333,13 @@ fn canonical_status(status: u16) -> Option<&'static str> {
     })
 }
 
-fn gerror_full(status: u16, reason: &str, message: &str, domain: &str, location: Option<(&str, &str)>) -> Response {
+fn gerror_full(
+    status: u16,
+    reason: &str,
+    message: &str,
+    domain: &str,
+    location: Option<(&str, &str)>,
+) -> Response {
     let mut item = json!({"message": message, "domain": domain, "reason": reason});
     if let Some((loc, loc_type)) = location {
         item["location"] = loc.into();
@@ -322,14 +348,20 @@ fn gerror_full(status: u16, reason: &str, message: &str, domain: &str, location:
     let mut err = json!({"code": status, "message": message, "errors": [item]});
     // Newer Google front ends add the canonical status; the Directory API's classic errors
     // (403 forbidden, 404 notFound, 400 badRequest) come without it.
-    if matches!(reason, "authError" | "required" | "insufficientPermissions" | "backendError" | "rateLimitExceeded") {
+    if matches!(
+        reason,
+        "authError" | "required" | "insufficientPermissions" | "backendError" | "rateLimitExceeded"
+    ) {
         if let Some(s) = canonical_status(status) {
             err["status"] = s.into();
         }
     }
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut r = json_response(code, &json!({ "error": err }));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=UTF-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=UTF-8"),
+    );
     r
 }
 
@@ -365,7 +397,8 @@ fn etag(parts: &[&str]) -> String {
 // ------------------------------------------------------------------ partial responses (`fields=`)
 
 /// A `fields=` selection: names with an optional sub-selection (`None` = the whole value).
-type Selection = BTreeMap<String, Option<Box<Selection>>>;
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Selection(BTreeMap<String, Option<Selection>>);
 
 /// Parse Google's partial-response syntax: `a,b/c,d(e,f/g)`.
 fn parse_fields(s: &str) -> Result<Selection, String> {
@@ -379,7 +412,7 @@ fn parse_fields(s: &str) -> Result<Selection, String> {
 }
 
 fn parse_list(c: &[char], pos: &mut usize) -> Result<Selection, String> {
-    let mut sel = Selection::new();
+    let mut sel = Selection::default();
     loop {
         let (name, sub) = parse_item(c, pos)?;
         merge(&mut sel, name, sub);
@@ -391,14 +424,14 @@ fn parse_list(c: &[char], pos: &mut usize) -> Result<Selection, String> {
     }
 }
 
-fn merge(sel: &mut Selection, name: String, sub: Option<Box<Selection>>) {
-    match (sel.get_mut(&name), sub) {
+fn merge(sel: &mut Selection, name: String, sub: Option<Selection>) {
+    match (sel.0.get_mut(&name), sub) {
         (None, sub) => {
-            sel.insert(name, sub);
+            sel.0.insert(name, sub);
         }
         (Some(existing), None) => *existing = None,
         (Some(Some(a)), Some(b)) => {
-            for (k, v) in *b {
+            for (k, v) in b.0 {
                 merge(a, k, v);
             }
         }
@@ -406,7 +439,7 @@ fn merge(sel: &mut Selection, name: String, sub: Option<Box<Selection>>) {
     }
 }
 
-fn parse_item(c: &[char], pos: &mut usize) -> Result<(String, Option<Box<Selection>>), String> {
+fn parse_item(c: &[char], pos: &mut usize) -> Result<(String, Option<Selection>), String> {
     let start = *pos;
     while *pos < c.len() && (c[*pos].is_alphanumeric() || matches!(c[*pos], '_' | '$' | '*' | '.' | '-')) {
         *pos += 1;
@@ -418,9 +451,9 @@ fn parse_item(c: &[char], pos: &mut usize) -> Result<(String, Option<Box<Selecti
     if *pos < c.len() && c[*pos] == '/' {
         *pos += 1;
         let (n, sub) = parse_item(c, pos)?;
-        let mut inner = Selection::new();
-        inner.insert(n, sub);
-        return Ok((name, Some(Box::new(inner))));
+        let mut inner = Selection::default();
+        inner.0.insert(n, sub);
+        return Ok((name, Some(inner)));
     }
     if *pos < c.len() && c[*pos] == '(' {
         *pos += 1;
@@ -429,7 +462,7 @@ fn parse_item(c: &[char], pos: &mut usize) -> Result<(String, Option<Box<Selecti
             return Err("Invalid field selection: missing `)`".into());
         }
         *pos += 1;
-        return Ok((name, Some(Box::new(inner))));
+        return Ok((name, Some(inner)));
     }
     Ok((name, None))
 }
@@ -438,16 +471,19 @@ fn apply_fields(v: Value, sel: &Selection) -> Value {
     match v {
         Value::Array(items) => Value::Array(items.into_iter().map(|i| apply_fields(i, sel)).collect()),
         Value::Object(mut obj) => {
-            if sel.contains_key("*") {
+            if sel.0.contains_key("*") {
                 return Value::Object(obj);
             }
             let mut out = Map::new();
-            for (k, sub) in sel {
+            for (k, sub) in &sel.0 {
                 if let Some(val) = obj.remove(k) {
-                    out.insert(k.clone(), match sub {
-                        Some(s) => apply_fields(val, s),
-                        None => val,
-                    });
+                    out.insert(
+                        k.clone(),
+                        match sub {
+                            Some(s) => apply_fields(val, s),
+                            None => val,
+                        },
+                    );
                 }
             }
             Value::Object(out)
@@ -461,12 +497,23 @@ fn ok_with_fields(value: Value, fields: Option<&str>) -> Response {
     let value = match fields.map(str::trim).filter(|f| !f.is_empty()) {
         Some(f) => match parse_fields(f) {
             Ok(sel) => apply_fields(value, &sel),
-            Err(msg) => return gerror_full(400, "invalidParameter", &msg, "global", Some(("fields", "parameter"))),
+            Err(msg) => {
+                return gerror_full(
+                    400,
+                    "invalidParameter",
+                    &msg,
+                    "global",
+                    Some(("fields", "parameter")),
+                )
+            }
         },
         None => value,
     };
     let mut r = json_response(StatusCode::OK, &value);
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=UTF-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=UTF-8"),
+    );
     r
 }
 
@@ -527,7 +574,11 @@ fn authorize(st: &GState, headers: &HeaderMap, need: Need) -> Result<(), Respons
         www_authenticate(&mut r, None);
         return Err(r);
     };
-    let info = match st.ctx.tokens.check(token.strip_prefix("ya29.").unwrap_or(token), now_unix()) {
+    let info = match st
+        .ctx
+        .tokens
+        .check(token.strip_prefix("ya29.").unwrap_or(token), now_unix())
+    {
         TokenCheck::Valid(info) => info,
         TokenCheck::Expired | TokenCheck::Unknown => {
             let mut r = gerror_full(
@@ -542,7 +593,11 @@ fn authorize(st: &GState, headers: &HeaderMap, need: Need) -> Result<(), Respons
         }
     };
     if !info.scopes.iter().any(|s| need.scopes().contains(&s.as_str())) {
-        let mut r = gerror(403, "insufficientPermissions", "Request had insufficient authentication scopes.");
+        let mut r = gerror(
+            403,
+            "insufficientPermissions",
+            "Request had insufficient authentication scopes.",
+        );
         www_authenticate(&mut r, Some("insufficient_scope"));
         return Err(r);
     }
@@ -615,7 +670,8 @@ fn user_json(org: &Org, u: &User, projection: Projection, custom_mask: &[String]
         v["externalIds"] = json!([{"value": n, "type": "organization"}]);
     }
     if u.has_photo {
-        v["thumbnailPhotoUrl"] = format!("https://lh3.googleusercontent.com/a-/emulator{}=s96-c", u.ix).into();
+        v["thumbnailPhotoUrl"] =
+            format!("https://lh3.googleusercontent.com/a-/emulator{}=s96-c", u.ix).into();
         v["thumbnailPhotoEtag"] = etag(&["photo", &u.ix.to_string()]).into();
     }
     let custom_wanted = match projection {
@@ -624,7 +680,11 @@ fn user_json(org: &Org, u: &User, projection: Projection, custom_mask: &[String]
         Projection::Basic => false,
     };
     if custom_wanted && !u.custom.is_empty() {
-        let fields: Map<String, Value> = u.custom.iter().map(|(k, val)| (k.clone(), Value::from(val.clone()))).collect();
+        let fields: Map<String, Value> = u
+            .custom
+            .iter()
+            .map(|(k, val)| (k.clone(), Value::from(val.clone())))
+            .collect();
         v["customSchemas"] = json!({ "Employment": fields });
     }
     v
@@ -642,14 +702,28 @@ fn projection(q: &HashMap<String, String>) -> Result<(Projection, Vec<String>), 
         None | Some("basic") | Some("BASIC") => Projection::Basic,
         Some("custom") | Some("CUSTOM") => Projection::Custom,
         Some("full") | Some("FULL") => Projection::Full,
-        Some(other) => return Err(invalid_param("projection", &format!("Invalid value '{other}'. Values must be one of: basic, custom, full"))),
+        Some(other) => {
+            return Err(invalid_param(
+                "projection",
+                &format!("Invalid value '{other}'. Values must be one of: basic, custom, full"),
+            ))
+        }
     };
     let mask: Vec<String> = q
         .get("customFieldMask")
-        .map(|m| m.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        .map(|m| {
+            m.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
         .unwrap_or_default();
     if p == Projection::Custom && mask.is_empty() {
-        return Err(gerror(400, "invalid", "Invalid Input: custom fields mask is required for projection custom"));
+        return Err(gerror(
+            400,
+            "invalid",
+            "Invalid Input: custom fields mask is required for projection custom",
+        ));
     }
     Ok((p, mask))
 }
@@ -660,24 +734,41 @@ fn check_scope(org: &Org, q: &HashMap<String, String>) -> Result<(), Response> {
     let domain = q.get("domain").map(String::as_str).filter(|d| !d.is_empty());
     match (customer, domain) {
         (None, None) => Err(bad_request()),
-        (Some(c), _) if c != "my_customer" && c != customer_id(org.seed) => Err(gerror(403, "forbidden", NOT_AUTHORIZED)),
-        (None, Some(d)) if !d.eq_ignore_ascii_case(&org.domain) => Err(gerror(403, "forbidden", NOT_AUTHORIZED)),
+        (Some(c), _) if c != "my_customer" && c != customer_id(org.seed) => {
+            Err(gerror(403, "forbidden", NOT_AUTHORIZED))
+        }
+        (None, Some(d)) if !d.eq_ignore_ascii_case(&org.domain) => {
+            Err(gerror(403, "forbidden", NOT_AUTHORIZED))
+        }
         _ => Ok(()),
     }
 }
 
-fn max_results(q: &HashMap<String, String>, default: usize, max: Option<usize>, clamp: usize) -> Result<usize, Response> {
+fn max_results(
+    q: &HashMap<String, String>,
+    default: usize,
+    max: Option<usize>,
+    clamp: usize,
+) -> Result<usize, Response> {
     let Some(raw) = q.get("maxResults") else {
         return Ok(default);
     };
-    let n: i64 = raw
-        .trim()
-        .parse()
-        .map_err(|_| invalid_param("maxResults", &format!("Invalid value '{raw}'. Values must be within the range: [1, {}]", max.unwrap_or(clamp))))?;
+    let n: i64 = raw.trim().parse().map_err(|_| {
+        invalid_param(
+            "maxResults",
+            &format!(
+                "Invalid value '{raw}'. Values must be within the range: [1, {}]",
+                max.unwrap_or(clamp)
+            ),
+        )
+    })?;
     if n < 1 || max.is_some_and(|m| n as usize > m) {
         return Err(invalid_param(
             "maxResults",
-            &format!("Invalid value '{raw}'. Values must be within the range: [1, {}]", max.unwrap_or(clamp)),
+            &format!(
+                "Invalid value '{raw}'. Values must be within the range: [1, {}]",
+                max.unwrap_or(clamp)
+            ),
         ));
     }
     Ok((n as usize).min(clamp))
@@ -688,7 +779,10 @@ fn descending(q: &HashMap<String, String>) -> Result<bool, Response> {
         None => Ok(false),
         Some(s) if s == "ASCENDING" => Ok(false),
         Some(s) if s == "DESCENDING" => Ok(true),
-        Some(s) => Err(invalid_param("sortOrder", &format!("Invalid value '{s}'. Values must be one of: ASCENDING, DESCENDING"))),
+        Some(s) => Err(invalid_param(
+            "sortOrder",
+            &format!("Invalid value '{s}'. Values must be one of: ASCENDING, DESCENDING"),
+        )),
     }
 }
 
@@ -705,7 +799,11 @@ async fn list_users(State(st): St, headers: HeaderMap, Query(q): Query<HashMap<S
     }
     if q.contains_key("query") || q.get("showDeleted").is_some_and(|v| v == "true") {
         // Not emulated: refuse rather than answer with unfiltered data.
-        return gerror(400, "invalid", "Invalid Input: query and showDeleted are not supported by the emulator");
+        return gerror(
+            400,
+            "invalid",
+            "Invalid Input: query and showDeleted are not supported by the emulator",
+        );
     }
     let org = st.ctx.org.read().await;
     if let Err(r) = check_scope(&org, &q) {
@@ -727,24 +825,56 @@ async fn list_users(State(st): St, headers: HeaderMap, Query(q): Query<HashMap<S
     let mut users: Vec<&User> = org
         .live_users()
         .filter(|u| is_listed(u))
-        .filter(|u| domain_filter.is_none_or(|d| primary_email(u).ends_with(&format!("@{}", d.to_lowercase()))))
+        .filter(|u| {
+            domain_filter.is_none_or(|d| primary_email(u).ends_with(&format!("@{}", d.to_lowercase())))
+        })
         .collect();
     let order_by = q.get("orderBy").map(String::as_str);
     match order_by {
         None => {}
         Some("email") => users.sort_by_key(|u| primary_email(u)),
-        Some("givenName") => users.sort_by(|a, b| a.first_name.to_lowercase().cmp(&b.first_name.to_lowercase()).then(a.ix.cmp(&b.ix))),
-        Some("familyName") => users.sort_by(|a, b| a.last_name.to_lowercase().cmp(&b.last_name.to_lowercase()).then(a.ix.cmp(&b.ix))),
-        Some(other) => return invalid_param("orderBy", &format!("Invalid value '{other}'. Values must be one of: email, familyName, givenName")),
+        Some("givenName") => users.sort_by(|a, b| {
+            a.first_name
+                .to_lowercase()
+                .cmp(&b.first_name.to_lowercase())
+                .then(a.ix.cmp(&b.ix))
+        }),
+        Some("familyName") => users.sort_by(|a, b| {
+            a.last_name
+                .to_lowercase()
+                .cmp(&b.last_name.to_lowercase())
+                .then(a.ix.cmp(&b.ix))
+        }),
+        Some(other) => {
+            return invalid_param(
+                "orderBy",
+                &format!("Invalid value '{other}'. Values must be one of: email, familyName, givenName"),
+            )
+        }
     }
     if desc {
         users.reverse();
     }
     let order: Vec<u32> = users.iter().map(|u| u.ix).collect();
-    let (keys, order) = if order_by.is_some() || desc { ranked(order) } else { (order.clone(), order) };
+    let (keys, order) = if order_by.is_some() || desc {
+        ranked(order)
+    } else {
+        (order.clone(), order)
+    };
     let sorted = order_by.is_some() || desc;
-    let tag = paging::listing_tag(&["users", order_by.unwrap_or(""), &desc.to_string(), domain_filter.map(String::as_str).unwrap_or("")]);
-    let page = match paging::page(&keys, tag, q.get("pageToken").map(String::as_str), limit, &st.ctx.faults.config()) {
+    let tag = paging::listing_tag(&[
+        "users",
+        order_by.unwrap_or(""),
+        &desc.to_string(),
+        domain_filter.map(String::as_str).unwrap_or(""),
+    ]);
+    let page = match paging::page(
+        &keys,
+        tag,
+        q.get("pageToken").map(String::as_str),
+        limit,
+        &st.ctx.faults.config(),
+    ) {
         Ok(p) => p,
         Err(e) => return page_token_error(e),
     };
@@ -752,12 +882,19 @@ async fn list_users(State(st): St, headers: HeaderMap, Query(q): Query<HashMap<S
     let items: Vec<Value> = page
         .keys
         .iter()
-        .filter_map(|&k| if sorted { order.get(k as usize).copied() } else { Some(k) })
+        .filter_map(|&k| {
+            if sorted {
+                order.get(k as usize).copied()
+            } else {
+                Some(k)
+            }
+        })
         .filter_map(|ix| org.user(ix))
         .map(|u| user_json(&org, u, proj, &mask, &customer))
         .collect();
     drop(org);
-    let mut body = json!({"kind": "admin#directory#users", "etag": etag(&["users", &page.page_no.to_string()])});
+    let mut body =
+        json!({"kind": "admin#directory#users", "etag": etag(&["users", &page.page_no.to_string()])});
     if !items.is_empty() {
         body["users"] = Value::Array(items);
     }
@@ -779,7 +916,9 @@ fn resolve_group(org: &Org, key: &str) -> Option<u32> {
         return org.group(ix).map(|g| g.ix);
     }
     let k = key.trim().to_lowercase();
-    org.live_groups().find(|g| group_email(org, g.ix, &g.name) == k).map(|g| g.ix)
+    org.live_groups()
+        .find(|g| group_email(org, g.ix, &g.name) == k)
+        .map(|g| g.ix)
 }
 
 async fn get_user(
@@ -856,7 +995,11 @@ async fn get_photo(
 fn group_json(org: &Org, ix: u32) -> Option<Value> {
     let g = org.group(ix)?;
     let email = group_email(org, ix, &g.name);
-    let direct = if g.kind == GroupKind::BuiltIn { 1 } else { g.members.len() + g.child_groups.len() };
+    let direct = if g.kind == GroupKind::BuiltIn {
+        1
+    } else {
+        g.members.len() + g.child_groups.len()
+    };
     let mut v = json!({
         "kind": "admin#directory#group",
         "id": group_id(org.seed, ix),
@@ -874,12 +1017,20 @@ fn group_json(org: &Org, ix: u32) -> Option<Value> {
     Some(v)
 }
 
-async fn list_groups(State(st): St, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn list_groups(
+    State(st): St,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if let Err(r) = authorize(&st, &headers, Need::Groups) {
         return r;
     }
     if q.contains_key("query") {
-        return gerror(400, "invalid", "Invalid Input: query is not supported by the emulator");
+        return gerror(
+            400,
+            "invalid",
+            "Invalid Input: query is not supported by the emulator",
+        );
     }
     let limit = match max_results(&q, 200, None, 200) {
         Ok(n) => n,
@@ -896,22 +1047,36 @@ async fn list_groups(State(st): St, headers: HeaderMap, Query(q): Query<HashMap<
         Some(key) => {
             if let Some(uix) = resolve_user(&org, key).or_else(|| {
                 // External members (guests) are keyed by their id or address too.
-                parse_user_id(key, org.seed).filter(|&i| org.user(i).is_some()).or_else(|| {
-                    org.live_users().find(|u| !is_listed(u) && u.email.eq_ignore_ascii_case(key)).map(|u| u.ix)
-                })
+                parse_user_id(key, org.seed)
+                    .filter(|&i| org.user(i).is_some())
+                    .or_else(|| {
+                        org.live_users()
+                            .find(|u| !is_listed(u) && u.email.eq_ignore_ascii_case(key))
+                            .map(|u| u.ix)
+                    })
             }) {
-                let mut v: Vec<u32> = org.groups_of(uix).iter().copied().filter(|&g| {
-                    org.group(g).is_some_and(|gr| gr.kind != GroupKind::BuiltIn)
-                }).collect();
+                let mut v: Vec<u32> = org
+                    .groups_of(uix)
+                    .iter()
+                    .copied()
+                    .filter(|&g| org.group(g).is_some_and(|gr| gr.kind != GroupKind::BuiltIn))
+                    .collect();
                 // The built-in group's only member is CUSTOMER: every listed user belongs directly.
                 if org.user(uix).is_some_and(is_listed) {
-                    v.extend(org.live_groups().filter(|g| g.kind == GroupKind::BuiltIn).map(|g| g.ix));
+                    v.extend(
+                        org.live_groups()
+                            .filter(|g| g.kind == GroupKind::BuiltIn)
+                            .map(|g| g.ix),
+                    );
                 }
                 v.sort_unstable();
                 v.dedup();
                 v
             } else if let Some(gix) = resolve_group(&org, key) {
-                org.live_groups().filter(|g| g.child_groups.contains(&gix)).map(|g| g.ix).collect()
+                org.live_groups()
+                    .filter(|g| g.child_groups.contains(&gix))
+                    .map(|g| g.ix)
+                    .collect()
             } else {
                 return not_found("userKey");
             }
@@ -926,27 +1091,54 @@ async fn list_groups(State(st): St, headers: HeaderMap, Query(q): Query<HashMap<
     let order_by = q.get("orderBy").map(String::as_str);
     match order_by {
         None => {}
-        Some("email") => ixs.sort_by_key(|&g| org.group(g).map(|gr| group_email(&org, g, &gr.name)).unwrap_or_default()),
-        Some(other) => return invalid_param("orderBy", &format!("Invalid value '{other}'. Values must be one of: email")),
+        Some("email") => ixs.sort_by_key(|&g| {
+            org.group(g)
+                .map(|gr| group_email(&org, g, &gr.name))
+                .unwrap_or_default()
+        }),
+        Some(other) => {
+            return invalid_param(
+                "orderBy",
+                &format!("Invalid value '{other}'. Values must be one of: email"),
+            )
+        }
     }
     let sorted = order_by.is_some();
     if sorted && desc {
         ixs.reverse();
     }
     let (keys, order) = if sorted { ranked(ixs) } else { (ixs.clone(), ixs) };
-    let tag = paging::listing_tag(&["groups", user_key.unwrap_or(""), order_by.unwrap_or(""), &desc.to_string()]);
-    let page = match paging::page(&keys, tag, q.get("pageToken").map(String::as_str), limit, &st.ctx.faults.config()) {
+    let tag = paging::listing_tag(&[
+        "groups",
+        user_key.unwrap_or(""),
+        order_by.unwrap_or(""),
+        &desc.to_string(),
+    ]);
+    let page = match paging::page(
+        &keys,
+        tag,
+        q.get("pageToken").map(String::as_str),
+        limit,
+        &st.ctx.faults.config(),
+    ) {
         Ok(p) => p,
         Err(e) => return page_token_error(e),
     };
     let items: Vec<Value> = page
         .keys
         .iter()
-        .filter_map(|&k| if sorted { order.get(k as usize).copied() } else { Some(k) })
+        .filter_map(|&k| {
+            if sorted {
+                order.get(k as usize).copied()
+            } else {
+                Some(k)
+            }
+        })
         .filter_map(|g| group_json(&org, g))
         .collect();
     drop(org);
-    let mut body = json!({"kind": "admin#directory#groups", "etag": etag(&["groups", &page.page_no.to_string()])});
+    let mut body =
+        json!({"kind": "admin#directory#groups", "etag": etag(&["groups", &page.page_no.to_string()])});
     if !items.is_empty() {
         body["groups"] = Value::Array(items);
     }
@@ -976,14 +1168,24 @@ async fn get_group(
 /// Member keys of a group in one ascending key space: user `u` -> `2u`, group `g` -> `2g + 1`;
 /// the built-in group has the single key `u32::MAX` (its `CUSTOMER` member).
 fn member_keys(org: &Org, gix: u32, derived: bool) -> Vec<u32> {
-    let Some(g) = org.group(gix) else { return Vec::new() };
+    let Some(g) = org.group(gix) else {
+        return Vec::new();
+    };
     if g.kind == GroupKind::BuiltIn {
         return vec![u32::MAX];
     }
     let mut keys: Vec<u32> = g.members.iter().map(|&u| u.saturating_mul(2)).collect();
-    keys.extend(g.child_groups.iter().map(|&c| c.saturating_mul(2).saturating_add(1)));
+    keys.extend(
+        g.child_groups
+            .iter()
+            .map(|&c| c.saturating_mul(2).saturating_add(1)),
+    );
     if derived {
-        keys.extend(org.transitive_members(gix).into_iter().map(|u| u.saturating_mul(2)));
+        keys.extend(
+            org.transitive_members(gix)
+                .into_iter()
+                .map(|u| u.saturating_mul(2)),
+        );
     }
     keys.sort_unstable();
     keys.dedup();
@@ -1015,7 +1217,12 @@ fn member_json(org: &Org, gix: u32, key: u32) -> Option<Value> {
             "type": "USER",
         });
         if is_listed(u) {
-            v["status"] = if suspended || archived { "SUSPENDED" } else { "ACTIVE" }.into();
+            v["status"] = if suspended || archived {
+                "SUSPENDED"
+            } else {
+                "ACTIVE"
+            }
+            .into();
         }
         Some(v)
     } else {
@@ -1049,16 +1256,31 @@ async fn list_members(
         Ok(n) => n,
         Err(r) => return r,
     };
-    let roles: Option<Vec<String>> = q
-        .get("roles")
-        .map(|r| r.split(',').map(|s| s.trim().to_ascii_uppercase()).filter(|s| !s.is_empty()).collect());
-    if let Some(bad) = roles.iter().flatten().find(|r| !matches!(r.as_str(), "OWNER" | "MANAGER" | "MEMBER")) {
-        return invalid_param("roles", &format!("Invalid value '{bad}'. Values must be OWNER, MANAGER or MEMBER"));
+    let roles: Option<Vec<String>> = q.get("roles").map(|r| {
+        r.split(',')
+            .map(|s| s.trim().to_ascii_uppercase())
+            .filter(|s| !s.is_empty())
+            .collect()
+    });
+    if let Some(bad) = roles
+        .iter()
+        .flatten()
+        .find(|r| !matches!(r.as_str(), "OWNER" | "MANAGER" | "MEMBER"))
+    {
+        return invalid_param(
+            "roles",
+            &format!("Invalid value '{bad}'. Values must be OWNER, MANAGER or MEMBER"),
+        );
     }
     let derived = match q.get("includeDerivedMembership").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,
-        Some(other) => return invalid_param("includeDerivedMembership", &format!("Invalid value '{other}'. Values must be true or false")),
+        Some(other) => {
+            return invalid_param(
+                "includeDerivedMembership",
+                &format!("Invalid value '{other}'. Values must be true or false"),
+            )
+        }
     };
     let org = st.ctx.org.read().await;
     let Some(gix) = resolve_group(&org, &key) else {
@@ -1066,14 +1288,31 @@ async fn list_members(
     };
     let mut keys = member_keys(&org, gix, derived);
     if let Some(roles) = &roles {
-        keys.retain(|&k| member_json(&org, gix, k).is_some_and(|v| roles.iter().any(|r| r == member_role(&v))));
+        keys.retain(|&k| {
+            member_json(&org, gix, k).is_some_and(|v| roles.iter().any(|r| r == member_role(&v)))
+        });
     }
-    let tag = paging::listing_tag(&["members", &gix.to_string(), &derived.to_string(), q.get("roles").map(String::as_str).unwrap_or("")]);
-    let page = match paging::page(&keys, tag, q.get("pageToken").map(String::as_str), limit, &st.ctx.faults.config()) {
+    let tag = paging::listing_tag(&[
+        "members",
+        &gix.to_string(),
+        &derived.to_string(),
+        q.get("roles").map(String::as_str).unwrap_or(""),
+    ]);
+    let page = match paging::page(
+        &keys,
+        tag,
+        q.get("pageToken").map(String::as_str),
+        limit,
+        &st.ctx.faults.config(),
+    ) {
         Ok(p) => p,
         Err(e) => return page_token_error(e),
     };
-    let items: Vec<Value> = page.keys.iter().filter_map(|&k| member_json(&org, gix, k)).collect();
+    let items: Vec<Value> = page
+        .keys
+        .iter()
+        .filter_map(|&k| member_json(&org, gix, k))
+        .collect();
     drop(org);
     let mut body = json!({"kind": "admin#directory#members", "etag": etag(&["members", &gix.to_string(), &page.page_no.to_string()])});
     if !items.is_empty() {
@@ -1087,12 +1326,20 @@ async fn list_members(
 
 fn member_key_of(org: &Org, gix: u32, member: &str) -> Option<u32> {
     if member == customer_id(org.seed) {
-        return org.group(gix).filter(|g| g.kind == GroupKind::BuiltIn).map(|_| u32::MAX);
+        return org
+            .group(gix)
+            .filter(|g| g.kind == GroupKind::BuiltIn)
+            .map(|_| u32::MAX);
     }
-    if let Some(u) = parse_user_id(member, org.seed).filter(|&u| org.user(u).is_some()).or_else(|| {
-        let m = member.to_lowercase();
-        org.live_users().find(|u| primary_email(u) == m || u.email.eq_ignore_ascii_case(&m)).map(|u| u.ix)
-    }) {
+    if let Some(u) = parse_user_id(member, org.seed)
+        .filter(|&u| org.user(u).is_some())
+        .or_else(|| {
+            let m = member.to_lowercase();
+            org.live_users()
+                .find(|u| primary_email(u) == m || u.email.eq_ignore_ascii_case(&m))
+                .map(|u| u.ix)
+        })
+    {
         return Some(u.saturating_mul(2));
     }
     resolve_group(org, member).map(|c| c.saturating_mul(2).saturating_add(1))
@@ -1139,7 +1386,8 @@ async fn has_member(
     };
     let uix = mk / 2;
     let builtin = org.group(gix).is_some_and(|g| g.kind == GroupKind::BuiltIn);
-    let is_member = (builtin && org.user(uix).is_some_and(is_listed)) || org.transitive_members(gix).binary_search(&uix).is_ok();
+    let is_member = (builtin && org.user(uix).is_some_and(is_listed))
+        || org.transitive_members(gix).binary_search(&uix).is_ok();
     drop(org);
     json_response(StatusCode::OK, &json!({"isMember": is_member}))
 }
@@ -1168,7 +1416,10 @@ fn token_ok(token: &str, ttl: i64, scopes: Option<&[String]>, refresh: Option<&s
         v["refresh_token"] = r.into();
     }
     let mut r = json_response(StatusCode::OK, &v);
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, max-age=0, must-revalidate"));
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, max-age=0, must-revalidate"),
+    );
     r
 }
 
@@ -1178,14 +1429,26 @@ fn principal_code(org: &Org, email: &str) -> String {
 
 async fn jwt_bearer(st: &GState, base: &str, form: &HashMap<String, String>) -> Response {
     let Some(assertion) = form.get("assertion").filter(|a| !a.is_empty()) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing required parameter: assertion");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Missing required parameter: assertion",
+        );
     };
     let Some(claims) = jwt_claims(assertion) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Invalid JWT: the assertion is not a JWT");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "Invalid JWT: the assertion is not a JWT",
+        );
     };
     let iss = claims.get("iss").and_then(Value::as_str).unwrap_or("");
     let Some(sa) = st.accounts.iter().find(|a| a.email == iss) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Invalid grant: account not found");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "Invalid grant: account not found",
+        );
     };
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     validation.validate_exp = false;
@@ -1196,9 +1459,16 @@ async fn jwt_bearer(st: &GState, base: &str, form: &HashMap<String, String>) -> 
     }
     let aud = claims.get("aud").and_then(Value::as_str).unwrap_or("");
     let own = [format!("{base}/token"), format!("{base}/oauth2/v4/token")];
-    let accepted = ["https://oauth2.googleapis.com/token", "https://www.googleapis.com/oauth2/v4/token"];
+    let accepted = [
+        "https://oauth2.googleapis.com/token",
+        "https://www.googleapis.com/oauth2/v4/token",
+    ];
     if !own.iter().any(|a| a == aud) && !accepted.contains(&aud) {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Invalid JWT: Failed audience check.");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "Invalid JWT: Failed audience check.",
+        );
     }
     let now = now_unix();
     let iat = claims.get("iat").and_then(Value::as_i64);
@@ -1215,16 +1485,32 @@ async fn jwt_bearer(st: &GState, base: &str, form: &HashMap<String, String>) -> 
         .map(String::from)
         .collect();
     if scopes.is_empty() {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "Invalid OAuth scope or ID token audience provided.");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "Invalid OAuth scope or ID token audience provided.",
+        );
     }
-    let principal = match claims.get("sub").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+    let principal = match claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
         Some(sub) => {
             if !scopes.iter().all(|s| sa.delegated.contains(&s.as_str())) {
-                return oauth_error(StatusCode::UNAUTHORIZED, "unauthorized_client", UNAUTHORIZED_CLIENT);
+                return oauth_error(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized_client",
+                    UNAUTHORIZED_CLIENT,
+                );
             }
             let org = st.ctx.org.read().await;
             if find_user_by_email(&org, sub).is_none() {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Invalid email or User ID");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "Invalid email or User ID",
+                );
             }
             principal_code(&org, sub)
         }
@@ -1256,7 +1542,12 @@ fn client_auth(headers: &HeaderMap, form: &HashMap<String, String>) -> (String, 
         .and_then(|b| String::from_utf8(b).ok())
     {
         if let Some((id, secret)) = basic.split_once(':') {
-            let dec = |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default();
+            let dec = |s: &str| {
+                url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default()
+            };
             return (dec(id), dec(secret));
         }
     }
@@ -1266,7 +1557,12 @@ fn client_auth(headers: &HeaderMap, form: &HashMap<String, String>) -> (String, 
     )
 }
 
-async fn token(State(st): St, BaseUrl(base): BaseUrl, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Response {
+async fn token(
+    State(st): St,
+    BaseUrl(base): BaseUrl,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
     let grant = form.get("grant_type").map(String::as_str).unwrap_or("");
     match grant {
         JWT_BEARER => jwt_bearer(&st, &base, &form).await,
@@ -1275,7 +1571,13 @@ async fn token(State(st): St, BaseUrl(base): BaseUrl, headers: HeaderMap, Form(f
             match client_secret_of(&st, &client_id) {
                 Some(s) if s == secret => {}
                 Some(_) => return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Unauthorized"),
-                None => return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "The OAuth client was not found."),
+                None => {
+                    return oauth_error(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid_client",
+                        "The OAuth client was not found.",
+                    )
+                }
             }
             let now = now_unix();
             if grant == "authorization_code" {
@@ -1292,11 +1594,20 @@ async fn token(State(st): St, BaseUrl(base): BaseUrl, headers: HeaderMap, Form(f
                     let r = format!("1//0{}", random_hex(24));
                     st.refresh.lock().unwrap_or_else(|p| p.into_inner()).insert(
                         r.clone(),
-                        RefreshGrant { client_id: client_id.clone(), scopes: g.scopes.clone(), principal: g.principal.clone() },
+                        RefreshGrant {
+                            client_id: client_id.clone(),
+                            scopes: g.scopes.clone(),
+                            principal: g.principal.clone(),
+                        },
                     );
                     r
                 });
-                token_ok(&token, st.ctx.tokens.ttl_secs(), Some(&g.scopes), refresh.as_deref())
+                token_ok(
+                    &token,
+                    st.ctx.tokens.ttl_secs(),
+                    Some(&g.scopes),
+                    refresh.as_deref(),
+                )
             } else {
                 let rt = form.get("refresh_token").cloned().unwrap_or_default();
                 let found = st
@@ -1307,14 +1618,26 @@ async fn token(State(st): St, BaseUrl(base): BaseUrl, headers: HeaderMap, Form(f
                     .filter(|g| g.client_id == client_id)
                     .map(|g| (g.scopes.clone(), g.principal.clone()));
                 let Some((scopes, principal)) = found else {
-                    return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Token has been expired or revoked.");
+                    return oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        "Token has been expired or revoked.",
+                    );
                 };
                 let token = st.ctx.tokens.issue(&principal, scopes.clone(), None, now);
                 token_ok(&token, st.ctx.tokens.ttl_secs(), Some(&scopes), None)
             }
         }
-        "" => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "Invalid grant_type: "),
-        other => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", &format!("Invalid grant_type: {other}")),
+        "" => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "Invalid grant_type: ",
+        ),
+        other => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            &format!("Invalid grant_type: {other}"),
+        ),
     }
 }
 
@@ -1323,7 +1646,10 @@ fn html_error(status: StatusCode, title: &str, detail: &str) -> Response {
         "<!DOCTYPE html><html lang=en><meta charset=utf-8><title>{title}</title><p><b>{title}</b><p>{detail}</html>"
     );
     let mut r = (status, body).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=UTF-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=UTF-8"),
+    );
     r
 }
 
@@ -1332,17 +1658,36 @@ fn html_error(status: StatusCode, title: &str, detail: &str) -> Response {
 async fn authorize_endpoint(State(st): St, Query(q): Query<HashMap<String, String>>) -> Response {
     let client_id = q.get("client_id").cloned().unwrap_or_default();
     if client_secret_of(&st, &client_id).is_none() {
-        return html_error(StatusCode::UNAUTHORIZED, "Error 401: invalid_client", "The OAuth client was not found.");
+        return html_error(
+            StatusCode::UNAUTHORIZED,
+            "Error 401: invalid_client",
+            "The OAuth client was not found.",
+        );
     }
     let Some(redirect) = q.get("redirect_uri").filter(|r| !r.is_empty()).cloned() else {
-        return html_error(StatusCode::BAD_REQUEST, "Error 400: invalid_request", "Missing required parameter: redirect_uri");
+        return html_error(
+            StatusCode::BAD_REQUEST,
+            "Error 400: invalid_request",
+            "Missing required parameter: redirect_uri",
+        );
     };
     let Ok(mut target) = url::Url::parse(&redirect) else {
-        return html_error(StatusCode::BAD_REQUEST, "Error 400: redirect_uri_mismatch", "Invalid redirect_uri");
+        return html_error(
+            StatusCode::BAD_REQUEST,
+            "Error 400: redirect_uri_mismatch",
+            "Invalid redirect_uri",
+        );
     };
-    let requested: Vec<String> = q.get("scope").map(|s| s.split_whitespace().map(String::from).collect()).unwrap_or_default();
+    let requested: Vec<String> = q
+        .get("scope")
+        .map(|s| s.split_whitespace().map(String::from).collect())
+        .unwrap_or_default();
     if requested.is_empty() {
-        return html_error(StatusCode::BAD_REQUEST, "Error 400: invalid_request", "Missing required parameter: scope");
+        return html_error(
+            StatusCode::BAD_REQUEST,
+            "Error 400: invalid_request",
+            "Missing required parameter: scope",
+        );
     }
     {
         let mut pairs = target.query_pairs_mut();
@@ -1358,7 +1703,10 @@ async fn authorize_endpoint(State(st): St, Query(q): Query<HashMap<String, Strin
     // The limited client's consent screen was answered with only the users scope ticked
     // (Google's granular consent).
     let scopes: Vec<String> = if client_id == st.ctx.creds.limited_client_id {
-        requested.into_iter().filter(|s| s == scope::USER_RO || s == scope::USER).collect()
+        requested
+            .into_iter()
+            .filter(|s| s == scope::USER_RO || s == scope::USER)
+            .collect()
     } else {
         requested
     };
@@ -1382,7 +1730,10 @@ async fn authorize_endpoint(State(st): St, Query(q): Query<HashMap<String, Strin
             offline: q.get("access_type").map(String::as_str) == Some("offline"),
         },
     );
-    target.query_pairs_mut().append_pair("code", &code).append_pair("scope", &scopes.join(" "));
+    target
+        .query_pairs_mut()
+        .append_pair("code", &code)
+        .append_pair("scope", &scopes.join(" "));
     redirect_to(target.as_str())
 }
 
@@ -1417,13 +1768,24 @@ impl Facade for Google {
     fn router(&self, ctx: Arc<EmuContext>) -> Result<Router, EmulatorError> {
         let seed = ctx.org.try_read().map(|o| o.seed).unwrap_or_default();
         let key = |pem: &str| {
-            jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes())
-                .map_err(|e| EmulatorError::InvalidSetting { name: "google test key", reason: e.to_string() })
+            jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| {
+                EmulatorError::InvalidSetting {
+                    name: "google test key",
+                    reason: e.to_string(),
+                }
+            })
         };
         let full = ServiceAccount {
             email: sa_email(seed, "sync"),
             client_id: sa_client_id(seed, 1),
-            delegated: vec![scope::USER_RO, scope::GROUP_RO, scope::MEMBER_RO, scope::USER, scope::GROUP, scope::MEMBER],
+            delegated: vec![
+                scope::USER_RO,
+                scope::GROUP_RO,
+                scope::MEMBER_RO,
+                scope::USER,
+                scope::GROUP,
+                scope::MEMBER,
+            ],
             key: key(SA_PUBLIC_KEY)?,
         };
         let limited = ServiceAccount {
@@ -1439,9 +1801,11 @@ impl Facade for Google {
             (key_files::WRONG_KEY, &full, WRONG_PRIVATE_KEY, "emulator-key-2"),
         ] {
             let path = ctx.state_dir.join(file);
-            let text = serde_json::to_string_pretty(&key_file_json(&sa.email, &sa.client_id, pem, kid, token_uri))
-                .unwrap_or_default();
-            std::fs::write(&path, text).map_err(|e| EmulatorError::io(format!("write {}", path.display()), e))?;
+            let text =
+                serde_json::to_string_pretty(&key_file_json(&sa.email, &sa.client_id, pem, kid, token_uri))
+                    .unwrap_or_default();
+            std::fs::write(&path, text)
+                .map_err(|e| EmulatorError::io(format!("write {}", path.display()), e))?;
         }
         let st = Arc::new(GState {
             ctx,
@@ -1452,12 +1816,21 @@ impl Facade for Google {
         Ok(Router::new()
             .route(&format!("{API}/users"), get(list_users))
             .route(&format!("{API}/users/{{user_key}}"), get(get_user))
-            .route(&format!("{API}/users/{{user_key}}/photos/thumbnail"), get(get_photo))
+            .route(
+                &format!("{API}/users/{{user_key}}/photos/thumbnail"),
+                get(get_photo),
+            )
             .route(&format!("{API}/groups"), get(list_groups))
             .route(&format!("{API}/groups/{{group_key}}"), get(get_group))
             .route(&format!("{API}/groups/{{group_key}}/members"), get(list_members))
-            .route(&format!("{API}/groups/{{group_key}}/members/{{member_key}}"), get(get_member))
-            .route(&format!("{API}/groups/{{group_key}}/hasMember/{{member_key}}"), get(has_member))
+            .route(
+                &format!("{API}/groups/{{group_key}}/members/{{member_key}}"),
+                get(get_member),
+            )
+            .route(
+                &format!("{API}/groups/{{group_key}}/hasMember/{{member_key}}"),
+                get(has_member),
+            )
             .route("/token", post(token))
             .route("/oauth2/v4/token", post(token))
             .route("/o/oauth2/v2/auth", get(authorize_endpoint))
@@ -1466,13 +1839,20 @@ impl Facade for Google {
     }
 
     fn rate_bucket(&self, _method: &Method, path: &str) -> Option<(String, u32)> {
-        path.starts_with(API).then(|| ("directory".to_string(), DEFAULT_QPM))
+        path.starts_with(API)
+            .then(|| ("directory".to_string(), DEFAULT_QPM))
     }
 
     fn throttled(&self, _decision: &RateDecision, concurrency: bool) -> Response {
         // Google throttles the Directory API with 403 and a usageLimits reason, without Retry-After.
         if concurrency {
-            gerror_full(403, "quotaExceeded", "Quota exceeded for quota group 'default' and limit 'Concurrent requests'.", "usageLimits", None)
+            gerror_full(
+                403,
+                "quotaExceeded",
+                "Quota exceeded for quota group 'default' and limit 'Concurrent requests'.",
+                "usageLimits",
+                None,
+            )
         } else {
             gerror_full(
                 403,
@@ -1499,7 +1879,9 @@ impl Facade for Google {
                 org.seed,
                 org.user(0).map(primary_email),
                 org.user(1).map(primary_email),
-                org.live_users().find(|u| u.ix > 1 && is_listed(u)).map(primary_email),
+                org.live_users()
+                    .find(|u| u.ix > 1 && is_listed(u))
+                    .map(primary_email),
                 org.domain.clone(),
             ),
             Err(_) => (0, None, None, None, String::new()),
@@ -1633,16 +2015,31 @@ mod tests {
 
     async fn emu_with(users: u32, groups: u32, f: impl FnOnce(&mut EmulatorOptions)) -> RunningEmulator {
         let mut opts = EmulatorOptions::new("google");
-        opts.gen = GenConfig { users, groups, seed: 11, ..GenConfig::default() };
+        opts.gen = GenConfig {
+            users,
+            groups,
+            seed: 11,
+            ..GenConfig::default()
+        };
         f(&mut opts);
         start(opts).await.expect("emulator starts")
     }
 
     fn client() -> reqwest::Client {
-        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
     }
 
-    fn assertion(emu: &RunningEmulator, iss: &str, sub: Option<&str>, scope: &str, pem: &str, lifetime: i64) -> String {
+    fn assertion(
+        emu: &RunningEmulator,
+        iss: &str,
+        sub: Option<&str>,
+        scope: &str,
+        pem: &str,
+        lifetime: i64,
+    ) -> String {
         let now = now_unix();
         let mut claims = json!({
             "iss": iss, "scope": scope, "aud": format!("{}/token", emu.http_url),
@@ -1652,7 +2049,12 @@ mod tests {
             claims["sub"] = s.into();
         }
         let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).expect("test key");
-        jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key).expect("sign")
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+            &claims,
+            &key,
+        )
+        .expect("sign")
     }
 
     async fn token_response(emu: &RunningEmulator, jwt: &str) -> (u16, Value) {
@@ -1667,7 +2069,8 @@ mod tests {
 
     async fn token_for(emu: &RunningEmulator, sub: Option<&str>) -> String {
         let iss = sa_email(11, "sync");
-        let (status, body) = token_response(emu, &assertion(emu, &iss, sub, ALL_SCOPES, SA_PRIVATE_KEY, 3600)).await;
+        let (status, body) =
+            token_response(emu, &assertion(emu, &iss, sub, ALL_SCOPES, SA_PRIVATE_KEY, 3600)).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["token_type"], "Bearer");
         assert!(body["expires_in"].as_i64().is_some_and(|e| e > 0));
@@ -1689,7 +2092,11 @@ mod tests {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let text = r.text().await.unwrap_or_default();
-        (status, headers, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            headers,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     fn reason(body: &Value) -> &str {
@@ -1721,16 +2128,29 @@ mod tests {
     async fn users_page_size_default_100_max_500_and_full_walk() {
         let emu = emu(450, 5).await;
         let tok = admin_token(&emu).await;
-        let listed = emu.org().read().await.live_users().filter(|u| is_listed(u)).count();
+        let listed = emu
+            .org()
+            .read()
+            .await
+            .live_users()
+            .filter(|u| is_listed(u))
+            .count();
         let (s, _, body) = get(&emu, &tok, "/users?customer=my_customer").await;
         assert_eq!(s, 200);
         assert_eq!(body["kind"], "admin#directory#users");
-        assert_eq!(body["users"].as_array().map(Vec::len), Some(100), "default maxResults is 100");
+        assert_eq!(
+            body["users"].as_array().map(Vec::len),
+            Some(100),
+            "default maxResults is 100"
+        );
         assert!(body["nextPageToken"].is_string());
         let (s, _, body) = get(&emu, &tok, "/users?customer=my_customer&maxResults=500").await;
         assert_eq!(s, 200);
         assert_eq!(body["users"].as_array().map(Vec::len), Some(listed));
-        assert!(body.get("nextPageToken").is_none(), "last page has no nextPageToken");
+        assert!(
+            body.get("nextPageToken").is_none(),
+            "last page has no nextPageToken"
+        );
         let (s, _, body) = get(&emu, &tok, "/users?customer=my_customer&maxResults=501").await;
         assert_eq!(s, 400, "maximum is 500");
         assert_eq!(reason(&body), "invalid");
@@ -1742,7 +2162,11 @@ mod tests {
         ids.dedup();
         assert_eq!(ids.len(), listed, "every user exactly once");
         let (s, _, body) = get(&emu, &tok, "/users?maxResults=10").await;
-        assert_eq!((s, reason(&body)), (400, "badRequest"), "customer or domain is required");
+        assert_eq!(
+            (s, reason(&body)),
+            (400, "badRequest"),
+            "customer or domain is required"
+        );
     }
 
     #[tokio::test]
@@ -1762,19 +2186,38 @@ mod tests {
         let (s, _, u) = get(&emu, &tok, &format!("/users/{u7}?projection=full")).await;
         assert_eq!(s, 200, "{u}");
         assert_eq!(u["kind"], "admin#directory#user");
-        assert!(u["id"].as_str().is_some_and(|i| i.len() == 21 && i.bytes().all(|b| b.is_ascii_digit())));
-        assert!(u["primaryEmail"].as_str().is_some_and(|e| e.ends_with(&format!("@{domain}"))));
+        assert!(u["id"]
+            .as_str()
+            .is_some_and(|i| i.len() == 21 && i.bytes().all(|b| b.is_ascii_digit())));
+        assert!(u["primaryEmail"]
+            .as_str()
+            .is_some_and(|e| e.ends_with(&format!("@{domain}"))));
         assert!(u["suspended"].is_boolean() && u["archived"].is_boolean() && u["isAdmin"].is_boolean());
         assert!(u["name"]["givenName"].is_string() && u["name"]["familyName"].is_string());
         let admin_email = emu.org().read().await.user(0).map(primary_email);
         assert_eq!(u["relations"][0]["type"], "manager");
         assert_eq!(u["relations"][0]["value"].as_str(), admin_email.as_deref());
-        assert!(u["customSchemas"].is_object(), "projection=full includes custom schemas");
+        assert!(
+            u["customSchemas"].is_object(),
+            "projection=full includes custom schemas"
+        );
         let (_, _, basic) = get(&emu, &tok, &format!("/users/{u7}")).await;
-        assert!(basic.get("customSchemas").is_none(), "projection=basic (default) excludes custom schemas");
-        let email5 = emu.org().read().await.user(5).map(primary_email).unwrap_or_default();
+        assert!(
+            basic.get("customSchemas").is_none(),
+            "projection=basic (default) excludes custom schemas"
+        );
+        let email5 = emu
+            .org()
+            .read()
+            .await
+            .user(5)
+            .map(primary_email)
+            .unwrap_or_default();
         let (_, _, u5) = get(&emu, &tok, &format!("/users/{email5}")).await;
-        assert_eq!((u5["suspended"].as_bool(), u5["archived"].as_bool()), (Some(true), Some(false)));
+        assert_eq!(
+            (u5["suspended"].as_bool(), u5["archived"].as_bool()),
+            (Some(true), Some(false))
+        );
         assert_eq!(u5["suspensionReason"], "ADMIN");
         let id6 = user_id(11, 6);
         let (_, _, u6) = get(&emu, &tok, &format!("/users/{id6}")).await;
@@ -1789,15 +2232,24 @@ mod tests {
     async fn partial_responses_and_empty_lists() {
         let emu = emu(30, 5).await;
         let tok = admin_token(&emu).await;
-        let (_, _, body) =
-            get(&emu, &tok, "/users?customer=my_customer&maxResults=5&fields=nextPageToken,users(id,name/givenName)").await;
+        let (_, _, body) = get(
+            &emu,
+            &tok,
+            "/users?customer=my_customer&maxResults=5&fields=nextPageToken,users(id,name/givenName)",
+        )
+        .await;
         let first = &body["users"][0];
         assert_eq!(first.as_object().map(|o| o.len()), Some(2), "{first}");
         assert_eq!(first["name"].as_object().map(|o| o.len()), Some(1));
         assert!(body["nextPageToken"].is_string());
         assert!(body.get("kind").is_none());
         // A selector without nextPageToken drops the paging token: Google only returns what is selected.
-        let (_, _, body) = get(&emu, &tok, "/users?customer=my_customer&maxResults=5&fields=users(id)").await;
+        let (_, _, body) = get(
+            &emu,
+            &tok,
+            "/users?customer=my_customer&maxResults=5&fields=users(id)",
+        )
+        .await;
         assert!(body.get("nextPageToken").is_none());
         let (s, _, body) = get(&emu, &tok, "/users?customer=my_customer&fields=users(id").await;
         assert_eq!((s, reason(&body)), (400, "invalidParameter"));
@@ -1810,7 +2262,10 @@ mod tests {
         }
         let (s, _, body) = get(&emu, &tok, "/users?customer=my_customer").await;
         assert_eq!(s, 200);
-        assert!(body.get("users").is_none(), "an empty list omits the `users` key: {body}");
+        assert!(
+            body.get("users").is_none(),
+            "an empty list omits the `users` key: {body}"
+        );
     }
 
     #[tokio::test]
@@ -1818,9 +2273,17 @@ mod tests {
         let emu = emu(500, 260).await;
         let tok = admin_token(&emu).await;
         let (_, _, body) = get(&emu, &tok, "/groups?customer=my_customer").await;
-        assert_eq!(body["groups"].as_array().map(Vec::len), Some(200), "default and maximum is 200");
+        assert_eq!(
+            body["groups"].as_array().map(Vec::len),
+            Some(200),
+            "default and maximum is 200"
+        );
         let (_, _, body) = get(&emu, &tok, "/groups?customer=my_customer&maxResults=1000").await;
-        assert_eq!(body["groups"].as_array().map(Vec::len), Some(200), "larger requests are capped at 200");
+        assert_eq!(
+            body["groups"].as_array().map(Vec::len),
+            Some(200),
+            "larger requests are capped at 200"
+        );
         let g = &body["groups"][0];
         assert!(g["directMembersCount"].is_string(), "int64 is a JSON string: {g}");
         assert!(g["email"].is_string() && g["id"].is_string() && g["adminCreated"].is_boolean());
@@ -1836,21 +2299,46 @@ mod tests {
         assert!(m["members"][0].get("email").is_none());
         // "All Staff" (half the users): paged by 200, every direct member once.
         let all_staff = group_id(11, 1);
-        let expected = emu.org().read().await.group(1).map(|g| g.members.len() + g.child_groups.len()).unwrap_or(0);
+        let expected = emu
+            .org()
+            .read()
+            .await
+            .group(1)
+            .map(|g| g.members.len() + g.child_groups.len())
+            .unwrap_or(0);
         assert!(expected > 200);
-        let (members, pages) = walk(&emu, &tok, &format!("/groups/{all_staff}/members?maxResults=200"), "members").await;
+        let (members, pages) = walk(
+            &emu,
+            &tok,
+            &format!("/groups/{all_staff}/members?maxResults=200"),
+            "members",
+        )
+        .await;
         assert_eq!(members.len(), expected);
         assert_eq!(pages, expected.div_ceil(200));
-        assert!(members.iter().all(|m| m["type"] == "USER" || m["type"] == "GROUP"));
+        assert!(members
+            .iter()
+            .all(|m| m["type"] == "USER" || m["type"] == "GROUP"));
         // A user's direct groups (the seed's "groups for specific user").
         let u1 = user_id(11, 1);
         let direct = emu.org().read().await.groups_of(1).len();
         let (groups, _) = walk(&emu, &tok, &format!("/groups?userKey={u1}"), "groups").await;
-        assert_eq!(groups.len(), direct, "direct groups, the built-in group counted once");
+        assert_eq!(
+            groups.len(),
+            direct,
+            "direct groups, the built-in group counted once"
+        );
         let (s, _, body) = get(&emu, &tok, &format!("/groups?userKey={u1}&customer=my_customer")).await;
-        assert_eq!((s, reason(&body)), (400, "badRequest"), "userKey cannot be combined with customer");
+        assert_eq!(
+            (s, reason(&body)),
+            (400, "badRequest"),
+            "userKey cannot be combined with customer"
+        );
         let (s, _, body) = get(&emu, &tok, "/groups/0000000000000ff/members").await;
-        assert_eq!((s, body["error"]["message"].as_str()), (404, Some("Resource Not Found: groupKey")));
+        assert_eq!(
+            (s, body["error"]["message"].as_str()),
+            (404, Some("Resource Not Found: groupKey"))
+        );
     }
 
     #[tokio::test]
@@ -1872,10 +2360,21 @@ mod tests {
         assert_eq!(m["members"][0]["id"].as_str(), Some(cid.as_str()));
         let (_, _, h) = get(&emu, &tok, &format!("/groups/{pid}/hasMember/{uid}")).await;
         assert_eq!(h["isMember"], true, "hasMember includes nested membership");
-        let (_, _, d) = get(&emu, &tok, &format!("/groups/{pid}/members?includeDerivedMembership=true")).await;
-        assert!(d["members"].as_array().is_some_and(|a| a.iter().any(|m| m["id"].as_str() == Some(uid.as_str()))));
+        let (_, _, d) = get(
+            &emu,
+            &tok,
+            &format!("/groups/{pid}/members?includeDerivedMembership=true"),
+        )
+        .await;
+        assert!(d["members"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|m| m["id"].as_str() == Some(uid.as_str()))));
         let (_, _, up) = get(&emu, &tok, &format!("/groups?userKey={cid}")).await;
-        assert_eq!(up["groups"][0]["id"].as_str(), Some(pid.as_str()), "groups of a group (dex's recursion)");
+        assert_eq!(
+            up["groups"][0]["id"].as_str(),
+            Some(pid.as_str()),
+            "groups of a group (dex's recursion)"
+        );
     }
 
     #[tokio::test]
@@ -1884,19 +2383,48 @@ mod tests {
         let tok = admin_token(&emu).await;
         let (with, without) = {
             let org = emu.org().read().await;
-            let with = org.live_users().find(|u| u.has_photo && is_listed(u)).map(|u| u.ix).expect("a photo");
-            let without = org.live_users().find(|u| !u.has_photo && is_listed(u)).map(|u| u.ix).expect("no photo");
+            let with = org
+                .live_users()
+                .find(|u| u.has_photo && is_listed(u))
+                .map(|u| u.ix)
+                .expect("a photo");
+            let without = org
+                .live_users()
+                .find(|u| !u.has_photo && is_listed(u))
+                .map(|u| u.ix)
+                .expect("no photo");
             (with, without)
         };
-        let (s, _, p) = get(&emu, &tok, &format!("/users/{}/photos/thumbnail", user_id(11, with))).await;
+        let (s, _, p) = get(
+            &emu,
+            &tok,
+            &format!("/users/{}/photos/thumbnail", user_id(11, with)),
+        )
+        .await;
         assert_eq!(s, 200);
         assert_eq!(p["kind"], "admin#directory#user#photo");
         let data = p["photoData"].as_str().expect("photoData");
-        assert!(!data.contains('+') && !data.contains('/') && !data.contains('='), "web-safe: {data}");
-        let std: String = data.chars().map(|c| match c { '-' => '+', '_' => '/', '*' | '.' => '=', c => c }).collect();
+        assert!(
+            !data.contains('+') && !data.contains('/') && !data.contains('='),
+            "web-safe: {data}"
+        );
+        let std: String = data
+            .chars()
+            .map(|c| match c {
+                '-' => '+',
+                '_' => '/',
+                '*' | '.' => '=',
+                c => c,
+            })
+            .collect();
         let bytes = STANDARD.decode(std).expect("decodes after mapping back");
         assert_eq!(bytes, crate::photo::png_for(11 ^ u64::from(with)));
-        let (s, _, body) = get(&emu, &tok, &format!("/users/{}/photos/thumbnail", user_id(11, without))).await;
+        let (s, _, body) = get(
+            &emu,
+            &tok,
+            &format!("/users/{}/photos/thumbnail", user_id(11, without)),
+        )
+        .await;
         assert_eq!((s, reason(&body)), (404, "notFound"));
         assert_eq!(web_safe_base64(b"A", true), "QQ..");
         assert_eq!(web_safe_base64(b"A", false), "QQ**");
@@ -1908,7 +2436,11 @@ mod tests {
         let emu = emu(20, 3).await;
         let c = client();
         // No token / unknown token.
-        let r = c.get(format!("{}{API}/users?customer=my_customer", emu.http_url)).send().await.expect("req");
+        let r = c
+            .get(format!("{}{API}/users?customer=my_customer", emu.http_url))
+            .send()
+            .await
+            .expect("req");
         assert_eq!(r.status().as_u16(), 401);
         let body: Value = r.json().await.expect("json");
         assert_eq!(reason(&body), "required");
@@ -1918,31 +2450,75 @@ mod tests {
         assert!(h.get("www-authenticate").is_some());
         // Wrong key: the signature check fails at the token endpoint.
         let iss = sa_email(11, "sync");
-        let admin = emu.org().read().await.user(0).map(primary_email).unwrap_or_default();
-        let (s, body) = token_response(&emu, &assertion(&emu, &iss, Some(&admin), ALL_SCOPES, WRONG_PRIVATE_KEY, 3600)).await;
+        let admin = emu
+            .org()
+            .read()
+            .await
+            .user(0)
+            .map(primary_email)
+            .unwrap_or_default();
+        let (s, body) = token_response(
+            &emu,
+            &assertion(&emu, &iss, Some(&admin), ALL_SCOPES, WRONG_PRIVATE_KEY, 3600),
+        )
+        .await;
         assert_eq!((s, body["error"].as_str()), (400, Some("invalid_grant")));
         // Scopes not delegated to the client: unauthorized_client.
         let limited = sa_email(11, "limited");
-        let (s, body) = token_response(&emu, &assertion(&emu, &limited, Some(&admin), ALL_SCOPES, SA_PRIVATE_KEY, 3600)).await;
+        let (s, body) = token_response(
+            &emu,
+            &assertion(&emu, &limited, Some(&admin), ALL_SCOPES, SA_PRIVATE_KEY, 3600),
+        )
+        .await;
         assert_eq!((s, body["error"].as_str()), (401, Some("unauthorized_client")));
         // Assertions live at most one hour.
-        let (s, body) = token_response(&emu, &assertion(&emu, &iss, Some(&admin), ALL_SCOPES, SA_PRIVATE_KEY, 7200)).await;
+        let (s, body) = token_response(
+            &emu,
+            &assertion(&emu, &iss, Some(&admin), ALL_SCOPES, SA_PRIVATE_KEY, 7200),
+        )
+        .await;
         assert_eq!((s, body["error"].as_str()), (400, Some("invalid_grant")));
         // Unknown subject.
-        let (s, body) =
-            token_response(&emu, &assertion(&emu, &iss, Some("nobody@nowhere.test"), ALL_SCOPES, SA_PRIVATE_KEY, 3600)).await;
-        assert_eq!((s, body["error_description"].as_str()), (400, Some("Invalid email or User ID")));
+        let (s, body) = token_response(
+            &emu,
+            &assertion(
+                &emu,
+                &iss,
+                Some("nobody@nowhere.test"),
+                ALL_SCOPES,
+                SA_PRIVATE_KEY,
+                3600,
+            ),
+        )
+        .await;
+        assert_eq!(
+            (s, body["error_description"].as_str()),
+            (400, Some("Invalid email or User ID"))
+        );
         // No `sub`: a token, then 403 "Not Authorized to access this resource/api".
         let bare = token_for(&emu, None).await;
         let (s, _, body) = get(&emu, &bare, "/users?customer=my_customer").await;
         assert_eq!((s, reason(&body)), (403, "forbidden"));
         assert_eq!(body["error"]["message"], NOT_AUTHORIZED);
         // A non-administrator subject: the same 403.
-        let user = emu.org().read().await.live_users().find(|u| u.ix > 1 && is_listed(u)).map(primary_email).unwrap_or_default();
+        let user = emu
+            .org()
+            .read()
+            .await
+            .live_users()
+            .find(|u| u.ix > 1 && is_listed(u))
+            .map(primary_email)
+            .unwrap_or_default();
         let t = token_for(&emu, Some(&user)).await;
         assert_eq!(get(&emu, &t, "/users?customer=my_customer").await.0, 403);
         // A delegated admin with "Users > Read" only: users yes, groups no.
-        let helpdesk = emu.org().read().await.user(1).map(primary_email).unwrap_or_default();
+        let helpdesk = emu
+            .org()
+            .read()
+            .await
+            .user(1)
+            .map(primary_email)
+            .unwrap_or_default();
         let t = token_for(&emu, Some(&helpdesk)).await;
         assert_eq!(get(&emu, &t, "/users?customer=my_customer").await.0, 200);
         let (s, _, body) = get(&emu, &t, "/groups?customer=my_customer").await;
@@ -1973,7 +2549,12 @@ mod tests {
                 if offline {
                     q.push(("access_type", "offline".to_string()));
                 }
-                let r = c.get(format!("{base}/o/oauth2/v2/auth")).query(&q).send().await.expect("authorize");
+                let r = c
+                    .get(format!("{base}/o/oauth2/v2/auth"))
+                    .query(&q)
+                    .send()
+                    .await
+                    .expect("authorize");
                 assert_eq!(r.status().as_u16(), 302);
                 let loc = url::Url::parse(r.headers()["location"].to_str().expect("location")).expect("url");
                 assert!(loc.as_str().starts_with(redirect));
@@ -1998,7 +2579,10 @@ mod tests {
                     .send()
                     .await
                     .expect("exchange");
-                (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+                (
+                    r.status().as_u16(),
+                    r.json::<Value>().await.unwrap_or(Value::Null),
+                )
             }
         };
         // Without access_type=offline there is no refresh token.
@@ -2026,7 +2610,10 @@ mod tests {
             .await
             .expect("refresh");
         assert_eq!(r.status().as_u16(), 200);
-        let tok = r.json::<Value>().await.expect("json")["access_token"].as_str().unwrap_or("").to_string();
+        let tok = r.json::<Value>().await.expect("json")["access_token"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         assert_eq!(get(&emu, &tok, "/groups?customer=my_customer").await.0, 200);
         // Wrong client secret.
         let r = c
@@ -2044,7 +2631,12 @@ mod tests {
         assert_eq!(r.json::<Value>().await.expect("json")["error"], "invalid_client");
         // The limited client's consent covers users only: group reads lack the scope.
         let code = code_for(creds.limited_client_id.clone(), true).await;
-        let (_, body) = exchange(code, creds.limited_client_id.clone(), creds.limited_client_secret.clone()).await;
+        let (_, body) = exchange(
+            code,
+            creds.limited_client_id.clone(),
+            creds.limited_client_secret.clone(),
+        )
+        .await;
         let tok = body["access_token"].as_str().unwrap_or("").to_string();
         assert_eq!(get(&emu, &tok, "/users?customer=my_customer").await.0, 200);
         let (s, _, body) = get(&emu, &tok, "/groups?customer=my_customer").await;
@@ -2054,7 +2646,10 @@ mod tests {
     #[tokio::test]
     async fn throttling_is_403_user_rate_limit_without_retry_after() {
         let emu = emu_with(10, 2, |o| {
-            o.faults = FaultConfig { rate_limit_per_minute: Some(2), ..FaultConfig::default() };
+            o.faults = FaultConfig {
+                rate_limit_per_minute: Some(2),
+                ..FaultConfig::default()
+            };
         })
         .await;
         let tok = admin_token(&emu).await;
@@ -2079,27 +2674,65 @@ mod tests {
     async fn faults_take_google_shapes() {
         let emu = emu(120, 3).await;
         let tok = admin_token(&emu).await;
-        let one = |statuses: Vec<u16>| FaultConfig { error_rate: 1.0, error_statuses: statuses, max_faults: Some(1), ..FaultConfig::default() };
+        let one = |statuses: Vec<u16>| FaultConfig {
+            error_rate: 1.0,
+            error_statuses: statuses,
+            max_faults: Some(1),
+            ..FaultConfig::default()
+        };
         emu.set_faults(one(vec![503])).expect("faults");
         let (s, _, body) = get(&emu, &tok, "/users?customer=my_customer").await;
         assert_eq!((s, reason(&body)), (503, "backendError"));
         emu.set_faults(one(vec![502])).expect("faults");
         let (s, _, body) = get(&emu, &tok, "/users?customer=my_customer").await;
         assert_eq!(s, 502);
-        assert!(body.as_str().is_some_and(|t| t.contains("Error 502")), "Google's HTML error page");
+        assert!(
+            body.as_str().is_some_and(|t| t.contains("Error 502")),
+            "Google's HTML error page"
+        );
         // Paging faults: loop, expired token, empty page with a token.
-        emu.set_faults(FaultConfig { paging_loop_at_page: Some(2), ..FaultConfig::default() }).expect("faults");
+        emu.set_faults(FaultConfig {
+            paging_loop_at_page: Some(2),
+            ..FaultConfig::default()
+        })
+        .expect("faults");
         let (_, _, p1) = get(&emu, &tok, "/users?customer=my_customer&maxResults=10").await;
         let t1 = p1["nextPageToken"].as_str().unwrap_or_default().to_string();
-        let (_, _, p2) = get(&emu, &tok, &format!("/users?customer=my_customer&maxResults=10&pageToken={t1}")).await;
+        let (_, _, p2) = get(
+            &emu,
+            &tok,
+            &format!("/users?customer=my_customer&maxResults=10&pageToken={t1}"),
+        )
+        .await;
         let t2 = p2["nextPageToken"].as_str().unwrap_or_default().to_string();
-        let (_, _, p3) = get(&emu, &tok, &format!("/users?customer=my_customer&maxResults=10&pageToken={t2}")).await;
-        assert_eq!(p3["nextPageToken"], p2["nextPageToken"], "the token points back at the same page");
-        emu.set_faults(FaultConfig { expire_token_at_page: Some(2), ..FaultConfig::default() }).expect("faults");
-        let (s, _, body) = get(&emu, &tok, &format!("/users?customer=my_customer&maxResults=10&pageToken={t1}")).await;
+        let (_, _, p3) = get(
+            &emu,
+            &tok,
+            &format!("/users?customer=my_customer&maxResults=10&pageToken={t2}"),
+        )
+        .await;
+        assert_eq!(
+            p3["nextPageToken"], p2["nextPageToken"],
+            "the token points back at the same page"
+        );
+        emu.set_faults(FaultConfig {
+            expire_token_at_page: Some(2),
+            ..FaultConfig::default()
+        })
+        .expect("faults");
+        let (s, _, body) = get(
+            &emu,
+            &tok,
+            &format!("/users?customer=my_customer&maxResults=10&pageToken={t1}"),
+        )
+        .await;
         assert_eq!((s, reason(&body)), (400, "invalid"));
         assert_eq!(body["error"]["errors"][0]["location"], "pageToken");
-        emu.set_faults(FaultConfig { empty_page_at: Some(1), ..FaultConfig::default() }).expect("faults");
+        emu.set_faults(FaultConfig {
+            empty_page_at: Some(1),
+            ..FaultConfig::default()
+        })
+        .expect("faults");
         let (_, _, e) = get(&emu, &tok, "/users?customer=my_customer&maxResults=10").await;
         assert!(e.get("users").is_none() && e["nextPageToken"].is_string(), "{e}");
         emu.set_faults(FaultConfig::default()).expect("faults");
@@ -2123,7 +2756,10 @@ mod tests {
         let sel = parse_fields("nextPageToken,users(id,name/givenName),users(primaryEmail)").expect("parses");
         let v = json!({"kind": "k", "nextPageToken": "t", "users": [{"id": "1", "primaryEmail": "a@x", "name": {"givenName": "A", "familyName": "B"}, "suspended": false}]});
         let out = apply_fields(v, &sel);
-        assert_eq!(out, json!({"nextPageToken": "t", "users": [{"id": "1", "primaryEmail": "a@x", "name": {"givenName": "A"}}]}));
+        assert_eq!(
+            out,
+            json!({"nextPageToken": "t", "users": [{"id": "1", "primaryEmail": "a@x", "name": {"givenName": "A"}}]})
+        );
         assert!(parse_fields("users(id").is_err());
         assert!(parse_fields("users,,id").is_err());
     }

@@ -39,6 +39,10 @@
 //! Realm roles: the three built-ins (`default-roles-<realm>` held directly by every user,
 //! `offline_access`, `uma_authorization`) plus the organisation's roles.
 
+// Helpers return the provider's error response as `Err(Response)` so handlers can `?`-style bail out;
+// boxing it would only add an allocation per error.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -105,9 +109,14 @@ impl Perm {
     }
 
     fn parse(s: &str) -> Option<Perm> {
-        [Perm::ViewUsers, Perm::QueryUsers, Perm::QueryGroups, Perm::ViewRealm]
-            .into_iter()
-            .find(|p| p.name() == s)
+        [
+            Perm::ViewUsers,
+            Perm::QueryUsers,
+            Perm::QueryGroups,
+            Perm::ViewRealm,
+        ]
+        .into_iter()
+        .find(|p| p.name() == s)
     }
 }
 
@@ -150,12 +159,18 @@ impl Facade for Keycloak {
     fn router(&self, ctx: Arc<EmuContext>) -> Result<Router, EmulatorError> {
         let admin = "/admin/realms/{realm}";
         let routes: Vec<(String, MethodRouter<Arc<EmuContext>>)> = vec![
-            ("/realms/{realm}/protocol/openid-connect/token".into(), post(token)),
+            (
+                "/realms/{realm}/protocol/openid-connect/token".into(),
+                post(token),
+            ),
             (format!("{admin}/users"), get(list_users)),
             (format!("{admin}/users/count"), get(count_users)),
             (format!("{admin}/users/{{id}}"), get(get_user)),
             (format!("{admin}/users/{{id}}/groups"), get(user_groups)),
-            (format!("{admin}/users/{{id}}/groups/count"), get(user_groups_count)),
+            (
+                format!("{admin}/users/{{id}}/groups/count"),
+                get(user_groups_count),
+            ),
             (format!("{admin}/groups"), get(list_groups)),
             (format!("{admin}/groups/count"), get(count_groups)),
             (format!("{admin}/groups/{{id}}"), get(get_group)),
@@ -169,7 +184,9 @@ impl Facade for Keycloak {
         let mut router = Router::new();
         for (path, handler) in routes {
             // real clients send collection paths with a trailing slash; Keycloak accepts both
-            router = router.route(&path, handler.clone()).route(&format!("{path}/"), handler);
+            router = router
+                .route(&path, handler.clone())
+                .route(&format!("{path}/"), handler);
         }
         Ok(router.with_state(ctx))
     }
@@ -181,7 +198,10 @@ impl Facade for Keycloak {
     }
 
     fn throttled(&self, decision: &RateDecision, _concurrency: bool) -> Response {
-        proxy_page(StatusCode::TOO_MANY_REQUESTS, Some(decision.retry_after_secs.max(1)))
+        proxy_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(decision.retry_after_secs.max(1) as u64),
+        )
     }
 
     fn server_error(&self, status: StatusCode) -> Response {
@@ -221,12 +241,16 @@ fn error(status: StatusCode, message: &str) -> Response {
 }
 
 fn oauth_error(status: StatusCode, code: &str, description: &str) -> Response {
-    json_response(status, &json!({ "error": code, "error_description": description }))
+    json_response(
+        status,
+        &json!({ "error": code, "error_description": description }),
+    )
 }
 
 fn unauthorized() -> Response {
     let mut r = error(StatusCode::UNAUTHORIZED, "HTTP 401 Unauthorized");
-    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    r.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     r
 }
 
@@ -246,7 +270,8 @@ fn proxy_page(status: StatusCode, retry_after: Option<u64>) -> Response {
         code = status.as_u16()
     );
     let mut r = (status, body).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
     if let Some(s) = retry_after {
         if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
             r.headers_mut().insert(header::RETRY_AFTER, v);
@@ -290,7 +315,12 @@ impl Params {
 
 /// Apply `first`/`max` (Keycloak: a missing or negative `first` is 0; a missing `max` is the
 /// endpoint's default, `None` = unbounded; a negative `max` is unbounded) and the paging faults.
-fn window<T: Clone>(items: &[T], p: &Params, default_max: Option<i64>, faults: &FaultConfig) -> Result<Vec<T>, Response> {
+fn window<T: Clone>(
+    items: &[T],
+    p: &Params,
+    default_max: Option<i64>,
+    faults: &FaultConfig,
+) -> Result<Vec<T>, Response> {
     let first = p.int("first")?.unwrap_or(0).max(0) as usize;
     let max = p.int("max")?.or(default_max);
     let max = match max {
@@ -309,7 +339,11 @@ fn window<T: Clone>(items: &[T], p: &Params, default_max: Option<i64>, faults: &
         return Ok(Vec::new());
     }
     // fault: the page repeats the previous one
-    let start = if page_no >= 2 && faults.paging_loop_at_page == Some(page_no) { first - max } else { first };
+    let start = if page_no >= 2 && faults.paging_loop_at_page == Some(page_no) {
+        first - max
+    } else {
+        first
+    };
     Ok(items.iter().skip(start).take(max).cloned().collect())
 }
 
@@ -317,7 +351,10 @@ fn window<T: Clone>(items: &[T], p: &Params, default_max: Option<i64>, faults: &
 // auth
 
 async fn admin_auth(ctx: &EmuContext, headers: &HeaderMap, realm: &str) -> Result<Caller, Response> {
-    let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let token = value
         .get(..7)
         .filter(|p| p.eq_ignore_ascii_case("bearer "))
@@ -331,11 +368,24 @@ async fn admin_auth(ctx: &EmuContext, headers: &HeaderMap, realm: &str) -> Resul
     if info.scopes.iter().any(|s| s == "refresh") {
         return Err(unauthorized());
     }
-    let token_realm = info.scopes.iter().find_map(|s| s.strip_prefix("realm:")).unwrap_or("");
-    let perms: Vec<Perm> = info.scopes.iter().filter_map(|s| s.strip_prefix("role:")).filter_map(Perm::parse).collect();
+    let token_realm = info
+        .scopes
+        .iter()
+        .find_map(|s| s.strip_prefix("realm:"))
+        .unwrap_or("");
+    let perms: Vec<Perm> = info
+        .scopes
+        .iter()
+        .filter_map(|s| s.strip_prefix("role:"))
+        .filter_map(Perm::parse)
+        .collect();
     if realm != REALM {
         // a master admin learns the realm is missing; others may not even ask
-        return Err(if token_realm == MASTER { realm_not_found() } else { forbidden() });
+        return Err(if token_realm == MASTER {
+            realm_not_found()
+        } else {
+            forbidden()
+        });
     }
     if token_realm != REALM && token_realm != MASTER {
         return Err(forbidden());
@@ -350,12 +400,16 @@ fn scopes(realm: &str, perms: &[Perm], extra: &[&str]) -> Vec<String> {
     v
 }
 
-const ALL_PERMS: [Perm; 4] = [Perm::ViewUsers, Perm::QueryUsers, Perm::QueryGroups, Perm::ViewRealm];
+const ALL_PERMS: [Perm; 4] = [
+    Perm::ViewUsers,
+    Perm::QueryUsers,
+    Perm::QueryGroups,
+    Perm::ViewRealm,
+];
 
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let encoded = value.get(..6).filter(|p| p.eq_ignore_ascii_case("basic "))?;
-    let _ = encoded;
+    value.get(..6).filter(|p| p.eq_ignore_ascii_case("basic "))?;
     let decoded = String::from_utf8(STANDARD.decode(value[6..].trim()).ok()?).ok()?;
     let (id, secret) = decoded.split_once(':')?;
     let dec = |s: &str| {
@@ -367,30 +421,67 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     Some((dec(id), dec(secret)))
 }
 
-async fn token(State(ctx): St, Path(realm): Path<String>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn token(
+    State(ctx): St,
+    Path(realm): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     if realm != REALM && realm != MASTER {
         return error(StatusCode::NOT_FOUND, "Realm does not exist");
     }
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let Some(grant) = form.get("grant_type").filter(|g| !g.is_empty()) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing form parameter: grant_type");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Missing form parameter: grant_type",
+        );
     };
     let basic = basic_credentials(&headers);
-    let client_id = basic.as_ref().map(|(i, _)| i.clone()).or_else(|| form.get("client_id").cloned());
-    let secret = basic.as_ref().map(|(_, s)| s.clone()).or_else(|| form.get("client_secret").cloned());
+    let client_id = basic
+        .as_ref()
+        .map(|(i, _)| i.clone())
+        .or_else(|| form.get("client_id").cloned());
+    let secret = basic
+        .as_ref()
+        .map(|(_, s)| s.clone())
+        .or_else(|| form.get("client_secret").cloned());
     let Some(client_id) = client_id.filter(|c| !c.is_empty()) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_client", "Missing client_id parameter");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_client",
+            "Missing client_id parameter",
+        );
     };
-    let invalid_client =
-        || oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Invalid client or Invalid client credentials");
-    let wrong_secret =
-        || oauth_error(StatusCode::UNAUTHORIZED, "unauthorized_client", "Invalid client or Invalid client credentials");
+    let invalid_client = || {
+        oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "Invalid client or Invalid client credentials",
+        )
+    };
+    let wrong_secret = || {
+        oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized_client",
+            "Invalid client or Invalid client credentials",
+        )
+    };
     let creds = &ctx.creds;
     // the realm's clients: (id, secret or None for public clients, service-account roles)
     let confidential: Vec<(&str, &str, &[Perm])> = if realm == REALM {
         vec![
-            (creds.client_id.as_str(), creds.client_secret.as_str(), &[Perm::ViewUsers, Perm::QueryGroups, Perm::ViewRealm]),
-            (creds.limited_client_id.as_str(), creds.limited_client_secret.as_str(), &[Perm::QueryUsers]),
+            (
+                creds.client_id.as_str(),
+                creds.client_secret.as_str(),
+                &[Perm::ViewUsers, Perm::QueryGroups, Perm::ViewRealm],
+            ),
+            (
+                creds.limited_client_id.as_str(),
+                creds.limited_client_secret.as_str(),
+                &[Perm::QueryUsers],
+            ),
         ]
     } else {
         Vec::new()
@@ -412,7 +503,9 @@ async fn token(State(ctx): St, Path(realm): Path<String>, headers: HeaderMap, bo
             if secret.as_deref() != Some(*expected) {
                 return wrong_secret();
             }
-            let access = ctx.tokens.issue(&client_id, scopes(&realm, perms, &[]), None, now);
+            let access = ctx
+                .tokens
+                .issue(&client_id, scopes(&realm, perms, &[]), None, now);
             json_response(
                 StatusCode::OK,
                 &json!({
@@ -441,7 +534,11 @@ async fn token(State(ctx): St, Path(realm): Path<String>, headers: HeaderMap, bo
                     && form.get("username").map(|u| u.to_lowercase()) == Some(ADMIN_USER.to_string())
                     && form.get("password") == Some(&creds.api_token);
                 if !ok {
-                    return oauth_error(StatusCode::UNAUTHORIZED, "invalid_grant", "Invalid user credentials");
+                    return oauth_error(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid_grant",
+                        "Invalid user credentials",
+                    );
                 }
             } else {
                 let presented = form.get("refresh_token").map(String::as_str).unwrap_or("");
@@ -451,8 +548,12 @@ async fn token(State(ctx): St, Path(realm): Path<String>, headers: HeaderMap, bo
                     return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Invalid refresh token");
                 }
             }
-            let access = ctx.tokens.issue(ADMIN_CLI, scopes(MASTER, &ALL_PERMS, &[]), None, now);
-            let refresh = ctx.tokens.issue(ADMIN_CLI, scopes(MASTER, &[], &["refresh"]), None, now);
+            let access = ctx
+                .tokens
+                .issue(ADMIN_CLI, scopes(MASTER, &ALL_PERMS, &[]), None, now);
+            let refresh = ctx
+                .tokens
+                .issue(ADMIN_CLI, scopes(MASTER, &[], &["refresh"]), None, now);
             json_response(
                 StatusCode::OK,
                 &json!({
@@ -467,18 +568,24 @@ async fn token(State(ctx): St, Path(realm): Path<String>, headers: HeaderMap, bo
                 }),
             )
         }
-        _ => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "Unsupported grant_type"),
+        _ => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "Unsupported grant_type",
+        ),
     }
 }
 
 // ------------------------------------------------------------------------------------------------
 // the organisation, seen as a Keycloak realm
 
-fn user_id(org: &Org, ix: UserIx) -> String {
+/// The Keycloak id (a UUID) of a user of the organisation.
+pub fn user_id(org: &Org, ix: UserIx) -> String {
     ids::guid(org.seed, kind::USER, ix)
 }
 
-fn group_id(org: &Org, ix: GroupIx) -> String {
+/// The Keycloak id (a UUID) of a group of the organisation.
+pub fn group_id(org: &Org, ix: GroupIx) -> String {
     ids::guid(org.seed, kind::GROUP, ix)
 }
 
@@ -508,7 +615,9 @@ fn users_sorted(org: &Org) -> Vec<(String, UserIx)> {
 }
 
 fn sort_by_username(org: &Org, ixs: impl Iterator<Item = UserIx>) -> Vec<UserIx> {
-    let mut v: Vec<(String, UserIx)> = ixs.filter_map(|ix| kc_user(org, ix).map(|u| (username(u), ix))).collect();
+    let mut v: Vec<(String, UserIx)> = ixs
+        .filter_map(|ix| kc_user(org, ix).map(|u| (username(u), ix)))
+        .collect();
     v.sort();
     v.into_iter().map(|(_, ix)| ix).collect()
 }
@@ -530,7 +639,10 @@ fn user_json(org: &Org, ix: UserIx, full: bool) -> Value {
     m.insert("firstName".into(), json!(u.first_name));
     m.insert("lastName".into(), json!(u.last_name));
     m.insert("email".into(), json!(u.email.to_lowercase()));
-    m.insert("emailVerified".into(), json!(!matches!(u.status, UserStatus::Staged | UserStatus::Provisioned)));
+    m.insert(
+        "emailVerified".into(),
+        json!(!matches!(u.status, UserStatus::Staged | UserStatus::Provisioned)),
+    );
     m.insert("createdTimestamp".into(), json!(u.created * 1000));
     m.insert("enabled".into(), json!(u.status != UserStatus::Suspended));
     if full {
@@ -560,7 +672,10 @@ fn user_json(org: &Org, ix: UserIx, full: bool) -> Value {
         }
         if u.has_photo {
             let png = photo::png_for(org.seed ^ u64::from(ix));
-            put(PHOTO_ATTRIBUTE, &format!("data:image/png;base64,{}", STANDARD.encode(png)));
+            put(
+                PHOTO_ATTRIBUTE,
+                &format!("data:image/png;base64,{}", STANDARD.encode(png)),
+            );
         }
         if !attrs.is_empty() {
             m.insert("attributes".into(), Value::Object(attrs));
@@ -622,7 +737,11 @@ fn tree(org: &Org) -> Tree {
         by_name(v);
     }
     by_name(&mut top);
-    Tree { parent, children, top }
+    Tree {
+        parent,
+        children,
+        top,
+    }
 }
 
 impl Tree {
@@ -644,7 +763,9 @@ impl Tree {
 
 /// `GroupRepresentation`. `sub_groups`: the embedded sub-groups (Keycloak 23+: empty unless searching).
 fn group_json(org: &Org, t: &Tree, g: GroupIx, full: bool, count: bool, sub_groups: Vec<Value>) -> Value {
-    let Some(gr) = org.group(g) else { return Value::Null };
+    let Some(gr) = org.group(g) else {
+        return Value::Null;
+    };
     let mut m = Map::new();
     m.insert("id".into(), json!(group_id(org, g)));
     m.insert("name".into(), json!(gr.name));
@@ -760,13 +881,18 @@ fn user_matches(u: &crate::org::User, p: &Params) -> bool {
     };
     if let Some(s) = p.str("search") {
         let s = s.trim().to_lowercase();
-        let hay = [username(u), u.email.to_lowercase(), u.first_name.to_lowercase(), u.last_name.to_lowercase()];
+        let hay = [
+            username(u),
+            u.email.to_lowercase(),
+            u.first_name.to_lowercase(),
+            u.last_name.to_lowercase(),
+        ];
         let ok = if s == "*" {
             true
         } else if let Some(inner) = s.strip_prefix('*').and_then(|x| x.strip_suffix('*')) {
             hay.iter().any(|h| h.contains(inner))
         } else if exact {
-            hay.iter().any(|h| *h == s)
+            hay.contains(&s)
         } else {
             let s = s.trim_end_matches('*');
             hay.iter().any(|h| h.starts_with(s))
@@ -886,7 +1012,9 @@ fn user_group_list(org: &Org, ix: UserIx, p: &Params) -> Vec<GroupIx> {
         .copied()
         .filter(|g| org.group(*g).is_some())
         .filter(|g| match p.str("search") {
-            Some(s) => org.group(*g).is_some_and(|gr| gr.name.to_lowercase().contains(&s.to_lowercase())),
+            Some(s) => org
+                .group(*g)
+                .is_some_and(|gr| gr.name.to_lowercase().contains(&s.to_lowercase())),
             None => true,
         })
         .collect();
@@ -921,7 +1049,10 @@ async fn user_groups(
         Ok(w) => w,
         Err(r) => return r,
     };
-    let body: Vec<Value> = page.iter().map(|g| group_json(&org, &t, *g, full, false, Vec::new())).collect();
+    let body: Vec<Value> = page
+        .iter()
+        .map(|g| group_json(&org, &t, *g, full, false, Vec::new()))
+        .collect();
     drop(org);
     json_response(StatusCode::OK, &body)
 }
@@ -951,9 +1082,21 @@ async fn user_groups_count(
 
 /// `search`/`q` on `/groups`: top-level groups that are or contain a match, with `subGroups` filled
 /// down to the matches (`populateHierarchy`, the default).
-fn search_tree(org: &Org, t: &Tree, g: GroupIx, needle: &str, exact: bool, full: bool, count: bool) -> Option<Value> {
+fn search_tree(
+    org: &Org,
+    t: &Tree,
+    g: GroupIx,
+    needle: &str,
+    exact: bool,
+    full: bool,
+    count: bool,
+) -> Option<Value> {
     let name = org.group(g)?.name.to_lowercase();
-    let hit = if exact { name == needle } else { name.contains(needle) };
+    let hit = if exact {
+        name == needle
+    } else {
+        name.contains(needle)
+    };
     let subs: Vec<Value> = t
         .children_of(g)
         .iter()
@@ -982,8 +1125,11 @@ async fn list_groups(
     let t = tree(&org);
     let body: Vec<Value> = if let Some(needle) = p.str("search").or(p.str("q")).map(str::to_lowercase) {
         let exact = p.boolean("exact", false);
-        let hits: Vec<Value> =
-            t.top.iter().filter_map(|g| search_tree(&org, &t, *g, &needle, exact, full, count)).collect();
+        let hits: Vec<Value> = t
+            .top
+            .iter()
+            .filter_map(|g| search_tree(&org, &t, *g, &needle, exact, full, count))
+            .collect();
         match window(&hits, &p, None, &ctx.faults.config()) {
             Ok(w) => w,
             Err(r) => return r,
@@ -994,7 +1140,9 @@ async fn list_groups(
             Ok(w) => w,
             Err(r) => return r,
         };
-        page.iter().map(|g| group_json(&org, &t, *g, full, count, Vec::new())).collect()
+        page.iter()
+            .map(|g| group_json(&org, &t, *g, full, count, Vec::new()))
+            .collect()
     };
     drop(org);
     json_response(StatusCode::OK, &body)
@@ -1017,7 +1165,9 @@ async fn count_groups(
     let org = ctx.org.read().await;
     let t = tree(&org);
     let n = if let Some(s) = p.str("search").map(str::to_lowercase) {
-        org.live_groups().filter(|g| g.name.to_lowercase().contains(&s)).count()
+        org.live_groups()
+            .filter(|g| g.name.to_lowercase().contains(&s))
+            .count()
     } else if p.boolean("top", false) {
         t.top.len()
     } else {
@@ -1034,7 +1184,11 @@ fn viewable_group(org: &Org, caller: &Caller, id: &str) -> Result<GroupIx, Respo
     find_group(org, id).ok_or_else(|| error(StatusCode::NOT_FOUND, "Could not find group by id"))
 }
 
-async fn get_group(State(ctx): St, Path((realm, id)): Path<(String, String)>, headers: HeaderMap) -> Response {
+async fn get_group(
+    State(ctx): St,
+    Path((realm, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
     let caller = match admin_auth(&ctx, &headers, &realm).await {
         Ok(c) => c,
         Err(r) => return r,
@@ -1091,7 +1245,10 @@ async fn group_children(
         Ok(w) => w,
         Err(r) => return r,
     };
-    let body: Vec<Value> = page.iter().map(|c| group_json(&org, &t, *c, full, count, Vec::new())).collect();
+    let body: Vec<Value> = page
+        .iter()
+        .map(|c| group_json(&org, &t, *c, full, count, Vec::new()))
+        .collect();
     drop(org);
     json_response(StatusCode::OK, &body)
 }
@@ -1114,7 +1271,13 @@ async fn group_members(
         Err(r) => return r,
     };
     // direct members only
-    let members = sort_by_username(&org, org.group(g).map(|x| x.members.clone()).unwrap_or_default().into_iter());
+    let members = sort_by_username(
+        &org,
+        org.group(g)
+            .map(|x| x.members.clone())
+            .unwrap_or_default()
+            .into_iter(),
+    );
     let page = match window(&members, &p, Some(DEFAULT_MAX), &ctx.faults.config()) {
         Ok(w) => w,
         Err(r) => return r,
@@ -1160,11 +1323,15 @@ async fn list_roles(
     json_response(StatusCode::OK, &body)
 }
 
-fn find_role<'a>(all: &'a [RoleView], by: impl Fn(&RoleView) -> bool) -> Option<&'a RoleView> {
+fn find_role(all: &[RoleView], by: impl Fn(&RoleView) -> bool) -> Option<&RoleView> {
     all.iter().find(|r| by(r))
 }
 
-async fn get_role(State(ctx): St, Path((realm, name)): Path<(String, String)>, headers: HeaderMap) -> Response {
+async fn get_role(
+    State(ctx): St,
+    Path((realm, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
     let caller = match admin_auth(&ctx, &headers, &realm).await {
         Ok(c) => c,
         Err(r) => return r,
@@ -1182,7 +1349,11 @@ async fn get_role(State(ctx): St, Path((realm, name)): Path<(String, String)>, h
     json_response(StatusCode::OK, &body)
 }
 
-async fn role_by_id(State(ctx): St, Path((realm, id)): Path<(String, String)>, headers: HeaderMap) -> Response {
+async fn role_by_id(
+    State(ctx): St,
+    Path((realm, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
     let caller = match admin_auth(&ctx, &headers, &realm).await {
         Ok(c) => c,
         Err(r) => return r,
@@ -1192,7 +1363,9 @@ async fn role_by_id(State(ctx): St, Path((realm, id)): Path<(String, String)>, h
     }
     let org = ctx.org.read().await;
     let all = roles(&org);
-    let body = match find_role(&all, |r| ids::guid(org.seed, kind::ROLE, r.ix).eq_ignore_ascii_case(&id)) {
+    let body = match find_role(&all, |r| {
+        ids::guid(org.seed, kind::ROLE, r.ix).eq_ignore_ascii_case(&id)
+    }) {
         Some(r) => role_json(&org, r, true),
         None => return error(StatusCode::NOT_FOUND, "Could not find role with id"),
     };
@@ -1240,7 +1413,13 @@ mod tests {
 
     async fn emu(users: u32, groups: u32) -> RunningEmulator {
         let mut opts = EmulatorOptions::new("keycloak");
-        opts.gen = GenConfig { users, groups, seed: 3, nesting_depth: 3, ..GenConfig::default() };
+        opts.gen = GenConfig {
+            users,
+            groups,
+            seed: 3,
+            nesting_depth: 3,
+            ..GenConfig::default()
+        };
         start(opts).await.expect("emulator")
     }
 
@@ -1251,7 +1430,11 @@ mod tests {
     async fn token_for(e: &RunningEmulator, id: &str, secret: &str) -> String {
         let r = reqwest::Client::new()
             .post(token_url(e, REALM))
-            .form(&[("grant_type", "client_credentials"), ("client_id", id), ("client_secret", secret)])
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", id),
+                ("client_secret", secret),
+            ])
             .send()
             .await
             .expect("token");
@@ -1275,7 +1458,11 @@ mod tests {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let text = r.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), headers)
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            headers,
+        )
     }
 
     #[tokio::test]
@@ -1284,11 +1471,21 @@ mod tests {
         let c = e.credentials().clone();
         let post = |form: Vec<(&'static str, String)>| {
             let url = token_url(&e, REALM);
-            async move { reqwest::Client::new().post(url).form(&form).send().await.expect("post") }
+            async move {
+                reqwest::Client::new()
+                    .post(url)
+                    .form(&form)
+                    .send()
+                    .await
+                    .expect("post")
+            }
         };
-        let unknown =
-            post(vec![("grant_type", "client_credentials".into()), ("client_id", "nope".into()), ("client_secret", "x".into())])
-                .await;
+        let unknown = post(vec![
+            ("grant_type", "client_credentials".into()),
+            ("client_id", "nope".into()),
+            ("client_secret", "x".into()),
+        ])
+        .await;
         assert_eq!(unknown.status(), 401);
         let v: Value = unknown.json().await.unwrap();
         assert_eq!(v["error"], "invalid_client");
@@ -1301,7 +1498,10 @@ mod tests {
         assert_eq!(wrong.status(), 401);
         let v: Value = wrong.json().await.unwrap();
         assert_eq!(v["error"], "unauthorized_client");
-        assert_eq!(v["error_description"], "Invalid client or Invalid client credentials");
+        assert_eq!(
+            v["error_description"],
+            "Invalid client or Invalid client credentials"
+        );
         let missing = post(vec![("grant_type", "client_credentials".into())]).await;
         assert_eq!(missing.status(), 400);
         let v: Value = missing.json().await.unwrap();
@@ -1318,11 +1518,19 @@ mod tests {
         let v: Value = basic.json().await.unwrap();
         assert_eq!(v["token_type"], "Bearer");
         assert!(v["expires_in"].as_i64().is_some_and(|s| s > 0));
-        assert!(v.get("refresh_token").is_none(), "client credentials get no refresh token");
+        assert!(
+            v.get("refresh_token").is_none(),
+            "client credentials get no refresh token"
+        );
         // password grant: admin-cli in master
         let pw = reqwest::Client::new()
             .post(token_url(&e, MASTER))
-            .form(&[("grant_type", "password"), ("client_id", ADMIN_CLI), ("username", ADMIN_USER), ("password", &c.api_token)])
+            .form(&[
+                ("grant_type", "password"),
+                ("client_id", ADMIN_CLI),
+                ("username", ADMIN_USER),
+                ("password", &c.api_token),
+            ])
             .send()
             .await
             .unwrap();
@@ -1331,7 +1539,12 @@ mod tests {
         let refresh = v["refresh_token"].as_str().unwrap().to_string();
         let bad_pw = reqwest::Client::new()
             .post(token_url(&e, MASTER))
-            .form(&[("grant_type", "password"), ("client_id", ADMIN_CLI), ("username", ADMIN_USER), ("password", "x")])
+            .form(&[
+                ("grant_type", "password"),
+                ("client_id", ADMIN_CLI),
+                ("username", ADMIN_USER),
+                ("password", "x"),
+            ])
             .send()
             .await
             .unwrap();
@@ -1339,12 +1552,19 @@ mod tests {
         assert_eq!(bad_pw.json::<Value>().await.unwrap()["error"], "invalid_grant");
         let refreshed = reqwest::Client::new()
             .post(token_url(&e, MASTER))
-            .form(&[("grant_type", "refresh_token"), ("client_id", ADMIN_CLI), ("refresh_token", &refresh)])
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", ADMIN_CLI),
+                ("refresh_token", &refresh),
+            ])
             .send()
             .await
             .unwrap();
         assert_eq!(refreshed.status(), 200);
-        let admin = refreshed.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string();
+        let admin = refreshed.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let (s, _, _) = get(&e, &admin, "/roles/offline_access").await;
         assert_eq!(s, 200, "the master admin may read everything");
         let nowhere = reqwest::Client::new()
@@ -1364,14 +1584,32 @@ mod tests {
         assert_eq!(s, 200);
         assert_eq!(first.as_array().unwrap().len(), 100, "max defaults to 100");
         let u = &first[0];
-        for f in ["id", "username", "firstName", "lastName", "email", "emailVerified", "enabled", "createdTimestamp"] {
+        for f in [
+            "id",
+            "username",
+            "firstName",
+            "lastName",
+            "email",
+            "emailVerified",
+            "enabled",
+            "createdTimestamp",
+        ] {
             assert!(u.get(f).is_some(), "{f} missing");
         }
         assert!(u["enabled"].is_boolean() && u["createdTimestamp"].is_i64());
-        assert!(u["attributes"].is_object(), "briefRepresentation defaults to false: attributes present");
-        assert!(u["attributes"]["department"].is_array(), "attribute values are lists");
+        assert!(
+            u["attributes"].is_object(),
+            "briefRepresentation defaults to false: attributes present"
+        );
+        assert!(
+            u["attributes"]["department"].is_array(),
+            "attribute values are lists"
+        );
         let (_, brief, _) = get(&e, &t, "/users?briefRepresentation=true&max=5").await;
-        assert!(brief[0].get("attributes").is_none(), "the brief form has no attributes");
+        assert!(
+            brief[0].get("attributes").is_none(),
+            "the brief form has no attributes"
+        );
         // a full walk returns every user once, in username order, and ends with an empty page
         let mut ids = Vec::new();
         let mut names = Vec::new();
@@ -1394,10 +1632,21 @@ mod tests {
         sorted.sort();
         assert_eq!(names, sorted);
         let (_, count, _) = get(&e, &t, "/users/count").await;
-        assert_eq!(count.as_u64(), Some(ids.len() as u64), "/users/count is a bare integer");
+        assert_eq!(
+            count.as_u64(),
+            Some(ids.len() as u64),
+            "/users/count is a bare integer"
+        );
         let org = e.org().read().await;
-        let expected = org.live_users().filter(|u| u.status != UserStatus::Deprovisioned).count();
-        assert_eq!(ids.len(), expected, "deprovisioned users do not exist in Keycloak");
+        let expected = org
+            .live_users()
+            .filter(|u| u.status != UserStatus::Deprovisioned)
+            .count();
+        assert_eq!(
+            ids.len(),
+            expected,
+            "deprovisioned users do not exist in Keycloak"
+        );
         drop(org);
         let (s, v, _) = get(&e, &t, "/users?first=abc").await;
         assert_eq!(s, 404, "{v}");
@@ -1409,17 +1658,36 @@ mod tests {
         let t = full_token(&e).await;
         let (_, top, _) = get(&e, &t, "/groups").await;
         let top = top.as_array().unwrap().clone();
-        assert!(top.iter().all(|g| g["subGroups"] == json!([])), "KC 23+: subGroups is not filled");
-        assert!(top.iter().all(|g| g.get("attributes").is_none()), "/groups defaults to the brief form");
-        let parent = top.iter().find(|g| g["subGroupCount"].as_u64().unwrap_or(0) > 0).expect("a nested group");
+        assert!(
+            top.iter().all(|g| g["subGroups"] == json!([])),
+            "KC 23+: subGroups is not filled"
+        );
+        assert!(
+            top.iter().all(|g| g.get("attributes").is_none()),
+            "/groups defaults to the brief form"
+        );
+        let parent = top
+            .iter()
+            .find(|g| g["subGroupCount"].as_u64().unwrap_or(0) > 0)
+            .expect("a nested group");
         let pid = parent["id"].as_str().unwrap();
         let (_, kids, _) = get(&e, &t, &format!("/groups/{pid}/children")).await;
         let kids = kids.as_array().unwrap().clone();
-        assert_eq!(kids.len() as u64, parent["subGroupCount"].as_u64().unwrap().min(10));
+        assert_eq!(
+            kids.len() as u64,
+            parent["subGroupCount"].as_u64().unwrap().min(10)
+        );
         let k = &kids[0];
         assert!(k["attributes"].is_object(), "/children defaults to the full form");
         assert_eq!(k["parentId"], parent["id"]);
-        assert_eq!(k["path"], json!(format!("{}/{}", parent["path"].as_str().unwrap(), k["name"].as_str().unwrap())));
+        assert_eq!(
+            k["path"],
+            json!(format!(
+                "{}/{}",
+                parent["path"].as_str().unwrap(),
+                k["name"].as_str().unwrap()
+            ))
+        );
         let (_, all, _) = get(&e, &t, "/groups/count").await;
         let (_, tops, _) = get(&e, &t, "/groups/count?top=true").await;
         assert_eq!(tops["count"].as_u64(), Some(top.len() as u64));
@@ -1431,7 +1699,11 @@ mod tests {
         assert_eq!(members.as_array().unwrap().len(), 100);
         assert!(members[0]["attributes"].is_object());
         let org = e.org().read().await;
-        let nested = org.live_groups().find(|g| !g.child_groups.is_empty()).map(|g| g.ix).unwrap();
+        let nested = org
+            .live_groups()
+            .find(|g| !g.child_groups.is_empty())
+            .map(|g| g.ix)
+            .unwrap();
         let direct = org.group(nested).unwrap().members.len();
         let gid = group_id(&org, nested);
         drop(org);
@@ -1453,7 +1725,11 @@ mod tests {
         let (s, v, _) = get(&e, &limited, "/groups").await;
         assert_eq!((s, v), (403, json!({"error": "HTTP 403 Forbidden"})));
         let (s, v, _) = get(&e, &limited, "/users").await;
-        assert_eq!((s, v), (200, json!([])), "query-users alone: Keycloak filters every user out");
+        assert_eq!(
+            (s, v),
+            (200, json!([])),
+            "query-users alone: Keycloak filters every user out"
+        );
         let (s, v, _) = get(&e, &t, "/users/00000000-0000-4000-8000-000000000000").await;
         assert_eq!((s, v), (404, json!({"error": "User not found"})));
         let r = reqwest::Client::new()
@@ -1462,13 +1738,22 @@ mod tests {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 403, "a realm's service account may not look at other realms");
+        assert_eq!(
+            r.status(),
+            403,
+            "a realm's service account may not look at other realms"
+        );
         let (s, v, _) = get(&e, &t, "/users/").await;
         assert_eq!(s, 200);
         assert!(!v.as_array().unwrap().is_empty(), "a trailing slash is accepted");
         // roles: default-roles held directly by every user; users of a role by name
         let (_, roles, _) = get(&e, &t, "/roles").await;
-        let names: Vec<&str> = roles.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = roles
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
         assert!(names.contains(&"default-roles-example") && names.contains(&"offline_access"));
         let (_, holders, _) = get(&e, &t, "/roles/default-roles-example/users?max=1000").await;
         let (_, count, _) = get(&e, &t, "/users/count").await;
@@ -1483,7 +1768,11 @@ mod tests {
     #[tokio::test]
     async fn expired_tokens_are_refused() {
         let mut opts = EmulatorOptions::new("keycloak");
-        opts.gen = GenConfig { users: 5, groups: 3, ..GenConfig::default() };
+        opts.gen = GenConfig {
+            users: 5,
+            groups: 3,
+            ..GenConfig::default()
+        };
         opts.token_ttl_secs = 0;
         let e = start(opts).await.unwrap();
         let t = full_token(&e).await;
@@ -1495,24 +1784,42 @@ mod tests {
     async fn faults_use_keycloak_and_proxy_shapes() {
         let e = emu(250, 5).await;
         let t = full_token(&e).await;
-        e.set_faults(FaultConfig { error_rate: 1.0, error_statuses: vec![500], max_faults: Some(1), ..FaultConfig::default() })
-            .unwrap();
+        e.set_faults(FaultConfig {
+            error_rate: 1.0,
+            error_statuses: vec![500],
+            max_faults: Some(1),
+            ..FaultConfig::default()
+        })
+        .unwrap();
         let (s, v, _) = get(&e, &t, "/users").await;
         assert_eq!(s, 500);
         assert_eq!(v["error"], "unknown_error");
-        e.set_faults(FaultConfig { error_rate: 1.0, error_statuses: vec![503], max_faults: Some(1), ..FaultConfig::default() })
-            .unwrap();
+        e.set_faults(FaultConfig {
+            error_rate: 1.0,
+            error_statuses: vec![503],
+            max_faults: Some(1),
+            ..FaultConfig::default()
+        })
+        .unwrap();
         let (s, v, _) = get(&e, &t, "/users").await;
         assert_eq!(s, 503);
         assert!(v.as_str().unwrap().contains("nginx"));
         // an empty page mid-listing: indistinguishable from the end, which is why it is a fault
-        e.set_faults(FaultConfig { empty_page_at: Some(2), ..FaultConfig::default() }).unwrap();
+        e.set_faults(FaultConfig {
+            empty_page_at: Some(2),
+            ..FaultConfig::default()
+        })
+        .unwrap();
         let (_, p2, _) = get(&e, &t, "/users?first=100&max=100").await;
         assert_eq!(p2, json!([]));
         let (_, p3, _) = get(&e, &t, "/users?first=200&max=100").await;
         assert!(!p3.as_array().unwrap().is_empty());
         // a proxy's rate limit: 429 with Retry-After, no Keycloak headers
-        e.set_faults(FaultConfig { rate_limit_per_minute: Some(1), ..FaultConfig::default() }).unwrap();
+        e.set_faults(FaultConfig {
+            rate_limit_per_minute: Some(1),
+            ..FaultConfig::default()
+        })
+        .unwrap();
         let mut throttled = None;
         for _ in 0..3 {
             let (s, _, h) = get(&e, &t, "/users?max=1").await;

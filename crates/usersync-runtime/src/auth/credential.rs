@@ -58,7 +58,10 @@ fn cred_err(path: &Path, reason: impl Into<String>) -> RuntimeError {
 pub fn read(path: &Path) -> Result<StoredCredential, RuntimeError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            cred_err(path, "does not exist: run `usersync auth login <connection>` first")
+            cred_err(
+                path,
+                "does not exist: run `usersync auth login <connection>` first",
+            )
         } else {
             cred_err(path, format!("cannot read: {e}"))
         }
@@ -76,7 +79,8 @@ pub fn read(path: &Path) -> Result<StoredCredential, RuntimeError> {
             }
         }
     }
-    serde_json::from_str(&text).map_err(|e| cred_err(path, format!("is not a usersync credential file ({e})")))
+    serde_json::from_str(&text)
+        .map_err(|e| cred_err(path, format!("is not a usersync credential file ({e})")))
 }
 
 /// Write a credential file atomically with mode 0600 (parent directory created with 0700).
@@ -102,7 +106,9 @@ pub fn write(path: &Path, cred: &StoredCredential) -> Result<(), RuntimeError> {
         opts.mode(0o600);
     }
     let _ = std::fs::remove_file(&tmp);
-    let mut f = opts.open(&tmp).map_err(|e| cred_err(&tmp, format!("cannot create: {e}")))?;
+    let mut f = opts
+        .open(&tmp)
+        .map_err(|e| cred_err(&tmp, format!("cannot create: {e}")))?;
     f.write_all(&json)
         .and_then(|_| f.sync_all())
         .map_err(|e| cred_err(&tmp, format!("cannot write: {e}")))?;

@@ -62,12 +62,27 @@ impl Signer {
         cert: Option<(&str, &str)>,
     ) -> Result<Signer, RuntimeError> {
         if !key_pem.contains("-----BEGIN") {
-            return Err(key_err(option, "not a PEM private key (expected a `-----BEGIN ... PRIVATE KEY-----` block)"));
+            return Err(key_err(
+                option,
+                "not a PEM private key (expected a `-----BEGIN ... PRIVATE KEY-----` block)",
+            ));
         }
         let (alg, key) = match alg {
             AssertionAlg::RS256 | AssertionAlg::PS256 => {
-                let key = EncodingKey::from_rsa_pem(key_pem.as_bytes())
-                    .map_err(|e| key_err(option, format!("not a usable RSA private key ({e})")))?;
+                let key = EncodingKey::from_rsa_pem(key_pem.as_bytes()).map_err(|e| {
+                    if EncodingKey::from_ec_pem(key_pem.as_bytes()).is_ok() {
+                        key_err(
+                            option,
+                            format!(
+                                "this is an EC (P-256) key but the connection signs with {alg:?}, which needs \
+                                 an RSA key; choose ES256 in the connector's signing-algorithm option, or use \
+                                 an RSA key"
+                            ),
+                        )
+                    } else {
+                        key_err(option, format!("not a usable RSA private key in PEM form ({e})"))
+                    }
+                })?;
                 let a = if alg == AssertionAlg::RS256 {
                     Algorithm::RS256
                 } else {
@@ -77,7 +92,18 @@ impl Signer {
             }
             AssertionAlg::ES256 => {
                 let key = EncodingKey::from_ec_pem(key_pem.as_bytes()).map_err(|e| {
-                    key_err(option, format!("not a usable P-256 private key in PKCS#8 PEM form ({e})"))
+                    if EncodingKey::from_rsa_pem(key_pem.as_bytes()).is_ok() {
+                        key_err(
+                            option,
+                            "this is an RSA key but the connection signs with ES256; choose RS256 in the \
+                             connector's signing-algorithm option, or use a P-256 key",
+                        )
+                    } else {
+                        key_err(
+                            option,
+                            format!("not a usable P-256 private key in PKCS#8 PEM form ({e})"),
+                        )
+                    }
                 })?;
                 (Algorithm::ES256, key)
             }
@@ -110,7 +136,8 @@ impl Signer {
         header.kid = self.kid.clone();
         header.x5t = self.x5t.clone();
         header.x5t_s256 = self.x5t_s256.clone();
-        jsonwebtoken::encode(&header, claims, &self.key).map_err(|e| key_err(option, format!("signing failed ({e})")))
+        jsonwebtoken::encode(&header, claims, &self.key)
+            .map_err(|e| key_err(option, format!("signing failed ({e})")))
     }
 }
 
@@ -165,7 +192,8 @@ impl DpopKey {
     pub fn generate() -> Result<DpopKey, RuntimeError> {
         let rng = SystemRandom::new();
         let err = |what: &str| key_err("dpop", format!("cannot {what} a DPoP key"));
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).map_err(|_| err("generate"))?;
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|_| err("generate"))?;
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
             .map_err(|_| err("load"))?;
         let public = pair.public_key().as_ref();
@@ -183,7 +211,13 @@ impl DpopKey {
 
     /// A DPoP proof for one request. `htu` is the URL without query and fragment; `ath` is
     /// the access token's SHA-256 (resource requests only).
-    pub fn proof(&self, method: &str, url: &str, nonce: Option<&str>, access_token: Option<&str>) -> Result<String, RuntimeError> {
+    pub fn proof(
+        &self,
+        method: &str,
+        url: &str,
+        nonce: Option<&str>,
+        access_token: Option<&str>,
+    ) -> Result<String, RuntimeError> {
         let htu = url.split(['?', '#']).next().unwrap_or(url);
         let header = serde_json::json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": self.jwk});
         let mut claims = serde_json::json!({

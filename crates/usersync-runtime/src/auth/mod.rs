@@ -205,7 +205,13 @@ impl Authenticator {
                     )?);
                     jwt_issuer = Some(issuer.clone().unwrap_or(sa.client_email));
                 } else {
-                    signer = Some(Signer::new(key_option, key, usersync_sdk::AssertionAlg::RS256, None, None)?);
+                    signer = Some(Signer::new(
+                        key_option,
+                        key,
+                        usersync_sdk::AssertionAlg::RS256,
+                        None,
+                        None,
+                    )?);
                     jwt_issuer = Some(issuer.clone().ok_or_else(|| RuntimeError::Key {
                         option: key_option.clone(),
                         reason: "a bare PEM key needs the service account email as issuer; give the JSON key file instead"
@@ -238,7 +244,10 @@ impl Authenticator {
     fn nonce_key(url: &str, token_endpoint: bool) -> String {
         let host = url::Url::parse(url)
             .ok()
-            .and_then(|u| u.host_str().map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0))))
+            .and_then(|u| {
+                u.host_str()
+                    .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
+            })
             .unwrap_or_default();
         format!("{host}|{}", if token_endpoint { "as" } else { "rs" })
     }
@@ -273,7 +282,8 @@ impl Authenticator {
         };
         let changed = self.nonce(url, false).as_deref() != Some(nonce);
         self.store_nonce(url, false, nonce);
-        let challenge = status == 401 && find("WWW-Authenticate").is_some_and(|w| w.contains("use_dpop_nonce"));
+        let challenge =
+            status == 401 && find("WWW-Authenticate").is_some_and(|w| w.contains("use_dpop_nonce"));
         challenge && changed
     }
 
@@ -306,14 +316,26 @@ impl Authenticator {
                 if token.dpop {
                     let key = self.dpop.as_ref().ok_or_else(|| RuntimeError::Key {
                         option: "dpop".into(),
-                        reason: "the token endpoint issued a DPoP-bound token but this connection has no DPoP key"
-                            .into(),
+                        reason:
+                            "the token endpoint issued a DPoP-bound token but this connection has no DPoP key"
+                                .into(),
                     })?;
-                    let proof = key.proof(method, url, self.nonce(url, false).as_deref(), Some(token.access_token.expose()))?;
-                    headers.push(("Authorization".into(), format!("DPoP {}", token.access_token.expose())));
+                    let proof = key.proof(
+                        method,
+                        url,
+                        self.nonce(url, false).as_deref(),
+                        Some(token.access_token.expose()),
+                    )?;
+                    headers.push((
+                        "Authorization".into(),
+                        format!("DPoP {}", token.access_token.expose()),
+                    ));
                     headers.push(("DPoP".into(), proof));
                 } else {
-                    headers.push(("Authorization".into(), format!("Bearer {}", token.access_token.expose())));
+                    headers.push((
+                        "Authorization".into(),
+                        format!("Bearer {}", token.access_token.expose()),
+                    ));
                 }
                 Ok(Applied {
                     headers,
@@ -388,7 +410,9 @@ impl Authenticator {
                                     .map(|(_, v)| v.clone()),
                             ) {
                                 if self.dpop.is_some() && !nonce_retried {
-                                    tracing::debug!("token endpoint asked for a DPoP nonce; retrying with it");
+                                    tracing::debug!(
+                                        "token endpoint asked for a DPoP nonce; retrying with it"
+                                    );
                                     self.store_nonce(&token_url, true, &n);
                                     nonce_retried = true;
                                     attempt -= 1;
@@ -397,7 +421,10 @@ impl Authenticator {
                             }
                         }
                         let retryable = is_retryable_status(status) || status == 500;
-                        if !retryable || attempt >= http.policy.max_attempts.min(4) || started.elapsed() >= http.policy.max_total {
+                        if !retryable
+                            || attempt >= http.policy.max_attempts.min(4)
+                            || started.elapsed() >= http.policy.max_total
+                        {
                             return Err(RuntimeError::Token {
                                 url: redact_url(&token_url),
                                 status,
@@ -408,7 +435,10 @@ impl Authenticator {
                     }
                     Err(e) => {
                         let retry = e.transport_kind().is_some_and(|k| k.is_retryable());
-                        if !retry || attempt >= http.policy.max_attempts.min(4) || started.elapsed() >= http.policy.max_total {
+                        if !retry
+                            || attempt >= http.policy.max_attempts.min(4)
+                            || started.elapsed() >= http.policy.max_total
+                        {
                             return Err(e);
                         }
                     }
@@ -441,7 +471,10 @@ impl Authenticator {
         let lifetime = parsed
             .expires_in
             .as_ref()
-            .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())))
+            .and_then(|v| {
+                v.as_u64()
+                    .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+            })
             .map(Duration::from_secs)
             .unwrap_or(Duration::from_secs(300));
         let margin = (lifetime / 5).min(Duration::from_secs(300));
@@ -549,7 +582,8 @@ impl Authenticator {
                 form.push(("client_assertion", assertion));
                 if *dpop {
                     if let Some(key) = &self.dpop {
-                        let proof = key.proof("POST", token_url, self.nonce(token_url, true).as_deref(), None)?;
+                        let proof =
+                            key.proof("POST", token_url, self.nonce(token_url, true).as_deref(), None)?;
                         headers.push(("DPoP".into(), proof));
                     }
                 }
@@ -583,10 +617,13 @@ impl Authenticator {
                 scopes,
                 ..
             } => {
-                let path = self.credential_file.as_ref().ok_or_else(|| RuntimeError::Setting {
-                    setting: "credential_file".into(),
-                    reason: "not set".into(),
-                })?;
+                let path = self
+                    .credential_file
+                    .as_ref()
+                    .ok_or_else(|| RuntimeError::Setting {
+                        setting: "credential_file".into(),
+                        reason: "not set".into(),
+                    })?;
                 let cred = credential::read(path)?;
                 form.push(("grant_type", "refresh_token".into()));
                 form.push(("refresh_token", cred.refresh_token.clone()));
@@ -614,14 +651,13 @@ impl Authenticator {
             req = req.header(k.as_str(), v.as_str());
         }
         req = match json_body {
-            Some(j) => req
-                .header("Content-Type", "application/json")
-                .body(j.to_string()),
+            Some(j) => req.header("Content-Type", "application/json").body(j.to_string()),
             None => {
                 let body = url::form_urlencoded::Serializer::new(String::new())
                     .extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str())))
                     .finish();
-                req.header("Content-Type", "application/x-www-form-urlencoded").body(body)
+                req.header("Content-Type", "application/x-www-form-urlencoded")
+                    .body(body)
             }
         };
         Counters::add(&http.counters.requests, 1);
@@ -639,7 +675,12 @@ impl Authenticator {
         let headers: Vec<(String, String)> = resp
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let body = resp.bytes().await.map_err(|e| {
             let (kind, detail) = classify(&e, http.via_proxy);
@@ -668,7 +709,9 @@ fn basic_auth(id: &str, secret: &str) -> String {
 /// Extract an OAuth2 error (RFC 6749 5.2) or a provider's error envelope from a body.
 fn oauth_error(body: &[u8]) -> (Option<String>, String) {
     let snippet = || {
-        let s = String::from_utf8_lossy(&body[..body.len().min(300)]).trim().to_string();
+        let s = String::from_utf8_lossy(&body[..body.len().min(300)])
+            .trim()
+            .to_string();
         if body.len() > 300 {
             format!("{s}...")
         } else {
@@ -702,17 +745,26 @@ mod tests {
     #[test]
     fn basic_auth_form_encodes() {
         use base64::Engine as _;
-        let expected = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("a+b:x%3Ay"));
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("a+b:x%3Ay")
+        );
         assert_eq!(basic_auth("a b", "x:y"), expected);
     }
 
     #[test]
     fn oauth_errors_are_read_from_each_envelope() {
-        let (e, d) = oauth_error(br#"{"error":"invalid_client","error_description":"AADSTS7000215: bad secret\r\nTrace ID: x"}"#);
+        let (e, d) = oauth_error(
+            br#"{"error":"invalid_client","error_description":"AADSTS7000215: bad secret\r\nTrace ID: x"}"#,
+        );
         assert_eq!(e.as_deref(), Some("invalid_client"));
         assert_eq!(d, "AADSTS7000215: bad secret");
-        let (e, d) = oauth_error(br#"{"message":"Unauthorized","statusCode":401,"name":"UnauthorizedError"}"#);
-        assert_eq!((e.as_deref(), d.as_str()), (Some("UnauthorizedError"), "Unauthorized"));
+        let (e, d) =
+            oauth_error(br#"{"message":"Unauthorized","statusCode":401,"name":"UnauthorizedError"}"#);
+        assert_eq!(
+            (e.as_deref(), d.as_str()),
+            (Some("UnauthorizedError"), "Unauthorized")
+        );
         let (e, d) = oauth_error(b"<html>proxy says no</html>");
         assert_eq!((e, d.as_str()), (None, "<html>proxy says no</html>"));
     }

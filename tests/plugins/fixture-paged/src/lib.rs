@@ -11,7 +11,7 @@ use usersync_sdk::paging::{join_url, parse_json};
 use usersync_sdk::{
     AuthFlowKind, AuthFlowSpec, AuthPlan, Batch, Capabilities, Connector, ConnectorError, Cursor, Endpoint,
     HttpRequest, HttpResponse, Manifest, Operation, OptionSpec, OptionType, Options, PageParser, PagedCursor,
-    ParsedPage, Paging, Query, Session, ABI_VERSION,
+    Paging, ParsedPage, Query, Session, ABI_VERSION,
 };
 
 /// The fixture connector as a trait object.
@@ -42,7 +42,12 @@ impl Connector for Paged {
                 operation: Operation::ListUsers,
             }],
             capabilities: Capabilities::default(),
-            options: vec![OptionSpec::new("base_url", OptionType::Url, true, "Where the fixture API lives.")],
+            options: vec![OptionSpec::new(
+                "base_url",
+                OptionType::Url,
+                true,
+                "Where the fixture API lives.",
+            )],
             default_concurrency: 1,
         }
     }
@@ -97,7 +102,13 @@ impl PageParser for Ids {
         let records = b
             .users
             .into_iter()
-            .map(|id| Record::User(User::new(id.clone(), id, UserStatus::new(UserState::Active, "active"))))
+            .map(|id| {
+                Record::User(User::new(
+                    id.clone(),
+                    id,
+                    UserStatus::new(UserState::Active, "active"),
+                ))
+            })
             .collect();
         Ok(ParsedPage::new(Batch::of(records), b.next_page_token))
     }

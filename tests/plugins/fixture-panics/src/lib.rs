@@ -8,8 +8,8 @@
 mod plugin;
 
 use usersync_sdk::{
-    AuthFlowKind, AuthFlowSpec, AuthPlan, Batch, Capabilities, Connector, ConnectorError, Cursor, HttpRequest,
-    HttpResponse, Manifest, OptionSpec, OptionType, Options, Query, Session, ABI_VERSION,
+    AuthFlowKind, AuthFlowSpec, AuthPlan, Batch, Capabilities, Connector, ConnectorError, Cursor,
+    HttpRequest, HttpResponse, Manifest, OptionSpec, OptionType, Options, Query, Session, ABI_VERSION,
 };
 
 /// The fixture connector as a trait object.
@@ -35,7 +35,12 @@ impl Connector for Panics {
             }],
             endpoints: Vec::new(),
             capabilities: Capabilities::default(),
-            options: vec![OptionSpec::new("panic_in_open", OptionType::Bool, false, "Panic in open.")],
+            options: vec![OptionSpec::new(
+                "panic_in_open",
+                OptionType::Bool,
+                false,
+                "Panic in open.",
+            )],
             default_concurrency: 1,
         }
     }

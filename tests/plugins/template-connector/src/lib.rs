@@ -22,7 +22,7 @@ use usersync_sdk::paging::{join_url, parse_json, set_query_param, status_error};
 use usersync_sdk::{
     AuthFlowKind, AuthFlowSpec, AuthPlan, Batch, Capabilities, Connector, ConnectorError, Cursor, Endpoint,
     HttpRequest, HttpResponse, Manifest, Operation, OptionSpec, OptionType, Options, PageParser, PagedCursor,
-    ParsedPage, Paging, Query, Session, ABI_VERSION,
+    Paging, ParsedPage, Query, Session, ABI_VERSION,
 };
 
 /// The connector id: permanent, kebab-case; config files refer to it.
@@ -55,11 +55,20 @@ impl Connector for TemplateConnector {
                 token_url: None,
                 authorize_url: None,
                 scopes: Vec::new(),
-                description: "An API token created in the Acme admin console, sent as `Authorization: Bearer`.".into(),
+                description:
+                    "An API token created in the Acme admin console, sent as `Authorization: Bearer`.".into(),
             }],
             endpoints: vec![
-                ep("https://{acmeDomain}/api/v1/users", "Fetching information for all users", Operation::ListUsers),
-                ep("https://{acmeDomain}/api/v1/groups", "Fetch all groups", Operation::ListGroups),
+                ep(
+                    "https://{acmeDomain}/api/v1/users",
+                    "Fetching information for all users",
+                    Operation::ListUsers,
+                ),
+                ep(
+                    "https://{acmeDomain}/api/v1/groups",
+                    "Fetch all groups",
+                    Operation::ListGroups,
+                ),
                 ep(
                     "https://{acmeDomain}/api/v1/groups/{groupId}/members",
                     "Fetch members of a specific group",
@@ -71,10 +80,26 @@ impl Connector for TemplateConnector {
                 ..Capabilities::default()
             },
             options: vec![
-                OptionSpec::new("base_url", OptionType::Url, true, "Your Acme tenant, e.g. https://example.acme.test."),
-                OptionSpec::new("api_token", OptionType::String, true, "API token (Admin > Security > API).").secret(),
-                OptionSpec::new("page_size", OptionType::Integer, false, "Objects per page (1..=500).")
-                    .default_value(serde_json::json!(200)),
+                OptionSpec::new(
+                    "base_url",
+                    OptionType::Url,
+                    true,
+                    "Your Acme tenant, e.g. https://example.acme.test.",
+                ),
+                OptionSpec::new(
+                    "api_token",
+                    OptionType::String,
+                    true,
+                    "API token (Admin > Security > API).",
+                )
+                .secret(),
+                OptionSpec::new(
+                    "page_size",
+                    OptionType::Integer,
+                    false,
+                    "Objects per page (1..=500).",
+                )
+                .default_value(serde_json::json!(200)),
             ],
             default_concurrency: 4,
         }
@@ -83,11 +108,17 @@ impl Connector for TemplateConnector {
     fn open(&self, options: &Options) -> Result<Box<dyn Session>, ConnectorError> {
         let base_url = options.require_str("base_url")?.trim_end_matches('/').to_string();
         if !base_url.starts_with("https://") && !base_url.starts_with("http://") {
-            return Err(ConnectorError::config("base_url", format!("`{base_url}` is not an http(s) URL")));
+            return Err(ConnectorError::config(
+                "base_url",
+                format!("`{base_url}` is not an http(s) URL"),
+            ));
         }
         let page_size = options.u64("page_size").unwrap_or(200);
         if !(1..=500).contains(&page_size) {
-            return Err(ConnectorError::config("page_size", format!("{page_size} is not in 1..=500")));
+            return Err(ConnectorError::config(
+                "page_size",
+                format!("{page_size} is not in 1..=500"),
+            ));
         }
         Ok(Box::new(TemplateSession { base_url, page_size }))
     }
@@ -254,7 +285,10 @@ impl PageParser for MembersParser {
     }
 
     fn on_error(&mut self, response: &HttpResponse) -> Result<ParsedPage, ConnectorError> {
-        Err(status_error(response, &format!("members of Acme group `{}`", self.group_id)))
+        Err(status_error(
+            response,
+            &format!("members of Acme group `{}`", self.group_id),
+        ))
     }
 }
 
@@ -285,11 +319,17 @@ mod tests {
             200,
             r#"{"users":[{"id":"u1","login":"ada","email":"ada@acme.test","name":"Ada","status":"active"}]}"#,
         )
-        .with_header("Link", r#"<https://acme.test/api/v1/users?limit=200&after=u1>; rel="next""#);
+        .with_header(
+            "Link",
+            r#"<https://acme.test/api/v1/users?limit=200&after=u1>; rel="next""#,
+        );
         assert_eq!(cursor.on_response(page1).expect("page 1").records.len(), 1);
         let second = cursor.next_request().expect("second request");
         assert!(second.url.ends_with("after=u1"), "{}", second.url);
-        let page2 = HttpResponse::new(200, r#"{"users":[{"id":"u2","login":"bob","status":"suspended"}]}"#);
+        let page2 = HttpResponse::new(
+            200,
+            r#"{"users":[{"id":"u2","login":"bob","status":"suspended"}]}"#,
+        );
         let batch = cursor.on_response(page2).expect("page 2");
         let Record::User(u) = &batch.records[0] else {
             panic!("expected a user")
@@ -303,7 +343,10 @@ mod tests {
     fn unknown_status_and_errors_stop_the_listing() {
         let mut cursor = session().query(&Query::ListUsers).expect("cursor");
         let bad = HttpResponse::new(200, r#"{"users":[{"id":"u1","login":"x","status":"weird"}]}"#);
-        assert!(matches!(cursor.on_response(bad), Err(ConnectorError::Protocol { .. })));
+        assert!(matches!(
+            cursor.on_response(bad),
+            Err(ConnectorError::Protocol { .. })
+        ));
         let throttled = HttpResponse::new(429, "slow down").with_header("Retry-After", "2");
         assert!(matches!(
             cursor.on_response(throttled),

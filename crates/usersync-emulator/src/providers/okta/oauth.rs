@@ -11,6 +11,8 @@
 //! `okta.users.read okta.groups.read`), `okta-limited-client-key.pem` for `limited_client_id`
 //! (`okta.users.read` only). DPoP proofs may use ES256 or RS256 keys.
 
+#![allow(clippy::result_large_err)]
+
 use std::sync::{Arc, OnceLock};
 
 use axum::extract::State;
@@ -44,7 +46,11 @@ fn registry() -> &'static std::sync::Mutex<std::collections::HashMap<std::path::
 }
 
 fn state(ctx: &EmuContext) -> Option<Arc<OAuthState>> {
-    registry().lock().unwrap_or_else(|p| p.into_inner()).get(&ctx.state_dir).cloned()
+    registry()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&ctx.state_dir)
+        .cloned()
 }
 
 /// Path of the full client's private key (PEM).
@@ -69,13 +75,23 @@ pub fn init(ctx: &EmuContext) -> Result<(), EmulatorError> {
     let limited_pub = gen(limited_key_path(ctx))?;
     let mut n = [0u8; 16];
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut n);
-    let st = OAuthState { client_pub, limited_pub, nonce: URL_SAFE_NO_PAD.encode(n) };
-    registry().lock().unwrap_or_else(|p| p.into_inner()).insert(ctx.state_dir.clone(), Arc::new(st));
+    let st = OAuthState {
+        client_pub,
+        limited_pub,
+        nonce: URL_SAFE_NO_PAD.encode(n),
+    };
+    registry()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(ctx.state_dir.clone(), Arc::new(st));
     Ok(())
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    json_response(status, &json!({ "error": error, "error_description": description }))
+    json_response(
+        status,
+        &json!({ "error": error, "error_description": description }),
+    )
 }
 
 /// A parsed, not yet verified JWS (compact form).
@@ -131,9 +147,17 @@ fn verify_with_embedded_jwk(jws: &Jws) -> Option<String> {
         ("RSA", "RS256") => {
             let (n, e) = (b64(&jwk["n"])?, b64(&jwk["e"])?);
             let ok = ring::signature::RsaPublicKeyComponents { n: &n, e: &e }
-                .verify(&ring::signature::RSA_PKCS1_2048_8192_SHA256, &jws.signing_input, &jws.signature)
+                .verify(
+                    &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+                    &jws.signing_input,
+                    &jws.signature,
+                )
                 .is_ok();
-            let canon = format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, jwk["e"].as_str()?, jwk["n"].as_str()?);
+            let canon = format!(
+                r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
+                jwk["e"].as_str()?,
+                jwk["n"].as_str()?
+            );
             (ok, canon)
         }
         _ => return None,
@@ -161,7 +185,11 @@ pub async fn token(
     Form(form): Form<TokenForm>,
 ) -> Response {
     let Some(st) = state(&ctx) else {
-        return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "OAuth state missing");
+        return oauth_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "OAuth state missing",
+        );
     };
     let now = now_unix();
     let token_url = format!("{base}/oauth2/v1/token");
@@ -180,7 +208,11 @@ pub async fn token(
         );
     }
     let Some(jws) = form.client_assertion.as_deref().and_then(parse_jws) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_client", "The client_assertion token is malformed.");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_client",
+            "The client_assertion token is malformed.",
+        );
     };
     let iss = jws.claims["iss"].as_str().unwrap_or_default().to_string();
     let (public, granted): (&[u8], &[&str]) = if iss == ctx.creds.client_id {
@@ -194,7 +226,8 @@ pub async fn token(
             "The client_assertion token has an invalid issuer or subject.",
         );
     };
-    if form.client_id.as_deref().is_some_and(|c| c != iss) || jws.claims["sub"].as_str() != Some(iss.as_str()) {
+    if form.client_id.as_deref().is_some_and(|c| c != iss) || jws.claims["sub"].as_str() != Some(iss.as_str())
+    {
         return oauth_error(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
@@ -202,7 +235,11 @@ pub async fn token(
         );
     }
     if !verify_es256(public, &jws) {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "The client_assertion signature is invalid.");
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "The client_assertion signature is invalid.",
+        );
     }
     if jws.claims["aud"].as_str() != Some(token_url.as_str()) {
         return oauth_error(
@@ -214,7 +251,11 @@ pub async fn token(
     match jws.claims["exp"].as_i64() {
         Some(exp) if exp > now && exp <= now + 3600 + 60 => {}
         Some(exp) if exp <= now => {
-            return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "The client_assertion token is expired.");
+            return oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "The client_assertion token is expired.",
+            );
         }
         _ => {
             return oauth_error(
@@ -225,15 +266,27 @@ pub async fn token(
         }
     }
     if form.client_id.is_some() && form.client_id.as_deref() != Some(iss.as_str()) {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client_id does not match the assertion.");
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client_id does not match the assertion.",
+        );
     }
     // Scopes.
-    let requested: Vec<String> =
-        form.scope.as_deref().unwrap_or("").split_whitespace().map(str::to_string).collect();
+    let requested: Vec<String> = form
+        .scope
+        .as_deref()
+        .unwrap_or("")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
     if requested.is_empty() {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "The authorization server resource does not have any configured default scopes, 'scope' must be provided.");
     }
-    let refused: Vec<&String> = requested.iter().filter(|s| !granted.contains(&s.as_str())).collect();
+    let refused: Vec<&String> = requested
+        .iter()
+        .filter(|s| !granted.contains(&s.as_str()))
+        .collect();
     if !refused.is_empty() {
         let list: Vec<&str> = refused.iter().map(|s| s.as_str()).collect();
         return oauth_error(
@@ -243,8 +296,16 @@ pub async fn token(
         );
     }
     // DPoP.
-    let Some(proof) = headers.get("dpop").and_then(|v| v.to_str().ok()).and_then(parse_jws) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_dpop_proof", "The DPoP proof JWT header is missing.");
+    let Some(proof) = headers
+        .get("dpop")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_jws)
+    else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_dpop_proof",
+            "The DPoP proof JWT header is missing.",
+        );
     };
     let jkt = match check_proof(&proof, "POST", &token_url, now, None) {
         Ok(j) => j,
@@ -275,7 +336,13 @@ pub async fn token(
 
 /// Verify a DPoP proof: `typ`, signature by the embedded JWK, `htm`, `htu`, `iat` freshness and, for
 /// resource calls, `ath`. Returns the JWK thumbprint.
-fn check_proof(proof: &Jws, htm: &str, htu: &str, now: i64, ath: Option<&str>) -> Result<String, &'static str> {
+fn check_proof(
+    proof: &Jws,
+    htm: &str,
+    htu: &str,
+    now: i64,
+    ath: Option<&str>,
+) -> Result<String, &'static str> {
     if proof.header["typ"] != "dpop+jwt" {
         return Err("The DPoP proof JWT 'typ' header must be 'dpop+jwt'.");
     }
@@ -303,7 +370,12 @@ fn check_proof(proof: &Jws, htm: &str, htu: &str, now: i64, ath: Option<&str>) -
 
 /// The error a resource call with a bad DPoP proof gets.
 pub fn resource_dpop_error(msg: &str) -> Response {
-    let mut r = super::okta_error(StatusCode::UNAUTHORIZED, "E0000011", "Invalid token provided", vec![msg.to_string()]);
+    let mut r = super::okta_error(
+        StatusCode::UNAUTHORIZED,
+        "E0000011",
+        "Invalid token provided",
+        vec![msg.to_string()],
+    );
     if let Ok(v) = HeaderValue::from_str(&format!(
         "DPoP algs=\"RS256 ES256\", error=\"invalid_dpop_proof\", error_description=\"{msg}\""
     )) {
@@ -314,14 +386,23 @@ pub fn resource_dpop_error(msg: &str) -> Response {
 
 /// Check the `DPoP` proof of a resource call made with a DPoP-bound token; `htu` is the request URL
 /// without query.
-pub fn check_resource_proof(method: &Method, htu: &str, h: &HeaderMap, token: &str, jkt: &str) -> Result<(), Response> {
+pub fn check_resource_proof(
+    method: &Method,
+    htu: &str,
+    h: &HeaderMap,
+    token: &str,
+    jkt: &str,
+) -> Result<(), Response> {
     let Some(proof) = h.get("dpop").and_then(|v| v.to_str().ok()).and_then(parse_jws) else {
         return Err(resource_dpop_error("The DPoP proof JWT header is missing."));
     };
     let ath = URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()));
-    let got = check_proof(&proof, method.as_str(), htu, now_unix(), Some(&ath)).map_err(resource_dpop_error)?;
+    let got =
+        check_proof(&proof, method.as_str(), htu, now_unix(), Some(&ath)).map_err(resource_dpop_error)?;
     if got != jkt {
-        return Err(resource_dpop_error("The DPoP proof key does not match the access token binding."));
+        return Err(resource_dpop_error(
+            "The DPoP proof key does not match the access token binding.",
+        ));
     }
     Ok(())
 }

@@ -168,7 +168,10 @@ impl P {
 
 /// Parse an expression; the error says what is wrong.
 pub fn parse(s: &str) -> Result<Expr, String> {
-    let mut p = P { toks: lex(s)?, pos: 0 };
+    let mut p = P {
+        toks: lex(s)?,
+        pos: 0,
+    };
     if p.toks.is_empty() {
         return Err("empty search expression".into());
     }
@@ -182,7 +185,11 @@ pub fn parse(s: &str) -> Result<Expr, String> {
 fn norm(s: &str) -> String {
     // Timestamps: drop fractional seconds so `...:00Z` and `...:00.000Z` compare equal.
     let s = s.to_lowercase();
-    match (s.find('.'), s.ends_with('z'), s.len() >= 20 && s.as_bytes().get(10) == Some(&b't')) {
+    match (
+        s.find('.'),
+        s.ends_with('z'),
+        s.len() >= 20 && s.as_bytes().get(10) == Some(&b't'),
+    ) {
         (Some(dot), true, true) => format!("{}z", &s[..dot]),
         _ => s,
     }
@@ -255,7 +262,9 @@ mod tests {
         assert!(t(r#"profile.login sw "isaac.brock""#));
         assert!(t(r#"lastUpdated gt "2024-01-01T00:00:00.000Z""#));
         assert!(t(r#"lastUpdated ge "2024-05-01T10:00:00Z""#));
-        assert!(t(r#"(status lt "STAGED" or status gt "STAGED") and profile.login co "brock""#));
+        assert!(t(
+            r#"(status lt "STAGED" or status gt "STAGED") and profile.login co "brock""#
+        ));
         assert!(!t(r#"status eq "STAGED""#));
         assert!(!t("profile.managerId pr"));
         assert!(!t("profile.city pr"));
