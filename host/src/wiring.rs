@@ -123,6 +123,7 @@ pub fn settings(conn: &ConnectionConfig) -> ConnectionSettings {
         request_timeout: r.request_timeout,
         retry: RetryPolicy {
             max_attempts: r.max_retries.saturating_add(1),
+            max_throttle_wait: r.max_throttle_wait,
             ..RetryPolicy::default()
         },
         credential_file: Some(r.credential_file.clone()),

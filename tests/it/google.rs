@@ -428,3 +428,138 @@ async fn doctor_passes_and_diagnoses_wrong_key_and_missing_permission() {
         "{groups:#?}"
     );
 }
+
+/// `usersync sync` (the real binary) against the emulator: the store gets exactly the emulator's
+/// users and statuses; a fault injected mid-listing fails the run without deactivating anyone; a
+/// user suspended in Google is then deactivated by the next clean run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usersync_sync_end_to_end_and_a_failed_fetch_deactivates_nobody() {
+    let emu = emulator(2_000, 120).await;
+    let info = client_info(&emu).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("usersync.toml");
+    let text = format!(
+        "[store]\npath = \"{}\"\n\n[[connections]]\nname = \"google\"\nconnector = \"google\"\n\n\
+         [connections.options]\nbase_url = \"{}\"\ntoken_url = \"{}\"\nadmin_email = \"{}\"\n\
+         service_account_key = {{ file = \"{}\" }}\n",
+        dir.path().join("usersync.db").display(),
+        info["base_url"].as_str().unwrap_or_default(),
+        info["token_url"].as_str().unwrap_or_default(),
+        info["admin_email"].as_str().unwrap_or_default(),
+        info["service_account_key_file"].as_str().unwrap_or_default(),
+    );
+    std::fs::write(&config, text).expect("write config");
+    let usersync = |args: Vec<&'static str>| {
+        let config = config.clone();
+        async move {
+            let out = tokio::process::Command::new(crate::support::usersync_bin())
+                .arg("--config")
+                .arg(&config)
+                .args(args)
+                .output()
+                .await
+                .expect("run usersync");
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            let json: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+                panic!("usersync printed no JSON ({e}): {stdout}\n{}", String::from_utf8_lossy(&out.stderr))
+            });
+            json
+        }
+    };
+    let sync = || usersync(vec!["sync", "--format", "json", "--no-progress"]);
+    let stored_users = || usersync(vec!["users", "list", "--format", "json"]);
+
+    let first = sync().await;
+    let report = &first[0];
+    assert_eq!(report["status"], "applied", "{report}");
+    assert_eq!(report["errors"].as_array().map(Vec::len), Some(0), "{report}");
+    let min = minimum_requests(&emu).await;
+    let requests = report["requests"].as_u64().unwrap_or(0);
+    assert!(requests >= min, "the run summary reports the requests made ({requests} >= {min})");
+    let want = expected_users(&emu).await;
+    let check_store = |stored: &Value| {
+        let stored = stored.as_array().expect("user list");
+        assert!(!stored.is_empty());
+        for u in stored {
+            let id = u["provider_id"].as_str().unwrap_or_default();
+            let (username, state, _) = want.get(id).unwrap_or_else(|| panic!("unknown user {u}"));
+            assert_eq!(u["username"].as_str(), Some(username.as_str()));
+            let state_name = serde_json::to_value(state).unwrap_or_default();
+            assert_eq!(u["state"], state_name, "{u}");
+        }
+        stored.iter().filter(|u| u["active"] == true).count()
+    };
+    let active_before = check_store(&stored_users().await);
+    let active_expected = want.values().filter(|u| u.1 == UserState::Active).count();
+    assert_eq!(active_before, active_expected, "every active Google user is active in the store");
+
+    // Direct and transitive (nested groups, the CUSTOMER member) memberships of the stored users.
+    let groups = usersync(vec!["groups", "list", "--format", "json"]).await;
+    let groups = groups.as_array().expect("group list");
+    {
+        let org = emu.org().read().await;
+        assert_eq!(groups.len(), org.live_groups().count());
+        let active: BTreeSet<u32> = org
+            .live_users()
+            .filter(|u| gf::is_listed(u) && expected_state(u.status) == UserState::Active)
+            .map(|u| u.ix)
+            .collect();
+        let mut nested_checked = 0;
+        for g in org.live_groups() {
+            let stored = groups
+                .iter()
+                .find(|s| s["provider_id"] == gf::group_id(org.seed, g.ix).as_str())
+                .unwrap_or_else(|| panic!("group {} missing from the store", g.name));
+            let transitive: BTreeSet<u32> = if g.kind == GroupKind::BuiltIn {
+                active.clone()
+            } else {
+                org.transitive_members(g.ix).into_iter().filter(|u| active.contains(u)).collect()
+            };
+            assert_eq!(stored["transitive_users"].as_u64(), Some(transitive.len() as u64), "{stored}");
+            if g.kind != GroupKind::BuiltIn {
+                let direct = g.members.iter().filter(|u| active.contains(u)).count() + g.child_groups.len();
+                assert_eq!(stored["direct_members"].as_u64(), Some(direct as u64), "{stored}");
+            }
+            nested_checked += usize::from(!g.child_groups.is_empty());
+        }
+        assert!(nested_checked > 0, "the org has nested groups");
+    }
+
+    // A fault in the middle of the listing: the run fails and nobody is deactivated.
+    emu.set_faults(FaultConfig {
+        malformed_rate: 1.0,
+        start_after: 10,
+        ..FaultConfig::default()
+    })
+    .expect("faults");
+    let second = sync().await;
+    let report = &second[0];
+    assert_ne!(report["status"], "applied", "{report}");
+    assert_eq!(report["users"]["deactivated"], 0);
+    assert_eq!(report["users"]["deleted"], 0);
+    emu.set_faults(FaultConfig::default()).expect("faults");
+    assert_eq!(check_store(&stored_users().await), active_before);
+
+    // Suspend one user in Google: the next clean run deactivates exactly that user.
+    let victim = {
+        let mut org = emu.org().write().await;
+        let ix = org
+            .live_users()
+            .find(|u| gf::is_listed(u) && u.ix > 1 && gf::google_status(u.status) == (false, false, None))
+            .map(|u| u.ix)
+            .expect("an active user");
+        org.set_status(ix, usersync_emulator::UserStatus::Suspended);
+        gf::user_id(org.seed, ix)
+    };
+    let third = sync().await;
+    let report = &third[0];
+    assert_eq!(report["status"], "applied", "{report}");
+    assert_eq!(report["users"]["deactivated"], 1, "{report}");
+    let stored = stored_users().await;
+    let v = stored
+        .as_array()
+        .and_then(|a| a.iter().find(|u| u["provider_id"] == victim.as_str()))
+        .expect("victim stored");
+    assert_eq!(v["active"], false);
+    assert_eq!(v["status_raw"], "suspended=true,archived=false,suspensionReason=ADMIN");
+}

@@ -59,8 +59,10 @@ fn client_with(
     for (k, v) in extra {
         values.insert(k.to_string(), v.clone());
     }
-    let secrets: BTreeMap<String, Secret> =
-        secrets.iter().map(|(k, v)| (k.to_string(), Secret::new(v.to_string()))).collect();
+    let secrets: BTreeMap<String, Secret> = secrets
+        .iter()
+        .map(|(k, v)| (k.to_string(), Secret::new(v.to_string())))
+        .collect();
     let options = Options::validate(&connector.manifest(), values, secrets.keys().cloned().collect())
         .expect("valid keycloak options");
     ConnectionClient::new("keycloak-e2e", connector, options, secrets, settings())
@@ -99,7 +101,10 @@ async fn full_listing(c: &ConnectionClient) -> Result<Listing, RuntimeError> {
     for q in [Query::ListGroups, Query::ListRoles] {
         for r in c.run_query(&q).await?.records {
             match r {
-                Record::Group(g) => assert!(out.groups.insert(g.id.clone(), g).is_none(), "a group listed twice"),
+                Record::Group(g) => assert!(
+                    out.groups.insert(g.id.clone(), g).is_none(),
+                    "a group listed twice"
+                ),
                 Record::Membership(m) => match m.member {
                     MemberRef::Group(child) => {
                         out.nested.insert((m.group_id, child));
@@ -115,8 +120,12 @@ async fn full_listing(c: &ConnectionClient) -> Result<Listing, RuntimeError> {
     for g in out.groups.values() {
         ids.push(g.id.clone());
         queries.push(match g.kind {
-            GroupKind::Group => Query::GroupMembers { group_id: g.id.clone() },
-            GroupKind::Role => Query::RoleMembers { role_id: g.id.clone() },
+            GroupKind::Group => Query::GroupMembers {
+                group_id: g.id.clone(),
+            },
+            GroupKind::Role => Query::RoleMembers {
+                role_id: g.id.clone(),
+            },
         });
     }
     for (gid, res) in ids.iter().zip(c.run_all(queries).await) {
@@ -140,7 +149,8 @@ async fn full_listing(c: &ConnectionClient) -> Result<Listing, RuntimeError> {
 
 /// Whether Keycloak has the user: deprovisioned users are deleted users.
 fn in_realm(org: &Org, ix: u32) -> bool {
-    org.user(ix).is_some_and(|u| u.status != UserStatus::Deprovisioned)
+    org.user(ix)
+        .is_some_and(|u| u.status != UserStatus::Deprovisioned)
 }
 
 /// The parent of each group: the first group nesting it (the generator nests each group once).
@@ -169,8 +179,11 @@ fn path(org: &Org, parents: &BTreeMap<GroupIx, GroupIx>, g: GroupIx) -> String {
 /// parents, direct members, transitive members (closed over the hierarchy) and roles.
 fn assert_matches_org(l: &Listing, org: &Org) {
     // users
-    let want_users: BTreeSet<String> =
-        org.live_users().filter(|u| in_realm(org, u.ix)).map(|u| user_id(org, u.ix)).collect();
+    let want_users: BTreeSet<String> = org
+        .live_users()
+        .filter(|u| in_realm(org, u.ix))
+        .map(|u| user_id(org, u.ix))
+        .collect();
     let got_users: BTreeSet<String> = l.users.keys().cloned().collect();
     assert_eq!(got_users, want_users, "exactly the realm's users");
     for u in org.live_users().filter(|u| in_realm(org, u.ix)) {
@@ -181,15 +194,27 @@ fn assert_matches_org(l: &Listing, org: &Org) {
         } else {
             ("enabled=true", UserState::Active)
         };
-        assert_eq!((got.status.raw.as_str(), got.status.state), (raw, state), "{}", u.login);
-        let manager = u.manager.and_then(|m| org.user(m)).map(|m| ManagerRef::Username(m.login.to_lowercase()));
+        assert_eq!(
+            (got.status.raw.as_str(), got.status.state),
+            (raw, state),
+            "{}",
+            u.login
+        );
+        let manager = u
+            .manager
+            .and_then(|m| org.user(m))
+            .map(|m| ManagerRef::Username(m.login.to_lowercase()));
         assert_eq!(got.manager, manager, "manager of {}", u.login);
         assert_eq!(got.given_name.as_deref(), Some(u.first_name.as_str()));
     }
     // groups and hierarchy
     let parents = parents(org);
     let groups: Vec<_> = l.groups.values().filter(|g| g.kind == GroupKind::Group).collect();
-    assert_eq!(groups.len(), org.live_groups().count(), "exactly the realm's groups");
+    assert_eq!(
+        groups.len(),
+        org.live_groups().count(),
+        "exactly the realm's groups"
+    );
     let mut want_nested = BTreeSet::new();
     for g in org.live_groups() {
         let got = &l.groups[&group_id(org, g.ix)];
@@ -200,9 +225,18 @@ fn assert_matches_org(l: &Listing, org: &Org) {
             want_nested.insert((group_id(org, *p), group_id(org, g.ix)));
         }
         // direct members
-        let want: BTreeSet<String> =
-            g.members.iter().filter(|u| in_realm(org, **u)).map(|u| user_id(org, *u)).collect();
-        assert_eq!(l.members[&group_id(org, g.ix)], want, "direct members of {}", g.name);
+        let want: BTreeSet<String> = g
+            .members
+            .iter()
+            .filter(|u| in_realm(org, **u))
+            .map(|u| user_id(org, *u))
+            .collect();
+        assert_eq!(
+            l.members[&group_id(org, g.ix)],
+            want,
+            "direct members of {}",
+            g.name
+        );
     }
     assert_eq!(l.nested, want_nested, "parent/child pairs");
     // transitive members: close over the hierarchy the connector reported
@@ -230,11 +264,19 @@ fn assert_matches_org(l: &Listing, org: &Org) {
         .map(|g| (g.name.as_str(), &l.members[&g.id]))
         .collect();
     assert_eq!(roles.len(), 3 + org.roles.len());
-    assert_eq!(roles[&*format!("default-roles-{REALM}")], &want_users, "held by every user");
+    assert_eq!(
+        roles[&*format!("default-roles-{REALM}")],
+        &want_users,
+        "held by every user"
+    );
     assert!(roles["offline_access"].is_empty());
     for r in &org.roles {
-        let want: BTreeSet<String> =
-            r.members.iter().filter(|u| in_realm(org, **u)).map(|u| user_id(org, *u)).collect();
+        let want: BTreeSet<String> = r
+            .members
+            .iter()
+            .filter(|u| in_realm(org, **u))
+            .map(|u| user_id(org, *u))
+            .collect();
         assert_eq!(roles[r.name.as_str()], &want, "holders of {}", r.name);
     }
 }
@@ -273,7 +315,11 @@ fn request_budget(org: &Org) -> (u64, u64) {
     made += pages(roles_n) + 1;
     minimum += pages(roles_n).max(1);
     let mut role_members: Vec<usize> = vec![users, 0, 0];
-    role_members.extend(org.roles.iter().map(|r| r.members.iter().filter(|u| in_realm(org, **u)).count()));
+    role_members.extend(
+        org.roles
+            .iter()
+            .map(|r| r.members.iter().filter(|u| in_realm(org, **u)).count()),
+    );
     for m in role_members {
         made += 1 + pages(m) + 1; // roles-by-id, the pages, the empty page
         minimum += pages(m).max(1);
@@ -292,7 +338,10 @@ async fn full_listing_matches_the_realm() {
     let (made, minimum) = request_budget(&org);
     let counters = c.counters();
     assert_eq!(counters.retries, 0);
-    assert_eq!(counters.requests, made, "requests made (the lower bound is {minimum})");
+    assert_eq!(
+        counters.requests, made,
+        "requests made (the lower bound is {minimum})"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -338,11 +387,18 @@ async fn a_token_expiring_mid_listing_is_refreshed() {
         &[("client_secret", &emu.credentials().client_secret.clone())],
     )
     .expect("client");
-    let out = c.run_query(&Query::ListUsers).await.expect("listing survives token expiry");
+    let out = c
+        .run_query(&Query::ListUsers)
+        .await
+        .expect("listing survives token expiry");
     let org = emu.org().read().await;
     let want = org.live_users().filter(|u| in_realm(&org, u.ix)).count();
     assert_eq!(out.records.len(), want);
-    assert!(c.counters().token_requests >= 2, "the token was renewed mid-listing: {:?}", c.counters());
+    assert!(
+        c.counters().token_requests >= 2,
+        "the token was renewed mid-listing: {:?}",
+        c.counters()
+    );
 }
 
 fn connector_error(e: &RuntimeError) -> Option<&ConnectorError> {
@@ -393,7 +449,10 @@ async fn faults_mid_listing_never_yield_a_shorter_listing() {
     for f in broken {
         emu.set_faults(f.clone()).expect("faults");
         match c.run_query(&Query::ListUsers).await {
-            Ok(out) => panic!("{f:?}: a broken listing came back with {} users", out.records.len()),
+            Ok(out) => panic!(
+                "{f:?}: a broken listing came back with {} users",
+                out.records.len()
+            ),
             Err(e) => assert!(
                 !matches!(connector_error(&e), Some(ConnectorError::NotFound { .. })),
                 "{f:?}: {e}"
@@ -405,7 +464,10 @@ async fn faults_mid_listing_never_yield_a_shorter_listing() {
         ..FaultConfig::default()
     })
     .expect("faults");
-    assert!(c.run_query(&Query::ListGroups).await.is_ok(), "fewer than 100 top-level groups: one page");
+    assert!(
+        c.run_query(&Query::ListGroups).await.is_ok(),
+        "fewer than 100 top-level groups: one page"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -418,16 +480,25 @@ async fn wrong_secret_and_missing_roles_are_diagnosed() {
         &[("client_secret", "not-the-secret")],
     )
     .expect("client");
-    let err = wrong.run_query(&Query::ListUsers).await.expect_err("wrong secret");
+    let err = wrong
+        .run_query(&Query::ListUsers)
+        .await
+        .expect_err("wrong secret");
     let text = err.to_string();
-    assert!(!text.contains("not-the-secret"), "the secret never appears in errors: {text}");
+    assert!(
+        !text.contains("not-the-secret"),
+        "the secret never appears in errors: {text}"
+    );
     let limited = client_with(
         &emu,
         &[("client_id", serde_json::json!(creds.limited_client_id))],
         &[("client_secret", &creds.limited_client_secret)],
     )
     .expect("client");
-    let err = limited.run_query(&Query::ListGroups).await.expect_err("no query-groups");
+    let err = limited
+        .run_query(&Query::ListGroups)
+        .await
+        .expect_err("no query-groups");
     match connector_error(&err) {
         Some(ConnectorError::Forbidden { needed: Some(n), .. }) => assert!(n.contains("query-groups"), "{n}"),
         other => panic!("expected Forbidden naming the role, got {other:?} ({err})"),
@@ -435,7 +506,10 @@ async fn wrong_secret_and_missing_roles_are_diagnosed() {
     // query-users alone: Keycloak filters every user out; the listing is empty, never an error
     // the sync could mistake for a complete realm... except that it is complete for this caller:
     // the count agrees, and the sync's shrinking-source gate is what protects the directory.
-    let out = limited.run_query(&Query::ListUsers).await.expect("an empty, consistent listing");
+    let out = limited
+        .run_query(&Query::ListUsers)
+        .await
+        .expect("an empty, consistent listing");
     assert!(out.records.is_empty());
 }
 
@@ -514,8 +588,9 @@ managers = true
 
         async fn json(&self, args: &[&str]) -> (i32, Value) {
             let (code, stdout, stderr) = self.run(args).await;
-            let v = serde_json::from_str(&stdout)
-                .unwrap_or_else(|e| panic!("no JSON from {args:?} ({e}); exit {code}\nstdout: {stdout}\nstderr: {stderr}"));
+            let v = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+                panic!("no JSON from {args:?} ({e}); exit {code}\nstdout: {stdout}\nstderr: {stderr}")
+            });
             (code, v)
         }
 
@@ -528,11 +603,14 @@ managers = true
     }
 
     fn n(v: &Value, path: &str) -> u64 {
-        v.pointer(path).and_then(|x| x.as_u64()).unwrap_or_else(|| panic!("{path} missing in {v}"))
+        v.pointer(path)
+            .and_then(|x| x.as_u64())
+            .unwrap_or_else(|| panic!("{path} missing in {v}"))
     }
 
     fn enabled(org: &Org, ix: u32) -> bool {
-        org.user(ix).is_some_and(|u| !matches!(u.status, UserStatus::Deprovisioned | UserStatus::Suspended))
+        org.user(ix)
+            .is_some_and(|u| !matches!(u.status, UserStatus::Deprovisioned | UserStatus::Suspended))
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -543,10 +621,16 @@ managers = true
         assert_eq!(r["status"], "applied", "{r}");
         let (want_enabled, parent, want_transitive) = {
             let org = h.emu.org().read().await;
-            let want: BTreeSet<String> =
-                org.live_users().filter(|u| enabled(&org, u.ix)).map(|u| user_id(&org, u.ix)).collect();
+            let want: BTreeSet<String> = org
+                .live_users()
+                .filter(|u| enabled(&org, u.ix))
+                .map(|u| user_id(&org, u.ix))
+                .collect();
             let parents = parents(&org);
-            let top = *parents.values().find(|p| !parents.contains_key(p)).expect("a nested top-level group");
+            let top = *parents
+                .values()
+                .find(|p| !parents.contains_key(p))
+                .expect("a nested top-level group");
             let trans: BTreeSet<String> = org
                 .transitive_members(top)
                 .into_iter()
@@ -569,7 +653,10 @@ managers = true
             .filter(|m| m["active"] == Value::Bool(true))
             .map(|m| m["id"].as_str().expect("id").to_string())
             .collect();
-        assert_eq!(got, want_transitive, "transitive members of the top-level group {parent}");
+        assert_eq!(
+            got, want_transitive,
+            "transitive members of the top-level group {parent}"
+        );
         assert!(n(&r, "/requests") > 0);
 
         // no change: nothing written
@@ -589,8 +676,18 @@ managers = true
             .expect("faults");
         let (code, r3) = h.sync().await;
         assert_ne!(code, 0, "an incomplete fetch is not a success: {r3}");
-        assert_eq!(r3.pointer("/users/deactivated").and_then(Value::as_u64).unwrap_or(0), 0, "{r3}");
-        assert_eq!(r3.pointer("/users/deleted").and_then(Value::as_u64).unwrap_or(0), 0, "{r3}");
+        assert_eq!(
+            r3.pointer("/users/deactivated")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            0,
+            "{r3}"
+        );
+        assert_eq!(
+            r3.pointer("/users/deleted").and_then(Value::as_u64).unwrap_or(0),
+            0,
+            "{r3}"
+        );
         let (_, after) = h.json(&["users", "list", "--format", "json"]).await;
         let after = after.as_array().expect("array");
         assert_eq!(after.len(), want_enabled.len());
@@ -607,11 +704,55 @@ managers = true
         let (code, out, err) = wrong.run(&["doctor", "--format", "json"]).await;
         assert_ne!(code, 0);
         assert!(out.contains("token"), "{out}\n{err}");
-        assert!(!out.contains("not-the-secret") && !err.contains("not-the-secret"), "secret leaked");
+        assert!(
+            !out.contains("not-the-secret") && !err.contains("not-the-secret"),
+            "secret leaked"
+        );
 
-        let limited = Harness::new(10, 3, 3, Some((c.limited_client_id.clone(), c.limited_client_secret.clone()))).await;
+        let limited = Harness::new(
+            10,
+            3,
+            3,
+            Some((c.limited_client_id.clone(), c.limited_client_secret.clone())),
+        )
+        .await;
         let (code, out, err) = limited.run(&["doctor", "--format", "json"]).await;
         assert_ne!(code, 0);
-        assert!(out.contains("query-groups"), "the missing role is named\n{out}\n{err}");
+        assert!(
+            out.contains("query-groups"),
+            "the missing role is named\n{out}\n{err}"
+        );
     }
+}
+
+/// The measurement quoted in docs/providers/keycloak.md: 10,000 users and 1,000 groups, requests
+/// made vs the lower bound the page size allows. Run by hand:
+/// `cargo test -p usersync-tests --test it -- --ignored --nocapture keycloak::measure_10k_users_1k_groups`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn measure_10k_users_1k_groups() {
+    let emu = emulator(10_000, 1_000, 42).await;
+    let c = client(&emu);
+    let started = std::time::Instant::now();
+    let listing = full_listing(&c).await.expect("full listing");
+    let elapsed = started.elapsed();
+    let org = emu.org().read().await;
+    assert_matches_org(&listing, &org);
+    let (made, minimum) = request_budget(&org);
+    let counters = c.counters();
+    assert_eq!(counters.requests, made);
+    let memberships: usize = listing.members.values().map(BTreeSet::len).sum();
+    println!(
+        "keycloak 10k/1k: {} users, {} groups ({} nested), {} roles, {} direct memberships (groups+roles); \
+         requests made {} (token included), lower bound {}; {} ms, {} bytes",
+        listing.users.len(),
+        org.live_groups().count(),
+        parents(&org).len(),
+        3 + org.roles.len(),
+        memberships,
+        counters.requests,
+        minimum,
+        elapsed.as_millis(),
+        counters.bytes_received
+    );
 }

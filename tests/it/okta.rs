@@ -9,7 +9,9 @@ use std::time::Duration;
 use usersync_config::Secret;
 use usersync_emulator::org::Org;
 use usersync_emulator::providers::okta::{group_id, user_id};
-use usersync_emulator::{start, EmulatorOptions, FaultConfig, GenConfig, GroupKind, RunningEmulator, UserStatus};
+use usersync_emulator::{
+    start, EmulatorOptions, FaultConfig, GenConfig, GroupKind, RunningEmulator, UserStatus,
+};
 use usersync_model::{Group, ManagerRef, MemberRef, Record, User, UserState};
 use usersync_runtime::{ConnectionClient, ConnectionSettings, RetryPolicy, RuntimeError};
 use usersync_sdk::{Connector, ConnectorError, Options, Query};
@@ -62,7 +64,10 @@ fn client_with_settings(
     let connector: Arc<dyn Connector> = Arc::from(usersync_connector_okta::connector());
     let mut values: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     values.insert("base_url".into(), serde_json::json!(emu.http_url));
-    values.insert("group_types".into(), serde_json::json!(["OKTA_GROUP", "APP_GROUP", "BUILT_IN"]));
+    values.insert(
+        "group_types".into(),
+        serde_json::json!(["OKTA_GROUP", "APP_GROUP", "BUILT_IN"]),
+    );
     for (k, v) in extra {
         values.insert(k.to_string(), v.clone());
     }
@@ -107,11 +112,17 @@ async fn full_listing(c: &ConnectionClient) -> Result<Listing, RuntimeError> {
     out.skipped = groups.skipped;
     for r in groups.records {
         if let Record::Group(g) = r {
-            assert!(out.groups.insert(g.id.clone(), g).is_none(), "a group listed twice");
+            assert!(
+                out.groups.insert(g.id.clone(), g).is_none(),
+                "a group listed twice"
+            );
         }
     }
     let ids: Vec<String> = out.groups.keys().cloned().collect();
-    let queries = ids.iter().map(|g| Query::GroupMembers { group_id: g.clone() }).collect();
+    let queries = ids
+        .iter()
+        .map(|g| Query::GroupMembers { group_id: g.clone() })
+        .collect();
     for (gid, res) in ids.iter().zip(c.run_all(queries).await) {
         let set = out.members.entry(gid.clone()).or_default();
         for r in res?.records {
@@ -155,10 +166,21 @@ fn assert_matches_org(l: &Listing, org: &Org) {
         let (raw, state) = okta_status(u.status);
         assert_eq!(got.status.raw, raw, "status of {}", got.id);
         assert_eq!(got.status.state, state, "state of {}", got.id);
-        let manager = u.manager.and_then(|m| org.user(m)).map(|m| ManagerRef::Id(user_id(org, m.ix)));
+        let manager = u
+            .manager
+            .and_then(|m| org.user(m))
+            .map(|m| ManagerRef::Id(user_id(org, m.ix)));
         assert_eq!(got.manager, manager, "manager of {}", got.id);
-        assert_eq!(got.email.as_deref(), Some(u.email.as_str()), "email of {}", got.id);
-        assert_eq!(got.given_name.as_deref(), Some(u.first_name.as_str()).filter(|s| !s.trim().is_empty()));
+        assert_eq!(
+            got.email.as_deref(),
+            Some(u.email.as_str()),
+            "email of {}",
+            got.id
+        );
+        assert_eq!(
+            got.given_name.as_deref(),
+            Some(u.first_name.as_str()).filter(|s| !s.trim().is_empty())
+        );
     }
     let want_groups: BTreeSet<String> = org.live_groups().map(|g| group_id(org, g.ix)).collect();
     let got_groups: BTreeSet<String> = l.groups.keys().cloned().collect();
@@ -173,7 +195,11 @@ fn assert_matches_org(l: &Listing, org: &Org) {
             GroupKind::Imported => "APP_GROUP",
             GroupKind::BuiltIn => "BUILT_IN",
         };
-        assert_eq!(got.attributes.get("okta.type"), Some(&serde_json::json!(kind)), "type of {gid}");
+        assert_eq!(
+            got.attributes.get("okta.type"),
+            Some(&serde_json::json!(kind)),
+            "type of {gid}"
+        );
         let want: BTreeSet<String> = g
             .members
             .iter()
@@ -209,7 +235,11 @@ async fn full_listing_matches_the_emulated_org_with_the_minimum_requests() {
     assert!(listing.skipped.is_empty(), "{:?}", listing.skipped);
     let counters = c.counters();
     assert_eq!(counters.retries, 0);
-    assert_eq!(counters.requests, minimum_requests(&org), "requests made vs the minimum");
+    assert_eq!(
+        counters.requests,
+        minimum_requests(&org),
+        "requests made vs the minimum"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,7 +247,11 @@ async fn a_user_deprovisioned_in_okta_is_listed_as_deprovisioned() {
     let emu = emulator(300, 5, 3).await;
     let ix = {
         let mut org = emu.org().write().await;
-        let ix = org.live_users().find(|u| u.status == UserStatus::Active).map(|u| u.ix).expect("an active user");
+        let ix = org
+            .live_users()
+            .find(|u| u.status == UserStatus::Active)
+            .map(|u| u.ix)
+            .expect("an active user");
         assert!(org.set_status(ix, UserStatus::Deprovisioned));
         ix
     };
@@ -240,7 +274,11 @@ async fn a_user_deprovisioned_in_okta_is_listed_as_deprovisioned() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_pages_follow_every_next_link_and_user_groups_agree_with_members() {
     let emu = emulator(120, 8, 5).await;
-    let c = client_with(&emu, Cred::Token(emu.credentials().api_token.clone()), &[("page_size", serde_json::json!(7))]);
+    let c = client_with(
+        &emu,
+        Cred::Token(emu.credentials().api_token.clone()),
+        &[("page_size", serde_json::json!(7))],
+    );
     let listing = full_listing(&c).await.expect("full listing");
     let org = emu.org().read().await;
     assert_matches_org(&listing, &org);
@@ -249,7 +287,10 @@ async fn small_pages_follow_every_next_link_and_user_groups_agree_with_members()
     let some: Vec<u32> = org.live_users().map(|u| u.ix).take(15).collect();
     for ix in some {
         let uid = user_id(&org, ix);
-        let out = c.run_query(&Query::UserGroups { user_id: uid.clone() }).await.expect("user groups");
+        let out = c
+            .run_query(&Query::UserGroups { user_id: uid.clone() })
+            .await
+            .expect("user groups");
         let got: BTreeSet<String> = out
             .records
             .iter()
@@ -260,8 +301,14 @@ async fn small_pages_follow_every_next_link_and_user_groups_agree_with_members()
             .collect();
         let want: BTreeSet<String> = org.groups_of(ix).iter().map(|&g| group_id(&org, g)).collect();
         assert_eq!(got, want, "groups of {uid}");
-        let m = c.run_query(&Query::UserManager { user_id: uid.clone() }).await.expect("manager");
-        let want_mgr = org.user(ix).and_then(|u| u.manager).map(|m| ManagerRef::Id(user_id(&org, m)));
+        let m = c
+            .run_query(&Query::UserManager { user_id: uid.clone() })
+            .await
+            .expect("manager");
+        let want_mgr = org
+            .user(ix)
+            .and_then(|u| u.manager)
+            .map(|m| ManagerRef::Id(user_id(&org, m)));
         assert_eq!(
             m.records,
             vec![Record::Manager {
@@ -276,7 +323,11 @@ async fn small_pages_follow_every_next_link_and_user_groups_agree_with_members()
 async fn default_group_types_skip_everyone_and_count_it() {
     let emu = emulator(50, 6, 9).await;
     let token = emu.credentials().api_token.clone();
-    let c = client_with(&emu, Cred::Token(token), &[("group_types", serde_json::json!(["OKTA_GROUP", "APP_GROUP"]))]);
+    let c = client_with(
+        &emu,
+        Cred::Token(token),
+        &[("group_types", serde_json::json!(["OKTA_GROUP", "APP_GROUP"]))],
+    );
     let groups = c.run_query(&Query::ListGroups).await.expect("groups");
     let org = emu.org().read().await;
     let want: BTreeSet<String> = org
@@ -292,11 +343,22 @@ async fn default_group_types_skip_everyone_and_count_it() {
             _ => None,
         })
         .collect();
-    assert_eq!(got, want, "the search on type selects OKTA_GROUP and APP_GROUP server side");
+    assert_eq!(
+        got, want,
+        "the search on type selects OKTA_GROUP and APP_GROUP server side"
+    );
     // a user's groups include Everyone (BUILT_IN): counted as skipped, not dropped silently
     let uid = user_id(&org, org.live_users().next().expect("a user").ix);
-    let ug = c.run_query(&Query::UserGroups { user_id: uid }).await.expect("user groups");
-    assert_eq!(ug.skipped.get("group_type:BUILT_IN"), Some(&1), "{:?}", ug.skipped);
+    let ug = c
+        .run_query(&Query::UserGroups { user_id: uid })
+        .await
+        .expect("user groups");
+    assert_eq!(
+        ug.skipped.get("group_type:BUILT_IN"),
+        Some(&1),
+        "{:?}",
+        ug.skipped
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,7 +374,10 @@ async fn server_errors_mid_listing_are_retried_to_the_same_result() {
         ..FaultConfig::default()
     })
     .expect("faults");
-    let out = c.run_query(&Query::ListUsers).await.expect("listing survives transient faults");
+    let out = c
+        .run_query(&Query::ListUsers)
+        .await
+        .expect("listing survives transient faults");
     assert_eq!(out.records.len(), 900);
     assert_eq!(c.counters().retries, 3, "each injected 5xx was retried once");
 }
@@ -331,12 +396,17 @@ async fn concurrency_limit_429s_are_waited_out_and_the_listing_is_complete() {
         ..FaultConfig::default()
     })
     .expect("faults");
-    let listing = full_listing(&c).await.expect("full listing under the concurrency limit");
+    let listing = full_listing(&c)
+        .await
+        .expect("full listing under the concurrency limit");
     emu.set_faults(FaultConfig::default()).expect("faults off");
     let org = emu.org().read().await;
     assert_matches_org(&listing, &org);
     let counters = c.counters();
-    assert!(counters.throttled_responses > 0, "the concurrency limit was hit: {counters:?}");
+    assert!(
+        counters.throttled_responses > 0,
+        "the concurrency limit was hit: {counters:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,7 +438,10 @@ async fn a_broken_page_mid_listing_fails_the_whole_listing() {
     for (i, faults) in cases.into_iter().enumerate() {
         emu.set_faults(faults).expect("faults");
         // the faults persist, so no retry can save the listing: it must fail as a whole
-        let err = c.run_query(&Query::ListUsers).await.expect_err("a broken listing is an error");
+        let err = c
+            .run_query(&Query::ListUsers)
+            .await
+            .expect_err("a broken listing is an error");
         eprintln!("case {i}: {err}");
         assert!(
             !matches!(err.connector_error(), Some(ConnectorError::NotFound { .. })),
@@ -384,16 +457,32 @@ async fn a_broken_page_mid_listing_fails_the_whole_listing() {
 async fn wrong_token_is_unauthorized_and_a_limited_token_is_forbidden_on_groups() {
     let emu = emulator(30, 3, 2).await;
     let bad = client_with(&emu, Cred::Token("00notTheRightToken".into()), &[]);
-    let err = bad.run_query(&Query::ListUsers).await.expect_err("a wrong token fails");
+    let err = bad
+        .run_query(&Query::ListUsers)
+        .await
+        .expect_err("a wrong token fails");
     assert!(
         matches!(err.connector_error(), Some(ConnectorError::Unauthorized { .. })),
         "wrong token: {err}"
     );
-    assert!(!err.to_string().contains("00notTheRightToken"), "the secret leaked: {err}");
+    assert!(
+        !err.to_string().contains("00notTheRightToken"),
+        "the secret leaked: {err}"
+    );
 
-    let limited = client_with(&emu, Cred::Token(emu.credentials().limited_api_token.clone()), &[]);
-    limited.run_query(&Query::ListUsers).await.expect("the limited token reads users");
-    let err = limited.run_query(&Query::ListGroups).await.expect_err("no group permission");
+    let limited = client_with(
+        &emu,
+        Cred::Token(emu.credentials().limited_api_token.clone()),
+        &[],
+    );
+    limited
+        .run_query(&Query::ListUsers)
+        .await
+        .expect("the limited token reads users");
+    let err = limited
+        .run_query(&Query::ListGroups)
+        .await
+        .expect_err("no group permission");
     match err.connector_error() {
         Some(ConnectorError::Forbidden { needed: Some(n), .. }) => assert!(n.contains("admin role"), "{n}"),
         other => panic!("expected Forbidden with what is needed, got {other:?} ({err})"),
@@ -409,7 +498,11 @@ fn service_app_key(emu: &RunningEmulator) -> String {
 async fn service_app_with_private_key_jwt_and_dpop_reads_everything() {
     let emu = emulator(450, 12, 17).await;
     let pem = service_app_key(&emu);
-    let c = client_with(&emu, Cred::ServiceApp(emu.credentials().client_id.clone(), pem), &[]);
+    let c = client_with(
+        &emu,
+        Cred::ServiceApp(emu.credentials().client_id.clone(), pem),
+        &[],
+    );
     let listing = full_listing(&c).await.expect("full listing with a service app");
     let org = emu.org().read().await;
     assert_matches_org(&listing, &org);
@@ -426,14 +519,200 @@ async fn service_app_with_private_key_jwt_and_dpop_reads_everything() {
 async fn service_app_with_a_wrong_key_is_unauthorized() {
     let emu = emulator(10, 2, 4).await;
     // the limited client's key does not belong to the full client id
-    let pem = std::fs::read_to_string(usersync_emulator::providers::okta::oauth::limited_key_path(&emu.ctx))
-        .expect("limited key");
-    let c = client_with(&emu, Cred::ServiceApp(emu.credentials().client_id.clone(), pem), &[]);
+    let pem = std::fs::read_to_string(usersync_emulator::providers::okta::oauth::limited_key_path(
+        &emu.ctx,
+    ))
+    .expect("limited key");
+    let c = client_with(
+        &emu,
+        Cred::ServiceApp(emu.credentials().client_id.clone(), pem),
+        &[],
+    );
     let err = c.run_query(&Query::ListUsers).await.expect_err("wrong key");
     let text = err.to_string();
     assert!(!text.contains("PRIVATE KEY"), "the key leaked: {text}");
     assert!(
-        matches!(err.connector_error(), Some(ConnectorError::Unauthorized { .. }) | None),
+        matches!(
+            err.connector_error(),
+            Some(ConnectorError::Unauthorized { .. }) | None
+        ),
         "a rejected assertion is an auth failure: {err}"
     );
+}
+
+// ------------------------------------------------------------------ `usersync sync` end to end
+
+async fn sync_cli(config: &std::path::Path, token: &str) -> (i32, serde_json::Value) {
+    let out = tokio::process::Command::new(crate::support::usersync_bin())
+        .arg("--config")
+        .arg(config)
+        .args(["sync", "--format", "json", "--no-progress"])
+        .env("OKTA_E2E_TOKEN", token)
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .expect("run usersync sync");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let reports: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "sync output is not JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains(token),
+        "the API token leaked to stderr"
+    );
+    assert!(!stdout.contains(token), "the API token leaked to stdout");
+    (out.status.code().unwrap_or(-1), reports[0].clone())
+}
+
+fn n(report: &serde_json::Value, path: &str) -> u64 {
+    report
+        .pointer(path)
+        .and_then(|v| v.as_u64())
+        .unwrap_or_else(|| panic!("no {path} in {report}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usersync_sync_reads_the_whole_org_and_faulted_runs_deactivate_nobody() {
+    let emu = emulator(2_000, 40, 31).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("usersync.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[store]
+path = "okta.db"
+
+[[connections]]
+name = "okta"
+connector = "okta"
+
+[connections.options]
+base_url = "{}"
+group_types = ["OKTA_GROUP", "APP_GROUP", "BUILT_IN"]
+api_token = {{ env = "OKTA_E2E_TOKEN" }}
+
+[connections.runtime]
+max_retries = 1
+"#,
+            emu.http_url
+        ),
+    )
+    .expect("write config");
+    let token = emu.credentials().api_token.clone();
+
+    // 1. first run: everything the org holds, with the fewest requests the page sizes allow
+    let (code, r) = sync_cli(&config, &token).await;
+    assert_eq!((code, r["status"].as_str()), (0, Some("applied")), "{r}");
+    let (active_users, active_edges, minimum) = {
+        let org = emu.org().read().await;
+        let active = |ix: u32| org.user(ix).is_some_and(|u| okta_status(u.status).1.is_active());
+        let users = org.live_users().filter(|u| active(u.ix)).count() as u64;
+        let edges: u64 = org
+            .live_groups()
+            .map(|g| g.members.iter().filter(|&&m| active(m)).count() as u64)
+            .sum();
+        (users, edges, minimum_requests(&org))
+    };
+    assert_eq!(n(&r, "/users/created"), active_users, "{r}");
+    assert_eq!(n(&r, "/groups/created"), 40, "{r}");
+    assert_eq!(n(&r, "/memberships/added"), active_edges, "{r}");
+    assert_eq!(n(&r, "/requests"), minimum, "requests made vs the minimum: {r}");
+
+    // 2. a fault mid-listing: the run fails and nobody is deactivated or removed
+    let faults = [
+        (
+            "paging loop",
+            FaultConfig {
+                paging_loop_at_page: Some(3),
+                ..FaultConfig::default()
+            },
+        ),
+        (
+            "expired cursor",
+            FaultConfig {
+                expire_token_at_page: Some(2),
+                ..FaultConfig::default()
+            },
+        ),
+        (
+            "truncated bodies",
+            FaultConfig {
+                truncate_rate: 1.0,
+                start_after: 4,
+                ..FaultConfig::default()
+            },
+        ),
+        (
+            "malformed bodies",
+            FaultConfig {
+                malformed_rate: 1.0,
+                start_after: 4,
+                ..FaultConfig::default()
+            },
+        ),
+        (
+            "503 storm",
+            FaultConfig {
+                error_rate: 1.0,
+                error_statuses: vec![503],
+                start_after: 4,
+                ..FaultConfig::default()
+            },
+        ),
+    ];
+    for (what, f) in faults {
+        emu.set_faults(f).expect("faults");
+        let (code, r) = sync_cli(&config, &token).await;
+        assert_ne!(code, 0, "{what}: the run must fail: {r}");
+        assert_eq!(r["status"].as_str(), Some("failed"), "{what}: {r}");
+        for p in [
+            "/users/deactivated",
+            "/users/deleted",
+            "/groups/deleted",
+            "/memberships/removed",
+        ] {
+            assert_eq!(n(&r, p), 0, "{what}: {p} must be 0: {r}");
+        }
+    }
+    emu.set_faults(FaultConfig::default()).expect("faults off");
+
+    // 3. an empty page with a next link is not the end of the listing
+    emu.set_faults(FaultConfig {
+        empty_page_at: Some(2),
+        ..FaultConfig::default()
+    })
+    .expect("faults");
+    let (code, r) = sync_cli(&config, &token).await;
+    emu.set_faults(FaultConfig::default()).expect("faults off");
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(
+        n(&r, "/users/unchanged"),
+        active_users,
+        "empty page mid-listing: {r}"
+    );
+    assert_eq!(
+        n(&r, "/users/deactivated") + n(&r, "/users/reactivated"),
+        0,
+        "{r}"
+    );
+
+    // 4. deprovisioned and suspended in Okta: seen in the listing and deactivated for that reason
+    {
+        let mut org = emu.org().write().await;
+        let two: Vec<u32> = org
+            .live_users()
+            .filter(|u| u.status == UserStatus::Active)
+            .map(|u| u.ix)
+            .take(2)
+            .collect();
+        assert!(org.set_status(two[0], UserStatus::Deprovisioned));
+        assert!(org.set_status(two[1], UserStatus::Suspended));
+    }
+    let (code, r) = sync_cli(&config, &token).await;
+    assert_eq!((code, r["status"].as_str()), (0, Some("applied")), "{r}");
+    assert_eq!(n(&r, "/users/deactivated"), 2, "{r}");
+    assert_eq!(n(&r, "/users/deleted"), 0, "{r}");
 }

@@ -376,7 +376,7 @@ mod end_to_end {
     }
 
     #[tokio::test]
-    async fn server_errors_are_retried_and_a_broken_body_fails_the_query() {
+    async fn server_errors_and_cut_bodies_are_retried_to_a_complete_listing() {
         let mut opts = EmulatorOptions::new("onelogin");
         opts.gen = GenConfig {
             users: 120,
@@ -394,9 +394,7 @@ mod end_to_end {
             ..FaultConfig::default()
         })
         .expect("faults");
-        let t = std::time::Instant::now();
         let users = c.run_query(&Query::ListUsers).await.expect("503s are retried");
-        eprintln!("503s: {:?}", t.elapsed());
         assert!(users.records.iter().filter(|r| matches!(r, Record::User(_))).count() > 100);
 
         emu.set_faults(FaultConfig {
@@ -407,11 +405,9 @@ mod end_to_end {
         })
         .expect("faults");
         let c2 = client(&emu);
-        let t = std::time::Instant::now();
         // A cut connection mid-body is a transport failure: the page is fetched again, and the
         // listing is complete, never a partial page taken for a whole one.
         let again = c2.run_query(&Query::ListUsers).await.expect("truncated page is retried");
-        eprintln!("truncated: {:?}", t.elapsed());
         assert_eq!(again.records, users.records);
     }
 }

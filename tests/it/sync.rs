@@ -38,6 +38,7 @@ path = "store.db"
 
 [runtime]
 max_retries = 1
+max_throttle_wait_secs = 0
 
 [[connections]]
 name = "okta"
@@ -290,10 +291,6 @@ async fn a_failure_in_the_middle_of_a_fetch_applies_nothing_destructive() {
             ..FaultConfig::default()
         })
         .expect("faults");
-    let (code, so, se) = h.run(&["-vv", "sync", "--format", "json", "--no-progress"]).await;
-    eprintln!("DEBUG {code}\n{se}");
-    panic!("{so}");
-    #[allow(unreachable_code)]
     let (code, r) = h.sync(&[]).await;
     assert_eq!(code, 1, "{r}");
     assert_eq!(r["status"], "failed");
@@ -399,7 +396,7 @@ async fn recorded_plan(h: &Harness, id: &serde_json::Value) -> serde_json::Value
 /// the apply; the store must hold either the old state (nothing) or the complete new state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_apply_leaves_the_old_or_the_new_state() {
-    let h = Harness::new(3000, 40, 61, "").await;
+    let h = Harness::new(1500, 30, 61, "").await;
     // reference: an uninterrupted run into a copy of the config's store
     let (code, r) = h.sync(&["--dry-run"]).await;
     assert_eq!(code, 0, "{r}");
@@ -417,7 +414,7 @@ async fn kill_9_during_apply_leaves_the_old_or_the_new_state() {
     assert!(new_state.users.len() > 1000);
     let mut saw_old = 0;
     let mut saw_new = 0;
-    for delay_ms in [0u64, 2, 5, 10, 20, 40, 80, 160] {
+    for delay_ms in [0u64, 3, 10, 30, 100] {
         for f in ["store.db", "store.db-wal", "store.db-shm"] {
             let _ = std::fs::remove_file(h.dir.path().join(f));
             let p = pristine.join(f);
@@ -476,7 +473,7 @@ async fn config_check_names_file_line_and_option() {
     std::fs::write(h.config(), bad).expect("write");
     let (code, _, err) = h.run(&["config", "check"]).await;
     assert_eq!(code, 2);
-    let want = format!("{}:12: connection `okta`: option `base_ulr`", h.config().display());
+    let want = format!("{}:13: connection `okta`: option `base_ulr`", h.config().display());
     assert!(err.contains(&want) && err.contains("did you mean `base_url`"), "{err}");
     let (code, _, _) = h.run(&["sync", "--no-progress"]).await;
     assert_eq!(code, 2, "a config error is exit code 2");

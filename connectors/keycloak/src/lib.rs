@@ -76,14 +76,9 @@ fn endpoints() -> Vec<Endpoint> {
         ),
         endpoint(
             "{admin}/users/{userid}",
-            "Fetching information for a single user",
+            "Fetching information for a single user (managers come with every user of the listing, from the \
+             attribute named by `manager_attribute`: no per-user manager call is needed)",
             Operation::GetUser,
-        ),
-        endpoint(
-            "{admin}/users/{userid}",
-            "Fetch the manager of a specific user from the user attribute named by `manager_attribute` (serves \
-             the seed row `/users/{userid}`)",
-            Operation::UserManager,
         ),
         endpoint(
             "{admin}/users/{userid}",

@@ -170,7 +170,10 @@ mod tests {
         send_sync_static::<FfiConnectorBox>();
         send_sync_static::<FfiSessionBox>();
         send_sync_static::<FfiCursorBox>();
-        assert_eq!(abi_version_of(ROOT_MODULE_VERSION), Some(usersync_sdk::ABI_VERSION));
+        assert_eq!(
+            abi_version_of(ROOT_MODULE_VERSION),
+            Some(usersync_sdk::ABI_VERSION)
+        );
         assert_eq!(abi_version_of("1.99.0"), Some(99));
         assert_eq!(abi_version_of("0.1.0"), None);
         assert_eq!(abi_version_of("garbage"), None);

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use abi_stable::{
-    library::{lib_header_from_path, LibraryError, RootModuleError},
+    library::{lib_header_from_path, AbiHeaderRef, LibHeader, LibraryError, RawLibrary, RootModuleError},
     std_types::{RResult, RString},
 };
 use usersync_sdk::{
@@ -180,9 +180,9 @@ fn library_error(e: LibraryError, abi: u32) -> LoadError {
 /// The caller is responsible for checking the file's ownership and permissions first.
 pub fn load_plugin(path: &Path) -> Result<LoadedPlugin, LoadError> {
     let _span = tracing::debug_span!("load_plugin", path = %path.display()).entered();
-    // `lib_header_from_path` + `init_root_module` (not `RootModule::load_from_file`, which caches
-    // one library per root module type). The library is leaked: never unloaded.
-    let header = lib_header_from_path(path).map_err(|e| library_error(e, 0))?;
+    // Open the library and take its header (never `RootModule::load_from_file`, which caches one
+    // library per root module type), then `init_root_module`. The library is never unloaded.
+    let header = lib_header(path)?;
     let consts = header.root_mod_consts();
     if consts.name().as_str() != ROOT_MODULE_NAME {
         return Err(LoadError::NotAPlugin {
@@ -246,6 +246,58 @@ pub fn load_plugin(path: &Path) -> Result<LoadedPlugin, LoadError> {
             manifest,
         }),
     })
+}
+
+/// The library's root module header: under its per-crate usersync symbol when it has one (found
+/// in the dynamic symbol table), else under abi_stable's standard symbol (`lib_header_from_path`).
+fn lib_header(path: &Path) -> Result<&'static LibHeader, LoadError> {
+    let bytes = std::fs::read(path).map_err(|e| LoadError::Open {
+        detail: format!("cannot read {}: {e}", path.display()),
+    })?;
+    let mut symbols: Vec<String> = crate::elf::defined_dynamic_symbols(&bytes)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n.starts_with(crate::PLUGIN_SYMBOL_PREFIX))
+        .collect();
+    drop(bytes);
+    if symbols.len() > 1 {
+        // A cdylib that links other connector crates re-exports their symbols too: take the one
+        // named after the library file (`lib<crate>.so`).
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        let own = format!(
+            "{}{}",
+            crate::PLUGIN_SYMBOL_PREFIX,
+            stem.trim_start_matches("lib")
+        );
+        if symbols.contains(&own) {
+            symbols = vec![own];
+        } else {
+            return Err(LoadError::NotAPlugin {
+                detail: format!(
+                    "it exports several usersync root modules ({}); one per library",
+                    symbols.join(", ")
+                ),
+            });
+        }
+    }
+    let Some(symbol) = symbols.pop() else {
+        return lib_header_from_path(path).map_err(|e| library_error(e, 0));
+    };
+    let raw = RawLibrary::load_at(path).map_err(|e| library_error(e, 0))?;
+    let mut name = symbol.into_bytes();
+    name.push(0);
+    // SAFETY: the symbol is the `LibHeader` static emitted by `export_connector!` (its name
+    // carries our prefix); abi_stable's `lib_header_from_raw_library` reads its fixed symbol the
+    // same way. `upgrade` validates the header before anything else is read.
+    let abi_header: AbiHeaderRef = unsafe {
+        match raw.get::<AbiHeaderRef>(&name) {
+            Ok(sym) => *sym,
+            Err(e) => return Err(library_error(e, 0)),
+        }
+    };
+    let header = abi_header.upgrade().map_err(|e| library_error(e, 0))?;
+    std::mem::forget(raw); // never unloaded: vtables and statics live in the library
+    Ok(header)
 }
 
 fn error_from_json(label: &str, e: &RString) -> ConnectorError {

@@ -15,6 +15,7 @@
 #![allow(non_local_definitions)] // sabi_trait codegen trips this rustc lint
 
 pub mod convert;
+pub mod elf;
 pub mod ffi;
 pub mod host;
 pub mod plugin;
@@ -30,6 +31,12 @@ pub mod __private {
     pub use abi_stable::library::{__call_root_module_loader, CheckTypeLayout, LibHeader, RootModuleResult};
     pub use abi_stable::std_types::RStr;
 }
+
+/// Every plugin exports its root module header under `PLUGIN_SYMBOL_PREFIX` + its crate name
+/// (instead of abi_stable's one fixed symbol name, which would clash when several connector
+/// crates are linked into one binary as built-ins). The host finds it in the library's dynamic
+/// symbol table.
+pub const PLUGIN_SYMBOL_PREFIX: &str = "usersync_plugin_root_";
 
 /// Export a connector from a `cdylib` crate as a usersync plugin.
 ///
@@ -55,11 +62,12 @@ macro_rules! export_connector {
             )
         }
 
-        /// abi_stable's root module loader symbol (the library's only export).
+        /// The plugin's root module header. Its symbol name is unique per crate
+        /// (`usersync_plugin_root_<crate>`, see `usersync_abi::PLUGIN_SYMBOL_PREFIX`), so several
+        /// connector crates can be linked into one host as built-ins without duplicate symbols.
         #[doc(hidden)]
-        #[unsafe(no_mangle)]
-        #[allow(non_upper_case_globals)]
-        pub static _1as_0lib_1header_0root_bmodule_bloader: $crate::__private::LibHeader = {
+        #[unsafe(export_name = concat!("usersync_plugin_root_", env!("CARGO_CRATE_NAME")))]
+        pub static __USERSYNC_PLUGIN_ROOT: $crate::__private::LibHeader = {
             extern "C" fn __sabi_erased_module() -> $crate::__private::RootModuleResult {
                 $crate::__private::__call_root_module_loader(__usersync_root_module)
             }

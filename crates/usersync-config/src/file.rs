@@ -111,6 +111,9 @@ pub struct RuntimeSection {
     pub request_timeout_secs: Option<u64>,
     /// Retries of a retryable failure (throttling, 5xx) before the query fails (default 5).
     pub max_retries: Option<u32>,
+    /// Longest wait accepted from a provider's throttle headers (`Retry-After`, rate-limit
+    /// reset), seconds (default 60); longer asks are capped.
+    pub max_throttle_wait_secs: Option<u64>,
     /// Where `usersync auth login` keeps the connection's refresh token (authorization-code
     /// flow only; default `credentials/<connection>.json` next to the config file).
     pub credential_file: Option<PathBuf>,
@@ -131,6 +134,8 @@ pub struct RuntimeSettings {
     pub request_timeout: Duration,
     /// Retries of a retryable failure.
     pub max_retries: u32,
+    /// Longest single wait accepted from throttle headers.
+    pub max_throttle_wait: Duration,
     /// The refresh-token file of the authorization-code flow (resolved against the config
     /// directory).
     pub credential_file: PathBuf,
@@ -160,6 +165,9 @@ impl RuntimeSettings {
                 conn.request_timeout_secs
                     .or(global.request_timeout_secs)
                     .unwrap_or(60),
+            ),
+            max_throttle_wait: Duration::from_secs(
+                conn.max_throttle_wait_secs.or(global.max_throttle_wait_secs).unwrap_or(60),
             ),
             max_retries: conn.max_retries.or(global.max_retries).unwrap_or(5),
         }

@@ -429,8 +429,15 @@ impl ConnectionClient {
                     if !retry::is_retryable_status(resp.status) {
                         return Ok(resp);
                     }
-                    let server =
-                        retry::server_wait(&resp, SystemTime::now()).map(|w| w.min(policy.max_throttle_wait));
+                    // Window-reset headers (Okta, OneLogin) come on every response; they say
+                    // when the rate budget refills, which matters for a 429 only. A 5xx is
+                    // retried with backoff unless it carries its own Retry-After.
+                    let server = if resp.status == 429 {
+                        retry::server_wait(&resp, SystemTime::now())
+                    } else {
+                        retry::retry_after(&resp, SystemTime::now())
+                    }
+                    .map(|w| w.min(policy.max_throttle_wait));
                     let throttled = resp.status == 429 || server.is_some();
                     if resp.status == 429 {
                         Counters::add(&inner.counters.throttled_responses, 1);

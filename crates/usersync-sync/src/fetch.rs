@@ -359,7 +359,9 @@ pub async fn fetch<R: QueryRunner>(runner: Arc<R>, ctx: &FetchContext<'_>) -> Sn
     let mut optional = Vec::new();
     if policy.managers {
         if caps.manager && m.supports(Operation::UserManager) {
-            for u in snap.users.values().filter(|u| u.manager.is_none()) {
+            // A `Record::Manager` in the listing (Entra's `$expand=manager`) already answered it.
+            let known = &snap.managers;
+            for u in snap.users.values().filter(|u| u.manager.is_none() && !known.contains_key(&u.id)) {
                 optional.push(Query::UserManager { user_id: u.id.clone() });
             }
         } else if !caps.manager {

@@ -2016,14 +2016,14 @@ impl Facade for Entra {
             "base_url": base_url,
             "connector": "entra",
             "token_url": format!("{base_url}/{tenant}/oauth2/v2.0/token"),
-            "options": {
+            "connector_options": {
                 "tenant_id": tenant,
                 "client_id": ctx.creds.client_id,
                 "graph_base_url": base_url,
                 "login_base_url": base_url,
                 "api_version": "v1.0",
             },
-            "secrets": {"client_secret": ctx.creds.client_secret},
+            "connector_secrets": {"client_secret": ctx.creds.client_secret},
             "limited": {"client_id": ctx.creds.limited_client_id, "client_secret": ctx.creds.limited_client_secret,
                         "lacks": GROUP_MEMBER_READ_ALL},
             "expired": {"client_id": expired_id, "client_secret": expired_secret},
