@@ -83,7 +83,11 @@ pub fn select<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a Connec
             eprintln!(
                 "error: no connection named `{n}` in {} (defined: {})",
                 config.path.display(),
-                if known.is_empty() { "none".into() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
             );
             return Err(exit::USAGE);
         }
@@ -150,12 +154,22 @@ pub fn open_client(
     })?;
     let manifest = connector.manifest();
     let options = conn.check(&manifest, config_path).map_err(|issues| {
-        OpenError::Config(issues.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("\n"))
+        OpenError::Config(
+            issues
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
     })?;
     let mut secrets = BTreeMap::new();
     for (name, r) in &conn.secrets {
         if r.is_literal() {
-            tracing::warn!(connection = conn.name, option = name, "secret written in the config file");
+            tracing::warn!(
+                connection = conn.name,
+                option = name,
+                "secret written in the config file"
+            );
         }
         let value = r.resolve().map_err(|e| {
             OpenError::Config(format!(

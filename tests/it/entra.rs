@@ -576,3 +576,232 @@ async fn wrong_or_expired_secret_and_missing_permission_are_explained() {
         other => panic!("expected Forbidden naming the permission, got {other:?} ({err})"),
     }
 }
+
+// ------------------------------------------------------------------ `usersync sync` end to end
+
+const SECRET_ENV: &str = "USERSYNC_IT_SYNC_ENTRA_SECRET";
+
+/// The host binary against the in-process Graph emulator, into a SQLite store.
+struct SyncHarness {
+    emu: RunningEmulator,
+    dir: tempfile::TempDir,
+}
+
+impl SyncHarness {
+    async fn new(users: u32, groups: u32, seed: u64) -> SyncHarness {
+        let emu = emulator(users, groups, seed).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let client_id = emu.credentials().client_id.clone();
+        Self::write_config(&emu, dir.path(), seed, &client_id);
+        SyncHarness { emu, dir }
+    }
+
+    fn write_config(emu: &RunningEmulator, dir: &std::path::Path, seed: u64, client_id: &str) {
+        let config = format!(
+            r#"
+[store]
+path = "store.db"
+
+[runtime]
+max_retries = 1
+max_throttle_wait_secs = 0
+
+[[connections]]
+name = "entra"
+connector = "entra"
+[connections.options]
+tenant_id = "{}"
+client_id = "{}"
+graph_base_url = "{url}"
+login_base_url = "{url}"
+client_secret = {{ env = "{SECRET_ENV}" }}
+[connections.policy]
+managers = true
+"#,
+            tenant_id(seed),
+            client_id,
+            url = emu.http_url
+        );
+        std::fs::write(dir.join("usersync.toml"), config).expect("write config");
+    }
+
+    /// Run the binary with `secret` in the secret's environment variable; (exit code, stdout).
+    async fn run(&self, args: &[&str], secret: &str) -> (i32, String) {
+        let out = tokio::process::Command::new(crate::support::usersync_bin())
+            .arg("--config")
+            .arg(self.dir.path().join("usersync.toml"))
+            .args(args)
+            .env(SECRET_ENV, secret)
+            .env_remove("RUST_LOG")
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .kill_on_drop(true)
+            .output()
+            .await
+            .expect("run usersync");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    /// `usersync sync --format json`; (exit code, the connection's report).
+    async fn sync(&self) -> (i32, serde_json::Value) {
+        let out = tokio::process::Command::new(crate::support::usersync_bin())
+            .arg("--config")
+            .arg(self.dir.path().join("usersync.toml"))
+            .args(["sync", "--format", "json", "--no-progress"])
+            .env(SECRET_ENV, &self.emu.credentials().client_secret)
+            .env_remove("RUST_LOG")
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .kill_on_drop(true)
+            .output()
+            .await
+            .expect("run usersync");
+        let code = out.status.code().unwrap_or(-1);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!(
+                "sync printed no JSON ({e}); exit {code}\nstdout: {stdout}\nstderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (code, v[0].clone())
+    }
+
+    fn state(&self) -> usersync_store::ConnectionState {
+        use usersync_store::Store;
+        usersync_store::SqliteStore::open(&self.dir.path().join("store.db"))
+            .expect("open store")
+            .state("entra")
+            .expect("state")
+    }
+}
+
+fn num(v: &serde_json::Value, path: &str) -> u64 {
+    v.pointer(path)
+        .and_then(|x| x.as_u64())
+        .unwrap_or_else(|| panic!("{path} missing in {v}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usersync_sync_matches_the_org_and_a_fault_mid_listing_deactivates_nobody() {
+    let h = SyncHarness::new(320, 20, 13).await;
+    let (code, r) = h.sync().await;
+    assert_eq!((code, r["status"].as_str()), (0, Some("applied")), "{r}");
+    let (want_active, minimum) = {
+        let org = h.emu.org().read().await;
+        let active: BTreeSet<String> = org
+            .live_users()
+            .filter(|u| entra_status(u).1.is_active())
+            .map(|u| user_id(org.seed, u.ix))
+            .collect();
+        (active, minimum_requests(&org))
+    };
+    let st = h.state();
+    let got: BTreeSet<String> = st.users.iter().map(|u| u.provider_id.clone()).collect();
+    assert_eq!(
+        got, want_active,
+        "enabled users are synced, disabled and pending guests are not"
+    );
+    assert!(!st.memberships.is_empty());
+    assert_eq!(
+        num(&r, "/requests"),
+        minimum,
+        "managers came with the listing: no per-user calls"
+    );
+
+    // Changes in Entra, then a page token that expires on every attempt mid-listing.
+    let picked: Vec<u32> = {
+        let org = h.emu.org().read().await;
+        org.live_users()
+            .filter(|u| entra_status(u).1.is_active())
+            .map(|u| u.ix)
+            .take(2)
+            .collect()
+    };
+    {
+        let mut org = h.emu.org().write().await;
+        assert!(org.remove_user(picked[0]));
+        assert!(org.set_status(picked[1], UserStatus::Suspended));
+    }
+    let before = h.state();
+    for faults in [
+        FaultConfig {
+            expire_token_at_page: Some(2),
+            ..FaultConfig::default()
+        },
+        FaultConfig {
+            malformed_rate: 1.0,
+            start_after: 3,
+            ..FaultConfig::default()
+        },
+    ] {
+        h.emu.set_faults(faults).expect("faults");
+        let (code, r) = h.sync().await;
+        assert_ne!(code, 0, "{r}");
+        assert_eq!(r["status"], "failed", "{r}");
+        assert_eq!(
+            num(&r, "/users/deactivated") + num(&r, "/users/deleted"),
+            0,
+            "{r}"
+        );
+        assert_eq!(
+            num(&r, "/memberships/removed") + num(&r, "/groups/deleted"),
+            0,
+            "{r}"
+        );
+        assert_eq!(h.state(), before, "a failed fetch changes nothing");
+    }
+    h.emu.set_faults(FaultConfig::default()).expect("faults off");
+    let (code, r) = h.sync().await;
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(num(&r, "/users/deactivated"), 2, "{r}");
+}
+
+/// The benchmark of issue 6, run by hand (slow in debug builds):
+/// `cargo test -p usersync-tests --test it -- entra::ten_thousand_users --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: 10,000 users and 1,000 groups; run by hand"]
+async fn ten_thousand_users_and_a_thousand_groups_at_the_minimum_requests() {
+    let emu = emulator(10_000, 1_000, 1).await;
+    let c = client(&emu);
+    let started = std::time::Instant::now();
+    let listing = full_listing(&c).await.expect("full listing");
+    let elapsed = started.elapsed();
+    let org = emu.org().read().await;
+    assert_matches_org(&listing, &org);
+    let counters = c.counters();
+    let per_user_managers = 1 + 10_000usize.div_ceil(MAX_TOP) as u64 + org.live_users().count() as u64;
+    println!(
+        "entra 10k/1k: {} requests (minimum {}), {} pages, {:.1}s; managers one by one would need {} requests \
+         for users and managers instead of {}",
+        counters.requests,
+        minimum_requests(&org),
+        counters.pages,
+        elapsed.as_secs_f64(),
+        per_user_managers,
+        1 + 10_000usize.div_ceil(USERS_PAGE)
+    );
+    assert_eq!(counters.requests, minimum_requests(&org));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_passes_and_diagnoses_a_wrong_secret_and_a_missing_permission() {
+    let h = SyncHarness::new(60, 5, 17).await;
+    let secret = h.emu.credentials().client_secret.clone();
+    let doctor = ["doctor", "--connection", "entra", "--format", "json"];
+    let (code, out) = h.run(&doctor, &secret).await;
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = h.run(&doctor, "wrong-secret-Q~0").await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("AADSTS7000215"), "the AADSTS code is shown: {out}");
+    assert!(!out.contains("wrong-secret-Q~0"), "the secret leaked: {out}");
+    let creds = h.emu.credentials().clone();
+    SyncHarness::write_config(&h.emu, h.dir.path(), 17, &creds.limited_client_id);
+    let (code, out) = h.run(&doctor, &creds.limited_client_secret).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("GroupMember.Read.All"),
+        "the missing permission is named: {out}"
+    );
+}

@@ -24,7 +24,9 @@ async fn emulator(users: u32, groups: u32) -> RunningEmulator {
         seed: SEED,
         ..GenConfig::default()
     };
-    usersync_emulator::start(opts).await.expect("start google emulator")
+    usersync_emulator::start(opts)
+        .await
+        .expect("start google emulator")
 }
 
 async fn client_info(emu: &RunningEmulator) -> Value {
@@ -68,7 +70,11 @@ async fn expected_users(emu: &RunningEmulator) -> BTreeMap<String, UserView> {
     org.live_users()
         .filter(|u| gf::is_listed(u))
         .map(|u| {
-            let manager = u.manager.and_then(|m| org.user(m)).filter(|m| gf::is_listed(m)).map(gf::primary_email);
+            let manager = u
+                .manager
+                .and_then(|m| org.user(m))
+                .filter(|m| gf::is_listed(m))
+                .map(gf::primary_email);
             (
                 gf::user_id(org.seed, u.ix),
                 (gf::primary_email(u), expected_state(u.status), manager),
@@ -118,7 +124,15 @@ fn users_of(records: &[Record]) -> BTreeMap<String, UserView> {
 /// Lists users, groups and every group's members; returns (users, group ids, memberships, skipped).
 async fn full_listing(
     c: &ConnectionClient,
-) -> Result<(BTreeMap<String, UserView>, BTreeSet<String>, BTreeSet<(String, MemberRef)>, u64), RuntimeError> {
+) -> Result<
+    (
+        BTreeMap<String, UserView>,
+        BTreeSet<String>,
+        BTreeSet<(String, MemberRef)>,
+        u64,
+    ),
+    RuntimeError,
+> {
     let users = c.run_query(&Query::ListUsers).await?;
     let groups = c.run_query(&Query::ListGroups).await?;
     let gids: BTreeSet<String> = groups
@@ -129,7 +143,10 @@ async fn full_listing(
             _ => None,
         })
         .collect();
-    let queries = gids.iter().map(|g| Query::GroupMembers { group_id: g.clone() }).collect();
+    let queries = gids
+        .iter()
+        .map(|g| Query::GroupMembers { group_id: g.clone() })
+        .collect();
     let mut memberships = BTreeSet::new();
     let mut skipped = users.skipped.values().sum::<u64>() + groups.skipped.values().sum::<u64>();
     for out in c.run_all(queries).await {
@@ -152,7 +169,11 @@ async fn minimum_requests(emu: &RunningEmulator) -> u64 {
     let groups = org.live_groups().count() as u64;
     let mut n = users.div_ceil(500).max(1) + groups.div_ceil(200).max(1);
     for g in org.live_groups() {
-        let members = if g.kind == GroupKind::BuiltIn { 1 } else { g.members.len() + g.child_groups.len() };
+        let members = if g.kind == GroupKind::BuiltIn {
+            1
+        } else {
+            g.members.len() + g.child_groups.len()
+        };
         n += (members as u64).div_ceil(200).max(1);
     }
     n
@@ -160,7 +181,12 @@ async fn minimum_requests(emu: &RunningEmulator) -> u64 {
 
 async fn emulator_requests(emu: &RunningEmulator) -> u64 {
     let url = format!("{}/_emulator/stats", emu.http_url);
-    let stats: Value = reqwest::get(url).await.expect("stats").json().await.expect("json");
+    let stats: Value = reqwest::get(url)
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("json");
     stats["requests"].as_u64().expect("requests")
 }
 
@@ -182,14 +208,23 @@ async fn full_listing_matches_the_emulator_with_the_fewest_requests() {
     };
     assert_eq!(gids, want_groups);
     let want_members = expected_memberships(&emu).await;
-    assert_eq!(memberships, want_members, "direct memberships, nested groups and the CUSTOMER member");
-    assert!(memberships.iter().any(|(_, m)| matches!(m, MemberRef::Group(_))), "the org has nesting");
+    assert_eq!(
+        memberships, want_members,
+        "direct memberships, nested groups and the CUSTOMER member"
+    );
+    assert!(
+        memberships.iter().any(|(_, m)| matches!(m, MemberRef::Group(_))),
+        "the org has nesting"
+    );
     assert_eq!(skipped, 0);
 
     let counters = c.counters();
     let min = minimum_requests(&emu).await;
     let api_requests = emulator_requests(&emu).await - counters.token_requests;
-    assert_eq!(api_requests, min, "one request per page at the maximum page sizes");
+    assert_eq!(
+        api_requests, min,
+        "one request per page at the maximum page sizes"
+    );
     assert_eq!(counters.retries, 0);
 }
 
@@ -269,7 +304,11 @@ async fn wrong_key_and_missing_permission_are_diagnosed() {
     assert!(text.contains("invalid_grant"), "{text}");
     // Scopes not delegated to the client (domain-wide delegation): unauthorized_client.
     let c = connection(&emu, "limited_service_account_key_file", "admin_email").await;
-    let text = c.run_query(&Query::ListUsers).await.expect_err("scopes not delegated").to_string();
+    let text = c
+        .run_query(&Query::ListUsers)
+        .await
+        .expect_err("scopes not delegated")
+        .to_string();
     assert!(text.contains("unauthorized_client"), "{text}");
     // An administrator who may read users but not groups: users work, groups are Forbidden
     // naming what is needed.
@@ -307,9 +346,21 @@ async fn single_user_manager_photo_and_user_groups() {
             .find(|u| u.has_photo && gf::is_listed(u))
             .map(|u| u.ix)
             .expect("a user with a photo");
-        let m = org.user(3).and_then(|u| u.manager).and_then(|m| org.user(m)).map(gf::primary_email);
-        let mut g: BTreeSet<String> = org.groups_of(1).iter().map(|&g| gf::group_id(org.seed, g)).collect();
-        g.extend(org.live_groups().filter(|g| g.kind == GroupKind::BuiltIn).map(|g| gf::group_id(org.seed, g.ix)));
+        let m = org
+            .user(3)
+            .and_then(|u| u.manager)
+            .and_then(|m| org.user(m))
+            .map(gf::primary_email);
+        let mut g: BTreeSet<String> = org
+            .groups_of(1)
+            .iter()
+            .map(|&g| gf::group_id(org.seed, g))
+            .collect();
+        g.extend(
+            org.live_groups()
+                .filter(|g| g.kind == GroupKind::BuiltIn)
+                .map(|g| gf::group_id(org.seed, g.ix)),
+        );
         (p, m, g)
     };
     let photo = c
@@ -321,7 +372,10 @@ async fn single_user_manager_photo_and_user_groups() {
     match photo.records.as_slice() {
         [Record::Photo(p)] => {
             assert_eq!(p.content_type, "image/png");
-            assert!(p.bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "web-safe base64 decoded to the PNG");
+            assert!(
+                p.bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+                "web-safe base64 decoded to the PNG"
+            );
         }
         other => panic!("expected one photo, got {other:?}"),
     }
@@ -400,9 +454,18 @@ async fn doctor_passes_and_diagnoses_wrong_key_and_missing_permission() {
     let c = connection(&emu, "service_account_key_file", "admin_email").await;
     let report = doctor::run(&c, &doctor::default_operations(&c)).await;
     assert!(!report.failed(), "{:#?}", report.checks);
-    for step in ["token", "list_users", "list_groups", "group_members", "user_manager"] {
+    for step in [
+        "token",
+        "list_users",
+        "list_groups",
+        "group_members",
+        "user_manager",
+    ] {
         assert!(
-            report.checks.iter().any(|k| k.step == step && k.status == CheckStatus::Pass),
+            report
+                .checks
+                .iter()
+                .any(|k| k.step == step && k.status == CheckStatus::Pass),
             "{step} passes: {:#?}",
             report.checks
         );
@@ -411,7 +474,11 @@ async fn doctor_passes_and_diagnoses_wrong_key_and_missing_permission() {
     let c = connection(&emu, "wrong_service_account_key_file", "admin_email").await;
     let report = doctor::run(&c, &doctor::default_operations(&c)).await;
     assert!(report.failed());
-    let token = report.checks.iter().find(|k| k.step == "token").expect("token check");
+    let token = report
+        .checks
+        .iter()
+        .find(|k| k.step == "token")
+        .expect("token check");
     assert_eq!(token.status, CheckStatus::Fail);
     assert!(token.detail.contains("invalid_grant"), "{token:#?}");
     assert!(token.diagnosis.is_some());
@@ -419,9 +486,17 @@ async fn doctor_passes_and_diagnoses_wrong_key_and_missing_permission() {
     let c = connection(&emu, "service_account_key_file", "users_only_admin_email").await;
     let report = doctor::run(&c, &doctor::default_operations(&c)).await;
     assert!(report.failed());
-    let users = report.checks.iter().find(|k| k.step == "list_users").expect("users check");
+    let users = report
+        .checks
+        .iter()
+        .find(|k| k.step == "list_users")
+        .expect("users check");
     assert_eq!(users.status, CheckStatus::Pass);
-    let groups = report.checks.iter().find(|k| k.step == "list_groups").expect("groups check");
+    let groups = report
+        .checks
+        .iter()
+        .find(|k| k.step == "list_groups")
+        .expect("groups check");
     assert_eq!(groups.status, CheckStatus::Fail);
     assert!(
         groups.detail.contains("admin.directory.group.readonly") || groups.diagnosis.is_some(),
@@ -461,7 +536,10 @@ async fn usersync_sync_end_to_end_and_a_failed_fetch_deactivates_nobody() {
                 .expect("run usersync");
             let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
             let json: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-                panic!("usersync printed no JSON ({e}): {stdout}\n{}", String::from_utf8_lossy(&out.stderr))
+                panic!(
+                    "usersync printed no JSON ({e}): {stdout}\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
             });
             json
         }
@@ -475,7 +553,10 @@ async fn usersync_sync_end_to_end_and_a_failed_fetch_deactivates_nobody() {
     assert_eq!(report["errors"].as_array().map(Vec::len), Some(0), "{report}");
     let min = minimum_requests(&emu).await;
     let requests = report["requests"].as_u64().unwrap_or(0);
-    assert!(requests >= min, "the run summary reports the requests made ({requests} >= {min})");
+    assert!(
+        requests >= min,
+        "the run summary reports the requests made ({requests} >= {min})"
+    );
     let want = expected_users(&emu).await;
     let check_store = |stored: &Value| {
         let stored = stored.as_array().expect("user list");
@@ -491,7 +572,10 @@ async fn usersync_sync_end_to_end_and_a_failed_fetch_deactivates_nobody() {
     };
     let active_before = check_store(&stored_users().await);
     let active_expected = want.values().filter(|u| u.1 == UserState::Active).count();
-    assert_eq!(active_before, active_expected, "every active Google user is active in the store");
+    assert_eq!(
+        active_before, active_expected,
+        "every active Google user is active in the store"
+    );
 
     // Direct and transitive (nested groups, the CUSTOMER member) memberships of the stored users.
     let groups = usersync(vec!["groups", "list", "--format", "json"]).await;
@@ -513,9 +597,16 @@ async fn usersync_sync_end_to_end_and_a_failed_fetch_deactivates_nobody() {
             let transitive: BTreeSet<u32> = if g.kind == GroupKind::BuiltIn {
                 active.clone()
             } else {
-                org.transitive_members(g.ix).into_iter().filter(|u| active.contains(u)).collect()
+                org.transitive_members(g.ix)
+                    .into_iter()
+                    .filter(|u| active.contains(u))
+                    .collect()
             };
-            assert_eq!(stored["transitive_users"].as_u64(), Some(transitive.len() as u64), "{stored}");
+            assert_eq!(
+                stored["transitive_users"].as_u64(),
+                Some(transitive.len() as u64),
+                "{stored}"
+            );
             if g.kind != GroupKind::BuiltIn {
                 let direct = g.members.iter().filter(|u| active.contains(u)).count() + g.child_groups.len();
                 assert_eq!(stored["direct_members"].as_u64(), Some(direct as u64), "{stored}");
@@ -561,5 +652,61 @@ async fn usersync_sync_end_to_end_and_a_failed_fetch_deactivates_nobody() {
         .and_then(|a| a.iter().find(|u| u["provider_id"] == victim.as_str()))
         .expect("victim stored");
     assert_eq!(v["active"], false);
-    assert_eq!(v["status_raw"], "suspended=true,archived=false,suspensionReason=ADMIN");
+    assert_eq!(
+        v["status_raw"],
+        "suspended=true,archived=false,suspensionReason=ADMIN"
+    );
+}
+
+/// `usersync auth login`'s flow (authorization code with PKCE, offline access) against the
+/// emulator's Google endpoints, then a listing with the stored refresh token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorization_code_login_then_refresh_token_listing() {
+    use usersync_runtime::login::{login, LoginRequest};
+    let emu = emulator(50, 5).await;
+    let info = client_info(&emu).await;
+    let creds = emu.credentials().clone();
+    let connector: Arc<dyn Connector> = Arc::from(usersync_connector_google::connector());
+    let manifest = connector.manifest();
+    let mut values = BTreeMap::new();
+    for k in ["base_url", "token_url", "authorize_url"] {
+        values.insert(k.to_string(), info[k].clone());
+    }
+    values.insert("auth_flow".into(), "authorization_code".into());
+    values.insert("client_id".into(), creds.client_id.clone().into());
+    let options = Options::validate(&manifest, values, vec!["client_secret".into()]).expect("options");
+    let plan = connector.open(&options).expect("session").auth_plan();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let credential_file = dir.path().join("google.credential");
+    let secret = Secret::new(creds.client_secret.clone());
+    let settings = ConnectionSettings {
+        credential_file: Some(credential_file.clone()),
+        ..ConnectionSettings::default()
+    };
+    let stored = login(
+        LoginRequest {
+            connection: "google-oauth",
+            plan: &plan,
+            client_secret: &secret,
+            credential_file: &credential_file,
+            settings: &settings,
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            timeout: Duration::from_secs(10),
+        },
+        |url| {
+            // The "browser": Google redirects straight back to the loopback listener.
+            let url = url.to_string();
+            tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status()) });
+        },
+    )
+    .await
+    .expect("login");
+    assert_eq!(stored.client_id, creds.client_id);
+    let secrets = BTreeMap::from([("client_secret".to_string(), secret)]);
+    let c = ConnectionClient::new("google-oauth", connector, options, secrets, settings).expect("client");
+    let users = c
+        .run_query(&Query::ListUsers)
+        .await
+        .expect("listing with the refresh token");
+    assert_eq!(users_of(&users.records), expected_users(&emu).await);
 }

@@ -6,6 +6,7 @@ mod support;
 
 mod emulator;
 mod entra;
+mod faults;
 mod google;
 mod keycloak;
 mod okta;

@@ -32,10 +32,13 @@ fn target_dir() -> PathBuf {
 fn artifact(package: &str) -> PathBuf {
     let file = format!("lib{}{}", package.replace('-', "_"), std::env::consts::DLL_SUFFIX);
     let dir = target_dir();
-    for candidate in [dir.join(&file), dir.join("deps").join(&file)] {
-        if candidate.is_file() {
-            return candidate;
-        }
+    // `cargo build` uplifts to debug/, `cargo test` may rebuild in debug/deps/: take the newest.
+    let newest = [dir.join(&file), dir.join("deps").join(&file)]
+        .into_iter()
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .max();
+    if let Some((_, path)) = newest {
+        return path;
     }
     panic!(
         "{file} not found in {} or its deps/: run `cargo build --workspace` before `cargo test --workspace`",
@@ -439,9 +442,14 @@ fn the_same_connector_works_linked_in_and_as_a_plugin() {
 
 /// Run the `usersync` binary in a clean environment (no default plugins, no config file).
 fn usersync(args: &[&str]) -> (bool, String, String) {
+    usersync_env(args, &[])
+}
+
+fn usersync_env(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     let home = tempfile::tempdir().expect("tempdir");
     let out = Command::new(usersync_bin())
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(home.path())
         .env("XDG_DATA_HOME", home.path().join("data"))
         .env("XDG_CONFIG_HOME", home.path().join("config"))
@@ -555,6 +563,30 @@ fn the_template_dropped_into_a_plugin_dir_shows_in_the_cli() {
     let (ok, _, err) = usersync(&["connectors", "describe", "template"]);
     assert!(!ok);
     assert!(err.contains("no active connector `template`"), "{err}");
+}
+
+#[test]
+fn a_plugin_that_panics_while_loading_is_refused_and_the_host_carries_on() {
+    let dir = plugin_dir(&["usersync-fixture-panics", "usersync-connector-template"]);
+    let d = dir.path().to_str().expect("utf-8 path");
+    let (ok, out, err) = usersync_env(
+        &["--plugin-dir", d, "plugins", "list", "--format", "json"],
+        &[("USERSYNC_FIXTURE_PANIC_ON_LOAD", "1")],
+    );
+    assert!(ok, "the host must survive: {err}");
+    let rows: Vec<Value> = serde_json::from_str(&out).expect("JSON array");
+    let panics = rows
+        .iter()
+        .find(|r| r["source"].as_str().is_some_and(|s| s.contains("fixture_panics")))
+        .expect("listed");
+    let reason = panics["reason"].as_str().unwrap_or_default();
+    assert_eq!(panics["active"], false);
+    assert!(reason.starts_with("refused: failed while loading"), "{reason}");
+    assert!(
+        reason.contains("simulated bug while loading") && !reason.contains('\n'),
+        "{reason}"
+    );
+    assert!(rows.iter().any(|r| r["id"] == "template" && r["active"] == true));
 }
 
 #[test]

@@ -90,15 +90,19 @@ api_token = {{ env = "{TOKEN_ENV}" }}
         let mut args = vec!["sync", "--format", "json", "--no-progress"];
         args.extend_from_slice(extra);
         let (code, stdout, stderr) = self.run(&args).await;
-        let v: serde_json::Value = serde_json::from_str(&stdout)
-            .unwrap_or_else(|e| panic!("sync printed no JSON ({e}); exit {code}\nstdout: {stdout}\nstderr: {stderr}"));
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!("sync printed no JSON ({e}); exit {code}\nstdout: {stdout}\nstderr: {stderr}")
+        });
         let arr = v.as_array().expect("an array of reports");
         assert_eq!(arr.len(), 1, "{v}");
         (code, arr[0].clone())
     }
 
     fn state(&self) -> ConnectionState {
-        SqliteStore::open(&self.store_path()).expect("open store").state("okta").expect("state")
+        SqliteStore::open(&self.store_path())
+            .expect("open store")
+            .state("okta")
+            .expect("state")
     }
 
     async fn uid(&self, ix: u32) -> String {
@@ -107,7 +111,9 @@ api_token = {{ env = "{TOKEN_ENV}" }}
 }
 
 fn n(v: &serde_json::Value, path: &str) -> u64 {
-    v.pointer(path).and_then(|x| x.as_u64()).unwrap_or_else(|| panic!("{path} missing in {v}"))
+    v.pointer(path)
+        .and_then(|x| x.as_u64())
+        .unwrap_or_else(|| panic!("{path} missing in {v}"))
 }
 
 fn is_active(s: UserStatus) -> bool {
@@ -120,7 +126,11 @@ fn is_active(s: UserStatus) -> bool {
 /// Pick active users that are members of at least one group (index order, deterministic).
 async fn active_users(h: &Harness, count: usize) -> Vec<u32> {
     let org = h.emu.org().read().await;
-    org.live_users().filter(|u| is_active(u.status)).map(|u| u.ix).take(count).collect()
+    org.live_users()
+        .filter(|u| is_active(u.status))
+        .map(|u| u.ix)
+        .take(count)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,8 +141,11 @@ async fn initial_sync_matches_the_org_and_a_resync_writes_nothing() {
     assert_eq!(r["status"], "applied");
     let (want_active, want_groups, want_edges) = {
         let org = h.emu.org().read().await;
-        let active: Vec<String> =
-            org.live_users().filter(|u| is_active(u.status)).map(|u| user_id(&org, u.ix)).collect();
+        let active: Vec<String> = org
+            .live_users()
+            .filter(|u| is_active(u.status))
+            .map(|u| user_id(&org, u.ix))
+            .collect();
         let groups = org.live_groups().count();
         let mut edges = std::collections::BTreeSet::new();
         for g in org.live_groups() {
@@ -145,7 +158,11 @@ async fn initial_sync_matches_the_org_and_a_resync_writes_nothing() {
         }
         (active, groups, edges)
     };
-    assert_eq!(n(&r, "/users/created"), want_active.len() as u64, "active users are created, others not");
+    assert_eq!(
+        n(&r, "/users/created"),
+        want_active.len() as u64,
+        "active users are created, others not"
+    );
     let st = h.state();
     let mut got: Vec<String> = st.users.iter().map(|u| u.provider_id.clone()).collect();
     let mut want = want_active.clone();
@@ -154,10 +171,17 @@ async fn initial_sync_matches_the_org_and_a_resync_writes_nothing() {
     assert_eq!(got, want);
     assert!(st.users.iter().all(|u| u.active));
     // groups the connector lists (its default group types) are all stored, with their members
-    assert!(!st.groups.is_empty() && st.groups.len() <= want_groups, "{} groups", st.groups.len());
+    assert!(
+        !st.groups.is_empty() && st.groups.len() <= want_groups,
+        "{} groups",
+        st.groups.len()
+    );
     for m in &st.memberships {
         if let usersync_store::Member::User(u) = &m.member {
-            assert!(want_edges.contains(&(m.group.clone(), u.clone())), "{m:?} is not in the org");
+            assert!(
+                want_edges.contains(&(m.group.clone(), u.clone())),
+                "{m:?} is not in the org"
+            );
         }
     }
     let stored_edges = st.memberships.len() as u64;
@@ -174,12 +198,22 @@ async fn initial_sync_matches_the_org_and_a_resync_writes_nothing() {
     let stamp = max_updated(&h.store_path());
     let (code, r2) = h.sync(&[]).await;
     assert_eq!(code, 0, "{r2}");
-    for k in ["created", "updated", "renamed", "reactivated", "deactivated", "deleted"] {
+    for k in [
+        "created",
+        "updated",
+        "renamed",
+        "reactivated",
+        "deactivated",
+        "deleted",
+    ] {
         assert_eq!(n(&r2, &format!("/users/{k}")), 0, "{k}: {r2}");
     }
     assert_eq!(n(&r2, "/users/unchanged"), want_active.len() as u64);
     assert_eq!(n(&r2, "/memberships/added") + n(&r2, "/memberships/removed"), 0);
-    assert_eq!(n(&r2, "/groups/created") + n(&r2, "/groups/updated") + n(&r2, "/groups/deleted"), 0);
+    assert_eq!(
+        n(&r2, "/groups/created") + n(&r2, "/groups/updated") + n(&r2, "/groups/deleted"),
+        0
+    );
     assert_eq!(h.state(), before);
     assert_eq!(max_updated(&h.store_path()), stamp, "no user row was rewritten");
 
@@ -211,7 +245,11 @@ async fn disable_remove_rename_and_membership_changes_reach_the_store() {
         }
         // move `moved` into a group it is not in, out of one it is in
         let current: Vec<u32> = org.groups_of(moved).to_vec();
-        let target = org.live_groups().map(|g| g.ix).find(|g| !current.contains(g)).expect("a group to join");
+        let target = org
+            .live_groups()
+            .map(|g| g.ix)
+            .find(|g| !current.contains(g))
+            .expect("a group to join");
         assert!(org.add_member(target, moved));
         let left = current.iter().copied().find(|g| *g != 0); // group 0 is Okta's built-in Everyone
         if let Some(l) = left {
@@ -223,12 +261,25 @@ async fn disable_remove_rename_and_membership_changes_reach_the_store() {
     assert_eq!(code, 0, "{r}");
     assert_eq!(n(&r, "/users/deactivated"), 2, "{r}");
     assert_eq!(n(&r, "/users/renamed"), 1, "{r}");
-    assert_eq!(n(&r, "/users/created") + n(&r, "/users/deleted"), 0, "a rename is never delete + create");
+    assert_eq!(
+        n(&r, "/users/created") + n(&r, "/users/deleted"),
+        0,
+        "a rename is never delete + create"
+    );
     let st = h.state();
-    let find = |id: &str| st.users.iter().find(|u| u.provider_id == id).cloned().expect("user kept");
+    let find = |id: &str| {
+        st.users
+            .iter()
+            .find(|u| u.provider_id == id)
+            .cloned()
+            .expect("user kept")
+    };
     let d = find(&h.uid(disabled).await);
     assert!(!d.active);
-    assert_eq!(d.inactive_reason.as_deref(), Some("disabled at source (SUSPENDED)"));
+    assert_eq!(
+        d.inactive_reason.as_deref(),
+        Some("disabled at source (SUSPENDED)")
+    );
     let gone = find(&h.uid(removed).await);
     assert!(!gone.active);
     assert_eq!(gone.inactive_reason.as_deref(), Some("missing from the source"));
@@ -249,14 +300,20 @@ async fn disable_remove_rename_and_membership_changes_reach_the_store() {
     assert!(n(&r, "/memberships/added") >= 1);
 
     // show commands reflect it
-    let (code, out, _) = h.run(&["users", "show", "renamed.person@example.com", "--format", "json"]).await;
+    let (code, out, _) = h
+        .run(&["users", "show", "renamed.person@example.com", "--format", "json"])
+        .await;
     assert_eq!(code, 0);
     let shown: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(shown["provider_id"], serde_json::json!(h.uid(renamed).await));
     let (code, out, _) = h.run(&["groups", "show", &gid_added, "--format", "json"]).await;
     assert_eq!(code, 0, "{out}");
     let g: serde_json::Value = serde_json::from_str(&out).expect("json");
-    assert!(g["direct_members"].as_array().expect("members").iter().any(|m| m["id"] == serde_json::json!(mid)));
+    assert!(g["direct_members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .any(|m| m["id"] == serde_json::json!(mid)));
 
     // deleting by policy
     let h2 = Harness::new(60, 4, 22, "on_user_missing = \"delete\"").await;
@@ -380,7 +437,10 @@ async fn the_plan_a_dry_run_prints_is_what_the_apply_does() {
     }
     let dry_plan = recorded_plan(&h, &dry["run_id"]).await;
     let real_plan = recorded_plan(&h, &real["run_id"]).await;
-    assert!(dry_plan["users"].as_array().is_some_and(|a| a.len() >= 3), "{dry_plan}");
+    assert!(
+        dry_plan["users"].as_array().is_some_and(|a| a.len() >= 3),
+        "{dry_plan}"
+    );
     assert_eq!(dry_plan, real_plan);
 }
 
@@ -408,8 +468,12 @@ async fn kill_9_during_apply_leaves_the_old_or_the_new_state() {
             std::fs::copy(&p, pristine.join(f)).expect("copy");
         }
     }
-    let (code, _) = h.sync(&[]).await;
+    let (code, full) = h.sync(&[]).await;
     assert_eq!(code, 0);
+    eprintln!(
+        "uninterrupted initial sync of 1500 users: {} ms",
+        full["duration_ms"]
+    );
     let new_state = h.state();
     assert!(new_state.users.len() > 1000);
     let mut saw_old = 0;
@@ -445,21 +509,33 @@ async fn kill_9_during_apply_leaves_the_old_or_the_new_state() {
         child.start_kill().expect("kill -9");
         let _ = child.wait().await;
         let st = h.state();
-        if st.users.is_empty() && st.groups.is_empty() && st.memberships.is_empty() && st.effective.is_empty() {
+        if st.users.is_empty() && st.groups.is_empty() && st.memberships.is_empty() && st.effective.is_empty()
+        {
             saw_old += 1;
         } else {
-            assert_eq!(st, new_state, "killed {delay_ms} ms into the apply: a mix of old and new");
+            assert_eq!(
+                st, new_state,
+                "killed {delay_ms} ms into the apply: a mix of old and new"
+            );
             saw_new += 1;
         }
         // the next run after a crash completes normally
     }
     eprintln!("kill -9 during apply: {saw_old} old state, {saw_new} new state");
-    assert!(saw_old > 0, "no kill landed before the commit; the test did not exercise the apply");
+    assert!(
+        saw_old > 0,
+        "no kill landed before the commit; the test did not exercise the apply"
+    );
     let (code, r) = h.sync(&[]).await;
     assert_eq!(code, 0, "{r}");
     assert_eq!(h.state(), new_state);
-    let (_, out, _) = h.run(&["runs", "list", "--format", "json", "--limit", "100"]).await;
-    assert!(out.contains("\"interrupted\""), "killed runs are marked interrupted: {out}");
+    let (_, out, _) = h
+        .run(&["runs", "list", "--format", "json", "--limit", "100"])
+        .await;
+    assert!(
+        out.contains("\"interrupted\""),
+        "killed runs are marked interrupted: {out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -473,8 +549,14 @@ async fn config_check_names_file_line_and_option() {
     std::fs::write(h.config(), bad).expect("write");
     let (code, _, err) = h.run(&["config", "check"]).await;
     assert_eq!(code, 2);
-    let want = format!("{}:13: connection `okta`: option `base_ulr`", h.config().display());
-    assert!(err.contains(&want) && err.contains("did you mean `base_url`"), "{err}");
+    let want = format!(
+        "{}:13: connection `okta`: option `base_ulr`",
+        h.config().display()
+    );
+    assert!(
+        err.contains(&want) && err.contains("did you mean `base_url`"),
+        "{err}"
+    );
     let (code, _, _) = h.run(&["sync", "--no-progress"]).await;
     assert_eq!(code, 2, "a config error is exit code 2");
     let (code, _, err) = h.run(&["sync", "--connection", "nope"]).await;

@@ -167,7 +167,9 @@ impl RuntimeSettings {
                     .unwrap_or(60),
             ),
             max_throttle_wait: Duration::from_secs(
-                conn.max_throttle_wait_secs.or(global.max_throttle_wait_secs).unwrap_or(60),
+                conn.max_throttle_wait_secs
+                    .or(global.max_throttle_wait_secs)
+                    .unwrap_or(60),
             ),
             max_retries: conn.max_retries.or(global.max_retries).unwrap_or(5),
         }
@@ -318,8 +320,15 @@ fn unknown_option(manifest: &Manifest, name: &str) -> String {
         .min()
         .map(|(_, k)| format!("did you mean `{k}`? "))
         .unwrap_or_default();
-    let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
-    format!("unknown option for connector `{}`; {suggestion}(known: {known})", manifest.id)
+    let known = if known.is_empty() {
+        "none".to_string()
+    } else {
+        known.join(", ")
+    };
+    format!(
+        "unknown option for connector `{}`; {suggestion}(known: {known})",
+        manifest.id
+    )
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -628,9 +637,10 @@ request_timeout_secs = 30
                 && s.contains("URL")),
             "{all:?}"
         );
-        assert!(all
-            .iter()
-            .any(|s| s.contains(":13:") && s.contains("`page_sise`") && s.contains("unknown") && s.contains("did you mean `page_size`")));
+        assert!(all.iter().any(|s| s.contains(":13:")
+            && s.contains("`page_sise`")
+            && s.contains("unknown")
+            && s.contains("did you mean `page_size`")));
         assert!(all
             .iter()
             .any(|s| s.contains("`api_token`") && s.contains("required")));

@@ -167,14 +167,18 @@ fn ascii_fold(s: &str) -> String {
             'á' | 'à' | 'â' | 'ä' | 'ã' | 'å' | 'Á' | 'Å' => "a",
             'é' | 'è' | 'ê' | 'ë' | 'É' => "e",
             'í' | 'ì' | 'î' | 'ï' => "i",
-            'ó' | 'ò' | 'ô' | 'ö' | 'õ' | 'Ó' => "o",
-            'ú' | 'ù' | 'û' | 'ü' => "u",
-            'ç' => "c",
+            'ó' | 'ò' | 'ô' | 'ö' | 'õ' | 'Ó' | 'Ö' => "o",
+            'ú' | 'ù' | 'û' | 'ü' | 'Ú' | 'Ü' => "u",
+            'ç' | 'Ç' => "c",
             'ñ' => "n",
             'ł' | 'Ł' => "l",
             'ø' | 'Ø' => "o",
             'ß' => "ss",
-            'ğ' => "g",
+            'ğ' | 'Ğ' => "g",
+            'ı' | 'İ' => "i",
+            'ş' | 'Ş' => "s",
+            'ț' | 'Ț' => "t",
+            'ă' => "a",
             'ș' | 'Ș' => "s",
             'ý' => "y",
             'ễ' => "e",
@@ -241,9 +245,10 @@ pub fn generate(cfg: &GenConfig) -> Org {
         }
         let guest = rng.gen_range(0..100) < 2 && i > 1;
         let (login, email) = if guest {
+            let tenant = cfg.domain.split('.').next().unwrap_or("contoso");
             let partner = ["partner.example", "contoso.test", "fabrikam.test"][rng.gen_range(0..3)];
             (
-                format!("{local}_{partner}#EXT#@{}", cfg.domain.replace('.', "")),
+                format!("{local}_{partner}#EXT#@{tenant}.onmicrosoft.com"),
                 format!("{local}@{partner}"),
             )
         } else {

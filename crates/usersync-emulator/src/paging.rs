@@ -87,6 +87,22 @@ pub fn page(
     limit: usize,
     faults: &FaultConfig,
 ) -> Result<KeyPage, PageTokenError> {
+    page_lazy(tag, token, limit, faults, |after| {
+        let start = after.map_or(0, |a| keys.partition_point(|&k| k <= a));
+        keys[start..].iter().copied()
+    })
+}
+
+/// Like [`page`], but pulls the listing lazily: `keys_after(after)` yields the listing's ascending
+/// keys greater than `after` (all of them for `None`). Costs O(page) instead of O(listing), which
+/// matters for filtered listings of 100k objects.
+pub fn page_lazy<I: Iterator<Item = u32>>(
+    tag: u32,
+    token: Option<&str>,
+    limit: usize,
+    faults: &FaultConfig,
+    keys_after: impl FnOnce(Option<u32>) -> I,
+) -> Result<KeyPage, PageTokenError> {
     let pos = match token {
         None => Pos {
             listing: tag,
@@ -104,11 +120,8 @@ pub fn page(
     if token.is_some() && faults.expire_token_at_page.is_some_and(|n| pos.page_no >= n) {
         return Err(PageTokenError::Expired);
     }
-    let start = match pos.after {
-        None => 0,
-        Some(a) => keys.partition_point(|&k| k <= a),
-    };
-    if faults.empty_page_at == Some(pos.page_no) && start < keys.len() {
+    let mut it = keys_after(pos.after).peekable();
+    if faults.empty_page_at == Some(pos.page_no) && it.peek().is_some() {
         let next = encode(Pos {
             page_no: pos.page_no + 1,
             ..pos
@@ -119,11 +132,11 @@ pub fn page(
             page_no: pos.page_no,
         });
     }
-    let end = (start + limit.max(1)).min(keys.len());
-    let page_keys = keys[start..end].to_vec();
+    let page_keys: Vec<u32> = it.by_ref().take(limit.max(1)).collect();
+    let more = it.next().is_some();
     let next = if faults.paging_loop_at_page == Some(pos.page_no) {
         Some(encode(pos))
-    } else if end < keys.len() {
+    } else if more {
         Some(encode(Pos {
             listing: tag,
             page_no: pos.page_no + 1,

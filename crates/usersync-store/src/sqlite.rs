@@ -98,7 +98,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.conn.path()).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.conn.path())
+            .finish()
     }
 }
 
@@ -205,7 +207,8 @@ fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
-const USER_COLS: &str = "connection, provider_id, username, email, display_name, given_name, family_name, active, \
+const USER_COLS: &str =
+    "connection, provider_id, username, email, display_name, given_name, family_name, active, \
                          state, status_raw, manager, attributes, inactive_reason";
 
 type RawUser = (
@@ -281,26 +284,28 @@ fn decode_group(g: RawGroup) -> Result<StoredGroup, StoreError> {
 const GROUP_COLS: &str = "connection, provider_id, name, source_name, kind, description, attributes";
 
 fn read_group(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawGroup> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
 }
 
 fn user_ref(tx: &Transaction<'_>, connection: &str, pid: &str) -> Result<Option<i64>, StoreError> {
     Ok(tx
-        .query_row(
-            "SELECT id FROM users WHERE connection = ?1 AND provider_id = ?2",
-            params![connection, pid],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT id FROM users WHERE connection = ?1 AND provider_id = ?2")?
+        .query_row(params![connection, pid], |r| r.get(0))
         .optional()?)
 }
 
 fn group_ref(tx: &Transaction<'_>, connection: &str, pid: &str) -> Result<Option<i64>, StoreError> {
     Ok(tx
-        .query_row(
-            "SELECT id FROM groups WHERE connection = ?1 AND provider_id = ?2",
-            params![connection, pid],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT id FROM groups WHERE connection = ?1 AND provider_id = ?2")?
+        .query_row(params![connection, pid], |r| r.get(0))
         .optional()?)
 }
 
@@ -320,7 +325,7 @@ fn phase(c: &Change) -> u8 {
 fn apply_change(tx: &Transaction<'_>, connection: &str, c: &Change, now: i64) -> Result<(), StoreError> {
     match c {
         Change::PutUser(u) => {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO users (connection, provider_id, username, username_key, email, display_name, \
                  given_name, family_name, active, state, status_raw, manager, attributes, inactive_reason, \
                  created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15) \
@@ -330,7 +335,8 @@ fn apply_change(tx: &Transaction<'_>, connection: &str, c: &Change, now: i64) ->
                  state = excluded.state, status_raw = excluded.status_raw, manager = excluded.manager, \
                  attributes = excluded.attributes, inactive_reason = excluded.inactive_reason, \
                  updated_ms = excluded.updated_ms",
-                params![
+            )?
+            .execute(params![
                     connection,
                     u.provider_id,
                     u.username,
@@ -346,8 +352,7 @@ fn apply_change(tx: &Transaction<'_>, connection: &str, c: &Change, now: i64) ->
                     to_json(&u.attributes),
                     u.inactive_reason,
                     now,
-                ],
-            )?;
+                ])?;
         }
         Change::DeleteUser { provider_id } => {
             tx.execute(
@@ -383,30 +388,38 @@ fn apply_change(tx: &Transaction<'_>, connection: &str, c: &Change, now: i64) ->
         Change::AddMembership(m) | Change::RemoveMembership(m) => {
             let add = matches!(c, Change::AddMembership(_));
             let Some(g) = group_ref(tx, connection, &m.group)? else {
-                return if add { Err(missing("group", &m.group)) } else { Ok(()) };
+                return if add {
+                    Err(missing("group", &m.group))
+                } else {
+                    Ok(())
+                };
             };
             let (table, col, member) = match &m.member {
                 Member::User(u) => ("user_memberships", "user_ref", user_ref(tx, connection, u)?),
                 Member::Group(cg) => ("group_memberships", "child_ref", group_ref(tx, connection, cg)?),
             };
             let Some(member) = member else {
-                return if add { Err(missing("member", &format!("{:?}", m.member))) } else { Ok(()) };
+                return if add {
+                    Err(missing("member", &format!("{:?}", m.member)))
+                } else {
+                    Ok(())
+                };
             };
             let sql = if add {
                 format!("INSERT OR IGNORE INTO {table} (group_ref, {col}) VALUES (?1, ?2)")
             } else {
                 format!("DELETE FROM {table} WHERE group_ref = ?1 AND {col} = ?2")
             };
-            tx.execute(&sql, params![g, member])?;
+            tx.prepare_cached(&sql)?.execute(params![g, member])?;
         }
         Change::PutEffective(e) => {
             let g = group_ref(tx, connection, &e.group)?.ok_or_else(|| missing("group", &e.group))?;
             let u = user_ref(tx, connection, &e.user)?.ok_or_else(|| missing("user", &e.user))?;
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO effective_memberships (group_ref, user_ref, path) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (group_ref, user_ref) DO UPDATE SET path = excluded.path",
-                params![g, u, to_json(&e.path)],
-            )?;
+            )?
+            .execute(params![g, u, to_json(&e.path)])?;
         }
         Change::RemoveEffective { group, user } => {
             if let (Some(g), Some(u)) = (group_ref(tx, connection, group)?, user_ref(tx, connection, user)?) {
@@ -455,15 +468,15 @@ fn write_outcome(conn: &Connection, run_id: i64, o: &RunOutcome, now: i64) -> Re
 impl Store for SqliteStore {
     fn state(&self, connection: &str) -> Result<ConnectionState, StoreError> {
         let mut st = ConnectionState::default();
-        let mut q = self
-            .conn
-            .prepare(&format!("SELECT {USER_COLS} FROM users WHERE connection = ?1 ORDER BY provider_id"))?;
+        let mut q = self.conn.prepare(&format!(
+            "SELECT {USER_COLS} FROM users WHERE connection = ?1 ORDER BY provider_id"
+        ))?;
         for u in q.query_map([connection], read_user)? {
             st.users.push(decode_user(u?)?);
         }
-        let mut q = self
-            .conn
-            .prepare(&format!("SELECT {GROUP_COLS} FROM groups WHERE connection = ?1 ORDER BY provider_id"))?;
+        let mut q = self.conn.prepare(&format!(
+            "SELECT {GROUP_COLS} FROM groups WHERE connection = ?1 ORDER BY provider_id"
+        ))?;
         for g in q.query_map([connection], read_group)? {
             st.groups.push(decode_group(g?)?);
         }
@@ -471,7 +484,9 @@ impl Store for SqliteStore {
             "SELECT g.provider_id, u.provider_id FROM user_memberships m JOIN groups g ON g.id = m.group_ref \
              JOIN users u ON u.id = m.user_ref WHERE g.connection = ?1",
         )?;
-        for r in q.query_map([connection], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+        for r in q.query_map([connection], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })? {
             let (group, user) = r?;
             st.memberships.push(StoredMembership {
                 group,
@@ -482,7 +497,9 @@ impl Store for SqliteStore {
             "SELECT g.provider_id, c.provider_id FROM group_memberships m JOIN groups g ON g.id = m.group_ref \
              JOIN groups c ON c.id = m.child_ref WHERE g.connection = ?1",
         )?;
-        for r in q.query_map([connection], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+        for r in q.query_map([connection], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })? {
             let (group, child) = r?;
             st.memberships.push(StoredMembership {
                 group,
@@ -495,7 +512,11 @@ impl Store for SqliteStore {
              JOIN groups g ON g.id = e.group_ref JOIN users u ON u.id = e.user_ref WHERE g.connection = ?1",
         )?;
         for r in q.query_map([connection], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
         })? {
             let (group, user, path) = r?;
             st.effective.push(EffectiveMembership {
@@ -523,9 +544,9 @@ impl Store for SqliteStore {
     }
 
     fn username_holders(&self) -> Result<Vec<UsernameHolder>, StoreError> {
-        let mut q = self
-            .conn
-            .prepare("SELECT username_key, connection, provider_id, username FROM users ORDER BY username_key")?;
+        let mut q = self.conn.prepare(
+            "SELECT username_key, connection, provider_id, username FROM users ORDER BY username_key",
+        )?;
         let rows = q.query_map([], |r| {
             Ok(UsernameHolder {
                 key: r.get(0)?,
@@ -561,17 +582,19 @@ impl Store for SqliteStore {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let _span = tracing::info_span!("store_apply", connection, run_id, changes = changes.len()).entered();
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut ordered: Vec<&Change> = changes.iter().collect();
         ordered.sort_by_key(|c| phase(c));
         // Renames may swap usernames between users: park every renamed user's key first.
         for c in &ordered {
             if let Change::PutUser(u) = c {
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE users SET username_key = char(1) || id WHERE connection = ?1 AND provider_id = ?2 \
                      AND username_key <> ?3",
-                    params![connection, u.provider_id, username_key(&u.username)],
-                )?;
+                )?
+                .execute(params![connection, u.provider_id, username_key(&u.username)])?;
             }
         }
         for c in ordered {
@@ -657,7 +680,18 @@ impl Store for SqliteStore {
     }
 }
 
-type RawRun = (i64, String, i64, Option<i64>, String, String, String, String, i64, Option<i64>);
+type RawRun = (
+    i64,
+    String,
+    i64,
+    Option<i64>,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+);
 
 fn read_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRun> {
     Ok((
@@ -680,7 +714,8 @@ fn decode_run(r: RawRun) -> Result<RunRecord, StoreError> {
         connection: r.1,
         started_ms: r.2,
         finished_ms: r.3,
-        status: RunStatus::parse(&r.4).ok_or_else(|| StoreError::Corrupt(format!("unknown run status `{}`", r.4)))?,
+        status: RunStatus::parse(&r.4)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown run status `{}`", r.4)))?,
         counts: json(&r.5, "run counts")?,
         errors: json(&r.6, "run errors")?,
         plan: json(&r.7, "run plan")?,
@@ -753,14 +788,20 @@ mod tests {
         let s = SqliteStore::open(&path).expect("migrate");
         assert_eq!(s.schema_version().expect("v"), MIGRATIONS.len() as u32);
         assert_eq!(s.users(None).expect("users")[0].username, "Ada");
-        let mode: String = s.conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).expect("mode");
+        let mode: String = s
+            .conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .expect("mode");
         assert_eq!(mode, "wal");
         drop(s);
         let s = SqliteStore::open(&path).expect("reopen");
         assert_eq!(s.schema_version().expect("v"), MIGRATIONS.len() as u32);
         s.conn.pragma_update(None, "user_version", 99).expect("bump");
         drop(s);
-        assert!(matches!(SqliteStore::open(&path), Err(StoreError::TooNew { found: 99, .. })));
+        assert!(matches!(
+            SqliteStore::open(&path),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
     }
 
     #[test]
@@ -797,24 +838,43 @@ mod tests {
         assert_eq!(st.users.len(), 2);
         assert_eq!(st.memberships.len(), 2);
         assert_eq!(st.effective[0].path, vec!["g2".to_string(), "g1".to_string()]);
-        assert_eq!(s.photo("c", "u1").expect("photo").expect("some").bytes, Some(vec![1, 2]));
+        assert_eq!(
+            s.photo("c", "u1").expect("photo").expect("some").bytes,
+            Some(vec![1, 2])
+        );
         assert_eq!(s.last_source_users("c").expect("n"), Some(2));
         // swap usernames in one run
         let run = s.begin_run("c", 3).expect("run");
         s.apply(
             "c",
             run,
-            &[Change::PutUser(user("u1", "bob")), Change::PutUser(user("u2", "ADA"))],
+            &[
+                Change::PutUser(user("u1", "bob")),
+                Change::PutUser(user("u2", "ADA")),
+            ],
             &outcome(),
             4,
         )
         .expect("swap");
-        let names: Vec<String> = s.users(None).expect("u").into_iter().map(|u| u.username).collect();
+        let names: Vec<String> = s
+            .users(None)
+            .expect("u")
+            .into_iter()
+            .map(|u| u.username)
+            .collect();
         assert_eq!(names, vec!["ADA", "bob"]);
         // deleting a user cascades memberships and photo
         let run = s.begin_run("c", 5).expect("run");
-        s.apply("c", run, &[Change::DeleteUser { provider_id: "u1".into() }], &outcome(), 6)
-            .expect("delete");
+        s.apply(
+            "c",
+            run,
+            &[Change::DeleteUser {
+                provider_id: "u1".into(),
+            }],
+            &outcome(),
+            6,
+        )
+        .expect("delete");
         let st = s.state("c").expect("state");
         assert_eq!(st.memberships.len(), 1);
         assert!(st.effective.is_empty() && st.photos.is_empty());
@@ -825,11 +885,28 @@ mod tests {
         assert_eq!(username_key("A\u{030A}da"), username_key("\u{00E5}DA"));
         let mut s = SqliteStore::open_in_memory().expect("store");
         let run = s.begin_run("c", 1).expect("run");
-        s.apply("c", run, &[Change::PutUser(user("u1", "\u{00C5}da"))], &outcome(), 1).expect("one");
+        s.apply(
+            "c",
+            run,
+            &[Change::PutUser(user("u1", "\u{00C5}da"))],
+            &outcome(),
+            1,
+        )
+        .expect("one");
         let run = s.begin_run("c", 2).expect("run");
-        let err = s.apply("c", run, &[Change::PutUser(user("u2", "a\u{030A}DA"))], &outcome(), 2);
+        let err = s.apply(
+            "c",
+            run,
+            &[Change::PutUser(user("u2", "a\u{030A}DA"))],
+            &outcome(),
+            2,
+        );
         assert!(err.is_err());
-        assert_eq!(s.users(None).expect("u").len(), 1, "failed transaction left nothing behind");
+        assert_eq!(
+            s.users(None).expect("u").len(),
+            1,
+            "failed transaction left nothing behind"
+        );
     }
 
     #[test]
@@ -846,7 +923,10 @@ mod tests {
         assert_eq!(runs[0].status, RunStatus::Blocked);
         assert_eq!(runs[1].id, r1);
         assert_eq!(runs[1].status, RunStatus::Interrupted);
-        assert_eq!(s.run(r2).expect("run").expect("some").errors, vec!["too many".to_string()]);
+        assert_eq!(
+            s.run(r2).expect("run").expect("some").errors,
+            vec!["too many".to_string()]
+        );
         assert_eq!(s.last_source_users("c").expect("n"), None);
     }
 }

@@ -14,12 +14,18 @@ pub struct Graph {
 impl Graph {
     /// Add "user is a direct member of group".
     pub fn add_user(&mut self, group: &str, user: &str) {
-        self.user_members.entry(group.to_string()).or_default().insert(user.to_string());
+        self.user_members
+            .entry(group.to_string())
+            .or_default()
+            .insert(user.to_string());
     }
 
     /// Add "child group is a direct member of parent group".
     pub fn add_group(&mut self, parent: &str, child: &str) {
-        self.parents.entry(child.to_string()).or_default().insert(parent.to_string());
+        self.parents
+            .entry(child.to_string())
+            .or_default()
+            .insert(parent.to_string());
     }
 
     /// Every group reachable upward from `group` (itself included), with the shortest path
@@ -49,7 +55,9 @@ impl Graph {
         let mut cache: BTreeMap<&str, BTreeMap<String, Vec<String>>> = BTreeMap::new();
         let mut out: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
         for (group, users) in &self.user_members {
-            let anc = cache.entry(group.as_str()).or_insert_with(|| self.ancestors(group));
+            let anc = cache
+                .entry(group.as_str())
+                .or_insert_with(|| self.ancestors(group));
             for user in users {
                 for (a, path) in anc.iter() {
                     let key = (user.clone(), a.clone());
@@ -92,7 +100,13 @@ impl Graph {
             next += 1;
             stack.push(start);
             on_stack.insert(start);
-            let succ: Vec<&str> = self.parents.get(start).unwrap_or(&empty).iter().map(String::as_str).collect();
+            let succ: Vec<&str> = self
+                .parents
+                .get(start)
+                .unwrap_or(&empty)
+                .iter()
+                .map(String::as_str)
+                .collect();
             work.push((start, succ));
             while let Some((v, succ)) = work.last_mut() {
                 let v = *v;
@@ -103,7 +117,13 @@ impl Graph {
                         next += 1;
                         stack.push(w);
                         on_stack.insert(w);
-                        let s: Vec<&str> = self.parents.get(w).unwrap_or(&empty).iter().map(String::as_str).collect();
+                        let s: Vec<&str> = self
+                            .parents
+                            .get(w)
+                            .unwrap_or(&empty)
+                            .iter()
+                            .map(String::as_str)
+                            .collect();
                         work.push((w, s));
                     } else if on_stack.contains(w) {
                         let lw = index[w];
@@ -158,11 +178,17 @@ mod tests {
         g.add_user("eng", "bob");
         let e = g.effective();
         assert_eq!(e[&("alice".into(), "platform".into())], vec!["platform"]);
-        assert_eq!(e[&("alice".into(), "staff".into())], vec!["platform", "eng", "staff"]);
+        assert_eq!(
+            e[&("alice".into(), "staff".into())],
+            vec!["platform", "eng", "staff"]
+        );
         assert_eq!(e[&("bob".into(), "staff".into())], vec!["eng", "staff"]);
         assert!(!e.contains_key(&("bob".into(), "platform".into())));
         g.add_group("staff", "platform");
-        assert_eq!(g.effective()[&("alice".into(), "staff".into())], vec!["platform", "staff"]);
+        assert_eq!(
+            g.effective()[&("alice".into(), "staff".into())],
+            vec!["platform", "staff"]
+        );
         assert!(g.cycles().is_empty());
     }
 

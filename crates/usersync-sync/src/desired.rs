@@ -87,7 +87,10 @@ fn source_value(u: &User, source: &str) -> Option<serde_json::Value> {
         "given_name" => s(&u.given_name),
         "family_name" => s(&u.family_name),
         "status" => Some(u.status.raw.clone().into()),
-        other => u.attributes.get(other.strip_prefix("attributes.").unwrap_or(other)).cloned(),
+        other => u
+            .attributes
+            .get(other.strip_prefix("attributes.").unwrap_or(other))
+            .cloned(),
     }
     .filter(|v| !v.is_null())
 }
@@ -95,7 +98,12 @@ fn source_value(u: &User, source: &str) -> Option<serde_json::Value> {
 /// Build the wanted state from a snapshot and a policy.
 pub fn build(snap: &Snapshot, policy: &Policy, connection: &str) -> Desired {
     let mut d = Desired::default();
-    let name_of = |gid: &str| snap.groups.get(gid).map(|g| g.name.clone()).unwrap_or_else(|| gid.to_string());
+    let name_of = |gid: &str| {
+        snap.groups
+            .get(gid)
+            .map(|g| g.name.clone())
+            .unwrap_or_else(|| gid.to_string())
+    };
 
     // direct edges and the closure
     let mut graph = Graph::default();
@@ -112,7 +120,8 @@ pub fn build(snap: &Snapshot, policy: &Policy, connection: &str) -> Desired {
     }
     for cycle in graph.cycles() {
         let names: Vec<String> = cycle.iter().map(|g| name_of(g)).collect();
-        d.warnings.push(format!("nested group cycle: {}", names.join(" -> ")));
+        d.warnings
+            .push(format!("nested group cycle: {}", names.join(" -> ")));
     }
     let mut effective: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     for ((user, group), path) in graph.effective() {
@@ -137,7 +146,10 @@ pub fn build(snap: &Snapshot, policy: &Policy, connection: &str) -> Desired {
 
     let mut eff_by_user: BTreeMap<&str, Vec<(&str, &Vec<String>)>> = BTreeMap::new();
     for ((g, u), path) in &effective {
-        eff_by_user.entry(u.as_str()).or_default().push((g.as_str(), path));
+        eff_by_user
+            .entry(u.as_str())
+            .or_default()
+            .push((g.as_str(), path));
     }
 
     // groups
@@ -178,7 +190,11 @@ pub fn build(snap: &Snapshot, policy: &Policy, connection: &str) -> Desired {
     };
     for u in snap.users.values() {
         let (in_scope, rule, path) = if policy.required_groups.is_empty() {
-            (true, "no required_groups are configured: every user is in scope".to_string(), vec![])
+            (
+                true,
+                "no required_groups are configured: every user is in scope".to_string(),
+                vec![],
+            )
         } else {
             let mut best: Option<(Vec<String>, String)> = None;
             if policy.transitive {
@@ -199,19 +215,33 @@ pub fn build(snap: &Snapshot, policy: &Policy, connection: &str) -> Desired {
             }
             match best {
                 Some((path, pattern)) => {
-                    let how = if path.len() > 1 { "through nested groups" } else { "directly" };
+                    let how = if path.len() > 1 {
+                        "through nested groups"
+                    } else {
+                        "directly"
+                    };
                     (
                         true,
-                        format!("member of required group `{}` {how} (pattern `{pattern}`)", path.last().cloned().unwrap_or_default()),
+                        format!(
+                            "member of required group `{}` {how} (pattern `{pattern}`)",
+                            path.last().cloned().unwrap_or_default()
+                        ),
                         path,
                     )
                 }
                 None => {
                     let pats: Vec<&str> = policy.required_groups.iter().map(|p| p.as_str()).collect();
-                    let scope = if policy.transitive { "directly or through nesting" } else { "directly" };
+                    let scope = if policy.transitive {
+                        "directly or through nesting"
+                    } else {
+                        "directly"
+                    };
                     (
                         false,
-                        format!("not a member ({scope}) of any required group ({})", pats.join(", ")),
+                        format!(
+                            "not a member ({scope}) of any required group ({})",
+                            pats.join(", ")
+                        ),
                         vec![],
                     )
                 }
@@ -231,7 +261,11 @@ pub fn build(snap: &Snapshot, policy: &Policy, connection: &str) -> Desired {
             ("deactivate", false)
         };
         let rule = if in_scope && !active_at_source {
-            format!("{rule}; the account is {} at the source ({})", state_word(u), u.status.raw)
+            format!(
+                "{rule}; the account is {} at the source ({})",
+                state_word(u),
+                u.status.raw
+            )
         } else {
             rule
         };

@@ -142,7 +142,12 @@ pub fn counts(plan: &Plan) -> (UserCounts, GroupCounts, MembershipCounts) {
 }
 
 /// The safety gates on a complete fetch. Returns the reason to block, if any.
-pub fn gate(plan: &Plan, policy: &Policy, last_source_users: Option<u64>, allow: Option<u64>) -> Option<String> {
+pub fn gate(
+    plan: &Plan,
+    policy: &Policy,
+    last_source_users: Option<u64>,
+    allow: Option<u64>,
+) -> Option<String> {
     let removals = plan.removals();
     let confirmed = allow.is_some_and(|n| removals <= n);
     let base = plan.active_users_before.max(1);
@@ -162,7 +167,8 @@ pub fn gate(plan: &Plan, policy: &Policy, last_source_users: Option<u64>, allow:
             ));
         }
     }
-    if removals > 0 && !confirmed && (removals > policy.max_removals || percent > policy.max_removal_percent) {
+    if removals > 0 && !confirmed && (removals > policy.max_removals || percent > policy.max_removal_percent)
+    {
         return Some(format!(
             "blocked: this run would deactivate or delete {removals} of {} active users ({percent:.1}%), \
              above the limit of {} users or {}% (max_removals / max_removal_percent in the connection's \
@@ -272,7 +278,11 @@ pub async fn run_connection<R: QueryRunner, S: Store + ?Sized>(
         (None, false, true) => RunStatus::Applied,
     };
     if let Some(b) = &blocked {
-        errors.push(if spec.dry_run { format!("would be {b}") } else { b.clone() });
+        errors.push(if spec.dry_run {
+            format!("would be {b}")
+        } else {
+            b.clone()
+        });
     }
     let mut report = RunReport {
         run_id: Some(run_id),
@@ -289,7 +299,11 @@ pub async fn run_connection<R: QueryRunner, S: Store + ?Sized>(
     let source_users = snapshot.complete.then_some(plan.source_users);
     if status == RunStatus::Blocked {
         // Nothing is applied: the counts describe what would have happened.
-        tracing::warn!(connection = spec.connection, "{}", blocked.as_deref().unwrap_or(""));
+        tracing::warn!(
+            connection = spec.connection,
+            "{}",
+            blocked.as_deref().unwrap_or("")
+        );
     }
     let apply = matches!(status, RunStatus::Applied | RunStatus::Failed);
     report.duration_ms = started.elapsed().as_millis() as u64;
@@ -297,7 +311,12 @@ pub async fn run_connection<R: QueryRunner, S: Store + ?Sized>(
         let outcome = outcome(&report, status, &plan, source_users);
         let result = {
             let _s = tracing::info_span!("apply", changes = plan.changes.len()).entered();
-            tracing::info!(connection = spec.connection, run_id, "applying {} changes", plan.changes.len());
+            tracing::info!(
+                connection = spec.connection,
+                run_id,
+                "applying {} changes",
+                plan.changes.len()
+            );
             store.apply(spec.connection, run_id, &plan.changes, &outcome, now_ms())
         };
         if let Err(e) = result {
@@ -309,7 +328,13 @@ pub async fn run_connection<R: QueryRunner, S: Store + ?Sized>(
             record(store, run_id, &report, Some(&plan), None);
         }
     } else {
-        record(store, run_id, &report, Some(&plan), source_users.filter(|_| false));
+        record(
+            store,
+            run_id,
+            &report,
+            Some(&plan),
+            source_users.filter(|_| false),
+        );
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
     report.plan = Some(plan);
@@ -332,10 +357,18 @@ fn outcome(report: &RunReport, status: RunStatus, plan: &Plan, source_users: Opt
     }
 }
 
-fn record<S: Store + ?Sized>(store: &mut S, run_id: i64, report: &RunReport, plan: Option<&Plan>, src: Option<u64>) {
+fn record<S: Store + ?Sized>(
+    store: &mut S,
+    run_id: i64,
+    report: &RunReport,
+    plan: Option<&Plan>,
+    src: Option<u64>,
+) {
     let status = RunStatus::parse(report.status).unwrap_or(RunStatus::Failed);
     let o = RunOutcome {
-        plan: plan.and_then(|p| serde_json::to_value(p).ok()).unwrap_or(serde_json::Value::Null),
+        plan: plan
+            .and_then(|p| serde_json::to_value(p).ok())
+            .unwrap_or(serde_json::Value::Null),
         ..outcome(report, status, &Plan::default(), src)
     };
     if let Err(e) = store.finish_run(run_id, &o, now_ms()) {

@@ -116,7 +116,8 @@ impl Snapshot {
                             }
                         }
                         self.complete = false;
-                        self.errors.push(format!("query {} failed: {}", describe(query), f.message));
+                        self.errors
+                            .push(format!("query {} failed: {}", describe(query), f.message));
                     }
                 }
             }
@@ -130,7 +131,8 @@ impl Snapshot {
             }
             Record::Group(g) => {
                 if let Some(parent) = &g.parent_id {
-                    self.direct.insert(Membership::direct_group(parent.clone(), g.id.clone()));
+                    self.direct
+                        .insert(Membership::direct_group(parent.clone(), g.id.clone()));
                 }
                 let entry = self.groups.entry(g.id.clone()).or_insert_with(|| g.clone());
                 if entry.parent_id.is_none() {
@@ -138,8 +140,10 @@ impl Snapshot {
                 }
             }
             Record::Membership(m) => {
-                let transitive_query =
-                    matches!(query, Query::UserTransitiveGroups { .. } | Query::GroupTransitiveMembers { .. });
+                let transitive_query = matches!(
+                    query,
+                    Query::UserTransitiveGroups { .. } | Query::GroupTransitiveMembers { .. }
+                );
                 if transitive_query {
                     if let MemberRef::User(u) = &m.member {
                         self.server_transitive.insert((m.group_id.clone(), u.clone()));
@@ -200,7 +204,8 @@ async fn run_all<R: QueryRunner>(
     while let Some(joined) = set.join_next().await {
         match joined {
             Ok((i, q, r)) => {
-                ctx.progress.query_done(r.as_ref().map(|r| r.records.len() as u64).unwrap_or(0));
+                ctx.progress
+                    .query_done(r.as_ref().map(|r| r.records.len() as u64).unwrap_or(0));
                 out.push((i, q, r));
             }
             Err(e) => {
@@ -220,7 +225,10 @@ async fn run_all<R: QueryRunner>(
 
 fn group_needed(policy: &Policy, g: &Group) -> bool {
     policy.group_selected(&g.name)
-        || policy.required_groups.iter().any(|p| p.matches(&g.name) || p.matches(&g.id))
+        || policy
+            .required_groups
+            .iter()
+            .any(|p| p.matches(&g.name) || p.matches(&g.id))
 }
 
 /// Fetch everything the policy needs from one connection.
@@ -238,11 +246,15 @@ pub async fn fetch<R: QueryRunner>(runner: Arc<R>, ctx: &FetchContext<'_>) -> Sn
     if m.supports(Operation::ListGroups) {
         first.push(Query::ListGroups);
     } else {
-        snap.warnings.push(format!("connector `{}` cannot list groups", m.id));
+        snap.warnings
+            .push(format!("connector `{}` cannot list groups", m.id));
     }
     let roles = policy.roles_as_groups && caps.roles_as_groups && m.supports(Operation::ListRoles);
     if policy.roles_as_groups && !roles {
-        snap.warnings.push(format!("roles_as_groups is set but connector `{}` cannot list roles", m.id));
+        snap.warnings.push(format!(
+            "roles_as_groups is set but connector `{}` cannot list roles",
+            m.id
+        ));
     }
     if roles {
         first.push(Query::ListRoles);
@@ -270,7 +282,10 @@ pub async fn fetch<R: QueryRunner>(runner: Arc<R>, ctx: &FetchContext<'_>) -> Sn
                 break;
             }
             asked.extend(todo.iter().cloned());
-            let qs = todo.into_iter().map(|group_id| Query::GroupChildren { group_id }).collect();
+            let qs = todo
+                .into_iter()
+                .map(|group_id| Query::GroupChildren { group_id })
+                .collect();
             for (q, r) in run_all(&runner, qs, ctx, "listing child groups").await {
                 snap.absorb(&q, r, false);
             }
@@ -281,7 +296,11 @@ pub async fn fetch<R: QueryRunner>(runner: Arc<R>, ctx: &FetchContext<'_>) -> Sn
     }
 
     // 3. memberships, by the cheapest route
-    let groups: Vec<&Group> = snap.groups.values().filter(|g| g.kind == GroupKind::Group).collect();
+    let groups: Vec<&Group> = snap
+        .groups
+        .values()
+        .filter(|g| g.kind == GroupKind::Group)
+        .collect();
     let per_group_ok = m.supports(Operation::GroupMembers);
     let per_user_ok = m.supports(Operation::UserGroups);
     let server_user_transitive = caps.transitive_membership && m.supports(Operation::UserTransitiveGroups);
@@ -289,10 +308,9 @@ pub async fn fetch<R: QueryRunner>(runner: Arc<R>, ctx: &FetchContext<'_>) -> Sn
         MembershipRoute::PerGroup if per_group_ok => Route::PerGroup,
         MembershipRoute::PerUser if per_user_ok => Route::PerUser,
         _ if per_group_ok && per_user_ok => {
-            // Per-user listings hide nesting: only take them when nesting is resolvable.
-            if nested && !server_user_transitive {
-                Route::PerGroup
-            } else if groups.len() <= snap.users.len() {
+            // Per-user listings hide nesting: only take them when nesting is resolvable, and
+            // then only when there are fewer users than groups to list.
+            if (nested && !server_user_transitive) || groups.len() <= snap.users.len() {
                 Route::PerGroup
             } else {
                 Route::PerUser
@@ -318,7 +336,9 @@ pub async fn fetch<R: QueryRunner>(runner: Arc<R>, ctx: &FetchContext<'_>) -> Sn
         Route::PerGroup => {
             for g in &groups {
                 if nested || group_needed(policy, g) {
-                    qs.push(Query::GroupMembers { group_id: g.id.clone() });
+                    qs.push(Query::GroupMembers {
+                        group_id: g.id.clone(),
+                    });
                 }
             }
         }
@@ -330,11 +350,15 @@ pub async fn fetch<R: QueryRunner>(runner: Arc<R>, ctx: &FetchContext<'_>) -> Sn
                 }
             }
         }
-        Route::None => snap.warnings.push(format!("connector `{}` lists no memberships", m.id)),
+        Route::None => snap
+            .warnings
+            .push(format!("connector `{}` lists no memberships", m.id)),
     }
     if roles && m.supports(Operation::RoleMembers) {
         for r in snap.groups.values().filter(|g| g.kind == GroupKind::Role) {
-            qs.push(Query::RoleMembers { role_id: r.id.clone() });
+            qs.push(Query::RoleMembers {
+                role_id: r.id.clone(),
+            });
         }
     }
     snap.route = Some(route);
@@ -361,20 +385,34 @@ pub async fn fetch<R: QueryRunner>(runner: Arc<R>, ctx: &FetchContext<'_>) -> Sn
         if caps.manager && m.supports(Operation::UserManager) {
             // A `Record::Manager` in the listing (Entra's `$expand=manager`) already answered it.
             let known = &snap.managers;
-            for u in snap.users.values().filter(|u| u.manager.is_none() && !known.contains_key(&u.id)) {
-                optional.push(Query::UserManager { user_id: u.id.clone() });
+            for u in snap
+                .users
+                .values()
+                .filter(|u| u.manager.is_none() && !known.contains_key(&u.id))
+            {
+                optional.push(Query::UserManager {
+                    user_id: u.id.clone(),
+                });
             }
         } else if !caps.manager {
-            snap.warnings.push(format!("managers = true but connector `{}` has no managers", m.id));
+            snap.warnings.push(format!(
+                "managers = true but connector `{}` has no managers",
+                m.id
+            ));
         }
     }
     if policy.photos != PhotoMode::Off {
         if caps.photos && m.supports(Operation::UserPhoto) {
             for u in snap.users.values().filter(|u| u.status.state.is_active()) {
-                optional.push(Query::UserPhoto { user_id: u.id.clone() });
+                optional.push(Query::UserPhoto {
+                    user_id: u.id.clone(),
+                });
             }
         } else {
-            snap.warnings.push(format!("photos are enabled but connector `{}` has no photos", m.id));
+            snap.warnings.push(format!(
+                "photos are enabled but connector `{}` has no photos",
+                m.id
+            ));
         }
     }
     if !optional.is_empty() {

@@ -173,7 +173,10 @@ fn user_diff(old: &StoredUser, new: &StoredUser) -> Vec<String> {
     f("given_name", old.given_name != new.given_name);
     f("family_name", old.family_name != new.family_name);
     f("active", old.active != new.active);
-    f("status", old.state != new.state || old.status_raw != new.status_raw);
+    f(
+        "status",
+        old.state != new.state || old.status_raw != new.status_raw,
+    );
     f("manager", old.manager != new.manager);
     f("inactive_reason", old.inactive_reason != new.inactive_reason);
     let keys: BTreeSet<&String> = old.attributes.keys().chain(new.attributes.keys()).collect();
@@ -212,14 +215,28 @@ pub fn diff(desired: &Desired, stored: &ConnectionState, ctx: &DiffContext<'_>) 
     };
     let stored_users: BTreeMap<&str, &StoredUser> =
         stored.users.iter().map(|u| (u.provider_id.as_str(), u)).collect();
-    let stored_groups: BTreeMap<&str, _> = stored.groups.iter().map(|g| (g.provider_id.as_str(), g)).collect();
-    let protected_user = |u: &StoredUser| policy.protected_user(&u.username, &u.provider_id).map(|p| p.to_string());
+    let stored_groups: BTreeMap<&str, _> = stored
+        .groups
+        .iter()
+        .map(|g| (g.provider_id.as_str(), g))
+        .collect();
+    let protected_user = |u: &StoredUser| {
+        policy
+            .protected_user(&u.username, &u.provider_id)
+            .map(|p| p.to_string())
+    };
 
     // --- users ---------------------------------------------------------------------------
     // Final per-user intent: (entry, change) computed first, usernames resolved after.
+    #[allow(clippy::large_enum_variant)] // short-lived, one per user
     enum Intent {
-        Put { user: StoredUser, stored: Option<StoredUser> },
-        Delete { reason: String },
+        Put {
+            user: StoredUser,
+            stored: Option<StoredUser>,
+        },
+        Delete {
+            reason: String,
+        },
     }
     let mut intents: BTreeMap<String, Intent> = BTreeMap::new();
     for (pid, target) in &desired.users {
@@ -238,14 +255,22 @@ pub fn diff(desired: &Desired, stored: &ConnectionState, ctx: &DiffContext<'_>) 
                 } else if !create {
                     continue;
                 }
-                intents.insert(pid.clone(), Intent::Put {
-                    user,
-                    stored: st.cloned(),
-                });
+                intents.insert(
+                    pid.clone(),
+                    Intent::Put {
+                        user,
+                        stored: st.cloned(),
+                    },
+                );
             }
             Target::Delete { reason } => {
                 if st.is_some() {
-                    intents.insert(pid.clone(), Intent::Delete { reason: reason.clone() });
+                    intents.insert(
+                        pid.clone(),
+                        Intent::Delete {
+                            reason: reason.clone(),
+                        },
+                    );
                 }
             }
             Target::Keep => {}
@@ -259,19 +284,25 @@ pub fn diff(desired: &Desired, stored: &ConnectionState, ctx: &DiffContext<'_>) 
         match policy.on_user_missing {
             UserRemoval::Keep => {}
             UserRemoval::Delete => {
-                intents.insert(s.provider_id.clone(), Intent::Delete {
-                    reason: "missing from the source".into(),
-                });
+                intents.insert(
+                    s.provider_id.clone(),
+                    Intent::Delete {
+                        reason: "missing from the source".into(),
+                    },
+                );
             }
             UserRemoval::Deactivate => {
                 if s.active {
                     let mut u = s.clone();
                     u.active = false;
                     u.inactive_reason = Some("missing from the source".into());
-                    intents.insert(s.provider_id.clone(), Intent::Put {
-                        user: u,
-                        stored: Some(s.clone()),
-                    });
+                    intents.insert(
+                        s.provider_id.clone(),
+                        Intent::Put {
+                            user: u,
+                            stored: Some(s.clone()),
+                        },
+                    );
                 }
             }
         }
@@ -282,16 +313,23 @@ pub fn diff(desired: &Desired, stored: &ConnectionState, ctx: &DiffContext<'_>) 
         let st = stored_users.get(pid.as_str()).copied();
         let destructive = match intent {
             Intent::Delete { .. } => true,
-            Intent::Put { user, stored: Some(s) } => s.active && !user.active,
+            Intent::Put {
+                user,
+                stored: Some(s),
+            } => s.active && !user.active,
             Intent::Put { .. } => false,
         };
         if let Some(s) = st {
             if let Some(p) = protected_user(s) {
-                plan.protected.push(format!("user `{}` ({pid}) is protected by `{p}`", s.username));
+                plan.protected
+                    .push(format!("user `{}` ({pid}) is protected by `{p}`", s.username));
                 return false;
             }
             if destructive && !ctx.complete {
-                plan.withheld.push(format!("user `{}` ({pid}) would be deactivated or deleted", s.username));
+                plan.withheld.push(format!(
+                    "user `{}` ({pid}) would be deactivated or deleted",
+                    s.username
+                ));
                 return false;
             }
         }
@@ -311,7 +349,10 @@ pub fn diff(desired: &Desired, stored: &ConnectionState, ctx: &DiffContext<'_>) 
     for (pid, intent) in &intents {
         let release = match intent {
             Intent::Delete { .. } => true,
-            Intent::Put { user, stored: Some(s) } => username_key(&user.username) != username_key(&s.username),
+            Intent::Put {
+                user,
+                stored: Some(s),
+            } => username_key(&user.username) != username_key(&s.username),
             Intent::Put { .. } => false,
         };
         if release {
@@ -324,13 +365,18 @@ pub fn diff(desired: &Desired, stored: &ConnectionState, ctx: &DiffContext<'_>) 
         }
     }
     let holder_name = |k: &str| {
-        ctx.holders
-            .iter()
-            .find(|h| h.key == k)
-            .map(|h| format!("`{}` of connection `{}` ({})", h.username, h.connection, h.provider_id))
+        ctx.holders.iter().find(|h| h.key == k).map(|h| {
+            format!(
+                "`{}` of connection `{}` ({})",
+                h.username, h.connection, h.provider_id
+            )
+        })
     };
     // existing users (renames) first, then new users, each in provider-id order
-    let mut order: Vec<&String> = intents.keys().filter(|p| stored_users.contains_key(p.as_str())).collect();
+    let mut order: Vec<&String> = intents
+        .keys()
+        .filter(|p| stored_users.contains_key(p.as_str()))
+        .collect();
     order.extend(intents.keys().filter(|p| !stored_users.contains_key(p.as_str())));
     let mut skipped_new: BTreeSet<String> = BTreeSet::new();
     let mut kept_old_name: BTreeSet<String> = BTreeSet::new();
@@ -397,7 +443,9 @@ pub fn diff(desired: &Desired, stored: &ConnectionState, ctx: &DiffContext<'_>) 
                     changed: vec![],
                     reason: Some(reason.clone()),
                 });
-                plan.changes.push(Change::DeleteUser { provider_id: pid.clone() });
+                plan.changes.push(Change::DeleteUser {
+                    provider_id: pid.clone(),
+                });
             }
             Intent::Put { user, stored: st } => {
                 if skipped_new.contains(pid) {
@@ -486,7 +534,8 @@ pub fn diff(desired: &Desired, stored: &ConnectionState, ctx: &DiffContext<'_>) 
             Some(have) if *have == want => {}
             Some(have) => {
                 if let Some(p) = protected_group(have) {
-                    plan.protected.push(format!("group `{}` ({pid}) is protected by `{p}`", have.name));
+                    plan.protected
+                        .push(format!("group `{}` ({pid}) is protected by `{p}`", have.name));
                     groups_frozen.insert(pid.clone());
                     continue;
                 }
@@ -508,7 +557,11 @@ pub fn diff(desired: &Desired, stored: &ConnectionState, ctx: &DiffContext<'_>) 
                 }
                 let renamed = have.name != want.name;
                 plan.groups.push(GroupChange {
-                    action: if renamed { GroupAction::Renamed } else { GroupAction::Updated },
+                    action: if renamed {
+                        GroupAction::Renamed
+                    } else {
+                        GroupAction::Updated
+                    },
                     provider_id: pid.clone(),
                     name: want.name.clone(),
                     previous_name: renamed.then(|| have.name.clone()),
@@ -527,11 +580,17 @@ pub fn diff(desired: &Desired, stored: &ConnectionState, ctx: &DiffContext<'_>) 
             continue;
         }
         if let Some(p) = protected_group(have) {
-            plan.protected.push(format!("group `{}` ({}) is protected by `{p}`", have.name, have.provider_id));
+            plan.protected.push(format!(
+                "group `{}` ({}) is protected by `{p}`",
+                have.name, have.provider_id
+            ));
             continue;
         }
         if !ctx.complete {
-            plan.withheld.push(format!("group `{}` ({}) would be deleted", have.name, have.provider_id));
+            plan.withheld.push(format!(
+                "group `{}` ({}) would be deleted",
+                have.name, have.provider_id
+            ));
             continue;
         }
         groups_deleted.insert(have.provider_id.clone());
@@ -643,16 +702,20 @@ pub fn diff(desired: &Desired, stored: &ConnectionState, ctx: &DiffContext<'_>) 
     }
 
     // --- photos --------------------------------------------------------------------------
-    let stored_p: BTreeMap<&str, &str> = stored.photos.iter().map(|p| (p.user.as_str(), p.sha256.as_str())).collect();
+    let stored_p: BTreeMap<&str, &str> = stored
+        .photos
+        .iter()
+        .map(|p| (p.user.as_str(), p.sha256.as_str()))
+        .collect();
     for (pid, target) in &desired.photos {
         if !managed_user(pid) {
             continue;
         }
         let change = match target {
             PhotoTarget::Keep => None,
-            PhotoTarget::Set(None) => {
-                stored_p.contains_key(pid.as_str()).then(|| Change::RemovePhoto { user: pid.clone() })
-            }
+            PhotoTarget::Set(None) => stored_p
+                .contains_key(pid.as_str())
+                .then(|| Change::RemovePhoto { user: pid.clone() }),
             PhotoTarget::Set(Some(p)) => {
                 (stored_p.get(pid.as_str()) != Some(&p.sha256.as_str())).then(|| Change::PutPhoto(p.clone()))
             }
@@ -678,17 +741,32 @@ pub fn diff(desired: &Desired, stored: &ConnectionState, ctx: &DiffContext<'_>) 
     }
 
     let changed_users: BTreeSet<&str> = plan.users.iter().map(|u| u.provider_id.as_str()).collect();
-    plan.unchanged_users = stored.users.iter().filter(|u| !changed_users.contains(u.provider_id.as_str())).count() as u64;
+    plan.unchanged_users = stored
+        .users
+        .iter()
+        .filter(|u| !changed_users.contains(u.provider_id.as_str()))
+        .count() as u64;
     let changed_groups: BTreeSet<&str> = plan.groups.iter().map(|g| g.provider_id.as_str()).collect();
-    plan.unchanged_groups =
-        stored.groups.iter().filter(|g| !changed_groups.contains(g.provider_id.as_str())).count() as u64;
-    plan.users.sort_by(|a, b| (a.username.to_lowercase(), &a.provider_id).cmp(&(b.username.to_lowercase(), &b.provider_id)));
-    plan.groups.sort_by(|a, b| (a.name.to_lowercase(), &a.provider_id).cmp(&(b.name.to_lowercase(), &b.provider_id)));
+    plan.unchanged_groups = stored
+        .groups
+        .iter()
+        .filter(|g| !changed_groups.contains(g.provider_id.as_str()))
+        .count() as u64;
+    plan.users.sort_by(|a, b| {
+        (a.username.to_lowercase(), &a.provider_id).cmp(&(b.username.to_lowercase(), &b.provider_id))
+    });
+    plan.groups.sort_by(|a, b| {
+        (a.name.to_lowercase(), &a.provider_id).cmp(&(b.name.to_lowercase(), &b.provider_id))
+    });
     let _ = groups_deleted;
     plan
 }
 
-fn describe_member(m: &Member, group_name: &dyn Fn(&str) -> String, user_name: &dyn Fn(&str) -> String) -> String {
+fn describe_member(
+    m: &Member,
+    group_name: &dyn Fn(&str) -> String,
+    user_name: &dyn Fn(&str) -> String,
+) -> String {
     match m {
         Member::User(u) => format!("user `{}`", user_name(u)),
         Member::Group(g) => format!("group `{}`", group_name(g)),

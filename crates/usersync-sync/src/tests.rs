@@ -134,7 +134,12 @@ fn manifest(ops: &[Operation], caps: Capabilities) -> Manifest {
 
 fn nested_manifest() -> Manifest {
     manifest(
-        &[Operation::ListUsers, Operation::ListGroups, Operation::GroupMembers, Operation::UserGroups],
+        &[
+            Operation::ListUsers,
+            Operation::ListGroups,
+            Operation::GroupMembers,
+            Operation::UserGroups,
+        ],
         Capabilities {
             nested_groups: true,
             ..Capabilities::default()
@@ -217,9 +222,16 @@ async fn initial_sync_scopes_through_nesting_and_resync_writes_nothing() {
     let mut env = Env::new(org(), required_staff());
     let r = env.run(false, None).await;
     assert_eq!(r.status, "applied", "{:?}", r.errors);
-    assert_eq!(r.users.created, 19, "u19 is only in Sales: out of scope, not created");
+    assert_eq!(
+        r.users.created, 19,
+        "u19 is only in Sales: out of scope, not created"
+    );
     assert_eq!(r.groups.created, 3);
-    assert_eq!(r.memberships.added, 19 + 1, "Eng's users and Eng in Staff; u19 was not created");
+    assert_eq!(
+        r.memberships.added,
+        19 + 1,
+        "Eng's users and Eng in Staff; u19 was not created"
+    );
     let st = env.store.state("okta-prod").expect("state");
     let path = st
         .effective
@@ -229,12 +241,26 @@ async fn initial_sync_scopes_through_nesting_and_resync_writes_nothing() {
     assert_eq!(path.path, vec!["Eng", "Staff"]);
     assert!(st.users.iter().all(|u| u.active));
 
-    let before = env.store.connection().query_row("SELECT total_changes()", [], |r| r.get::<_, i64>(0));
+    let before = env
+        .store
+        .connection()
+        .query_row("SELECT total_changes()", [], |r| r.get::<_, i64>(0));
     let r2 = env.run(false, None).await;
-    let after = env.store.connection().query_row("SELECT total_changes()", [], |r| r.get::<_, i64>(0));
+    let after = env
+        .store
+        .connection()
+        .query_row("SELECT total_changes()", [], |r| r.get::<_, i64>(0));
     assert_eq!(r2.status, "applied");
     assert_eq!(r2.users.unchanged, 19);
-    assert_eq!((r2.users.created, r2.users.updated, r2.memberships.added, r2.memberships.removed), (0, 0, 0, 0));
+    assert_eq!(
+        (
+            r2.users.created,
+            r2.users.updated,
+            r2.memberships.added,
+            r2.memberships.removed
+        ),
+        (0, 0, 0, 0)
+    );
     assert!(r2.plan.as_ref().expect("plan").changes.is_empty());
     // only the run history rows (begin + finish) were written
     assert_eq!(after.expect("n") - before.expect("n"), 2);
@@ -286,7 +312,12 @@ async fn delete_policy_deletes_missing_users() {
     });
     let r = env.run(false, None).await;
     assert_eq!(r.users.deleted, 1);
-    assert!(env.store.users(None).expect("users").iter().all(|u| u.provider_id != "u02"));
+    assert!(env
+        .store
+        .users(None)
+        .expect("users")
+        .iter()
+        .all(|u| u.provider_id != "u02"));
 }
 
 #[tokio::test]
@@ -306,10 +337,17 @@ async fn a_failed_query_applies_nothing_destructive() {
     assert_eq!(r.users.deactivated, 0);
     assert_eq!(r.memberships.removed, 0);
     assert_eq!(r.users.created, 1, "additive changes still apply");
-    assert!(r.errors.iter().any(|e| e.contains("group_members(g-eng)") && e.contains("503")));
+    assert!(r
+        .errors
+        .iter()
+        .any(|e| e.contains("group_members(g-eng)") && e.contains("503")));
     assert!(r.errors.iter().any(|e| e.contains("withheld")));
     let st = env.store.state("okta-prod").expect("state");
-    assert!(st.users.iter().filter(|u| u.provider_id != "u50").all(|u| u.active));
+    assert!(st
+        .users
+        .iter()
+        .filter(|u| u.provider_id != "u50")
+        .all(|u| u.active));
     assert!(st.users.iter().any(|u| u.provider_id == "u50"));
     // failing the user listing: nothing at all happens
     env.edit(|d| {
@@ -334,8 +372,14 @@ async fn thresholds_block_with_exit_numbers_and_override() {
     let r = env.run(false, None).await;
     assert_eq!(r.status, "blocked");
     let msg = r.errors.join("\n");
-    assert!(msg.contains("5 of 19") && msg.contains("--allow-deletes 5"), "{msg}");
-    assert!(env.store.users(None).expect("u").iter().all(|u| u.active), "nothing applied");
+    assert!(
+        msg.contains("5 of 19") && msg.contains("--allow-deletes 5"),
+        "{msg}"
+    );
+    assert!(
+        env.store.users(None).expect("u").iter().all(|u| u.active),
+        "nothing applied"
+    );
     let r = env.run(false, Some(4)).await;
     assert_eq!(r.status, "blocked", "override below the number does not confirm");
     let r = env.run(false, Some(5)).await;
@@ -381,11 +425,18 @@ async fn dry_run_plan_is_what_apply_does() {
     assert_eq!(dry.status, "dry_run");
     let dry_plan = dry.plan.clone().expect("plan");
     assert!(!dry_plan.changes.is_empty());
-    assert_eq!(env.user("u03").username, "user03@acme.test", "dry run changed nothing");
+    assert_eq!(
+        env.user("u03").username,
+        "user03@acme.test",
+        "dry run changed nothing"
+    );
     let real = env.run(false, None).await;
     assert_eq!(real.status, "applied");
     assert_eq!(real.plan.expect("plan"), dry_plan);
-    assert_eq!((dry.users, dry.groups, dry.memberships), (real.users, real.groups, real.memberships));
+    assert_eq!(
+        (dry.users, dry.groups, dry.memberships),
+        (real.users, real.groups, real.memberships)
+    );
     let again = env.run(true, None).await;
     assert!(again.plan.expect("plan").changes.is_empty());
 }
@@ -397,7 +448,13 @@ async fn username_collisions_are_reported_not_merged() {
         d.user("u98", "USER01@acme.test");
     });
     let r = env.run(false, None).await;
-    assert!(r.errors.iter().any(|e| e.starts_with("conflict:") && e.contains("USER01@acme.test")), "{:?}", r.errors);
+    assert!(
+        r.errors
+            .iter()
+            .any(|e| e.starts_with("conflict:") && e.contains("USER01@acme.test")),
+        "{:?}",
+        r.errors
+    );
     assert_eq!(r.users.created, 20);
     // a second connection bringing the same person: reported, first connection keeps it
     let spec = RunSpec {
@@ -417,7 +474,13 @@ async fn username_collisions_are_reported_not_merged() {
     });
     let r = run_connection(&mut env.store, fake2, &spec, &NoProgress).await;
     assert_eq!(r.users.created, 1);
-    assert!(r.errors.iter().any(|e| e.contains("user05@ACME.test") && e.contains("okta-prod")), "{:?}", r.errors);
+    assert!(
+        r.errors
+            .iter()
+            .any(|e| e.contains("user05@ACME.test") && e.contains("okta-prod")),
+        "{:?}",
+        r.errors
+    );
 }
 
 #[tokio::test]
@@ -449,17 +512,25 @@ async fn route_follows_listing_sizes_and_capabilities() {
     );
     let r = env.run(false, None).await;
     let log = env.fake.log.lock().expect("log").clone();
-    assert!(log.iter().any(|q| q.starts_with("user_transitive_groups")), "{log:?}");
+    assert!(
+        log.iter().any(|q| q.starts_with("user_transitive_groups")),
+        "{log:?}"
+    );
     assert!(!log.iter().any(|q| q.starts_with("group_members")), "{log:?}");
     assert_eq!(r.users.created, 1, "a is in G0 through G1 (server side)");
     let st = env.store.state("okta-prod").expect("state");
-    assert!(st.effective.iter().any(|e| e.user == "a" && e.group == "g0" && e.path == vec!["*", "G0"]));
+    assert!(st
+        .effective
+        .iter()
+        .any(|e| e.user == "a" && e.group == "g0" && e.path == vec!["*", "G0"]));
 
     // without transitive queries nesting forces per-group listings
     env.manifest.capabilities.transitive_membership = false;
     env.run(true, None).await;
     let log = env.fake.log.lock().expect("log").clone();
-    assert!(log.iter().any(|q| q.starts_with("group_members")) && !log.iter().any(|q| q.starts_with("user_")));
+    assert!(
+        log.iter().any(|q| q.starts_with("group_members")) && !log.iter().any(|q| q.starts_with("user_"))
+    );
 }
 
 #[tokio::test]
@@ -470,7 +541,13 @@ async fn cycles_are_reported_and_do_not_hang() {
     let r = env.run(false, None).await;
     assert_eq!(r.status, "applied");
     let plan = r.plan.expect("plan");
-    assert!(plan.warnings.iter().any(|w| w.contains("cycle") && w.contains("Eng")), "{:?}", plan.warnings);
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains("cycle") && w.contains("Eng")),
+        "{:?}",
+        plan.warnings
+    );
 }
 
 #[tokio::test]
@@ -487,10 +564,18 @@ async fn protected_users_are_never_touched() {
     assert_eq!(r.users.deactivated, 1);
     assert!(env.user("u01").active);
     assert!(!env.user("u03").active);
-    assert!(r.plan.expect("plan").protected.iter().any(|p| p.contains("user01")));
+    assert!(r
+        .plan
+        .expect("plan")
+        .protected
+        .iter()
+        .any(|p| p.contains("user01")));
 }
 
 #[test]
 fn user_action_names_are_the_contract() {
-    assert_eq!(serde_json::to_string(&UserAction::Reactivated).expect("json"), "\"reactivated\"");
+    assert_eq!(
+        serde_json::to_string(&UserAction::Reactivated).expect("json"),
+        "\"reactivated\""
+    );
 }

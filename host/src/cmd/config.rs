@@ -82,7 +82,9 @@ fn check(global: &GlobalArgs, format: Format) -> anyhow::Result<u8> {
                 report.warnings.push("no [[connections]] are defined".into());
             }
             for conn in &config.connections {
-                report.connections.push(format!("{} ({})", conn.name, conn.connector));
+                report
+                    .connections
+                    .push(format!("{} ({})", conn.name, conn.connector));
                 let Some(connector) = registry.get(&conn.connector) else {
                     let known: Vec<String> = registry.all().iter().map(|c| c.manifest().id).collect();
                     report.errors.push(ConfigIssue {

@@ -153,10 +153,13 @@ pub async fn run(args: DemoArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     );
     for p in wanted {
         let mut opts = EmulatorOptions::new(p);
+        // One domain per provider: the demo's organisations are different people, so the store shows
+        // each provider's sync rather than cross-connection username conflicts.
         opts.gen = GenConfig {
             users: args.users,
             groups: args.groups,
             seed: args.seed,
+            domain: format!("{p}.example.com"),
             ..GenConfig::default()
         };
         opts.state_dir = Some(dir.join("emulators").join(p));
@@ -244,11 +247,19 @@ pub async fn run(args: DemoArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
             o.provider, o.org, o.requests, o.secs, o.result
         );
     }
-    println!(
-        "\nstore: {}\nrerun a sync while this demo runs: usersync --config {} sync",
-        dir.join("usersync.db").display(),
-        config_path.display()
-    );
+    println!("\nstore: {}", dir.join("usersync.db").display());
+    if args.no_sync {
+        println!(
+            "sync them yourself: usersync --config {} sync",
+            config_path.display()
+        );
+    } else {
+        println!(
+            "look around: usersync --config {} users list   (the emulators stop with the demo; \
+             `usersync demo --no-sync` keeps them serving)",
+            config_path.display()
+        );
+    }
     if args.no_sync && !running.is_empty() {
         println!("emulators keep serving until Ctrl-C");
         tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;

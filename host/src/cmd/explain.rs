@@ -88,8 +88,13 @@ pub async fn run(cmd: ExplainCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
             allow_deletes: None,
         };
         let progress = wiring::ConsoleProgress::new(&conn.name, Some(client.clone()), true);
-        let (snapshot, wanted, plan) =
-            plan_connection(&store, Arc::new(wiring::RuntimeRunner::new(client)), &spec, &progress).await?;
+        let (snapshot, wanted, plan) = plan_connection(
+            &store,
+            Arc::new(wiring::RuntimeRunner::new(client)),
+            &spec,
+            &progress,
+        )
+        .await?;
         let stored = usersync_store::Store::state(&store, &conn.name)?;
         let at_source = snapshot.users.values().find(|u| {
             username_key(&u.username) == key
@@ -101,8 +106,12 @@ pub async fn run(cmd: ExplainCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                 || u.email.as_deref().is_some_and(|e| username_key(e) == key)
                 || u.provider_id == user
         });
-        let pid = at_source.map(|u| u.id.clone()).or_else(|| in_store.map(|u| u.provider_id.clone()));
-        let planned = pid.as_ref().and_then(|p| plan.users.iter().find(|c| &c.provider_id == p).cloned());
+        let pid = at_source
+            .map(|u| u.id.clone())
+            .or_else(|| in_store.map(|u| u.provider_id.clone()));
+        let planned = pid
+            .as_ref()
+            .and_then(|p| plan.users.iter().find(|c| &c.provider_id == p).cloned());
         let note = match (at_source, in_store) {
             (None, None) => Some("not found at the source nor in the store".to_string()),
             (None, Some(_)) if !snapshot.complete => {
@@ -117,7 +126,9 @@ pub async fn run(cmd: ExplainCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
         out.push(Explanation {
             connection: conn.name.clone(),
             provider_id: pid.clone(),
-            username: at_source.map(|u| u.username.clone()).or_else(|| in_store.map(|u| u.username.clone())),
+            username: at_source
+                .map(|u| u.username.clone())
+                .or_else(|| in_store.map(|u| u.username.clone())),
             found_at_source: at_source.is_some(),
             in_store: in_store.is_some(),
             decision: pid.as_ref().and_then(|p| wanted.decisions.get(p).cloned()),
@@ -133,13 +144,19 @@ pub async fn run(cmd: ExplainCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                 println!(
                     "{}: {}",
                     e.connection,
-                    e.username.as_deref().map(|u| format!("{u} ({})", e.provider_id.as_deref().unwrap_or("-"))).unwrap_or_else(|| user.clone())
+                    e.username
+                        .as_deref()
+                        .map(|u| format!("{u} ({})", e.provider_id.as_deref().unwrap_or("-")))
+                        .unwrap_or_else(|| user.clone())
                 );
                 if !e.fetch_complete {
                     println!("  the fetch was incomplete; the answer may be partial");
                 }
                 if let Some(d) = &e.decision {
-                    println!("  scope:  {}", if d.in_scope { "IN scope" } else { "OUT of scope" });
+                    println!(
+                        "  scope:  {}",
+                        if d.in_scope { "IN scope" } else { "OUT of scope" }
+                    );
                     println!("  rule:   {}", d.rule);
                     if d.path.len() > 1 {
                         println!("  path:   {}", d.path.join(" -> "));
@@ -153,7 +170,11 @@ pub async fn run(cmd: ExplainCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                     Some(c) => println!(
                         "  next sync: {}{}",
                         format!("{:?}", c.action).to_lowercase(),
-                        if c.changed.is_empty() { String::new() } else { format!(" [{}]", c.changed.join(", ")) }
+                        if c.changed.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" [{}]", c.changed.join(", "))
+                        }
                     ),
                     None if e.in_store => println!("  next sync: no change"),
                     None => println!("  next sync: not created"),

@@ -106,7 +106,14 @@ pub async fn run(cmd: GroupsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                         })
                         .collect();
                     wiring::print_table(
-                        &["NAME", "CONNECTION", "KIND", "DIRECT MEMBERS", "ALL USERS", "PROVIDER ID"],
+                        &[
+                            "NAME",
+                            "CONNECTION",
+                            "KIND",
+                            "DIRECT MEMBERS",
+                            "ALL USERS",
+                            "PROVIDER ID",
+                        ],
                         &rows,
                     );
                     println!("{} group(s)", rows.len());
@@ -121,7 +128,8 @@ pub async fn run(cmd: GroupsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
         } => {
             let all = store.groups(connection.as_deref())?;
             let lower = group.to_lowercase();
-            let mut found: Vec<&StoredGroup> = all.iter().filter(|g| g.name.to_lowercase() == lower).collect();
+            let mut found: Vec<&StoredGroup> =
+                all.iter().filter(|g| g.name.to_lowercase() == lower).collect();
             if found.is_empty() {
                 found = all
                     .iter()
@@ -148,8 +156,11 @@ pub async fn run(cmd: GroupsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                 .iter()
                 .map(|u| (u.provider_id.as_str(), (u.username.as_str(), u.active)))
                 .collect();
-            let groups: BTreeMap<&str, &str> =
-                st.groups.iter().map(|x| (x.provider_id.as_str(), x.name.as_str())).collect();
+            let groups: BTreeMap<&str, &str> = st
+                .groups
+                .iter()
+                .map(|x| (x.provider_id.as_str(), x.name.as_str()))
+                .collect();
             let mut direct: Vec<MemberOut> = st
                 .memberships
                 .iter()
@@ -179,7 +190,11 @@ pub async fn run(cmd: GroupsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                 .map(|e| MemberOut {
                     kind: "user",
                     id: e.user.clone(),
-                    name: users.get(e.user.as_str()).map(|x| x.0).unwrap_or(&e.user).to_string(),
+                    name: users
+                        .get(e.user.as_str())
+                        .map(|x| x.0)
+                        .unwrap_or(&e.user)
+                        .to_string(),
                     active: users.get(e.user.as_str()).map(|x| x.1),
                     path: e.path.clone(),
                 })
@@ -210,9 +225,16 @@ pub async fn run(cmd: GroupsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                         };
                         println!("  {} {}{state}", m.kind, m.name);
                     }
-                    println!("all users, direct and through nested groups ({}):", show.transitive_members.len());
+                    println!(
+                        "all users, direct and through nested groups ({}):",
+                        show.transitive_members.len()
+                    );
                     for m in &show.transitive_members {
-                        let state = if m.active == Some(false) { " (inactive)" } else { "" };
+                        let state = if m.active == Some(false) {
+                            " (inactive)"
+                        } else {
+                            ""
+                        };
                         if m.path.len() > 1 {
                             println!("  {}{state} via {}", m.name, m.path.join(" -> "));
                         } else {

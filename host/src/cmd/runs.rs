@@ -37,7 +37,12 @@ fn duration(r: &usersync_store::RunRecord) -> String {
 }
 
 fn summary(counts: &serde_json::Value) -> String {
-    let n = |a: &str, b: &str| counts.pointer(&format!("/{a}/{b}")).and_then(|v| v.as_u64()).unwrap_or(0);
+    let n = |a: &str, b: &str| {
+        counts
+            .pointer(&format!("/{a}/{b}"))
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0)
+    };
     format!(
         "users +{} ~{} >{} ^{} -{} x{}; groups +{} ~{} x{}; members +{} -{}",
         n("users", "created"),
@@ -101,7 +106,18 @@ pub async fn run(cmd: RunsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                             ]
                         })
                         .collect();
-                    wiring::print_table(&["ID", "CONNECTION", "STARTED", "TOOK", "STATUS", "CHANGES", "ERRORS"], &rows);
+                    wiring::print_table(
+                        &[
+                            "ID",
+                            "CONNECTION",
+                            "STARTED",
+                            "TOOK",
+                            "STATUS",
+                            "CHANGES",
+                            "ERRORS",
+                        ],
+                        &rows,
+                    );
                     if !rows.is_empty() {
                         println!("changes: + created, ~ updated, > renamed, ^ reactivated, - deactivated/removed, x deleted");
                     }
@@ -185,7 +201,12 @@ impl PlanView {
             println!("membership changes:");
             for m in &self.memberships {
                 let sign = if s(m, "action") == "added" { "+" } else { "-" };
-                println!("  {sign} {} `{}` in `{}`", s(m, "member_type"), s(m, "member"), s(m, "group"));
+                println!(
+                    "  {sign} {} `{}` in `{}`",
+                    s(m, "member_type"),
+                    s(m, "member"),
+                    s(m, "group")
+                );
             }
         }
         for (t, v) in [

@@ -60,7 +60,12 @@ pub async fn run(args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
             Err(e) => {
                 config_error |= matches!(e, OpenError::Config(_));
                 eprintln!("error: {}", e.message());
-                reports.push(RunReport::failed(None, &conn.name, e.message().to_string(), started));
+                reports.push(RunReport::failed(
+                    None,
+                    &conn.name,
+                    e.message().to_string(),
+                    started,
+                ));
                 continue;
             }
         };
@@ -105,7 +110,10 @@ pub async fn run(args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
 }
 
 fn print_report(r: &RunReport, dry_run: bool) {
-    let run = r.run_id.map(|id| format!("run {id}")).unwrap_or_else(|| "not recorded".into());
+    let run = r
+        .run_id
+        .map(|id| format!("run {id}"))
+        .unwrap_or_else(|| "not recorded".into());
     println!(
         "{}: {} ({run}, {} requests, {:.1}s)",
         r.connection,
@@ -123,9 +131,20 @@ fn print_report(r: &RunReport, dry_run: bool) {
         "  groups:      {} created, {} updated, {} deleted, {} unchanged",
         g.created, g.updated, g.deleted, g.unchanged
     );
-    println!("  memberships: {} added, {} removed", r.memberships.added, r.memberships.removed);
+    println!(
+        "  memberships: {} added, {} removed",
+        r.memberships.added, r.memberships.removed
+    );
     if let Some(plan) = &r.plan {
-        print_plan(plan, if dry_run || r.status == "blocked" { usize::MAX } else { 20 }, r.run_id);
+        print_plan(
+            plan,
+            if dry_run || r.status == "blocked" {
+                usize::MAX
+            } else {
+                20
+            },
+            r.run_id,
+        );
     }
     for e in &r.errors {
         println!("  ! {e}");
@@ -136,14 +155,20 @@ fn print_report(r: &RunReport, dry_run: bool) {
 pub fn print_plan(plan: &Plan, limit: usize, run_id: Option<i64>) {
     let more = |n: usize| {
         if n > limit {
-            let hint = run_id.map(|id| format!(" (`usersync runs show {id}`)")).unwrap_or_default();
+            let hint = run_id
+                .map(|id| format!(" (`usersync runs show {id}`)"))
+                .unwrap_or_default();
             println!("    ... and {} more{hint}", n - limit);
         }
     };
     if !plan.users.is_empty() {
         println!("  user changes:");
         for c in plan.users.iter().take(limit) {
-            let mut line = format!("    {:<12} {}", format!("{:?}", c.action).to_lowercase(), c.username);
+            let mut line = format!(
+                "    {:<12} {}",
+                format!("{:?}", c.action).to_lowercase(),
+                c.username
+            );
             if let Some(p) = &c.previous_username {
                 line.push_str(&format!(" (was {p})"));
             }

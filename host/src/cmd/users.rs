@@ -62,7 +62,11 @@ struct ShowUser {
 pub fn find_users(store: &dyn Store, who: &str, connection: Option<&str>) -> anyhow::Result<Vec<StoredUser>> {
     let all = store.users(connection)?;
     let key = username_key(who);
-    let by_name: Vec<StoredUser> = all.iter().filter(|u| username_key(&u.username) == key).cloned().collect();
+    let by_name: Vec<StoredUser> = all
+        .iter()
+        .filter(|u| username_key(&u.username) == key)
+        .cloned()
+        .collect();
     if !by_name.is_empty() {
         return Ok(by_name);
     }
@@ -108,14 +112,21 @@ pub async fn run(cmd: UsersCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                             vec![
                                 u.username.clone(),
                                 u.connection.clone(),
-                                if u.active { "active".into() } else { "inactive".into() },
+                                if u.active {
+                                    "active".into()
+                                } else {
+                                    "inactive".into()
+                                },
                                 u.email.clone().unwrap_or_default(),
                                 u.display_name.clone().unwrap_or_default(),
                                 u.provider_id.clone(),
                             ]
                         })
                         .collect();
-                    wiring::print_table(&["USERNAME", "CONNECTION", "STATE", "EMAIL", "NAME", "PROVIDER ID"], &rows);
+                    wiring::print_table(
+                        &["USERNAME", "CONNECTION", "STATE", "EMAIL", "NAME", "PROVIDER ID"],
+                        &rows,
+                    );
                     println!("{} user(s)", rows.len());
                 }
             }
@@ -129,7 +140,9 @@ pub async fn run(cmd: UsersCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
             let found = find_users(&store, &user, connection.as_deref())?;
             let u = match found.as_slice() {
                 [] => {
-                    eprintln!("error: no user `{user}` in the store (searched usernames, emails, provider ids)");
+                    eprintln!(
+                        "error: no user `{user}` in the store (searched usernames, emails, provider ids)"
+                    );
                     return Ok(exit::FAILURE);
                 }
                 [u] => u.clone(),
@@ -142,8 +155,11 @@ pub async fn run(cmd: UsersCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                 }
             };
             let state = store.state(&u.connection)?;
-            let names: std::collections::BTreeMap<&str, &str> =
-                state.groups.iter().map(|g| (g.provider_id.as_str(), g.name.as_str())).collect();
+            let names: std::collections::BTreeMap<&str, &str> = state
+                .groups
+                .iter()
+                .map(|g| (g.provider_id.as_str(), g.name.as_str()))
+                .collect();
             let direct: std::collections::BTreeSet<&str> = state
                 .memberships
                 .iter()
@@ -156,7 +172,11 @@ pub async fn run(cmd: UsersCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                 .filter(|e| e.user == u.provider_id)
                 .map(|e| UserGroup {
                     group_id: e.group.clone(),
-                    name: names.get(e.group.as_str()).copied().unwrap_or(&e.group).to_string(),
+                    name: names
+                        .get(e.group.as_str())
+                        .copied()
+                        .unwrap_or(&e.group)
+                        .to_string(),
                     direct: direct.contains(e.group.as_str()),
                     path: e.path.clone(),
                 })
@@ -171,11 +191,15 @@ pub async fn run(cmd: UsersCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                     });
                 }
             }
-            groups.sort_by(|a, b| (!a.direct, a.name.to_lowercase()).cmp(&(!b.direct, b.name.to_lowercase())));
+            groups.sort_by_key(|g| (!g.direct, g.name.to_lowercase()));
             let photo = store
                 .photo(&u.connection, &u.provider_id)?
                 .map(|p| serde_json::json!({"content_type": p.content_type, "sha256": p.sha256, "bytes_stored": p.bytes.is_some()}));
-            let show = ShowUser { user: u, groups, photo };
+            let show = ShowUser {
+                user: u,
+                groups,
+                photo,
+            };
             match format {
                 Format::Json => wiring::print_json(&show)?,
                 Format::Table => print_user(&show),
@@ -194,7 +218,10 @@ fn print_user(s: &ShowUser) {
     println!(
         "state:         {}{}",
         if u.active { "active" } else { "inactive" },
-        u.inactive_reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+        u.inactive_reason
+            .as_ref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default()
     );
     println!("source status: {:?} ({})", u.state, u.status_raw);
     println!("email:         {}", opt(&u.email));

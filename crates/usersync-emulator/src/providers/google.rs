@@ -8,7 +8,7 @@
 //!   (`unauthorized_client` otherwise) and `sub` (an existing user; `invalid_grant` otherwise).
 //!   Without `sub`, or with a `sub` who is not an administrator, a token is issued and every
 //!   Directory call answers 403 "Not Authorized to access this resource/api". Authorization code
-//!   (+ `access_type=offline` refresh token) and refresh-token grants for OAuth clients.
+//!   (+ `access_type=offline` refresh token, PKCE `code_challenge` checked) and refresh-token grants for OAuth clients.
 //! - **Privileges.** User 0 is a super administrator; user 1 a delegated administrator with the
 //!   "Users > Read" privilege only (groups and members: 403 `forbidden`).
 //! - **Users.** `users?customer=my_customer|<id>` or `domain=`, `maxResults` 1-500 (default 100; out
@@ -45,6 +45,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use rand::RngCore;
 use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
 
 use crate::facade::{json_response, BaseUrl, EmuContext, Facade};
 use crate::gen::GenConfig;
@@ -289,6 +290,8 @@ struct CodeGrant {
     scopes: Vec<String>,
     principal: String,
     offline: bool,
+    /// PKCE `code_challenge` (S256 or plain) sent to the authorization endpoint.
+    challenge: Option<(String, String)>,
 }
 
 struct RefreshGrant {
@@ -1589,6 +1592,28 @@ async fn token(
                 if form.get("redirect_uri").map(String::as_str) != Some(g.redirect_uri.as_str()) {
                     return oauth_error(StatusCode::BAD_REQUEST, "redirect_uri_mismatch", "Bad Request");
                 }
+                if let Some((challenge, method)) = &g.challenge {
+                    let verifier = form.get("code_verifier").map(String::as_str).unwrap_or("");
+                    let computed = if method == "S256" {
+                        URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+                    } else {
+                        verifier.to_string()
+                    };
+                    if verifier.is_empty() {
+                        return oauth_error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_grant",
+                            "Missing code verifier.",
+                        );
+                    }
+                    if &computed != challenge {
+                        return oauth_error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_grant",
+                            "Invalid code verifier.",
+                        );
+                    }
+                }
                 let token = st.ctx.tokens.issue(&g.principal, g.scopes.clone(), None, now);
                 let refresh = g.offline.then(|| {
                     let r = format!("1//0{}", random_hex(24));
@@ -1728,6 +1753,14 @@ async fn authorize_endpoint(State(st): St, Query(q): Query<HashMap<String, Strin
             scopes: scopes.clone(),
             principal,
             offline: q.get("access_type").map(String::as_str) == Some("offline"),
+            challenge: q.get("code_challenge").filter(|c| !c.is_empty()).map(|c| {
+                (
+                    c.clone(),
+                    q.get("code_challenge_method")
+                        .cloned()
+                        .unwrap_or_else(|| "plain".into()),
+                )
+            }),
         },
     );
     target
@@ -2641,6 +2674,57 @@ mod tests {
         assert_eq!(get(&emu, &tok, "/users?customer=my_customer").await.0, 200);
         let (s, _, body) = get(&emu, &tok, "/groups?customer=my_customer").await;
         assert_eq!((s, reason(&body)), (403, "insufficientPermissions"));
+    }
+
+    #[tokio::test]
+    async fn pkce_code_verifier_is_checked() {
+        let emu = emu(10, 2).await;
+        let creds = emu.credentials().clone();
+        let c = client();
+        let verifier = "a-long-random-verifier-string-0123456789abcdef";
+        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+        let redirect = "http://127.0.0.1:9/cb";
+        for (sent, ok) in [("wrong-verifier", false), (verifier, true)] {
+            let r = c
+                .get(format!("{}/o/oauth2/v2/auth", emu.http_url))
+                .query(&[
+                    ("response_type", "code"),
+                    ("client_id", creds.client_id.as_str()),
+                    ("redirect_uri", redirect),
+                    ("scope", ALL_SCOPES),
+                    ("code_challenge", challenge.as_str()),
+                    ("code_challenge_method", "S256"),
+                ])
+                .send()
+                .await
+                .expect("authorize");
+            let loc = url::Url::parse(r.headers()["location"].to_str().expect("location")).expect("url");
+            let code = loc
+                .query_pairs()
+                .find(|(k, _)| k == "code")
+                .map(|(_, v)| v.into_owned())
+                .expect("code");
+            let r = c
+                .post(format!("{}/token", emu.http_url))
+                .form(&[
+                    ("grant_type", "authorization_code"),
+                    ("code", code.as_str()),
+                    ("client_id", creds.client_id.as_str()),
+                    ("client_secret", creds.client_secret.as_str()),
+                    ("redirect_uri", redirect),
+                    ("code_verifier", sent),
+                ])
+                .send()
+                .await
+                .expect("exchange");
+            if ok {
+                assert_eq!(r.status().as_u16(), 200);
+            } else {
+                assert_eq!(r.status().as_u16(), 400);
+                let body: Value = r.json().await.expect("json");
+                assert_eq!(body["error_description"], "Invalid code verifier.");
+            }
+        }
     }
 
     #[tokio::test]

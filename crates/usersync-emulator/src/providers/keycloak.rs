@@ -229,6 +229,15 @@ impl Facade for Keycloak {
             "manager_attribute": MANAGER_ATTRIBUTE,
             "photo_attribute": PHOTO_ATTRIBUTE,
             "token_url": format!("{base_url}/realms/{REALM}/protocol/openid-connect/token"),
+            // what `usersync demo` writes into its config for the keycloak connector
+            "connector_options": {
+                "base_url": base_url,
+                "realm": REALM,
+                "client_id": ctx.creds.client_id,
+                "manager_attribute": MANAGER_ATTRIBUTE,
+                "photo_attribute": PHOTO_ATTRIBUTE,
+            },
+            "connector_secrets": { "client_secret": ctx.creds.client_secret },
         })
     }
 }

@@ -701,20 +701,26 @@ async fn list_users(
     let faults = ctx.faults.config();
     let org = ctx.org.read().await;
     let include_deprovisioned = search.is_some() || filter.is_some();
-    let keys: Vec<u32> = org
-        .live_users()
-        .filter(|u| include_deprovisioned || u.status != UserStatus::Deprovisioned)
-        .filter(|u| search.as_ref().is_none_or(|e| e.eval(&|p| user_attr(&org, u, p))))
-        .filter(|u| filter.as_ref().is_none_or(|e| e.eval(&|p| user_attr(&org, u, p))))
-        .filter(|u| {
-            qprefix.as_ref().is_none_or(|p| {
-                [&u.first_name, &u.last_name, &u.email]
-                    .iter()
-                    .any(|s| s.to_lowercase().starts_with(p.as_str()))
+    // Lazily: users with an index above `after` that match (O(page), not O(org), per request).
+    let users_after = |after: Option<u32>| {
+        let start = after.map_or(0, |a| a as usize + 1);
+        org.users
+            .get(start..)
+            .unwrap_or(&[])
+            .iter()
+            .flatten()
+            .filter(|u| include_deprovisioned || u.status != UserStatus::Deprovisioned)
+            .filter(|u| search.as_ref().is_none_or(|e| e.eval(&|p| user_attr(&org, u, p))))
+            .filter(|u| filter.as_ref().is_none_or(|e| e.eval(&|p| user_attr(&org, u, p))))
+            .filter(|u| {
+                qprefix.as_ref().is_none_or(|p| {
+                    [&u.first_name, &u.last_name, &u.email]
+                        .iter()
+                        .any(|s| s.to_lowercase().starts_with(p.as_str()))
+                })
             })
-        })
-        .map(|u| u.ix)
-        .collect();
+            .map(|u| u.ix)
+    };
     let fields = param(&q, "fields");
     let render = |ix: u32| {
         org.user(ix).map(|u| {
@@ -727,7 +733,7 @@ async fn list_users(
     };
     if qprefix.is_some() {
         // `q` is not paged: the first `limit` matches, no next link.
-        let items: Vec<Value> = keys.iter().take(limit).filter_map(|&ix| render(ix)).collect();
+        let items: Vec<Value> = users_after(None).take(limit).filter_map(render).collect();
         return with_links(
             json_response(StatusCode::OK, &items),
             link_headers(&base, uri.path(), &q, None),
@@ -738,7 +744,7 @@ async fn list_users(
         param(&q, "search").unwrap_or(""),
         param(&q, "filter").unwrap_or(""),
     ]);
-    let page = match paging::page(&keys, tag, param(&q, "after"), limit, &faults) {
+    let page = match paging::page_lazy(tag, param(&q, "after"), limit, &faults, users_after) {
         Ok(p) => p,
         Err(e) => return page_token_error(e),
     };
@@ -851,28 +857,33 @@ async fn list_groups(
     let stats = param(&q, "expand").is_some_and(|e| e.split(',').any(|x| x == "stats"));
     let faults = ctx.faults.config();
     let org = ctx.org.read().await;
-    let keys: Vec<u32> = org
-        .live_groups()
-        .filter(|g| {
-            search
-                .as_ref()
-                .is_none_or(|e| e.eval(&|p| group_attr(&org, g, p)))
-        })
-        .filter(|g| {
-            filter
-                .as_ref()
-                .is_none_or(|e| e.eval(&|p| group_attr(&org, g, p)))
-        })
-        .filter(|g| {
-            qprefix
-                .as_ref()
-                .is_none_or(|p| g.name.to_lowercase().starts_with(p.as_str()))
-        })
-        .map(|g| g.ix)
-        .collect();
+    let groups_after = |after: Option<u32>| {
+        let start = after.map_or(0, |a| a as usize + 1);
+        org.groups
+            .get(start..)
+            .unwrap_or(&[])
+            .iter()
+            .flatten()
+            .filter(|g| {
+                search
+                    .as_ref()
+                    .is_none_or(|e| e.eval(&|p| group_attr(&org, g, p)))
+            })
+            .filter(|g| {
+                filter
+                    .as_ref()
+                    .is_none_or(|e| e.eval(&|p| group_attr(&org, g, p)))
+            })
+            .filter(|g| {
+                qprefix
+                    .as_ref()
+                    .is_none_or(|p| g.name.to_lowercase().starts_with(p.as_str()))
+            })
+            .map(|g| g.ix)
+    };
     let render = |ix: u32| org.group(ix).map(|g| group_json(&org, g, &base, stats));
     if qprefix.is_some() {
-        let items: Vec<Value> = keys.iter().take(limit).filter_map(|&ix| render(ix)).collect();
+        let items: Vec<Value> = groups_after(None).take(limit).filter_map(render).collect();
         return with_links(
             json_response(StatusCode::OK, &items),
             link_headers(&base, uri.path(), &q, None),
@@ -883,7 +894,7 @@ async fn list_groups(
         param(&q, "search").unwrap_or(""),
         param(&q, "filter").unwrap_or(""),
     ]);
-    let page = match paging::page(&keys, tag, param(&q, "after"), limit, &faults) {
+    let page = match paging::page_lazy(tag, param(&q, "after"), limit, &faults, groups_after) {
         Ok(p) => p,
         Err(e) => return page_token_error(e),
     };

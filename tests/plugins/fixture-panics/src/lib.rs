@@ -1,6 +1,7 @@
 //! TEST FIXTURE (not a connector): a plugin whose code panics inside calls, to prove that the
 //! host survives and that the error names the plugin and the call.
 //!
+//! * loading (`connector()`) panics when `USERSYNC_FIXTURE_PANIC_ON_LOAD` is set;
 //! * `open` panics when option `panic_in_open` is true;
 //! * `list_users`: the cursor panics in `on_response` ("simulated bug while parsing page");
 //! * `list_groups`: the cursor panics in `next_request`.
@@ -12,8 +13,12 @@ use usersync_sdk::{
     HttpRequest, HttpResponse, Manifest, OptionSpec, OptionType, Options, Query, Session, ABI_VERSION,
 };
 
-/// The fixture connector as a trait object.
+/// The fixture connector as a trait object. Panics (a bug while loading) when the environment
+/// variable `USERSYNC_FIXTURE_PANIC_ON_LOAD` is set.
 pub fn connector() -> Box<dyn Connector> {
+    if std::env::var_os("USERSYNC_FIXTURE_PANIC_ON_LOAD").is_some() {
+        panic!("simulated bug while loading");
+    }
     Box::new(Panics)
 }
 
