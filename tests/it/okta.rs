@@ -707,3 +707,53 @@ max_retries = 1
     assert_eq!(n(&r, "/users/deactivated"), 2, "{r}");
     assert_eq!(n(&r, "/users/deleted"), 0, "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usersync_doctor_passes_and_diagnoses_a_wrong_token_and_a_missing_permission() {
+    let emu = emulator(40, 4, 6).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("usersync.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[connections]]\nname = \"okta\"\nconnector = \"okta\"\n[connections.options]\nbase_url = \"{}\"\n\
+             api_token = {{ env = \"OKTA_E2E_TOKEN\" }}\n",
+            emu.http_url
+        ),
+    )
+    .expect("write config");
+    let doctor = |token: String| {
+        let config = config.clone();
+        async move {
+            let out = tokio::process::Command::new(crate::support::usersync_bin())
+                .arg("--config")
+                .arg(&config)
+                .arg("doctor")
+                .env("OKTA_E2E_TOKEN", &token)
+                .output()
+                .await
+                .expect("run usersync doctor");
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(!text.contains(&token), "the token leaked: {text}");
+            (out.status.code().unwrap_or(-1), text)
+        }
+    };
+    let (code, text) = doctor(emu.credentials().api_token.clone()).await;
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = doctor("00wrongTokenForTheDoctor".into()).await;
+    assert_ne!(code, 0, "{text}");
+    assert!(
+        text.contains("401") && text.contains("E0000011"),
+        "a wrong token is named: {text}"
+    );
+    let (code, text) = doctor(emu.credentials().limited_api_token.clone()).await;
+    assert_ne!(code, 0, "{text}");
+    assert!(
+        text.contains("403") && text.contains("Read-Only Administrator"),
+        "the missing permission is named: {text}"
+    );
+}

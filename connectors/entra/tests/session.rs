@@ -305,7 +305,10 @@ fn token_errors_become_advice() {
 fn session_explains_token_errors_for_the_host() {
     let s = open(json!({}), &["client_secret"]).expect("open");
     let e = s
-        .token_error(&token_response(401, aadsts("invalid_client", 7000215, "Invalid client secret provided.")))
+        .token_error(&token_response(
+            401,
+            aadsts("invalid_client", 7000215, "Invalid client secret provided."),
+        ))
         .expect("entra explains its token errors");
     assert!(e.to_string().contains("Secret ID"), "{e}");
 }

@@ -635,7 +635,7 @@ impl GroupTree {
 impl Cursor for GroupTree {
     fn next_request(&mut self) -> Option<HttpRequest> {
         match self.current.as_ref() {
-            // URLs were validated when the cursor was built; group ids are path-encoded
+            // every listing's URL was built once before it became current (see `on_response`)
             Some(listing) => self.request_for(listing).ok(),
             None => self.count.as_ref().map(|url| HttpRequest::get(url.clone())),
         }
@@ -711,6 +711,14 @@ impl Cursor for GroupTree {
                 "group listing stopped after {} pages (bound reached)",
                 self.pages
             )));
+        }
+        // every request this page leads to must be buildable before anything is committed: a URL
+        // that cannot be built must fail the listing here, never end it quietly in `next_request`
+        for w in &walks {
+            self.request_for(&Listing::Children(w.clone()))?;
+        }
+        if let Some(n) = &next {
+            self.request_for(n)?;
         }
         // commit
         self.seen.extend(new_ids);

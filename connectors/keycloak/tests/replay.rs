@@ -125,3 +125,63 @@ fn keycloak23_children_are_walked_with_explicit_paging() {
         .count();
     assert_eq!(legacy_groups, 5);
 }
+
+#[test]
+fn every_cursor_re_emits_its_request_after_an_error() {
+    use std::collections::BTreeMap;
+
+    use usersync_sdk::{HttpResponse, Options, Query};
+
+    let connector = usersync_connector_keycloak::connector();
+    let values: BTreeMap<String, serde_json::Value> = [
+        ("base_url", serde_json::json!("https://sso.example.com")),
+        ("realm", serde_json::json!("acme")),
+        ("client_id", serde_json::json!("usersync")),
+        ("manager_attribute", serde_json::json!("manager")),
+        ("photo_attribute", serde_json::json!("picture")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let options =
+        Options::validate(&connector.manifest(), values, vec!["client_secret".into()]).expect("options");
+    let session = connector.open(&options).expect("session");
+    let id = "0f0e0d0c".to_string();
+    let queries = [
+        Query::ListUsers,
+        Query::GetUser { user_id: id.clone() },
+        Query::UserManager { user_id: id.clone() },
+        Query::UserPhoto { user_id: id.clone() },
+        Query::UserGroups { user_id: id.clone() },
+        Query::ListGroups,
+        Query::GroupChildren { group_id: id.clone() },
+        Query::GroupMembers { group_id: id.clone() },
+        Query::ListRoles,
+        Query::RoleMembers { role_id: id.clone() },
+    ];
+    for q in queries {
+        let mut cursor = session.query(&q).expect("cursor");
+        let first = cursor.next_request().expect("a first request");
+        for status in [503, 429, 401, 200] {
+            let body = if status == 200 { "{not json" } else { "" };
+            let err = cursor
+                .on_response(HttpResponse::new(status, body))
+                .expect_err("an error");
+            assert!(!matches!(err, ConnectorError::NotFound { .. }), "{q:?}: {err}");
+            assert_eq!(
+                cursor.next_request().as_ref(),
+                Some(&first),
+                "{q:?} after HTTP {status}"
+            );
+        }
+    }
+    for q in [
+        Query::UserTransitiveGroups { user_id: id.clone() },
+        Query::GroupTransitiveMembers { group_id: id },
+    ] {
+        assert!(
+            matches!(session.query(&q), Err(ConnectorError::Unsupported { .. })),
+            "{q:?}"
+        );
+    }
+}
