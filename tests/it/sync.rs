@@ -2,6 +2,7 @@
 //! connector against the in-process Okta emulator into a SQLite store; expectations come from
 //! the emulator's organisation and the store, never from the code under test.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -18,19 +19,36 @@ const TOKEN_ENV: &str = "USERSYNC_IT_SYNC_OKTA_TOKEN";
 struct Harness {
     emu: RunningEmulator,
     dir: tempfile::TempDir,
+    connection: String,
 }
 
 impl Harness {
+    /// An Okta emulator and a config with one connection `okta` using `policy` lines.
     async fn new(users: u32, groups: u32, seed: u64, policy: &str) -> Harness {
-        let mut opts = EmulatorOptions::new("okta");
-        opts.gen = GenConfig {
+        let gen = GenConfig {
             users,
             groups,
             seed,
             ..GenConfig::default()
         };
-        let emu = start(opts).await.expect("start the okta emulator");
+        Harness::with("okta", gen, policy).await
+    }
+
+    async fn with(provider: &str, gen: GenConfig, policy: &str) -> Harness {
+        let mut opts = EmulatorOptions::new(provider);
+        opts.gen = gen;
+        let emu = start(opts).await.expect("start the emulator");
         let dir = tempfile::tempdir().expect("tempdir");
+        let options = match provider {
+            "okta" => format!("base_url = \"{}\"\napi_token = {{ env = \"{TOKEN_ENV}\" }}", emu.http_url),
+            "keycloak" => format!(
+                "base_url = \"{}\"\nrealm = \"{}\"\nclient_id = \"{}\"\nclient_secret = {{ env = \"{TOKEN_ENV}\" }}",
+                emu.http_url,
+                usersync_emulator::providers::keycloak::REALM,
+                emu.credentials().client_id
+            ),
+            other => panic!("no config for {other}"),
+        };
         let config = format!(
             r#"
 [store]
@@ -41,18 +59,27 @@ max_retries = 1
 max_throttle_wait_secs = 0
 
 [[connections]]
-name = "okta"
-connector = "okta"
+name = "{provider}"
+connector = "{provider}"
 [connections.options]
-base_url = "{}"
-api_token = {{ env = "{TOKEN_ENV}" }}
+{options}
 [connections.policy]
 {policy}
-"#,
-            emu.http_url
+"#
         );
         std::fs::write(dir.path().join("usersync.toml"), config).expect("write config");
-        Harness { emu, dir }
+        Harness {
+            emu,
+            dir,
+            connection: provider.to_string(),
+        }
+    }
+
+    fn secret(&self) -> String {
+        match self.connection.as_str() {
+            "okta" => self.emu.credentials().api_token.clone(),
+            _ => self.emu.credentials().client_secret.clone(),
+        }
     }
 
     fn config(&self) -> PathBuf {
@@ -68,7 +95,7 @@ api_token = {{ env = "{TOKEN_ENV}" }}
         c.arg("--config")
             .arg(self.config())
             .args(args)
-            .env(TOKEN_ENV, &self.emu.credentials().api_token)
+            .env(TOKEN_ENV, self.secret())
             .env_remove("RUST_LOG")
             .env("NO_PROXY", "127.0.0.1,localhost")
             .kill_on_drop(true);
@@ -562,4 +589,91 @@ async fn config_check_names_file_line_and_option() {
     let (code, _, err) = h.run(&["sync", "--connection", "nope"]).await;
     assert_eq!(code, 2);
     assert!(err.contains("no connection named `nope`"), "{err}");
+}
+
+/// Keycloak nests groups: a required group admits members of its sub-groups, with the path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn required_groups_admit_members_through_nested_groups() {
+    use usersync_emulator::providers::keycloak::{group_id as kc_group, user_id as kc_user};
+    let gen = GenConfig {
+        users: 150,
+        groups: 12,
+        seed: 81,
+        nesting_depth: 3,
+        ..GenConfig::default()
+    };
+    // find a parent with a child group, and a user only in the child
+    let probe = Harness::with("keycloak", gen.clone(), "").await;
+    let (parent, child, inner) = {
+        let org = probe.emu.org().read().await;
+        let mut found = None;
+        for p in org.live_groups() {
+            for c in &p.child_groups {
+                let cg = org.group(*c).expect("child");
+                if let Some(u) = cg.members.iter().find(|u| {
+                    !p.members.contains(u) && org.user(**u).is_some_and(|x| is_active(x.status))
+                }) {
+                    found = Some((p.ix, *c, *u));
+                    break;
+                }
+            }
+            if found.is_some() {
+                break;
+            }
+        }
+        found.expect("the generated realm nests groups")
+    };
+    let (pid, cid, uid, parent_name, child_name, transitive) = {
+        let org = probe.emu.org().read().await;
+        let t: BTreeSet<String> = org.transitive_members(parent).into_iter().map(|u| kc_user(&org, u)).collect();
+        let active: BTreeSet<String> = org
+            .live_users()
+            .filter(|u| is_active(u.status))
+            .map(|u| kc_user(&org, u.ix))
+            .collect();
+        (
+            kc_group(&org, parent),
+            kc_group(&org, child),
+            kc_user(&org, inner),
+            org.group(parent).expect("p").name.clone(),
+            org.group(child).expect("c").name.clone(),
+            t.intersection(&active).cloned().collect::<BTreeSet<String>>(),
+        )
+    };
+    drop(probe);
+    let h = Harness::with("keycloak", gen, &format!("required_groups = [\"{pid}\"]")).await;
+    let (code, r) = h.sync(&[]).await;
+    assert_eq!(code, 0, "{r}");
+    let st = h.state();
+    let stored: BTreeSet<String> = st.users.iter().map(|u| u.provider_id.clone()).collect();
+    assert_eq!(stored, transitive, "exactly the active members of the required group's subtree");
+    assert!(stored.contains(&uid));
+    let e = st
+        .effective
+        .iter()
+        .find(|e| e.user == uid && e.group == pid)
+        .expect("inherited membership stored");
+    assert_eq!(e.path.first(), Some(&child_name), "{:?}", e.path);
+    assert_eq!(e.path.last(), Some(&parent_name), "{:?}", e.path);
+    assert!(st.memberships.iter().any(|m| m.group == pid && m.member == usersync_store::Member::Group(cid.clone())));
+
+    let (code, out, err) = h.run(&["explain", "user", &uid, "--format", "json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v[0]["decision"]["in_scope"], true, "{v}");
+    assert!(v[0]["decision"]["rule"].as_str().unwrap_or("").contains("through nested groups"), "{v}");
+
+    // leaving the child group takes the user out of scope -> deactivated
+    {
+        let mut org = h.emu.org().write().await;
+        assert!(org.remove_member(child, inner));
+    }
+    let (code, r) = h.sync(&["--allow-deletes", "1"]).await;
+    assert_eq!(code, 0, "{r}");
+    let u = h.state().users.into_iter().find(|u| u.provider_id == uid).expect("kept");
+    if !u.active {
+        assert!(u.inactive_reason.unwrap_or_default().starts_with("out of scope"));
+    } else {
+        panic!("{uid} left the subtree but stayed active: {r}");
+    }
 }

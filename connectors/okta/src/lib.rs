@@ -846,7 +846,14 @@ impl PageParser for OktaParser {
     }
 
     fn on_error(&mut self, response: &HttpResponse) -> Result<ParsedPage, ConnectorError> {
-        Err(map::error(response, &self.ctx))
+        match (map::error(response, &self.ctx), &self.kind) {
+            // "Not found" is harmless for one object (a user or group deleted meanwhile), but a
+            // whole listing cannot be missing: read as "no users" it would deactivate everyone.
+            (ConnectorError::NotFound { detail }, Kind::Users | Kind::Groups { .. }) => Err(self.protocol(
+                format!("the listing endpoint does not exist ({detail}); check `domain` / `base_url`"),
+            )),
+            (e, _) => Err(e),
+        }
     }
 }
 

@@ -254,7 +254,7 @@ pub fn error(response: &HttpResponse, ctx: &ErrorContext) -> ConnectorError {
         Some("E0000011" | "E0000004" | "E0000005") => {
             return ConnectorError::Unauthorized { detail };
         }
-        Some("E0000006" | "E0000015" | "E0000022") => {
+        Some("E0000006" | "E0000015") => {
             return ConnectorError::Forbidden {
                 needed: Some(ctx.needed()),
                 detail,

@@ -26,7 +26,7 @@ fn every_fixture_matches_its_golden_file() {
     let connector = usersync_connector_okta::connector();
     let n = replay_dir(connector.as_ref(), &d.join("fixtures"), &d.join("golden"))
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(n >= 30, "expected the full fixture set, found {n}");
+    assert!(n >= 31, "expected the full fixture set, found {n}");
 }
 
 #[test]
@@ -150,6 +150,7 @@ fn errors_map_to_what_the_host_does_next() {
         "list_users_truncated_body_stops",
         "list_users_next_link_to_other_host_refused",
         "list_users_paging_loop_stops",
+        "list_users_wrong_base_path_is_not_an_empty_listing",
     ] {
         let out = run(name);
         assert!(!out.completed, "{name}");

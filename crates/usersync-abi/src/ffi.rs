@@ -68,8 +68,12 @@ pub trait FfiSession: Send + Sync {
     fn base_urls_json(&self) -> FfiResult<RString>;
 
     /// Start a query given as JSON.
-    #[sabi(last_prefix_field)]
     fn query(&self, query_json: RString) -> FfiResult<FfiCursorBox>;
+
+    /// The provider's reading of a failed token response (`Session::token_error`), as the JSON of
+    /// an optional `ConnectorError` (`null`: use the host's generic OAuth2 mapping).
+    #[sabi(last_prefix_field)]
+    fn token_error_json(&self, response: FfiHttpResponse) -> FfiResult<RString>;
 }
 
 /// A cursor inside a plugin (mirror of [`usersync_sdk::Cursor`]).

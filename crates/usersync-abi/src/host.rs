@@ -376,6 +376,14 @@ impl Session for HostSession {
         self.base_urls.clone()
     }
 
+    fn token_error(&self, response: &HttpResponse) -> Option<ConnectorError> {
+        let json = match result(&self.label, self.inner.token_error_json(response_to_ffi(response.clone()))) {
+            Ok(json) => json,
+            Err(e) => return Some(e),
+        };
+        parse::<Option<ConnectorError>>(&self.label, "a token error", &json).unwrap_or_else(Some)
+    }
+
     fn query(&self, query: &Query) -> Result<Box<dyn Cursor>, ConnectorError> {
         let json = serde_json::to_string(query).map_err(|e| ConnectorError::Plugin {
             detail: format!("cannot serialise a query for `{}`: {e}", self.label),

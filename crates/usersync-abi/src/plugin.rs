@@ -111,6 +111,13 @@ impl FfiSession for PluginSession {
         })
     }
 
+    fn token_error_json(&self, response: FfiHttpResponse) -> FfiResult<RString> {
+        guard(&self.label, "Session::token_error", || {
+            let response = response_from_ffi(response)?;
+            to_json("a token error", &self.inner.token_error(&response))
+        })
+    }
+
     fn query(&self, query_json: RString) -> FfiResult<FfiCursorBox> {
         guard(&self.label, "Session::query", || {
             let query: Query = from_json("a query", &query_json)?;

@@ -1,1 +1,520 @@
-fn main() {}
+//! `usersync-bench`: measures `usersync sync` (the real binary, as a child process) against the
+//! provider emulators (`usersync emulator`, another child process): HTTP requests vs the minimum
+//! the page-size limits allow, wall and CPU time and peak RSS of an initial sync and of a
+//! no-change resync, plan and apply time, and runs under each provider's real rate limit.
+//! Prints a Markdown table and optionally writes it into docs/benchmarks.md.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use serde_json::Value;
+use usersync_bench::{page_size_option, write_config, Connection, PROVIDERS};
+
+#[derive(Parser, Debug)]
+#[command(about = "Benchmark `usersync sync` against the provider emulators")]
+struct Args {
+    /// The `usersync` binary (default: next to this executable).
+    #[arg(long)]
+    usersync: Option<PathBuf>,
+    /// Providers to measure (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "okta,entra,google,keycloak,onelogin")]
+    providers: Vec<String>,
+    /// Organisation sizes in users (comma-separated); groups = users / 10 unless --groups.
+    #[arg(long, value_delimiter = ',', default_value = "10000")]
+    users: Vec<u32>,
+    /// Groups (default: users / 10).
+    #[arg(long)]
+    groups: Option<u32>,
+    /// Average direct group memberships per user.
+    #[arg(long, default_value_t = 10)]
+    avg_groups: u32,
+    /// Group nesting depth where the provider allows nesting.
+    #[arg(long, default_value_t = 4)]
+    nesting_depth: u32,
+    /// Injected latency per request, ms (comma-separated: one run per value).
+    #[arg(long, value_delimiter = ',', default_value = "0,25")]
+    latency_ms: Vec<u64>,
+    /// Users of the org for the runs under each provider's real rate limit (0: skip them).
+    #[arg(long, default_value_t = 1000)]
+    rate_limited_users: u32,
+    /// Organisation seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Markdown file to write the results into (the "Sync benchmarks" section is replaced).
+    #[arg(long)]
+    write_docs: Option<PathBuf>,
+    /// A note printed with the results (e.g. "measured while other builds ran").
+    #[arg(long, default_value = "")]
+    note: String,
+    /// Keep the working directories (configs, stores, logs) for inspection.
+    #[arg(long)]
+    keep: bool,
+}
+
+/// Resource use of one child process, from wait4(2).
+#[derive(Debug, Clone, Copy, Default)]
+struct Usage {
+    wall: Duration,
+    cpu: Duration,
+    max_rss_kib: i64,
+    code: i32,
+}
+
+/// Spawn `cmd` with stdout/stderr captured and wait for it with wait4 (CPU time and peak RSS of
+/// exactly that child).
+fn run_measured(mut cmd: Command) -> anyhow::Result<(Usage, String, String)> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+    let start = Instant::now();
+    let mut child = cmd.spawn().context("spawning usersync")?;
+    let mut out = child.stdout.take().context("stdout")?;
+    let mut err = child.stderr.take().context("stderr")?;
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let pid = libc::pid_t::try_from(child.id()).context("pid")?;
+    let mut status: libc::c_int = 0;
+    // SAFETY: an all-zero rusage is a valid value; wait4 fills it for our own child `pid`.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our child that nobody else waits for; the pointers are valid for the call.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    let wall = start.elapsed();
+    if r < 0 {
+        bail!("wait4: {}", std::io::Error::last_os_error());
+    }
+    let stdout = t_out.join().unwrap_or_default();
+    let stderr = t_err.join().unwrap_or_default();
+    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+    Ok((
+        Usage {
+            wall,
+            cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
+            max_rss_kib: ru.ru_maxrss,
+            code,
+        },
+        stdout,
+        stderr,
+    ))
+}
+
+/// A running `usersync emulator` child; killed on drop.
+struct Emulator {
+    child: Child,
+    info: Value,
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Emulator {
+    fn start(bin: &Path, provider: &str, args: &[String]) -> anyhow::Result<Emulator> {
+        let mut child = Command::new(bin)
+            .arg("emulator")
+            .arg("--provider")
+            .arg(provider)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("spawning the emulator")?;
+        let out = child.stdout.take().context("emulator stdout")?;
+        let mut line = String::new();
+        BufReader::new(out).read_line(&mut line).context("reading the emulator's JSON line")?;
+        let info: Value = serde_json::from_str(&line)
+            .with_context(|| format!("the {provider} emulator printed no JSON line: {line:?}"))?;
+        Ok(Emulator { child, info })
+    }
+
+    /// `GET <control_url>/stats` over a plain TCP connection.
+    fn stats(&self) -> anyhow::Result<Value> {
+        let url = self.info["control_url"].as_str().context("control_url")?;
+        let rest = url.strip_prefix("http://").context("control_url is http")?;
+        let (host, path) = rest.split_once('/').context("control_url path")?;
+        let mut s = std::net::TcpStream::connect(host)?;
+        write!(s, "GET /{path}/stats HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf)?;
+        let body = buf.split_once("\r\n\r\n").map(|x| x.1).unwrap_or_default();
+        Ok(serde_json::from_str(body)?)
+    }
+}
+
+/// Per provider: (largest users page, groups page, members page, memberships come with the users).
+fn page_limits(provider: &str) -> (u64, u64, u64, bool) {
+    match provider {
+        "okta" => (200, 10_000, 1000, false),
+        "entra" => (999, 999, 999, false),
+        "google" => (500, 200, 200, false),
+        "keycloak" => (1000, 1000, 1000, false),
+        _ => (50, 50, 50, true), // onelogin: group_id comes with every user
+    }
+}
+
+/// The provider's documented rate limit used for the rate-limited runs, requests per minute per
+/// bucket (None: no documented limit).
+fn real_rate_limit(provider: &str) -> Option<u32> {
+    match provider {
+        "okta" => Some(600),    // /api/v1/users bucket of most orgs
+        "google" => Some(2400), // queries per minute per user per project
+        "onelogin" => Some(83), // 5,000 calls per hour
+        "entra" => Some(2000),  // identity limit order of magnitude (resource units)
+        _ => None,              // keycloak: self-hosted, none
+    }
+}
+
+/// The fewest requests that list every user, group and direct membership with the provider's
+/// largest pages: users pages + groups pages + the cheaper of (per group member pages, one per
+/// user), plus one token request. Computed from the same generated organisation.
+fn minimum_requests(provider: &str, users: u32, groups: u32, args: &Args) -> anyhow::Result<u64> {
+    let facade = usersync_emulator::providers::facade(provider)?;
+    let mut cfg = usersync_emulator::GenConfig {
+        users,
+        groups,
+        seed: args.seed,
+        avg_groups_per_user: args.avg_groups,
+        nesting_depth: args.nesting_depth,
+        ..usersync_emulator::GenConfig::default()
+    };
+    facade.adjust_gen(&mut cfg);
+    let org = usersync_emulator::generate(&cfg);
+    let (up, gp, mp, with_users) = page_limits(provider);
+    let nu = org.live_users().count() as u64;
+    let ng = org.live_groups().count() as u64;
+    let pages = |n: u64, p: u64| n.div_ceil(p).max(1);
+    let mut total = 1 + pages(nu, up) + pages(ng, gp);
+    if !with_users {
+        let per_group: u64 =
+            org.live_groups().map(|g| pages((g.members.len() + g.child_groups.len()) as u64, mp)).sum();
+        total += per_group.min(nu);
+    }
+    Ok(total)
+}
+
+#[derive(Debug, Default, Clone)]
+struct SyncFigures {
+    usage: Usage,
+    requests: u64,
+    changes: u64,
+    plan_ms: Option<f64>,
+    apply_ms: Option<f64>,
+    status: String,
+}
+
+/// Seconds since midnight of an RFC 3339 log timestamp (`2026-11-29T22:23:09.305637Z`).
+fn log_secs(line: &str) -> Option<f64> {
+    let t = line.get(11..26)?;
+    let h: f64 = t.get(0..2)?.parse().ok()?;
+    let m: f64 = t.get(3..5)?.parse().ok()?;
+    let s: f64 = t.get(6..)?.trim_end_matches('Z').parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+fn sync_once(bin: &Path, config: &Path) -> anyhow::Result<SyncFigures> {
+    let mut cmd = Command::new(bin);
+    cmd.arg("--config")
+        .arg(config)
+        .args(["sync", "--format", "json", "--no-progress"])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .env("NO_PROXY", "127.0.0.1,localhost");
+    let (usage, stdout, stderr) = run_measured(cmd)?;
+    let v: Value = serde_json::from_str(&stdout)
+        .with_context(|| format!("sync printed no JSON (exit {}): {}", usage.code, tail(&stderr)))?;
+    let r = v.get(0).context("empty sync report")?;
+    let n = |p: &str| r.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+    let changes = ["created", "updated", "renamed", "reactivated", "deactivated", "deleted"]
+        .iter()
+        .map(|k| n(&format!("/users/{k}")))
+        .sum::<u64>()
+        + ["created", "updated", "deleted"].iter().map(|k| n(&format!("/groups/{k}"))).sum::<u64>()
+        + n("/memberships/added")
+        + n("/memberships/removed");
+    // phases from the log: last fetch progress line -> "applying" -> "sync finished"
+    let mut last_fetch = None;
+    let mut applying = None;
+    let mut finished = None;
+    for line in stderr.lines() {
+        if line.contains("usersync::wiring") && line.contains(" requests ") {
+            last_fetch = log_secs(line);
+        } else if line.contains("applying ") && line.contains(" changes") {
+            applying = log_secs(line);
+        } else if line.contains("sync finished") {
+            finished = log_secs(line);
+        }
+    }
+    let ms = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| ((b - a) * 1000.0).max(0.0));
+    Ok(SyncFigures {
+        usage,
+        requests: n("/requests"),
+        changes,
+        plan_ms: ms(last_fetch, applying.or(finished)),
+        apply_ms: ms(applying, finished),
+        status: r["status"].as_str().unwrap_or_default().to_string(),
+    })
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(5)..].join("\n")
+}
+
+#[derive(Debug, Clone)]
+struct Row {
+    provider: String,
+    users: u32,
+    groups: u32,
+    memberships: u64,
+    latency_ms: u64,
+    rate_limit: Option<u32>,
+    min_requests: u64,
+    initial: SyncFigures,
+    resync: Option<SyncFigures>,
+    throttled: u64,
+}
+
+fn scenario(
+    bin: &Path,
+    provider: &str,
+    users: u32,
+    latency: u64,
+    rate: Option<u32>,
+    args: &Args,
+    work: &Path,
+) -> anyhow::Result<Row> {
+    let groups = args.groups.unwrap_or((users / 10).max(1));
+    let mut eargs: Vec<String> = vec![
+        "--users".into(),
+        users.to_string(),
+        "--groups".into(),
+        groups.to_string(),
+        "--seed".into(),
+        args.seed.to_string(),
+        "--avg-groups".into(),
+        args.avg_groups.to_string(),
+        "--nesting-depth".into(),
+        args.nesting_depth.to_string(),
+        "--latency-ms".into(),
+        latency.to_string(),
+    ];
+    if let Some(r) = rate {
+        eargs.push("--rate-limit".into());
+        eargs.push(r.to_string());
+    }
+    let emu = Emulator::start(bin, provider, &eargs)?;
+    let dir = work.join(format!("{provider}-{users}-{latency}ms-{}", rate.unwrap_or(0)));
+    std::fs::create_dir_all(&dir)?;
+    let mut conn = Connection::from_emulator_info(&emu.info, None)?;
+    if let Some((opt, max)) = page_size_option(provider) {
+        conn.set_option(opt, serde_json::json!(max));
+    }
+    // throttle waits are part of what is measured under a rate limit: allow long waits
+    let config = write_config(&dir, &[conn], "max_throttle_wait_secs = 3600\nmax_retries = 50", "")?;
+    let min_requests = minimum_requests(provider, users, groups, args)?;
+    eprintln!("{provider}: {users} users, {latency} ms, rate {rate:?}: initial sync ...");
+    let initial = sync_once(bin, &config)?;
+    let resync = if rate.is_none() {
+        eprintln!("{provider}: resync ...");
+        Some(sync_once(bin, &config)?)
+    } else {
+        None
+    };
+    let stats = emu.stats().unwrap_or_default();
+    Ok(Row {
+        provider: provider.to_string(),
+        users,
+        groups,
+        memberships: emu.info.pointer("/org/memberships").and_then(Value::as_u64).unwrap_or(0),
+        latency_ms: latency,
+        rate_limit: rate,
+        min_requests,
+        initial,
+        resync,
+        throttled: stats["throttled"].as_u64().unwrap_or(0),
+    })
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64())
+}
+
+fn mib(kib: i64) -> String {
+    format!("{:.0}", kib as f64 / 1024.0)
+}
+
+fn opt_ms(x: Option<f64>) -> String {
+    x.map(|v| format!("{v:.0}")).unwrap_or_else(|| "?".into())
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut s = String::new();
+    s.push_str(
+        "| provider | users / groups / memberships | latency | requests (min, ratio) | initial: status, wall s, CPU s, peak RSS MiB | plan ms / apply ms | resync: wall s, CPU s, RSS MiB, requests, store writes |\n",
+    );
+    s.push_str("|---|---|---|---|---|---|---|\n");
+    for r in rows.iter().filter(|r| r.rate_limit.is_none()) {
+        let i = &r.initial;
+        let re = r.resync.as_ref().map_or_else(
+            || "-".to_string(),
+            |x| {
+                format!(
+                    "{} {}, {}, {}, {}, {}",
+                    x.status,
+                    secs(x.usage.wall),
+                    secs(x.usage.cpu),
+                    mib(x.usage.max_rss_kib),
+                    x.requests,
+                    x.changes
+                )
+            },
+        );
+        s.push_str(&format!(
+            "| {} | {} / {} / {} | {} ms | {} ({}, {:.2}) | {} {}, {}, {} | {} / {} | {} |\n",
+            r.provider,
+            r.users,
+            r.groups,
+            r.memberships,
+            r.latency_ms,
+            i.requests,
+            r.min_requests,
+            i.requests as f64 / r.min_requests.max(1) as f64,
+            i.status,
+            secs(i.usage.wall),
+            secs(i.usage.cpu),
+            mib(i.usage.max_rss_kib),
+            opt_ms(i.plan_ms),
+            opt_ms(i.apply_ms),
+            re
+        ));
+    }
+    let limited: Vec<&Row> = rows.iter().filter(|r| r.rate_limit.is_some()).collect();
+    if !limited.is_empty() {
+        s.push_str("\nUnder the provider's real rate limit (emulated per bucket):\n\n");
+        s.push_str("| provider | users | limit / min | requests | 429s | wall s | lower bound s (min requests / limit) | wall / bound |\n");
+        s.push_str("|---|---|---|---|---|---|---|---|\n");
+        for r in limited {
+            let rate = f64::from(r.rate_limit.unwrap_or(1));
+            let bound = r.min_requests as f64 / rate * 60.0;
+            s.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {:.1} | {:.2} |\n",
+                r.provider,
+                r.users,
+                rate,
+                r.initial.requests,
+                r.throttled,
+                secs(r.initial.usage.wall),
+                bound,
+                r.initial.usage.wall.as_secs_f64() / bound.max(0.001)
+            ));
+        }
+    }
+    s
+}
+
+fn machine() -> String {
+    let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|c| c.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string()))
+        .and_then(|k| k.parse::<u64>().ok())
+        .map(|k| format!("{:.1} GiB", k as f64 / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+    format!("{nproc} CPUs ({cpu}), {mem} RAM, load average at start {load}")
+}
+
+const BEGIN: &str = "<!-- usersync-bench:sync:begin -->";
+const END: &str = "<!-- usersync-bench:sync:end -->";
+
+/// Replace (or append) the marked block in `path`; everything else in the file is kept.
+fn write_docs(path: &Path, block: &str) -> anyhow::Result<()> {
+    let old = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".to_string());
+    let new_block = format!("{BEGIN}\n{block}\n{END}");
+    let new = match (old.find(BEGIN), old.find(END)) {
+        (Some(a), Some(b)) if b > a => format!("{}{}{}", &old[..a], new_block, &old[b + END.len()..]),
+        _ => format!("{}\n\n{new_block}\n", old.trim_end()),
+    };
+    std::fs::write(path, new).with_context(|| format!("writing {}", path.display()))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let bin = match &args.usersync {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?.with_file_name("usersync"),
+    };
+    if !bin.exists() {
+        bail!("{} not found: build it (`cargo build --release -p usersync`) or pass --usersync", bin.display());
+    }
+    for p in &args.providers {
+        if !PROVIDERS.contains(&p.as_str()) {
+            bail!("unknown provider `{p}` (one of {})", PROVIDERS.join(", "));
+        }
+    }
+    let tmp = tempfile::Builder::new().prefix("usersync-bench-").tempdir()?;
+    let work = tmp.path().to_path_buf();
+    let started = std::process::Command::new("date").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    let machine = machine();
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    for p in &args.providers {
+        for &u in &args.users {
+            for &l in &args.latency_ms {
+                match scenario(&bin, p, u, l, None, &args, &work) {
+                    Ok(r) => rows.push(r),
+                    Err(e) => failures.push(format!("{p} {u} users {l} ms: {e:#}")),
+                }
+            }
+        }
+        if args.rate_limited_users > 0 {
+            if let Some(rate) = real_rate_limit(p) {
+                match scenario(&bin, p, args.rate_limited_users, 0, Some(rate), &args, &work) {
+                    Ok(r) => rows.push(r),
+                    Err(e) => failures.push(format!("{p} rate-limited: {e:#}")),
+                }
+            }
+        }
+    }
+    let cmdline: Vec<String> = std::env::args().collect();
+    let mut block = format!(
+        "Measured {started} on {machine}.\n\nCommand: `{}`{}\n\n",
+        cmdline.join(" "),
+        if args.note.is_empty() { String::new() } else { format!("\n\nNote: {}", args.note) }
+    );
+    block.push_str(&table(&rows));
+    if !failures.is_empty() {
+        block.push_str("\nRuns that failed:\n\n");
+        for f in &failures {
+            block.push_str(&format!("- {f}\n"));
+        }
+    }
+    println!("{block}");
+    if let Some(path) = &args.write_docs {
+        write_docs(path, &block)?;
+        eprintln!("wrote {}", path.display());
+    }
+    if args.keep {
+        let kept = tmp.keep();
+        eprintln!("kept {}", kept.display());
+    }
+    Ok(())
+}

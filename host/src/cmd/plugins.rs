@@ -8,12 +8,33 @@ use crate::cmd::connectors::render_table;
 use crate::registry::{self, Entry};
 use crate::GlobalArgs;
 
-/// `usersync plugins` subcommands. (Planned: `install`, `remove`, `rollback`, `package`.)
+/// `usersync plugins` subcommands. Packages are built with `cargo xtask package` (docs/releasing.md).
 #[derive(Debug, clap::Subcommand)]
 pub enum PluginsCmd {
     /// List built-in connectors, loaded plugins and refused libraries: id, version, ABI version,
     /// source (`builtin` or the library path), whether it is active, and why.
     List(ListArgs),
+    /// Verify a connector package (checksum, target, ABI, signature) and install it atomically,
+    /// keeping the previous version for `rollback`.
+    Install(InstallArgs),
+    /// Put the previous version of a connector plugin back (run again to undo).
+    Rollback(IdArgs),
+    /// Remove a connector plugin (and its kept previous version); a built-in takes over again.
+    Remove(IdArgs),
+}
+
+/// Arguments of `plugins install`.
+#[derive(Debug, clap::Args)]
+pub struct InstallArgs {
+    /// The package: usersync-connector-<id>-<version>-<target>.tar.gz (SHA256SUMS beside it).
+    pub package: std::path::PathBuf,
+}
+
+/// Arguments naming one connector id.
+#[derive(Debug, clap::Args)]
+pub struct IdArgs {
+    /// Connector id, e.g. `okta`.
+    pub id: String,
 }
 
 /// Output format of `plugins list`.
@@ -37,7 +58,104 @@ pub struct ListArgs {
 pub async fn run(cmd: PluginsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
     match cmd {
         PluginsCmd::List(a) => list(a, global),
+        PluginsCmd::Install(a) => install(a, global),
+        PluginsCmd::Rollback(a) => rollback(a, global),
+        PluginsCmd::Remove(a) => remove(a, global),
     }
+}
+
+/// The directory `install`, `rollback` and `remove` work on: the first `--plugin-dir`, else the
+/// default data directory.
+fn target_plugin_dir(global: &GlobalArgs) -> anyhow::Result<std::path::PathBuf> {
+    global
+        .plugin_dirs
+        .first()
+        .cloned()
+        .or_else(usersync_registry::default_plugin_dir)
+        .ok_or_else(|| anyhow::anyhow!("no plugin directory: pass --plugin-dir DIR (HOME is not set)"))
+}
+
+/// Trusted minisign keys from the config file's `[plugins] trusted_keys`.
+fn trusted_keys(global: &GlobalArgs) -> anyhow::Result<Vec<String>> {
+    let Some(path) = registry::config_path(global) else { return Ok(Vec::new()) };
+    let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let doc: toml::Table = text.parse().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let Some(keys) = doc.get("plugins").and_then(|p| p.get("trusted_keys")) else { return Ok(Vec::new()) };
+    let keys = keys
+        .as_array()
+        .ok_or_else(|| anyhow::anyhow!("{}: [plugins] trusted_keys must be a list of strings", path.display()))?;
+    keys.iter()
+        .map(|k| {
+            k.as_str().map(String::from).ok_or_else(|| {
+                anyhow::anyhow!("{}: [plugins] trusted_keys must be a list of strings", path.display())
+            })
+        })
+        .collect()
+}
+
+fn install(args: InstallArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
+    let policy = usersync_release::TrustPolicy {
+        trusted_keys: trusted_keys(global)?,
+        host_target: usersync_release::HOST_TARGET.to_string(),
+        abi_min: usersync_registry::ACCEPTED_ABI_MIN,
+        abi_max: usersync_registry::ACCEPTED_ABI_MAX,
+    };
+    // Every check happens before anything is written.
+    let verified = match usersync_release::verify_package(&args.package, &policy) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("refused: {e}");
+            return Ok(1);
+        }
+    };
+    let dir = target_plugin_dir(global)?;
+    let report = usersync_release::install(&verified, &dir)?;
+    // The library must really load in this host; if not, put things back as they were.
+    if let Err(e) = usersync_abi::load_plugin(&report.installed) {
+        match &report.previous {
+            Some(_) => {
+                usersync_release::rollback(&dir, &verified.manifest.id)?;
+            }
+            None => {
+                usersync_release::remove(&dir, &verified.manifest.id)?;
+            }
+        }
+        eprintln!("refused: {}: the installed library does not load: {e}; the previous state was restored", args.package.display());
+        return Ok(1);
+    }
+    println!(
+        "installed {} {} ({}) into {}{}",
+        verified.manifest.id,
+        verified.manifest.version,
+        verified.manifest.target,
+        report.installed.display(),
+        match &verified.signed_by {
+            Some(k) => format!(", signed by {k}"),
+            None => String::new(),
+        }
+    );
+    if let Some(prev) = &report.previous {
+        println!("previous version kept at {} (`usersync plugins rollback {}`)", prev.display(), verified.manifest.id);
+    }
+    Ok(0)
+}
+
+fn rollback(args: IdArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
+    let dir = target_plugin_dir(global)?;
+    let report = usersync_release::rollback(&dir, &args.id)?;
+    let version = usersync_abi::load_plugin(&report.installed)
+        .map(|p| p.connector.manifest().version)
+        .unwrap_or_else(|e| format!("(does not load: {e})"));
+    println!("{} is now {} at {}", args.id, version, report.installed.display());
+    Ok(0)
+}
+
+fn remove(args: IdArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
+    let dir = target_plugin_dir(global)?;
+    for p in usersync_release::remove(&dir, &args.id)? {
+        println!("removed {}", p.display());
+    }
+    Ok(0)
 }
 
 fn entry_json(e: &Entry) -> Value {
