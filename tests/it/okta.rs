@@ -757,3 +757,44 @@ async fn usersync_doctor_passes_and_diagnoses_a_wrong_token_and_a_missing_permis
         "the missing permission is named: {text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_names_select_exactly_those_groups_server_side() {
+    let emu = emulator(60, 25, 19).await;
+    let org = emu.org().read().await;
+    let names: Vec<String> = org
+        .live_groups()
+        .filter(|g| g.kind != GroupKind::BuiltIn)
+        .map(|g| g.name.clone())
+        .take(3)
+        .collect();
+    let token = emu.credentials().api_token.clone();
+    let c = client_with(
+        &emu,
+        Cred::Token(token),
+        &[
+            ("group_types", serde_json::json!(["OKTA_GROUP", "APP_GROUP"])),
+            ("group_names", serde_json::json!(names)),
+        ],
+    );
+    let out = c.run_query(&Query::ListGroups).await.expect("groups by name");
+    let got: BTreeSet<String> = out
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Group(g) => Some(g.id.clone()),
+            _ => None,
+        })
+        .collect();
+    let want: BTreeSet<String> = org
+        .live_groups()
+        .filter(|g| g.kind != GroupKind::BuiltIn && names.contains(&g.name))
+        .map(|g| group_id(&org, g.ix))
+        .collect();
+    assert_eq!(got, want, "names {names:?}");
+    assert!(
+        out.skipped.is_empty(),
+        "the server applied the search: {:?}",
+        out.skipped
+    );
+}

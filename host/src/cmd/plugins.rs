@@ -110,8 +110,20 @@ fn install(args: InstallArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     };
     let dir = target_plugin_dir(global)?;
     let report = usersync_release::install(&verified, &dir)?;
-    // The library must really load in this host; if not, put things back as they were.
-    if let Err(e) = usersync_abi::load_plugin(&report.installed) {
+    // The library must really load in this host and be what the package says it is; if not,
+    // put things back as they were.
+    let loaded = usersync_abi::load_plugin(&report.installed).map_err(|e| e.to_string()).and_then(|p| {
+        let m = p.connector.manifest();
+        if m.id == verified.manifest.id && m.version == verified.manifest.version && p.abi_version == verified.manifest.abi_version {
+            Ok(())
+        } else {
+            Err(format!(
+                "the library reports {} {} (ABI {}) but the package manifest says {} {} (ABI {})",
+                m.id, m.version, p.abi_version, verified.manifest.id, verified.manifest.version, verified.manifest.abi_version
+            ))
+        }
+    });
+    if let Err(e) = loaded {
         match &report.previous {
             Some(_) => {
                 usersync_release::rollback(&dir, &verified.manifest.id)?;
