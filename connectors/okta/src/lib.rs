@@ -238,8 +238,8 @@ pub fn manifest() -> Manifest {
                 "group_names",
                 OptionType::StringList,
                 false,
-                "Only sync groups with these exact names (profile.name); empty: every group of the selected \
-                 types. At most 100 names",
+                "Only sync groups with these names (profile.name, compared without regard to case as Okta's \
+                 search does); empty: every group of the selected types. At most 100 names",
             )
             .default_value(json!([])),
             OptionSpec::new(
@@ -312,8 +312,14 @@ impl GroupSelection {
             }
         }
         if !self.names.is_empty() {
-            let name = group.profile.get("name").and_then(|v| v.as_str()).unwrap_or("");
-            if !self.names.iter().any(|n| n == name) {
+            // Okta's search compares string values without regard to case; so does this check.
+            let name = group
+                .profile
+                .get("name")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_lowercase();
+            if !self.names.iter().any(|n| n.to_lowercase() == name) {
                 return Some("group_name_not_selected".into());
             }
         }
@@ -1053,6 +1059,28 @@ mod tests {
                 .search()
                 .as_deref(),
             Some(r#"profile.name eq "Everyone""#)
+        );
+    }
+
+    #[test]
+    fn client_side_selection_matches_okta_search_semantics() {
+        let sel = GroupSelection {
+            types: vec!["OKTA_GROUP".into()],
+            names: vec!["Staff".into()],
+        };
+        let g = |t: Option<&str>, name: &str| -> ApiGroup {
+            serde_json::from_value(json!({"id": "00g1", "type": t, "profile": {"name": name}}))
+                .expect("group")
+        };
+        assert_eq!(sel.skip_reason(&g(Some("OKTA_GROUP"), "STAFF")), None);
+        assert_eq!(sel.skip_reason(&g(None, "staff")), None);
+        assert_eq!(
+            sel.skip_reason(&g(Some("OKTA_GROUP"), "Staff 2")).as_deref(),
+            Some("group_name_not_selected")
+        );
+        assert_eq!(
+            sel.skip_reason(&g(Some("BUILT_IN"), "Staff")).as_deref(),
+            Some("group_type:BUILT_IN")
         );
     }
 

@@ -103,13 +103,21 @@ impl Facade for OneLogin {
     }
 
     fn throttled(&self, d: &RateDecision, _concurrency: bool) -> Response {
-        let mut r = v1_error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests", json!("Rate limit exceeded"));
+        let mut r = v1_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too Many Requests",
+            json!("Rate limit exceeded"),
+        );
         self.rate_headers(d, r.headers_mut());
         r
     }
 
     fn server_error(&self, status: StatusCode) -> Response {
-        v1_error(status, status.canonical_reason().unwrap_or("error"), json!("Internal server error"))
+        v1_error(
+            status,
+            status.canonical_reason().unwrap_or("error"),
+            json!("Internal server error"),
+        )
     }
 
     fn client_info(&self, ctx: &EmuContext, base_url: &str) -> Value {
@@ -136,7 +144,10 @@ fn v1_error(status: StatusCode, kind: &str, message: Value) -> Response {
 
 /// v2 (a): `{"statusCode","name","message"}`.
 fn v2_error(status: StatusCode, name: &str, message: &str) -> Response {
-    json_response(status, &json!({"statusCode": status.as_u16(), "name": name, "message": message}))
+    json_response(
+        status,
+        &json!({"statusCode": status.as_u16(), "name": name, "message": message}),
+    )
 }
 
 /// v2 (b): `{"status","error","description"}`.
@@ -151,7 +162,10 @@ fn v2_bad_request(description: &str) -> Response {
 
 fn parse_client_header(value: &str) -> Option<(String, String)> {
     // `client_id:<id>, client_secret:<secret>` (also without the space), or HTTP Basic.
-    if let Some(b) = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic ")) {
+    if let Some(b) = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))
+    {
         let raw = String::from_utf8(STANDARD.decode(b.trim()).ok()?).ok()?;
         let (id, secret) = raw.split_once(':')?;
         return Some((id.to_string(), secret.to_string()));
@@ -177,7 +191,10 @@ async fn token(State(st): St, headers: HeaderMap, body: axum::body::Bytes) -> Re
         .and_then(parse_client_header);
     // grant_type from a JSON body or a form body (with the credentials in it)
     let (grant, form_creds) = match serde_json::from_slice::<Value>(&body) {
-        Ok(v) => (v.get("grant_type").and_then(|g| g.as_str()).map(String::from), None),
+        Ok(v) => (
+            v.get("grant_type").and_then(|g| g.as_str()).map(String::from),
+            None,
+        ),
         Err(_) => {
             let pairs: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
             let fc = match (pairs.get("client_id"), pairs.get("client_secret")) {
@@ -191,17 +208,29 @@ async fn token(State(st): St, headers: HeaderMap, body: axum::body::Bytes) -> Re
         creds = form_creds;
     }
     if grant.as_deref() != Some("client_credentials") {
-        return v1_error(StatusCode::BAD_REQUEST, "bad request", json!("grant_type is incorrect/absent"));
+        return v1_error(
+            StatusCode::BAD_REQUEST,
+            "bad request",
+            json!("grant_type is incorrect/absent"),
+        );
     }
     let Some((id, secret)) = creds else {
-        return v1_error(StatusCode::UNAUTHORIZED, "Unauthorized", json!("Authentication Failure"));
+        return v1_error(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            json!("Authentication Failure"),
+        );
     };
     let scope = if id == ctx.creds.client_id && secret == ctx.creds.client_secret {
         "read_all"
     } else if id == ctx.creds.limited_client_id && secret == ctx.creds.limited_client_secret {
         "authentication_only"
     } else {
-        return v1_error(StatusCode::UNAUTHORIZED, "Unauthorized", json!("Authentication Failure"));
+        return v1_error(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            json!("Authentication Failure"),
+        );
     };
     let now = timefmt::now_unix();
     let (access, expires_at) = {
@@ -238,20 +267,36 @@ enum Api {
 /// Check the bearer token. `needs_read_all`: the call needs a "Read users"-or-better credential.
 fn authorize(ctx: &EmuContext, headers: &HeaderMap, api: Api, needs_read_all: bool) -> Result<(), Response> {
     let unauthorized = || match api {
-        Api::V1 => v1_error(StatusCode::UNAUTHORIZED, "Unauthorized", json!("Authentication Failure")),
+        Api::V1 => v1_error(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            json!("Authentication Failure"),
+        ),
         Api::V2 => v2_error(StatusCode::UNAUTHORIZED, "UnauthorizedError", "Unauthorized"),
     };
-    let value = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let value = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let token = value
         .strip_prefix("bearer:")
-        .or_else(|| value.get(..7).filter(|p| p.eq_ignore_ascii_case("bearer ")).map(|_| &value[7..]))
+        .or_else(|| {
+            value
+                .get(..7)
+                .filter(|p| p.eq_ignore_ascii_case("bearer "))
+                .map(|_| &value[7..])
+        })
         .map(str::trim)
         .ok_or_else(unauthorized)?;
     match ctx.tokens.check(token, timefmt::now_unix()) {
         TokenCheck::Valid(info) => {
             if needs_read_all && !info.scopes.iter().any(|s| s == "read_all") {
                 return Err(match api {
-                    Api::V1 => v1_error(StatusCode::UNAUTHORIZED, "Unauthorized", json!("Insufficient Permission")),
+                    Api::V1 => v1_error(
+                        StatusCode::UNAUTHORIZED,
+                        "Unauthorized",
+                        json!("Insufficient Permission"),
+                    ),
                     Api::V2 => v2_error(StatusCode::FORBIDDEN, "ForbiddenError", "Insufficient Permission"),
                 });
             }
@@ -268,7 +313,10 @@ fn user_id(ix: u32) -> u64 {
 }
 
 fn parse_id(raw: &str, base: u64) -> Option<u32> {
-    raw.parse::<u64>().ok()?.checked_sub(base).and_then(|v| u32::try_from(v).ok())
+    raw.parse::<u64>()
+        .ok()?
+        .checked_sub(base)
+        .and_then(|v| u32::try_from(v).ok())
 }
 
 /// OneLogin `status` for a neutral status; `None` = the user does not exist in OneLogin.
@@ -305,12 +353,18 @@ fn user_json(org: &Org, u: &User) -> Value {
         .filter(|r| r.members.binary_search(&u.ix).is_ok())
         .map(|r| ROLE_ID_BASE + u64::from(r.ix))
         .collect();
-    let custom: serde_json::Map<String, Value> =
-        u.custom.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    let custom: serde_json::Map<String, Value> = u
+        .custom
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
     let mut custom = custom;
     custom.insert(
         "employeenumber".into(),
-        u.employee_number.clone().map(Value::String).unwrap_or(Value::Null),
+        u.employee_number
+            .clone()
+            .map(Value::String)
+            .unwrap_or(Value::Null),
     );
     json!({
         "id": user_id(u.ix),
@@ -351,11 +405,15 @@ fn user_json(org: &Org, u: &User) -> Value {
 
 /// Keep only the fields named by `fields=` (id always stays, as OneLogin does).
 fn project(v: Value, fields: Option<&str>) -> Value {
-    let Some(list) = fields.filter(|f| !f.trim().is_empty()) else { return v };
+    let Some(list) = fields.filter(|f| !f.trim().is_empty()) else {
+        return v;
+    };
     let wanted: Vec<&str> = list.split(',').map(str::trim).collect();
     match v {
         Value::Object(map) => Value::Object(
-            map.into_iter().filter(|(k, _)| k == "id" || wanted.contains(&k.as_str())).collect(),
+            map.into_iter()
+                .filter(|(k, _)| k == "id" || wanted.contains(&k.as_str()))
+                .collect(),
         ),
         other => other,
     }
@@ -385,7 +443,9 @@ fn v2_page(
 ) -> Result<(Vec<u32>, HeaderMap), Response> {
     let cursor = q.get("cursor").filter(|c| !c.is_empty());
     if cursor.is_some() && (q.contains_key("limit") || q.contains_key("page")) {
-        return Err(v2_bad_request("Requests can only have cursor xor pagination arguments"));
+        return Err(v2_bad_request(
+            "Requests can only have cursor xor pagination arguments",
+        ));
     }
     let faults = ctx.faults.config();
     let (limit, page_keys, next) = if let Some(c) = cursor {
@@ -405,7 +465,11 @@ fn v2_page(
         };
         match q.get("page") {
             Some(p) => {
-                let n = p.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| v2_bad_request("Invalid page"))?;
+                let n = p
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| v2_bad_request("Invalid page"))?;
                 let start = (n - 1).saturating_mul(limit).min(keys.len());
                 let end = (start + limit).min(keys.len());
                 (limit, keys[start..end].to_vec(), None)
@@ -427,7 +491,10 @@ fn v2_page(
     put("Total-Count", total.to_string());
     put("Total-Pages", total.div_ceil(limit.max(1)).to_string());
     put("Page-Items", page_keys.len().to_string());
-    put("After-Cursor", next.map(|t| encode_cursor(limit, &t)).unwrap_or_default());
+    put(
+        "After-Cursor",
+        next.map(|t| encode_cursor(limit, &t)).unwrap_or_default(),
+    );
     if let Some(c) = cursor {
         put("Before-Cursor", c.clone());
     }
@@ -454,16 +521,21 @@ async fn list_users(State(st): St, headers: HeaderMap, Query(q): Query<HashMap<S
         return r;
     }
     let org = ctx.org.read().await;
-    let ids: Option<Vec<u32>> = q
-        .get("user_ids")
-        .map(|s| s.split(',').filter_map(|i| parse_id(i.trim(), USER_ID_BASE)).collect());
+    let ids: Option<Vec<u32>> = q.get("user_ids").map(|s| {
+        s.split(',')
+            .filter_map(|i| parse_id(i.trim(), USER_ID_BASE))
+            .collect()
+    });
     let keys: Vec<u32> = org
         .live_users()
         .filter(|u| served(u))
         .filter(|u| ids.as_ref().is_none_or(|ids| ids.contains(&u.ix)))
         .filter(|u| q.get("username").is_none_or(|p| matches_filter(&u.login, p)))
         .filter(|u| q.get("email").is_none_or(|p| matches_filter(&u.email, p)))
-        .filter(|u| q.get("firstname").is_none_or(|p| matches_filter(&u.first_name, p)))
+        .filter(|u| {
+            q.get("firstname")
+                .is_none_or(|p| matches_filter(&u.first_name, p))
+        })
         .filter(|u| q.get("lastname").is_none_or(|p| matches_filter(&u.last_name, p)))
         .map(|u| u.ix)
         .collect();
@@ -493,7 +565,10 @@ async fn get_user(State(st): St, headers: HeaderMap, Path(id): Path<String>) -> 
         return r;
     }
     let org = ctx.org.read().await;
-    match parse_id(&id, USER_ID_BASE).and_then(|ix| org.user(ix)).filter(|u| served(u)) {
+    match parse_id(&id, USER_ID_BASE)
+        .and_then(|ix| org.user(ix))
+        .filter(|u| served(u))
+    {
         Some(u) => json_response(StatusCode::OK, &user_json(&org, u)),
         None => v2_error(StatusCode::NOT_FOUND, "NotFoundError", "Not Found"),
     }
@@ -514,8 +589,15 @@ async fn list_groups(
         return r;
     }
     let org = ctx.org.read().await;
-    let keys: Vec<u32> = org.live_groups().filter(|g| g.kind != GroupKind::BuiltIn).map(|g| g.ix).collect();
-    let token = q.get("after_cursor").filter(|c| !c.is_empty()).map(String::as_str);
+    let keys: Vec<u32> = org
+        .live_groups()
+        .filter(|g| g.kind != GroupKind::BuiltIn)
+        .map(|g| g.ix)
+        .collect();
+    let token = q
+        .get("after_cursor")
+        .filter(|c| !c.is_empty())
+        .map(String::as_str);
     let tag = paging::listing_tag(&["/api/1/groups"]);
     let page = match paging::page(&keys, tag, token, GROUPS_PAGE, &ctx.faults.config()) {
         Ok(p) => p,
@@ -527,8 +609,16 @@ async fn list_groups(
             )
         }
     };
-    let data: Vec<Value> = page.keys.iter().filter_map(|ix| org.group(*ix)).map(group_json).collect();
-    let next_link = page.next.as_ref().map(|n| format!("{base}/api/1/groups?after_cursor={n}"));
+    let data: Vec<Value> = page
+        .keys
+        .iter()
+        .filter_map(|ix| org.group(*ix))
+        .map(group_json)
+        .collect();
+    let next_link = page
+        .next
+        .as_ref()
+        .map(|n| format!("{base}/api/1/groups?after_cursor={n}"));
     json_response(
         StatusCode::OK,
         &json!({
@@ -550,7 +640,10 @@ async fn get_group(State(st): St, headers: HeaderMap, Path(id): Path<String>) ->
         return r;
     }
     let org = ctx.org.read().await;
-    match parse_id(&id, GROUP_ID_BASE).and_then(|ix| org.group(ix)).filter(|g| g.kind != GroupKind::BuiltIn) {
+    match parse_id(&id, GROUP_ID_BASE)
+        .and_then(|ix| org.group(ix))
+        .filter(|g| g.kind != GroupKind::BuiltIn)
+    {
         Some(g) => json_response(
             StatusCode::OK,
             &json!({"status": {"error": false, "code": 200, "type": "success", "message": "Success"},
@@ -603,7 +696,12 @@ async fn role_users(
     let Some(role) = parse_id(&id, ROLE_ID_BASE).and_then(|ix| org.roles.get(ix as usize)) else {
         return v2_error(StatusCode::NOT_FOUND, "NotFoundError", "Not Found");
     };
-    let keys: Vec<u32> = role.members.iter().copied().filter(|ix| org.user(*ix).is_some_and(served)).collect();
+    let keys: Vec<u32> = role
+        .members
+        .iter()
+        .copied()
+        .filter(|ix| org.user(*ix).is_some_and(served))
+        .collect();
     let tag = paging::listing_tag(&["/api/2/roles/users", &id]);
     let (page, h) = match v2_page(ctx, &q, &keys, tag, 50, 50) {
         Ok(p) => p,
