@@ -301,6 +301,18 @@ async fn small_pages_follow_every_next_link_and_user_groups_agree_with_members()
             .collect();
         let want: BTreeSet<String> = org.groups_of(ix).iter().map(|&g| group_id(&org, g)).collect();
         assert_eq!(got, want, "groups of {uid}");
+        let one = c
+            .run_query(&Query::GetUser { user_id: uid.clone() })
+            .await
+            .expect("get user");
+        match one.records.as_slice() {
+            [Record::User(u)] => assert_eq!(
+                Some(u),
+                listing.users.get(&uid),
+                "a single read equals the listing"
+            ),
+            other => panic!("get_user returned {other:?}"),
+        }
         let m = c
             .run_query(&Query::UserManager { user_id: uid.clone() })
             .await

@@ -628,7 +628,8 @@ async fn required_groups_admit_members_through_nested_groups() {
         let t: BTreeSet<String> = org.transitive_members(parent).into_iter().map(|u| kc_user(&org, u)).collect();
         let active: BTreeSet<String> = org
             .live_users()
-            .filter(|u| u.status != UserStatus::Suspended) // Keycloak has only `enabled`
+            // Keycloak has only `enabled`; deprovisioned users do not exist in a realm
+            .filter(|u| !matches!(u.status, UserStatus::Suspended | UserStatus::Deprovisioned))
             .map(|u| kc_user(&org, u.ix))
             .collect();
         (

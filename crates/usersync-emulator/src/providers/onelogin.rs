@@ -7,6 +7,7 @@
 //! user belongs to (OneLogin users have a single group); roles carry the multi-valued
 //! membership; built-in groups (Okta's "Everyone") do not exist in OneLogin; deprovisioned users
 //! do not exist either (OneLogin deletes users), so they are not served.
+#![allow(clippy::result_large_err)] // axum handlers answer errors as ready `Response`s
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
