@@ -17,6 +17,15 @@ use usersync_sync::{FailureKind, Progress, QueryFailure, QueryResult, QueryRunne
 use crate::registry::Registry;
 use crate::GlobalArgs;
 
+/// `println!` that ignores a closed stdout (`usersync users list | head`) instead of panicking.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+pub(crate) use outln;
+
 /// Exit codes of the sync family of commands.
 pub mod exit {
     /// Success.
@@ -43,9 +52,9 @@ pub fn load_config(global: &GlobalArgs) -> Result<Config, u8> {
     match Config::discover(global.config.as_deref()) {
         Ok(c) => Ok(c),
         Err(e) => {
-            eprintln!("error: {e}");
+            eoutln!("error: {e}");
             if matches!(e, ConfigError::Invalid(_) | ConfigError::Parse { .. }) {
-                eprintln!("hint: `usersync config check` validates the whole file");
+                eoutln!("hint: `usersync config check` validates the whole file");
             }
             Err(exit::USAGE)
         }
@@ -61,7 +70,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
 pub fn open_existing_store(config: &Config) -> Result<SqliteStore, u8> {
     let path = &config.store.path;
     if !path.exists() {
-        eprintln!(
+        eoutln!(
             "error: there is no store at `{}` yet; run `usersync sync` first (store path from {})",
             path.display(),
             config.path.display()
@@ -69,7 +78,7 @@ pub fn open_existing_store(config: &Config) -> Result<SqliteStore, u8> {
         return Err(exit::FAILURE);
     }
     SqliteStore::open(path).map_err(|e| {
-        eprintln!("error: {e}");
+        eoutln!("error: {e}");
         exit::FAILURE
     })
 }
@@ -80,7 +89,7 @@ pub fn select<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a Connec
     for n in names {
         if config.connection(n).is_none() {
             let known: Vec<&str> = config.connections.iter().map(|c| c.name.as_str()).collect();
-            eprintln!(
+            eoutln!(
                 "error: no connection named `{n}` in {} (defined: {})",
                 config.path.display(),
                 if known.is_empty() {
@@ -363,7 +372,7 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
             .enumerate()
             .map(|(i, c)| format!("{c:<w$}", w = widths.get(i).copied().unwrap_or(0)))
             .collect();
-        println!("{}", parts.join("  ").trim_end());
+        outln!("{}", parts.join("  ").trim_end());
     };
     line(headers.iter().map(|h| h.to_string()).collect());
     for r in rows {
@@ -373,7 +382,7 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
 
 /// Print a value as pretty JSON on stdout.
 pub fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 

@@ -15,7 +15,9 @@ async fn emulator(users: u32, groups: u32) -> RunningEmulator {
         seed: 11,
         ..GenConfig::default()
     };
-    usersync_emulator::start(opts).await.expect("start onelogin emulator")
+    usersync_emulator::start(opts)
+        .await
+        .expect("start onelogin emulator")
 }
 
 async fn token(emu: &RunningEmulator, id: &str, secret: &str) -> reqwest::Response {
@@ -31,7 +33,11 @@ async fn token(emu: &RunningEmulator, id: &str, secret: &str) -> reqwest::Respon
 
 async fn access_token(emu: &RunningEmulator) -> String {
     let c = emu.credentials();
-    let body: Value = token(emu, &c.client_id, &c.client_secret).await.json().await.expect("json");
+    let body: Value = token(emu, &c.client_id, &c.client_secret)
+        .await
+        .json()
+        .await
+        .expect("json");
     body["access_token"].as_str().expect("access_token").to_string()
 }
 
@@ -45,7 +51,10 @@ async fn get(emu: &RunningEmulator, token: &str, path_and_query: &str) -> reqwes
 }
 
 fn header(r: &reqwest::Response, name: &str) -> Option<String> {
-    r.headers().get(name).and_then(|v| v.to_str().ok()).map(String::from)
+    r.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from)
 }
 
 #[tokio::test]
@@ -61,7 +70,11 @@ async fn token_endpoint_follows_onelogin_v2() {
         assert!(!first[key].is_null(), "token response lacks {key}: {first}");
     }
     // The same credential pair gets the same token until it expires.
-    let second: Value = token(&emu, &c.client_id, &c.client_secret).await.json().await.expect("json");
+    let second: Value = token(&emu, &c.client_id, &c.client_secret)
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(first["access_token"], second["access_token"]);
 
     let wrong = token(&emu, &c.client_id, "not-the-secret").await;
@@ -73,7 +86,10 @@ async fn token_endpoint_follows_onelogin_v2() {
 
     let no_grant = reqwest::Client::new()
         .post(format!("{}/auth/oauth2/v2/token", emu.http_url))
-        .header("Authorization", format!("client_id:{}, client_secret:{}", c.client_id, c.client_secret))
+        .header(
+            "Authorization",
+            format!("client_id:{}, client_secret:{}", c.client_id, c.client_secret),
+        )
         .body("{}")
         .send()
         .await
@@ -87,7 +103,9 @@ async fn users_page_with_after_cursor_header_and_reject_cursor_with_limit() {
     let t = access_token(&emu).await;
     let served = {
         let org = emu.org().read().await;
-        org.live_users().filter(|u| u.status != usersync_emulator::UserStatus::Deprovisioned).count()
+        org.live_users()
+            .filter(|u| u.status != usersync_emulator::UserStatus::Deprovisioned)
+            .count()
     };
 
     // limit above the documented maximum of 50 is capped at 50
@@ -98,7 +116,10 @@ async fn users_page_with_after_cursor_header_and_reject_cursor_with_limit() {
 
     let mut seen = BTreeSet::new();
     let first = get(&emu, &t, "/api/2/users?limit=30").await;
-    assert_eq!(header(&first, "total-count").as_deref(), Some(served.to_string().as_str()));
+    assert_eq!(
+        header(&first, "total-count").as_deref(),
+        Some(served.to_string().as_str())
+    );
     let mut cursor = header(&first, "after-cursor").filter(|c| !c.is_empty());
     let page: Vec<Value> = first.json().await.expect("json");
     assert_eq!(page.len(), 30);
@@ -110,7 +131,10 @@ async fn users_page_with_after_cursor_header_and_reject_cursor_with_limit() {
     assert_eq!(both.status(), StatusCode::BAD_REQUEST);
     let body: Value = both.json().await.expect("json");
     assert_eq!(body["error"], "BadRequestError");
-    assert_eq!(body["description"], "Requests can only have cursor xor pagination arguments");
+    assert_eq!(
+        body["description"],
+        "Requests can only have cursor xor pagination arguments"
+    );
 
     while let Some(c) = cursor {
         let r = get(&emu, &t, &format!("/api/2/users?cursor={c}")).await;
@@ -134,10 +158,17 @@ async fn users_page_with_after_cursor_header_and_reject_cursor_with_limit() {
 async fn user_and_group_shapes_match_the_docs() {
     let emu = emulator(40, 6).await;
     let t = access_token(&emu).await;
-    let users: Vec<Value> = get(&emu, &t, "/api/2/users?limit=50").await.json().await.expect("json");
+    let users: Vec<Value> = get(&emu, &t, "/api/2/users?limit=50")
+        .await
+        .json()
+        .await
+        .expect("json");
     let u = &users[0];
     assert!(u["id"].is_u64());
-    assert!(u["status"].is_i64() && u["state"].is_i64(), "status and state are integers: {u}");
+    assert!(
+        u["status"].is_i64() && u["state"].is_i64(),
+        "status and state are integers: {u}"
+    );
     assert!(u["role_ids"].is_array());
     assert!(u["custom_attributes"].is_object());
     assert!(u["group_id"].is_u64() || u["group_id"].is_null());
@@ -147,8 +178,17 @@ async fn user_and_group_shapes_match_the_docs() {
     }
 
     // fields= projects the listing (id always stays)
-    let slim: Vec<Value> = get(&emu, &t, "/api/2/users?fields=username").await.json().await.expect("json");
-    let keys: BTreeSet<&str> = slim[0].as_object().expect("object").keys().map(String::as_str).collect();
+    let slim: Vec<Value> = get(&emu, &t, "/api/2/users?fields=username")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let keys: BTreeSet<&str> = slim[0]
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
     assert_eq!(keys, BTreeSet::from(["id", "username"]));
 
     let missing = get(&emu, &t, "/api/2/users/1").await;
@@ -161,9 +201,14 @@ async fn user_and_group_shapes_match_the_docs() {
     assert_eq!(groups.status(), StatusCode::OK);
     let env: Value = groups.json().await.expect("json");
     assert_eq!(env["status"]["error"], false);
-    assert!(env["pagination"].as_object().is_some_and(|p| p.contains_key("after_cursor")));
+    assert!(env["pagination"]
+        .as_object()
+        .is_some_and(|p| p.contains_key("after_cursor")));
     let g = &env["data"][0];
-    assert!(g["id"].is_u64() && g["name"].is_string() && g["reference"].is_null(), "{g}");
+    assert!(
+        g["id"].is_u64() && g["name"].is_string() && g["reference"].is_null(),
+        "{g}"
+    );
 }
 
 #[tokio::test]
@@ -192,8 +237,13 @@ async fn rate_limit_reset_is_seconds_remaining_not_an_epoch() {
     let emu = emulator(10, 2).await;
     let t = access_token(&emu).await;
     let r = get(&emu, &t, "/api/2/users").await;
-    let reset: i64 = header(&r, "x-ratelimit-reset").and_then(|v| v.parse().ok()).expect("reset header");
-    assert!((0..=3600).contains(&reset), "X-RateLimit-Reset must be seconds remaining, got {reset}");
+    let reset: i64 = header(&r, "x-ratelimit-reset")
+        .and_then(|v| v.parse().ok())
+        .expect("reset header");
+    assert!(
+        (0..=3600).contains(&reset),
+        "X-RateLimit-Reset must be seconds remaining, got {reset}"
+    );
     assert!(header(&r, "x-ratelimit-limit").is_some() && header(&r, "x-ratelimit-remaining").is_some());
 
     emu.set_faults(FaultConfig {
@@ -210,7 +260,9 @@ async fn rate_limit_reset_is_seconds_remaining_not_an_epoch() {
         }
     }
     let r = throttled.expect("a 429 once the budget is spent");
-    let reset: i64 = header(&r, "x-ratelimit-reset").and_then(|v| v.parse().ok()).expect("reset");
+    let reset: i64 = header(&r, "x-ratelimit-reset")
+        .and_then(|v| v.parse().ok())
+        .expect("reset");
     assert!((0..=60).contains(&reset), "{reset}");
     assert_eq!(header(&r, "x-ratelimit-remaining").as_deref(), Some("0"));
 }
@@ -268,10 +320,16 @@ mod end_to_end {
         let manifest = connector.manifest();
         let values = BTreeMap::from([
             ("base_url".to_string(), serde_json::json!(emu.http_url)),
-            ("client_id".to_string(), serde_json::json!(emu.credentials().client_id)),
+            (
+                "client_id".to_string(),
+                serde_json::json!(emu.credentials().client_id),
+            ),
         ]);
         let options = Options::validate(&manifest, values, vec!["client_secret".into()]).expect("options");
-        let secrets = BTreeMap::from([("client_secret".to_string(), Secret::new(emu.credentials().client_secret.clone()))]);
+        let secrets = BTreeMap::from([(
+            "client_secret".to_string(),
+            Secret::new(emu.credentials().client_secret.clone()),
+        )]);
         let mut settings = ConnectionSettings::default();
         settings.retry.base_delay = std::time::Duration::from_millis(5);
         settings.retry.max_delay = std::time::Duration::from_millis(50);
@@ -311,10 +369,16 @@ mod end_to_end {
         for r in &users.records {
             match r {
                 Record::User(u) => {
-                    assert!(got_users.insert(u.id.clone(), u.clone()).is_none(), "user {} twice", u.id);
+                    assert!(
+                        got_users.insert(u.id.clone(), u.clone()).is_none(),
+                        "user {} twice",
+                        u.id
+                    );
                 }
                 Record::Membership(m) => {
-                    let MemberRef::User(uid) = &m.member else { panic!("unexpected member {m:?}") };
+                    let MemberRef::User(uid) = &m.member else {
+                        panic!("unexpected member {m:?}")
+                    };
                     got_group_members.insert((m.group_id.clone(), uid.clone()));
                 }
                 other => panic!("unexpected record {other:?}"),
@@ -327,10 +391,14 @@ mod end_to_end {
                 continue;
             };
             expected_users += 1;
-            let got = got_users.get(&(1_000_000 + u64::from(u.ix)).to_string()).expect("user listed");
+            let got = got_users
+                .get(&(1_000_000 + u64::from(u.ix)).to_string())
+                .expect("user listed");
             assert_eq!(got.username, u.login);
             assert_eq!(got.status.state, state, "user {} ({:?})", u.login, u.status);
-            let mgr = u.manager.map(|m| usersync_model::ManagerRef::Id((1_000_000 + u64::from(m)).to_string()));
+            let mgr = u
+                .manager
+                .map(|m| usersync_model::ManagerRef::Id((1_000_000 + u64::from(m)).to_string()));
             assert_eq!(got.manager, mgr);
         }
         assert_eq!(got_users.len(), expected_users);
@@ -352,7 +420,9 @@ mod end_to_end {
         // roles as groups, with members via /roles/{id}/users
         let mut role_members = BTreeSet::new();
         for r in &roles.records {
-            let Record::Group(role) = r else { panic!("role listing yields groups") };
+            let Record::Group(role) = r else {
+                panic!("role listing yields groups")
+            };
             assert_eq!(role.kind, usersync_model::GroupKind::Role);
             let members = c
                 .run_query(&Query::RoleMembers {
@@ -361,14 +431,24 @@ mod end_to_end {
                 .await
                 .expect("role members");
             for m in members.records {
-                let Record::Membership(m) = m else { panic!("role members yield memberships") };
+                let Record::Membership(m) = m else {
+                    panic!("role members yield memberships")
+                };
                 role_members.insert((m.group_id, format!("{:?}", m.member)));
             }
         }
         let expected_roles: usize = org
             .roles
             .iter()
-            .map(|r| r.members.iter().filter(|ix| org.user(**ix).is_some_and(|u| u.status != UserStatus::Deprovisioned)).count())
+            .map(|r| {
+                r.members
+                    .iter()
+                    .filter(|ix| {
+                        org.user(**ix)
+                            .is_some_and(|u| u.status != UserStatus::Deprovisioned)
+                    })
+                    .count()
+            })
             .sum();
         assert_eq!(role_members.len(), expected_roles);
         let counters = c.counters();
@@ -395,7 +475,14 @@ mod end_to_end {
         })
         .expect("faults");
         let users = c.run_query(&Query::ListUsers).await.expect("503s are retried");
-        assert!(users.records.iter().filter(|r| matches!(r, Record::User(_))).count() > 100);
+        assert!(
+            users
+                .records
+                .iter()
+                .filter(|r| matches!(r, Record::User(_)))
+                .count()
+                > 100
+        );
 
         emu.set_faults(FaultConfig {
             truncate_rate: 1.0,
@@ -407,7 +494,10 @@ mod end_to_end {
         let c2 = client(&emu);
         // A cut connection mid-body is a transport failure: the page is fetched again, and the
         // listing is complete, never a partial page taken for a whole one.
-        let again = c2.run_query(&Query::ListUsers).await.expect("truncated page is retried");
+        let again = c2
+            .run_query(&Query::ListUsers)
+            .await
+            .expect("truncated page is retried");
         assert_eq!(again.records, users.records);
     }
 }

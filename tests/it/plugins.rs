@@ -607,14 +607,23 @@ fn docs_endpoints_md_matches_the_generated_markdown() {
 fn provider_token_errors_cross_the_abi() {
     // Entra reads AADSTS codes from a failed token response; as a plugin it must say the same.
     let dir = plugin_dir(&["usersync-connector-entra"]);
-    let lib = dir.path().join(format!("libusersync_connector_entra{}", std::env::consts::DLL_SUFFIX));
+    let lib = dir.path().join(format!(
+        "libusersync_connector_entra{}",
+        std::env::consts::DLL_SUFFIX
+    ));
     let plugin = load_plugin(&lib).expect("entra loads as a plugin").connector;
     let builtin: Arc<dyn Connector> = Arc::from(usersync_connector_entra::connector());
     let opts = Options::validate(
         &builtin.manifest(),
         [
-            ("tenant_id".to_string(), Value::from("11111111-2222-3333-4444-555555555555")),
-            ("client_id".to_string(), Value::from("66666666-7777-8888-9999-000000000000")),
+            (
+                "tenant_id".to_string(),
+                Value::from("11111111-2222-3333-4444-555555555555"),
+            ),
+            (
+                "client_id".to_string(),
+                Value::from("66666666-7777-8888-9999-000000000000"),
+            ),
         ]
         .into_iter()
         .collect(),

@@ -17,7 +17,10 @@ const CONNECTORS: [&str; 5] = ["entra", "google", "keycloak", "okta", "onelogin"
 /// does with a release build).
 fn package(id: &str, out: &Path) -> PathBuf {
     let lib = cdylib(&format!("usersync_connector_{id}"));
-    let manifest = usersync_abi::load_plugin(&lib).expect("connector library loads").connector.manifest();
+    let manifest = usersync_abi::load_plugin(&lib)
+        .expect("connector library loads")
+        .connector
+        .manifest();
     usersync_release::build_package(&lib, &manifest, usersync_release::HOST_TARGET, out).expect("package")
 }
 
@@ -89,13 +92,19 @@ fn every_connector_packages_installs_and_becomes_active_over_the_builtin() {
         assert!(ok, "install {id}: {out}{err}");
         assert!(out.contains(&format!("installed {id} ")), "{out}");
         let source = active_source(&e, id);
-        assert!(source.starts_with(e.plugins.to_str().expect("utf8")), "{id} active from {source}");
+        assert!(
+            source.starts_with(e.plugins.to_str().expect("utf8")),
+            "{id} active from {source}"
+        );
         // it works: the installed plugin describes itself through the host
         let (ok, out, err) = usersync(&e, &["connectors", "describe", id, "--format", "json"]);
         assert!(ok, "{err}");
         let described: Vec<Value> = serde_json::from_str(&out).expect("json");
         assert_eq!(described[0]["id"], id);
-        assert!(described[0]["source"].as_str().is_some_and(|s| s != "builtin"), "{out}");
+        assert!(
+            described[0]["source"].as_str().is_some_and(|s| s != "builtin"),
+            "{out}"
+        );
     }
     let sums = std::fs::read_to_string(e.dist.join("SHA256SUMS")).expect("sums");
     assert_eq!(sums.lines().count(), CONNECTORS.len());
@@ -114,7 +123,11 @@ fn tampered_package_is_refused_and_nothing_is_written() {
     assert!(err.contains("checksum mismatch"), "{err}");
     let written: Vec<_> = std::fs::read_dir(&e.plugins).expect("ls").collect();
     assert!(written.is_empty(), "nothing may be written: {written:?}");
-    assert_eq!(active_source(&e, "onelogin"), "none", "pinned to a plugin that is not installed");
+    assert_eq!(
+        active_source(&e, "onelogin"),
+        "none",
+        "pinned to a plugin that is not installed"
+    );
 }
 
 #[test]
@@ -122,7 +135,9 @@ fn unsigned_package_is_refused_once_keys_are_trusted() {
     let e = env(&[]);
     let pkg = package("okta", &e.dist);
     let mut cfg = std::fs::read_to_string(&e.config).expect("read");
-    cfg = format!("[plugins]\ntrusted_keys = [\"RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3\"]\n\n{cfg}");
+    cfg = format!(
+        "[plugins]\ntrusted_keys = [\"RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3\"]\n\n{cfg}"
+    );
     cfg = cfg.replace("[plugins.pin]\n", "");
     std::fs::write(&e.config, cfg).expect("write");
     let (ok, _out, err) = usersync(&e, &["plugins", "install", pkg.to_str().expect("utf8")]);
@@ -146,8 +161,15 @@ fn rollback_restores_the_previous_install_and_remove_falls_back_to_the_builtin()
     std::fs::write(&prev, b"marker: the previous version").expect("mark previous");
     let (ok, _, err) = usersync(&e, &["plugins", "rollback", "keycloak"]);
     assert!(ok, "{err}");
-    assert_eq!(std::fs::read(&installed).expect("read"), b"marker: the previous version");
-    assert_eq!(std::fs::read(&prev).expect("read"), first, "rollback swaps, so it can be undone");
+    assert_eq!(
+        std::fs::read(&installed).expect("read"),
+        b"marker: the previous version"
+    );
+    assert_eq!(
+        std::fs::read(&prev).expect("read"),
+        first,
+        "rollback swaps, so it can be undone"
+    );
     let (ok, _, err) = usersync(&e, &["plugins", "rollback", "keycloak"]);
     assert!(ok, "{err}");
     assert_eq!(std::fs::read(&installed).expect("read"), first);

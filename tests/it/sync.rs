@@ -625,7 +625,11 @@ async fn required_groups_admit_members_through_nested_groups() {
     };
     let (pid, cid, uid, parent_name, child_name, transitive) = {
         let org = probe.emu.org().read().await;
-        let t: BTreeSet<String> = org.transitive_members(parent).into_iter().map(|u| kc_user(&org, u)).collect();
+        let t: BTreeSet<String> = org
+            .transitive_members(parent)
+            .into_iter()
+            .map(|u| kc_user(&org, u))
+            .collect();
         let active: BTreeSet<String> = org
             .live_users()
             // Keycloak has only `enabled`; deprovisioned users do not exist in a realm
@@ -661,13 +665,22 @@ async fn required_groups_admit_members_through_nested_groups() {
         .expect("inherited membership stored");
     assert_eq!(e.path.first(), Some(&child_name), "{:?}", e.path);
     assert_eq!(e.path.last(), Some(&parent_name), "{:?}", e.path);
-    assert!(st.memberships.iter().any(|m| m.group == pid && m.member == usersync_store::Member::Group(cid.clone())));
+    assert!(st
+        .memberships
+        .iter()
+        .any(|m| m.group == pid && m.member == usersync_store::Member::Group(cid.clone())));
 
     let (code, out, err) = h.run(&["explain", "user", &uid, "--format", "json"]).await;
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v[0]["decision"]["in_scope"], true, "{v}");
-    assert!(v[0]["decision"]["rule"].as_str().unwrap_or("").contains("through nested groups"), "{v}");
+    assert!(
+        v[0]["decision"]["rule"]
+            .as_str()
+            .unwrap_or("")
+            .contains("through nested groups"),
+        "{v}"
+    );
 
     // leaving the child group takes the user out of scope -> deactivated
     {
@@ -676,7 +689,12 @@ async fn required_groups_admit_members_through_nested_groups() {
     }
     let (code, r) = h.sync(&["--allow-deletes", "1"]).await;
     assert_eq!(code, 0, "{r}");
-    let u = h.state().users.into_iter().find(|u| u.provider_id == uid).expect("kept");
+    let u = h
+        .state()
+        .users
+        .into_iter()
+        .find(|u| u.provider_id == uid)
+        .expect("kept");
     if !u.active {
         assert!(u.inactive_reason.unwrap_or_default().starts_with("out of scope"));
     } else {

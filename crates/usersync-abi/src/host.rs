@@ -377,7 +377,10 @@ impl Session for HostSession {
     }
 
     fn token_error(&self, response: &HttpResponse) -> Option<ConnectorError> {
-        let json = match result(&self.label, self.inner.token_error_json(response_to_ffi(response.clone()))) {
+        let json = match result(
+            &self.label,
+            self.inner.token_error_json(response_to_ffi(response.clone())),
+        ) {
             Ok(json) => json,
             Err(e) => return Some(e),
         };

@@ -18,6 +18,7 @@
 //! connect_timeout_secs = 10
 //! request_timeout_secs = 60
 //! max_retries = 5
+//! max_throttle_wait_secs = 60     # cap on a provider's "retry after" ask
 //!
 //! [[connections]]                 # one per tenant; file order = priority order
 //! name = "okta-prod"
@@ -31,6 +32,9 @@
 //! max_removal_percent = 10
 //! [connections.runtime]           # overrides [runtime] for this connection
 //! concurrency = 4
+//! credential_file = "credentials/okta-prod.json"  # authorization-code flow refresh token
+//!
+//! [plugins.pin]                   # read by the connector registry; ignored here
 //! ```
 //!
 //! Consumers (runtime, doctor, demo, sync): take a [`ConnectionConfig`], validate it against

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use usersync_config::{Config, ConfigError, ConfigIssue, SecretRef};
 
-use crate::wiring::{self, exit, Format};
+use crate::wiring::{outln, self, exit, Format};
 use crate::GlobalArgs;
 
 /// `usersync config` subcommands.
@@ -36,11 +36,11 @@ pub async fn run(cmd: ConfigCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
     match cmd {
         ConfigCmd::Path => match Config::resolve_path(global.config.as_deref()) {
             Ok(p) => {
-                println!("{}", p.display());
+                outln!("{}", p.display());
                 Ok(exit::OK)
             }
             Err(e) => {
-                eprintln!("error: {e}");
+                eoutln!("error: {e}");
                 Ok(exit::USAGE)
             }
         },
@@ -52,7 +52,7 @@ fn check(global: &GlobalArgs, format: Format) -> anyhow::Result<u8> {
     let path = match Config::resolve_path(global.config.as_deref()) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("error: {e}");
+            eoutln!("error: {e}");
             return Ok(exit::USAGE);
         }
     };
@@ -136,13 +136,13 @@ fn check(global: &GlobalArgs, format: Format) -> anyhow::Result<u8> {
         Format::Json => wiring::print_json(&report)?,
         Format::Table => {
             for e in &report.errors {
-                eprintln!("error: {e}");
+                eoutln!("error: {e}");
             }
             for w in &report.warnings {
-                eprintln!("warning: {w}");
+                eoutln!("warning: {w}");
             }
             if report.ok {
-                println!(
+                outln!(
                     "{}: ok ({} connection(s): {}; store {})",
                     report.file,
                     report.connections.len(),
@@ -150,7 +150,7 @@ fn check(global: &GlobalArgs, format: Format) -> anyhow::Result<u8> {
                     report.store
                 );
             } else {
-                println!("{}: {} error(s)", report.file, report.errors.len());
+                outln!("{}: {} error(s)", report.file, report.errors.len());
             }
         }
     }

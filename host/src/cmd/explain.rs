@@ -11,7 +11,7 @@ use usersync_sync::desired::Decision;
 use usersync_sync::engine::{plan_connection, RunSpec};
 use usersync_sync::plan::UserChange;
 
-use crate::wiring::{self, exit, Format};
+use crate::wiring::{outln, self, exit, Format};
 use crate::GlobalArgs;
 
 /// `usersync explain` subcommands.
@@ -63,7 +63,7 @@ pub async fn run(cmd: ExplainCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
     let store = match wiring::open_store(&config) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eoutln!("error: {e:#}");
             return Ok(exit::FAILURE);
         }
     };
@@ -74,7 +74,7 @@ pub async fn run(cmd: ExplainCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
         let (client, manifest) = match wiring::open_client(conn, &config.path, &registry) {
             Ok(x) => x,
             Err(e) => {
-                eprintln!("error: {}", e.message());
+                eoutln!("error: {}", e.message());
                 code = exit::FAILURE;
                 continue;
             }
@@ -141,7 +141,7 @@ pub async fn run(cmd: ExplainCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
         Format::Json => wiring::print_json(&out)?,
         Format::Table => {
             for e in &out {
-                println!(
+                outln!(
                     "{}: {}",
                     e.connection,
                     e.username
@@ -150,24 +150,24 @@ pub async fn run(cmd: ExplainCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                         .unwrap_or_else(|| user.clone())
                 );
                 if !e.fetch_complete {
-                    println!("  the fetch was incomplete; the answer may be partial");
+                    outln!("  the fetch was incomplete; the answer may be partial");
                 }
                 if let Some(d) = &e.decision {
-                    println!(
+                    outln!(
                         "  scope:  {}",
                         if d.in_scope { "IN scope" } else { "OUT of scope" }
                     );
-                    println!("  rule:   {}", d.rule);
+                    outln!("  rule:   {}", d.rule);
                     if d.path.len() > 1 {
-                        println!("  path:   {}", d.path.join(" -> "));
+                        outln!("  path:   {}", d.path.join(" -> "));
                     }
-                    println!("  policy: {}", d.action);
+                    outln!("  policy: {}", d.action);
                 }
                 if let Some(n) = &e.note {
-                    println!("  {n}");
+                    outln!("  {n}");
                 }
                 match &e.planned {
-                    Some(c) => println!(
+                    Some(c) => outln!(
                         "  next sync: {}{}",
                         format!("{:?}", c.action).to_lowercase(),
                         if c.changed.is_empty() {
@@ -176,8 +176,8 @@ pub async fn run(cmd: ExplainCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                             format!(" [{}]", c.changed.join(", "))
                         }
                     ),
-                    None if e.in_store => println!("  next sync: no change"),
-                    None => println!("  next sync: not created"),
+                    None if e.in_store => outln!("  next sync: no change"),
+                    None => outln!("  next sync: not created"),
                 }
             }
         }

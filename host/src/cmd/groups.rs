@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use usersync_store::{Member, Store, StoredGroup};
 
-use crate::wiring::{self, exit, Format};
+use crate::wiring::{outln, self, exit, Format};
 use crate::GlobalArgs;
 
 /// `usersync groups` subcommands.
@@ -116,7 +116,7 @@ pub async fn run(cmd: GroupsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                         ],
                         &rows,
                     );
-                    println!("{} group(s)", rows.len());
+                    outln!("{} group(s)", rows.len());
                 }
             }
             Ok(exit::OK)
@@ -138,14 +138,14 @@ pub async fn run(cmd: GroupsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
             }
             let g = match found.as_slice() {
                 [] => {
-                    eprintln!("error: no group `{group}` in the store");
+                    eoutln!("error: no group `{group}` in the store");
                     return Ok(exit::FAILURE);
                 }
                 [g] => (*g).clone(),
                 many => {
-                    eprintln!("error: `{group}` matches several groups; add --connection:");
+                    eoutln!("error: `{group}` matches several groups; add --connection:");
                     for g in many {
-                        eprintln!("  {} ({}, {})", g.name, g.connection, g.provider_id);
+                        eoutln!("  {} ({}, {})", g.name, g.connection, g.provider_id);
                     }
                     return Ok(exit::USAGE);
                 }
@@ -209,23 +209,23 @@ pub async fn run(cmd: GroupsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                 Format::Json => wiring::print_json(&show)?,
                 Format::Table => {
                     let g = &show.group;
-                    println!("group:       {}", g.name);
-                    println!("connection:  {}", g.connection);
-                    println!("provider id: {}", g.provider_id);
-                    println!("source name: {}", g.source_name);
-                    println!("kind:        {:?}", g.kind);
+                    outln!("group:       {}", g.name);
+                    outln!("connection:  {}", g.connection);
+                    outln!("provider id: {}", g.provider_id);
+                    outln!("source name: {}", g.source_name);
+                    outln!("kind:        {:?}", g.kind);
                     if let Some(d) = &g.description {
-                        println!("description: {d}");
+                        outln!("description: {d}");
                     }
-                    println!("direct members ({}):", show.direct_members.len());
+                    outln!("direct members ({}):", show.direct_members.len());
                     for m in &show.direct_members {
                         let state = match m.active {
                             Some(false) => " (inactive)",
                             _ => "",
                         };
-                        println!("  {} {}{state}", m.kind, m.name);
+                        outln!("  {} {}{state}", m.kind, m.name);
                     }
-                    println!(
+                    outln!(
                         "all users, direct and through nested groups ({}):",
                         show.transitive_members.len()
                     );
@@ -236,9 +236,9 @@ pub async fn run(cmd: GroupsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                             ""
                         };
                         if m.path.len() > 1 {
-                            println!("  {}{state} via {}", m.name, m.path.join(" -> "));
+                            outln!("  {}{state} via {}", m.name, m.path.join(" -> "));
                         } else {
-                            println!("  {}{state}", m.name);
+                            outln!("  {}{state}", m.name);
                         }
                     }
                 }

@@ -77,17 +77,29 @@ fn target_plugin_dir(global: &GlobalArgs) -> anyhow::Result<std::path::PathBuf> 
 
 /// Trusted minisign keys from the config file's `[plugins] trusted_keys`.
 fn trusted_keys(global: &GlobalArgs) -> anyhow::Result<Vec<String>> {
-    let Some(path) = registry::config_path(global) else { return Ok(Vec::new()) };
+    let Some(path) = registry::config_path(global) else {
+        return Ok(Vec::new());
+    };
     let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let doc: toml::Table = text.parse().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let Some(keys) = doc.get("plugins").and_then(|p| p.get("trusted_keys")) else { return Ok(Vec::new()) };
-    let keys = keys
-        .as_array()
-        .ok_or_else(|| anyhow::anyhow!("{}: [plugins] trusted_keys must be a list of strings", path.display()))?;
+    let doc: toml::Table = text
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let Some(keys) = doc.get("plugins").and_then(|p| p.get("trusted_keys")) else {
+        return Ok(Vec::new());
+    };
+    let keys = keys.as_array().ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: [plugins] trusted_keys must be a list of strings",
+            path.display()
+        )
+    })?;
     keys.iter()
         .map(|k| {
             k.as_str().map(String::from).ok_or_else(|| {
-                anyhow::anyhow!("{}: [plugins] trusted_keys must be a list of strings", path.display())
+                anyhow::anyhow!(
+                    "{}: [plugins] trusted_keys must be a list of strings",
+                    path.display()
+                )
             })
         })
         .collect()
@@ -112,17 +124,27 @@ fn install(args: InstallArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     let report = usersync_release::install(&verified, &dir)?;
     // The library must really load in this host and be what the package says it is; if not,
     // put things back as they were.
-    let loaded = usersync_abi::load_plugin(&report.installed).map_err(|e| e.to_string()).and_then(|p| {
-        let m = p.connector.manifest();
-        if m.id == verified.manifest.id && m.version == verified.manifest.version && p.abi_version == verified.manifest.abi_version {
-            Ok(())
-        } else {
-            Err(format!(
-                "the library reports {} {} (ABI {}) but the package manifest says {} {} (ABI {})",
-                m.id, m.version, p.abi_version, verified.manifest.id, verified.manifest.version, verified.manifest.abi_version
-            ))
-        }
-    });
+    let loaded = usersync_abi::load_plugin(&report.installed)
+        .map_err(|e| e.to_string())
+        .and_then(|p| {
+            let m = p.connector.manifest();
+            if m.id == verified.manifest.id
+                && m.version == verified.manifest.version
+                && p.abi_version == verified.manifest.abi_version
+            {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the library reports {} {} (ABI {}) but the package manifest says {} {} (ABI {})",
+                    m.id,
+                    m.version,
+                    p.abi_version,
+                    verified.manifest.id,
+                    verified.manifest.version,
+                    verified.manifest.abi_version
+                ))
+            }
+        });
     if let Err(e) = loaded {
         match &report.previous {
             Some(_) => {
@@ -132,7 +154,10 @@ fn install(args: InstallArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
                 usersync_release::remove(&dir, &verified.manifest.id)?;
             }
         }
-        eprintln!("refused: {}: the installed library does not load: {e}; the previous state was restored", args.package.display());
+        eprintln!(
+            "refused: {}: the installed library does not load: {e}; the previous state was restored",
+            args.package.display()
+        );
         return Ok(1);
     }
     println!(
@@ -147,7 +172,11 @@ fn install(args: InstallArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         }
     );
     if let Some(prev) = &report.previous {
-        println!("previous version kept at {} (`usersync plugins rollback {}`)", prev.display(), verified.manifest.id);
+        println!(
+            "previous version kept at {} (`usersync plugins rollback {}`)",
+            prev.display(),
+            verified.manifest.id
+        );
     }
     Ok(0)
 }

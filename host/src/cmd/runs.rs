@@ -2,7 +2,7 @@
 
 use usersync_store::Store;
 
-use crate::wiring::{self, exit, Format};
+use crate::wiring::{outln, self, exit, Format};
 use crate::GlobalArgs;
 
 /// `usersync runs` subcommands.
@@ -119,7 +119,7 @@ pub async fn run(cmd: RunsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                         &rows,
                     );
                     if !rows.is_empty() {
-                        println!("changes: + created, ~ updated, > renamed, ^ reactivated, - deactivated/removed, x deleted");
+                        outln!("changes: + created, ~ updated, > renamed, ^ reactivated, - deactivated/removed, x deleted");
                     }
                 }
             }
@@ -127,26 +127,26 @@ pub async fn run(cmd: RunsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
         }
         RunsCmd::Show { id, format } => {
             let Some(r) = store.run(id)? else {
-                eprintln!("error: no run {id}");
+                eoutln!("error: no run {id}");
                 return Ok(exit::FAILURE);
             };
             match format {
                 Format::Json => wiring::print_json(&r)?,
                 Format::Table => {
-                    println!("run:        {}", r.id);
-                    println!("connection: {}", r.connection);
-                    println!("status:     {}", r.status.as_str());
-                    println!("started:    {}", wiring::rfc3339(r.started_ms));
+                    outln!("run:        {}", r.id);
+                    outln!("connection: {}", r.connection);
+                    outln!("status:     {}", r.status.as_str());
+                    outln!("started:    {}", wiring::rfc3339(r.started_ms));
                     if let Some(f) = r.finished_ms {
-                        println!("finished:   {} ({})", wiring::rfc3339(f), duration(&r));
+                        outln!("finished:   {} ({})", wiring::rfc3339(f), duration(&r));
                     }
-                    println!("requests:   {}", r.requests);
+                    outln!("requests:   {}", r.requests);
                     if let Some(n) = r.source_users {
-                        println!("source:     {n} users");
+                        outln!("source:     {n} users");
                     }
-                    println!("changes:    {}", summary(&r.counts));
+                    outln!("changes:    {}", summary(&r.counts));
                     for e in &r.errors {
-                        println!("  ! {e}");
+                        outln!("  ! {e}");
                     }
                     if let Ok(plan) = serde_json::from_value::<PlanView>(r.plan.clone()) {
                         plan.print();
@@ -175,7 +175,7 @@ impl PlanView {
     fn print(&self) {
         let s = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
         if !self.users.is_empty() {
-            println!("user changes:");
+            outln!("user changes:");
             for u in &self.users {
                 let mut line = format!("  {:<12} {}", s(u, "action"), s(u, "username"));
                 if let Some(p) = u.get("previous_username").and_then(|p| p.as_str()) {
@@ -188,20 +188,20 @@ impl PlanView {
                 if let Some(r) = u.get("reason").and_then(|r| r.as_str()) {
                     line.push_str(&format!(": {r}"));
                 }
-                println!("{line}");
+                outln!("{line}");
             }
         }
         if !self.groups.is_empty() {
-            println!("group changes:");
+            outln!("group changes:");
             for g in &self.groups {
-                println!("  {:<12} {}", s(g, "action"), s(g, "name"));
+                outln!("  {:<12} {}", s(g, "action"), s(g, "name"));
             }
         }
         if !self.memberships.is_empty() {
-            println!("membership changes:");
+            outln!("membership changes:");
             for m in &self.memberships {
                 let sign = if s(m, "action") == "added" { "+" } else { "-" };
-                println!(
+                outln!(
                     "  {sign} {} `{}` in `{}`",
                     s(m, "member_type"),
                     s(m, "member"),
@@ -216,9 +216,9 @@ impl PlanView {
             ("warnings", &self.warnings),
         ] {
             if !v.is_empty() {
-                println!("{t}:");
+                outln!("{t}:");
                 for x in v {
-                    println!("  {x}");
+                    outln!("  {x}");
                 }
             }
         }

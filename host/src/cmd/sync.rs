@@ -5,7 +5,7 @@ use std::time::Instant;
 use usersync_sync::engine::{run_connection, RunReport, RunSpec};
 use usersync_sync::plan::Plan;
 
-use crate::wiring::{self, exit, Format, OpenError};
+use crate::wiring::{outln, self, exit, Format, OpenError};
 use crate::GlobalArgs;
 
 /// Arguments of `usersync sync`.
@@ -40,14 +40,14 @@ pub async fn run(args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         Err(code) => return Ok(code),
     };
     if selected.is_empty() {
-        eprintln!("error: {} defines no connections", config.path.display());
+        eoutln!("error: {} defines no connections", config.path.display());
         return Ok(exit::USAGE);
     }
     let registry = crate::registry::load(global)?;
     let mut store = match wiring::open_store(&config) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eoutln!("error: {e:#}");
             return Ok(exit::FAILURE);
         }
     };
@@ -59,7 +59,7 @@ pub async fn run(args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
             Ok(x) => x,
             Err(e) => {
                 config_error |= matches!(e, OpenError::Config(_));
-                eprintln!("error: {}", e.message());
+                eoutln!("error: {}", e.message());
                 reports.push(RunReport::failed(
                     None,
                     &conn.name,
@@ -114,7 +114,7 @@ fn print_report(r: &RunReport, dry_run: bool) {
         .run_id
         .map(|id| format!("run {id}"))
         .unwrap_or_else(|| "not recorded".into());
-    println!(
+    outln!(
         "{}: {} ({run}, {} requests, {:.1}s)",
         r.connection,
         r.status,
@@ -122,16 +122,16 @@ fn print_report(r: &RunReport, dry_run: bool) {
         r.duration_ms as f64 / 1000.0
     );
     let u = &r.users;
-    println!(
+    outln!(
         "  users:       {} created, {} updated, {} renamed, {} reactivated, {} deactivated, {} deleted, {} unchanged",
         u.created, u.updated, u.renamed, u.reactivated, u.deactivated, u.deleted, u.unchanged
     );
     let g = &r.groups;
-    println!(
+    outln!(
         "  groups:      {} created, {} updated, {} deleted, {} unchanged",
         g.created, g.updated, g.deleted, g.unchanged
     );
-    println!(
+    outln!(
         "  memberships: {} added, {} removed",
         r.memberships.added, r.memberships.removed
     );
@@ -147,7 +147,7 @@ fn print_report(r: &RunReport, dry_run: bool) {
         );
     }
     for e in &r.errors {
-        println!("  ! {e}");
+        outln!("  ! {e}");
     }
 }
 
@@ -158,11 +158,11 @@ pub fn print_plan(plan: &Plan, limit: usize, run_id: Option<i64>) {
             let hint = run_id
                 .map(|id| format!(" (`usersync runs show {id}`)"))
                 .unwrap_or_default();
-            println!("    ... and {} more{hint}", n - limit);
+            outln!("    ... and {} more{hint}", n - limit);
         }
     };
     if !plan.users.is_empty() {
-        println!("  user changes:");
+        outln!("  user changes:");
         for c in plan.users.iter().take(limit) {
             let mut line = format!(
                 "    {:<12} {}",
@@ -178,26 +178,26 @@ pub fn print_plan(plan: &Plan, limit: usize, run_id: Option<i64>) {
             if let Some(reason) = &c.reason {
                 line.push_str(&format!(": {reason}"));
             }
-            println!("{line}");
+            outln!("{line}");
         }
         more(plan.users.len());
     }
     if !plan.groups.is_empty() {
-        println!("  group changes:");
+        outln!("  group changes:");
         for c in plan.groups.iter().take(limit) {
             let mut line = format!("    {:<12} {}", format!("{:?}", c.action).to_lowercase(), c.name);
             if let Some(p) = &c.previous_name {
                 line.push_str(&format!(" (was {p})"));
             }
-            println!("{line}");
+            outln!("{line}");
         }
         more(plan.groups.len());
     }
     if !plan.memberships.is_empty() {
-        println!("  membership changes:");
+        outln!("  membership changes:");
         for m in plan.memberships.iter().take(limit) {
             let sign = if m.action == "added" { "+" } else { "-" };
-            println!("    {sign} {} `{}` in `{}`", m.member_type, m.member, m.group);
+            outln!("    {sign} {} `{}` in `{}`", m.member_type, m.member, m.group);
         }
         more(plan.memberships.len());
     }
@@ -207,9 +207,9 @@ pub fn print_plan(plan: &Plan, limit: usize, run_id: Option<i64>) {
         ("warnings", &plan.warnings),
     ] {
         if !items.is_empty() {
-            println!("  {title}:");
+            outln!("  {title}:");
             for i in items.iter().take(limit) {
-                println!("    {i}");
+                outln!("    {i}");
             }
             more(items.len());
         }

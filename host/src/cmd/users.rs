@@ -3,7 +3,7 @@
 use serde::Serialize;
 use usersync_store::{username_key, Member, Store, StoredUser};
 
-use crate::wiring::{self, exit, Format};
+use crate::wiring::{outln, self, exit, Format};
 use crate::GlobalArgs;
 
 /// `usersync users` subcommands.
@@ -127,7 +127,7 @@ pub async fn run(cmd: UsersCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                         &["USERNAME", "CONNECTION", "STATE", "EMAIL", "NAME", "PROVIDER ID"],
                         &rows,
                     );
-                    println!("{} user(s)", rows.len());
+                    outln!("{} user(s)", rows.len());
                 }
             }
             Ok(exit::OK)
@@ -140,16 +140,16 @@ pub async fn run(cmd: UsersCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
             let found = find_users(&store, &user, connection.as_deref())?;
             let u = match found.as_slice() {
                 [] => {
-                    eprintln!(
+                    eoutln!(
                         "error: no user `{user}` in the store (searched usernames, emails, provider ids)"
                     );
                     return Ok(exit::FAILURE);
                 }
                 [u] => u.clone(),
                 many => {
-                    eprintln!("error: `{user}` matches several users; add --connection:");
+                    eoutln!("error: `{user}` matches several users; add --connection:");
                     for u in many {
-                        eprintln!("  {} ({}, {})", u.username, u.connection, u.provider_id);
+                        eoutln!("  {} ({}, {})", u.username, u.connection, u.provider_id);
                     }
                     return Ok(exit::USAGE);
                 }
@@ -212,10 +212,10 @@ pub async fn run(cmd: UsersCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
 fn print_user(s: &ShowUser) {
     let u = &s.user;
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-    println!("username:      {}", u.username);
-    println!("connection:    {}", u.connection);
-    println!("provider id:   {}", u.provider_id);
-    println!(
+    outln!("username:      {}", u.username);
+    outln!("connection:    {}", u.connection);
+    outln!("provider id:   {}", u.provider_id);
+    outln!(
         "state:         {}{}",
         if u.active { "active" } else { "inactive" },
         u.inactive_reason
@@ -223,32 +223,32 @@ fn print_user(s: &ShowUser) {
             .map(|r| format!(" ({r})"))
             .unwrap_or_default()
     );
-    println!("source status: {:?} ({})", u.state, u.status_raw);
-    println!("email:         {}", opt(&u.email));
-    println!("display name:  {}", opt(&u.display_name));
-    println!("given name:    {}", opt(&u.given_name));
-    println!("family name:   {}", opt(&u.family_name));
+    outln!("source status: {:?} ({})", u.state, u.status_raw);
+    outln!("email:         {}", opt(&u.email));
+    outln!("display name:  {}", opt(&u.display_name));
+    outln!("given name:    {}", opt(&u.given_name));
+    outln!("family name:   {}", opt(&u.family_name));
     if let Some(m) = &u.manager {
-        println!("manager:       {}", serde_json::to_string(m).unwrap_or_default());
+        outln!("manager:       {}", serde_json::to_string(m).unwrap_or_default());
     }
     if let Some(p) = &s.photo {
-        println!("photo:         {p}");
+        outln!("photo:         {p}");
     }
     if !u.attributes.is_empty() {
-        println!("attributes:");
+        outln!("attributes:");
         for (k, v) in &u.attributes {
-            println!("  {k} = {v}");
+            outln!("  {k} = {v}");
         }
     }
-    println!("groups:");
+    outln!("groups:");
     if s.groups.is_empty() {
-        println!("  (none)");
+        outln!("  (none)");
     }
     for g in &s.groups {
         if g.direct {
-            println!("  {} (direct)", g.name);
+            outln!("  {} (direct)", g.name);
         } else {
-            println!("  {} (via {})", g.name, g.path.join(" -> "));
+            outln!("  {} (via {})", g.name, g.path.join(" -> "));
         }
     }
 }
