@@ -52,9 +52,9 @@ pub fn load_config(global: &GlobalArgs) -> Result<Config, u8> {
     match Config::discover(global.config.as_deref()) {
         Ok(c) => Ok(c),
         Err(e) => {
-            eoutln!("error: {e}");
+            eprintln!("error: {e}");
             if matches!(e, ConfigError::Invalid(_) | ConfigError::Parse { .. }) {
-                eoutln!("hint: `usersync config check` validates the whole file");
+                eprintln!("hint: `usersync config check` validates the whole file");
             }
             Err(exit::USAGE)
         }
@@ -70,7 +70,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
 pub fn open_existing_store(config: &Config) -> Result<SqliteStore, u8> {
     let path = &config.store.path;
     if !path.exists() {
-        eoutln!(
+        eprintln!(
             "error: there is no store at `{}` yet; run `usersync sync` first (store path from {})",
             path.display(),
             config.path.display()
@@ -78,7 +78,7 @@ pub fn open_existing_store(config: &Config) -> Result<SqliteStore, u8> {
         return Err(exit::FAILURE);
     }
     SqliteStore::open(path).map_err(|e| {
-        eoutln!("error: {e}");
+        eprintln!("error: {e}");
         exit::FAILURE
     })
 }
@@ -89,7 +89,7 @@ pub fn select<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a Connec
     for n in names {
         if config.connection(n).is_none() {
             let known: Vec<&str> = config.connections.iter().map(|c| c.name.as_str()).collect();
-            eoutln!(
+            eprintln!(
                 "error: no connection named `{n}` in {} (defined: {})",
                 config.path.display(),
                 if known.is_empty() {

@@ -106,3 +106,40 @@ async fn registry_knows_every_provider() {
         Err(usersync_emulator::EmulatorError::UnknownProvider(_))
     ));
 }
+
+#[test]
+fn demo_syncs_the_okta_emulator_into_a_fresh_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(usersync_bin())
+        .args([
+            "demo",
+            "--provider",
+            "okta",
+            "--users",
+            "150",
+            "--groups",
+            "12",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .expect("run usersync demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("okta "))
+        .expect("a summary row for okta");
+    assert!(row.contains("150 users") && row.ends_with("synced"), "{row}");
+    let config = std::fs::read_to_string(dir.path().join("usersync.toml")).expect("config written");
+    assert!(config.contains("connector = \"okta\"") && config.contains("api_token = { file = "));
+    assert!(
+        !config.contains("00emu"),
+        "the secret is in secrets/, not in the config"
+    );
+    assert!(dir.path().join("usersync.db").exists());
+}

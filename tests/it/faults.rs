@@ -630,3 +630,44 @@ async fn an_empty_page_with_a_next_link_does_not_lose_users() {
         }
     }
 }
+
+/// Plugin faults: a plugin that panics in `open`, one that panics while fetching, and a library
+/// built for another ABI, all in the plugin directory next to a good connection. The host
+/// survives (prints every report), the good connection syncs, the broken ones fail by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panicking_and_incompatible_plugins_do_not_stop_a_good_connection() {
+    let plugins = tempfile::tempdir().expect("plugin dir");
+    for lib in ["usersync_fixture_panics", "usersync_fixture_bad_abi"] {
+        let src = crate::support::cdylib(lib);
+        std::fs::copy(&src, plugins.path().join(src.file_name().expect("file name"))).expect("copy plugin");
+    }
+    let env = Env::new("okta", 30, 4, 3600).await;
+    let mut config = std::fs::read_to_string(&env.config).expect("config");
+    config.push_str(
+        "\n[[connections]]\nname = \"broken-open\"\nconnector = \"fixture-panics\"\n\
+         [connections.options]\npanic_in_open = true\n\
+         \n[[connections]]\nname = \"broken-fetch\"\nconnector = \"fixture-panics\"\n",
+    );
+    std::fs::write(&env.config, config).expect("write config");
+    let plugin_dir = plugins.path().to_string_lossy().into_owned();
+    let (code, stdout, stderr) =
+        env.run(&["--plugin-dir", &plugin_dir, "sync", "--format", "json", "--no-progress"]).await;
+    let v: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("the host printed no JSON ({e}); exit {code}\n{stdout}\n{stderr}"));
+    let reports = v.as_array().expect("reports");
+    let by_name = |n: &str| {
+        reports
+            .iter()
+            .find(|r| r["connection"] == n)
+            .unwrap_or_else(|| panic!("no report for {n}: {v}"))
+            .clone()
+    };
+    assert_eq!(by_name("okta")["status"], "applied", "{v}\n{stderr}");
+    for broken in ["broken-open", "broken-fetch"] {
+        let r = by_name(broken);
+        assert_eq!(r["status"], "failed", "{broken}: {r}");
+        assert!(r["errors"].as_array().is_some_and(|e| !e.is_empty()), "{broken}: {r}");
+    }
+    assert_eq!(code, 1, "a failed connection makes the run exit 1: {stderr}");
+    assert!(!env.state().users.is_empty(), "the good connection stored its users");
+}

@@ -479,6 +479,32 @@ async fn recorded_plan(h: &Harness, id: &serde_json::Value) -> serde_json::Value
     v["plan"].clone()
 }
 
+/// Start `usersync -v sync` and return once it announced the apply (its stderr keeps draining).
+async fn spawn_until_apply(h: &Harness) -> (tokio::process::Child, std::time::Instant) {
+    let mut child = h
+        .command(&["-v", "sync", "--no-progress", "--format", "json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let announced = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("applying") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(announced, "the host never announced the apply");
+    let at = std::time::Instant::now();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, at)
+}
+
 /// Kill -9 the host while it applies a large initial sync, at several points after it announced
 /// the apply; the store must hold either the old state (nothing) or the complete new state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -495,17 +521,30 @@ async fn kill_9_during_apply_leaves_the_old_or_the_new_state() {
             std::fs::copy(&p, pristine.join(f)).expect("copy");
         }
     }
-    let (code, full) = h.sync(&[]).await;
-    assert_eq!(code, 0);
-    eprintln!(
-        "uninterrupted initial sync of 1500 users: {} ms",
-        full["duration_ms"]
-    );
+    // the uninterrupted run, timed from its "applying" announcement to its exit
+    let (mut child, announced) = spawn_until_apply(&h).await;
+    let status = child.wait().await.expect("wait");
+    assert!(status.success());
+    let apply_ms = announced.elapsed().as_millis() as u64;
     let new_state = h.state();
     assert!(new_state.users.len() > 1000);
+    eprintln!(
+        "apply of the initial sync of {} users: {apply_ms} ms",
+        new_state.users.len()
+    );
     let mut saw_old = 0;
     let mut saw_new = 0;
-    for delay_ms in [0u64, 3, 10, 30, 100] {
+    // the last kill lands early, so the final run below finds an interrupted run to mark
+    let delays = [
+        1,
+        apply_ms / 8,
+        apply_ms / 4,
+        apply_ms / 2,
+        apply_ms * 3 / 4,
+        apply_ms * 3 + 500,
+        0,
+    ];
+    for delay_ms in delays {
         for f in ["store.db", "store.db-wal", "store.db-shm"] {
             let _ = std::fs::remove_file(h.dir.path().join(f));
             let p = pristine.join(f);
@@ -513,27 +552,9 @@ async fn kill_9_during_apply_leaves_the_old_or_the_new_state() {
                 std::fs::copy(&p, h.dir.path().join(f)).expect("restore");
             }
         }
-        let mut child = h
-            .command(&["-v", "sync", "--no-progress", "--format", "json"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let stderr = child.stderr.take().expect("stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        let announced = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("applying") {
-                    return true;
-                }
-            }
-            false
-        })
-        .await
-        .unwrap_or(false);
-        assert!(announced, "the host never announced the apply");
+        let (mut child, _) = spawn_until_apply(&h).await;
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-        child.start_kill().expect("kill -9");
+        let _ = child.start_kill(); // SIGKILL; fails only if the process is already reaped
         let _ = child.wait().await;
         let st = h.state();
         if st.users.is_empty() && st.groups.is_empty() && st.memberships.is_empty() && st.effective.is_empty()
@@ -546,13 +567,13 @@ async fn kill_9_during_apply_leaves_the_old_or_the_new_state() {
             );
             saw_new += 1;
         }
-        // the next run after a crash completes normally
     }
-    eprintln!("kill -9 during apply: {saw_old} old state, {saw_new} new state");
+    eprintln!("kill -9 during apply at {delays:?} ms: {saw_old} old state, {saw_new} new state");
     assert!(
         saw_old > 0,
         "no kill landed before the commit; the test did not exercise the apply"
     );
+    // the next run after a crash completes normally
     let (code, r) = h.sync(&[]).await;
     assert_eq!(code, 0, "{r}");
     assert_eq!(h.state(), new_state);

@@ -21,7 +21,11 @@ struct Args {
     #[arg(long)]
     usersync: Option<PathBuf>,
     /// Providers to measure (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "okta,entra,google,keycloak,onelogin")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "okta,entra,google,keycloak,onelogin"
+    )]
     providers: Vec<String>,
     /// Organisation sizes in users (comma-separated); groups = users / 10 unless --groups.
     #[arg(long, value_delimiter = ',', default_value = "10000")]
@@ -67,7 +71,9 @@ struct Usage {
 /// Spawn `cmd` with stdout/stderr captured and wait for it with wait4 (CPU time and peak RSS of
 /// exactly that child).
 fn run_measured(mut cmd: Command) -> anyhow::Result<(Usage, String, String)> {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null());
     let start = Instant::now();
     let mut child = cmd.spawn().context("spawning usersync")?;
     let mut out = child.stdout.take().context("stdout")?;
@@ -94,8 +100,13 @@ fn run_measured(mut cmd: Command) -> anyhow::Result<(Usage, String, String)> {
     }
     let stdout = t_out.join().unwrap_or_default();
     let stderr = t_err.join().unwrap_or_default();
-    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
-    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+    let tv =
+        |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
     Ok((
         Usage {
             wall,
@@ -134,7 +145,9 @@ impl Emulator {
             .context("spawning the emulator")?;
         let out = child.stdout.take().context("emulator stdout")?;
         let mut line = String::new();
-        BufReader::new(out).read_line(&mut line).context("reading the emulator's JSON line")?;
+        BufReader::new(out)
+            .read_line(&mut line)
+            .context("reading the emulator's JSON line")?;
         let info: Value = serde_json::from_str(&line)
             .with_context(|| format!("the {provider} emulator printed no JSON line: {line:?}"))?;
         Ok(Emulator { child, info })
@@ -146,7 +159,10 @@ impl Emulator {
         let rest = url.strip_prefix("http://").context("control_url is http")?;
         let (host, path) = rest.split_once('/').context("control_url path")?;
         let mut s = std::net::TcpStream::connect(host)?;
-        write!(s, "GET /{path}/stats HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+        write!(
+            s,
+            "GET /{path}/stats HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )?;
         let mut buf = String::new();
         s.read_to_string(&mut buf)?;
         let body = buf.split_once("\r\n\r\n").map(|x| x.1).unwrap_or_default();
@@ -180,7 +196,7 @@ fn real_rate_limit(provider: &str) -> Option<u32> {
 /// The fewest requests that list every user, group and direct membership with the provider's
 /// largest pages: users pages + groups pages + the cheaper of (per group member pages, one per
 /// user), plus one token request. Computed from the same generated organisation.
-fn minimum_requests(provider: &str, users: u32, groups: u32, args: &Args) -> anyhow::Result<u64> {
+fn minimum_requests(provider: &str, users: u32, groups: u32, args: &Args) -> anyhow::Result<MinRequests> {
     let facade = usersync_emulator::providers::facade(provider)?;
     let mut cfg = usersync_emulator::GenConfig {
         users,
@@ -196,13 +212,49 @@ fn minimum_requests(provider: &str, users: u32, groups: u32, args: &Args) -> any
     let nu = org.live_users().count() as u64;
     let ng = org.live_groups().count() as u64;
     let pages = |n: u64, p: u64| n.div_ceil(p).max(1);
-    let mut total = 1 + pages(nu, up) + pages(ng, gp);
+    let mut m = MinRequests {
+        users: pages(nu, up),
+        groups: pages(ng, gp),
+        members: 0,
+    };
     if !with_users {
-        let per_group: u64 =
-            org.live_groups().map(|g| pages((g.members.len() + g.child_groups.len()) as u64, mp)).sum();
-        total += per_group.min(nu);
+        let per_group: u64 = org
+            .live_groups()
+            .map(|g| pages((g.members.len() + g.child_groups.len()) as u64, mp))
+            .sum();
+        m.members = per_group.min(nu);
     }
-    Ok(total)
+    Ok(m)
+}
+
+/// The fewest requests per listing (see `minimum_requests`).
+#[derive(Debug, Clone, Copy, Default)]
+struct MinRequests {
+    users: u64,
+    groups: u64,
+    members: u64,
+}
+
+impl MinRequests {
+    /// Total, with one token request.
+    fn total(&self) -> u64 {
+        1 + self.users + self.groups + self.members
+    }
+
+    /// Least time the rate limit forces, seconds: a window of `rate` requests a minute lets
+    /// `rate` through at once, then each further `rate` waits for the next window. Okta limits
+    /// each endpoint separately (users, groups, group members); the others share one bucket.
+    fn rate_bound_secs(&self, provider: &str, rate: u32) -> f64 {
+        let rate = u64::from(rate.max(1));
+        let windows = |n: u64| (n.saturating_sub(1) / rate) as f64 * 60.0;
+        if provider == "okta" {
+            windows(self.users)
+                .max(windows(self.groups))
+                .max(windows(self.members))
+        } else {
+            windows(self.total())
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -237,11 +289,21 @@ fn sync_once(bin: &Path, config: &Path) -> anyhow::Result<SyncFigures> {
         .with_context(|| format!("sync printed no JSON (exit {}): {}", usage.code, tail(&stderr)))?;
     let r = v.get(0).context("empty sync report")?;
     let n = |p: &str| r.pointer(p).and_then(Value::as_u64).unwrap_or(0);
-    let changes = ["created", "updated", "renamed", "reactivated", "deactivated", "deleted"]
-        .iter()
-        .map(|k| n(&format!("/users/{k}")))
-        .sum::<u64>()
-        + ["created", "updated", "deleted"].iter().map(|k| n(&format!("/groups/{k}"))).sum::<u64>()
+    let changes = [
+        "created",
+        "updated",
+        "renamed",
+        "reactivated",
+        "deactivated",
+        "deleted",
+    ]
+    .iter()
+    .map(|k| n(&format!("/users/{k}")))
+    .sum::<u64>()
+        + ["created", "updated", "deleted"]
+            .iter()
+            .map(|k| n(&format!("/groups/{k}")))
+            .sum::<u64>()
         + n("/memberships/added")
         + n("/memberships/removed");
     // phases from the log: last fetch progress line -> "applying" -> "sync finished"
@@ -281,7 +343,7 @@ struct Row {
     memberships: u64,
     latency_ms: u64,
     rate_limit: Option<u32>,
-    min_requests: u64,
+    min_requests: MinRequests,
     initial: SyncFigures,
     resync: Option<SyncFigures>,
     throttled: u64,
@@ -323,7 +385,12 @@ fn scenario(
         conn.set_option(opt, serde_json::json!(max));
     }
     // throttle waits are part of what is measured under a rate limit: allow long waits
-    let config = write_config(&dir, &[conn], "max_throttle_wait_secs = 3600\nmax_retries = 50", "")?;
+    let config = write_config(
+        &dir,
+        &[conn],
+        "max_throttle_wait_secs = 3600\nmax_retries = 50",
+        "",
+    )?;
     let min_requests = minimum_requests(provider, users, groups, args)?;
     eprintln!("{provider}: {users} users, {latency} ms, rate {rate:?}: initial sync ...");
     let initial = sync_once(bin, &config)?;
@@ -338,7 +405,11 @@ fn scenario(
         provider: provider.to_string(),
         users,
         groups,
-        memberships: emu.info.pointer("/org/memberships").and_then(Value::as_u64).unwrap_or(0),
+        memberships: emu
+            .info
+            .pointer("/org/memberships")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
         latency_ms: latency,
         rate_limit: rate,
         min_requests,
@@ -390,8 +461,8 @@ fn table(rows: &[Row]) -> String {
             r.memberships,
             r.latency_ms,
             i.requests,
-            r.min_requests,
-            i.requests as f64 / r.min_requests.max(1) as f64,
+            r.min_requests.total(),
+            i.requests as f64 / r.min_requests.total() as f64,
             i.status,
             secs(i.usage.wall),
             secs(i.usage.cpu),
@@ -404,21 +475,28 @@ fn table(rows: &[Row]) -> String {
     let limited: Vec<&Row> = rows.iter().filter(|r| r.rate_limit.is_some()).collect();
     if !limited.is_empty() {
         s.push_str("\nUnder the provider's real rate limit (emulated per bucket):\n\n");
-        s.push_str("| provider | users | limit / min | requests | 429s | wall s | lower bound s (min requests / limit) | wall / bound |\n");
+        s.push_str("| provider | users | limit / min | requests (min) | 429s | status, wall s | lower bound s | wall / bound |\n");
         s.push_str("|---|---|---|---|---|---|---|---|\n");
         for r in limited {
-            let rate = f64::from(r.rate_limit.unwrap_or(1));
-            let bound = r.min_requests as f64 / rate * 60.0;
+            let rate = r.rate_limit.unwrap_or(1);
+            let bound = r.min_requests.rate_bound_secs(&r.provider, rate);
+            let ratio = if bound > 0.0 {
+                format!("{:.2}", r.initial.usage.wall.as_secs_f64() / bound)
+            } else {
+                "n/a (fits in one window)".to_string()
+            };
             s.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {:.1} | {:.2} |\n",
+                "| {} | {} | {} | {} ({} min) | {} | {} {} | {:.0} | {} |\n",
                 r.provider,
                 r.users,
                 rate,
                 r.initial.requests,
+                r.min_requests.total(),
                 r.throttled,
+                r.initial.status,
                 secs(r.initial.usage.wall),
                 bound,
-                r.initial.usage.wall.as_secs_f64() / bound.max(0.001)
+                ratio
             ));
         }
     }
@@ -429,11 +507,19 @@ fn machine() -> String {
     let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|c| c.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string()))
+        .and_then(|c| {
+            c.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())
+        })
         .and_then(|k| k.parse::<u64>().ok())
         .map(|k| format!("{:.1} GiB", k as f64 / 1024.0 / 1024.0))
         .unwrap_or_default();
@@ -463,7 +549,10 @@ fn main() -> anyhow::Result<()> {
         None => std::env::current_exe()?.with_file_name("usersync"),
     };
     if !bin.exists() {
-        bail!("{} not found: build it (`cargo build --release -p usersync`) or pass --usersync", bin.display());
+        bail!(
+            "{} not found: build it (`cargo build --release -p usersync`) or pass --usersync",
+            bin.display()
+        );
     }
     for p in &args.providers {
         if !PROVIDERS.contains(&p.as_str()) {
@@ -472,7 +561,11 @@ fn main() -> anyhow::Result<()> {
     }
     let tmp = tempfile::Builder::new().prefix("usersync-bench-").tempdir()?;
     let work = tmp.path().to_path_buf();
-    let started = std::process::Command::new("date").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    let started = std::process::Command::new("date")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
     let machine = machine();
     let mut rows = Vec::new();
     let mut failures = Vec::new();
@@ -498,7 +591,11 @@ fn main() -> anyhow::Result<()> {
     let mut block = format!(
         "Measured {started} on {machine}.\n\nCommand: `{}`{}\n\n",
         cmdline.join(" "),
-        if args.note.is_empty() { String::new() } else { format!("\n\nNote: {}", args.note) }
+        if args.note.is_empty() {
+            String::new()
+        } else {
+            format!("\n\nNote: {}", args.note)
+        }
     );
     block.push_str(&table(&rows));
     if !failures.is_empty() {

@@ -191,7 +191,11 @@ pub async fn start(opts: EmulatorOptions) -> Result<RunningEmulator, EmulatorErr
     let seed = org.seed;
     let state_dir = match opts.state_dir {
         Some(d) => d,
-        None => std::env::temp_dir().join(format!("usersync-emulator-{}-{provider}", std::process::id())),
+        None => {
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = N.fetch_add(1, Ordering::SeqCst);
+            std::env::temp_dir().join(format!("usersync-emulator-{}-{provider}-{n}", std::process::id()))
+        }
     };
     std::fs::create_dir_all(&state_dir)
         .map_err(|e| EmulatorError::io(format!("create {}", state_dir.display()), e))?;

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use usersync_config::{Config, ConfigError, ConfigIssue, SecretRef};
 
-use crate::wiring::{outln, self, exit, Format};
+use crate::wiring::{self, exit, outln, Format};
 use crate::GlobalArgs;
 
 /// `usersync config` subcommands.
@@ -40,7 +40,7 @@ pub async fn run(cmd: ConfigCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                 Ok(exit::OK)
             }
             Err(e) => {
-                eoutln!("error: {e}");
+                eprintln!("error: {e}");
                 Ok(exit::USAGE)
             }
         },
@@ -52,7 +52,7 @@ fn check(global: &GlobalArgs, format: Format) -> anyhow::Result<u8> {
     let path = match Config::resolve_path(global.config.as_deref()) {
         Ok(p) => p,
         Err(e) => {
-            eoutln!("error: {e}");
+            eprintln!("error: {e}");
             return Ok(exit::USAGE);
         }
     };
@@ -136,10 +136,10 @@ fn check(global: &GlobalArgs, format: Format) -> anyhow::Result<u8> {
         Format::Json => wiring::print_json(&report)?,
         Format::Table => {
             for e in &report.errors {
-                eoutln!("error: {e}");
+                eprintln!("error: {e}");
             }
             for w in &report.warnings {
-                eoutln!("warning: {w}");
+                eprintln!("warning: {w}");
             }
             if report.ok {
                 outln!(

@@ -11,7 +11,7 @@ use usersync_sync::desired::Decision;
 use usersync_sync::engine::{plan_connection, RunSpec};
 use usersync_sync::plan::UserChange;
 
-use crate::wiring::{outln, self, exit, Format};
+use crate::wiring::{self, exit, outln, Format};
 use crate::GlobalArgs;
 
 /// `usersync explain` subcommands.
@@ -63,7 +63,7 @@ pub async fn run(cmd: ExplainCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
     let store = match wiring::open_store(&config) {
         Ok(s) => s,
         Err(e) => {
-            eoutln!("error: {e:#}");
+            eprintln!("error: {e:#}");
             return Ok(exit::FAILURE);
         }
     };
@@ -74,7 +74,7 @@ pub async fn run(cmd: ExplainCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
         let (client, manifest) = match wiring::open_client(conn, &config.path, &registry) {
             Ok(x) => x,
             Err(e) => {
-                eoutln!("error: {}", e.message());
+                eprintln!("error: {}", e.message());
                 code = exit::FAILURE;
                 continue;
             }

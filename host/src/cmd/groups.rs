@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use usersync_store::{Member, Store, StoredGroup};
 
-use crate::wiring::{outln, self, exit, Format};
+use crate::wiring::{self, exit, outln, Format};
 use crate::GlobalArgs;
 
 /// `usersync groups` subcommands.
@@ -138,14 +138,14 @@ pub async fn run(cmd: GroupsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
             }
             let g = match found.as_slice() {
                 [] => {
-                    eoutln!("error: no group `{group}` in the store");
+                    eprintln!("error: no group `{group}` in the store");
                     return Ok(exit::FAILURE);
                 }
                 [g] => (*g).clone(),
                 many => {
-                    eoutln!("error: `{group}` matches several groups; add --connection:");
+                    eprintln!("error: `{group}` matches several groups; add --connection:");
                     for g in many {
-                        eoutln!("  {} ({}, {})", g.name, g.connection, g.provider_id);
+                        eprintln!("  {} ({}, {})", g.name, g.connection, g.provider_id);
                     }
                     return Ok(exit::USAGE);
                 }

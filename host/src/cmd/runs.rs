@@ -2,7 +2,7 @@
 
 use usersync_store::Store;
 
-use crate::wiring::{outln, self, exit, Format};
+use crate::wiring::{self, exit, outln, Format};
 use crate::GlobalArgs;
 
 /// `usersync runs` subcommands.
@@ -127,7 +127,7 @@ pub async fn run(cmd: RunsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
         }
         RunsCmd::Show { id, format } => {
             let Some(r) = store.run(id)? else {
-                eoutln!("error: no run {id}");
+                eprintln!("error: no run {id}");
                 return Ok(exit::FAILURE);
             };
             match format {

@@ -3,9 +3,9 @@
 use std::time::Instant;
 
 use usersync_sync::engine::{run_connection, RunReport, RunSpec};
-use usersync_sync::plan::Plan;
+use usersync_sync::plan::{Plan, UserAction};
 
-use crate::wiring::{outln, self, exit, Format, OpenError};
+use crate::wiring::{self, exit, outln, Format, OpenError};
 use crate::GlobalArgs;
 
 /// Arguments of `usersync sync`.
@@ -40,14 +40,14 @@ pub async fn run(args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         Err(code) => return Ok(code),
     };
     if selected.is_empty() {
-        eoutln!("error: {} defines no connections", config.path.display());
+        eprintln!("error: {} defines no connections", config.path.display());
         return Ok(exit::USAGE);
     }
     let registry = crate::registry::load(global)?;
     let mut store = match wiring::open_store(&config) {
         Ok(s) => s,
         Err(e) => {
-            eoutln!("error: {e:#}");
+            eprintln!("error: {e:#}");
             return Ok(exit::FAILURE);
         }
     };
@@ -59,7 +59,7 @@ pub async fn run(args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
             Ok(x) => x,
             Err(e) => {
                 config_error |= matches!(e, OpenError::Config(_));
-                eoutln!("error: {}", e.message());
+                eprintln!("error: {}", e.message());
                 reports.push(RunReport::failed(
                     None,
                     &conn.name,
@@ -129,22 +129,23 @@ fn print_report(r: &RunReport, dry_run: bool) {
     let g = &r.groups;
     outln!(
         "  groups:      {} created, {} updated, {} deleted, {} unchanged",
-        g.created, g.updated, g.deleted, g.unchanged
+        g.created,
+        g.updated,
+        g.deleted,
+        g.unchanged
     );
     outln!(
         "  memberships: {} added, {} removed",
-        r.memberships.added, r.memberships.removed
+        r.memberships.added,
+        r.memberships.removed
     );
     if let Some(plan) = &r.plan {
-        print_plan(
-            plan,
-            if dry_run || r.status == "blocked" {
-                usize::MAX
-            } else {
-                20
-            },
-            r.run_id,
-        );
+        let limit = match (dry_run, r.status) {
+            (true, _) => usize::MAX,
+            (false, "blocked") => 50,
+            _ => 20,
+        };
+        print_plan(plan, limit, r.run_id);
     }
     for e in &r.errors {
         outln!("  ! {e}");
@@ -172,7 +173,8 @@ pub fn print_plan(plan: &Plan, limit: usize, run_id: Option<i64>) {
             if let Some(p) = &c.previous_username {
                 line.push_str(&format!(" (was {p})"));
             }
-            if !c.changed.is_empty() && c.previous_username.is_none() {
+            let routine = matches!(c.action, UserAction::Deactivated | UserAction::Reactivated);
+            if !c.changed.is_empty() && c.previous_username.is_none() && !routine {
                 line.push_str(&format!(" [{}]", c.changed.join(", ")));
             }
             if let Some(reason) = &c.reason {

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use usersync_store::{username_key, Member, Store, StoredUser};
 
-use crate::wiring::{outln, self, exit, Format};
+use crate::wiring::{self, exit, outln, Format};
 use crate::GlobalArgs;
 
 /// `usersync users` subcommands.
@@ -140,16 +140,16 @@ pub async fn run(cmd: UsersCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
             let found = find_users(&store, &user, connection.as_deref())?;
             let u = match found.as_slice() {
                 [] => {
-                    eoutln!(
+                    eprintln!(
                         "error: no user `{user}` in the store (searched usernames, emails, provider ids)"
                     );
                     return Ok(exit::FAILURE);
                 }
                 [u] => u.clone(),
                 many => {
-                    eoutln!("error: `{user}` matches several users; add --connection:");
+                    eprintln!("error: `{user}` matches several users; add --connection:");
                     for u in many {
-                        eoutln!("  {} ({}, {})", u.username, u.connection, u.provider_id);
+                        eprintln!("  {} ({}, {})", u.username, u.connection, u.provider_id);
                     }
                     return Ok(exit::USAGE);
                 }
