@@ -501,3 +501,199 @@ mod end_to_end {
         assert_eq!(again.records, users.records);
     }
 }
+
+// ---------------------------------------------------------------- `usersync sync` end to end
+
+mod cli {
+    use usersync_emulator::{EmulatorOptions, FaultConfig, GenConfig, UserStatus};
+
+    async fn sync(config: &std::path::Path, secret: &str) -> (i32, serde_json::Value) {
+        let out = tokio::process::Command::new(crate::support::usersync_bin())
+            .arg("--config")
+            .arg(config)
+            .args(["sync", "--format", "json", "--no-progress"])
+            .env("ONELOGIN_E2E_SECRET", secret)
+            .env_remove("RUST_LOG")
+            .output()
+            .await
+            .expect("run usersync sync");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "the client secret leaked"
+        );
+        let reports: serde_json::Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\n{stderr}"));
+        (out.status.code().unwrap_or(-1), reports[0].clone())
+    }
+
+    fn n(r: &serde_json::Value, path: &str) -> u64 {
+        r.pointer(path)
+            .and_then(|v| v.as_u64())
+            .unwrap_or_else(|| panic!("no {path} in {r}"))
+    }
+
+    /// Users the sync creates: those OneLogin serves whose status maps to an active state.
+    fn active(s: UserStatus) -> bool {
+        matches!(
+            s,
+            UserStatus::Active | UserStatus::Recovery | UserStatus::PasswordExpired | UserStatus::Locked
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sync_uses_the_minimum_requests_and_faulted_runs_deactivate_nobody() {
+        let mut opts = EmulatorOptions::new("onelogin");
+        opts.gen = GenConfig {
+            users: 600,
+            groups: 30,
+            seed: 21,
+            ..GenConfig::default()
+        };
+        let emu = usersync_emulator::start(opts).await.expect("start");
+        let dir = tempfile::tempdir().expect("tmp");
+        let config = dir.path().join("usersync.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"[store]
+path = "onelogin.db"
+
+[[connections]]
+name = "onelogin"
+connector = "onelogin"
+
+[connections.options]
+base_url = "{}"
+client_id = "{}"
+client_secret = {{ env = "ONELOGIN_E2E_SECRET" }}
+
+[connections.policy]
+roles_as_groups = true
+
+[connections.runtime]
+max_retries = 1
+"#,
+                emu.http_url,
+                emu.credentials().client_id
+            ),
+        )
+        .expect("config");
+        let secret = emu.credentials().client_secret.clone();
+
+        let (code, r) = sync(&config, &secret).await;
+        assert_eq!((code, r["status"].as_str()), (0, Some("applied")), "{r}");
+        let (users, groups, roles, minimum) = {
+            let org = emu.org().read().await;
+            let served = org
+                .live_users()
+                .filter(|u| u.status != UserStatus::Deprovisioned)
+                .count() as u64;
+            let users = org.live_users().filter(|u| active(u.status)).count() as u64;
+            let groups = org
+                .live_groups()
+                .filter(|g| g.kind != usersync_emulator::GroupKind::BuiltIn)
+                .count() as u64;
+            let roles = org.roles.len() as u64;
+            let role_pages: u64 = org
+                .roles
+                .iter()
+                .map(|r| {
+                    let held = r.members.iter().filter(|m| {
+                        org.user(**m)
+                            .is_some_and(|u| u.status != UserStatus::Deprovisioned)
+                    });
+                    (held.count() as u64).div_ceil(50).max(1)
+                })
+                .sum();
+            // token + user pages + group pages + role pages + one listing per role: no per-user calls
+            let minimum =
+                1 + served.div_ceil(50) + groups.div_ceil(50).max(1) + roles.div_ceil(50).max(1) + role_pages;
+            (users, groups, roles, minimum)
+        };
+        assert_eq!(n(&r, "/users/created"), users, "{r}");
+        assert_eq!(
+            n(&r, "/groups/created"),
+            groups + roles,
+            "groups plus roles as groups: {r}"
+        );
+        assert!(n(&r, "/memberships/added") > 0, "{r}");
+        assert_eq!(
+            n(&r, "/requests"),
+            minimum,
+            "requests vs the minimum the page sizes allow: {r}"
+        );
+
+        // a no-change resync changes nothing
+        let (code, r) = sync(&config, &secret).await;
+        assert_eq!(code, 0, "{r}");
+        assert_eq!(n(&r, "/users/unchanged"), users, "{r}");
+        for p in [
+            "/users/created",
+            "/users/updated",
+            "/users/deactivated",
+            "/memberships/added",
+            "/memberships/removed",
+        ] {
+            assert_eq!(n(&r, p), 0, "{p}: {r}");
+        }
+
+        // faults mid-listing fail the run and deactivate nobody
+        for (what, f) in [
+            (
+                "malformed page",
+                FaultConfig {
+                    malformed_rate: 1.0,
+                    start_after: 3,
+                    ..FaultConfig::default()
+                },
+            ),
+            (
+                "expired cursor",
+                FaultConfig {
+                    expire_token_at_page: Some(3),
+                    ..FaultConfig::default()
+                },
+            ),
+            (
+                "paging loop",
+                FaultConfig {
+                    paging_loop_at_page: Some(2),
+                    ..FaultConfig::default()
+                },
+            ),
+        ] {
+            emu.set_faults(f).expect("faults");
+            let (code, r) = sync(&config, &secret).await;
+            assert_ne!(code, 0, "{what}: {r}");
+            assert_eq!(r["status"].as_str(), Some("failed"), "{what}: {r}");
+            for p in [
+                "/users/deactivated",
+                "/users/deleted",
+                "/groups/deleted",
+                "/memberships/removed",
+            ] {
+                assert_eq!(n(&r, p), 0, "{what}: {p}: {r}");
+            }
+        }
+        emu.set_faults(FaultConfig::default()).expect("faults off");
+
+        // a user suspended in OneLogin is deactivated; a locked one stays active
+        {
+            let mut org = emu.org().write().await;
+            let two: Vec<u32> = org
+                .live_users()
+                .filter(|u| u.status == UserStatus::Active)
+                .map(|u| u.ix)
+                .take(2)
+                .collect();
+            assert!(org.set_status(two[0], UserStatus::Suspended));
+            assert!(org.set_status(two[1], UserStatus::Locked));
+        }
+        let (code, r) = sync(&config, &secret).await;
+        assert_eq!((code, r["status"].as_str()), (0, Some("applied")), "{r}");
+        assert_eq!(n(&r, "/users/deactivated"), 1, "{r}");
+        assert_eq!(n(&r, "/users/deleted"), 0, "{r}");
+    }
+}

@@ -36,6 +36,9 @@ pub enum Route {
     PerGroup,
     /// One group listing per user.
     PerUser,
+    /// The user listing already carried every membership (capability
+    /// `memberships_in_user_listing`, e.g. OneLogin's single `group_id`): no extra queries.
+    UserListing,
     /// The connector lists no memberships.
     None,
 }
@@ -305,6 +308,7 @@ pub async fn fetch<R: QueryRunner>(runner: Arc<R>, ctx: &FetchContext<'_>) -> Sn
     let per_user_ok = m.supports(Operation::UserGroups);
     let server_user_transitive = caps.transitive_membership && m.supports(Operation::UserTransitiveGroups);
     let route = match policy.membership_route {
+        MembershipRoute::Auto if caps.memberships_in_user_listing => Route::UserListing,
         MembershipRoute::PerGroup if per_group_ok => Route::PerGroup,
         MembershipRoute::PerUser if per_user_ok => Route::PerUser,
         _ if per_group_ok && per_user_ok => {
@@ -350,6 +354,7 @@ pub async fn fetch<R: QueryRunner>(runner: Arc<R>, ctx: &FetchContext<'_>) -> Sn
                 }
             }
         }
+        Route::UserListing => {}
         Route::None => snap
             .warnings
             .push(format!("connector `{}` lists no memberships", m.id)),
@@ -364,7 +369,7 @@ pub async fn fetch<R: QueryRunner>(runner: Arc<R>, ctx: &FetchContext<'_>) -> Sn
     snap.route = Some(route);
     snap.transitive = Some(match (nested, route) {
         (false, _) => TransitiveSource::NotNested,
-        (true, Route::PerGroup) => TransitiveSource::Computed,
+        (true, Route::PerGroup | Route::UserListing) => TransitiveSource::Computed,
         (true, Route::PerUser) if server_user_transitive => TransitiveSource::ServerSide,
         (true, _) => {
             snap.warnings.push(format!(

@@ -1940,6 +1940,16 @@ impl Facade for Google {
                 "admin_email": admin,
                 "service_account_key": { "file": key_file(key_files::FULL) },
             },
+            // what `usersync demo` writes into its config (FACADES.md)
+            "connector_options": {
+                "auth_flow": "service_account",
+                "base_url": format!("{base_url}{API}"),
+                "token_url": format!("{base_url}/token"),
+                "admin_email": admin,
+            },
+            "connector_secrets": {
+                "service_account_key": std::fs::read_to_string(key_file(key_files::FULL)).unwrap_or_default(),
+            },
             "oauth_options": {
                 "auth_flow": "authorization_code",
                 "base_url": format!("{base_url}{API}"),

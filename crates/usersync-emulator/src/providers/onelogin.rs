@@ -123,11 +123,10 @@ impl Facade for OneLogin {
 
     fn client_info(&self, ctx: &EmuContext, base_url: &str) -> Value {
         json!({
-            "options": {
-                "base_url": base_url,
-                "client_id": ctx.creds.client_id,
-            },
-            "secrets": { "client_secret": ctx.creds.client_secret },
+            "base_url": base_url,
+            "token_url": format!("{base_url}/auth/oauth2/v2/token"),
+            "connector_options": { "base_url": base_url, "client_id": ctx.creds.client_id },
+            "connector_secrets": { "client_secret": ctx.creds.client_secret },
             "limited": { "client_id": ctx.creds.limited_client_id, "client_secret": ctx.creds.limited_client_secret },
         })
     }
