@@ -180,3 +180,54 @@ fn rollback_restores_the_previous_install_and_remove_falls_back_to_the_builtin()
     let e2 = env(&[]);
     assert_eq!(active_source(&e2, "keycloak"), "builtin");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_runs_through_an_installed_plugin_package() {
+    let e = env(&[("onelogin", "plugin")]);
+    let pkg = package("onelogin", &e.dist);
+    let (ok, out, err) = usersync(&e, &["plugins", "install", pkg.to_str().expect("utf8")]);
+    assert!(ok, "{out}{err}");
+    assert!(active_source(&e, "onelogin").starts_with(e.plugins.to_str().expect("utf8")));
+
+    let mut opts = usersync_emulator::EmulatorOptions::new("onelogin");
+    opts.gen = usersync_emulator::GenConfig {
+        users: 300,
+        groups: 12,
+        seed: 4,
+        ..usersync_emulator::GenConfig::default()
+    };
+    let emu = usersync_emulator::start(opts).await.expect("emulator");
+    let store = e.config.with_file_name("plugin-sync.db");
+    let text = format!(
+        "[plugins.pin]\nonelogin = \"plugin\"\n\n[store]\npath = \"{}\"\n\n[[connections]]\nname = \"ol\"\nconnector = \"onelogin\"\n\n\
+         [connections.options]\nbase_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = {{ env = \"OL_PLUGIN_SECRET\" }}\n",
+        store.display(),
+        emu.http_url,
+        emu.credentials().client_id
+    );
+    std::fs::write(&e.config, text).expect("config");
+    let out = tokio::process::Command::new(usersync_bin())
+        .arg("--config")
+        .arg(&e.config)
+        .arg("--plugin-dir")
+        .arg(&e.plugins)
+        .args(["sync", "--format", "json", "--no-progress"])
+        .env("OL_PLUGIN_SECRET", &emu.credentials().client_secret)
+        .env_remove("USERSYNC_PLUGIN_PATH")
+        .env("XDG_DATA_HOME", "/nonexistent")
+        .output()
+        .await
+        .expect("sync");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reports: Vec<Value> = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(reports[0]["status"], "applied", "{stdout}");
+    assert!(
+        reports[0]["users"]["created"].as_u64().is_some_and(|n| n > 100),
+        "{stdout}"
+    );
+}

@@ -68,7 +68,7 @@ def peer_env(provider, info):
                    PEER_CLIENT_SECRET=c["client_secret"])
     elif provider == "google":
         env.update(PEER_KEY_FILE=c["options"]["service_account_key"]["file"], PEER_ADMIN_EMAIL=c["admin_email"],
-                   PEER_ROOT_URL=info["http_url"] + "/")
+                   PEER_ROOT_URL=info["http_url"] + "/", PEER_TOKEN_URL=c["options"]["token_url"])
     return env
 
 

@@ -9,8 +9,11 @@ SCOPES = [
     "https://www.googleapis.com/auth/admin.directory.group.readonly",
     "https://www.googleapis.com/auth/admin.directory.group.member.readonly",
 ]
-creds = service_account.Credentials.from_service_account_file(
-    os.environ["PEER_KEY_FILE"], scopes=SCOPES, subject=os.environ["PEER_ADMIN_EMAIL"]
+with open(os.environ["PEER_KEY_FILE"]) as fh:
+    key = json.load(fh)
+key["token_uri"] = os.environ["PEER_TOKEN_URL"]  # the emulator's token endpoint
+creds = service_account.Credentials.from_service_account_info(
+    key, scopes=SCOPES, subject=os.environ["PEER_ADMIN_EMAIL"]
 )
 svc = build(
     "admin", "directory_v1", credentials=creds, static_discovery=True,

@@ -19,11 +19,11 @@ async def drain(coro):
 
 async def main():
     client = OktaClient({"orgUrl": os.environ["PEER_BASE_URL"], "token": os.environ["PEER_TOKEN"]})
-    users = await drain(client.list_users({"limit": 200}))
-    groups = await drain(client.list_groups({"limit": 10000}))
+    users = await drain(client.list_users(limit=200))
+    groups = await drain(client.list_groups(limit=10000))
     memberships = 0
     for g in groups:
-        memberships += len(await drain(client.list_group_users(g.id, {"limit": 1000})))
+        memberships += len(await drain(client.list_group_users(g.id, limit=1000)))
     print(json.dumps({"users": len(users), "groups": len(groups), "memberships": memberships}))
 
 
