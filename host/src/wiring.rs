@@ -233,6 +233,17 @@ impl QueryRunner for RuntimeRunner {
     fn requests(&self) -> Option<u64> {
         Some(self.client.counters().requests)
     }
+
+    fn rate_budget(&self) -> Option<usersync_sync::runner::RateBudget> {
+        self.client
+            .counters()
+            .lowest_budget
+            .map(|b| usersync_sync::runner::RateBudget {
+                bucket: b.bucket,
+                remaining: b.remaining,
+                limit: b.limit,
+            })
+    }
 }
 
 /// Progress: an indicatif bar per phase on a terminal, plain log lines otherwise.

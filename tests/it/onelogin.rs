@@ -624,6 +624,12 @@ max_retries = 1
             minimum,
             "requests vs the minimum the page sizes allow: {r}"
         );
+        // the summary says how much of the account-wide budget is left
+        let (left, limit) = (n(&r, "/rate_limit/remaining"), n(&r, "/rate_limit/limit"));
+        assert!(
+            left < limit && limit - left >= minimum - 1,
+            "budget used must cover the requests: {r}"
+        );
 
         // a no-change resync changes nothing
         let (code, r) = sync(&config, &secret).await;

@@ -89,6 +89,10 @@ pub struct RunReport {
     pub memberships: MembershipCounts,
     /// HTTP requests made.
     pub requests: u64,
+    /// The provider's rate-limit budget at its lowest during the run, when its headers report
+    /// one (Okta, OneLogin): how much of the budget this sync left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<crate::runner::RateBudget>,
     /// Wall time.
     pub duration_ms: u64,
     /// Errors, conflicts and gate messages, one line each.
@@ -109,6 +113,7 @@ impl RunReport {
             groups: GroupCounts::default(),
             memberships: MembershipCounts::default(),
             requests: 0,
+            rate_limit: None,
             duration_ms: started.elapsed().as_millis() as u64,
             errors: vec![error],
             plan: None,
@@ -204,6 +209,7 @@ pub async fn plan_connection<R: QueryRunner, S: Store + ?Sized>(
     if let (Some(b), Some(a)) = (before, runner.requests()) {
         snapshot.requests = a.saturating_sub(b);
     }
+    snapshot.rate_budget = runner.rate_budget();
     let wanted = desired::build(&snapshot, spec.policy, spec.connection);
     let stored = store.state(spec.connection)?;
     let holders = store.username_holders()?;
@@ -292,6 +298,7 @@ pub async fn run_connection<R: QueryRunner, S: Store + ?Sized>(
         groups,
         memberships,
         requests: snapshot.requests,
+        rate_limit: snapshot.rate_budget.clone(),
         duration_ms: 0,
         errors,
         plan: None,

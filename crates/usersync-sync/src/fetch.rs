@@ -68,6 +68,8 @@ pub struct Snapshot {
     pub warnings: Vec<String>,
     /// HTTP requests made.
     pub requests: u64,
+    /// The provider's rate-limit budget at its lowest during the fetch, when reported.
+    pub rate_budget: Option<crate::runner::RateBudget>,
     /// Queries run.
     pub queries: u64,
     /// Objects skipped by the connector, by kind.

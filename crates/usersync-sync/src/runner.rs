@@ -65,6 +65,23 @@ pub trait QueryRunner: Send + Sync + 'static {
     fn requests(&self) -> Option<u64> {
         None
     }
+
+    /// The provider's rate-limit budget as its headers last reported it (lowest remaining
+    /// count seen), when it reports one; shown in the run summary.
+    fn rate_budget(&self) -> Option<RateBudget> {
+        None
+    }
+}
+
+/// A provider's rate-limit budget as reported by its response headers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RateBudget {
+    /// The budget's bucket (host and path prefix).
+    pub bucket: String,
+    /// Requests left in the window at the lowest point of the run.
+    pub remaining: u64,
+    /// The window's size, when reported (OneLogin: 5,000 per hour for the whole account).
+    pub limit: Option<u64>,
 }
 
 /// Progress of a fetch, for progress bars or log lines. Every method has an empty default.

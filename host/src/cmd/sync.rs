@@ -121,6 +121,14 @@ fn print_report(r: &RunReport, dry_run: bool) {
         r.requests,
         r.duration_ms as f64 / 1000.0
     );
+    if let Some(b) = &r.rate_limit {
+        let limit = b.limit.map(|l| format!(" of {l}")).unwrap_or_default();
+        outln!(
+            "  rate-limit budget ({}): {} requests left{limit} at the lowest point",
+            b.bucket,
+            b.remaining
+        );
+    }
     let u = &r.users;
     outln!(
         "  users:       {} created, {} updated, {} renamed, {} reactivated, {} deactivated, {} deleted, {} unchanged",

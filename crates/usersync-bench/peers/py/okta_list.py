@@ -1,17 +1,23 @@
-"""List all users, groups and group memberships through Okta's Python SDK (`okta`, 3.x).
-The 3.x SDK returns the raw HTTP response with each page; the next page is requested with the
-`after` cursor from its `Link: rel="next"` header, as Okta's documentation describes."""
-import asyncio, json, os
+"""List all users, groups and group memberships through Okta's Python SDK (`okta`, 3.x),
+following the `Link: rel="next"` cursor."""
+import asyncio, json, os, re
 from urllib.parse import parse_qs, urlparse
 
 from okta.client import Client as OktaClient
 
 
 def after_of(resp):
-    nxt = resp.links.get("next") if resp is not None else None
-    if not nxt:
-        return None
-    return parse_qs(urlparse(str(nxt.get("url"))).query).get("after", [None])[0]
+    """The `after` cursor of the `Link: <...>; rel="next"` header (the 3.x SDK's ApiResponse has
+    no has_next/next, so paging is done the way Okta documents it)."""
+    headers = getattr(resp, "headers", None) or {}
+    for name, value in headers.items():
+        if name.lower() != "link":
+            continue
+        for part in value.split(","):
+            m = re.match(r'\s*<([^>]+)>\s*;\s*rel="next"', part)
+            if m:
+                return parse_qs(urlparse(m.group(1)).query).get("after", [None])[0]
+    return None
 
 
 async def drain(call, **kw):
@@ -27,7 +33,9 @@ async def drain(call, **kw):
 
 
 async def main():
-    client = OktaClient({"orgUrl": os.environ["PEER_BASE_URL"], "token": os.environ["PEER_TOKEN"]})
+    # okta 3.4.x builds the header as "SSWS" + token, without the space Okta documents
+    # ("Authorization: SSWS {token}"); a leading space in the token restores it.
+    client = OktaClient({"orgUrl": os.environ["PEER_BASE_URL"], "token": " " + os.environ["PEER_TOKEN"]})
     users = await drain(client.list_users, limit=200)
     groups = await drain(client.list_groups, limit=10000)
     memberships = 0
