@@ -205,6 +205,28 @@ pub async fn run(client: &ConnectionClient, operations: &[Operation]) -> DoctorR
             false
         }
     };
+    if connector == "google" && matches!(plan, usersync_sdk::AuthPlan::RefreshToken { .. }) {
+        // Not visible through the API, so always said: the commonest cause of a sync that worked
+        // for a week and then fails with `invalid_grant`.
+        checks.push(Check {
+            step: "refresh token".into(),
+            target: token_target.clone(),
+            status: CheckStatus::Warn,
+            required: false,
+            detail: "authorization-code flow with a stored refresh token".into(),
+            diagnosis: Some(
+                "Google expires the refresh tokens of OAuth apps whose publishing status is \"Testing\" \
+                 after 7 days; the sync then fails with invalid_grant"
+                    .into(),
+            ),
+            fix: Some(
+                "in Google Cloud console > APIs & Services > OAuth consent screen, set the app to \"In \
+                 production\" (an Internal app needs no verification) and run `usersync auth login` again, or \
+                 use a service account with domain-wide delegation"
+                    .into(),
+            ),
+        });
+    }
     let mut user_id: Option<String> = None;
     let mut group_id: Option<String> = None;
     let mut role_id: Option<String> = None;
