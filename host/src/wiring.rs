@@ -47,6 +47,18 @@ pub enum Format {
     Json,
 }
 
+/// Unwrap a `Result<T, u8>` whose error is an exit code already explained to the user, returning
+/// `Ok(code)` from the calling command.
+#[macro_export]
+macro_rules! or_exit {
+    ($result:expr) => {
+        match $result {
+            Ok(value) => value,
+            Err(code) => return Ok(code),
+        }
+    };
+}
+
 /// Load the config, or print why not and return the usage exit code.
 pub fn load_config(global: &GlobalArgs) -> Result<Config, u8> {
     match Config::discover(global.config.as_deref()) {

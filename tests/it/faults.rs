@@ -650,8 +650,16 @@ async fn panicking_and_incompatible_plugins_do_not_stop_a_good_connection() {
     );
     std::fs::write(&env.config, config).expect("write config");
     let plugin_dir = plugins.path().to_string_lossy().into_owned();
-    let (code, stdout, stderr) =
-        env.run(&["--plugin-dir", &plugin_dir, "sync", "--format", "json", "--no-progress"]).await;
+    let (code, stdout, stderr) = env
+        .run(&[
+            "--plugin-dir",
+            &plugin_dir,
+            "sync",
+            "--format",
+            "json",
+            "--no-progress",
+        ])
+        .await;
     let v: serde_json::Value = serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("the host printed no JSON ({e}); exit {code}\n{stdout}\n{stderr}"));
     let reports = v.as_array().expect("reports");
@@ -666,8 +674,14 @@ async fn panicking_and_incompatible_plugins_do_not_stop_a_good_connection() {
     for broken in ["broken-open", "broken-fetch"] {
         let r = by_name(broken);
         assert_eq!(r["status"], "failed", "{broken}: {r}");
-        assert!(r["errors"].as_array().is_some_and(|e| !e.is_empty()), "{broken}: {r}");
+        assert!(
+            r["errors"].as_array().is_some_and(|e| !e.is_empty()),
+            "{broken}: {r}"
+        );
     }
     assert_eq!(code, 1, "a failed connection makes the run exit 1: {stderr}");
-    assert!(!env.state().users.is_empty(), "the good connection stored its users");
+    assert!(
+        !env.state().users.is_empty(),
+        "the good connection stored its users"
+    );
 }

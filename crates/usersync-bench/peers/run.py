@@ -28,8 +28,17 @@ def our_config(info, d):
     """The same connection the bench binary writes (usersync_bench::Connection)."""
     p, c = info["provider"], info["client"]
     opts, secrets, secret_files = {}, {}, {}
-    if p in ("okta", "entra"):
-        opts, secrets = dict(c["connector_options"]), dict(c["connector_secrets"])
+    if "connector_options" in c:
+        for k, v in c["connector_options"].items():
+            if isinstance(v, dict) and "file" in v:
+                secret_files[k] = v["file"]
+            else:
+                opts[k] = v
+        for k, v in c.get("connector_secrets", {}).items():
+            if isinstance(v, dict):
+                secret_files[k] = v["file"]
+            else:
+                secrets[k] = v
     elif p == "google":
         opts = {k: v for k, v in c["options"].items() if k != "service_account_key"}
         secret_files["service_account_key"] = c["options"]["service_account_key"]["file"]

@@ -79,7 +79,34 @@ impl Connection {
         let mut secrets: Vec<(String, String)> = Vec::new();
         let mut secret_files: Vec<(String, PathBuf)> = Vec::new();
         let client = field(p, info, "/client")?;
+        let generic = client.get("connector_options").and_then(Value::as_object);
         match p {
+            _ if generic.is_some() => {
+                // the emulator's own description of the connection (the convention every facade
+                // is moving to): plain options, and secrets as values or `{ "file": ... }`
+                for (k, v) in generic.cloned().unwrap_or_default() {
+                    match v.get("file").and_then(Value::as_str) {
+                        Some(f) => secret_files.push((k, PathBuf::from(f))),
+                        None => options.push((k, v)),
+                    }
+                }
+                let sec = client
+                    .get("connector_secrets")
+                    .and_then(Value::as_object)
+                    .cloned();
+                for (k, v) in sec.unwrap_or_default() {
+                    match (v.as_str(), v.get("file").and_then(Value::as_str)) {
+                        (Some(text), _) => secrets.push((k, text.to_string())),
+                        (None, Some(f)) => secret_files.push((k, PathBuf::from(f))),
+                        _ => {
+                            return Err(BenchError::MissingField {
+                                provider: p.to_string(),
+                                field: format!("/client/connector_secrets/{k} (a string or a file)"),
+                            })
+                        }
+                    }
+                }
+            }
             "okta" | "entra" => {
                 let opts = field(p, client, "/connector_options")?
                     .as_object()

@@ -51,6 +51,12 @@ struct Args {
     /// Markdown file to write the results into (the "Sync benchmarks" section is replaced).
     #[arg(long)]
     write_docs: Option<PathBuf>,
+    /// Add the results to the docs block instead of replacing it (several invocations, one block).
+    #[arg(long)]
+    append: bool,
+    /// Providers for the rate-limited runs (default: all measured ones with a documented limit).
+    #[arg(long, value_delimiter = ',')]
+    rate_limited_providers: Option<Vec<String>>,
     /// A note printed with the results (e.g. "measured while other builds ran").
     #[arg(long, default_value = "")]
     note: String,
@@ -531,13 +537,24 @@ fn machine() -> String {
 const BEGIN: &str = "<!-- usersync-bench:sync:begin -->";
 const END: &str = "<!-- usersync-bench:sync:end -->";
 
-/// Replace (or append) the marked block in `path`; everything else in the file is kept.
-fn write_docs(path: &Path, block: &str) -> anyhow::Result<()> {
+/// Replace (or with `append`, extend) the marked block in `path`; everything else is kept.
+fn write_docs(path: &Path, block: &str, append: bool) -> anyhow::Result<()> {
     let old = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".to_string());
-    let new_block = format!("{BEGIN}\n{block}\n{END}");
     let new = match (old.find(BEGIN), old.find(END)) {
-        (Some(a), Some(b)) if b > a => format!("{}{}{}", &old[..a], new_block, &old[b + END.len()..]),
-        _ => format!("{}\n\n{new_block}\n", old.trim_end()),
+        (Some(a), Some(b)) if b > a => {
+            let body = if append {
+                format!("{}\n\n{block}", old[a + BEGIN.len()..b].trim())
+            } else {
+                block.to_string()
+            };
+            format!(
+                "{}{BEGIN}\n{}\n{END}{}",
+                &old[..a],
+                body.trim(),
+                &old[b + END.len()..]
+            )
+        }
+        _ => format!("{}\n\n{BEGIN}\n{block}\n{END}\n", old.trim_end()),
     };
     std::fs::write(path, new).with_context(|| format!("writing {}", path.display()))
 }
@@ -578,7 +595,8 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        if args.rate_limited_users > 0 {
+        let limited = args.rate_limited_providers.as_ref().is_none_or(|l| l.contains(p));
+        if args.rate_limited_users > 0 && limited {
             if let Some(rate) = real_rate_limit(p) {
                 match scenario(&bin, p, args.rate_limited_users, 0, Some(rate), &args, &work) {
                     Ok(r) => rows.push(r),
@@ -606,7 +624,7 @@ fn main() -> anyhow::Result<()> {
     }
     println!("{block}");
     if let Some(path) = &args.write_docs {
-        write_docs(path, &block)?;
+        write_docs(path, &block, args.append)?;
         eprintln!("wrote {}", path.display());
     }
     if args.keep {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use usersync_runtime::login::{self, LoginRequest};
 use usersync_sdk::AuthPlan;
 
+use crate::or_exit;
 use crate::wiring::{self, exit};
 use crate::GlobalArgs;
 
@@ -33,14 +34,8 @@ pub struct LoginArgs {
 /// Run the subcommand; returns the process exit code.
 pub async fn run(cmd: AuthCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
     let AuthCmd::Login(args) = cmd;
-    let config = match wiring::load_config(global) {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
-    let selected = match wiring::select(&config, std::slice::from_ref(&args.connection)) {
-        Ok(s) => s,
-        Err(code) => return Ok(code),
-    };
+    let config = or_exit!(wiring::load_config(global));
+    let selected = or_exit!(wiring::select(&config, std::slice::from_ref(&args.connection)));
     let Some(conn) = selected.first() else {
         return Ok(exit::USAGE);
     };

@@ -3,6 +3,7 @@
 
 use usersync_runtime::doctor::{self, Check, CheckStatus, DoctorReport};
 
+use crate::or_exit;
 use crate::wiring::{self, exit, Format, OpenError};
 use crate::GlobalArgs;
 
@@ -43,14 +44,8 @@ fn setup_failure(
 /// Run the command; returns the process exit code (0: every required check passed, 1: a
 /// required check failed, 2: usage or config error).
 pub async fn run(args: DoctorArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
-    let config = match wiring::load_config(global) {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
-    let selected = match wiring::select(&config, &args.connections) {
-        Ok(s) => s,
-        Err(code) => return Ok(code),
-    };
+    let config = or_exit!(wiring::load_config(global));
+    let selected = or_exit!(wiring::select(&config, &args.connections));
     if selected.is_empty() {
         eprintln!("error: {} defines no connections", config.path.display());
         return Ok(exit::USAGE);

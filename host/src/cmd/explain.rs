@@ -11,6 +11,7 @@ use usersync_sync::desired::Decision;
 use usersync_sync::engine::{plan_connection, RunSpec};
 use usersync_sync::plan::UserChange;
 
+use crate::or_exit;
 use crate::wiring::{self, exit, outln, Format};
 use crate::GlobalArgs;
 
@@ -50,15 +51,9 @@ pub async fn run(cmd: ExplainCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
         connection,
         format,
     } = cmd;
-    let config = match wiring::load_config(global) {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
+    let config = or_exit!(wiring::load_config(global));
     let names: Vec<String> = connection.into_iter().collect();
-    let selected = match wiring::select(&config, &names) {
-        Ok(s) => s,
-        Err(code) => return Ok(code),
-    };
+    let selected = or_exit!(wiring::select(&config, &names));
     let registry = crate::registry::load(global)?;
     let store = match wiring::open_store(&config) {
         Ok(s) => s,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use usersync_store::{Member, Store, StoredGroup};
 
+use crate::or_exit;
 use crate::wiring::{self, exit, outln, Format};
 use crate::GlobalArgs;
 
@@ -63,14 +64,8 @@ struct ShowGroup {
 
 /// Run the subcommand; returns the process exit code.
 pub async fn run(cmd: GroupsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
-    let config = match wiring::load_config(global) {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
-    let store = match wiring::open_existing_store(&config) {
-        Ok(s) => s,
-        Err(code) => return Ok(code),
-    };
+    let config = or_exit!(wiring::load_config(global));
+    let store = or_exit!(wiring::open_existing_store(&config));
     match cmd {
         GroupsCmd::List { connection, format } => {
             let groups = store.groups(connection.as_deref())?;

@@ -2,6 +2,7 @@
 
 use usersync_store::Store;
 
+use crate::or_exit;
 use crate::wiring::{self, exit, outln, Format};
 use crate::GlobalArgs;
 
@@ -61,14 +62,8 @@ fn summary(counts: &serde_json::Value) -> String {
 
 /// Run the subcommand; returns the process exit code.
 pub async fn run(cmd: RunsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
-    let config = match wiring::load_config(global) {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
-    let store = match wiring::open_existing_store(&config) {
-        Ok(s) => s,
-        Err(code) => return Ok(code),
-    };
+    let config = or_exit!(wiring::load_config(global));
+    let store = or_exit!(wiring::open_existing_store(&config));
     match cmd {
         RunsCmd::List {
             connection,

@@ -5,6 +5,7 @@ use std::time::Instant;
 use usersync_sync::engine::{run_connection, RunReport, RunSpec};
 use usersync_sync::plan::{Plan, UserAction};
 
+use crate::or_exit;
 use crate::wiring::{self, exit, outln, Format, OpenError};
 use crate::GlobalArgs;
 
@@ -31,14 +32,8 @@ pub struct SyncArgs {
 
 /// Run the command; returns the process exit code.
 pub async fn run(args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
-    let config = match wiring::load_config(global) {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
-    let selected = match wiring::select(&config, &args.connections) {
-        Ok(s) => s,
-        Err(code) => return Ok(code),
-    };
+    let config = or_exit!(wiring::load_config(global));
+    let selected = or_exit!(wiring::select(&config, &args.connections));
     if selected.is_empty() {
         eprintln!("error: {} defines no connections", config.path.display());
         return Ok(exit::USAGE);

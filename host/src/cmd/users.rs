@@ -3,6 +3,7 @@
 use serde::Serialize;
 use usersync_store::{username_key, Member, Store, StoredUser};
 
+use crate::or_exit;
 use crate::wiring::{self, exit, outln, Format};
 use crate::GlobalArgs;
 
@@ -83,14 +84,8 @@ pub fn find_users(store: &dyn Store, who: &str, connection: Option<&str>) -> any
 
 /// Run the subcommand; returns the process exit code.
 pub async fn run(cmd: UsersCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
-    let config = match wiring::load_config(global) {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
-    let store = match wiring::open_existing_store(&config) {
-        Ok(s) => s,
-        Err(code) => return Ok(code),
-    };
+    let config = or_exit!(wiring::load_config(global));
+    let store = or_exit!(wiring::open_existing_store(&config));
     match cmd {
         UsersCmd::List {
             connection,

@@ -11,7 +11,7 @@ conn = KeycloakOpenIDConnection(
     verify=True,
 )
 admin = KeycloakAdmin(connection=conn)
-users = admin.get_users({"max": 1000})
+users = admin.get_users({})  # python-keycloak pages through all users itself
 top = admin.get_groups({"briefRepresentation": "true"})
 groups, stack = [], list(top)
 while stack:
