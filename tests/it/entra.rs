@@ -2,18 +2,18 @@
 //! credentials, retries, paging guards) against the emulator's Graph facade. The expected data
 //! comes from the emulator's organisation, never from the connector.
 
+use crate::support::fast_settings as settings;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use usersync_config::Secret;
 use usersync_emulator::org::{Org, User as OrgUser};
 use usersync_emulator::providers::entra::{
     account_enabled_of, expired_app, extra_member_kinds, group_id, tenant_id, user_id,
 };
-use usersync_emulator::{start, EmulatorOptions, FaultConfig, GenConfig, RunningEmulator, UserStatus};
+use usersync_emulator::{FaultConfig, RunningEmulator, UserStatus};
 use usersync_model::{Group, ManagerRef, MemberRef, Record, User, UserState};
-use usersync_runtime::{ConnectionClient, ConnectionSettings, RetryPolicy, RuntimeError};
+use usersync_runtime::{ConnectionClient, RuntimeError};
 use usersync_sdk::{Connector, ConnectorError, Options, Query};
 
 /// Graph's users page size while managers are expanded, and its `$top` maximum elsewhere.
@@ -21,30 +21,7 @@ const USERS_PAGE: usize = 100;
 const MAX_TOP: usize = 999;
 
 async fn emulator(users: u32, groups: u32, seed: u64) -> RunningEmulator {
-    let mut opts = EmulatorOptions::new("entra");
-    opts.gen = GenConfig {
-        users,
-        groups,
-        seed,
-        ..GenConfig::default()
-    };
-    start(opts).await.expect("start the entra emulator")
-}
-
-/// Tiny waits so throttling and retries keep the tests fast.
-fn settings() -> ConnectionSettings {
-    ConnectionSettings {
-        no_proxy_env: true,
-        retry: RetryPolicy {
-            max_attempts: 6,
-            max_total: Duration::from_secs(20),
-            base_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(5),
-            max_throttle_wait: Duration::from_millis(5),
-            slow_down: false,
-        },
-        ..ConnectionSettings::default()
-    }
+    crate::support::start_emulator("entra", users, groups, seed).await
 }
 
 fn client_with(

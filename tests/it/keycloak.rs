@@ -2,16 +2,16 @@
 //! retries) against the emulator's Keycloak facade. Expected data comes from the emulator's
 //! organisation (what the realm holds), never from the connector.
 
+use crate::support::fast_settings as settings;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use usersync_config::Secret;
 use usersync_emulator::org::{GroupIx, Org};
 use usersync_emulator::providers::keycloak::{group_id, user_id, ADMIN_USER, MASTER, REALM};
 use usersync_emulator::{start, EmulatorOptions, FaultConfig, GenConfig, RunningEmulator, UserStatus};
 use usersync_model::{GroupKind, ManagerRef, MemberRef, Record, User, UserState};
-use usersync_runtime::{ConnectionClient, ConnectionSettings, RetryPolicy, RuntimeError};
+use usersync_runtime::{ConnectionClient, RuntimeError};
 use usersync_sdk::{Connector, ConnectorError, Options, Query};
 
 /// The connector's default page size (`max`).
@@ -27,22 +27,6 @@ async fn emulator(users: u32, groups: u32, seed: u64) -> RunningEmulator {
         ..GenConfig::default()
     };
     start(opts).await.expect("start the keycloak emulator")
-}
-
-/// Tiny waits so retries keep the tests fast.
-fn settings() -> ConnectionSettings {
-    ConnectionSettings {
-        no_proxy_env: true,
-        retry: RetryPolicy {
-            max_attempts: 6,
-            max_total: Duration::from_secs(20),
-            base_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(5),
-            max_throttle_wait: Duration::from_millis(5),
-            slow_down: false,
-        },
-        ..ConnectionSettings::default()
-    }
 }
 
 fn client_with(

@@ -2,47 +2,22 @@
 //! against the emulator's Okta facade. The expected data comes from the emulator's organisation,
 //! never from the connector.
 
+use crate::support::fast_settings as settings;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use usersync_config::Secret;
 use usersync_emulator::org::Org;
 use usersync_emulator::providers::okta::{group_id, user_id};
-use usersync_emulator::{
-    start, EmulatorOptions, FaultConfig, GenConfig, GroupKind, RunningEmulator, UserStatus,
-};
+use usersync_emulator::{FaultConfig, GroupKind, RunningEmulator, UserStatus};
 use usersync_model::{Group, ManagerRef, MemberRef, Record, User, UserState};
-use usersync_runtime::{ConnectionClient, ConnectionSettings, RetryPolicy, RuntimeError};
+use usersync_runtime::{ConnectionClient, ConnectionSettings, RuntimeError};
 use usersync_sdk::{Connector, ConnectorError, Options, Query};
 
 const PAGE: usize = 200;
 
 async fn emulator(users: u32, groups: u32, seed: u64) -> RunningEmulator {
-    let mut opts = EmulatorOptions::new("okta");
-    opts.gen = GenConfig {
-        users,
-        groups,
-        seed,
-        ..GenConfig::default()
-    };
-    start(opts).await.expect("start the okta emulator")
-}
-
-/// Tiny waits so throttling and retries keep the tests fast.
-fn settings() -> ConnectionSettings {
-    ConnectionSettings {
-        no_proxy_env: true,
-        retry: RetryPolicy {
-            max_attempts: 6,
-            max_total: Duration::from_secs(20),
-            base_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(5),
-            max_throttle_wait: Duration::from_millis(5),
-            slow_down: false,
-        },
-        ..ConnectionSettings::default()
-    }
+    crate::support::start_emulator("okta", users, groups, seed).await
 }
 
 enum Cred {
@@ -579,12 +554,7 @@ async fn sync_cli(config: &std::path::Path, token: &str) -> (i32, serde_json::Va
     (out.status.code().unwrap_or(-1), reports[0].clone())
 }
 
-fn n(report: &serde_json::Value, path: &str) -> u64 {
-    report
-        .pointer(path)
-        .and_then(|v| v.as_u64())
-        .unwrap_or_else(|| panic!("no {path} in {report}"))
-}
+use crate::support::count as n;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usersync_sync_reads_the_whole_org_and_faulted_runs_deactivate_nobody() {

@@ -528,11 +528,7 @@ mod cli {
         (out.status.code().unwrap_or(-1), reports[0].clone())
     }
 
-    fn n(r: &serde_json::Value, path: &str) -> u64 {
-        r.pointer(path)
-            .and_then(|v| v.as_u64())
-            .unwrap_or_else(|| panic!("no {path} in {r}"))
-    }
+    use crate::support::count as n;
 
     /// Users the sync creates: those OneLogin serves whose status maps to an active state.
     fn active(s: UserStatus) -> bool {

@@ -39,3 +39,46 @@ pub fn cdylib(crate_name: &str) -> PathBuf {
         dir.display()
     );
 }
+
+/// Start a provider emulator with a generated organisation of `users` and `groups`.
+pub async fn start_emulator(
+    provider: &str,
+    users: u32,
+    groups: u32,
+    seed: u64,
+) -> usersync_emulator::RunningEmulator {
+    let mut opts = usersync_emulator::EmulatorOptions::new(provider);
+    opts.gen = usersync_emulator::GenConfig {
+        users,
+        groups,
+        seed,
+        ..usersync_emulator::GenConfig::default()
+    };
+    usersync_emulator::start(opts)
+        .await
+        .unwrap_or_else(|e| panic!("start the {provider} emulator: {e}"))
+}
+
+/// Runtime settings with tiny waits, so throttling and retries keep the tests fast.
+pub fn fast_settings() -> usersync_runtime::ConnectionSettings {
+    usersync_runtime::ConnectionSettings {
+        no_proxy_env: true,
+        retry: usersync_runtime::RetryPolicy {
+            max_attempts: 6,
+            max_total: std::time::Duration::from_secs(20),
+            base_delay: std::time::Duration::from_millis(1),
+            max_delay: std::time::Duration::from_millis(5),
+            max_throttle_wait: std::time::Duration::from_millis(5),
+            slow_down: false,
+        },
+        ..usersync_runtime::ConnectionSettings::default()
+    }
+}
+
+/// A number at a JSON pointer of a `usersync sync --format json` report (panics naming it).
+pub fn count(report: &serde_json::Value, path: &str) -> u64 {
+    report
+        .pointer(path)
+        .and_then(|v| v.as_u64())
+        .unwrap_or_else(|| panic!("no {path} in {report}"))
+}

@@ -137,11 +137,7 @@ connector = "{provider}"
     }
 }
 
-fn n(v: &serde_json::Value, path: &str) -> u64 {
-    v.pointer(path)
-        .and_then(|x| x.as_u64())
-        .unwrap_or_else(|| panic!("{path} missing in {v}"))
-}
+use crate::support::count as n;
 
 fn is_active(s: UserStatus) -> bool {
     matches!(
