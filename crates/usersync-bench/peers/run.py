@@ -13,7 +13,11 @@ PEERS = {
     "keycloak": [("python-keycloak", "py", "keycloak_list.py"),
                  ("@keycloak/keycloak-admin-client", "node", "keycloak_list.mjs")],
     "google": [("google-api-python-client", "py", "google_list.py")],
+    "entra": [("msgraph-sdk (Python)", "py", "msgraph_list.py"),
+              ("@microsoft/microsoft-graph-client", "node", "msgraph_list.mjs")],
+    "onelogin": [("onelogin (Python)", "py", "onelogin_list.py")],
 }
+TLS = {"entra"}  # peers that refuse http paging links: emulator, peers and usersync all on https
 
 
 def start_emulator(bin_, provider, users, groups, tls):
@@ -47,11 +51,17 @@ def our_config(info, d):
         secrets = {"client_secret": c["client_secret"]}
     elif p == "onelogin":
         opts, secrets = dict(c["options"]), {"client_secret": c["secrets"]["client_secret"]}
+    if info.get("https_url"):
+        # same transport as the peers: https with the emulator's private CA
+        for k, v in list(opts.items()):
+            if isinstance(v, str) and v.startswith(info["http_url"]):
+                opts[k] = info["https_url"] + v[len(info["http_url"]):]
     page = {"okta": 200, "entra": 999, "keycloak": 1000, "onelogin": 50}.get(p)
     if page:
         opts["page_size"] = page
-    lines = ['[store]', 'path = %s' % json.dumps(os.path.join(d, "store.db")), "",
-             "[[connections]]", 'name = "%s"' % p, 'connector = "%s"' % p, "[connections.options]"]
+    runtime = ["[runtime]", "ca_bundle = %s" % json.dumps(info["ca_path"]), ""] if info.get("https_url") else []
+    lines = ['[store]', 'path = %s' % json.dumps(os.path.join(d, "store.db")), ""] + runtime + [
+"[[connections]]", 'name = "%s"' % p, 'connector = "%s"' % p, "[connections.options]"]
     lines += ["%s = %s" % (k, json.dumps(v)) for k, v in opts.items()]
     for k, v in secrets.items():
         f = os.path.join(d, "secret-" + k)
@@ -75,6 +85,15 @@ def peer_env(provider, info):
     elif provider == "keycloak":
         env.update(PEER_BASE_URL=info["http_url"], PEER_REALM=c["realm"], PEER_CLIENT_ID=c["client_id"],
                    PEER_CLIENT_SECRET=c["client_secret"])
+    elif provider == "entra":
+        o = c["connector_options"]
+        env.update(PEER_BASE_URL=info["https_url"], PEER_TENANT_ID=o["tenant_id"], PEER_CLIENT_ID=o["client_id"],
+                   PEER_CLIENT_SECRET=c["connector_secrets"]["client_secret"], SSL_CERT_FILE=info["ca_path"],
+                   REQUESTS_CA_BUNDLE=info["ca_path"], NODE_EXTRA_CA_CERTS=info["ca_path"])
+    elif provider == "onelogin":
+        o = c["connector_options"]
+        env.update(PEER_BASE_URL=info["http_url"], PEER_CLIENT_ID=o["client_id"],
+                   PEER_CLIENT_SECRET=c["connector_secrets"]["client_secret"])
     elif provider == "google":
         env.update(PEER_KEY_FILE=c["options"]["service_account_key"]["file"], PEER_ADMIN_EMAIL=c["admin_email"],
                    PEER_ROOT_URL=info["http_url"] + "/", PEER_TOKEN_URL=c["options"]["token_url"])
@@ -96,12 +115,13 @@ def main():
     ap.add_argument("--providers", default=",".join(PEERS))
     ap.add_argument("--write-docs")
     ap.add_argument("--note", default="")
+    ap.add_argument("--append", action="store_true", help="add to the docs block instead of replacing it")
     a = ap.parse_args()
     py = os.path.join(a.peers_dir, "venv", "bin", "python")
     node_dir = os.path.join(a.peers_dir, "node")
     rows = []
     for provider in a.providers.split(","):
-        emu, info = start_emulator(a.usersync, provider, a.users, a.groups, tls=False)
+        emu, info = start_emulator(a.usersync, provider, a.users, a.groups, tls=provider in TLS)
         try:
             with tempfile.TemporaryDirectory() as d:
                 cfg = our_config(info, d)
@@ -115,6 +135,11 @@ def main():
                     pass
             print(provider, "usersync", ours, file=sys.stderr)
             for name, lang, script in PEERS.get(provider, []):
+                # a fresh emulator (same seed: same organisation and credentials) for every
+                # client, so no client inherits another's rate-limit window
+                emu.kill()
+                emu.wait()
+                emu, info = start_emulator(a.usersync, provider, a.users, a.groups, tls=provider in TLS)
                 env = peer_env(provider, info)
                 if lang == "py":
                     r = measure([py, os.path.join(HERE, "py", script)], env)
@@ -131,12 +156,16 @@ def main():
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     mem = int(open("/proc/meminfo").readline().split()[1]) / 1024 / 1024
     out = [f"Measured {when} on {os.cpu_count()} CPUs ({cpu}), {mem:.1f} GiB RAM, {platform.system()}.",
-           "", f"Command: `crates/usersync-bench/peers/run.sh --users {a.users} --groups {a.groups}`", ""]
+           "", f"Command: `crates/usersync-bench/peers/run.sh --users {a.users} --groups {a.groups} --providers {a.providers}`", ""]
     if a.note:
         out += [f"Note: {a.note}", ""]
     out += ["| provider | peer | peer: wall s, CPU s, RSS MiB | peer listed | usersync sync: wall s, CPU s, RSS MiB |"
             " ours/peer wall | CPU | RSS |", "|---|---|---|---|---|---|---|---|"]
     for provider, name, r, ours, _ in rows:
+        if ours["code"] != 0:
+            err = ours.get("stderr", "").strip().splitlines()[-1:] or ["?"]
+            out.append(f"| {provider} | {name} | | | usersync sync failed (exit {ours['code']}): {err[0][:150]} | | | |")
+            continue
         if r["code"] != 0:
             err = r.get("stderr", "").strip().splitlines()[-1:] or ["?"]
             out.append(f"| {provider} | {name} | failed (exit {r['code']}): {err[0][:150]} | | | | | |")
@@ -151,6 +180,9 @@ def main():
         old = open(a.write_docs).read() if os.path.exists(a.write_docs) else "# Benchmarks\n"
         block = f"{BEGIN}\n{text}\n{END}"
         if BEGIN in old and END in old:
+            if a.append:
+                prev = old[old.index(BEGIN) + len(BEGIN): old.index(END)].strip()
+                block = f"{BEGIN}\n{prev}\n\n{text}\n{END}"
             new = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END):]
         else:
             new = old.rstrip() + "\n\n" + block + "\n"

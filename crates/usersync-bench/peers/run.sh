@@ -11,9 +11,9 @@ usersync="${USERSYNC_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/usersync}"
 [ -x "$usersync" ] || { echo "build it first: cargo build --release -p usersync (or set USERSYNC_BIN)" >&2; exit 2; }
 mkdir -p "$peers/node"
 if [ ! -x "$peers/venv/bin/python" ]; then python3 -m venv "$peers/venv"; fi
-"$peers/venv/bin/pip" install -q okta python-keycloak google-api-python-client google-auth
-if [ ! -d "$peers/node/node_modules/@okta/okta-sdk-nodejs" ]; then
+"$peers/venv/bin/pip" install -q okta python-keycloak google-api-python-client google-auth msgraph-sdk azure-identity onelogin
+if [ ! -d "$peers/node/node_modules/@microsoft/microsoft-graph-client" ]; then
   (cd "$peers/node" && { [ -f package.json ] || npm init -y >/dev/null; } &&
-   npm install --silent @okta/okta-sdk-nodejs @keycloak/keycloak-admin-client)
+   npm install --silent @okta/okta-sdk-nodejs @keycloak/keycloak-admin-client @microsoft/microsoft-graph-client)
 fi
 exec python3 "$here/run.py" --usersync "$usersync" --peers-dir "$peers" "$@"

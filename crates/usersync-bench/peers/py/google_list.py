@@ -24,7 +24,8 @@ svc = build(
 def drain(method, key, **kw):
     out, token = [], None
     while True:
-        page = method(pageToken=token, **kw).execute()
+        # num_retries: back off on 429/403 rate-limit answers, as Google's documentation advises
+        page = method(pageToken=token, **kw).execute(num_retries=8)
         out.extend(page.get(key, []))
         token = page.get("nextPageToken")
         if not token:
