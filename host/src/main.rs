@@ -99,7 +99,17 @@ fn init_logging(global: &GlobalArgs) {
     }
 }
 
+/// Die quietly on a closed pipe (`usersync users list | head`), as command-line tools do, instead
+/// of panicking in `println!`.
+fn restore_default_sigpipe() {
+    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is always valid.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    restore_default_sigpipe();
     let cli = Cli::parse();
     init_logging(&cli.global);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
