@@ -637,11 +637,11 @@ impl Session for EntraSession {
                     format!("listing {rel} of user `{user_id}`"),
                     PERM_MEMBER_OF,
                 );
-                let parser = MemberOfParser {
-                    ctx,
-                    user_id: user_id.clone(),
-                    direct,
-                };
+                let user_id = user_id.clone();
+                let parser = CollectionParser::new(ctx, move |obj: DirectoryObject, batch: &mut Batch| {
+                    map::member_of(&user_id, obj, direct, batch);
+                    Ok(())
+                });
                 Box::new(PagedCursor::new(req, Paging::ODataNextLink, parser))
             }
             Query::ListGroups => {
@@ -651,9 +651,11 @@ impl Session for EntraSession {
                     GROUP_SELECT.join(","),
                     self.page_size
                 );
-                let parser = GroupsParser {
-                    ctx: self.ctx("listing groups".into(), PERM_GROUPS, None),
-                };
+                let ctx = self.ctx("listing groups".into(), PERM_GROUPS, None);
+                let parser = CollectionParser::new(ctx, |g: GraphGroup, batch: &mut Batch| {
+                    batch.records.push(Record::Group(map::group(g)?));
+                    Ok(())
+                });
                 Box::new(PagedCursor::new(
                     HttpRequest::get(url),
                     Paging::ODataNextLink,
@@ -668,11 +670,11 @@ impl Session for EntraSession {
                     format!("listing {rel} of group `{group_id}`"),
                     PERM_MEMBERS,
                 );
-                let parser = MembersParser {
-                    ctx,
-                    group_id: group_id.clone(),
-                    direct,
-                };
+                let group_id = group_id.clone();
+                let parser = CollectionParser::new(ctx, move |obj: DirectoryObject, batch: &mut Batch| {
+                    map::member(&group_id, obj, direct, batch);
+                    Ok(())
+                });
                 Box::new(PagedCursor::new(req, Paging::ODataNextLink, parser))
             }
             Query::UserPhoto { user_id } => Box::new(PhotoCursor::new(self, user_id)),
@@ -763,72 +765,39 @@ impl PageParser for UsersParser {
     }
 }
 
-/// `/groups` pages.
-struct GroupsParser {
+/// Pages of a Graph collection (`/groups`, `/members`, `/memberOf`, ...): `each` turns one item
+/// into records (or skip counts).
+struct CollectionParser<T, F> {
     ctx: Ctx,
+    each: F,
+    item: std::marker::PhantomData<fn() -> T>,
 }
 
-impl PageParser for GroupsParser {
-    fn parse(&mut self, r: &HttpResponse) -> Result<ParsedPage, ConnectorError> {
-        let page: CollectionPage<GraphGroup> = self.ctx.page(r)?;
-        let item_count = page.value.len();
-        let mut batch = Batch::default();
-        for g in page.value {
-            batch.records.push(Record::Group(map::group(g)?));
+impl<T, F> CollectionParser<T, F>
+where
+    T: serde::de::DeserializeOwned,
+    F: FnMut(T, &mut Batch) -> Result<(), ConnectorError> + Send,
+{
+    fn new(ctx: Ctx, each: F) -> Self {
+        CollectionParser {
+            ctx,
+            each,
+            item: std::marker::PhantomData,
         }
-        Ok(ParsedPage {
-            batch,
-            next: self.ctx.next(page.next_link)?,
-            item_count,
-        })
-    }
-
-    fn on_error(&mut self, r: &HttpResponse) -> Result<ParsedPage, ConnectorError> {
-        Err(map::graph_error(r, &self.ctx.err))
     }
 }
 
-/// `/groups/{id}/members` and `/transitiveMembers` pages.
-struct MembersParser {
-    ctx: Ctx,
-    group_id: String,
-    direct: bool,
-}
-
-impl PageParser for MembersParser {
+impl<T, F> PageParser for CollectionParser<T, F>
+where
+    T: serde::de::DeserializeOwned,
+    F: FnMut(T, &mut Batch) -> Result<(), ConnectorError> + Send,
+{
     fn parse(&mut self, r: &HttpResponse) -> Result<ParsedPage, ConnectorError> {
-        let page: CollectionPage<DirectoryObject> = self.ctx.page(r)?;
+        let page: CollectionPage<T> = self.ctx.page(r)?;
         let item_count = page.value.len();
         let mut batch = Batch::default();
-        for obj in page.value {
-            map::member(&self.group_id, obj, self.direct, &mut batch);
-        }
-        Ok(ParsedPage {
-            batch,
-            next: self.ctx.next(page.next_link)?,
-            item_count,
-        })
-    }
-
-    fn on_error(&mut self, r: &HttpResponse) -> Result<ParsedPage, ConnectorError> {
-        Err(map::graph_error(r, &self.ctx.err))
-    }
-}
-
-/// `/users/{id}/memberOf` and `/transitiveMemberOf` pages.
-struct MemberOfParser {
-    ctx: Ctx,
-    user_id: String,
-    direct: bool,
-}
-
-impl PageParser for MemberOfParser {
-    fn parse(&mut self, r: &HttpResponse) -> Result<ParsedPage, ConnectorError> {
-        let page: CollectionPage<DirectoryObject> = self.ctx.page(r)?;
-        let item_count = page.value.len();
-        let mut batch = Batch::default();
-        for obj in page.value {
-            map::member_of(&self.user_id, obj, self.direct, &mut batch);
+        for item in page.value {
+            (self.each)(item, &mut batch)?;
         }
         Ok(ParsedPage {
             batch,
