@@ -109,8 +109,12 @@ fn restore_default_sigpipe() {
 }
 
 fn main() -> ExitCode {
-    restore_default_sigpipe();
     let cli = Cli::parse();
+    // Long-running servers (`emulator`, `demo --no-sync`) must outlive a reader that closed their
+    // stdout after the first line; every other command dies quietly on a closed pipe.
+    if !matches!(cli.command, Command::Emulator(_) | Command::Demo(_)) {
+        restore_default_sigpipe();
+    }
     init_logging(&cli.global);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
