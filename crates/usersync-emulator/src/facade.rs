@@ -175,6 +175,18 @@ impl<S: Send + Sync> FromRequestParts<S> for BaseUrl {
     }
 }
 
+/// Unwrap a `Result<T, Response>` in a handler: the error is the provider's ready response, returned
+/// as is.
+macro_rules! or_respond {
+    ($result:expr) => {
+        match $result {
+            Ok(value) => value,
+            Err(response) => return response,
+        }
+    };
+}
+pub(crate) use or_respond;
+
 /// Serialize `value` into one buffer and answer with `status` and `application/json`
 /// (one buffer = one write, which matters for keep-alive latency).
 pub fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response {

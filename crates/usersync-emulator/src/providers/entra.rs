@@ -51,6 +51,7 @@ use base64::Engine;
 use rand::RngCore;
 use serde_json::{json, Map, Value};
 
+use crate::facade::or_respond;
 use crate::facade::{json_response, BaseUrl, EmuContext, Facade};
 use crate::gen::GenConfig;
 use crate::ids::{self, kind};
@@ -1111,10 +1112,7 @@ async fn list_users(
     if let Err(r) = guard(&ctx, &headers, &version, &[USER_READ_ALL]) {
         return r;
     }
-    let od = match parse_odata(raw.as_deref(), &headers) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
+    let od = or_respond!(parse_odata(raw.as_deref(), &headers));
     let org = ctx.org.read().await;
     let exts = extension_names(&org);
     let select = match od
@@ -1193,10 +1191,7 @@ async fn get_user(
     if let Err(r) = guard(&ctx, &headers, &version, &[USER_READ_ALL]) {
         return r;
     }
-    let od = match parse_odata(raw.as_deref(), &headers) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
+    let od = or_respond!(parse_odata(raw.as_deref(), &headers));
     let org = ctx.org.read().await;
     let exts = extension_names(&org);
     let select = match od
@@ -1231,10 +1226,7 @@ async fn get_manager(
     if let Err(r) = guard(&ctx, &headers, &version, &[USER_READ_ALL]) {
         return r;
     }
-    let od = match parse_odata(raw.as_deref(), &headers) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
+    let od = or_respond!(parse_odata(raw.as_deref(), &headers));
     let org = ctx.org.read().await;
     let exts = extension_names(&org);
     let select = match od
@@ -1297,10 +1289,7 @@ async fn user_memberships(
     ) {
         return r;
     }
-    let od = match parse_odata(raw.as_deref(), &headers) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
+    let od = or_respond!(parse_odata(raw.as_deref(), &headers));
     let org = ctx.org.read().await;
     let select = match od
         .select
@@ -1374,10 +1363,7 @@ async fn list_groups(
     ) {
         return r;
     }
-    let od = match parse_odata(raw.as_deref(), &headers) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
+    let od = or_respond!(parse_odata(raw.as_deref(), &headers));
     if let Some(e) = &od.expand {
         let name = e.split('(').next().unwrap_or(e);
         return bad_request(
@@ -1450,10 +1436,7 @@ async fn get_group(
     ) {
         return r;
     }
-    let od = match parse_odata(raw.as_deref(), &headers) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
+    let od = or_respond!(parse_odata(raw.as_deref(), &headers));
     let org = ctx.org.read().await;
     let select = match od
         .select
@@ -1509,10 +1492,7 @@ async fn group_members(
     ) {
         return r;
     }
-    let od = match parse_odata(raw.as_deref(), &headers) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
+    let od = or_respond!(parse_odata(raw.as_deref(), &headers));
     if od.filter.is_some() && !od.advanced() {
         return advanced_needed("filter");
     }

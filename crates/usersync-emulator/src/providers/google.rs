@@ -47,6 +47,7 @@ use rand::RngCore;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::facade::or_respond;
 use crate::facade::{json_response, BaseUrl, EmuContext, Facade};
 use crate::gen::GenConfig;
 use crate::ids::{kind, mix32, unmix32};
@@ -812,18 +813,9 @@ async fn list_users(State(st): St, headers: HeaderMap, Query(q): Query<HashMap<S
     if let Err(r) = check_scope(&org, &q) {
         return r;
     }
-    let (proj, mask) = match projection(&q) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let limit = match max_results(&q, 100, Some(500), 500) {
-        Ok(n) => n,
-        Err(r) => return r,
-    };
-    let desc = match descending(&q) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
+    let (proj, mask) = or_respond!(projection(&q));
+    let limit = or_respond!(max_results(&q, 100, Some(500), 500));
+    let desc = or_respond!(descending(&q));
     let domain_filter = q.get("domain").filter(|_| !q.contains_key("customer"));
     let mut users: Vec<&User> = org
         .live_users()
@@ -933,10 +925,7 @@ async fn get_user(
     if let Err(r) = authorize(&st, &headers, Need::Users) {
         return r;
     }
-    let (proj, mask) = match projection(&q) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    let (proj, mask) = or_respond!(projection(&q));
     let org = st.ctx.org.read().await;
     let Some(u) = resolve_user(&org, &key).and_then(|ix| org.user(ix)) else {
         return not_found("userKey");
@@ -1035,14 +1024,8 @@ async fn list_groups(
             "Invalid Input: query is not supported by the emulator",
         );
     }
-    let limit = match max_results(&q, 200, None, 200) {
-        Ok(n) => n,
-        Err(r) => return r,
-    };
-    let desc = match descending(&q) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
+    let limit = or_respond!(max_results(&q, 200, None, 200));
+    let desc = or_respond!(descending(&q));
     let org = st.ctx.org.read().await;
     let user_key = q.get("userKey").map(String::as_str).filter(|k| !k.is_empty());
     let mut ixs: Vec<u32> = match user_key {
@@ -1255,10 +1238,7 @@ async fn list_members(
     if let Err(r) = authorize(&st, &headers, Need::Members) {
         return r;
     }
-    let limit = match max_results(&q, 200, None, 200) {
-        Ok(n) => n,
-        Err(r) => return r,
-    };
+    let limit = or_respond!(max_results(&q, 200, None, 200));
     let roles: Option<Vec<String>> = q.get("roles").map(|r| {
         r.split(',')
             .map(|s| s.trim().to_ascii_uppercase())

@@ -55,6 +55,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
+use crate::facade::or_respond;
 use crate::facade::{json_response, EmuContext, Facade};
 use crate::faults::FaultConfig;
 use crate::ids::{self, kind};
@@ -948,10 +949,7 @@ async fn list_users(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let caller = match admin_auth(&ctx, &headers, &realm).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let caller = or_respond!(admin_auth(&ctx, &headers, &realm).await);
     if !caller.can_query_users() {
         return forbidden();
     }
@@ -959,10 +957,7 @@ async fn list_users(
     let full = !p.boolean("briefRepresentation", false);
     let org = ctx.org.read().await;
     let all = filtered_users(&org, &caller, &p);
-    let page = match window(&all, &p, Some(DEFAULT_MAX), &ctx.faults.config()) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
+    let page = or_respond!(window(&all, &p, Some(DEFAULT_MAX), &ctx.faults.config()));
     let body: Vec<Value> = page.iter().map(|ix| user_json(&org, *ix, full)).collect();
     drop(org);
     json_response(StatusCode::OK, &body)
@@ -974,10 +969,7 @@ async fn count_users(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let caller = match admin_auth(&ctx, &headers, &realm).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let caller = or_respond!(admin_auth(&ctx, &headers, &realm).await);
     if !caller.can_query_users() {
         return forbidden();
     }
@@ -1000,15 +992,9 @@ fn viewable_user(org: &Org, caller: &Caller, id: &str) -> Result<UserIx, Respons
 }
 
 async fn get_user(State(ctx): St, Path((realm, id)): Path<(String, String)>, headers: HeaderMap) -> Response {
-    let caller = match admin_auth(&ctx, &headers, &realm).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let caller = or_respond!(admin_auth(&ctx, &headers, &realm).await);
     let org = ctx.org.read().await;
-    let ix = match viewable_user(&org, &caller, &id) {
-        Ok(ix) => ix,
-        Err(r) => return r,
-    };
+    let ix = or_respond!(viewable_user(&org, &caller, &id));
     let body = user_json(&org, ix, true);
     drop(org);
     json_response(StatusCode::OK, &body)
@@ -1041,23 +1027,14 @@ async fn user_groups(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let caller = match admin_auth(&ctx, &headers, &realm).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let caller = or_respond!(admin_auth(&ctx, &headers, &realm).await);
     let p = Params(q);
     let full = !p.boolean("briefRepresentation", true);
     let org = ctx.org.read().await;
-    let ix = match viewable_user(&org, &caller, &id) {
-        Ok(ix) => ix,
-        Err(r) => return r,
-    };
+    let ix = or_respond!(viewable_user(&org, &caller, &id));
     let t = tree(&org);
     let groups = user_group_list(&org, ix, &p);
-    let page = match window(&groups, &p, None, &ctx.faults.config()) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
+    let page = or_respond!(window(&groups, &p, None, &ctx.faults.config()));
     let body: Vec<Value> = page
         .iter()
         .map(|g| group_json(&org, &t, *g, full, false, Vec::new()))
@@ -1072,15 +1049,9 @@ async fn user_groups_count(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let caller = match admin_auth(&ctx, &headers, &realm).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let caller = or_respond!(admin_auth(&ctx, &headers, &realm).await);
     let org = ctx.org.read().await;
-    let ix = match viewable_user(&org, &caller, &id) {
-        Ok(ix) => ix,
-        Err(r) => return r,
-    };
+    let ix = or_respond!(viewable_user(&org, &caller, &id));
     let n = user_group_list(&org, ix, &Params(q)).len();
     drop(org);
     json_response(StatusCode::OK, &json!({ "count": n }))
@@ -1120,10 +1091,7 @@ async fn list_groups(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let caller = match admin_auth(&ctx, &headers, &realm).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let caller = or_respond!(admin_auth(&ctx, &headers, &realm).await);
     if !caller.can_list_groups() {
         return forbidden();
     }
@@ -1139,16 +1107,10 @@ async fn list_groups(
             .iter()
             .filter_map(|g| search_tree(&org, &t, *g, &needle, exact, full, count))
             .collect();
-        match window(&hits, &p, None, &ctx.faults.config()) {
-            Ok(w) => w,
-            Err(r) => return r,
-        }
+        or_respond!(window(&hits, &p, None, &ctx.faults.config()))
     } else {
         // Keycloak 23+: top-level groups only, `subGroups` left empty
-        let page = match window(&t.top, &p, None, &ctx.faults.config()) {
-            Ok(w) => w,
-            Err(r) => return r,
-        };
+        let page = or_respond!(window(&t.top, &p, None, &ctx.faults.config()));
         page.iter()
             .map(|g| group_json(&org, &t, *g, full, count, Vec::new()))
             .collect()
@@ -1163,10 +1125,7 @@ async fn count_groups(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let caller = match admin_auth(&ctx, &headers, &realm).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let caller = or_respond!(admin_auth(&ctx, &headers, &realm).await);
     if !caller.can_list_groups() {
         return forbidden();
     }
@@ -1198,15 +1157,9 @@ async fn get_group(
     Path((realm, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match admin_auth(&ctx, &headers, &realm).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let caller = or_respond!(admin_auth(&ctx, &headers, &realm).await);
     let org = ctx.org.read().await;
-    let g = match viewable_group(&org, &caller, &id) {
-        Ok(g) => g,
-        Err(r) => return r,
-    };
+    let g = or_respond!(viewable_group(&org, &caller, &id));
     let t = tree(&org);
     let body = group_json(&org, &t, g, true, true, Vec::new());
     drop(org);
@@ -1219,19 +1172,13 @@ async fn group_children(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let caller = match admin_auth(&ctx, &headers, &realm).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let caller = or_respond!(admin_auth(&ctx, &headers, &realm).await);
     let p = Params(q);
     // the defaults of this endpoint differ from /groups: max 10, full representation
     let full = !p.boolean("briefRepresentation", false);
     let count = p.boolean("subGroupsCount", true);
     let org = ctx.org.read().await;
-    let g = match viewable_group(&org, &caller, &id) {
-        Ok(g) => g,
-        Err(r) => return r,
-    };
+    let g = or_respond!(viewable_group(&org, &caller, &id));
     let t = tree(&org);
     let exact = p.boolean("exact", false);
     let kids: Vec<GroupIx> = t
@@ -1250,10 +1197,12 @@ async fn group_children(
             None => true,
         })
         .collect();
-    let page = match window(&kids, &p, Some(CHILDREN_DEFAULT_MAX), &ctx.faults.config()) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
+    let page = or_respond!(window(
+        &kids,
+        &p,
+        Some(CHILDREN_DEFAULT_MAX),
+        &ctx.faults.config()
+    ));
     let body: Vec<Value> = page
         .iter()
         .map(|c| group_json(&org, &t, *c, full, count, Vec::new()))
@@ -1268,17 +1217,11 @@ async fn group_members(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let caller = match admin_auth(&ctx, &headers, &realm).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let caller = or_respond!(admin_auth(&ctx, &headers, &realm).await);
     let p = Params(q);
     let full = !p.boolean("briefRepresentation", false);
     let org = ctx.org.read().await;
-    let g = match viewable_group(&org, &caller, &id) {
-        Ok(g) => g,
-        Err(r) => return r,
-    };
+    let g = or_respond!(viewable_group(&org, &caller, &id));
     // direct members only
     let members = sort_by_username(
         &org,
@@ -1287,10 +1230,7 @@ async fn group_members(
             .unwrap_or_default()
             .into_iter(),
     );
-    let page = match window(&members, &p, Some(DEFAULT_MAX), &ctx.faults.config()) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
+    let page = or_respond!(window(&members, &p, Some(DEFAULT_MAX), &ctx.faults.config()));
     let body: Vec<Value> = page.iter().map(|ix| user_json(&org, *ix, full)).collect();
     drop(org);
     json_response(StatusCode::OK, &body)
@@ -1305,10 +1245,7 @@ async fn list_roles(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let caller = match admin_auth(&ctx, &headers, &realm).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let caller = or_respond!(admin_auth(&ctx, &headers, &realm).await);
     if !caller.is_admin() {
         return forbidden();
     }
@@ -1323,10 +1260,7 @@ async fn list_roles(
         })
         .collect();
     let idx: Vec<usize> = (0..all.len()).collect();
-    let page = match window(&idx, &p, None, &ctx.faults.config()) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
+    let page = or_respond!(window(&idx, &p, None, &ctx.faults.config()));
     let body: Vec<Value> = page.iter().map(|i| role_json(&org, &all[*i], full)).collect();
     drop(org);
     json_response(StatusCode::OK, &body)
@@ -1341,10 +1275,7 @@ async fn get_role(
     Path((realm, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match admin_auth(&ctx, &headers, &realm).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let caller = or_respond!(admin_auth(&ctx, &headers, &realm).await);
     if !caller.can_view_realm() {
         return forbidden();
     }
@@ -1363,10 +1294,7 @@ async fn role_by_id(
     Path((realm, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match admin_auth(&ctx, &headers, &realm).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let caller = or_respond!(admin_auth(&ctx, &headers, &realm).await);
     if !caller.can_view_realm() {
         return forbidden();
     }
@@ -1388,10 +1316,7 @@ async fn role_users(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let caller = match admin_auth(&ctx, &headers, &realm).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let caller = or_respond!(admin_auth(&ctx, &headers, &realm).await);
     if !caller.can_view_realm() || !caller.can_query_users() {
         return forbidden();
     }
@@ -1403,10 +1328,7 @@ async fn role_users(
         return error(StatusCode::NOT_FOUND, "Could not find role");
     };
     // direct holders only (not through groups or composite roles)
-    let page = match window(&role.members, &p, Some(DEFAULT_MAX), &ctx.faults.config()) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
+    let page = or_respond!(window(&role.members, &p, Some(DEFAULT_MAX), &ctx.faults.config()));
     let body: Vec<Value> = page.iter().map(|ix| user_json(&org, *ix, full)).collect();
     drop(org);
     json_response(StatusCode::OK, &body)

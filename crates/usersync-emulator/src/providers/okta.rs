@@ -33,6 +33,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Map, Value};
 
+use crate::facade::or_respond;
 use crate::facade::{json_response, BaseUrl, EmuContext, Facade};
 use crate::gen::GenConfig;
 use crate::ids::{self, kind};
@@ -1083,10 +1084,7 @@ async fn group_users(
         return r;
     }
     let q = parse_query(raw.as_deref());
-    let limit = match limit_param(&q, MEMBERS_LIMIT_DEFAULT, MEMBERS_LIMIT_DEFAULT) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
+    let limit = or_respond!(limit_param(&q, MEMBERS_LIMIT_DEFAULT, MEMBERS_LIMIT_DEFAULT));
     let faults = ctx.faults.config();
     let org = ctx.org.read().await;
     let Some(gix) = find_group(&org, &id) else {

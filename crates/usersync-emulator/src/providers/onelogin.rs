@@ -21,6 +21,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use serde_json::{json, Value};
 
+use crate::facade::or_respond;
 use crate::facade::{json_response, BaseUrl, EmuContext, Facade};
 use crate::org::{GroupKind, Org, User, UserStatus};
 use crate::paging::{self, PageTokenError};
@@ -546,10 +547,7 @@ async fn list_users(State(st): St, headers: HeaderMap, Query(q): Query<HashMap<S
     let mut tag_parts = vec!["/api/2/users"];
     tag_parts.extend(filter_key);
     let tag = paging::listing_tag(&tag_parts);
-    let (page, h) = match v2_page(ctx, &q, &keys, tag, USERS_MAX_LIMIT, USERS_MAX_LIMIT) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    let (page, h) = or_respond!(v2_page(ctx, &q, &keys, tag, USERS_MAX_LIMIT, USERS_MAX_LIMIT));
     let fields = q.get("fields").map(String::as_str);
     let body: Vec<Value> = page
         .iter()
@@ -670,10 +668,7 @@ async fn list_roles(State(st): St, headers: HeaderMap, Query(q): Query<HashMap<S
         .map(|r| r.ix)
         .collect();
     let tag = paging::listing_tag(&["/api/2/roles", q.get("name").map(String::as_str).unwrap_or("")]);
-    let (page, h) = match v2_page(ctx, &q, &keys, tag, 50, 650) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    let (page, h) = or_respond!(v2_page(ctx, &q, &keys, tag, 50, 650));
     let body: Vec<Value> = page
         .iter()
         .filter_map(|ix| org.roles.get(*ix as usize))
@@ -703,10 +698,7 @@ async fn role_users(
         .filter(|ix| org.user(*ix).is_some_and(served))
         .collect();
     let tag = paging::listing_tag(&["/api/2/roles/users", &id]);
-    let (page, h) = match v2_page(ctx, &q, &keys, tag, 50, 50) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    let (page, h) = or_respond!(v2_page(ctx, &q, &keys, tag, 50, 50));
     let body: Vec<Value> = page
         .iter()
         .filter_map(|ix| org.user(*ix))
