@@ -276,11 +276,13 @@ async fn expired_access_token_gets_401() {
         seed: 3,
         ..GenConfig::default()
     };
-    opts.token_ttl_secs = 1;
+    // Long enough that the first call lands before expiry on a loaded machine (a 1 s TTL made this
+    // flaky: a token minted at the end of one second was already expired at the next).
+    opts.token_ttl_secs = 3;
     let emu = usersync_emulator::start(opts).await.expect("start");
     let t = access_token(&emu).await;
     assert_eq!(get(&emu, &t, "/api/2/users").await.status(), StatusCode::OK);
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(4100)).await;
     let r = get(&emu, &t, "/api/2/users").await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // a new token request now returns a fresh token
