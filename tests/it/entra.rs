@@ -528,6 +528,10 @@ async fn wrong_or_expired_secret_and_missing_permission_are_explained() {
         .expect_err("a wrong secret fails");
     let text = err.to_string();
     assert!(text.contains("AADSTS7000215"), "{text}");
+    assert!(
+        text.contains("copy the secret's Value (not its Secret ID)"),
+        "the connector's advice reaches the error: {text}"
+    );
     assert!(!text.contains("not-the-secret-Q~x"), "the secret leaked: {text}");
     let seed = emu.org().read().await.seed;
     let (expired_id, expired_secret) = expired_app(seed);
@@ -772,6 +776,10 @@ async fn doctor_passes_and_diagnoses_a_wrong_secret_and_a_missing_permission() {
     let (code, out) = h.run(&doctor, "wrong-secret-Q~0").await;
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("AADSTS7000215"), "the AADSTS code is shown: {out}");
+    assert!(
+        out.contains("copy the secret's Value (not its Secret ID)"),
+        "doctor gives the connector's advice: {out}"
+    );
     assert!(!out.contains("wrong-secret-Q~0"), "the secret leaked: {out}");
     let creds = h.emu.credentials().clone();
     SyncHarness::write_config(&h.emu, h.dir.path(), 17, &creds.limited_client_id);

@@ -45,7 +45,7 @@ impl QueryOutput {
 struct Inner {
     name: String,
     manifest: Manifest,
-    session: Box<dyn Session>,
+    session: Arc<dyn Session>,
     http: reqwest::Client,
     auth: Authenticator,
     token_http: TokenHttp,
@@ -89,8 +89,9 @@ impl ConnectionClient {
         settings: ConnectionSettings,
     ) -> Result<Self, RuntimeError> {
         let manifest = connector.manifest();
-        let session = connector
+        let session: Arc<dyn Session> = connector
             .open(&options)
+            .map(Arc::from)
             .map_err(|source| RuntimeError::Connector {
                 context: format!("connection `{name}` ({})", manifest.id),
                 source,
@@ -115,6 +116,7 @@ impl ConnectionClient {
             secrets,
             settings.credential_file.clone(),
             scrubber.clone(),
+            session.clone(),
         )?;
         let concurrency = settings
             .concurrency

@@ -782,9 +782,11 @@ pub fn diagnose(connector: &str, step: &str, e: &RuntimeError) -> (String, Strin
                 TransportKind::Other => (format!("the request to {host} failed: {detail}"), fix),
             }
         }
-        RuntimeError::Token { status, error, .. } => {
+        RuntimeError::Token {
+            status, error, advice, ..
+        } => {
             let err = error.as_deref().unwrap_or_default();
-            let base = match err {
+            let generic = match err {
                 "invalid_client" | "unauthorized_client" if connector == "google" => permission_hint("google", 403),
                 "invalid_client" | "unauthorized_client" => format!(
                     "the token endpoint rejected the client credentials ({err}): the client id, secret or key is wrong, expired or not registered; {}",
@@ -795,6 +797,11 @@ pub fn diagnose(connector: &str, step: &str, e: &RuntimeError) -> (String, Strin
                 "invalid_dpop_proof" | "use_dpop_nonce" => "the DPoP proof was rejected; check the service app's DPoP setting".into(),
                 _ if *status == 401 || *status == 403 => permission_hint(connector, 401),
                 _ => format!("the token endpoint answered HTTP {status}"),
+            };
+            // The connector's reading (e.g. Entra's AADSTS code advice) is the most specific.
+            let base = match advice {
+                Some(a) => format!("{a}; {generic}"),
+                None => generic,
             };
             (
                 base,

@@ -91,7 +91,7 @@ pub enum RuntimeError {
         detail: String,
     },
     /// The token endpoint refused to issue a token.
-    #[error("token request to {url} failed: HTTP {status}{}{}", .error.as_deref().map(|e| format!(" {e}")).unwrap_or_default(), if .description.is_empty() { String::new() } else { format!(": {}", .description) })]
+    #[error("token request to {url} failed: HTTP {status}{}{}{}", .error.as_deref().map(|e| format!(" {e}")).unwrap_or_default(), if .description.is_empty() { String::new() } else { format!(": {}", .description) }, .advice.as_deref().map(|a| format!(" (the connector explains: {a})")).unwrap_or_default())]
     Token {
         /// Token endpoint (no query string).
         url: String,
@@ -101,6 +101,9 @@ pub enum RuntimeError {
         error: Option<String>,
         /// `error_description` or a body snippet (scrubbed).
         description: String,
+        /// The connector's reading of the refusal in the provider's own terms
+        /// ([`usersync_sdk::Session::token_error`], e.g. Entra's AADSTS codes), scrubbed.
+        advice: Option<String>,
     },
     /// Retries or the time budget ran out.
     #[error("{method} {url}: gave up after {attempts} attempts in {:.1}s: {last}", .elapsed.as_secs_f64())]

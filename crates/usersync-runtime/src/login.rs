@@ -136,6 +136,7 @@ pub async fn login(
             status,
             error: s("error"),
             description: s("error_description").unwrap_or_default(),
+            advice: None,
         });
     }
     let refresh = v

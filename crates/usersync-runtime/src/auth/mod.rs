@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tracing::Instrument as _;
 use usersync_config::Secret;
-use usersync_sdk::{AuthPlan, ClientAuth};
+use usersync_sdk::{AuthPlan, ClientAuth, HttpResponse, Session};
 
 use crate::counters::Counters;
 use crate::error::RuntimeError;
@@ -123,6 +123,8 @@ pub(crate) struct Authenticator {
     generation: AtomicU64,
     nonces: Mutex<HashMap<String, String>>,
     scrubber: Scrubber,
+    /// The connector session, asked to explain a refused token request in the provider's terms.
+    session: Arc<dyn Session>,
 }
 
 /// The fields of a Google service-account JSON key file that matter here.
@@ -141,6 +143,7 @@ impl Authenticator {
         secrets: BTreeMap<String, Secret>,
         credential_file: Option<PathBuf>,
         scrubber: Scrubber,
+        session: Arc<dyn Session>,
     ) -> Result<Self, RuntimeError> {
         let need = |name: &str| -> Result<&Secret, RuntimeError> {
             secrets.get(name).ok_or_else(|| RuntimeError::MissingSecret {
@@ -232,7 +235,22 @@ impl Authenticator {
             generation: AtomicU64::new(0),
             nonces: Mutex::new(HashMap::new()),
             scrubber,
+            session,
         })
+    }
+
+    /// The connector's explanation of a refused token request (scrubbed), when it has one.
+    fn explain(&self, status: u16, headers: &[(String, String)], body: &[u8]) -> Option<String> {
+        let response = HttpResponse {
+            status,
+            headers: headers.to_vec(),
+            body: body.to_vec(),
+        };
+        let explained = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.session.token_error(&response)));
+        explained
+            .ok()
+            .flatten()
+            .map(|e| self.scrubber.scrub(&e.to_string()))
     }
 
     fn secret(&self, name: &str) -> Result<&Secret, RuntimeError> {
@@ -430,6 +448,7 @@ impl Authenticator {
                                 status,
                                 error,
                                 description: self.scrubber.scrub(&description),
+                                advice: self.explain(status, &headers, &body),
                             });
                         }
                     }
@@ -459,6 +478,7 @@ impl Authenticator {
             status: 200,
             error: None,
             description: format!("the response is not an OAuth2 token response ({e})"),
+            advice: None,
         })?;
         if parsed.access_token.is_empty() {
             return Err(RuntimeError::Token {
@@ -466,6 +486,7 @@ impl Authenticator {
                 status: 200,
                 error: None,
                 description: "the response has an empty access_token".into(),
+                advice: None,
             });
         }
         let lifetime = parsed
