@@ -783,7 +783,10 @@ pub fn diagnose(connector: &str, step: &str, e: &RuntimeError) -> (String, Strin
             }
         }
         RuntimeError::Token {
-            status, error, advice, ..
+            status,
+            error,
+            advice,
+            ..
         } => {
             let err = error.as_deref().unwrap_or_default();
             let generic = match err {

@@ -246,7 +246,9 @@ impl Authenticator {
             headers: headers.to_vec(),
             body: body.to_vec(),
         };
-        let explained = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.session.token_error(&response)));
+        let explained = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.session.token_error(&response)
+        }));
         explained
             .ok()
             .flatten()
