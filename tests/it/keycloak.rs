@@ -347,6 +347,56 @@ async fn password_grant_with_admin_cli_in_master_reads_the_realm() {
     assert_matches_org(&listing, &org);
 }
 
+fn signed_jwt_client(emu: &RunningEmulator, pem: &str) -> ConnectionClient {
+    client_with(
+        emu,
+        &[
+            ("client_id", serde_json::json!(emu.credentials().client_id)),
+            ("signing_alg", serde_json::json!("ES256")),
+        ],
+        &[("client_key", pem)],
+    )
+    .expect("client")
+}
+
+fn registered_key(emu: &RunningEmulator) -> String {
+    let path = usersync_emulator::providers::keycloak::client_jwt::key_path(&emu.ctx);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_jwt_client_authentication_reads_the_realm() {
+    let emu = emulator(150, 12, 9).await;
+    let c = signed_jwt_client(&emu, &registered_key(&emu));
+    let listing = full_listing(&c).await.expect("listing with a signed JWT client");
+    let org = emu.org().read().await;
+    assert_matches_org(&listing, &org);
+    assert_eq!(c.counters().token_requests, 1, "one token for the whole run");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_jwt_with_an_unregistered_key_is_refused_without_leaking_it() {
+    let emu = emulator(10, 2, 4).await;
+    // another emulator's key: well formed, but not the one registered on this client
+    let other = emulator(10, 2, 5).await;
+    let pem = registered_key(&other);
+    let err = signed_jwt_client(&emu, &pem)
+        .run_query(&Query::ListUsers)
+        .await
+        .expect_err("an unregistered key is refused");
+    let text = err.to_string();
+    assert!(text.contains("HTTP 401") && text.contains("invalid_client"), "{text}");
+    assert!(!text.contains("PRIVATE KEY"), "the key leaked: {text}");
+    // a secret and a key together are ambiguous: refused before any request
+    let both = client_with(
+        &emu,
+        &[("client_id", serde_json::json!(emu.credentials().client_id))],
+        &[("client_key", &pem), ("client_secret", "s")],
+    )
+    .expect_err("secret and key together");
+    assert!(both.to_string().contains("client_key"), "{both}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_expiring_mid_listing_is_refreshed() {
     let mut opts = EmulatorOptions::new("keycloak");

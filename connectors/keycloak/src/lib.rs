@@ -23,8 +23,8 @@ mod plugin;
 
 use serde_json::json;
 use usersync_sdk::{
-    AuthFlowKind, AuthFlowSpec, AuthPlan, Capabilities, ClientAuth, Connector, ConnectorError, Cursor,
-    Endpoint, Manifest, Operation, OptionSpec, OptionType, Options, Query, Session, ABI_VERSION,
+    AssertionAlg, AuthFlowKind, AuthFlowSpec, AuthPlan, Capabilities, ClientAuth, Connector, ConnectorError,
+    Cursor, Endpoint, Manifest, Operation, OptionSpec, OptionType, Options, Query, Session, ABI_VERSION,
 };
 
 use crate::map::{ManagerHolds, MapConfig};
@@ -176,10 +176,35 @@ fn options() -> Vec<OptionSpec> {
             "client_secret",
             OptionType::String,
             false,
-            "Secret of that client (Clients > your client > Credentials > Client Secret). Required for \
-             `client_credentials`; give it as a secret reference.",
+            "Secret of that client (Clients > your client > Credentials > Client Secret), for the \
+             \"Client Id and Secret\" authenticator; give it as a secret reference. `client_credentials` needs \
+             this or `client_key`.",
         )
         .secret(),
+        OptionSpec::new(
+            "client_key",
+            OptionType::String,
+            false,
+            "Private key (PEM) for the \"Signed JWT\" client authenticator (Clients > your client > Credentials > \
+             Client Authenticator: Signed JWT; its public key or certificate imported under Keys, or served from \
+             a JWKS URL). Instead of `client_secret`; give it as a secret reference (e.g. `{ file = \"...\" }`).",
+        )
+        .secret(),
+        OptionSpec::new(
+            "client_key_id",
+            OptionType::String,
+            false,
+            "`kid` to put in the signed JWT's header, when the client's keys come from a JWKS URL holding \
+             several keys. Unset: no `kid` (Keycloak then uses the client's only key).",
+        ),
+        OptionSpec::new(
+            "signing_alg",
+            OptionType::String,
+            false,
+            "Signed JWT signature algorithm, matching the key and the client's \"Signature algorithm\" setting: \
+             `RS256` (RSA key, Keycloak's default), `PS256` (RSA key) or `ES256` (P-256 key).",
+        )
+        .default_value(json!("RS256")),
         OptionSpec::new(
             "username",
             OptionType::String,
@@ -268,6 +293,15 @@ impl Connector for KeycloakConnector {
                         .into(),
                 },
                 AuthFlowSpec {
+                    flow: AuthFlowKind::ClientCredentialsAssertion,
+                    token_url: Some("https://{baseUrl}/realms/{realm}/protocol/openid-connect/token".into()),
+                    authorize_url: None,
+                    scopes: Vec::new(),
+                    description: "The same confidential client with the \"Signed JWT\" authenticator: a \
+                                  private key instead of a secret (`client_key`)"
+                        .into(),
+                },
+                AuthFlowSpec {
                     flow: AuthFlowKind::Password,
                     token_url: Some("https://{baseUrl}/realms/{realm}/protocol/openid-connect/token".into()),
                     authorize_url: None,
@@ -297,11 +331,39 @@ impl Connector for KeycloakConnector {
     }
 }
 
+/// The `signing_alg` option.
+fn signing_alg(options: &Options) -> Result<AssertionAlg, ConnectorError> {
+    match opt_str(options, "signing_alg")
+        .unwrap_or("RS256")
+        .trim()
+        .to_ascii_uppercase()
+        .as_str()
+    {
+        "RS256" => Ok(AssertionAlg::RS256),
+        "PS256" => Ok(AssertionAlg::PS256),
+        "ES256" => Ok(AssertionAlg::ES256),
+        other => Err(ConnectorError::config(
+            "signing_alg",
+            format!("`{other}` is not supported: use RS256 or PS256 (RSA key) or ES256 (P-256 key)"),
+        )),
+    }
+}
+
 /// How the session authenticates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Grant {
-    ClientCredentials { client_id: String },
-    Password { client_id: String, username: String },
+    ClientCredentials {
+        client_id: String,
+    },
+    SignedJwt {
+        client_id: String,
+        key_id: Option<String>,
+        alg: AssertionAlg,
+    },
+    Password {
+        client_id: String,
+        username: String,
+    },
 }
 
 /// A validated Keycloak connection.
@@ -395,45 +457,60 @@ impl KeycloakSession {
             &["realms", token_realm, "protocol", "openid-connect", "token"],
         )?;
 
-        let grant = match opt_str(options, "grant").unwrap_or("client_credentials") {
-            "client_credentials" => {
-                let client_id = opt_str(options, "client_id").ok_or_else(|| {
-                    ConnectorError::config("client_id", "is required for the `client_credentials` grant")
-                })?;
-                if !options.has_secret("client_secret") {
+        let grant =
+            match opt_str(options, "grant").unwrap_or("client_credentials") {
+                "client_credentials" => {
+                    let client_id = opt_str(options, "client_id").ok_or_else(|| {
+                        ConnectorError::config("client_id", "is required for the `client_credentials` grant")
+                    })?;
+                    match (
+                        options.has_secret("client_secret"),
+                        options.has_secret("client_key"),
+                    ) {
+                        (true, false) => Grant::ClientCredentials {
+                            client_id: client_id.to_string(),
+                        },
+                        (false, true) => Grant::SignedJwt {
+                            client_id: client_id.to_string(),
+                            key_id: opt_str(options, "client_key_id").map(String::from),
+                            alg: signing_alg(options)?,
+                        },
+                        (true, true) => return Err(ConnectorError::config(
+                            "client_key",
+                            "and `client_secret` are both set: a Keycloak client uses one authenticator, \
+                             give only the one it is configured with",
+                        )),
+                        (false, false) => return Err(ConnectorError::config(
+                            "client_secret",
+                            "is required for the `client_credentials` grant, or `client_key` for a client \
+                             using \"Signed JWT\" (give either as a secret reference)",
+                        )),
+                    }
+                }
+                "password" => {
+                    let username = opt_str(options, "username").ok_or_else(|| {
+                        ConnectorError::config("username", "is required for the `password` grant")
+                    })?;
+                    if !options.has_secret("password") {
+                        return Err(ConnectorError::config(
+                            "password",
+                            "is required for the `password` grant (give it as a secret reference)",
+                        ));
+                    }
+                    Grant::Password {
+                        client_id: opt_str(options, "client_id").unwrap_or("admin-cli").to_string(),
+                        username: username.to_string(),
+                    }
+                }
+                other => {
                     return Err(ConnectorError::config(
-                        "client_secret",
-                        "is required for the `client_credentials` grant (give it as a secret reference)",
-                    ));
-                }
-                Grant::ClientCredentials {
-                    client_id: client_id.to_string(),
-                }
-            }
-            "password" => {
-                let username = opt_str(options, "username").ok_or_else(|| {
-                    ConnectorError::config("username", "is required for the `password` grant")
-                })?;
-                if !options.has_secret("password") {
-                    return Err(ConnectorError::config(
-                        "password",
-                        "is required for the `password` grant (give it as a secret reference)",
-                    ));
-                }
-                Grant::Password {
-                    client_id: opt_str(options, "client_id").unwrap_or("admin-cli").to_string(),
-                    username: username.to_string(),
-                }
-            }
-            other => {
-                return Err(ConnectorError::config(
-                    "grant",
-                    format!(
+                        "grant",
+                        format!(
                         "`{other}` is not a grant usersync supports: use `client_credentials` or `password`"
                     ),
-                ))
-            }
-        };
+                    ))
+                }
+            };
 
         let page_size = options.u64("page_size").unwrap_or(DEFAULT_PAGE_SIZE);
         if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
@@ -485,6 +562,20 @@ impl Session for KeycloakSession {
                 secret_option: "client_secret".into(),
                 client_auth: ClientAuth::FormBody,
                 scopes: Vec::new(),
+            },
+            Grant::SignedJwt {
+                client_id,
+                key_id,
+                alg,
+            } => AuthPlan::ClientCredentialsAssertion {
+                token_url: self.token_url.clone(),
+                client_id: client_id.clone(),
+                key_option: "client_key".into(),
+                cert_option: None,
+                key_id: key_id.clone(),
+                alg: *alg,
+                scopes: Vec::new(),
+                dpop: false,
             },
             Grant::Password { client_id, username } => AuthPlan::Password {
                 token_url: self.token_url.clone(),
@@ -561,6 +652,41 @@ mod tests {
             }
         );
         assert_eq!(s.base_urls(), vec!["https://sso.example.com/auth".to_string()]);
+    }
+
+    #[test]
+    fn a_client_key_selects_signed_jwt_client_authentication() {
+        let o = opts(&[
+            ("base_url", json!("https://sso.example.com")),
+            ("realm", json!("acme")),
+            ("client_id", json!("usersync")),
+            ("client_key_id", json!("k1")),
+            ("signing_alg", json!("es256")),
+        ])
+        .with_secret_set("client_key");
+        let s = KeycloakSession::new(&o).expect("session");
+        assert_eq!(
+            s.auth_plan(),
+            AuthPlan::ClientCredentialsAssertion {
+                token_url: "https://sso.example.com/realms/acme/protocol/openid-connect/token".into(),
+                client_id: "usersync".into(),
+                key_option: "client_key".into(),
+                cert_option: None,
+                key_id: Some("k1".into()),
+                alg: AssertionAlg::ES256,
+                scopes: vec![],
+                dpop: false,
+            }
+        );
+        let bad = opts(&[
+            ("base_url", json!("https://sso.example.com")),
+            ("realm", json!("acme")),
+            ("client_id", json!("usersync")),
+            ("signing_alg", json!("HS256")),
+        ])
+        .with_secret_set("client_key");
+        let err = KeycloakSession::new(&bad).expect_err("HS256 is not a key algorithm");
+        assert!(err.to_string().contains("signing_alg"), "{err}");
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod facade;
 pub mod faults;
 pub mod gen;
 pub mod ids;
+pub mod jws;
 pub mod org;
 pub mod paging;
 pub mod photo;

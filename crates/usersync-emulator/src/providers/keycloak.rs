@@ -3,7 +3,7 @@
 //!
 //! Served:
 //! - `POST /realms/{realm}/protocol/openid-connect/token`: `client_credentials` (client id and secret in
-//!   the form body or HTTP Basic), `password` with the public `admin-cli` client in `master`, and
+//!   the form body or HTTP Basic, or a signed JWT: see [`client_jwt`]), `password` with the public `admin-cli` client in `master`, and
 //!   `refresh_token` for the tokens of the password grant. Errors as current servers send them:
 //!   400 `invalid_client` "Missing client_id parameter", 401 `invalid_client` for an unknown client,
 //!   401 `unauthorized_client` for a wrong secret, 401 `invalid_grant` for a wrong password,
@@ -43,6 +43,8 @@
 // boxing it would only add an allocation per error.
 #![allow(clippy::result_large_err)]
 
+pub mod client_jwt;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -56,7 +58,7 @@ use base64::Engine;
 use serde_json::{json, Map, Value};
 
 use crate::facade::or_respond;
-use crate::facade::{json_response, EmuContext, Facade};
+use crate::facade::{json_response, BaseUrl, EmuContext, Facade};
 use crate::faults::FaultConfig;
 use crate::ids::{self, kind};
 use crate::org::{GroupIx, Org, UserIx, UserStatus};
@@ -158,6 +160,7 @@ impl Facade for Keycloak {
     }
 
     fn router(&self, ctx: Arc<EmuContext>) -> Result<Router, EmulatorError> {
+        client_jwt::init(&ctx)?;
         let admin = "/admin/realms/{realm}";
         let routes: Vec<(String, MethodRouter<Arc<EmuContext>>)> = vec![
             (
@@ -351,6 +354,9 @@ fn window<T: Clone>(
     // fault: the page repeats the previous one
     let start = if page_no >= 2 && faults.paging_loop_at_page == Some(page_no) {
         first - max
+    } else if page_no >= 2 && faults.repeat_at_page == Some(page_no) {
+        // fault: the previous page's last item again (as when someone is added mid-listing)
+        first - 1
     } else {
         first
     };
@@ -434,6 +440,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 async fn token(
     State(ctx): St,
     Path(realm): Path<String>,
+    BaseUrl(base): BaseUrl,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -448,11 +455,35 @@ async fn token(
             "Missing form parameter: grant_type",
         );
     };
+    // Signed JWT client authentication: the client is the assertion's `sub`.
+    let mut assertion_client = None;
+    if let Some(assertion) = form.get("client_assertion") {
+        if form.get("client_assertion_type").map(String::as_str) != Some(client_jwt::JWT_BEARER) {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_client",
+                "Parameter client_assertion_type is missing or has wrong value",
+            );
+        }
+        let realm_url = format!("{base}/realms/{realm}");
+        let form_id = form.get("client_id").map(String::as_str);
+        match client_jwt::authenticate(&ctx, &realm_url, assertion, form_id, timefmt::now_unix()) {
+            Ok(id) => assertion_client = Some(id),
+            Err(why) => {
+                tracing::debug!(?why, "signed JWT client authentication refused");
+                return oauth_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    "Invalid client or Invalid client credentials",
+                );
+            }
+        }
+    }
     let basic = basic_credentials(&headers);
-    let client_id = basic
-        .as_ref()
-        .map(|(i, _)| i.clone())
-        .or_else(|| form.get("client_id").cloned());
+    let client_id = assertion_client
+        .clone()
+        .or_else(|| basic.as_ref().map(|(i, _)| i.clone()));
+    let client_id = client_id.or_else(|| form.get("client_id").cloned());
     let secret = basic
         .as_ref()
         .map(|(_, s)| s.clone())
@@ -510,7 +541,7 @@ async fn token(
             let Some((_, expected, perms)) = confidential.iter().find(|(id, _, _)| *id == client_id) else {
                 return invalid_client();
             };
-            if secret.as_deref() != Some(*expected) {
+            if assertion_client.is_none() && secret.as_deref() != Some(*expected) {
                 return wrong_secret();
             }
             let access = ctx

@@ -25,6 +25,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::facade::{json_response, BaseUrl, EmuContext};
+use crate::jws::{parse_jws, verify_es256, Jws};
 use crate::timefmt::now_unix;
 use crate::EmulatorError;
 
@@ -92,35 +93,6 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
         status,
         &json!({ "error": error, "error_description": description }),
     )
-}
-
-/// A parsed, not yet verified JWS (compact form).
-struct Jws {
-    header: Value,
-    claims: Value,
-    signing_input: Vec<u8>,
-    signature: Vec<u8>,
-}
-
-fn parse_jws(token: &str) -> Option<Jws> {
-    let mut parts = token.split('.');
-    let (h, c, s) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
-    }
-    Some(Jws {
-        header: serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).ok()?).ok()?,
-        claims: serde_json::from_slice(&URL_SAFE_NO_PAD.decode(c).ok()?).ok()?,
-        signing_input: format!("{h}.{c}").into_bytes(),
-        signature: URL_SAFE_NO_PAD.decode(s).ok()?,
-    })
-}
-
-fn verify_es256(public_point: &[u8], jws: &Jws) -> bool {
-    jws.header["alg"] == "ES256"
-        && ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, public_point)
-            .verify(&jws.signing_input, &jws.signature)
-            .is_ok()
 }
 
 fn b64(v: &Value) -> Option<Vec<u8>> {
