@@ -7,9 +7,11 @@ import argparse, datetime, json, os, platform, shutil, subprocess, sys, tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 BEGIN, END = "<!-- usersync-bench:peers:begin -->", "<!-- usersync-bench:peers:end -->"
 
-# provider -> [(peer name, language, script)]
+# provider -> [(peer name, language, script)]; language "airbyte" is a py/ script run with the
+# interpreter of its own venv ($PEERS_DIR/airbyte-venv: the Airbyte CDK's pins clash with the others)
 PEERS = {
-    "okta": [("okta (Python)", "py", "okta_list.py"), ("@okta/okta-sdk-nodejs", "node", "okta_list.mjs")],
+    "okta": [("okta (Python)", "py", "okta_list.py"), ("@okta/okta-sdk-nodejs", "node", "okta_list.mjs"),
+             ("airbyte-source-okta", "airbyte", "airbyte_okta_list.py")],
     "keycloak": [("python-keycloak", "py", "keycloak_list.py"),
                  ("@keycloak/keycloak-admin-client", "node", "keycloak_list.mjs")],
     "google": [("google-api-python-client", "py", "google_list.py")],
@@ -18,6 +20,7 @@ PEERS = {
     "onelogin": [("onelogin (Python)", "py", "onelogin_list.py")],
 }
 TLS = {"entra"}  # peers that refuse http paging links: emulator, peers and usersync all on https
+TLS_PEERS = {"airbyte-source-okta"}  # https-only peers of a provider whose usersync run stays on http
 
 
 def start_emulator(bin_, provider, users, groups, tls):
@@ -82,6 +85,8 @@ def peer_env(provider, info):
     env = dict(os.environ, OKTA_TESTING_TESTINGDISABLEHTTPSCHECK="true", NO_PROXY="127.0.0.1,localhost")
     if provider == "okta":
         env.update(PEER_BASE_URL=info["http_url"], PEER_TOKEN=cr["api_token"])
+        if info.get("https_url"):
+            env.update(PEER_HTTPS_URL=info["https_url"], REQUESTS_CA_BUNDLE=info["ca_path"])
     elif provider == "keycloak":
         env.update(PEER_BASE_URL=info["http_url"], PEER_REALM=c["realm"], PEER_CLIENT_ID=c["client_id"],
                    PEER_CLIENT_SECRET=c["client_secret"])
@@ -139,10 +144,14 @@ def main():
                 # client, so no client inherits another's rate-limit window
                 emu.kill()
                 emu.wait()
-                emu, info = start_emulator(a.usersync, provider, a.users, a.groups, tls=provider in TLS)
+                emu, info = start_emulator(a.usersync, provider, a.users, a.groups,
+                                           tls=provider in TLS or name in TLS_PEERS)
                 env = peer_env(provider, info)
                 if lang == "py":
                     r = measure([py, os.path.join(HERE, "py", script)], env)
+                elif lang == "airbyte":
+                    r = measure([os.path.join(a.peers_dir, "airbyte-venv", "bin", "python"),
+                                 os.path.join(HERE, "py", script)], env)
                 else:
                     # ES modules resolve packages next to the script: run a copy in node_dir
                     shutil.copy(os.path.join(HERE, "node", script), os.path.join(node_dir, script))

@@ -12,6 +12,10 @@ usersync="${USERSYNC_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/usersync}"
 mkdir -p "$peers/node"
 if [ ! -x "$peers/venv/bin/python" ]; then python3 -m venv "$peers/venv"; fi
 "$peers/venv/bin/pip" install -q okta python-keycloak google-api-python-client google-auth msgraph-sdk azure-identity onelogin
+# airbyte-source-okta brings airbyte-cdk and its many pinned dependencies: a venv of its own, so
+# they neither shift nor are shifted by the other peers' versions
+if [ ! -x "$peers/airbyte-venv/bin/python" ]; then python3 -m venv "$peers/airbyte-venv"; fi
+"$peers/airbyte-venv/bin/pip" install -q airbyte-source-okta
 if [ ! -d "$peers/node/node_modules/@microsoft/microsoft-graph-client" ]; then
   (cd "$peers/node" && { [ -f package.json ] || npm init -y >/dev/null; } &&
    npm install --silent @okta/okta-sdk-nodejs @keycloak/keycloak-admin-client @microsoft/microsoft-graph-client)
