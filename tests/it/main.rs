@@ -9,6 +9,7 @@ mod entra;
 mod faults;
 mod google;
 mod keycloak;
+mod multi;
 mod okta;
 mod onelogin;
 mod plugins;
