@@ -385,7 +385,10 @@ async fn signed_jwt_with_an_unregistered_key_is_refused_without_leaking_it() {
         .await
         .expect_err("an unregistered key is refused");
     let text = err.to_string();
-    assert!(text.contains("HTTP 401") && text.contains("invalid_client"), "{text}");
+    assert!(
+        text.contains("HTTP 401") && text.contains("invalid_client"),
+        "{text}"
+    );
     assert!(!text.contains("PRIVATE KEY"), "the key leaked: {text}");
     // a secret and a key together are ambiguous: refused before any request
     let both = client_with(

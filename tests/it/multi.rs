@@ -65,7 +65,10 @@ async fn a_username_taken_by_an_earlier_connection_is_reported_never_merged() {
         a.http_url, b.http_url
     );
     std::fs::write(dir.path().join("usersync.toml"), config).expect("write config");
-    let (ta, tb) = (a.credentials().api_token.clone(), b.credentials().api_token.clone());
+    let (ta, tb) = (
+        a.credentials().api_token.clone(),
+        b.credentials().api_token.clone(),
+    );
 
     for run in 0..2 {
         let (code, reports) = sync(dir.path(), &ta, &tb).await;
@@ -82,13 +85,25 @@ async fn a_username_taken_by_an_earlier_connection_is_reported_never_merged() {
             .filter_map(Value::as_str)
             .filter(|e| e.to_lowercase().contains(&taken.to_lowercase()))
             .collect();
-        assert_eq!(conflicts.len(), 1, "run {run}: the conflict is reported once: {rb}");
-        assert!(conflicts[0].contains("org-a"), "names the holder: {}", conflicts[0]);
+        assert_eq!(
+            conflicts.len(),
+            1,
+            "run {run}: the conflict is reported once: {rb}"
+        );
+        assert!(
+            conflicts[0].contains("org-a"),
+            "names the holder: {}",
+            conflicts[0]
+        );
         if run == 1 {
             // the resync changes nothing, and still reports the conflict
             for r in [ra, rb] {
                 assert_eq!(count(r, "/users/created") + count(r, "/users/updated"), 0, "{r}");
-                assert_eq!(count(r, "/memberships/added") + count(r, "/memberships/removed"), 0, "{r}");
+                assert_eq!(
+                    count(r, "/memberships/added") + count(r, "/memberships/removed"),
+                    0,
+                    "{r}"
+                );
             }
         }
     }
@@ -96,7 +111,11 @@ async fn a_username_taken_by_an_earlier_connection_is_reported_never_merged() {
     let rows = users(dir.path()).await;
     let holders: Vec<&Value> = rows
         .iter()
-        .filter(|u| u["username"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(&taken)))
+        .filter(|u| {
+            u["username"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(&taken))
+        })
         .collect();
     assert_eq!(holders.len(), 1, "{holders:?}");
     assert_eq!(holders[0]["connection"], "org-a", "{:?}", holders[0]);
