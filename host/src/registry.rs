@@ -12,7 +12,7 @@ use usersync_sdk::Connector;
 use crate::GlobalArgs;
 
 #[allow(unused_imports)] // part of the module API for other subcommands
-pub use usersync_registry::{Entry, Registry, Source};
+pub use usersync_registry::{Entry, Lookup, Registry, Source};
 
 /// Environment variable with extra plugin directories (colon-separated).
 pub const PLUGIN_PATH_ENV: &str = "USERSYNC_PLUGIN_PATH";

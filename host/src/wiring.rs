@@ -14,7 +14,7 @@ use usersync_sdk::{ConnectorError, Manifest, Query};
 use usersync_store::SqliteStore;
 use usersync_sync::{FailureKind, Progress, QueryFailure, QueryResult, QueryRunner};
 
-use crate::registry::Registry;
+use crate::registry::{Entry, Lookup, Registry};
 use crate::GlobalArgs;
 
 /// `println!` that ignores a closed stdout (`usersync users list | head`) instead of panicking.
@@ -126,15 +126,79 @@ pub enum OpenError {
     Config(String),
     /// Runtime problem (bad proxy, unreadable key...): exit code 1.
     Runtime(String),
+    /// The connector's plugin library was found but refused (incompatible ABI, not a plugin,
+    /// invalid manifest, unsafe permissions, panic while loading): a runtime failure of this
+    /// connection only, exit code 1.
+    Plugin(String),
 }
 
 impl OpenError {
     /// The message.
     pub fn message(&self) -> &str {
         match self {
-            OpenError::Config(m) | OpenError::Runtime(m) => m,
+            OpenError::Config(m) | OpenError::Runtime(m) | OpenError::Plugin(m) => m,
         }
     }
+}
+
+/// What to do about a refused plugin library (appended to every refusal message).
+pub const REFUSED_HINT: &str = "hint: `usersync plugins list` shows every library and why it was refused; \
+     `usersync connectors list` shows the connectors available now; fix the cause above, rebuild the \
+     plugin for this usersync, or install a compatible package with `usersync plugins install <package>`";
+
+/// Why connector `id` cannot be used although plugin libraries stand for it (without the
+/// `file:line: connection` prefix): each refused library's path and reason, then
+/// [`REFUSED_HINT`].
+pub fn refused_message(id: &str, refused: &[&Entry]) -> String {
+    let libs: Vec<String> = refused
+        .iter()
+        .map(|e| format!("{}: {}", e.source, e.refusal().unwrap_or(&e.reason)))
+        .collect();
+    let what = if libs.len() == 1 {
+        "its plugin library was refused"
+    } else {
+        "every plugin library for it was refused"
+    };
+    format!(
+        "connector `{id}` cannot be used: {what}: {}; {REFUSED_HINT}",
+        libs.join("; ")
+    )
+}
+
+/// Why connector `id` is unknown (without the `file:line: connection` prefix), with what is
+/// available and, when some plugin libraries were refused, a pointer to them.
+pub fn unknown_message(id: &str, registry: &Registry) -> String {
+    let known: Vec<String> = registry.all().iter().map(|c| c.manifest().id).collect();
+    let mut m = format!(
+        "unknown connector `{id}` (available: {})",
+        if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        }
+    );
+    let refused = registry.refused();
+    if !refused.is_empty() {
+        let paths: Vec<String> = refused.iter().map(|e| e.source.to_string()).collect();
+        m.push_str(&format!(
+            "; {} plugin librar{} refused and none stands for `{id}` ({}); `usersync plugins list` says why",
+            refused.len(),
+            if refused.len() == 1 { "y was" } else { "ies were" },
+            paths.join(", ")
+        ));
+    }
+    m
+}
+
+/// Why connector `id` has candidates but none is used (a `[plugins.pin]` matching none).
+pub fn unused_message(id: &str, unused: &[&Entry]) -> String {
+    let why = unused.first().map(|e| e.reason.as_str()).unwrap_or_default();
+    let why = why.strip_prefix("not used: ").unwrap_or(why);
+    let sources: Vec<String> = unused.iter().map(|e| e.source.to_string()).collect();
+    format!(
+        "connector `{id}` is not used: {why} (candidates: {})",
+        sources.join(", ")
+    )
 }
 
 /// The runtime settings of a connection.
@@ -151,6 +215,7 @@ pub fn settings(conn: &ConnectionConfig) -> ConnectionSettings {
             max_throttle_wait: r.max_throttle_wait,
             ..RetryPolicy::default()
         },
+        max_throttle_total: r.max_throttle_total,
         credential_file: Some(r.credential_file.clone()),
         ..ConnectionSettings::default()
     }
@@ -162,17 +227,44 @@ pub fn open_client(
     config_path: &Path,
     registry: &Registry,
 ) -> Result<(ConnectionClient, Manifest), OpenError> {
-    let connector = registry.get(&conn.connector).ok_or_else(|| {
-        let known: Vec<String> = registry.all().iter().map(|c| c.manifest().id).collect();
-        OpenError::Config(format!(
-            "{}:{}: connection `{}`: unknown connector `{}` (available: {})",
+    let at = || {
+        format!(
+            "{}:{}: connection `{}`",
             config_path.display(),
             conn.line,
-            conn.name,
-            conn.connector,
-            known.join(", ")
-        ))
-    })?;
+            conn.name
+        )
+    };
+    let connector = match registry.lookup(&conn.connector) {
+        Lookup::Active(e) => e.connector.clone().ok_or_else(|| {
+            OpenError::Runtime(format!(
+                "{}: the active connector `{}` has no implementation (a registry bug)",
+                at(),
+                conn.connector
+            ))
+        })?,
+        Lookup::Refused(refused) => {
+            return Err(OpenError::Plugin(format!(
+                "{}: {}",
+                at(),
+                refused_message(&conn.connector, &refused)
+            )))
+        }
+        Lookup::Unused(unused) => {
+            return Err(OpenError::Config(format!(
+                "{}: {}",
+                at(),
+                unused_message(&conn.connector, &unused)
+            )))
+        }
+        Lookup::Unknown => {
+            return Err(OpenError::Config(format!(
+                "{}: {}",
+                at(),
+                unknown_message(&conn.connector, registry)
+            )))
+        }
+    };
     let manifest = connector.manifest();
     let options = conn.check(&manifest, config_path).map_err(|issues| {
         OpenError::Config(
@@ -202,8 +294,16 @@ pub fn open_client(
         })?;
         secrets.insert(name.clone(), value);
     }
-    let client = ConnectionClient::new(&conn.name, connector, options, secrets, settings(conn))
-        .map_err(|e| OpenError::Runtime(format!("connection `{}`: {e}", conn.name)))?;
+    let client =
+        ConnectionClient::new(&conn.name, connector, options, secrets, settings(conn)).map_err(|e| {
+            let m = e.to_string();
+            // Connector errors already name the connection (`connection `x` (okta): ...`).
+            if m.starts_with(&format!("connection `{}`", conn.name)) {
+                OpenError::Runtime(m)
+            } else {
+                OpenError::Runtime(format!("connection `{}`: {m}", conn.name))
+            }
+        })?;
     Ok((client, manifest))
 }
 
@@ -416,6 +516,54 @@ pub fn runner(client: ConnectionClient) -> Arc<RuntimeRunner> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
+    use crate::registry::{Entry, Registry, Source};
+
+    fn refused(path: &str, reason: &str) -> Entry {
+        Entry {
+            id: None,
+            version: None,
+            abi_version: None,
+            source: Source::Plugin(PathBuf::from(path)),
+            active: false,
+            reason: format!("refused: {reason}"),
+            refused: true,
+            connector: None,
+        }
+    }
+
+    #[test]
+    fn a_refusal_names_every_library_its_reason_and_what_to_do() {
+        let a = refused(
+            "/p/libusersync_connector_acme.so",
+            "incompatible ABI: plugin ABI version 99",
+        );
+        let b = refused("/q/libacme.so", "library /q/libacme.so is writable by others");
+        let one = super::refused_message("acme", &[&a]);
+        assert!(
+            one.starts_with(
+                "connector `acme` cannot be used: its plugin library was refused: \
+                 /p/libusersync_connector_acme.so: incompatible ABI: plugin ABI version 99; hint: "
+            ),
+            "{one}"
+        );
+        assert!(one.contains("usersync connectors list") && one.contains("usersync plugins install"));
+        assert!(!one.contains("  ") && !one.contains('\n'), "one tidy line: {one}");
+        let two = super::refused_message("acme", &[&a, &b]);
+        assert!(two.contains("every plugin library for it was refused"), "{two}");
+        assert!(
+            two.contains("/q/libacme.so: library /q/libacme.so is writable by others"),
+            "{two}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_id_lists_what_is_available() {
+        let m = super::unknown_message("acme", &Registry::default());
+        assert_eq!(m, "unknown connector `acme` (available: none)");
+    }
+
     #[test]
     fn rfc3339_formats_known_instants() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");

@@ -45,17 +45,28 @@ impl Env {
     }
 
     async fn with_options(provider: &'static str, opts: EmulatorOptions) -> Env {
+        // small pages: every listing spans several pages, so paging faults hit mid-listing
+        Self::with_page_size(provider, opts, Some(10), "").await
+    }
+
+    /// `page_size`: the connector's page size where it has the option (`None`: the largest the
+    /// provider allows); `policy`: lines of the connection's `[connections.policy]` table.
+    async fn with_page_size(
+        provider: &'static str,
+        opts: EmulatorOptions,
+        page_size: Option<u32>,
+        policy: &str,
+    ) -> Env {
         let emu = start(opts).await.expect("start emulator");
         let dir = tempfile::tempdir().expect("tempdir");
         let info = emu.info().await;
         let mut conn = Connection::from_emulator_info(&info, None).expect("connection from emulator info");
-        if let Some((opt, _max)) = page_size_option(provider) {
-            // small pages: every listing spans several pages, so paging faults hit mid-listing
-            conn.set_option(opt, serde_json::json!(10));
+        if let Some((opt, max)) = page_size_option(provider) {
+            conn.set_option(opt, serde_json::json!(page_size.unwrap_or(max)));
         }
         let runtime =
             "max_retries = 3\nmax_throttle_wait_secs = 2\nrequest_timeout_secs = 3\nconnect_timeout_secs = 2";
-        let config = write_config(dir.path(), &[conn], runtime, "").expect("write config");
+        let config = write_config(dir.path(), &[conn], runtime, policy).expect("write config");
         Env {
             emu,
             dir,
@@ -267,6 +278,8 @@ fn failed_run_is_safe(
 enum Expect {
     Complete,
     CompleteOrCleanFailure,
+    /// Must fail cleanly, with an error naming the failed query (`query <what> failed: ...`).
+    CleanFailureNamingTheQuery,
 }
 
 fn matrix() -> Vec<(&'static str, FaultConfig, Expect)> {
@@ -366,6 +379,24 @@ fn matrix() -> Vec<(&'static str, FaultConfig, Expect)> {
             CompleteOrCleanFailure,
         ),
         (
+            "invalid UTF-8 inside a JSON string (a Latin-1 name) of a listing page",
+            FaultConfig {
+                invalid_utf8_rate: 1.0,
+                start_after: 2,
+                max_faults: Some(1),
+                ..base.clone()
+            },
+            CleanFailureNamingTheQuery,
+        ),
+        (
+            "the same item twice across pages (page 2 repeats page 1's last)",
+            FaultConfig {
+                repeat_at_page: Some(2),
+                ..base.clone()
+            },
+            Complete,
+        ),
+        (
             "slow drip bodies",
             FaultConfig {
                 drip_rate: 0.5,
@@ -404,15 +435,40 @@ async fn fault_matrix(provider: &'static str) {
         let faulted = env.state();
         let after_clean = env.clean_sync(name).await;
         let status = r.report["status"].as_str().unwrap_or_default().to_string();
+        if expect == Expect::CleanFailureNamingTheQuery {
+            assert_ne!(
+                r.code, 0,
+                "{provider} / {name}: must fail, but completed: {}",
+                r.report
+            );
+            let errors: Vec<String> = r.report["errors"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|e| e.as_str().unwrap_or_default().to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let named = errors
+                .iter()
+                .find(|e| e.starts_with("query ") && e.contains(" failed: "))
+                .unwrap_or_else(|| {
+                    panic!("{provider} / {name}: no error names the failed query: {errors:?}")
+                });
+            eprintln!(
+                "{provider} / {name}: {}",
+                named.chars().take(300).collect::<String>()
+            );
+        }
         if r.code == 0 {
             assert_eq!(status, "applied", "{provider} / {name}: exit 0 but {}", r.report);
             if let Some(d) = diff(&faulted, &after_clean) {
                 panic!("{provider} / {name}: the run said it completed but the store differs from a clean run: {d}");
             }
         } else {
-            assert_eq!(
+            assert_ne!(
                 expect,
-                Expect::CompleteOrCleanFailure,
+                Expect::Complete,
                 "{provider} / {name}: must complete (retries cover it) but exited {}: {}\n{}",
                 r.code,
                 r.report,
@@ -507,9 +563,15 @@ async fn tokens_expiring_mid_run_are_refreshed() {
     }
 }
 
-/// Abusive organisation content, served through a real facade: huge strings, control characters,
-/// a user in 1,000 groups, a group cycle, case-colliding usernames. Each gets a correct result or
-/// a clean failure, nothing lost.
+const CTL_GIVEN: &str = "Tab\tNew\nLine\u{7}Bell";
+const CTL_FAMILY: &str = "Null\u{0}Byte";
+const ESC_GIVEN: &str = "Esc\u{1b}[31mRed\u{1b}[0m\u{7f}Del";
+const ESC_FAMILY: &str = "Rtl\u{202e}Over\u{2028}Sep\u{85}Nel";
+const CTL_GROUP: &str = "ctl\tgroup\u{1b}[2J\u{0}end";
+
+/// Abusive organisation content, served through a real facade: huge strings, control characters
+/// (in names of people and of a group), a user in 1,000 groups, a group cycle, case-colliding
+/// usernames. Each gets a correct result or a clean failure, nothing lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abusive_input_gets_a_correct_result_or_a_clean_error() {
     for provider in ["okta", "entra", "google", "keycloak"] {
@@ -520,11 +582,12 @@ async fn abusive_input_gets_a_correct_result_or_a_clean_error() {
             let mut org = env.emu.org().write().await;
             let huge = "x".repeat(100_000);
             let a = org.add_user("huge.name@example.com", &huge, "Huge");
-            let b = org.add_user(
-                "ctl.chars@example.com",
-                "Tab\tNew\nLine\u{7}Bell",
-                "Null\u{0}Byte",
-            );
+            let b = org.add_user("ctl.chars@example.com", CTL_GIVEN, CTL_FAMILY);
+            // terminal escapes, DEL, C1 NEL, a bidi override and a line separator
+            let e = org.add_user("esc.chars@example.com", ESC_GIVEN, ESC_FAMILY);
+            let ctl_group = org.add_group(CTL_GROUP, usersync_emulator::GroupKind::Native);
+            org.add_member(ctl_group, b);
+            org.add_member(ctl_group, e);
             // case-colliding usernames of two different people
             let c = org.add_user("Case.Collide@example.com", "Case", "Upper");
             let d = org.add_user("case.collide@example.com", "case", "lower");
@@ -547,7 +610,7 @@ async fn abusive_input_gets_a_correct_result_or_a_clean_error() {
             if let (Some(f), Some(p)) = (first, prev) {
                 org.add_child_group(p, f);
             }
-            for u in [a, b, c, d] {
+            for u in [a, b, c, d, e] {
                 org.add_member(0, u);
             }
             org.rebuild_index();
@@ -564,6 +627,7 @@ async fn abusive_input_gets_a_correct_result_or_a_clean_error() {
             for l in [
                 "huge.name@example.com",
                 "ctl.chars@example.com",
+                "esc.chars@example.com",
                 "power.user@example.com",
             ] {
                 assert!(
@@ -571,7 +635,46 @@ async fn abusive_input_gets_a_correct_result_or_a_clean_error() {
                     "{provider}: {l} missing after an applied run"
                 );
             }
-            assert!(st.users.len() >= users_before + 3);
+            assert!(st.users.len() >= users_before + 4);
+            // odd characters are stored exactly as the provider sent them, never cut or replaced
+            let user = |login: &str| {
+                st.users
+                    .iter()
+                    .find(|u| u.username.eq_ignore_ascii_case(login))
+                    .unwrap_or_else(|| panic!("{provider}: {login} missing"))
+            };
+            let huge = user("huge.name@example.com");
+            assert_eq!(
+                huge.given_name.as_deref().map(str::len),
+                Some(100_000),
+                "{provider}: the 100,000-character name was not stored whole"
+            );
+            for (login, given, family) in [
+                ("ctl.chars@example.com", CTL_GIVEN, CTL_FAMILY),
+                ("esc.chars@example.com", ESC_GIVEN, ESC_FAMILY),
+            ] {
+                let u = user(login);
+                assert_eq!(
+                    (u.given_name.as_deref(), u.family_name.as_deref()),
+                    (Some(given), Some(family)),
+                    "{provider}: {login}'s names changed on the way"
+                );
+            }
+            let g = st
+                .groups
+                .iter()
+                .find(|g| g.source_name == CTL_GROUP)
+                .unwrap_or_else(|| panic!("{provider}: the group named with control characters is missing"));
+            for login in ["ctl.chars@example.com", "esc.chars@example.com"] {
+                let id = &user(login).provider_id;
+                assert!(
+                    st.memberships
+                        .iter()
+                        .any(|m| m.group == g.provider_id
+                            && m.member == usersync_store::Member::User(id.clone())),
+                    "{provider}: {login} lost its membership of the control-character group"
+                );
+            }
             assert!(
                 st.users.iter().filter(|u| u.active).count()
                     >= good.users.iter().filter(|u| u.active).count()
@@ -684,4 +787,117 @@ async fn panicking_and_incompatible_plugins_do_not_stop_a_good_connection() {
         !env.state().users.is_empty(),
         "the good connection stored its users"
     );
+}
+
+/// One person in 10,000 groups (issue 12, bad input): the run completes and the store holds all
+/// 10,000 of their direct memberships. Connector pages at the provider's maximum, as an
+/// administrator would configure it. OneLogin users have one group each, so there the person
+/// holds 10,000 roles (synced as groups of kind `role`).
+async fn user_in_10000_groups(provider: &'static str) {
+    const GROUPS: usize = 10_000;
+    {
+        let mut opts = EmulatorOptions::new(provider);
+        opts.gen = GenConfig {
+            users: 10,
+            groups: 2,
+            seed: 12,
+            ..GenConfig::default()
+        };
+        let policy = if provider == "onelogin" {
+            "roles_as_groups = true"
+        } else {
+            ""
+        };
+        let env = Env::with_page_size(provider, opts, None, policy).await;
+        {
+            let mut org = env.emu.org().write().await;
+            let power = org.add_user("power.user@example.com", "Power", "User");
+            for i in 0..GROUPS {
+                let name = format!("many-{i:05}");
+                if provider == "onelogin" {
+                    // a OneLogin user has ONE group; roles carry the many-valued membership
+                    let ix = org.roles.len() as u32;
+                    org.roles.push(usersync_emulator::org::Role {
+                        ix,
+                        name,
+                        members: vec![power],
+                    });
+                } else {
+                    let g = org.add_group(&name, usersync_emulator::GroupKind::Native);
+                    assert!(org.add_member(g, power));
+                }
+            }
+            org.rebuild_index();
+        }
+        if provider == "google" {
+            // one member listing per group: at Google's real 2,400 queries a minute the run would
+            // spend minutes waiting on the quota, which the rate-limit tests cover; lift it here
+            env.emu
+                .set_faults(FaultConfig {
+                    rate_limit_per_minute: Some(1_000_000),
+                    ..FaultConfig::default()
+                })
+                .expect("lift the quota");
+        }
+        let started = std::time::Instant::now();
+        let r = env.sync().await;
+        assert_eq!(r.code, 0, "{provider}: {}\n{}", r.report, r.stderr);
+        let st = env.state();
+        let power = st
+            .users
+            .iter()
+            .find(|u| u.username.eq_ignore_ascii_case("power.user@example.com"))
+            .unwrap_or_else(|| panic!("{provider}: the user in 10,000 groups is missing"));
+        let member = usersync_store::Member::User(power.provider_id.clone());
+        let names: std::collections::HashMap<&str, &str> = st
+            .groups
+            .iter()
+            .map(|g| (g.provider_id.as_str(), g.source_name.as_str()))
+            .collect();
+        let mut groups: Vec<&str> = st
+            .memberships
+            .iter()
+            .filter(|m| m.member == member)
+            .filter_map(|m| names.get(m.group.as_str()).copied())
+            .filter(|n| n.starts_with("many-"))
+            .collect();
+        groups.sort_unstable();
+        groups.dedup();
+        assert_eq!(
+            groups.len(),
+            GROUPS,
+            "{provider}: the user has {} of their 10,000 groups",
+            groups.len()
+        );
+        eprintln!(
+            "{provider}: a user in 10,000 groups synced in {:?} ({} requests)",
+            started.elapsed(),
+            r.report["requests"]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn okta_user_in_10000_groups_has_every_one() {
+    user_in_10000_groups("okta").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entra_user_in_10000_groups_has_every_one() {
+    user_in_10000_groups("entra").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_user_in_10000_groups_has_every_one() {
+    user_in_10000_groups("google").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keycloak_user_in_10000_groups_has_every_one() {
+    user_in_10000_groups("keycloak").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onelogin_user_in_10000_groups_has_every_one() {
+    user_in_10000_groups("onelogin").await;
 }

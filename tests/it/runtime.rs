@@ -980,8 +980,9 @@ async fn transient_5xx_are_retried_and_attempts_are_bounded() {
 }
 
 #[tokio::test]
-async fn total_retry_time_is_bounded() {
-    let base = serve(|_| Resp::json(429, serde_json::json!({})).with("Retry-After", "1")).await;
+async fn total_error_retry_time_is_bounded() {
+    // a 503 with Retry-After is an error, not throttling: `max_total` bounds it
+    let base = serve(|_| Resp::json(503, serde_json::json!({})).with("Retry-After", "1")).await;
     let mut s = fast();
     s.retry.max_attempts = 1000;
     s.retry.max_total = Duration::from_millis(400);
@@ -1085,6 +1086,186 @@ async fn slows_down_before_the_budget_runs_out() {
     assert_eq!(n.throttled_responses, 0, "never ran into a 429");
     assert!(n.throttled_ms >= 140, "paced the second page: {n:?}");
     assert_eq!(n.lowest_budget.map(|b| b.remaining), Some(1));
+}
+
+/// A fixed-window quota shaped like Google's Directory API: `limit` requests per `window`, then
+/// 403 `userRateLimitExceeded` without Retry-After until the window ends (or, with `status_429`,
+/// a bare 429). Every path pages `pages` times (one record a page). Counts served and denied
+/// requests. `limit` 0: the throttle never lifts.
+#[derive(Default)]
+struct Quota {
+    start: Option<std::time::Instant>,
+    used: u32,
+    served: u32,
+    denied: u32,
+}
+
+async fn quota_server(
+    limit: u32,
+    window: Duration,
+    pages: u32,
+    status_429: bool,
+) -> (String, Arc<Mutex<Quota>>) {
+    let quota = Arc::new(Mutex::new(Quota::default()));
+    let q2 = quota.clone();
+    let base = serve(move |r| {
+        let mut q = q2.lock().expect("quota");
+        let now = std::time::Instant::now();
+        if q.start.is_none_or(|s| now.duration_since(s) >= window) {
+            q.start = Some(now);
+            q.used = 0;
+        }
+        if q.used >= limit {
+            q.denied += 1;
+            if status_429 {
+                return Resp::json(429, serde_json::json!({"error": "Too Many Requests"}));
+            }
+            return Resp::json(403, serde_json::json!({"error": {"code": 403,
+                "message": "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute per user'",
+                "errors": [{"reason": "rateLimitExceeded", "domain": "usageLimits"}]}}));
+        }
+        q.used += 1;
+        q.served += 1;
+        let page: u32 = r
+            .query
+            .strip_prefix("after=")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let id = format!("{}#{page}", r.path);
+        let resp = Resp::json(200, users_page(&[id.as_str()]));
+        if page + 1 < pages {
+            resp.with("Link", format!("<{}{}?after={}>; rel=\"next\"", r.base(), r.path, page + 1))
+        } else {
+            resp
+        }
+    })
+    .await;
+    // one Directory-API-like prefix: every path falls into the same rate-limit bucket
+    (format!("{base}/admin/directory/v1"), quota)
+}
+
+/// Settings where error retries alone would give up at once: only the throttle budget lets a
+/// throttled listing go on.
+fn throttle_settings(window: Duration, budget: Option<Duration>) -> ConnectionSettings {
+    let mut s = fast();
+    s.retry.max_attempts = 2;
+    s.retry.base_delay = Duration::from_millis(10);
+    s.retry.max_throttle_wait = window;
+    s.max_throttle_total = budget;
+    s
+}
+
+#[tokio::test]
+async fn a_quota_that_refills_after_a_window_is_waited_out_and_the_listing_completes() {
+    let window = Duration::from_millis(250);
+    let (base, quota) = quota_server(5, window, 6, false).await;
+    // the default throttle budget (10 windows) applies
+    let s = throttle_settings(window, None);
+    let c = client_with("google", &base, api_token_plan(), &[("api_token", "tok")], s);
+    let started = std::time::Instant::now();
+    let queries = vec![
+        Query::ListUsers,
+        Query::GroupMembers {
+            group_id: "g1".into(),
+        },
+        Query::GroupMembers {
+            group_id: "g2".into(),
+        },
+        Query::GroupMembers {
+            group_id: "g3".into(),
+        },
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    for r in c.run_all(queries).await {
+        let out = r.expect("a throttled listing completes once the quota refills");
+        assert_eq!(out.pages, 6);
+        seen.extend(ids(&out));
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(seen.len(), 24, "every page of every listing, once: {seen:?}");
+    let q = quota.lock().expect("quota");
+    assert_eq!(q.served, 24, "no page was fetched twice");
+    // 24 requests at 5 a window need at least 5 windows: 4 window ends waited out
+    assert!(elapsed >= window * 4, "{elapsed:?}");
+    let n = c.counters();
+    assert_eq!(n.throttled_responses, u64::from(q.denied));
+    assert!(q.denied > 0 && n.throttled_ms > 0, "{n:?}");
+    // no hammering: the whole bucket pauses with growing backoff, so each window sees a few
+    // rounds of the 4 requests in flight, not a tight loop (a local server answers in well
+    // under a millisecond)
+    let windows = (elapsed.as_secs_f64() / window.as_secs_f64()).ceil() as u32;
+    assert!(
+        q.denied <= 30 * windows,
+        "{} throttle answers in {windows} windows",
+        q.denied
+    );
+}
+
+#[tokio::test]
+async fn a_throttle_that_never_lifts_fails_cleanly_within_the_throttle_budget() {
+    let window = Duration::from_millis(100);
+    let budget = Duration::from_millis(700);
+    for status_429 in [false, true] {
+        let (base, quota) = quota_server(0, window, 3, status_429).await;
+        let s = throttle_settings(window, Some(budget));
+        let c = client_with("google", &base, api_token_plan(), &[("api_token", "tok")], s);
+        let started = std::time::Instant::now();
+        let e = c.run_query(&Query::ListUsers).await.unwrap_err();
+        let elapsed = started.elapsed();
+        let what = if status_429 {
+            "429"
+        } else {
+            "403 rateLimitExceeded"
+        };
+        assert!(matches!(e, RuntimeError::RetriesExhausted { .. }), "{what}: {e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("max_throttle_total_secs"),
+            "{what}: names the setting: {msg}"
+        );
+        assert!(
+            elapsed >= budget / 2 && elapsed < budget + Duration::from_secs(2),
+            "{what}: gave up within the budget: {elapsed:?}"
+        );
+        let q = quota.lock().expect("quota");
+        // more tries than `max_attempts` (throttling is counted apart from errors), yet backed
+        // off: 5, 10, 20, 40 ms... up to the 100 ms window
+        assert!(q.denied > 3 && q.denied <= 30, "{what}: {} requests", q.denied);
+        assert_eq!(c.counters().throttled_responses, u64::from(q.denied), "{what}");
+    }
+}
+
+#[test]
+fn the_throttle_budget_is_configurable_and_defaults_to_ten_throttle_waits() {
+    let text = r#"
+[runtime]
+max_throttle_wait_secs = 5
+
+[[connections]]
+name = "a"
+connector = "google"
+[connections.runtime]
+max_throttle_total_secs = 3900
+
+[[connections]]
+name = "b"
+connector = "google"
+"#;
+    let c = usersync_config::Config::from_str(text).expect("parse");
+    let a = &c.connection("a").expect("a").runtime;
+    let b = &c.connection("b").expect("b").runtime;
+    assert_eq!(a.max_throttle_total, Some(Duration::from_secs(3900)));
+    assert_eq!(b.max_throttle_total, None);
+    let mut s = ConnectionSettings::default();
+    assert_eq!(
+        s.throttle_budget(),
+        Duration::from_secs(600),
+        "10 x the 60 s default wait"
+    );
+    s.retry.max_throttle_wait = b.max_throttle_wait;
+    assert_eq!(s.throttle_budget(), Duration::from_secs(50));
+    s.max_throttle_total = a.max_throttle_total;
+    assert_eq!(s.throttle_budget(), Duration::from_secs(3900));
 }
 
 #[tokio::test]

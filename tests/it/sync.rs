@@ -718,3 +718,58 @@ async fn required_groups_admit_members_through_nested_groups() {
         panic!("{uid} left the subtree but stayed active: {r}");
     }
 }
+
+/// Run history keeps the first 1,000 entries of each list of a large plan, says how many it
+/// left out, and the run's counts stay complete; a resync of the same organisation still
+/// writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_history_keeps_a_bounded_plan_with_complete_counts() {
+    let h = Harness::new(300, 30, 97, "").await;
+    let (code, r) = h.sync(&[]).await;
+    assert_eq!(code, 0, "{r}");
+    let st = h.state();
+    let added = r["memberships"]["added"].as_u64().expect("count");
+    assert_eq!(
+        added as usize,
+        st.memberships.len(),
+        "every membership is counted"
+    );
+    assert!(
+        added > 1000,
+        "the organisation has more memberships than history keeps: {added}"
+    );
+    let created = r["users"]["created"].as_u64().expect("count");
+    assert_eq!(created as usize, st.users.len());
+
+    let plan = recorded_plan(&h, &r["run_id"]).await;
+    assert_eq!(
+        plan["memberships"].as_array().map(Vec::len),
+        Some(1000),
+        "{}",
+        plan["omitted"]
+    );
+    assert_eq!(plan["omitted"]["memberships"].as_u64(), Some(added - 1000));
+    assert!(plan["omitted"].get("users").is_none(), "{}", plan["omitted"]);
+    assert_eq!(plan["users"].as_array().map(|a| a.len() as u64), Some(created));
+    let last = plan["warnings"]
+        .as_array()
+        .and_then(|w| w.last())
+        .and_then(|w| w.as_str())
+        .unwrap_or("");
+    assert!(
+        last.contains("keeps the first 1000 entries")
+            && last.contains(&format!("{} memberships", added - 1000)),
+        "{last}"
+    );
+
+    let (code, again) = h.sync(&[]).await;
+    assert_eq!(code, 0, "{again}");
+    assert_eq!(
+        again["memberships"],
+        serde_json::json!({"added": 0, "removed": 0})
+    );
+    assert_eq!(again["users"]["unchanged"].as_u64(), Some(created));
+    assert_eq!(h.state(), st, "a resync writes nothing");
+    let plan = recorded_plan(&h, &again["run_id"]).await;
+    assert_eq!(plan["omitted"], serde_json::json!({}));
+}

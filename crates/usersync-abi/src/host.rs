@@ -351,11 +351,13 @@ impl Connector for HostConnector {
             "base URLs",
             &result(&self.label, inner.base_urls_json())?,
         )?;
+        let origins = Arc::new(crate::sanity::origins(&base_urls));
         Ok(Box::new(HostSession {
             label: self.label.clone(),
             inner,
             auth_plan,
             base_urls,
+            origins,
         }))
     }
 }
@@ -365,6 +367,8 @@ struct HostSession {
     inner: FfiSessionBox,
     auth_plan: AuthPlan,
     base_urls: Vec<String>,
+    /// Origins of `base_urls`: the only ones a cursor's request may go to.
+    origins: Arc<Vec<url::Origin>>,
 }
 
 impl Session for HostSession {
@@ -396,6 +400,7 @@ impl Session for HostSession {
             label: self.label.clone(),
             inner,
             pending: None,
+            origins: self.origins.clone(),
         };
         cursor.refresh_pending()?;
         Ok(Box::new(cursor))
@@ -404,22 +409,39 @@ impl Session for HostSession {
 
 /// The host keeps a converted copy of the plugin's pending request, refreshed after each call
 /// that can change it, so `next_request` (which has no error channel) never has to fail.
+///
+/// Every request and page is checked ([`crate::sanity`]) before the host uses it; after a
+/// failed check the cursor refuses every later call, so a listing never continues past garbage.
 struct HostCursor {
     label: Arc<str>,
     inner: FfiCursorBox,
     pending: Option<HttpRequest>,
+    origins: Arc<Vec<url::Origin>>,
 }
 
 impl HostCursor {
     fn refresh_pending(&mut self) -> Result<(), ConnectorError> {
+        self.pending = None;
         let next = result(&self.label, self.inner.pending())?;
-        self.pending = match next.into_option() {
-            Some(r) => Some(request_from_ffi(r).map_err(|e| ConnectorError::Plugin {
-                detail: format!("plugin `{}`: {e}", self.label),
-            })?),
-            None => None,
+        let Some(r) = next.into_option() else {
+            return Ok(());
         };
+        let req = request_from_ffi(r).map_err(|e| ConnectorError::Plugin {
+            detail: format!("plugin `{}`: {e}", self.label),
+        })?;
+        crate::sanity::check_request(&self.label, &req, &self.origins)?;
+        self.pending = Some(req);
         Ok(())
+    }
+
+    fn page(&mut self, response: HttpResponse) -> Result<Batch, ConnectorError> {
+        let json = result(&self.label, self.inner.on_response(response_to_ffi(response)))?;
+        crate::sanity::check_page_size(&self.label, json.len())?;
+        let batch: Batch = parse(&self.label, "a page", &json)?;
+        drop(json);
+        crate::sanity::check_batch(&self.label, &batch)?;
+        self.refresh_pending()?;
+        Ok(batch)
     }
 }
 
@@ -429,10 +451,12 @@ impl Cursor for HostCursor {
     }
 
     fn on_response(&mut self, response: HttpResponse) -> Result<Batch, ConnectorError> {
-        let json = result(&self.label, self.inner.on_response(response_to_ffi(response)))?;
-        let batch: Batch = parse(&self.label, "a page", &json)?;
-        self.refresh_pending()?;
-        Ok(batch)
+        let page = self.page(response);
+        if let Err(ConnectorError::Plugin { .. }) = &page {
+            // The plugin's state is unknown: nothing more is asked of this cursor.
+            self.pending = None;
+        }
+        page
     }
 }
 

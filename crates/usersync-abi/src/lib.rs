@@ -19,6 +19,7 @@ pub mod elf;
 pub mod ffi;
 pub mod host;
 pub mod plugin;
+pub mod sanity;
 
 pub use ffi::{PluginMod, PluginModRef, ROOT_MODULE_NAME, ROOT_MODULE_VERSION};
 pub use host::{

@@ -42,7 +42,8 @@ struct Args {
     /// Injected latency per request, ms (comma-separated: one run per value).
     #[arg(long, value_delimiter = ',', default_value = "0,25")]
     latency_ms: Vec<u64>,
-    /// Users of the org for the runs under each provider's real rate limit (0: skip them).
+    /// Users of the org for the runs under each provider's real rate limit, each next to the same
+    /// sync without a limit (0: skip them).
     #[arg(long, default_value_t = 1000)]
     rate_limited_users: u32,
     /// Organisation seed.
@@ -54,7 +55,8 @@ struct Args {
     /// Add the results to the docs block instead of replacing it (several invocations, one block).
     #[arg(long)]
     append: bool,
-    /// Providers for the rate-limited runs (default: all measured ones with a documented limit).
+    /// Providers for the rate-limited runs (default: every measured one; Keycloak, which has no
+    /// rate limit, gets a row saying so).
     #[arg(long, value_delimiter = ',')]
     rate_limited_providers: Option<Vec<String>>,
     /// A note printed with the results (e.g. "measured while other builds ran").
@@ -177,9 +179,13 @@ impl Emulator {
 }
 
 /// Per provider: (largest users page, groups page, members page, memberships come with the users).
+/// Okta's groups (max 10,000) and group members (default 1,000) listings take larger pages, but
+/// Okta's API reference recommends `limit` at most 200 for both ("We recommend using a limit less
+/// than or equal to 200"; members: "The recommended page limit is now `limit=200`", large pages
+/// time out on large groups), so the minimum counts the recommended page, as the connector uses.
 fn page_limits(provider: &str) -> (u64, u64, u64, bool) {
     match provider {
-        "okta" => (200, 10_000, 1000, false),
+        "okta" => (200, 200, 200, false),
         "entra" => (999, 999, 999, false),
         "google" => (500, 200, 200, false),
         "keycloak" => (1000, 1000, 1000, false),
@@ -188,7 +194,7 @@ fn page_limits(provider: &str) -> (u64, u64, u64, bool) {
 }
 
 /// The provider's documented rate limit used for the rate-limited runs, requests per minute per
-/// bucket (None: no documented limit).
+/// bucket (None: no documented limit; Keycloak is self-hosted and has none, its row says so).
 fn real_rate_limit(provider: &str) -> Option<u32> {
     match provider {
         "okta" => Some(600),    // /api/v1/users bucket of most orgs
@@ -201,7 +207,8 @@ fn real_rate_limit(provider: &str) -> Option<u32> {
 
 /// The fewest requests that list every user, group and direct membership with the provider's
 /// largest pages: users pages + groups pages + the cheaper of (per group member pages, one per
-/// user), plus one token request. Computed from the same generated organisation.
+/// user), plus one token request where the flow has one (not Okta's API token). Computed from
+/// the same generated organisation.
 fn minimum_requests(provider: &str, users: u32, groups: u32, args: &Args) -> anyhow::Result<MinRequests> {
     let facade = usersync_emulator::providers::facade(provider)?;
     let mut cfg = usersync_emulator::GenConfig {
@@ -216,9 +223,15 @@ fn minimum_requests(provider: &str, users: u32, groups: u32, args: &Args) -> any
     let org = usersync_emulator::generate(&cfg);
     let (up, gp, mp, with_users) = page_limits(provider);
     let nu = org.live_users().count() as u64;
-    let ng = org.live_groups().count() as u64;
+    // Okta's connector syncs OKTA_GROUP and APP_GROUP by default (`group_types`), not the
+    // BUILT_IN "Everyone" group (every user): neither it nor its members are listed
+    let counted = |g: &&usersync_emulator::org::Group| {
+        provider != "okta" || g.kind != usersync_emulator::org::GroupKind::BuiltIn
+    };
+    let ng = org.live_groups().filter(counted).count() as u64;
     let pages = |n: u64, p: u64| n.div_ceil(p).max(1);
     let mut m = MinRequests {
+        token: u64::from(provider != "okta"),
         users: pages(nu, up),
         groups: pages(ng, gp),
         members: 0,
@@ -226,6 +239,7 @@ fn minimum_requests(provider: &str, users: u32, groups: u32, args: &Args) -> any
     if !with_users {
         let per_group: u64 = org
             .live_groups()
+            .filter(counted)
             .map(|g| pages((g.members.len() + g.child_groups.len()) as u64, mp))
             .sum();
         m.members = per_group.min(nu);
@@ -236,15 +250,16 @@ fn minimum_requests(provider: &str, users: u32, groups: u32, args: &Args) -> any
 /// The fewest requests per listing (see `minimum_requests`).
 #[derive(Debug, Clone, Copy, Default)]
 struct MinRequests {
+    token: u64,
     users: u64,
     groups: u64,
     members: u64,
 }
 
 impl MinRequests {
-    /// Total, with one token request.
+    /// Total, with the token request.
     fn total(&self) -> u64 {
-        1 + self.users + self.groups + self.members
+        self.token + self.users + self.groups + self.members
     }
 
     /// Least time the rate limit forces, seconds: a window of `rate` requests a minute lets
@@ -291,6 +306,13 @@ fn sync_once(bin: &Path, config: &Path) -> anyhow::Result<SyncFigures> {
         .env("NO_COLOR", "1")
         .env("NO_PROXY", "127.0.0.1,localhost");
     let (usage, stdout, stderr) = run_measured(cmd)?;
+    // the log next to the config (kept with --keep): sync-1.log, sync-2.log...
+    if let Some(dir) = config.parent() {
+        let n = (1..)
+            .find(|i| !dir.join(format!("sync-{i}.log")).exists())
+            .unwrap_or(0);
+        let _ = std::fs::write(dir.join(format!("sync-{n}.log")), &stderr);
+    }
     let v: Value = serde_json::from_str(&stdout)
         .with_context(|| format!("sync printed no JSON (exit {}): {}", usage.code, tail(&stderr)))?;
     let r = v.get(0).context("empty sync report")?;
@@ -348,22 +370,44 @@ struct Row {
     groups: u32,
     memberships: u64,
     latency_ms: u64,
+    /// A row of the rate-limited table (Keycloak's has no `rate_limit`: it has none).
+    limited: bool,
+    /// The rate limit the emulator enforced, requests a minute per bucket.
     rate_limit: Option<u32>,
     min_requests: MinRequests,
     initial: SyncFigures,
     resync: Option<SyncFigures>,
+    /// Throttle answers the emulator gave (429s; Google's 403 `userRateLimitExceeded`).
     throttled: u64,
+    /// Wall time of the same initial sync without a rate limit (rate-limited rows).
+    unthrottled_wall: Option<Duration>,
 }
+
+/// What a scenario measures.
+#[derive(Debug, Clone, Copy)]
+struct Mode {
+    /// The rate limit to enforce (`None`: none at all, not even the emulator's default quota).
+    rate: Option<u32>,
+    /// A row of the rate-limited table.
+    limited: bool,
+    /// Also measure a no-change resync.
+    resync: bool,
+}
+
+/// `--rate-limit` for a run without a rate limit: beyond reach (Google's emulator otherwise
+/// enforces Google's 2,400 queries a minute in every run).
+const UNLIMITED: u32 = 4_000_000_000;
 
 fn scenario(
     bin: &Path,
     provider: &str,
     users: u32,
     latency: u64,
-    rate: Option<u32>,
+    mode: Mode,
     args: &Args,
     work: &Path,
 ) -> anyhow::Result<Row> {
+    let rate = mode.rate;
     let groups = args.groups.unwrap_or((users / 10).max(1));
     let mut eargs: Vec<String> = vec![
         "--users".into(),
@@ -379,28 +423,30 @@ fn scenario(
         "--latency-ms".into(),
         latency.to_string(),
     ];
-    if let Some(r) = rate {
-        eargs.push("--rate-limit".into());
-        eargs.push(r.to_string());
-    }
+    eargs.push("--rate-limit".into());
+    eargs.push(rate.unwrap_or(UNLIMITED).to_string());
     let emu = Emulator::start(bin, provider, &eargs)?;
-    let dir = work.join(format!("{provider}-{users}-{latency}ms-{}", rate.unwrap_or(0)));
+    let dir = work.join(format!(
+        "{provider}-{users}-{latency}ms-{}{}",
+        rate.unwrap_or(0),
+        if mode.limited { "-limited" } else { "" }
+    ));
     std::fs::create_dir_all(&dir)?;
     let mut conn = Connection::from_emulator_info(&emu.info, None)?;
     if let Some((opt, max)) = page_size_option(provider) {
         conn.set_option(opt, serde_json::json!(max));
     }
-    // throttle waits are part of what is measured under a rate limit: allow long waits
-    let config = write_config(
-        &dir,
-        &[conn],
-        "max_throttle_wait_secs = 3600\nmax_retries = 50",
-        "",
-    )?;
+    // the default retry and throttle settings: a sync under a rate limit must complete with them
+    let config = write_config(&dir, &[conn], "", "")?;
     let min_requests = minimum_requests(provider, users, groups, args)?;
-    eprintln!("{provider}: {users} users, {latency} ms, rate {rate:?}: initial sync ...");
+    let limit = match (rate, mode.limited) {
+        (Some(r), _) => format!("rate limit {r}/min"),
+        (None, true) => "no rate limit (the provider has none)".to_string(),
+        (None, false) => "no rate limit".to_string(),
+    };
+    eprintln!("{provider}: {users} users, {latency} ms, {limit}: initial sync ...");
     let initial = sync_once(bin, &config)?;
-    let resync = if rate.is_none() {
+    let resync = if mode.resync {
         eprintln!("{provider}: resync ...");
         Some(sync_once(bin, &config)?)
     } else {
@@ -417,11 +463,13 @@ fn scenario(
             .and_then(Value::as_u64)
             .unwrap_or(0),
         latency_ms: latency,
+        limited: mode.limited,
         rate_limit: rate,
         min_requests,
         initial,
         resync,
         throttled: stats["throttled"].as_u64().unwrap_or(0),
+        unthrottled_wall: None,
     })
 }
 
@@ -443,7 +491,7 @@ fn table(rows: &[Row]) -> String {
         "| provider | users / groups / memberships | latency | requests (min, ratio) | initial: status, wall s, CPU s, peak RSS MiB | plan ms / apply ms | resync: wall s, CPU s, RSS MiB, requests, store writes |\n",
     );
     s.push_str("|---|---|---|---|---|---|---|\n");
-    for r in rows.iter().filter(|r| r.rate_limit.is_none()) {
+    for r in rows.iter().filter(|r| !r.limited) {
         let i = &r.initial;
         let re = r.resync.as_ref().map_or_else(
             || "-".to_string(),
@@ -478,33 +526,64 @@ fn table(rows: &[Row]) -> String {
             re
         ));
     }
-    let limited: Vec<&Row> = rows.iter().filter(|r| r.rate_limit.is_some()).collect();
+    let limited: Vec<&Row> = rows.iter().filter(|r| r.limited).collect();
     if !limited.is_empty() {
-        s.push_str("\nUnder the provider's real rate limit (emulated per bucket):\n\n");
-        s.push_str("| provider | users | limit / min | requests (min) | 429s | status, wall s | lower bound s | wall / bound |\n");
-        s.push_str("|---|---|---|---|---|---|---|---|\n");
-        for r in limited {
-            let rate = r.rate_limit.unwrap_or(1);
-            let bound = r.min_requests.rate_bound_secs(&r.provider, rate);
-            let ratio = if bound > 0.0 {
-                format!("{:.2}", r.initial.usage.wall.as_secs_f64() / bound)
-            } else {
-                "n/a (fits in one window)".to_string()
-            };
+        s.push_str(&limited_table(&limited));
+    }
+    s
+}
+
+/// The table of the runs under each provider's real rate limit. "Waiting" is the wall time the
+/// limit added (rate-limited wall minus the wall of the same sync without a limit); the lower
+/// bound is the time the limit forces on the minimum number of requests (see
+/// `MinRequests::rate_bound_secs`).
+fn limited_table(rows: &[&Row]) -> String {
+    let mut s = String::new();
+    s.push_str("\nUnder the provider's real rate limit (emulated per bucket; default retry and throttle settings):\n\n");
+    s.push_str(
+        "| provider | users | limit / min | requests (min) | throttle answers (429/403) | status, wall s | wall without limit s | waiting on the limit s | lower bound s | waiting / bound | wall / bound |\n",
+    );
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for r in rows {
+        let wall = r.initial.usage.wall.as_secs_f64();
+        let Some(rate) = r.rate_limit else {
             s.push_str(&format!(
-                "| {} | {} | {} | {} ({} min) | {} | {} {} | {:.0} | {} |\n",
+                "| {} | {} | none (self-hosted; no documented limit) | {} ({} min) | {} | {} {} | - | - | - | - | - |\n",
                 r.provider,
                 r.users,
-                rate,
                 r.initial.requests,
                 r.min_requests.total(),
                 r.throttled,
                 r.initial.status,
                 secs(r.initial.usage.wall),
-                bound,
-                ratio
             ));
-        }
+            continue;
+        };
+        let bound = r.min_requests.rate_bound_secs(&r.provider, rate);
+        let waiting = r.unthrottled_wall.map(|u| (wall - u.as_secs_f64()).max(0.0));
+        let per_bound = |x: f64| {
+            if bound > 0.0 {
+                format!("{:.2}", x / bound)
+            } else {
+                "n/a (fits in one window)".to_string()
+            }
+        };
+        s.push_str(&format!(
+            "| {} | {} | {} | {} ({} min) | {} | {} {} | {} | {} | {:.0} | {} | {} |\n",
+            r.provider,
+            r.users,
+            rate,
+            r.initial.requests,
+            r.min_requests.total(),
+            r.throttled,
+            r.initial.status,
+            secs(r.initial.usage.wall),
+            r.unthrottled_wall.map_or_else(|| "?".to_string(), secs),
+            waiting.map_or_else(|| "?".to_string(), |w| format!("{w:.2}")),
+            bound,
+            waiting.map_or_else(|| "?".to_string(), per_bound),
+            per_bound(wall),
+        ));
     }
     s
 }
@@ -589,7 +668,12 @@ fn main() -> anyhow::Result<()> {
     for p in &args.providers {
         for &u in &args.users {
             for &l in &args.latency_ms {
-                match scenario(&bin, p, u, l, None, &args, &work) {
+                let mode = Mode {
+                    rate: None,
+                    limited: false,
+                    resync: true,
+                };
+                match scenario(&bin, p, u, l, mode, &args, &work) {
                     Ok(r) => rows.push(r),
                     Err(e) => failures.push(format!("{p} {u} users {l} ms: {e:#}")),
                 }
@@ -597,11 +681,41 @@ fn main() -> anyhow::Result<()> {
         }
         let limited = args.rate_limited_providers.as_ref().is_none_or(|l| l.contains(p));
         if args.rate_limited_users > 0 && limited {
-            if let Some(rate) = real_rate_limit(p) {
-                match scenario(&bin, p, args.rate_limited_users, 0, Some(rate), &args, &work) {
-                    Ok(r) => rows.push(r),
-                    Err(e) => failures.push(format!("{p} rate-limited: {e:#}")),
+            let n = args.rate_limited_users;
+            let rate = real_rate_limit(p);
+            // the same sync without a limit first: the difference is the time spent waiting
+            let unthrottled = match rate {
+                Some(_) => {
+                    let mode = Mode {
+                        rate: None,
+                        limited: false,
+                        resync: false,
+                    };
+                    match scenario(&bin, p, n, 0, mode, &args, &work) {
+                        Ok(r) if r.initial.status == "applied" => Some(r.initial.usage.wall),
+                        Ok(r) => {
+                            failures.push(format!("{p} rate-limited baseline ended {}", r.initial.status));
+                            None
+                        }
+                        Err(e) => {
+                            failures.push(format!("{p} rate-limited baseline: {e:#}"));
+                            None
+                        }
+                    }
                 }
+                None => None,
+            };
+            let mode = Mode {
+                rate,
+                limited: true,
+                resync: false,
+            };
+            match scenario(&bin, p, n, 0, mode, &args, &work) {
+                Ok(mut r) => {
+                    r.unthrottled_wall = unthrottled;
+                    rows.push(r);
+                }
+                Err(e) => failures.push(format!("{p} rate-limited: {e:#}")),
             }
         }
     }

@@ -114,6 +114,10 @@ pub struct RuntimeSection {
     /// Longest wait accepted from a provider's throttle headers (`Retry-After`, rate-limit
     /// reset), seconds (default 60); longer asks are capped.
     pub max_throttle_wait_secs: Option<u64>,
+    /// How long one request may keep being throttled (429s, quota errors) before its query
+    /// fails, seconds, counted from its first throttle answer (default: 10 times
+    /// `max_throttle_wait_secs`, i.e. 600). Throttle retries do not count against `max_retries`.
+    pub max_throttle_total_secs: Option<u64>,
     /// Where `usersync auth login` keeps the connection's refresh token (authorization-code
     /// flow only; default `credentials/<connection>.json` next to the config file).
     pub credential_file: Option<PathBuf>,
@@ -136,6 +140,8 @@ pub struct RuntimeSettings {
     pub max_retries: u32,
     /// Longest single wait accepted from throttle headers.
     pub max_throttle_wait: Duration,
+    /// How long one request may stay throttled; `None`: 10 times `max_throttle_wait`.
+    pub max_throttle_total: Option<Duration>,
     /// The refresh-token file of the authorization-code flow (resolved against the config
     /// directory).
     pub credential_file: PathBuf,
@@ -171,6 +177,10 @@ impl RuntimeSettings {
                     .or(global.max_throttle_wait_secs)
                     .unwrap_or(60),
             ),
+            max_throttle_total: conn
+                .max_throttle_total_secs
+                .or(global.max_throttle_total_secs)
+                .map(Duration::from_secs),
             max_retries: conn.max_retries.or(global.max_retries).unwrap_or(5),
         }
     }

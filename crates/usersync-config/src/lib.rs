@@ -19,6 +19,7 @@
 //! request_timeout_secs = 60
 //! max_retries = 5
 //! max_throttle_wait_secs = 60     # cap on a provider's "retry after" ask
+//! max_throttle_total_secs = 600   # how long one request may stay throttled (default 10x the above)
 //!
 //! [[connections]]                 # one per tenant; file order = priority order
 //! name = "okta-prod"

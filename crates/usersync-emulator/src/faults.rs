@@ -3,8 +3,9 @@
 //! A [`FaultConfig`] is set at start (CLI flags) or at run time (`PUT /_emulator/faults`). Decisions
 //! come from one RNG seeded with [`FaultConfig::seed`], drawn in request order, so a sequential client
 //! sees the same faults on every run. Request-level faults (latency, 429, 5xx, reset, truncated or
-//! malformed body, slow drip) are applied by the server's middleware; paging faults (loop, expired
-//! page token, empty page with a next link) are applied by [`crate::paging`] inside each facade.
+//! malformed body, invalid UTF-8, slow drip) are applied by the server's middleware; paging faults
+//! (loop, expired page token, empty page with a next link, an item repeated across pages) are applied
+//! by [`crate::paging`] inside each facade.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -39,6 +40,10 @@ pub struct FaultConfig {
     pub malformed_rate: f64,
     /// Probability of a slow-drip body (sent in small chunks with pauses).
     pub drip_rate: f64,
+    /// Probability of invalid UTF-8 bytes (`FC FF`: a Latin-1 `ü`, then a byte no UTF-8 text holds)
+    /// inside a JSON string of a successful answer: the first record field (a name, login, email or
+    /// string id) of a listing page, else its first string. Content-Length stays consistent.
+    pub invalid_utf8_rate: f64,
     /// Chunk size of slow-drip bodies, bytes.
     pub drip_chunk_bytes: usize,
     /// Pause between slow-drip chunks, milliseconds.
@@ -49,6 +54,11 @@ pub struct FaultConfig {
     pub expire_token_at_page: Option<u32>,
     /// Empty page: page number (1-based) of a listing served with no items but a next link.
     pub empty_page_at: Option<u32>,
+    /// Repeated item: page number (N >= 2) of a listing that starts with the last item of page N-1
+    /// again (the same object twice across pages, as offset paging does when an object is added
+    /// before the offset between two page reads). Offset-paged listings (Keycloak) shift every
+    /// page from N on by one, as the real server would; token-paged ones repeat the item once.
+    pub repeat_at_page: Option<u32>,
     /// Request-level faults start only after this many API requests (so a listing fails mid-way).
     pub start_after: u64,
     /// Stop injecting request-level faults after this many (e.g. one 503, then healthy).
@@ -69,11 +79,13 @@ impl Default for FaultConfig {
             truncate_rate: 0.0,
             malformed_rate: 0.0,
             drip_rate: 0.0,
+            invalid_utf8_rate: 0.0,
             drip_chunk_bytes: 16,
             drip_pause_ms: 50,
             paging_loop_at_page: None,
             expire_token_at_page: None,
             empty_page_at: None,
+            repeat_at_page: None,
             start_after: 0,
             max_faults: None,
         }
@@ -89,6 +101,7 @@ impl FaultConfig {
             ("truncate_rate", self.truncate_rate),
             ("malformed_rate", self.malformed_rate),
             ("drip_rate", self.drip_rate),
+            ("invalid_utf8_rate", self.invalid_utf8_rate),
         ] {
             if !(0.0..=1.0).contains(&p) {
                 return Err(crate::EmulatorError::InvalidSetting {
@@ -113,6 +126,12 @@ impl FaultConfig {
             return Err(crate::EmulatorError::InvalidSetting {
                 name: "expire_token_at_page",
                 reason: "the first page has no token: use 2 or more".to_string(),
+            });
+        }
+        if self.repeat_at_page.is_some_and(|p| p < 2) {
+            return Err(crate::EmulatorError::InvalidSetting {
+                name: "repeat_at_page",
+                reason: "the first page has nothing before it to repeat: use 2 or more".to_string(),
             });
         }
         if self.rate_limit_per_minute == Some(0) || self.concurrency_limit == Some(0) {
@@ -140,6 +159,8 @@ pub enum RequestFault {
     Malformed,
     /// Send the body slowly.
     Drip,
+    /// Put invalid UTF-8 bytes inside a JSON string of the body.
+    InvalidUtf8,
 }
 
 /// The live fault state of one emulator.
@@ -180,6 +201,15 @@ impl Faults {
     /// Number of request-level faults injected so far.
     pub fn injected(&self) -> u64 {
         self.injected.load(Ordering::SeqCst)
+    }
+
+    /// Take back one injected fault that turned out not to apply (invalid UTF-8 drawn for an answer
+    /// with no JSON string in it: an error, a count, a photo), so `max_faults` counts only faults
+    /// that reached the client and a later answer gets the fault instead.
+    pub fn refund(&self) {
+        let _ = self
+            .injected
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, (FaultConfig, StdRng)> {
@@ -223,6 +253,9 @@ impl Faults {
             RequestFault::Malformed
         } else if pick(cfg.drip_rate) {
             RequestFault::Drip
+        } else if pick(cfg.invalid_utf8_rate) {
+            // Last in the order: adding this knob leaves every other knob's sequence unchanged.
+            RequestFault::InvalidUtf8
         } else {
             RequestFault::None
         };
@@ -267,6 +300,40 @@ mod tests {
         assert_eq!(f.draw(), RequestFault::None);
         assert!(matches!(f.draw(), RequestFault::ServerError(500 | 502 | 503)));
         assert_eq!(f.draw(), RequestFault::None);
+    }
+
+    #[test]
+    fn invalid_utf8_is_drawn_last_and_leaves_other_sequences_alone() {
+        let base = FaultConfig {
+            seed: 9,
+            error_rate: 0.2,
+            malformed_rate: 0.2,
+            ..FaultConfig::default()
+        };
+        let with = FaultConfig {
+            invalid_utf8_rate: 1.0,
+            ..base.clone()
+        };
+        let a = Faults::new(base);
+        let b = Faults::new(with);
+        for _ in 0..200 {
+            match (a.draw(), b.draw()) {
+                (RequestFault::None, y) => assert_eq!(y, RequestFault::InvalidUtf8),
+                (x, y) => assert_eq!(x, y, "an earlier knob's draw changed"),
+            }
+        }
+        let err = FaultConfig {
+            repeat_at_page: Some(1),
+            ..FaultConfig::default()
+        }
+        .validate();
+        assert!(err.is_err_and(|e| e.to_string().contains("repeat_at_page")));
+        let err = FaultConfig {
+            invalid_utf8_rate: -0.1,
+            ..FaultConfig::default()
+        }
+        .validate();
+        assert!(err.is_err_and(|e| e.to_string().contains("invalid_utf8_rate")));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! records the page number and the last key served, so a listing survives mutations between pages
 //! (nothing skipped, nothing repeated) like a real provider's cursor. The paging faults of
 //! [`FaultConfig`] are applied here: a next token pointing back at the current page (loop), a token
-//! rejected from page N on (expired), an empty page that still has a next token.
+//! rejected from page N on (expired), an empty page that still has a next token, a page that
+//! starts with the previous page's last item (repeated).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -132,7 +133,13 @@ pub fn page_lazy<I: Iterator<Item = u32>>(
             page_no: pos.page_no,
         });
     }
-    let page_keys: Vec<u32> = it.by_ref().take(limit.max(1)).collect();
+    // fault: the previous page's last item again at the top of this page (same page size)
+    let repeated = pos
+        .after
+        .filter(|_| pos.page_no >= 2 && faults.repeat_at_page == Some(pos.page_no));
+    let mut page_keys: Vec<u32> = repeated.into_iter().collect();
+    let room = limit.max(1).saturating_sub(page_keys.len()).max(1);
+    page_keys.extend(it.by_ref().take(room));
     let more = it.next().is_some();
     let next = if faults.paging_loop_at_page == Some(pos.page_no) {
         Some(encode(pos))
@@ -211,6 +218,16 @@ mod tests {
         let e = page(&keys, 1, None, 3, &empty).expect("empty");
         assert!(e.keys.is_empty() && e.next.is_some());
         assert_eq!(all(&keys, 3, &empty), Ok(keys.clone()));
+
+        let repeat = FaultConfig {
+            repeat_at_page: Some(2),
+            ..FaultConfig::default()
+        };
+        assert_eq!(
+            all(&keys, 3, &repeat),
+            Ok(vec![0, 1, 2, 2, 3, 4, 5, 6, 7, 8, 9]),
+            "page 2 starts with page 1's last key, then paging goes on"
+        );
 
         assert_eq!(
             page(&keys, 2, p1.next.as_deref(), 3, &FaultConfig::default()),

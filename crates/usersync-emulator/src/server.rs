@@ -114,6 +114,8 @@ pub struct RunningEmulator {
     pub ctx: Arc<EmuContext>,
     facade: Arc<dyn Facade>,
     shutdown: watch::Sender<bool>,
+    /// The state directory this emulator created itself (none was given): removed on drop.
+    owned_state_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for dyn Facade {
@@ -169,6 +171,10 @@ impl RunningEmulator {
 impl Drop for RunningEmulator {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
+        if let Some(dir) = &self.owned_state_dir {
+            // generated keys and the CA live here; a directory the caller named is theirs to keep
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -189,6 +195,7 @@ pub async fn start(opts: EmulatorOptions) -> Result<RunningEmulator, EmulatorErr
         }
     };
     let seed = org.seed;
+    let owned_state_dir = opts.state_dir.is_none();
     let state_dir = match opts.state_dir {
         Some(d) => d,
         None => {
@@ -243,6 +250,7 @@ pub async fn start(opts: EmulatorOptions) -> Result<RunningEmulator, EmulatorErr
         ctx,
         facade,
         shutdown: tx,
+        owned_state_dir: owned_state_dir.then(|| state_dir.clone()),
     })
 }
 
@@ -444,6 +452,13 @@ async fn fault_middleware(State((ctx, facade)): State<MwState>, req: Request, ne
         RequestFault::Truncate => truncate(resp).await,
         RequestFault::Malformed => malformed(resp).await,
         RequestFault::Drip => drip(resp, cfg.drip_chunk_bytes, cfg.drip_pause_ms).await,
+        RequestFault::InvalidUtf8 => {
+            let (resp, applied) = invalid_utf8(resp).await;
+            if !applied {
+                ctx.faults.refund();
+            }
+            resp
+        }
         _ => resp,
     }
 }
@@ -494,6 +509,80 @@ async fn malformed(resp: Response) -> Response {
     broken.extend_from_slice(b"\"<<malformed ");
     set_len(&mut parts, broken.len());
     Response::from_parts(parts, Body::from(broken))
+}
+
+/// What [`invalid_utf8`] inserts: `ü` in Latin-1 (`FC`), the usual way a name turns into invalid
+/// UTF-8 (a Latin-1 export or a misconfigured proxy), followed by `FF`, which no UTF-8 text holds.
+const INVALID_UTF8: &[u8] = b"\xfc\xff";
+
+/// Keys whose string value is a record's own field (a person's or group's name or id) in some
+/// provider's listing, so the damaged string is one a connector reads rather than skips.
+const RECORD_KEYS: [&str; 12] = [
+    "displayName",
+    "name",
+    "firstName",
+    "firstname",
+    "givenName",
+    "given_name",
+    "login",
+    "userName",
+    "username",
+    "primaryEmail",
+    "email",
+    "id",
+];
+
+/// Where [`invalid_utf8`] puts its bytes: just inside the first string value of a record key
+/// (`"name":"` and the like, whitespace allowed after the colon), else inside the first string
+/// value of any key; `None` when the body has no string value.
+fn first_string_value(body: &[u8]) -> Option<usize> {
+    let value_start = |i: usize| {
+        // `i` indexes the closing quote of a key
+        if body.get(i + 1) != Some(&b':') {
+            return None;
+        }
+        let mut j = i + 2;
+        while j < body.len() && body[j].is_ascii_whitespace() {
+            j += 1;
+        }
+        (body.get(j) == Some(&b'"')).then_some(j + 1)
+    };
+    let record = RECORD_KEYS
+        .iter()
+        .filter_map(|k| {
+            let pat = format!("\"{k}\"");
+            body.windows(pat.len())
+                .enumerate()
+                .filter(|(_, w)| *w == pat.as_bytes())
+                .find_map(|(i, _)| value_start(i + pat.len() - 1))
+        })
+        .min();
+    record.or_else(|| (0..body.len()).filter(|&i| body[i] == b'"').find_map(value_start))
+}
+
+/// Put [`INVALID_UTF8`] inside a JSON string of a successful JSON answer. Returns whether it did
+/// (not for errors, non-JSON bodies such as photos, or JSON without a string such as a count).
+async fn invalid_utf8(resp: Response) -> (Response, bool) {
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("json"));
+    if !resp.status().is_success() || !is_json {
+        return (resp, false);
+    }
+    let (mut parts, bytes) = body_bytes(resp).await;
+    let mut body = bytes.to_vec();
+    let applied = match first_string_value(&body) {
+        Some(at) => {
+            body.splice(at..at, INVALID_UTF8.iter().copied());
+            tracing::debug!(at, "fault: invalid UTF-8 in a JSON string");
+            true
+        }
+        None => false,
+    };
+    set_len(&mut parts, body.len());
+    (Response::from_parts(parts, Body::from(body)), applied)
 }
 
 async fn drip(resp: Response, chunk: usize, pause_ms: u64) -> Response {
@@ -550,4 +639,30 @@ fn control_router(ctx: Arc<EmuContext>) -> Router {
             }),
         )
         .with_state(ctx)
+}
+
+#[cfg(test)]
+mod fault_body_tests {
+    use super::first_string_value;
+
+    #[test]
+    fn invalid_utf8_goes_inside_the_first_string_value() {
+        let body = br#"{"@odata.context":"https://graph","value":[]}"#;
+        let at = first_string_value(body).expect("a string value");
+        assert_eq!(&body[at..at + 5], b"https");
+        let users = br#"{"kind":"k","users":[{"id":"1","primaryEmail":"a@b"},{"id":"2"}]}"#;
+        let at = first_string_value(users).expect("a record value");
+        assert_eq!(&users[at..at + 4], b"1\",\"", "the first record key's value");
+        let nested = br#"{"status":{"type":"success"},"data":[{"id":7,"firstname":"Ann"}]}"#;
+        let at = first_string_value(nested).expect("a record value");
+        assert_eq!(&nested[at..at + 3], b"Ann", "numeric ids are skipped");
+        let pretty = b"[ {\n  \"id\" :  \"00u1\" } ]";
+        // `"id" :` has a space before the colon: not a key/value this scanner recognises
+        assert_eq!(first_string_value(pretty), None);
+        let spaced = b"[{\"id\":  \"00u1\"}]";
+        let at = first_string_value(spaced).expect("a string value");
+        assert_eq!(&spaced[at..at + 4], b"00u1");
+        assert_eq!(first_string_value(b"[]"), None);
+        assert_eq!(first_string_value(br#"{"n":1,"m":true}"#), None);
+    }
 }

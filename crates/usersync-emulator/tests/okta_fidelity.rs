@@ -312,7 +312,6 @@ async fn https_with_the_private_ca() {
     let mut o = usersync_emulator::EmulatorOptions::new("okta");
     o.gen.users = 300;
     o.tls = true;
-    o.state_dir = Some(common::tempdir());
     let emu = usersync_emulator::start(o).await.expect("start");
     let ca = std::fs::read(emu.ca_path.as_ref().expect("ca path")).expect("ca file");
     let client = reqwest::Client::builder()

@@ -81,7 +81,6 @@ async fn start(ttl: i64) -> RunningEmulator {
         ..GenConfig::default()
     };
     o.token_ttl_secs = ttl;
-    o.state_dir = Some(common::tempdir());
     usersync_emulator::start(o).await.expect("start")
 }
 

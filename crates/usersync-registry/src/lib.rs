@@ -11,6 +11,9 @@
 //! * When several candidates share an id, a pin from the config's `[plugins.pin]` table decides
 //!   (`okta = "builtin"`, `okta = "plugin"` or `okta = "1.2.0"`); otherwise the highest semver
 //!   version wins, and the built-in wins a tie.
+//! * A connection naming an id is answered by [`Registry::lookup`]: the active candidate, or the
+//!   refused libraries that stand for that id (see [`library_ids`] for how a library whose
+//!   manifest was never read is matched to an id), or candidates a pin rules out, or nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
@@ -131,8 +134,10 @@ pub struct Entry {
     pub source: Source,
     /// Whether this candidate is the one used for its id.
     pub active: bool,
-    /// Why it is active, inactive or refused (one line).
+    /// Why it is active, inactive or refused (one line; `refused: ...` for a refused library).
     pub reason: String,
+    /// Whether the library was refused (never loaded, or loaded and then rejected).
+    pub refused: bool,
     /// The connector, for loaded candidates.
     pub connector: Option<Arc<dyn Connector>>,
 }
@@ -146,6 +151,7 @@ impl fmt::Debug for Entry {
             .field("source", &self.source)
             .field("active", &self.active)
             .field("reason", &self.reason)
+            .field("refused", &self.refused)
             .finish_non_exhaustive()
     }
 }
@@ -178,6 +184,7 @@ impl Registry {
                 source: Source::Builtin,
                 active: false,
                 reason: String::new(),
+                refused: false,
                 connector: Some(c),
             });
         }
@@ -346,6 +353,99 @@ impl Registry {
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }
+
+    /// Every refused library, in search order.
+    pub fn refused(&self) -> Vec<&Entry> {
+        self.entries.iter().filter(|e| e.refused).collect()
+    }
+
+    /// What a connection naming connector `id` gets: the active candidate; else the candidates a
+    /// pin rules out (a config problem); else the refused libraries that stand for `id` (see
+    /// [`library_ids`]); else nothing.
+    pub fn lookup(&self, id: &str) -> Lookup<'_> {
+        if let Some(e) = self.active_entry(id) {
+            return Lookup::Active(e);
+        }
+        let unused: Vec<&Entry> = self
+            .entries
+            .iter()
+            .filter(|e| e.connector.is_some() && e.id.as_deref() == Some(id))
+            .collect();
+        if !unused.is_empty() {
+            return Lookup::Unused(unused);
+        }
+        let refused: Vec<&Entry> = self
+            .entries
+            .iter()
+            .filter(|e| e.refused && e.claims(id))
+            .collect();
+        if !refused.is_empty() {
+            return Lookup::Refused(refused);
+        }
+        Lookup::Unknown
+    }
+}
+
+/// The answer of [`Registry::lookup`] for one connector id.
+#[derive(Debug, Clone)]
+pub enum Lookup<'a> {
+    /// The candidate in use.
+    Active(&'a Entry),
+    /// Candidates exist, but a `[plugins.pin]` entry matches none of them (each entry's
+    /// `reason` says so).
+    Unused(Vec<&'a Entry>),
+    /// No candidate loaded; these refused libraries stand for the id (in search order).
+    Refused(Vec<&'a Entry>),
+    /// Nothing has this id.
+    Unknown,
+}
+
+impl Entry {
+    /// The refusal reason without the `refused: ` prefix, for a refused library.
+    pub fn refusal(&self) -> Option<&str> {
+        self.refused
+            .then(|| self.reason.strip_prefix("refused: ").unwrap_or(&self.reason))
+    }
+
+    /// Whether this entry stands for connector `id`: its manifest's id when it was read,
+    /// otherwise (a refused library) the ids its file name stands for ([`library_ids`]).
+    pub fn claims(&self, id: &str) -> bool {
+        match (&self.id, &self.source) {
+            (Some(own), _) => own == id,
+            (None, Source::Plugin(path)) => library_ids(path).iter().any(|c| c == id),
+            (None, Source::Builtin) => false,
+        }
+    }
+}
+
+/// The connector ids a library's file name stands for, used to match a refused library whose
+/// manifest could not be read to the connections that name it. The name is
+/// `lib<stem>.<suffix>`; `_` in the stem stands for `-` in an id. The stem itself, the stem
+/// without a leading `usersync_`, and the stem without a leading `usersync_connector_` are
+/// candidates, so `libusersync_connector_acme.so` (the name `usersync plugins install` writes,
+/// and what cargo builds for a package named `usersync-connector-acme`) stands for `acme`, and
+/// `libusersync_fixture_bad_abi.so` for `fixture-bad-abi`. Ids are compared exactly (they are
+/// lowercase kebab-case).
+pub fn library_ids(path: &Path) -> Vec<String> {
+    let Some(stem) = path.file_stem().and_then(OsStr::to_str) else {
+        return Vec::new();
+    };
+    let stem = stem.strip_prefix("lib").unwrap_or(stem);
+    let mut out: Vec<String> = Vec::new();
+    for s in [
+        Some(stem),
+        stem.strip_prefix("usersync_"),
+        stem.strip_prefix("usersync_connector_"),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let id = s.replace('_', "-");
+        if !id.is_empty() && !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    out
 }
 
 /// Highest semver first; a non-semver version ranks lowest; on a tie the built-in, then the
@@ -366,6 +466,7 @@ fn refused(path: &Path, reason: String) -> Entry {
         source: Source::Plugin(path.to_path_buf()),
         active: false,
         reason: format!("refused: {reason}"),
+        refused: true,
         connector: None,
     }
 }
@@ -379,7 +480,12 @@ fn load_entry(path: &Path) -> Entry {
         Ok(Ok(p)) => {
             let m = p.connector.manifest();
             if let Err(problems) = m.validate() {
-                return refused(path, format!("invalid manifest: {}", problems.join("; ")));
+                // The id it claims is kept (a connection naming it is told why it cannot be used).
+                let mut e = refused(path, format!("invalid manifest: {}", problems.join("; ")));
+                e.id = Some(m.id).filter(|id| !id.is_empty());
+                e.version = Some(m.version);
+                e.abi_version = Some(p.abi_version);
+                return e;
             }
             Entry {
                 id: Some(m.id),
@@ -388,6 +494,7 @@ fn load_entry(path: &Path) -> Entry {
                 source: Source::Plugin(path.to_path_buf()),
                 active: false,
                 reason: String::new(),
+                refused: false,
                 connector: Some(p.connector),
             }
         }
@@ -557,6 +664,90 @@ mod tests {
         std::fs::write(&p, "[plugins.pin]\nokta = \"newest\"\n").expect("write");
         let e = read_pins(&p).expect_err("bad pin").to_string();
         assert!(e.contains("plugins.pin.okta"), "{e}");
+    }
+
+    #[test]
+    fn library_file_names_stand_for_connector_ids() {
+        let ids = |p: &str| library_ids(Path::new(p));
+        assert_eq!(
+            ids("/p/libusersync_connector_acme_hr.so"),
+            ["usersync-connector-acme-hr", "connector-acme-hr", "acme-hr"]
+        );
+        assert_eq!(
+            ids("/p/libusersync_fixture_bad_abi.so"),
+            ["usersync-fixture-bad-abi", "fixture-bad-abi"]
+        );
+        assert_eq!(ids("/p/libacme.so"), ["acme"]);
+        assert_eq!(ids("/p/lib.so"), Vec::<String>::new());
+    }
+
+    struct Fake(&'static str);
+
+    impl Connector for Fake {
+        fn manifest(&self) -> usersync_sdk::Manifest {
+            usersync_sdk::Manifest {
+                id: self.0.into(),
+                name: "fake".into(),
+                version: "1.0.0".into(),
+                abi_version: usersync_sdk::ABI_VERSION,
+                auth: Vec::new(),
+                endpoints: Vec::new(),
+                capabilities: Default::default(),
+                options: Vec::new(),
+                default_concurrency: 1,
+            }
+        }
+
+        fn open(
+            &self,
+            _options: &usersync_sdk::Options,
+        ) -> Result<Box<dyn usersync_sdk::Session>, usersync_sdk::ConnectorError> {
+            Err(usersync_sdk::ConnectorError::Unsupported {
+                operation: "open".into(),
+            })
+        }
+    }
+
+    #[test]
+    fn lookup_tells_active_refused_pinned_out_and_unknown_apart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let acme = dir.path().join("libusersync_connector_acme.so");
+        let okta = dir.path().join("libusersync_connector_okta.so");
+        for lib in [&acme, &okta] {
+            std::fs::write(lib, b"not a shared library").expect("write");
+            std::fs::set_permissions(lib, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+        let mut config = RegistryConfig {
+            plugin_dirs: vec![dir.path().to_path_buf()],
+            ..RegistryConfig::default()
+        };
+        let builtins =
+            || -> Vec<Arc<dyn Connector>> { vec![Arc::new(Fake("okta")), Arc::new(Fake("entra"))] };
+        let reg = Registry::build(builtins(), &config);
+        assert_eq!(reg.refused().len(), 2);
+
+        // A refused library never hides a working candidate of the same id.
+        assert!(matches!(reg.lookup("okta"), Lookup::Active(e) if e.source == Source::Builtin));
+        match reg.lookup("acme") {
+            Lookup::Refused(v) => {
+                assert_eq!(v.len(), 1);
+                assert_eq!(v[0].source, Source::Plugin(acme.clone()));
+                let why = v[0].refusal().expect("refused");
+                assert!(!why.starts_with("refused"), "{why}");
+                assert!(v[0].reason.ends_with(why));
+            }
+            other => panic!("expected Refused, got {other:?}"),
+        }
+        assert!(matches!(reg.lookup("acme-hr"), Lookup::Unknown));
+        assert!(matches!(reg.lookup("nope"), Lookup::Unknown));
+
+        config.pins.insert("entra".into(), Pin::Plugin);
+        let reg = Registry::build(builtins(), &config);
+        match reg.lookup("entra") {
+            Lookup::Unused(v) => assert!(v[0].reason.contains("matches no candidate"), "{}", v[0].reason),
+            other => panic!("expected Unused, got {other:?}"),
+        }
     }
 
     #[test]

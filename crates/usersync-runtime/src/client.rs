@@ -262,7 +262,7 @@ impl ConnectionClient {
                     ..QueryOutput::default()
                 };
                 let mut done: HashSet<String> = HashSet::new();
-                let mut page_retry: Option<(String, u32, Instant)> = None;
+                let mut page_retry: Option<PageRetry> = None;
                 loop {
                     if page_limit.is_some_and(|l| out.pages >= l) {
                         break 'listing Ok(out);
@@ -293,7 +293,7 @@ impl ConnectionClient {
                             )),
                         });
                     }
-                    let resp = self.send_with_retries(&req).await?;
+                    let (resp, sent) = self.send_tracked(&req).await?;
                     match cursor.on_response(resp) {
                         Ok(batch) => {
                             Counters::add(&inner.counters.pages, 1);
@@ -317,43 +317,66 @@ impl ConnectionClient {
                         }
                         Err(e) if e.is_retryable() => {
                             let policy = &inner.settings.retry;
-                            let (attempts, started) = match &mut page_retry {
-                                Some((k, n, started)) if *k == key => {
-                                    *n += 1;
-                                    (*n, *started)
-                                }
-                                _ => {
-                                    page_retry = Some((key.clone(), 1, Instant::now()));
-                                    (1, Instant::now())
-                                }
+                            let pr = match &mut page_retry {
+                                Some(pr) if pr.key == key => pr,
+                                slot => slot.insert(PageRetry::new(key.clone())),
                             };
-                            let (wait, throttled) = match &e {
-                                ConnectorError::RateLimited { retry_after_ms, .. } => (
-                                    retry_after_ms
-                                        .map(Duration::from_millis)
-                                        .unwrap_or_else(|| retry::full_jitter(attempts, policy.base_delay, policy.max_delay))
-                                        .min(policy.max_throttle_wait),
-                                    true,
-                                ),
-                                _ => (retry::full_jitter(attempts, policy.base_delay, policy.max_delay), false),
-                            };
-                            if attempts >= policy.max_attempts || started.elapsed() + wait > policy.max_total {
+                            let last = || inner.scrubber.scrub(&e.to_string());
+                            if let ConnectorError::RateLimited { retry_after_ms, .. } = &e {
+                                // throttling the connector recognised (e.g. Google's 403
+                                // `userRateLimitExceeded`, which has no Retry-After): pause the
+                                // whole bucket with backoff; bounded by the throttle budget only
+                                pr.throttles += 1;
+                                let hint = retry_after_ms
+                                    .map(Duration::from_millis)
+                                    .map(|w| w.min(policy.max_throttle_wait));
+                                let step = inner.pacer.throttled(
+                                    &sent.bucket,
+                                    sent.generation,
+                                    hint,
+                                    policy.base_delay,
+                                    policy.max_throttle_wait,
+                                );
+                                Counters::add(&inner.counters.throttled_responses, 1);
+                                let since = *pr.throttled_since.get_or_insert_with(Instant::now);
+                                let budget = inner.settings.throttle_budget();
+                                if since.elapsed() + step.wait > budget {
+                                    let spent = since.elapsed();
+                                    let last = last();
+                                    return Err(throttle_exhausted(&req, pr.throttles, spent, budget, &last));
+                                }
+                                Counters::add(&inner.counters.retries, 1);
+                                // the next send waits in the pacer until the bucket's pause is over
+                                tracing::info!(
+                                    wait_ms = step.wait.as_millis() as u64,
+                                    level = step.level,
+                                    throttles = pr.throttles,
+                                    "provider is throttling: {}",
+                                    last()
+                                );
+                                continue;
+                            }
+                            if pr.attempts == 0 {
+                                // error time starts at the first error (not at earlier throttling)
+                                pr.started = Instant::now();
+                            }
+                            pr.attempts += 1;
+                            let attempts = pr.attempts;
+                            let wait = retry::full_jitter(attempts, policy.base_delay, policy.max_delay);
+                            let spent = pr.started.elapsed();
+                            if attempts >= policy.max_attempts || spent + wait > policy.max_total {
                                 return Err(RuntimeError::RetriesExhausted {
                                     method: req.method.to_string(),
                                     url: redact_url(&req.url),
                                     attempts,
-                                    elapsed: started.elapsed(),
-                                    last: inner.scrubber.scrub(&e.to_string()),
+                                    elapsed: pr.started.elapsed(),
+                                    last: last(),
                                 });
                             }
                             Counters::add(&inner.counters.retries, 1);
-                            if throttled {
-                                Counters::add(&inner.counters.throttled_responses, 1);
-                                Counters::add(&inner.counters.throttled_ms, wait.as_millis() as u64);
-                            } else {
-                                Counters::add(&inner.counters.backoff_ms, wait.as_millis() as u64);
-                            }
-                            tracing::info!(wait_ms = wait.as_millis() as u64, attempts, "provider asked to retry: {}", inner.scrubber.scrub(&e.to_string()));
+                            Counters::add(&inner.counters.backoff_ms, wait.as_millis() as u64);
+                            let wait_ms = wait.as_millis() as u64;
+                            tracing::info!(wait_ms, attempts, "provider asked to retry: {}", last());
                             tokio::time::sleep(wait).await;
                         }
                         Err(source) => {
@@ -377,36 +400,75 @@ impl ConnectionClient {
     }
 
     async fn send_with_retries(&self, req: &HttpRequest) -> Result<HttpResponse, RuntimeError> {
+        self.send_tracked(req).await.map(|(resp, _)| resp)
+    }
+
+    /// [`Self::send_with_retries`], also returning the rate-limit bucket the request went to and
+    /// its generation there (for a throttle answer the connector classifies, e.g. Google's 403
+    /// `userRateLimitExceeded`).
+    ///
+    /// Two kinds of retry, bounded separately:
+    /// - **throttling** (429): the provider's wait (`Retry-After`, Okta/OneLogin reset headers,
+    ///   capped at `max_throttle_wait`) or, without one, exponential backoff per bucket up to
+    ///   `max_throttle_wait`; the whole bucket pauses (the pacer), so no request of the
+    ///   connection hammers the provider meanwhile. Bounded by the throttle budget, counted from
+    ///   the request's first throttle answer;
+    /// - **errors** (502/503/504, resets, timeouts): full-jitter backoff bounded by
+    ///   `max_attempts` and `max_total` (time spent in throttle pauses excluded).
+    async fn send_tracked(&self, req: &HttpRequest) -> Result<(HttpResponse, Sent), RuntimeError> {
         let inner = &self.inner;
         let url = transport::check_url_allowed(&req.url)?;
         let via_proxy = transport::proxy_for(&inner.settings, &url).is_some();
         let bucket = retry::bucket_key(&url);
         let policy = &inner.settings.retry;
+        let budget = inner.settings.throttle_budget();
         let started = Instant::now();
+        // waits in the pacer (pauses and pacing) are not error-retry time
+        let mut paced_total = Duration::ZERO;
+        let mut tries = 0u32;
         let mut attempt = 0u32;
+        let mut throttles = 0u32;
+        let mut throttled_since: Option<Instant> = None;
         let mut refreshed = false;
         let mut nonce_retries = 0u32;
         loop {
+            tries += 1;
             attempt += 1;
-            if attempt > 1 {
+            if tries > 1 {
                 Counters::add(&inner.counters.retries, 1);
             }
-            let paced = inner.pacer.reserve(&bucket);
-            if !paced.is_zero() {
-                Counters::add(&inner.counters.throttled_ms, paced.as_millis() as u64);
-                tracing::debug!(wait_ms = paced.as_millis() as u64, bucket = %bucket, "pacing: rate-limit budget is low");
-                tokio::time::sleep(paced).await;
-            }
-            let permit = inner.limiter.acquire().await.map_err(|_| RuntimeError::Setting {
-                setting: "concurrency".into(),
-                reason: "the connection is shutting down".into(),
-            })?;
+            let (permit, generation) = loop {
+                let mut paced = inner.pacer.reserve(&bucket);
+                loop {
+                    if !paced.is_zero() {
+                        Counters::add(&inner.counters.throttled_ms, paced.as_millis() as u64);
+                        let wait_ms = paced.as_millis() as u64;
+                        tracing::debug!(wait_ms, bucket = %bucket, "pacing: waiting for the bucket");
+                        tokio::time::sleep(paced).await;
+                        paced_total += paced;
+                    }
+                    // the pause may have grown while this request slept
+                    match inner.pacer.enter(&bucket).0 {
+                        left if left.is_zero() => break,
+                        left => paced = left,
+                    }
+                }
+                let permit = inner.limiter.acquire().await.map_err(|_| RuntimeError::Setting {
+                    setting: "concurrency".into(),
+                    reason: "the connection is shutting down".into(),
+                })?;
+                // the bucket may have been paused while this request queued for a slot
+                let (left, generation) = inner.pacer.enter(&bucket);
+                if left.is_zero() {
+                    break (permit, generation);
+                }
+            };
             let applied = inner
                 .auth
                 .apply(&inner.token_http, req.method.as_str(), &req.url)
                 .await?;
-            let generation = applied.generation;
-            let result = self.transmit(req, applied, attempt, via_proxy).await;
+            let token_generation = applied.generation;
+            let result = self.transmit(req, applied, tries, via_proxy).await;
             drop(permit);
             let failure = match result {
                 Ok(resp) => {
@@ -421,7 +483,7 @@ impl ConnectionClient {
                         continue;
                     }
                     if resp.status == 401 && !refreshed {
-                        if let Some(g) = generation {
+                        if let Some(g) = token_generation {
                             tracing::info!("HTTP 401: refreshing the access token once and retrying");
                             inner.auth.invalidate(g).await;
                             refreshed = true;
@@ -429,47 +491,65 @@ impl ConnectionClient {
                         }
                     }
                     if !retry::is_retryable_status(resp.status) {
-                        return Ok(resp);
+                        if (200..300).contains(&resp.status) {
+                            inner.pacer.succeeded(&bucket, generation);
+                        }
+                        return Ok((resp, Sent { bucket, generation }));
                     }
-                    // Window-reset headers (Okta, OneLogin) come on every response; they say
-                    // when the rate budget refills, which matters for a 429 only. A 5xx is
-                    // retried with backoff unless it carries its own Retry-After.
-                    let server = if resp.status == 429 {
-                        retry::server_wait(&resp, SystemTime::now())
-                    } else {
-                        retry::retry_after(&resp, SystemTime::now())
-                    }
-                    .map(|w| w.min(policy.max_throttle_wait));
-                    let throttled = resp.status == 429 || server.is_some();
+                    let last = format!(
+                        "HTTP {}: {}",
+                        resp.status,
+                        inner.scrubber.scrub(&resp.body_snippet(200))
+                    );
                     if resp.status == 429 {
+                        // throttled: not an error attempt; the throttle budget bounds it
+                        attempt -= 1;
+                        throttles += 1;
                         Counters::add(&inner.counters.throttled_responses, 1);
+                        let hint = retry::server_wait(&resp, SystemTime::now())
+                            .map(|w| w.min(policy.max_throttle_wait));
+                        let step = inner.pacer.throttled(
+                            &bucket,
+                            generation,
+                            hint,
+                            policy.base_delay,
+                            policy.max_throttle_wait,
+                        );
+                        let since = *throttled_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() + step.wait > budget {
+                            return Err(throttle_exhausted(req, throttles, since.elapsed(), budget, &last));
+                        }
+                        // the pacer holds this bucket until the wait is over; the next loop turn sleeps there
+                        tracing::info!(
+                            wait_ms = step.wait.as_millis() as u64,
+                            level = step.level,
+                            throttles,
+                            "throttled: {last}"
+                        );
+                        continue;
                     }
+                    // A 5xx is retried with backoff unless it carries its own Retry-After (then
+                    // the whole bucket waits that long).
+                    let server =
+                        retry::retry_after(&resp, SystemTime::now()).map(|w| w.min(policy.max_throttle_wait));
                     let wait = server
                         .unwrap_or_else(|| retry::full_jitter(attempt, policy.base_delay, policy.max_delay));
-                    if throttled {
+                    if server.is_some() {
                         inner.pacer.pause_until(&bucket, Instant::now() + wait);
                     }
-                    (
-                        format!(
-                            "HTTP {}: {}",
-                            resp.status,
-                            inner.scrubber.scrub(&resp.body_snippet(200))
-                        ),
-                        wait,
-                        throttled,
-                        None,
-                    )
+                    (last, wait, None)
                 }
                 Err(e) => {
                     if !e.transport_kind().is_some_and(|k| k.is_retryable()) {
                         return Err(e);
                     }
                     let wait = retry::full_jitter(attempt, policy.base_delay, policy.max_delay);
-                    (e.to_string(), wait, false, Some(e))
+                    (e.to_string(), wait, Some(e))
                 }
             };
-            let (last, wait, throttled, err) = failure;
-            if attempt >= policy.max_attempts || started.elapsed() + wait > policy.max_total {
+            let (last, wait, err) = failure;
+            let error_time = started.elapsed().saturating_sub(paced_total);
+            if attempt >= policy.max_attempts || error_time + wait > policy.max_total {
                 if let Some(RuntimeError::Transport {
                     method,
                     url,
@@ -492,18 +572,15 @@ impl ConnectionClient {
                     last,
                 });
             }
-            if throttled {
-                // the pacer holds this bucket until the wait is over; the next loop turn sleeps there
-                tracing::info!(wait_ms = wait.as_millis() as u64, attempt, "throttled: {last}");
-            } else {
-                Counters::add(&inner.counters.backoff_ms, wait.as_millis() as u64);
-                tracing::info!(
-                    wait_ms = wait.as_millis() as u64,
-                    attempt,
-                    "retrying after: {last}"
-                );
-                tokio::time::sleep(wait).await;
-            }
+            Counters::add(&inner.counters.backoff_ms, wait.as_millis() as u64);
+            tracing::info!(
+                wait_ms = wait.as_millis() as u64,
+                attempt,
+                "retrying after: {last}"
+            );
+            // error time: this sleep counts against `max_total` (the pacer's pause, if the server
+            // sent Retry-After, ends at the same moment)
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -607,6 +684,59 @@ impl ConnectionClient {
         }
         .instrument(span)
         .await
+    }
+}
+
+/// Where a response came from, for the pacer: the rate-limit bucket and its generation when the
+/// request was sent.
+#[derive(Debug, Clone)]
+struct Sent {
+    bucket: String,
+    generation: u64,
+}
+
+/// Retries of one page of a listing (after connector-classified retryable errors).
+struct PageRetry {
+    key: String,
+    /// Error retries (bounded by `max_attempts` and `max_total`).
+    attempts: u32,
+    started: Instant,
+    /// Throttle answers (bounded by the throttle budget).
+    throttles: u32,
+    throttled_since: Option<Instant>,
+}
+
+impl PageRetry {
+    fn new(key: String) -> Self {
+        PageRetry {
+            key,
+            attempts: 0,
+            started: Instant::now(),
+            throttles: 0,
+            throttled_since: None,
+        }
+    }
+}
+
+/// The error of a request that stayed throttled beyond the throttle budget.
+fn throttle_exhausted(
+    req: &HttpRequest,
+    throttles: u32,
+    elapsed: Duration,
+    budget: Duration,
+    last: &str,
+) -> RuntimeError {
+    RuntimeError::RetriesExhausted {
+        method: req.method.to_string(),
+        url: redact_url(&req.url),
+        attempts: throttles,
+        elapsed,
+        last: format!(
+            "{last} (the provider kept throttling the request for {:.0}s; the throttle budget \
+             `max_throttle_total_secs` is {}s)",
+            elapsed.as_secs_f64(),
+            budget.as_secs()
+        ),
     }
 }
 

@@ -24,5 +24,5 @@ pub mod transport;
 pub use client::{ConnectionClient, QueryOutput};
 pub use counters::{BudgetSnapshot, RunCounters};
 pub use error::{RuntimeError, TransportKind};
-pub use settings::{ConnectionSettings, RetryPolicy};
+pub use settings::{ConnectionSettings, RetryPolicy, THROTTLE_BUDGET_WINDOWS};
 pub use usersync_config::Secret;

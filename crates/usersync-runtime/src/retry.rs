@@ -153,13 +153,79 @@ pub fn bucket_key(url: &url::Url) -> String {
     key
 }
 
-#[derive(Debug, Clone, Copy)]
-struct BucketState {
-    next_at: Instant,
-    interval: Duration,
+/// Backoff before throttle retry number `level` of a bucket (1 = first) when the provider gave
+/// no usable wait (Google's quota errors carry no `Retry-After`): exponential from `base`, capped
+/// at `cap` (the quota window), with "equal jitter" (a random time in `[ceiling/2, ceiling]`) so
+/// that waits never collapse towards zero and clients do not retry in lockstep.
+pub fn throttle_backoff(level: u32, base: Duration, cap: Duration) -> Duration {
+    let exp = base.saturating_mul(1u32 << level.saturating_sub(1).min(20));
+    let ceiling = exp.min(cap);
+    let half = ceiling / 2;
+    let spread = (ceiling - half).as_nanos().min(u64::MAX as u128) as u64;
+    if spread == 0 {
+        return ceiling;
+    }
+    half + Duration::from_nanos(rand::thread_rng().gen_range(0..=spread))
 }
 
-/// Spaces requests per bucket: a pause (until a reset) and a pacing interval between requests.
+#[derive(Debug, Clone, Copy)]
+struct BucketState {
+    /// Earliest start of the next request (pacing slots).
+    next_at: Instant,
+    /// Spacing between requests (pacing from budget headers).
+    interval: Duration,
+    /// Nobody in the bucket starts before this (a throttle response's wait).
+    paused_until: Instant,
+    /// Consecutive throttle rounds without a success (the backoff exponent).
+    level: u32,
+    /// Bumped at every escalation: a throttle answer to a request sent before the latest
+    /// escalation is stale and does not escalate again (the whole in-flight burst is answered
+    /// 429/403 together; it counts as one round).
+    generation: u64,
+    /// When the bucket's current run of unthrottled requests began: the earliest its quota
+    /// window can have opened.
+    calm_since: Option<Instant>,
+    /// While throttled without a provider's wait: the latest the quota window that throttled
+    /// us can end (a window of `cap` opened at `calm_since` or later). The backoff never waits
+    /// past it, so the first request after the refill is not a whole backoff step late.
+    window_end: Option<Instant>,
+}
+
+impl BucketState {
+    fn new(now: Instant) -> Self {
+        BucketState {
+            next_at: now,
+            interval: Duration::ZERO,
+            paused_until: now,
+            level: 0,
+            generation: 0,
+            calm_since: None,
+            window_end: None,
+        }
+    }
+}
+
+/// The first end, after `now`, of back-to-back windows of `len` starting at `start`.
+fn next_window_end(start: Instant, now: Instant, len: Duration) -> Option<Instant> {
+    if len.is_zero() {
+        return None;
+    }
+    let elapsed = now.saturating_duration_since(start);
+    let windows = (elapsed.as_nanos() / len.as_nanos()) as u32 + 1;
+    Some(start + len.saturating_mul(windows))
+}
+
+/// How a bucket reacted to a throttle response (see [`Pacer::throttled`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ThrottleStep {
+    /// How long the bucket is paused from now (the throttled request waits this long too).
+    pub wait: Duration,
+    /// The bucket's backoff level after this response.
+    pub level: u32,
+}
+
+/// Spaces requests per bucket: a pause (after a throttle response, for the whole bucket), a
+/// pacing interval between requests, and the bucket's throttle backoff level.
 #[derive(Debug, Default)]
 pub(crate) struct Pacer {
     buckets: Mutex<HashMap<String, BucketState>>,
@@ -175,19 +241,110 @@ impl Pacer {
         let Some(state) = map.get_mut(key) else {
             return Duration::ZERO;
         };
-        let start = state.next_at.max(now);
+        let start = state.next_at.max(state.paused_until).max(now);
         state.next_at = start + state.interval;
         start - now
+    }
+
+    /// What is left of the bucket's pause (it may have grown while a request slept), and the
+    /// bucket's generation: call right before sending; send when the pause is zero and pass
+    /// the generation to [`Pacer::throttled`] / [`Pacer::succeeded`].
+    pub fn enter(&self, key: &str) -> (Duration, u64) {
+        let now = Instant::now();
+        let Ok(mut map) = self.buckets.lock() else {
+            return (Duration::ZERO, 0);
+        };
+        if !map.contains_key(key) {
+            map.insert(key.to_string(), BucketState::new(now));
+        }
+        let Some(s) = map.get_mut(key) else {
+            return (Duration::ZERO, 0);
+        };
+        let left = s.paused_until.saturating_duration_since(now);
+        if left.is_zero() && s.level == 0 && s.calm_since.is_none() {
+            s.calm_since = Some(now);
+        }
+        (left, s.generation)
+    }
+
+    /// A request of the bucket sent at `generation` was throttled. `hint` is the provider's own
+    /// wait (already capped), if it gave one above zero: the bucket pauses that long. Without
+    /// one, the first throttle answer of a round raises the bucket's backoff level and pauses
+    /// the bucket for [`throttle_backoff`] of it (`base`, capped at `cap`, the quota window),
+    /// but never past the end of the window that throttled us (`cap` after the bucket's
+    /// unthrottled run began; then the next window), plus a little jitter; later answers of
+    /// the same round only wait out the pause. Returns the pause left and the level.
+    pub fn throttled(
+        &self,
+        key: &str,
+        generation: u64,
+        hint: Option<Duration>,
+        base: Duration,
+        cap: Duration,
+    ) -> ThrottleStep {
+        let now = Instant::now();
+        let Ok(mut map) = self.buckets.lock() else {
+            return ThrottleStep {
+                wait: hint.unwrap_or(cap),
+                level: 1,
+            };
+        };
+        let s = map
+            .entry(key.to_string())
+            .or_insert_with(|| BucketState::new(now));
+        if generation == s.generation {
+            s.level = s.level.saturating_add(1);
+            s.generation += 1;
+            // a little jitter so a burst does not hit the reset together
+            let jitter = throttle_backoff(1, base.min(cap) / 2, cap);
+            let wait = match hint.filter(|h| !h.is_zero()) {
+                Some(h) => h + jitter,
+                None => {
+                    let end = match (s.window_end, s.calm_since.take()) {
+                        (Some(end), _) if end > now => Some(end),
+                        (Some(end), _) => next_window_end(end, now, cap),
+                        (None, start) => next_window_end(start.unwrap_or(now), now, cap),
+                    };
+                    s.window_end = end;
+                    let backoff = throttle_backoff(s.level, base, cap);
+                    match end {
+                        Some(end) => backoff.min((end - now) + jitter).max(jitter),
+                        None => backoff,
+                    }
+                }
+            };
+            s.paused_until = s.paused_until.max(now + wait);
+        } else if let Some(h) = hint.filter(|h| !h.is_zero()) {
+            s.paused_until = s.paused_until.max(now + h);
+        }
+        ThrottleStep {
+            wait: s.paused_until.saturating_duration_since(now),
+            level: s.level,
+        }
+    }
+
+    /// A request of the bucket sent at `generation` succeeded: if nothing was throttled since
+    /// it was sent, the throttle backoff starts over.
+    pub fn succeeded(&self, key: &str, generation: u64) {
+        if let Ok(mut map) = self.buckets.lock() {
+            if let Some(s) = map.get_mut(key) {
+                if s.generation == generation && s.level > 0 {
+                    s.level = 0;
+                    s.window_end = None;
+                    // the refilled window opened at about this request
+                    s.calm_since = Some(Instant::now());
+                }
+            }
+        }
     }
 
     /// Hold every request of a bucket until `until` (e.g. a 429's reset).
     pub fn pause_until(&self, key: &str, until: Instant) {
         if let Ok(mut map) = self.buckets.lock() {
-            let s = map.entry(key.to_string()).or_insert(BucketState {
-                next_at: until,
-                interval: Duration::ZERO,
-            });
-            s.next_at = s.next_at.max(until);
+            let s = map
+                .entry(key.to_string())
+                .or_insert_with(|| BucketState::new(Instant::now()));
+            s.paused_until = s.paused_until.max(until);
         }
     }
 
@@ -201,10 +358,9 @@ impl Pacer {
                 return;
             }
             let now = Instant::now();
-            let s = map.entry(key.to_string()).or_insert(BucketState {
-                next_at: now,
-                interval,
-            });
+            let s = map
+                .entry(key.to_string())
+                .or_insert_with(|| BucketState::new(now));
             s.interval = interval;
             s.next_at = s.next_at.max(now + interval);
         }
@@ -305,5 +461,89 @@ mod tests {
             "{first:?} {second:?}"
         );
         p.set_interval("b", Duration::ZERO);
+    }
+
+    #[test]
+    fn throttle_backoff_grows_to_the_window_and_never_collapses() {
+        let base = Duration::from_millis(500);
+        let cap = Duration::from_secs(60);
+        for level in 1..16 {
+            let ceiling = (base * (1 << (level - 1).min(20))).min(cap);
+            for _ in 0..20 {
+                let d = throttle_backoff(level, base, cap);
+                assert!(
+                    d >= ceiling / 2 && d <= ceiling,
+                    "level {level}: {d:?} vs {ceiling:?}"
+                );
+            }
+        }
+        assert_eq!(throttle_backoff(3, base, Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_throttled_burst_escalates_the_bucket_once_and_a_success_resets_it() {
+        let p = Pacer::default();
+        let base = Duration::from_millis(100);
+        let cap = Duration::from_secs(10);
+        let (left, g0) = p.enter("b");
+        assert_eq!(left, Duration::ZERO);
+        // four requests in flight are answered 403 together: one round, level 1
+        let first = p.throttled("b", g0, None, base, cap);
+        assert_eq!(first.level, 1);
+        assert!(first.wait >= Duration::from_millis(50), "{first:?}");
+        for _ in 0..3 {
+            let stale = p.throttled("b", g0, None, base, cap);
+            assert_eq!(
+                stale.level, 1,
+                "answers to requests sent before the escalation are one round"
+            );
+            assert!(stale.wait <= first.wait);
+        }
+        // every request of the bucket waits for the pause, not only the throttled one
+        assert!(p.reserve("b") >= Duration::from_millis(40));
+        let (left, g1) = p.enter("b");
+        assert!(left > Duration::ZERO && g1 != g0);
+        // the next round (sent after the pause) escalates again: the backoff doubles
+        let second = p.throttled("b", g1, None, base, cap);
+        assert_eq!(second.level, 2);
+        // a success of a request sent before the latest escalation does not reset the level
+        p.succeeded("b", g1);
+        let (_, g2) = p.enter("b");
+        assert_eq!(p.throttled("b", g2, None, base, cap).level, 3);
+        let (_, g3) = p.enter("b");
+        p.succeeded("b", g3);
+        assert_eq!(
+            p.throttled("b", g3, None, base, cap).level,
+            1,
+            "a success starts over"
+        );
+        // a provider's own wait is honoured (plus a little jitter)
+        let (_, g4) = p.enter("b");
+        let hinted = p.throttled("b", g4, Some(Duration::from_secs(3)), base, cap);
+        assert!(hinted.wait >= Duration::from_millis(2900), "{hinted:?}");
+    }
+
+    #[test]
+    fn throttle_backoff_never_waits_past_the_end_of_the_quota_window() {
+        let p = Pacer::default();
+        let base = Duration::from_millis(10);
+        let window = Duration::from_millis(400);
+        let (_, _) = p.enter("b"); // the bucket's unthrottled run (and its window) begins
+        std::thread::sleep(Duration::from_millis(300));
+        let mut last = ThrottleStep {
+            wait: Duration::ZERO,
+            level: 0,
+        };
+        for _ in 0..7 {
+            let (_, g) = p.enter("b");
+            last = p.throttled("b", g, None, base, window);
+        }
+        // level 7 would back off 200-400 ms; the window that throttled us ends within 100 ms
+        assert_eq!(last.level, 7);
+        assert!(last.wait <= Duration::from_millis(150), "{last:?}");
+        assert!(
+            last.wait >= Duration::from_millis(2),
+            "never a busy loop: {last:?}"
+        );
     }
 }

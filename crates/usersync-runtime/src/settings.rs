@@ -28,6 +28,13 @@ pub struct ConnectionSettings {
     pub request_timeout: Duration,
     /// Retries, backoff and throttle waits.
     pub retry: RetryPolicy,
+    /// How long one request may keep being throttled (429, quota errors such as Google's
+    /// `userRateLimitExceeded`) before its query fails, counted from its first throttle answer.
+    /// Throttle retries are counted apart from error retries (`retry.max_attempts` does not
+    /// limit them): a provider that keeps answering eventually makes the sync slower, never
+    /// fail. `None`: [`THROTTLE_BUDGET_WINDOWS`] times `retry.max_throttle_wait` (10 minutes by
+    /// default, ten one-minute quota windows); see [`ConnectionSettings::throttle_budget`].
+    pub max_throttle_total: Option<Duration>,
     /// Bound on pages per query (a guard against endless listings).
     pub max_pages: u64,
     /// How many times a listing may restart from page one after its paging cursor expired.
@@ -50,6 +57,7 @@ impl Default for ConnectionSettings {
             read_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(120),
             retry: RetryPolicy::default(),
+            max_throttle_total: None,
             max_pages: 1_000_000,
             max_listing_restarts: 3,
             credential_file: None,
@@ -58,13 +66,32 @@ impl Default for ConnectionSettings {
     }
 }
 
-/// Retry, backoff and throttling limits. Both the number of attempts and the total time spent
-/// on one request (waits included) are bounded.
+/// The default throttle budget of a request, in multiples of `max_throttle_wait` (the longest
+/// single throttle wait, i.e. about one quota window).
+pub const THROTTLE_BUDGET_WINDOWS: u32 = 10;
+
+impl ConnectionSettings {
+    /// The effective throttle budget of one request: `max_throttle_total`, else
+    /// [`THROTTLE_BUDGET_WINDOWS`] times `retry.max_throttle_wait`.
+    pub fn throttle_budget(&self) -> Duration {
+        self.max_throttle_total.unwrap_or_else(|| {
+            self.retry
+                .max_throttle_wait
+                .saturating_mul(THROTTLE_BUDGET_WINDOWS)
+        })
+    }
+}
+
+/// Retry, backoff and throttling limits. Error retries (5xx, resets, timeouts) are bounded in
+/// attempts and in time; throttle retries by the connection's throttle budget
+/// ([`ConnectionSettings::throttle_budget`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
-    /// Attempts per request, the first included (1 = never retry).
+    /// Attempts per request, the first included (1 = never retry). Throttle answers (429, quota
+    /// errors) do not count: the throttle budget bounds them.
     pub max_attempts: u32,
-    /// Total time budget for one request including every retry and wait.
+    /// Time budget for one request's error retries and backoff (time spent waiting out
+    /// throttling is not counted: the throttle budget bounds it).
     pub max_total: Duration,
     /// First backoff step; attempt n waits a random time in `[0, min(max_delay, base * 2^n))`
     /// ("full jitter").
@@ -73,7 +100,9 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// Longest single wait the runtime accepts from a provider's throttle headers
     /// (`Retry-After`, Okta `X-Rate-Limit-Reset`, OneLogin `X-RateLimit-Reset`); longer asks are
-    /// capped (Okta's concurrency 429s carry misleading resets about two minutes ahead).
+    /// capped (Okta's concurrency 429s carry misleading resets about two minutes ahead). Also the
+    /// cap of the exponential backoff after throttle answers without a wait (Google's quota
+    /// errors): about one quota window.
     pub max_throttle_wait: Duration,
     /// Pace requests when remaining-count headers show the budget running low, instead of
     /// running into 429s.

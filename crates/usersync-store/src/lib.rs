@@ -12,8 +12,8 @@ mod types;
 
 pub use sqlite::{SqliteStore, MIGRATIONS};
 pub use types::{
-    username_key, Change, ConnectionState, EffectiveMembership, Member, RunOutcome, RunRecord, RunStatus,
-    StoredGroup, StoredMembership, StoredPhoto, StoredUser, UsernameHolder,
+    username_key, Change, ConnectionState, EffectiveMembership, LinkRow, Member, RunOutcome, RunRecord,
+    RunStatus, StoredGroup, StoredMembership, StoredPhoto, StoredUser, UsernameHolder,
 };
 
 /// A store failure.
@@ -47,6 +47,32 @@ pub enum StoreError {
 pub trait Store: Send {
     /// Everything stored for one connection.
     fn state(&self, connection: &str) -> Result<ConnectionState, StoreError>;
+
+    /// Everything stored for one connection, except that direct and effective memberships
+    /// are handed to `link` one row at a time (in no particular order) instead of being
+    /// collected: the returned state's `memberships` and `effective` are empty. The sync engine
+    /// keeps them in a compact form of its own, so reading a store of millions of memberships
+    /// does not need a string pair (and a path) in memory for each. An error from `link` stops
+    /// the read and is returned.
+    fn state_streaming(
+        &self,
+        connection: &str,
+        link: &mut dyn FnMut(LinkRow<'_>) -> Result<(), StoreError>,
+    ) -> Result<ConnectionState, StoreError> {
+        let mut st = self.state(connection)?;
+        for m in std::mem::take(&mut st.memberships) {
+            link(LinkRow::Direct(&m))?;
+        }
+        for e in std::mem::take(&mut st.effective) {
+            let path_json = serde_json::to_string(&e.path).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            link(LinkRow::Effective {
+                group: &e.group,
+                user: &e.user,
+                path_json: &path_json,
+            })?;
+        }
+        Ok(st)
+    }
 
     /// Every username in the store with its holder (all connections).
     fn username_holders(&self) -> Result<Vec<UsernameHolder>, StoreError>;

@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use usersync_model::{GroupKind, UserState};
 
 use crate::types::*;
-use crate::{Store, StoreError};
+use crate::{LinkRow, Store, StoreError};
 
 /// Schema migrations, in order; `PRAGMA user_version` is the number applied. Never edit a
 /// released entry: add a new one.
@@ -467,6 +467,35 @@ fn write_outcome(conn: &Connection, run_id: i64, o: &RunOutcome, now: i64) -> Re
 
 impl Store for SqliteStore {
     fn state(&self, connection: &str) -> Result<ConnectionState, StoreError> {
+        let mut memberships = Vec::new();
+        let mut effective = Vec::new();
+        let mut st = self.state_streaming(connection, &mut |row| {
+            match row {
+                LinkRow::Direct(m) => memberships.push(m.clone()),
+                LinkRow::Effective {
+                    group,
+                    user,
+                    path_json,
+                } => effective.push(EffectiveMembership {
+                    group: group.to_string(),
+                    user: user.to_string(),
+                    path: json(path_json, "membership path")?,
+                }),
+            }
+            Ok(())
+        })?;
+        memberships.sort();
+        effective.sort();
+        st.memberships = memberships;
+        st.effective = effective;
+        Ok(st)
+    }
+
+    fn state_streaming(
+        &self,
+        connection: &str,
+        link: &mut dyn FnMut(LinkRow<'_>) -> Result<(), StoreError>,
+    ) -> Result<ConnectionState, StoreError> {
         let mut st = ConnectionState::default();
         let mut q = self.conn.prepare(&format!(
             "SELECT {USER_COLS} FROM users WHERE connection = ?1 ORDER BY provider_id"
@@ -484,48 +513,42 @@ impl Store for SqliteStore {
             "SELECT g.provider_id, u.provider_id FROM user_memberships m JOIN groups g ON g.id = m.group_ref \
              JOIN users u ON u.id = m.user_ref WHERE g.connection = ?1",
         )?;
-        for r in q.query_map([connection], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })? {
-            let (group, user) = r?;
-            st.memberships.push(StoredMembership {
-                group,
-                member: Member::User(user),
-            });
+        let mut rows = q.query([connection])?;
+        while let Some(r) = rows.next()? {
+            link(LinkRow::Direct(&StoredMembership {
+                group: r.get(0)?,
+                member: Member::User(r.get(1)?),
+            }))?;
         }
+        drop(rows);
         let mut q = self.conn.prepare(
             "SELECT g.provider_id, c.provider_id FROM group_memberships m JOIN groups g ON g.id = m.group_ref \
              JOIN groups c ON c.id = m.child_ref WHERE g.connection = ?1",
         )?;
-        for r in q.query_map([connection], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })? {
-            let (group, child) = r?;
-            st.memberships.push(StoredMembership {
-                group,
-                member: Member::Group(child),
-            });
+        let mut rows = q.query([connection])?;
+        while let Some(r) = rows.next()? {
+            link(LinkRow::Direct(&StoredMembership {
+                group: r.get(0)?,
+                member: Member::Group(r.get(1)?),
+            }))?;
         }
-        st.memberships.sort();
+        drop(rows);
         let mut q = self.conn.prepare(
             "SELECT g.provider_id, u.provider_id, e.path FROM effective_memberships e \
              JOIN groups g ON g.id = e.group_ref JOIN users u ON u.id = e.user_ref WHERE g.connection = ?1",
         )?;
-        for r in q.query_map([connection], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })? {
-            let (group, user, path) = r?;
-            st.effective.push(EffectiveMembership {
+        let mut rows = q.query([connection])?;
+        while let Some(r) = rows.next()? {
+            let group = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+            let user = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+            let path_json = r.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
+            link(LinkRow::Effective {
                 group,
                 user,
-                path: json(&path, "membership path")?,
-            });
+                path_json,
+            })?;
         }
-        st.effective.sort();
+        drop(rows);
         let mut q = self.conn.prepare(
             "SELECT u.provider_id, p.content_type, p.sha256 FROM photos p JOIN users u ON u.id = p.user_ref \
              WHERE u.connection = ?1 ORDER BY u.provider_id",
@@ -771,6 +794,15 @@ mod tests {
     }
 
     #[test]
+    fn a_change_is_small() {
+        assert!(
+            std::mem::size_of::<Change>() <= 80,
+            "{}",
+            std::mem::size_of::<Change>()
+        );
+    }
+
+    #[test]
     fn migrations_from_empty_and_from_v1_reach_latest_and_reopen_is_noop() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("s.db");
@@ -809,10 +841,10 @@ mod tests {
         let mut s = SqliteStore::open_in_memory().expect("store");
         let run = s.begin_run("c", 1).expect("run");
         let changes = vec![
-            Change::PutUser(user("u1", "ada")),
-            Change::PutUser(user("u2", "bob")),
-            Change::PutGroup(group("g1", "Staff")),
-            Change::PutGroup(group("g2", "Eng")),
+            Change::PutUser(std::sync::Arc::new(user("u1", "ada"))),
+            Change::PutUser(std::sync::Arc::new(user("u2", "bob"))),
+            Change::PutGroup(Box::new(group("g1", "Staff"))),
+            Change::PutGroup(Box::new(group("g2", "Eng"))),
             Change::AddMembership(StoredMembership {
                 group: "g1".into(),
                 member: Member::Group("g2".into()),
@@ -826,18 +858,44 @@ mod tests {
                 user: "u1".into(),
                 path: vec!["g2".into(), "g1".into()],
             }),
-            Change::PutPhoto(StoredPhoto {
+            Change::PutPhoto(Box::new(StoredPhoto {
                 user: "u1".into(),
                 content_type: "image/png".into(),
                 sha256: "ab".into(),
                 bytes: Some(vec![1, 2]),
-            }),
+            })),
         ];
         s.apply("c", run, &changes, &outcome(), 2).expect("apply");
         let st = s.state("c").expect("state");
         assert_eq!(st.users.len(), 2);
         assert_eq!(st.memberships.len(), 2);
         assert_eq!(st.effective[0].path, vec!["g2".to_string(), "g1".to_string()]);
+        // the streaming read hands over the same rows, and the path as the JSON text stored
+        let (mut direct, mut effective) = (Vec::new(), Vec::new());
+        let rest = s
+            .state_streaming("c", &mut |row| {
+                match row {
+                    LinkRow::Direct(m) => direct.push(m.clone()),
+                    LinkRow::Effective {
+                        group,
+                        user,
+                        path_json,
+                    } => effective.push((group.to_string(), user.to_string(), path_json.to_string())),
+                }
+                Ok(())
+            })
+            .expect("streaming");
+        direct.sort();
+        assert_eq!(direct, st.memberships);
+        assert_eq!(
+            effective,
+            vec![("g1".to_string(), "u1".to_string(), r#"["g2","g1"]"#.to_string())]
+        );
+        assert!(rest.memberships.is_empty() && rest.effective.is_empty());
+        assert_eq!(
+            (rest.users, rest.groups, rest.photos),
+            (st.users.clone(), st.groups.clone(), st.photos.clone())
+        );
         assert_eq!(
             s.photo("c", "u1").expect("photo").expect("some").bytes,
             Some(vec![1, 2])
@@ -849,8 +907,8 @@ mod tests {
             "c",
             run,
             &[
-                Change::PutUser(user("u1", "bob")),
-                Change::PutUser(user("u2", "ADA")),
+                Change::PutUser(std::sync::Arc::new(user("u1", "bob"))),
+                Change::PutUser(std::sync::Arc::new(user("u2", "ADA"))),
             ],
             &outcome(),
             4,
@@ -888,7 +946,7 @@ mod tests {
         s.apply(
             "c",
             run,
-            &[Change::PutUser(user("u1", "\u{00C5}da"))],
+            &[Change::PutUser(std::sync::Arc::new(user("u1", "\u{00C5}da")))],
             &outcome(),
             1,
         )
@@ -897,7 +955,7 @@ mod tests {
         let err = s.apply(
             "c",
             run,
-            &[Change::PutUser(user("u2", "a\u{030A}DA"))],
+            &[Change::PutUser(std::sync::Arc::new(user("u2", "a\u{030A}DA")))],
             &outcome(),
             2,
         );

@@ -122,6 +122,23 @@ pub struct ConnectionState {
     pub photos: Vec<StoredPhoto>,
 }
 
+/// One stored membership row, as [`crate::Store::state_streaming`] hands it over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkRow<'a> {
+    /// A direct membership.
+    Direct(&'a StoredMembership),
+    /// An effective membership; its path as the store keeps it: a JSON array of group names
+    /// (compact, as `serde_json` writes it).
+    Effective {
+        /// Group provider id.
+        group: &'a str,
+        /// User provider id.
+        user: &'a str,
+        /// The path, JSON text.
+        path_json: &'a str,
+    },
+}
+
 /// A username already taken by some user of any connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsernameHolder {
@@ -136,19 +153,21 @@ pub struct UsernameHolder {
 }
 
 /// One write the store applies. Users and groups are addressed by (run's connection,
-/// provider id); applying the same change twice is harmless.
+/// provider id); applying the same change twice is harmless. The large records are boxed so
+/// that a change costs 80 bytes plus its strings: a plan holds one per membership.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Change {
-    /// Insert or replace a user (by provider id).
-    PutUser(StoredUser),
+    /// Insert or replace a user (by provider id). Shared: the plan hands the wanted record
+    /// over without copying it.
+    PutUser(#[serde(with = "shared")] std::sync::Arc<StoredUser>),
     /// Delete a user with its memberships and photo.
     DeleteUser {
         /// Provider id.
         provider_id: String,
     },
     /// Insert or replace a group.
-    PutGroup(StoredGroup),
+    PutGroup(Box<StoredGroup>),
     /// Delete a group with its memberships (as group and as member).
     DeleteGroup {
         /// Provider id.
@@ -168,12 +187,28 @@ pub enum Change {
         user: String,
     },
     /// Insert or replace a photo.
-    PutPhoto(StoredPhoto),
+    PutPhoto(Box<StoredPhoto>),
     /// Remove a photo.
     RemovePhoto {
         /// User provider id.
         user: String,
     },
+}
+
+/// Serde for a shared record, as the record itself (serde's own `Arc` support needs a crate
+/// feature that would rebuild every crate using serde).
+mod shared {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(v: &Arc<T>, s: S) -> Result<S::Ok, S::Error> {
+        (**v).serialize(s)
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Arc<T>, D::Error> {
+        T::deserialize(d).map(Arc::new)
+    }
 }
 
 /// Status of a run.

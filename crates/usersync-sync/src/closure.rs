@@ -1,4 +1,8 @@
 //! Effective (transitive) memberships over nested groups, with cycle detection.
+//!
+//! The engine detects cycles here and computes the closure itself in compact form
+//! ([`crate::links`], index pairs instead of string pairs); [`Graph::effective`] is the plain
+//! reference it must agree with (tested in `desired`), and what test doubles use.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 

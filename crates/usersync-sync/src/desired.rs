@@ -1,16 +1,18 @@
 //! Apply the policy to a snapshot: who is in scope and why, the local records wanted, and the
 //! memberships (direct and effective) among them. Pure: no store, no network.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use usersync_config::{PhotoMode, Policy, UserRemoval};
-use usersync_model::{MemberRef, User};
-use usersync_store::{Member, StoredGroup, StoredMembership, StoredPhoto, StoredUser};
+use usersync_model::{Attributes, MemberRef, User};
+use usersync_store::{StoredGroup, StoredPhoto, StoredUser};
 
 use crate::closure::Graph;
 use crate::fetch::{Snapshot, TransitiveSource};
+use crate::links::{EffectiveRow, Links};
 
 /// Why a user is in or out of scope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -33,8 +35,8 @@ pub enum Target {
     /// The local record should look like this. `create`: create it when missing (false for
     /// users who are inactive or out of scope: they are only kept up to date if they exist).
     Put {
-        /// The wanted record.
-        user: Box<StoredUser>,
+        /// The wanted record (shared with the plan's change).
+        user: Arc<StoredUser>,
         /// Create when missing.
         create: bool,
         /// Keep the stored manager (the manager query failed).
@@ -67,17 +69,16 @@ pub struct Desired {
     pub decisions: BTreeMap<String, Decision>,
     /// Groups to have (selected by the filters), by provider id.
     pub groups: BTreeMap<String, StoredGroup>,
-    /// Direct memberships among wanted groups and users.
-    pub memberships: BTreeSet<StoredMembership>,
-    /// Effective memberships among wanted groups and users: (group, user) -> path of names.
-    pub effective: BTreeMap<(String, String), Vec<String>>,
+    /// Direct and effective memberships among wanted groups and users present at the source,
+    /// in compact form (effective paths are group names).
+    pub links: Links,
     /// Photos per user.
     pub photos: BTreeMap<String, PhotoTarget>,
     /// Warnings (cycles, name collisions after mapping).
     pub warnings: Vec<String>,
 }
 
-fn source_value(u: &User, source: &str) -> Option<serde_json::Value> {
+fn source_value(u: &User, attributes: &Attributes, source: &str) -> Option<serde_json::Value> {
     let s = |v: &Option<String>| v.clone().map(serde_json::Value::String);
     match source {
         "id" => Some(u.id.clone().into()),
@@ -87,8 +88,7 @@ fn source_value(u: &User, source: &str) -> Option<serde_json::Value> {
         "given_name" => s(&u.given_name),
         "family_name" => s(&u.family_name),
         "status" => Some(u.status.raw.clone().into()),
-        other => u
-            .attributes
+        other => attributes
             .get(other.strip_prefix("attributes.").unwrap_or(other))
             .cloned(),
     }
@@ -97,7 +97,29 @@ fn source_value(u: &User, source: &str) -> Option<serde_json::Value> {
 
 /// Build the wanted state from a snapshot and a policy.
 pub fn build(snap: &Snapshot, policy: &Policy, connection: &str) -> Desired {
+    build_impl(snap, policy, connection, None)
+}
+
+/// [`build`], moving the users' attributes out of the snapshot instead of copying them (the
+/// largest part of a user record): the returned snapshot's users have empty attributes.
+pub fn build_consuming(mut snap: Snapshot, policy: &Policy, connection: &str) -> (Desired, Snapshot) {
+    let mut attributes: HashMap<String, Attributes> = snap
+        .users
+        .iter_mut()
+        .map(|(id, u)| (id.clone(), std::mem::take(&mut u.attributes)))
+        .collect();
+    let d = build_impl(&snap, policy, connection, Some(&mut attributes));
+    (d, snap)
+}
+
+fn build_impl(
+    snap: &Snapshot,
+    policy: &Policy,
+    connection: &str,
+    mut owned_attributes: Option<&mut HashMap<String, Attributes>>,
+) -> Desired {
     let mut d = Desired::default();
+    let no_attributes = Attributes::new();
     let name_of = |gid: &str| {
         snap.groups
             .get(gid)
@@ -105,52 +127,171 @@ pub fn build(snap: &Snapshot, policy: &Policy, connection: &str) -> Desired {
             .unwrap_or_else(|| gid.to_string())
     };
 
-    // direct edges and the closure
-    let mut graph = Graph::default();
+    // direct edges, interned (groups and users in id order first)
+    let mut links = Links::default();
+    for gid in snap.groups.keys() {
+        links.groups.intern(gid);
+    }
+    for uid in snap.users.keys() {
+        links.users.intern(uid);
+    }
+    let mut cycle_graph = Graph::default();
     for m in &snap.direct {
+        let g = links.groups.intern(&m.group_id);
         match &m.member {
-            MemberRef::User(u) => graph.add_user(&m.group_id, u),
-            MemberRef::Group(c) => graph.add_group(&m.group_id, c),
+            MemberRef::User(u) => {
+                let u = links.users.intern(u);
+                links.user_edges.push((g, u));
+            }
+            MemberRef::Group(c) => {
+                let c = links.groups.intern(c);
+                links.group_edges.push((g, c));
+                cycle_graph.add_group(&m.group_id, links.groups.id(c));
+            }
             MemberRef::AllUsers => {
                 for u in snap.users.keys() {
-                    graph.add_user(&m.group_id, u);
+                    let u = links.users.intern(u);
+                    links.user_edges.push((g, u));
                 }
             }
         }
     }
-    for cycle in graph.cycles() {
+    links.user_edges.sort_unstable();
+    links.user_edges.dedup();
+    links.group_edges.sort_unstable();
+    links.group_edges.dedup();
+    for cycle in cycle_graph.cycles() {
         let names: Vec<String> = cycle.iter().map(|g| name_of(g)).collect();
         d.warnings
             .push(format!("nested group cycle: {}", names.join(" -> ")));
     }
-    let mut effective: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-    for ((user, group), path) in graph.effective() {
-        effective.insert((group, user), path.iter().map(|g| name_of(g)).collect());
-    }
-    if snap.transitive == Some(TransitiveSource::ServerSide) {
-        for (group, user) in &snap.server_transitive {
-            effective
-                .entry((group.clone(), user.clone()))
-                .or_insert_with(|| vec!["*".to_string(), name_of(group)]);
+    drop(cycle_graph);
+
+    // the closure, user by user: each user's direct groups (in id order) and, for every group
+    // reachable upward, the shortest path (ties: the smaller path of ids)
+    let (anc, id_paths) = crate::links::ancestors(
+        &links.groups,
+        &links.group_edges,
+        links.user_edges.iter().map(|e| e.0),
+    );
+    let mut by_user: Vec<(u32, u32)> = links.user_edges.iter().map(|&(g, u)| (u, g)).collect();
+    by_user.sort_unstable_by(|a, b| (a.0, links.groups.id(a.1)).cmp(&(b.0, links.groups.id(b.1))));
+    let path_key = |p: u32| -> Vec<&str> {
+        id_paths
+            .get(p as usize)
+            .into_iter()
+            .flatten()
+            .map(|g| links.groups.id(*g))
+            .collect()
+    };
+    let path_len = |p: u32| id_paths.get(p as usize).map_or(0, Vec::len);
+    // (user, group, id path) in user order, each user's rows in group id order
+    let mut rows: Vec<(u32, u32, u32)> = Vec::new();
+    // a user's direct groups (by_user range) and effective rows (rows range)
+    let mut user_spans: HashMap<u32, (std::ops::Range<usize>, std::ops::Range<usize>)> = HashMap::new();
+    let mut best: HashMap<u32, u32> = HashMap::new();
+    let mut i = 0;
+    while i < by_user.len() {
+        let u = by_user[i].0;
+        let start = i;
+        while i < by_user.len() && by_user[i].0 == u {
+            i += 1;
         }
-    }
-    let direct_of_user: BTreeMap<&str, BTreeSet<&str>> = {
-        let mut m: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-        for (g, users) in &graph.user_members {
-            for u in users {
-                m.entry(u.as_str()).or_default().insert(g.as_str());
+        best.clear();
+        for &(_, g) in &by_user[start..i] {
+            for &(a, p) in anc.get(&g).into_iter().flatten() {
+                let better = match best.get(&a) {
+                    None => true,
+                    Some(&old) => (path_len(p), path_key(p)) < (path_len(old), path_key(old)),
+                };
+                if better {
+                    best.insert(a, p);
+                }
             }
         }
-        m
-    };
-
-    let mut eff_by_user: BTreeMap<&str, Vec<(&str, &Vec<String>)>> = BTreeMap::new();
-    for ((g, u), path) in &effective {
-        eff_by_user
-            .entry(u.as_str())
-            .or_default()
-            .push((g.as_str(), path));
+        let row_start = rows.len();
+        rows.extend(best.iter().map(|(&a, &p)| (u, a, p)));
+        rows[row_start..].sort_unstable_by(|x, y| links.groups.id(x.1).cmp(links.groups.id(y.1)));
+        user_spans.insert(u, (start..i, row_start..rows.len()));
     }
+    drop(anc);
+    // paths of names, each distinct id path once
+    let mut name_paths: HashMap<u32, u32> = HashMap::new();
+    for r in &mut rows {
+        let next = name_paths.len() as u32;
+        let np = *name_paths.entry(r.2).or_insert_with(|| {
+            links.paths.push(
+                id_paths
+                    .get(r.2 as usize)
+                    .into_iter()
+                    .flatten()
+                    .map(|g| name_of(links.groups.id(*g)))
+                    .collect(),
+            );
+            next
+        });
+        r.2 = np;
+    }
+    drop(id_paths);
+    // server-side transitive memberships the closure does not have: path `["*", name]`
+    if snap.transitive == Some(TransitiveSource::ServerSide) {
+        let mut star: HashMap<u32, u32> = HashMap::new();
+        let mut extra: Vec<(u32, u32, u32)> = Vec::new();
+        for (group, user) in &snap.server_transitive {
+            let g = links.groups.intern(group);
+            let u = links.users.intern(user);
+            let known = user_spans
+                .get(&u)
+                .is_some_and(|(_, r)| rows[r.clone()].iter().any(|x| x.1 == g));
+            if known {
+                continue;
+            }
+            let next = links.paths.len() as u32;
+            let p = *star.entry(g).or_insert_with(|| {
+                links.paths.push(vec!["*".to_string(), name_of(group)]);
+                next
+            });
+            extra.push((u, g, p));
+        }
+        // keep each user's rows together and in group id order
+        rows.extend(extra);
+        rows.sort_by(|x, y| (x.0, links.groups.id(x.1)).cmp(&(y.0, links.groups.id(y.1))));
+        user_spans.clear();
+        let mut i = 0;
+        while i < rows.len() {
+            let u = rows[i].0;
+            let start = i;
+            while i < rows.len() && rows[i].0 == u {
+                i += 1;
+            }
+            user_spans.insert(u, (0..0, start..i));
+        }
+        for (u, (direct, _)) in user_spans.iter_mut() {
+            let lo = by_user.partition_point(|x| x.0 < *u);
+            let hi = by_user.partition_point(|x| x.0 <= *u);
+            *direct = lo..hi;
+        }
+    }
+    let direct_of_user = |uid: &str| -> Vec<&str> {
+        let Some(u) = links.users.get(uid) else {
+            return vec![];
+        };
+        let lo = by_user.partition_point(|x| x.0 < u);
+        by_user[lo..]
+            .iter()
+            .take_while(|x| x.0 == u)
+            .map(|x| links.groups.id(x.1))
+            .collect()
+    };
+    let eff_of_user = |uid: &str| -> Vec<(&str, &Vec<String>)> {
+        let Some((_, r)) = links.users.get(uid).and_then(|u| user_spans.get(&u)) else {
+            return vec![];
+        };
+        rows[r.clone()]
+            .iter()
+            .filter_map(|x| Some((links.groups.id(x.1), links.paths.get(x.2 as usize)?)))
+            .collect()
+    };
 
     // groups
     let mut local_names: BTreeMap<String, String> = BTreeMap::new();
@@ -198,15 +339,15 @@ pub fn build(snap: &Snapshot, policy: &Policy, connection: &str) -> Desired {
         } else {
             let mut best: Option<(Vec<String>, String)> = None;
             if policy.transitive {
-                for (g, path) in eff_by_user.get(u.id.as_str()).into_iter().flatten() {
+                for (g, path) in eff_of_user(&u.id) {
                     if let Some(p) = required_match(g) {
                         if best.as_ref().is_none_or(|(bp, _)| path.len() < bp.len()) {
-                            best = Some(((*path).clone(), p.to_string()));
+                            best = Some((path.clone(), p.to_string()));
                         }
                     }
                 }
             } else {
-                for g in direct_of_user.get(u.id.as_str()).into_iter().flatten() {
+                for g in direct_of_user(&u.id) {
                     if let Some(p) = required_match(g) {
                         best = Some((vec![name_of(g)], p.to_string()));
                         break;
@@ -290,16 +431,29 @@ pub fn build(snap: &Snapshot, policy: &Policy, connection: &str) -> Desired {
                     Some(m) => m.clone(),
                     None => u.manager.clone(),
                 };
-                let mut attributes = if policy.keep_provider_attributes {
-                    u.attributes.clone()
-                } else {
-                    Default::default()
+                let source_attributes = match owned_attributes.as_deref() {
+                    Some(owned) => owned.get(&u.id).unwrap_or(&no_attributes),
+                    None => &u.attributes,
                 };
-                for (name, mapping) in &policy.attributes {
-                    let v = mapping
-                        .source()
-                        .and_then(|s| source_value(u, s))
-                        .or_else(|| mapping.default_value().cloned());
+                let mapped: Vec<(&String, Option<serde_json::Value>)> = policy
+                    .attributes
+                    .iter()
+                    .map(|(name, mapping)| {
+                        let v = mapping
+                            .source()
+                            .and_then(|s| source_value(u, source_attributes, s))
+                            .or_else(|| mapping.default_value().cloned());
+                        (name, v)
+                    })
+                    .collect();
+                let mut attributes = if !policy.keep_provider_attributes {
+                    Attributes::new()
+                } else if let Some(owned) = owned_attributes.as_deref_mut() {
+                    owned.remove(&u.id).unwrap_or_default()
+                } else {
+                    u.attributes.clone()
+                };
+                for (name, v) in mapped {
                     match v {
                         Some(v) => {
                             attributes.insert(name.clone(), v);
@@ -317,7 +471,7 @@ pub fn build(snap: &Snapshot, policy: &Policy, connection: &str) -> Desired {
                     Some(format!("{} at source ({})", state_word(u), u.status.raw))
                 };
                 Target::Put {
-                    user: Box::new(StoredUser {
+                    user: Arc::new(StoredUser {
                         connection: connection.to_string(),
                         provider_id: u.id.clone(),
                         username: u.username.clone(),
@@ -358,35 +512,25 @@ pub fn build(snap: &Snapshot, policy: &Policy, connection: &str) -> Desired {
     }
 
     // memberships among wanted groups and users present at the source
-    let present = |uid: &str| matches!(d.users.get(uid), Some(Target::Put { .. }));
-    for (g, users) in &graph.user_members {
-        if !d.groups.contains_key(g) {
-            continue;
-        }
-        for u in users {
-            if present(u) {
-                d.memberships.insert(StoredMembership {
-                    group: g.clone(),
-                    member: Member::User(u.clone()),
-                });
-            }
-        }
-    }
-    for (child, parents) in &graph.parents {
-        for p in parents {
-            if d.groups.contains_key(p) && d.groups.contains_key(child) {
-                d.memberships.insert(StoredMembership {
-                    group: p.clone(),
-                    member: Member::Group(child.clone()),
-                });
-            }
-        }
-    }
-    for ((g, u), path) in effective {
-        if d.groups.contains_key(&g) && present(&u) {
-            d.effective.insert((g, u), path);
-        }
-    }
+    drop(by_user);
+    drop(user_spans);
+    let wanted_group: Vec<bool> = (0..links.groups.len() as u32)
+        .map(|g| d.groups.contains_key(links.groups.id(g)))
+        .collect();
+    let present: Vec<bool> = (0..links.users.len() as u32)
+        .map(|u| matches!(d.users.get(links.users.id(u)), Some(Target::Put { .. })))
+        .collect();
+    let wg = |g: u32| wanted_group.get(g as usize).copied().unwrap_or(false);
+    let pu = |u: u32| present.get(u as usize).copied().unwrap_or(false);
+    links.user_edges.retain(|&(g, u)| wg(g) && pu(u));
+    links.group_edges.retain(|&(p, c)| wg(p) && wg(c));
+    rows.retain(|&(u, g, _)| wg(g) && pu(u));
+    links.effective = rows
+        .into_iter()
+        .map(|(user, group, path)| EffectiveRow { group, user, path })
+        .collect();
+    links.effective.sort_unstable();
+    d.links = links;
     d
 }
 
@@ -402,4 +546,154 @@ fn state_word(u: &User) -> &'static str {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use usersync_model::{Group, Membership, UserState, UserStatus};
+
+    use super::*;
+
+    /// The compact closure gives exactly what the string-keyed [`Graph`] gives (paths, ties,
+    /// cycles, "everyone" members), and scope picks the same group chain.
+    #[test]
+    fn compact_links_match_the_reference_closure() {
+        let mut seed = 7u64;
+        let mut next = |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let mut snap = Snapshot {
+            complete: true,
+            ..Snapshot::default()
+        };
+        for i in 0..60 {
+            let id = format!("u{:02}", 59 - i);
+            let state = if i % 7 == 0 {
+                UserState::Disabled
+            } else {
+                UserState::Active
+            };
+            let mut u = User::new(&id, format!("n{id}"), UserStatus::new(state, "x"));
+            u.attributes
+                .insert("dept".into(), serde_json::json!(format!("d{}", i % 3)));
+            u.attributes.insert("cost".into(), serde_json::json!(i));
+            snap.users.insert(id.clone(), u);
+        }
+        for j in 0..25 {
+            let id = format!("g{}", 24 - j);
+            snap.groups
+                .insert(id.clone(), Group::new(&id, format!("Group {}", j % 20)));
+        }
+        for _ in 0..300 {
+            let g = format!("g{}", next(25));
+            snap.direct
+                .insert(Membership::direct_user(g, format!("u{:02}", next(60))));
+        }
+        for _ in 0..40 {
+            let (p, c) = (format!("g{}", next(25)), format!("g{}", next(25)));
+            snap.direct.insert(Membership::direct_group(p, c));
+        }
+        snap.direct.insert(Membership::direct_group("g3", "g-unknown"));
+        snap.direct.insert(Membership {
+            group_id: "g5".into(),
+            member: MemberRef::AllUsers,
+            direct: true,
+        });
+        let mut policy = Policy {
+            required_groups: vec![usersync_config::Pattern::parse("Group 1*").expect("pattern")],
+            ..Policy::default()
+        };
+        policy.attributes.insert(
+            "department".into(),
+            usersync_config::policy::AttributeMapping::From("attributes.dept".into()),
+        );
+        policy.attributes.insert(
+            "dept".into(),
+            usersync_config::policy::AttributeMapping::From("cost".into()),
+        );
+        let d = build(&snap, &policy, "c");
+        // moving the attributes out of the snapshot gives the same wanted users
+        for keep in [true, false] {
+            let p = Policy {
+                keep_provider_attributes: keep,
+                ..policy.clone()
+            };
+            let copied = build(&snap, &p, "c");
+            let (moved, rest) = build_consuming(snap.clone(), &p, "c");
+            assert_eq!(moved.users, copied.users);
+            assert_eq!(moved.decisions, copied.decisions);
+            assert!(rest.users.values().all(|u| u.attributes.is_empty()));
+        }
+        let Some(Target::Put { user, .. }) = d.users.get("u01") else {
+            panic!("u01 wanted");
+        };
+        assert_eq!(user.attributes["department"], serde_json::json!("d1"));
+        assert_eq!(user.attributes["dept"], serde_json::json!(58));
+
+        let mut graph = Graph::default();
+        for m in &snap.direct {
+            match &m.member {
+                MemberRef::User(u) => graph.add_user(&m.group_id, u),
+                MemberRef::Group(c) => graph.add_group(&m.group_id, c),
+                MemberRef::AllUsers => {
+                    for u in snap.users.keys() {
+                        graph.add_user(&m.group_id, u);
+                    }
+                }
+            }
+        }
+        let name = |g: &str| {
+            snap.groups
+                .get(g)
+                .map(|x| x.name.clone())
+                .unwrap_or(g.to_string())
+        };
+        let present = |u: &str| matches!(d.users.get(u), Some(Target::Put { .. }));
+        let reference: BTreeSet<(String, String, Vec<String>)> = graph
+            .effective()
+            .into_iter()
+            .filter(|((u, g), _)| d.groups.contains_key(g) && present(u))
+            .map(|((u, g), p)| (g, u, p.iter().map(|x| name(x)).collect()))
+            .collect();
+        let compact: BTreeSet<(String, String, Vec<String>)> = d
+            .links
+            .effective_iter()
+            .map(|(g, u, p)| (g.to_string(), u.to_string(), p.to_vec()))
+            .collect();
+        assert!(reference.len() > 300, "{}", reference.len());
+        assert_eq!(compact, reference);
+        for (g, users) in &graph.user_members {
+            for u in users {
+                let want = d.groups.contains_key(g) && present(u);
+                assert_eq!(d.links.has_user_edge(g, u), want, "{g} {u}");
+            }
+        }
+        for (c, parents) in &graph.parents {
+            for p in parents {
+                let want = d.groups.contains_key(p) && d.groups.contains_key(c);
+                assert_eq!(d.links.has_group_edge(p, c), want, "{p} {c}");
+            }
+        }
+        // scope: the shortest chain to a required group, the first in group id order on ties
+        let eff = graph.effective();
+        for u in snap.users.keys() {
+            let mut best: Option<Vec<String>> = None;
+            for ((uu, g), p) in &eff {
+                if uu == u
+                    && name(g).starts_with("Group 1")
+                    && best.as_ref().is_none_or(|b| p.len() < b.len())
+                {
+                    best = Some(p.iter().map(|x| name(x)).collect());
+                }
+            }
+            let dec = &d.decisions[u];
+            assert_eq!(dec.in_scope, best.is_some(), "{u}");
+            assert_eq!(dec.path, best.unwrap_or_default(), "{u}");
+        }
+    }
 }

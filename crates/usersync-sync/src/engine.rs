@@ -11,7 +11,8 @@ use usersync_store::{RunOutcome, RunStatus, Store, StoreError};
 
 use crate::desired;
 use crate::fetch::{fetch, FetchContext, Snapshot};
-use crate::plan::{diff, DiffContext, GroupAction, Plan, UserAction};
+use crate::links::StoredLinks;
+use crate::plan::{diff_with_links, DiffContext, GroupAction, Plan, UserAction};
 use crate::runner::{Progress, QueryRunner};
 
 /// What one run needs to know about its connection.
@@ -29,6 +30,9 @@ pub struct RunSpec<'a> {
     /// Operator confirmation: allow up to this many deactivations+deletions past the gates.
     pub allow_deletes: Option<u64>,
 }
+
+/// Entries of each list of the plan kept in run history (see [`Plan::history_json`]).
+pub const HISTORY_ENTRIES: usize = 1000;
 
 /// User counts of a run (the JSON contract).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -184,6 +188,43 @@ pub fn gate(
     None
 }
 
+/// Log the process's resident memory at a stage boundary (debug level, Linux only): what
+/// `RUST_LOG=usersync_sync=debug` shows to see where a large sync's memory goes.
+fn mem_probe(stage: &str) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return;
+    };
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    tracing::debug!(
+        stage,
+        rss = %field("VmRSS:"),
+        peak = %field("VmHWM:"),
+        "memory after {stage}"
+    );
+}
+
+/// Hand memory freed by a finished stage back to the operating system. The fetch allocates
+/// its records on the runtime's worker threads, and glibc keeps what they free in those
+/// threads' arenas, out of reach of the next stages (which run on another thread): without
+/// this the peak RSS would be the sum of the stages instead of the largest pair of them.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of the allocator's own arenas to the kernel;
+    // it may be called at any time from any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -198,6 +239,20 @@ pub async fn plan_connection<R: QueryRunner, S: Store + ?Sized>(
     spec: &RunSpec<'_>,
     progress: &dyn Progress,
 ) -> Result<(Snapshot, desired::Desired, Plan), StoreError> {
+    let (snapshot, wanted) = fetch_and_build(runner, spec, progress, true).await;
+    let plan = plan_against_store(store, &wanted, &snapshot, snapshot.users.len() as u64, spec)?;
+    Ok((snapshot, wanted, plan))
+}
+
+/// Fetch, then apply the policy.
+/// `keep_attributes`: the returned snapshot keeps its users' attributes (otherwise they are
+/// moved into the wanted state).
+async fn fetch_and_build<R: QueryRunner>(
+    runner: Arc<R>,
+    spec: &RunSpec<'_>,
+    progress: &dyn Progress,
+    keep_attributes: bool,
+) -> (Snapshot, desired::Desired) {
     let ctx = FetchContext {
         manifest: spec.manifest,
         policy: spec.policy,
@@ -210,22 +265,52 @@ pub async fn plan_connection<R: QueryRunner, S: Store + ?Sized>(
         snapshot.requests = a.saturating_sub(b);
     }
     snapshot.rate_budget = runner.rate_budget();
-    let wanted = desired::build(&snapshot, spec.policy, spec.connection);
-    let stored = store.state(spec.connection)?;
+    mem_probe("fetch");
+    let _s = tracing::info_span!("policy").entered();
+    let (snapshot, wanted) = if keep_attributes {
+        let wanted = desired::build(&snapshot, spec.policy, spec.connection);
+        (snapshot, wanted)
+    } else {
+        let (wanted, snapshot) = desired::build_consuming(snapshot, spec.policy, spec.connection);
+        (snapshot, wanted)
+    };
+    mem_probe("policy");
+    (snapshot, wanted)
+}
+
+/// Diff the wanted state against the store. `snapshot` only needs its summary fields
+/// (completeness, warnings): see [`Snapshot::summary`].
+fn plan_against_store<S: Store + ?Sized>(
+    store: &S,
+    wanted: &desired::Desired,
+    snapshot: &Snapshot,
+    source_users: u64,
+    spec: &RunSpec<'_>,
+) -> Result<Plan, StoreError> {
+    let _s = tracing::info_span!("plan").entered();
+    let mut links = StoredLinks::default();
+    let stored = store.state_streaming(spec.connection, &mut |row| {
+        links.add(&wanted.links, row);
+        Ok(())
+    })?;
+    links.finish();
     let holders = store.username_holders()?;
-    let mut plan = diff(
-        &wanted,
+    mem_probe("store read");
+    let mut plan = diff_with_links(
+        wanted,
         &stored,
+        &links,
         &DiffContext {
             connection: spec.connection,
             policy: spec.policy,
             complete: snapshot.complete,
             holders: &holders,
-            source_users: snapshot.users.len() as u64,
+            source_users,
         },
     );
     plan.warnings.extend(snapshot.warnings.iter().cloned());
-    Ok((snapshot, wanted, plan))
+    mem_probe("plan");
+    Ok(plan)
 }
 
 /// Run one connection end to end. Store errors while recording are returned as a failed
@@ -244,9 +329,17 @@ pub async fn run_connection<R: QueryRunner, S: Store + ?Sized>(
         Err(e) => return RunReport::failed(None, spec.connection, e.to_string(), started),
     };
     drop(_enter);
-    let planned = plan_connection(&*store, runner, spec, progress).await;
+    // Each stage's input is dropped as soon as the next stage has what it needs, so the peak
+    // holds at most two of the snapshot, the wanted state, the stored state and the plan.
+    let (snapshot, wanted) = fetch_and_build(runner, spec, progress, false).await;
+    let source_users = snapshot.users.len() as u64;
+    let snapshot = snapshot.summary();
+    release_freed_memory();
     let _enter = span.enter();
-    let (snapshot, _wanted, plan) = match planned {
+    let planned = plan_against_store(&*store, &wanted, &snapshot, source_users, spec);
+    drop(wanted);
+    release_freed_memory();
+    let plan = match planned {
         Ok(p) => p,
         Err(e) => {
             let report = RunReport::failed(Some(run_id), spec.connection, e.to_string(), started);
@@ -326,6 +419,7 @@ pub async fn run_connection<R: QueryRunner, S: Store + ?Sized>(
             );
             store.apply(spec.connection, run_id, &plan.changes, &outcome, now_ms())
         };
+        mem_probe("apply");
         if let Err(e) = result {
             report.status = "failed";
             report.errors.push(format!("nothing was applied: {e}"));
@@ -358,7 +452,7 @@ fn outcome(report: &RunReport, status: RunStatus, plan: &Plan, source_users: Opt
             "duration_ms": report.duration_ms,
         }),
         errors: report.errors.clone(),
-        plan: serde_json::to_value(plan).unwrap_or(serde_json::Value::Null),
+        plan: plan.history_json(HISTORY_ENTRIES),
         requests: report.requests,
         source_users,
     }
@@ -374,7 +468,7 @@ fn record<S: Store + ?Sized>(
     let status = RunStatus::parse(report.status).unwrap_or(RunStatus::Failed);
     let o = RunOutcome {
         plan: plan
-            .and_then(|p| serde_json::to_value(p).ok())
+            .map(|p| p.history_json(HISTORY_ENTRIES))
             .unwrap_or(serde_json::Value::Null),
         ..outcome(report, status, &Plan::default(), src)
     };

@@ -93,6 +93,23 @@ pub struct FetchContext<'a> {
 }
 
 impl Snapshot {
+    /// The snapshot without its records: completeness, errors, warnings and counters only
+    /// (what the run needs after the policy has been applied).
+    pub fn summary(self) -> Snapshot {
+        Snapshot {
+            complete: self.complete,
+            errors: self.errors,
+            warnings: self.warnings,
+            requests: self.requests,
+            rate_budget: self.rate_budget,
+            queries: self.queries,
+            skipped: self.skipped,
+            route: self.route,
+            transitive: self.transitive,
+            ..Snapshot::default()
+        }
+    }
+
     fn absorb(&mut self, query: &Query, result: Result<QueryResult, QueryFailure>, optional: bool) {
         self.queries += 1;
         match result {
@@ -183,12 +200,21 @@ pub fn describe(q: &Query) -> String {
     }
 }
 
+/// What a phase does with each query's result.
+type Sink<'s> = dyn FnMut(Query, Result<QueryResult, QueryFailure>) + Send + 's;
+
+/// Run a phase's queries concurrently and hand each result to `sink` in the order of
+/// `queries` as soon as it and every query before it has ended: a query's records are absorbed
+/// (and their buffer freed) while later queries still run, instead of the whole phase's
+/// records waiting in memory. Results that end early wait for the ones before them, so the
+/// snapshot is the same whatever the timing.
 async fn run_all<R: QueryRunner>(
     runner: &Arc<R>,
     queries: Vec<Query>,
     ctx: &FetchContext<'_>,
     phase: &str,
-) -> Vec<(Query, Result<QueryResult, QueryFailure>)> {
+    sink: &mut Sink<'_>,
+) {
     ctx.progress.phase(phase, queries.len() as u64);
     let sem = Arc::new(Semaphore::new(ctx.concurrency.max(1)));
     let mut set = JoinSet::new();
@@ -205,27 +231,38 @@ async fn run_all<R: QueryRunner>(
             .instrument(span),
         );
     }
-    let mut out = Vec::new();
+    let mut waiting: BTreeMap<usize, (Query, Result<QueryResult, QueryFailure>)> = BTreeMap::new();
+    let mut next = 0usize;
+    let mut panics = 0usize;
     while let Some(joined) = set.join_next().await {
         match joined {
             Ok((i, q, r)) => {
                 ctx.progress
                     .query_done(r.as_ref().map(|r| r.records.len() as u64).unwrap_or(0));
-                out.push((i, q, r));
+                waiting.insert(i, (q, r));
             }
             Err(e) => {
                 // A panicking runner task: surfaces as a failed query (the fetch is incomplete).
-                out.push((
-                    usize::MAX,
-                    Query::ListUsers,
-                    Err(QueryFailure::failed(format!("query task ended abnormally: {e}"))),
-                ));
+                // After every real query (they are numbered from 0), in the order they ended.
+                panics += 1;
+                waiting.insert(
+                    usize::MAX / 2 + panics,
+                    (
+                        Query::ListUsers,
+                        Err(QueryFailure::failed(format!("query task ended abnormally: {e}"))),
+                    ),
+                );
             }
+        }
+        while let Some((q, r)) = waiting.remove(&next) {
+            sink(q, r);
+            next += 1;
         }
     }
     ctx.progress.phase_done();
-    out.sort_by_key(|(i, _, _)| *i);
-    out.into_iter().map(|(_, q, r)| (q, r)).collect()
+    for (_, (q, r)) in waiting {
+        sink(q, r);
+    }
 }
 
 fn group_needed(policy: &Policy, g: &Group) -> bool {
@@ -264,9 +301,10 @@ pub async fn fetch<R: QueryRunner>(runner: Arc<R>, ctx: &FetchContext<'_>) -> Sn
     if roles {
         first.push(Query::ListRoles);
     }
-    for (q, r) in run_all(&runner, first, ctx, "listing users and groups").await {
-        snap.absorb(&q, r, false);
-    }
+    run_all(&runner, first, ctx, "listing users and groups", &mut |q, r| {
+        snap.absorb(&q, r, false)
+    })
+    .await;
     if !snap.complete {
         // Without complete listings nothing below can be trusted or is needed.
         return snap;
@@ -291,9 +329,10 @@ pub async fn fetch<R: QueryRunner>(runner: Arc<R>, ctx: &FetchContext<'_>) -> Sn
                 .into_iter()
                 .map(|group_id| Query::GroupChildren { group_id })
                 .collect();
-            for (q, r) in run_all(&runner, qs, ctx, "listing child groups").await {
-                snap.absorb(&q, r, false);
-            }
+            run_all(&runner, qs, ctx, "listing child groups", &mut |q, r| {
+                snap.absorb(&q, r, false)
+            })
+            .await;
             if !snap.complete {
                 return snap;
             }
@@ -382,9 +421,10 @@ pub async fn fetch<R: QueryRunner>(runner: Arc<R>, ctx: &FetchContext<'_>) -> Sn
             TransitiveSource::Unavailable
         }
     });
-    for (q, r) in run_all(&runner, qs, ctx, "listing memberships").await {
-        snap.absorb(&q, r, false);
-    }
+    run_all(&runner, qs, ctx, "listing memberships", &mut |q, r| {
+        snap.absorb(&q, r, false)
+    })
+    .await;
 
     // 4. managers and photos, only when asked
     let mut optional = Vec::new();
@@ -423,9 +463,14 @@ pub async fn fetch<R: QueryRunner>(runner: Arc<R>, ctx: &FetchContext<'_>) -> Sn
         }
     }
     if !optional.is_empty() {
-        for (q, r) in run_all(&runner, optional, ctx, "fetching managers and photos").await {
-            snap.absorb(&q, r, true);
-        }
+        run_all(
+            &runner,
+            optional,
+            ctx,
+            "fetching managers and photos",
+            &mut |q, r| snap.absorb(&q, r, true),
+        )
+        .await;
     }
     snap
 }

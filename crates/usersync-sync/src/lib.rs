@@ -11,6 +11,7 @@ pub mod closure;
 pub mod desired;
 pub mod engine;
 pub mod fetch;
+pub mod links;
 pub mod plan;
 pub mod runner;
 

@@ -1,16 +1,19 @@
 //! The plan: the diff between the wanted state and the store, as human-readable entries and
 //! as the store changes that carry it out. Pure.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::Serialize;
 use usersync_config::{GroupRemoval, Policy, UserRemoval};
 use usersync_store::{
-    username_key, Change, ConnectionState, EffectiveMembership, Member, StoredMembership, StoredUser,
-    UsernameHolder,
+    username_key, Change, ConnectionState, EffectiveMembership, LinkRow, Member, StoredMembership,
+    StoredUser, UsernameHolder,
 };
 
 use crate::desired::{Desired, PhotoTarget, Target};
+use crate::links::StoredLinks;
 
 /// What happens to a user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -158,6 +161,61 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
     }
+
+    /// The plan as recorded in run history: every field, but each list cut to its first
+    /// `limit` entries. When something was cut, `omitted` gives the number of entries left out
+    /// per list and a warning line says so (the run's counts are always complete). This keeps
+    /// a run's record, and the memory needed to write it, bounded whatever the organisation's
+    /// size: an initial sync of 1,000,000 memberships records 1,000 of them.
+    pub fn history_json(&self, limit: usize) -> serde_json::Value {
+        fn cut<T: Serialize>(
+            name: &'static str,
+            list: &[T],
+            limit: usize,
+            omitted: &mut BTreeMap<&'static str, usize>,
+        ) -> serde_json::Value {
+            if list.len() > limit {
+                omitted.insert(name, list.len() - limit);
+            }
+            serde_json::to_value(&list[..list.len().min(limit)]).unwrap_or(serde_json::Value::Null)
+        }
+        let mut omitted: BTreeMap<&'static str, usize> = BTreeMap::new();
+        let users = cut("users", &self.users, limit, &mut omitted);
+        let groups = cut("groups", &self.groups, limit, &mut omitted);
+        let memberships = cut("memberships", &self.memberships, limit, &mut omitted);
+        let conflicts = cut("conflicts", &self.conflicts, limit, &mut omitted);
+        let protected = cut("protected", &self.protected, limit, &mut omitted);
+        let withheld = cut("withheld", &self.withheld, limit, &mut omitted);
+        let mut warnings: Vec<String> = self.warnings.iter().take(limit).cloned().collect();
+        if self.warnings.len() > limit {
+            omitted.insert("warnings", self.warnings.len() - limit);
+        }
+        if !omitted.is_empty() {
+            let what: Vec<String> = omitted.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            warnings.push(format!(
+                "run history keeps the first {limit} entries of each list of the plan; not recorded: {} \
+                 (the counts are complete)",
+                what.join(", ")
+            ));
+        }
+        serde_json::json!({
+            "connection": self.connection,
+            "complete": self.complete,
+            "users": users,
+            "groups": groups,
+            "memberships": memberships,
+            "effective_changes": self.effective_changes,
+            "unchanged_users": self.unchanged_users,
+            "unchanged_groups": self.unchanged_groups,
+            "conflicts": conflicts,
+            "protected": protected,
+            "withheld": withheld,
+            "warnings": warnings,
+            "source_users": self.source_users,
+            "active_users_before": self.active_users_before,
+            "omitted": omitted,
+        })
+    }
 }
 
 fn user_diff(old: &StoredUser, new: &StoredUser) -> Vec<String> {
@@ -204,6 +262,33 @@ pub struct DiffContext<'a> {
 
 /// Diff the wanted state against the store.
 pub fn diff(desired: &Desired, stored: &ConnectionState, ctx: &DiffContext<'_>) -> Plan {
+    let mut links = StoredLinks::default();
+    for m in &stored.memberships {
+        links.add(&desired.links, LinkRow::Direct(m));
+    }
+    for e in &stored.effective {
+        let path_json = serde_json::to_string(&e.path).unwrap_or_default();
+        links.add(
+            &desired.links,
+            LinkRow::Effective {
+                group: &e.group,
+                user: &e.user,
+                path_json: &path_json,
+            },
+        );
+    }
+    links.finish();
+    diff_with_links(desired, stored, &links, ctx)
+}
+
+/// [`diff`], with the store's memberships already read into compact form (`stored`'s own
+/// `memberships` and `effective` are not looked at): see `Store::state_streaming`.
+pub fn diff_with_links(
+    desired: &Desired,
+    stored: &ConnectionState,
+    stored_links: &StoredLinks,
+    ctx: &DiffContext<'_>,
+) -> Plan {
     let policy = ctx.policy;
     let mut plan = Plan {
         connection: ctx.connection.to_string(),
@@ -228,17 +313,19 @@ pub fn diff(desired: &Desired, stored: &ConnectionState, ctx: &DiffContext<'_>) 
 
     // --- users ---------------------------------------------------------------------------
     // Final per-user intent: (entry, change) computed first, usernames resolved after.
-    #[allow(clippy::large_enum_variant)] // short-lived, one per user
-    enum Intent {
+    // The wanted record is shared with `desired` (copied only when the plan edits it) and then
+    // with the change that writes it, the stored one borrowed from `stored`: one intent costs a
+    // few pointers, not a copy of the user.
+    enum Intent<'a> {
         Put {
-            user: StoredUser,
-            stored: Option<StoredUser>,
+            user: Arc<StoredUser>,
+            stored: Option<&'a StoredUser>,
         },
         Delete {
-            reason: String,
+            reason: Cow<'a, str>,
         },
     }
-    let mut intents: BTreeMap<String, Intent> = BTreeMap::new();
+    let mut intents: BTreeMap<String, Intent<'_>> = BTreeMap::new();
     for (pid, target) in &desired.users {
         let st = stored_users.get(pid.as_str()).copied();
         match target {
@@ -247,28 +334,22 @@ pub fn diff(desired: &Desired, stored: &ConnectionState, ctx: &DiffContext<'_>) 
                 create,
                 keep_manager,
             } => {
-                let mut user = (**user).clone();
+                let mut user = Arc::clone(user);
                 if let Some(s) = st {
-                    if *keep_manager {
-                        user.manager = s.manager.clone();
+                    if *keep_manager && user.manager != s.manager {
+                        Arc::make_mut(&mut user).manager = s.manager.clone();
                     }
                 } else if !create {
                     continue;
                 }
-                intents.insert(
-                    pid.clone(),
-                    Intent::Put {
-                        user,
-                        stored: st.cloned(),
-                    },
-                );
+                intents.insert(pid.clone(), Intent::Put { user, stored: st });
             }
             Target::Delete { reason } => {
                 if st.is_some() {
                     intents.insert(
                         pid.clone(),
                         Intent::Delete {
-                            reason: reason.clone(),
+                            reason: Cow::Borrowed(reason.as_str()),
                         },
                     );
                 }
@@ -287,7 +368,7 @@ pub fn diff(desired: &Desired, stored: &ConnectionState, ctx: &DiffContext<'_>) 
                 intents.insert(
                     s.provider_id.clone(),
                     Intent::Delete {
-                        reason: "missing from the source".into(),
+                        reason: Cow::Borrowed("missing from the source"),
                     },
                 );
             }
@@ -299,8 +380,8 @@ pub fn diff(desired: &Desired, stored: &ConnectionState, ctx: &DiffContext<'_>) 
                     intents.insert(
                         s.provider_id.clone(),
                         Intent::Put {
-                            user: u,
-                            stored: Some(s.clone()),
+                            user: Arc::new(u),
+                            stored: Some(s),
                         },
                     );
                 }
@@ -441,7 +522,7 @@ pub fn diff(desired: &Desired, stored: &ConnectionState, ctx: &DiffContext<'_>) 
                     username: s.username.clone(),
                     previous_username: None,
                     changed: vec![],
-                    reason: Some(reason.clone()),
+                    reason: Some(reason.to_string()),
                 });
                 plan.changes.push(Change::DeleteUser {
                     provider_id: pid.clone(),
@@ -451,10 +532,10 @@ pub fn diff(desired: &Desired, stored: &ConnectionState, ctx: &DiffContext<'_>) 
                 if skipped_new.contains(pid) {
                     continue;
                 }
-                let mut user = user.clone();
+                let mut user = Arc::clone(user);
                 if kept_old_name.contains(pid) {
                     if let Some(s) = st {
-                        user.username = s.username.clone();
+                        Arc::make_mut(&mut user).username = s.username.clone();
                     }
                 }
                 match st {
@@ -529,7 +610,7 @@ pub fn diff(desired: &Desired, stored: &ConnectionState, ctx: &DiffContext<'_>) 
                     previous_name: None,
                     changed: vec![],
                 });
-                plan.changes.push(Change::PutGroup(want.clone()));
+                plan.changes.push(Change::PutGroup(Box::new(want.clone())));
             }
             Some(have) if *have == want => {}
             Some(have) => {
@@ -567,7 +648,7 @@ pub fn diff(desired: &Desired, stored: &ConnectionState, ctx: &DiffContext<'_>) 
                     previous_name: renamed.then(|| have.name.clone()),
                     changed,
                 });
-                plan.changes.push(Change::PutGroup(want.clone()));
+                plan.changes.push(Change::PutGroup(Box::new(want.clone())));
             }
         }
     }
@@ -629,28 +710,62 @@ pub fn diff(desired: &Desired, stored: &ConnectionState, ctx: &DiffContext<'_>) 
             .unwrap_or_else(|| pid.to_string())
     };
     let group_managed = |pid: &str| desired.groups.contains_key(pid) && !groups_frozen.contains(pid);
-    let member_ok = |m: &StoredMembership| {
-        group_managed(&m.group)
-            && match &m.member {
+    let member_ok = |group: &str, member: &Member| {
+        group_managed(group)
+            && match member {
                 Member::User(u) => managed_user(u),
                 Member::Group(g) => group_managed(g),
             }
     };
 
     // --- memberships -------------------------------------------------------------------------
-    let stored_m: BTreeSet<&StoredMembership> = stored.memberships.iter().collect();
+    // Compared in compact form: the wanted and the stored edges are index pairs.
+    let links = &desired.links;
     let mut mchanges = Vec::new();
     let mut mentries = Vec::new();
-    for m in &desired.memberships {
-        if !stored_m.contains(m) && member_ok(m) {
-            mentries.push(membership_entry("added", m, &group_name, &user_name));
-            mchanges.push(Change::AddMembership(m.clone()));
+    let wanted_edges = links
+        .user_edges
+        .iter()
+        .filter(|&&(g, u)| !stored_links.has_user_edge(g, u))
+        .map(|&(g, u)| (g, Member::User(links.users.id(u).to_string())))
+        .chain(
+            links
+                .group_edges
+                .iter()
+                .filter(|&&(g, c)| !stored_links.has_group_edge(g, c))
+                .map(|&(g, c)| (g, Member::Group(links.groups.id(c).to_string()))),
+        );
+    for (g, member) in wanted_edges {
+        let group = links.groups.id(g);
+        if member_ok(group, &member) {
+            let m = StoredMembership {
+                group: group.to_string(),
+                member,
+            };
+            mentries.push(membership_entry("added", &m, &group_name, &user_name));
+            mchanges.push(Change::AddMembership(m));
         }
     }
-    for m in &stored.memberships {
-        if desired.memberships.contains(m) || !member_ok(m) {
-            continue;
-        }
+    let mut unwanted: Vec<StoredMembership> = stored_links
+        .user_edges
+        .iter()
+        .filter(|&&(g, u)| links.user_edges.binary_search(&(g, u)).is_err())
+        .map(|&(g, u)| (g, Member::User(links.users.id(u).to_string())))
+        .chain(
+            stored_links
+                .group_edges
+                .iter()
+                .filter(|&&(g, c)| links.group_edges.binary_search(&(g, c)).is_err())
+                .map(|&(g, c)| (g, Member::Group(links.groups.id(c).to_string()))),
+        )
+        .filter(|(g, member)| member_ok(links.groups.id(*g), member))
+        .map(|(g, member)| StoredMembership {
+            group: links.groups.id(g).to_string(),
+            member,
+        })
+        .collect();
+    unwanted.sort();
+    for m in unwanted {
         if !ctx.complete {
             plan.withheld.push(format!(
                 "membership of {} in `{}` would be removed",
@@ -659,36 +774,50 @@ pub fn diff(desired: &Desired, stored: &ConnectionState, ctx: &DiffContext<'_>) 
             ));
             continue;
         }
-        mentries.push(membership_entry("removed", m, &group_name, &user_name));
-        mchanges.push(Change::RemoveMembership(m.clone()));
+        mentries.push(membership_entry("removed", &m, &group_name, &user_name));
+        mchanges.push(Change::RemoveMembership(m));
     }
     mentries.sort();
     plan.memberships = mentries;
     plan.changes.extend(mchanges);
 
     // --- effective memberships -----------------------------------------------------------
-    let stored_e: BTreeMap<(&str, &str), &Vec<String>> = stored
-        .effective
+    // Paths are compared as the JSON text the store keeps (each distinct path serialised once);
+    // text that differs is parsed, so formatting alone never causes a write.
+    let wanted_json: Vec<String> = links
+        .paths
         .iter()
-        .map(|e| ((e.group.as_str(), e.user.as_str()), &e.path))
+        .map(|p| serde_json::to_string(p).unwrap_or_default())
         .collect();
-    for ((g, u), path) in &desired.effective {
+    for r in &links.effective {
+        let (g, u) = (links.groups.id(r.group), links.users.id(r.user));
         if !(group_managed(g) && managed_user(u)) {
             continue;
         }
-        if stored_e.get(&(g.as_str(), u.as_str())).copied() != Some(path) {
+        let path = links.path(r.path).unwrap_or(&[]);
+        let same = match stored_links.effective_path(r.group, r.user) {
+            None => false,
+            Some(text) => {
+                wanted_json.get(r.path as usize).map(String::as_str) == Some(text)
+                    || serde_json::from_str::<Vec<String>>(text).is_ok_and(|old| old == path)
+            }
+        };
+        if !same {
             plan.effective_changes += 1;
             plan.changes.push(Change::PutEffective(EffectiveMembership {
-                group: g.clone(),
-                user: u.clone(),
-                path: path.clone(),
+                group: g.to_string(),
+                user: u.to_string(),
+                path: path.to_vec(),
             }));
         }
     }
-    for e in &stored.effective {
-        if desired.effective.contains_key(&(e.group.clone(), e.user.clone()))
-            || !(group_managed(&e.group) && managed_user(&e.user))
-        {
+    for &(gi, ui, _) in &stored_links.effective {
+        let wanted = links
+            .effective
+            .binary_search_by(|r| (r.group, r.user).cmp(&(gi, ui)))
+            .is_ok();
+        let (g, u) = (links.groups.id(gi), links.users.id(ui));
+        if wanted || !(group_managed(g) && managed_user(u)) {
             continue;
         }
         if !ctx.complete {
@@ -696,8 +825,8 @@ pub fn diff(desired: &Desired, stored: &ConnectionState, ctx: &DiffContext<'_>) 
         }
         plan.effective_changes += 1;
         plan.changes.push(Change::RemoveEffective {
-            group: e.group.clone(),
-            user: e.user.clone(),
+            group: g.to_string(),
+            user: u.to_string(),
         });
     }
 
@@ -706,6 +835,13 @@ pub fn diff(desired: &Desired, stored: &ConnectionState, ctx: &DiffContext<'_>) 
         .photos
         .iter()
         .map(|p| (p.user.as_str(), p.sha256.as_str()))
+        .collect();
+    // a user's entry by provider id (one lookup per photo change, not a scan of every entry)
+    let mut entry_of: BTreeMap<String, usize> = plan
+        .users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (u.provider_id.clone(), i))
         .collect();
     for (pid, target) in &desired.photos {
         if !managed_user(pid) {
@@ -716,16 +852,16 @@ pub fn diff(desired: &Desired, stored: &ConnectionState, ctx: &DiffContext<'_>) 
             PhotoTarget::Set(None) => stored_p
                 .contains_key(pid.as_str())
                 .then(|| Change::RemovePhoto { user: pid.clone() }),
-            PhotoTarget::Set(Some(p)) => {
-                (stored_p.get(pid.as_str()) != Some(&p.sha256.as_str())).then(|| Change::PutPhoto(p.clone()))
-            }
+            PhotoTarget::Set(Some(p)) => (stored_p.get(pid.as_str()) != Some(&p.sha256.as_str()))
+                .then(|| Change::PutPhoto(Box::new(p.clone()))),
         };
         if let Some(c) = change {
             plan.changes.push(c);
-            match plan.users.iter_mut().find(|u| &u.provider_id == pid) {
+            match entry_of.get(pid).and_then(|&i| plan.users.get_mut(i)) {
                 Some(entry) => entry.changed.push("photo".into()),
                 None => {
                     if stored_users.contains_key(pid.as_str()) {
+                        entry_of.insert(pid.clone(), plan.users.len());
                         plan.users.push(UserChange {
                             action: UserAction::Updated,
                             provider_id: pid.clone(),

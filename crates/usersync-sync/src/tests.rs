@@ -579,3 +579,79 @@ fn user_action_names_are_the_contract() {
         "\"reactivated\""
     );
 }
+
+/// A runner whose queries end in the reverse of the order they started (within the
+/// concurrency window): the first query of a phase yields the longest.
+struct Reversed {
+    inner: Fake,
+    started: Mutex<u32>,
+}
+
+impl QueryRunner for Reversed {
+    async fn run(&self, q: Query) -> Result<QueryResult, QueryFailure> {
+        let n = {
+            let mut s = self.started.lock().expect("lock");
+            *s += 1;
+            *s
+        };
+        for _ in 0..200u32.saturating_sub(n * 5) {
+            tokio::task::yield_now().await;
+        }
+        self.inner.run(q).await
+    }
+}
+
+/// Results are absorbed as queries end, but in query order: the snapshot (records, errors and
+/// their order) is the same whatever order the queries end in.
+#[tokio::test]
+async fn the_snapshot_does_not_depend_on_the_order_queries_end() {
+    let mut d = org();
+    for j in 0..12 {
+        let g = format!("g-{j:02}");
+        d.group(&g, &format!("Team {j:02}"));
+        for i in 0..20 {
+            if (i + j) % 3 == 0 {
+                d.member(&g, &format!("u{i:02}"));
+            }
+        }
+    }
+    d.fail.insert("group_members(g-03)".into());
+    d.fail.insert("group_members(g-09)".into());
+    let policy = Policy::default();
+    let manifest = nested_manifest();
+    let ctx = crate::fetch::FetchContext {
+        manifest: &manifest,
+        policy: &policy,
+        concurrency: 4,
+        progress: &NoProgress,
+    };
+    let fake = |d: &Dir| Fake {
+        dir: Mutex::new(d.clone()),
+        log: Mutex::new(vec![]),
+    };
+    let in_order = crate::fetch::fetch(Arc::new(fake(&d)), &ctx).await;
+    let reversed = Arc::new(Reversed {
+        inner: fake(&d),
+        started: Mutex::new(0),
+    });
+    let shuffled = crate::fetch::fetch(Arc::clone(&reversed), &ctx).await;
+    let ended: Vec<String> = reversed.inner.log.lock().expect("log").clone();
+    let members: Vec<&String> = ended.iter().filter(|q| q.starts_with("group_members")).collect();
+    let mut sorted = members.clone();
+    sorted.sort();
+    assert_ne!(
+        members, sorted,
+        "the queries really ended out of order: {members:?}"
+    );
+    assert!(!shuffled.complete);
+    assert_eq!(
+        shuffled.errors.iter().map(|e| &e[..26]).collect::<Vec<_>>(),
+        vec!["query group_members(g-03) ", "query group_members(g-09) "]
+    );
+    assert_eq!(
+        serde_json::to_value(&shuffled).expect("json"),
+        serde_json::to_value(&in_order).expect("json")
+    );
+    assert_eq!(shuffled.direct.len(), in_order.direct.len());
+    assert!(shuffled.direct.len() > 60, "{}", shuffled.direct.len());
+}

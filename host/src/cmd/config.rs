@@ -3,6 +3,7 @@
 use serde::Serialize;
 use usersync_config::{Config, ConfigError, ConfigIssue, SecretRef};
 
+use crate::registry::Lookup;
 use crate::wiring::{self, exit, outln, Format};
 use crate::GlobalArgs;
 
@@ -11,7 +12,8 @@ use crate::GlobalArgs;
 pub enum ConfigCmd {
     /// Validate the file offline: syntax, policies, and every connection's options against its
     /// connector's declared options (unknown, missing, wrong type, secrets not given as
-    /// references). Exit code 2 when anything is wrong.
+    /// references). Exit code 2 when anything in the file is wrong; 1 when the file is right but
+    /// a connector it names is a plugin library this host refused.
     Check {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -29,6 +31,10 @@ struct CheckReport {
     store: String,
     errors: Vec<ConfigIssue>,
     warnings: Vec<String>,
+    /// How many of `errors` are connections whose connector's plugin library this host refused
+    /// (exit code 1 when these are the only errors).
+    #[serde(skip)]
+    refused_plugins: usize,
 }
 
 /// Run the subcommand; returns the process exit code.
@@ -63,6 +69,7 @@ fn check(global: &GlobalArgs, format: Format) -> anyhow::Result<u8> {
         store: String::new(),
         errors: vec![],
         warnings: vec![],
+        refused_plugins: 0,
     };
     match Config::load(&path) {
         Err(ConfigError::Invalid(issues)) => report.errors = issues,
@@ -85,20 +92,39 @@ fn check(global: &GlobalArgs, format: Format) -> anyhow::Result<u8> {
                 report
                     .connections
                     .push(format!("{} ({})", conn.name, conn.connector));
-                let Some(connector) = registry.get(&conn.connector) else {
-                    let known: Vec<String> = registry.all().iter().map(|c| c.manifest().id).collect();
-                    report.errors.push(ConfigIssue {
-                        file: path.clone(),
-                        line: conn.line,
-                        connection: Some(conn.name.clone()),
-                        option: None,
-                        message: format!(
-                            "unknown connector `{}` (available: {})",
-                            conn.connector,
-                            known.join(", ")
-                        ),
-                    });
-                    continue;
+                let issue = |message: String| ConfigIssue {
+                    file: path.clone(),
+                    line: conn.line,
+                    connection: Some(conn.name.clone()),
+                    option: None,
+                    message,
+                };
+                let connector = match registry.lookup(&conn.connector) {
+                    Lookup::Active(e) => match &e.connector {
+                        Some(c) => c.clone(),
+                        None => continue,
+                    },
+                    Lookup::Refused(refused) => {
+                        // The file may be right; this host cannot load the connector it names,
+                        // so its options cannot be checked here.
+                        report
+                            .errors
+                            .push(issue(wiring::refused_message(&conn.connector, &refused)));
+                        report.refused_plugins += 1;
+                        continue;
+                    }
+                    Lookup::Unused(unused) => {
+                        report
+                            .errors
+                            .push(issue(wiring::unused_message(&conn.connector, &unused)));
+                        continue;
+                    }
+                    Lookup::Unknown => {
+                        report
+                            .errors
+                            .push(issue(wiring::unknown_message(&conn.connector, &registry)));
+                        continue;
+                    }
                 };
                 let manifest = connector.manifest();
                 if let Err(issues) = conn.check(&manifest, &path) {
@@ -154,7 +180,13 @@ fn check(global: &GlobalArgs, format: Format) -> anyhow::Result<u8> {
             }
         }
     }
-    Ok(if report.ok { exit::OK } else { exit::USAGE })
+    Ok(if report.ok {
+        exit::OK
+    } else if report.errors.len() == report.refused_plugins {
+        exit::FAILURE
+    } else {
+        exit::USAGE
+    })
 }
 
 /// The line number in a toml error message ("TOML parse error at line 7, column 3").

@@ -84,7 +84,22 @@ pub struct EndpointsArgs {
 pub async fn run(cmd: ConnectorsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
     let reg = registry::load(global)?;
     let out = match cmd {
-        ConnectorsCmd::List(a) => list(&reg, a.format),
+        ConnectorsCmd::List(a) => {
+            // Refused libraries are not connectors, but whoever looks for a connector here must
+            // learn that one was refused (stderr: the listing on stdout stays machine-readable).
+            let refused = reg.refused();
+            if !refused.is_empty() {
+                eprintln!(
+                    "note: {} plugin librar{} refused (`usersync plugins list` says why):",
+                    refused.len(),
+                    if refused.len() == 1 { "y was" } else { "ies were" }
+                );
+                for e in refused {
+                    eprintln!("  {}: {}", e.source, e.refusal().unwrap_or(&e.reason));
+                }
+            }
+            list(&reg, a.format)
+        }
         ConnectorsCmd::Describe(a) => {
             let entries = select(&reg, a.id.as_deref())?;
             match a.format {
@@ -118,6 +133,12 @@ type Selected<'a> = Vec<(&'a Entry, Manifest)>;
 fn select<'a>(reg: &'a Registry, id: Option<&str>) -> anyhow::Result<Selected<'a>> {
     let entries: Vec<&Entry> = match id {
         Some(id) => vec![reg.active_entry(id).with_context(|| {
+            if let registry::Lookup::Refused(refused) = reg.lookup(id) {
+                return format!(
+                    "no active connector `{id}`: {}",
+                    crate::wiring::refused_message(id, &refused)
+                );
+            }
             let known: Vec<String> = reg.active().iter().filter_map(|e| e.id.clone()).collect();
             format!(
                 "no active connector `{id}` (active: {}; see `usersync plugins list`)",

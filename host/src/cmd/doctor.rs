@@ -66,6 +66,15 @@ pub async fn run(args: DoctorArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
                 "the connection's configuration is invalid, so nothing was contacted",
                 "fix the connection in the config file (`usersync config check` lists every problem)",
             ),
+            Err(OpenError::Plugin(m)) => setup_failure(
+                &conn.name,
+                &conn.connector,
+                "plugin",
+                m,
+                "the connector's plugin library was found but refused, so nothing was contacted",
+                "see the reason above and `usersync plugins list`; rebuild the plugin for this usersync or \
+                 install a compatible package with `usersync plugins install <package>`",
+            ),
             Err(OpenError::Runtime(m)) => setup_failure(
                 &conn.name,
                 &conn.connector,

@@ -73,6 +73,9 @@ pub struct EmulatorArgs {
     /// Probability of a slow-drip body.
     #[arg(long, default_value_t = 0.0)]
     pub drip_rate: f64,
+    /// Probability of invalid UTF-8 bytes inside a JSON string of a successful answer.
+    #[arg(long, default_value_t = 0.0)]
+    pub invalid_utf8_rate: f64,
     /// Page number whose next link points back to itself (paging loop).
     #[arg(long)]
     pub paging_loop_at_page: Option<u32>,
@@ -82,6 +85,9 @@ pub struct EmulatorArgs {
     /// Page number served empty but with a next link.
     #[arg(long)]
     pub empty_page_at: Option<u32>,
+    /// Page number (N >= 2) that starts with the last item of page N-1 again.
+    #[arg(long)]
+    pub repeat_at_page: Option<u32>,
     /// Request-level faults start after this many requests.
     #[arg(long, default_value_t = 0)]
     pub faults_after: u64,
@@ -122,9 +128,11 @@ impl EmulatorArgs {
             truncate_rate: self.truncate_rate,
             malformed_rate: self.malformed_rate,
             drip_rate: self.drip_rate,
+            invalid_utf8_rate: self.invalid_utf8_rate,
             paging_loop_at_page: self.paging_loop_at_page,
             expire_token_at_page: self.expire_token_at_page,
             empty_page_at: self.empty_page_at,
+            repeat_at_page: self.repeat_at_page,
             start_after: self.faults_after,
             max_faults: self.max_faults,
             ..FaultConfig::default()
@@ -140,8 +148,16 @@ pub async fn run(args: EmulatorArgs, _global: &GlobalArgs) -> anyhow::Result<u8>
         .await
         .with_context(|| format!("starting the {} emulator", args.provider))?;
     println!("{}", emu.info().await);
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    // Ctrl-C or SIGTERM (what scripts and service managers send): stop, and let the drop remove
+    // the state directory the emulator created (keys, CA).
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
     emu.shutdown();
+    drop(emu);
     eprintln!("emulator stopped");
     Ok(0)
 }

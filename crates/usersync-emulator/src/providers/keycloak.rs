@@ -354,8 +354,9 @@ fn window<T: Clone>(
     // fault: the page repeats the previous one
     let start = if page_no >= 2 && faults.paging_loop_at_page == Some(page_no) {
         first - max
-    } else if page_no >= 2 && faults.repeat_at_page == Some(page_no) {
-        // fault: the previous page's last item again (as when someone is added mid-listing)
+    } else if page_no >= 2 && faults.repeat_at_page.is_some_and(|n| page_no >= n) {
+        // fault: someone was added before the offset after page N-1 was read, so from page N on
+        // every page starts one item early (page N repeats page N-1's last item; nothing is lost)
         first - 1
     } else {
         first

@@ -13,21 +13,7 @@ pub async fn okta(users: u32, groups: u32, faults: FaultConfig) -> RunningEmulat
         ..GenConfig::default()
     };
     o.faults = faults;
-    o.state_dir = Some(tempdir());
     usersync_emulator::start(o).await.expect("start okta emulator")
-}
-
-/// A fresh directory under the system temp dir.
-pub fn tempdir() -> std::path::PathBuf {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "usersync-emu-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(&d).expect("tempdir");
-    d
 }
 
 /// A client with no retries and no pooling surprises.

@@ -5,6 +5,9 @@
 //! * `open` panics when option `panic_in_open` is true;
 //! * `list_users`: the cursor panics in `on_response` ("simulated bug while parsing page");
 //! * `list_groups`: the cursor panics in `next_request`.
+//!
+//! Requests go to option `base_url` (default `https://panics.test`), so a test can point them at
+//! a server that answers and the panic happens on a real response.
 
 mod plugin;
 
@@ -40,12 +43,15 @@ impl Connector for Panics {
             }],
             endpoints: Vec::new(),
             capabilities: Capabilities::default(),
-            options: vec![OptionSpec::new(
-                "panic_in_open",
-                OptionType::Bool,
-                false,
-                "Panic in open.",
-            )],
+            options: vec![
+                OptionSpec::new("panic_in_open", OptionType::Bool, false, "Panic in open."),
+                OptionSpec::new(
+                    "base_url",
+                    OptionType::Url,
+                    false,
+                    "Where requests go (default https://panics.test).",
+                ),
+            ],
             default_concurrency: 1,
         }
     }
@@ -54,11 +60,16 @@ impl Connector for Panics {
         if options.bool("panic_in_open") == Some(true) {
             panic!("simulated bug in open");
         }
-        Ok(Box::new(PanicSession))
+        let base = options.str("base_url").unwrap_or("https://panics.test");
+        Ok(Box::new(PanicSession {
+            base: base.trim_end_matches('/').to_string(),
+        }))
     }
 }
 
-struct PanicSession;
+struct PanicSession {
+    base: String,
+}
 
 impl Session for PanicSession {
     fn auth_plan(&self) -> AuthPlan {
@@ -66,18 +77,20 @@ impl Session for PanicSession {
     }
 
     fn base_urls(&self) -> Vec<String> {
-        vec!["https://panics.test".into()]
+        vec![self.base.clone()]
     }
 
     fn query(&self, query: &Query) -> Result<Box<dyn Cursor>, ConnectorError> {
         Ok(Box::new(PanicCursor {
             in_next_request: matches!(query, Query::ListGroups),
+            url: format!("{}/users", self.base),
         }))
     }
 }
 
 struct PanicCursor {
     in_next_request: bool,
+    url: String,
 }
 
 impl Cursor for PanicCursor {
@@ -85,7 +98,7 @@ impl Cursor for PanicCursor {
         if self.in_next_request {
             panic!("simulated bug in next_request");
         }
-        Some(HttpRequest::get("https://panics.test/users"))
+        Some(HttpRequest::get(self.url.clone()))
     }
 
     fn on_response(&mut self, _response: HttpResponse) -> Result<Batch, ConnectorError> {
