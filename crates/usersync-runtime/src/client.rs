@@ -89,13 +89,14 @@ impl ConnectionClient {
         settings: ConnectionSettings,
     ) -> Result<Self, RuntimeError> {
         let manifest = connector.manifest();
-        let session: Arc<dyn Session> = connector
-            .open(&options)
-            .map(Arc::from)
-            .map_err(|source| RuntimeError::Connector {
-                context: format!("connection `{name}` ({})", manifest.id),
-                source,
-            })?;
+        let session: Arc<dyn Session> =
+            connector
+                .open(&options)
+                .map(Arc::from)
+                .map_err(|source| RuntimeError::Connector {
+                    context: format!("connection `{name}` ({})", manifest.id),
+                    source,
+                })?;
         let plan = session.auth_plan();
         if let Some(t) = plan.token_url() {
             transport::check_url_allowed(t)?;

@@ -7,6 +7,7 @@ use usersync_runtime::login::{self, LoginRequest};
 use usersync_sdk::AuthPlan;
 
 use crate::or_exit;
+use crate::registry::Lookup;
 use crate::wiring::{self, exit};
 use crate::GlobalArgs;
 
@@ -41,11 +42,14 @@ pub async fn run(cmd: AuthCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
     };
     let registry = crate::registry::load(global)?;
     let Some(connector) = registry.get(&conn.connector) else {
-        eprintln!(
-            "error: connection `{}`: unknown connector `{}`",
-            conn.name, conn.connector
-        );
-        return Ok(exit::USAGE);
+        // the same words as sync, doctor and config check: a refused plugin is not a typo
+        let (why, code) = match registry.lookup(&conn.connector) {
+            Lookup::Refused(refused) => (wiring::refused_message(&conn.connector, &refused), exit::FAILURE),
+            Lookup::Unused(unused) => (wiring::unused_message(&conn.connector, &unused), exit::USAGE),
+            _ => (wiring::unknown_message(&conn.connector, &registry), exit::USAGE),
+        };
+        eprintln!("error: connection `{}`: {why}", conn.name);
+        return Ok(code);
     };
     let manifest = connector.manifest();
     let options = match conn.check(&manifest, &config.path) {
