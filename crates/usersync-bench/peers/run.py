@@ -31,6 +31,16 @@ def start_emulator(bin_, provider, users, groups, tls):
     return p, info
 
 
+def stop_emulator(p):
+    """SIGTERM, so the emulator removes the state directory it created; SIGKILL after 5 s."""
+    p.terminate()
+    try:
+        p.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
 def our_config(info, d):
     """The same connection the bench binary writes (usersync_bench::Connection)."""
     p, c = info["provider"], info["client"]
@@ -142,8 +152,7 @@ def main():
             for name, lang, script in PEERS.get(provider, []):
                 # a fresh emulator (same seed: same organisation and credentials) for every
                 # client, so no client inherits another's rate-limit window
-                emu.kill()
-                emu.wait()
+                stop_emulator(emu)
                 emu, info = start_emulator(a.usersync, provider, a.users, a.groups,
                                            tls=provider in TLS or name in TLS_PEERS)
                 env = peer_env(provider, info)
@@ -159,8 +168,7 @@ def main():
                 print(provider, name, r, file=sys.stderr)
                 rows.append((provider, name, r, ours, rep.get("status", "")))
         finally:
-            emu.kill()
-            emu.wait()
+            stop_emulator(emu)
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     mem = int(open("/proc/meminfo").readline().split()[1]) / 1024 / 1024

@@ -135,6 +135,19 @@ struct Emulator {
 
 impl Drop for Emulator {
     fn drop(&mut self) {
+        // SIGTERM first: the emulator then removes the state directory it created (keys, CA);
+        // SIGKILL only if it has not stopped within five seconds.
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: kill(2) on our own child's pid; no memory is involved.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
