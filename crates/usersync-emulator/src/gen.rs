@@ -221,6 +221,7 @@ pub fn generate(cfg: &GenConfig) -> Org {
     };
     org.users.reserve_exact(n);
     let mut taken = std::collections::HashSet::with_capacity(n);
+    let mut next_suffix: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
     let managers_pool = (n / 20).max(1);
     for i in 0..n {
         let (first, last) = if i % 997 == 1 && i > 1 {
@@ -237,12 +238,16 @@ pub fn generate(cfg: &GenConfig) -> Org {
             )
         };
         let base = format!("{}.{}", ascii_fold(&first), ascii_fold(&last));
-        let mut local = base.clone();
-        let mut k = 1;
+        // `base`, then `base2`, `base3`, ...: the first free one. Each base remembers where its
+        // search ended, so a million users over a few thousand name pairs stay linear.
+        let next = next_suffix.entry(base.clone()).or_insert(1u32);
+        let mut k = *next;
+        let mut local = if k == 1 { base.clone() } else { format!("{base}{k}") };
         while !taken.insert(local.clone()) {
             k += 1;
             local = format!("{base}{k}");
         }
+        *next = k + 1;
         let guest = rng.gen_range(0..100) < 2 && i > 1;
         let (login, email) = if guest {
             let tenant = cfg.domain.split('.').next().unwrap_or("contoso");
