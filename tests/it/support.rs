@@ -71,6 +71,9 @@ pub fn fast_settings() -> usersync_runtime::ConnectionSettings {
             max_throttle_wait: std::time::Duration::from_millis(5),
             slow_down: false,
         },
+        // Throttle waits are capped at 5 ms, so the default budget (10 waits, 50 ms) would give up
+        // on a throttle that a loaded machine keeps up a little longer; bound it like errors.
+        max_throttle_total: Some(std::time::Duration::from_secs(20)),
         ..usersync_runtime::ConnectionSettings::default()
     }
 }
