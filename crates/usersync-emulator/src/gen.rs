@@ -242,7 +242,11 @@ pub fn generate(cfg: &GenConfig) -> Org {
         // search ended, so a million users over a few thousand name pairs stay linear.
         let next = next_suffix.entry(base.clone()).or_insert(1u32);
         let mut k = *next;
-        let mut local = if k == 1 { base.clone() } else { format!("{base}{k}") };
+        let mut local = if k == 1 {
+            base.clone()
+        } else {
+            format!("{base}{k}")
+        };
         while !taken.insert(local.clone()) {
             k += 1;
             local = format!("{base}{k}");
