@@ -608,14 +608,9 @@ managers = true
 
     /// Run the binary with `secret` in the secret's environment variable; (exit code, stdout).
     async fn run(&self, args: &[&str], secret: &str) -> (i32, String) {
-        let out = tokio::process::Command::new(crate::support::usersync_bin())
-            .arg("--config")
-            .arg(self.dir.path().join("usersync.toml"))
+        let out = crate::support::usersync_command(&self.dir.path().join("usersync.toml"))
             .args(args)
             .env(SECRET_ENV, secret)
-            .env_remove("RUST_LOG")
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .kill_on_drop(true)
             .output()
             .await
             .expect("run usersync");
@@ -627,14 +622,9 @@ managers = true
 
     /// `usersync sync --format json`; (exit code, the connection's report).
     async fn sync(&self) -> (i32, serde_json::Value) {
-        let out = tokio::process::Command::new(crate::support::usersync_bin())
-            .arg("--config")
-            .arg(self.dir.path().join("usersync.toml"))
+        let out = crate::support::usersync_command(&self.dir.path().join("usersync.toml"))
             .args(["sync", "--format", "json", "--no-progress"])
             .env(SECRET_ENV, &self.emu.credentials().client_secret)
-            .env_remove("RUST_LOG")
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .kill_on_drop(true)
             .output()
             .await
             .expect("run usersync");

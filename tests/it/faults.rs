@@ -12,8 +12,6 @@ use usersync_bench::{page_size_option, write_config, Connection};
 use usersync_emulator::{start, EmulatorOptions, FaultConfig, GenConfig, RunningEmulator, UserStatus};
 use usersync_store::{ConnectionState, SqliteStore, Store};
 
-use crate::support::usersync_bin;
-
 /// Upper bound for one `usersync sync` run; a hang (e.g. an endless paging loop) fails the test.
 const RUN_LIMIT: Duration = Duration::from_secs(90);
 
@@ -76,13 +74,8 @@ impl Env {
     }
 
     async fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let mut c = tokio::process::Command::new(usersync_bin());
-        c.arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env_remove("RUST_LOG")
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .kill_on_drop(true);
+        let mut c = crate::support::usersync_command(&self.config);
+        c.args(args);
         let out = tokio::time::timeout(RUN_LIMIT, c.output())
             .await
             .unwrap_or_else(|_| panic!("{}: `usersync {args:?}` hung for {RUN_LIMIT:?}", self.provider))

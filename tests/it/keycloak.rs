@@ -557,7 +557,6 @@ mod cli {
     use serde_json::Value;
 
     use super::*;
-    use crate::support::usersync_bin;
 
     const SECRET_ENV: &str = "USERSYNC_IT_KEYCLOAK_SECRET";
 
@@ -605,14 +604,9 @@ managers = true
         }
 
         async fn run(&self, args: &[&str]) -> (i32, String, String) {
-            let out = tokio::process::Command::new(usersync_bin())
-                .arg("--config")
-                .arg(self.config())
+            let out = crate::support::usersync_command(&self.config())
                 .args(args)
                 .env(SECRET_ENV, &self.secret)
-                .env_remove("RUST_LOG")
-                .env("NO_PROXY", "127.0.0.1,localhost")
-                .kill_on_drop(true)
                 .output()
                 .await
                 .expect("run usersync");

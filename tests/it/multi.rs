@@ -3,19 +3,14 @@
 
 use serde_json::Value;
 
-use crate::support::{count, start_emulator, usersync_bin};
+use crate::support::{count, start_emulator, usersync_command};
 
 /// Run `usersync sync --format json` with both tokens; (exit code, reports by connection name).
 async fn sync(dir: &std::path::Path, token_a: &str, token_b: &str) -> (i32, Vec<Value>) {
-    let out = tokio::process::Command::new(usersync_bin())
-        .arg("--config")
-        .arg(dir.join("usersync.toml"))
+    let out = usersync_command(&dir.join("usersync.toml"))
         .args(["sync", "--format", "json", "--no-progress"])
         .env("A_TOKEN", token_a)
         .env("B_TOKEN", token_b)
-        .env_remove("RUST_LOG")
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .kill_on_drop(true)
         .output()
         .await
         .expect("run usersync");
@@ -31,11 +26,8 @@ async fn sync(dir: &std::path::Path, token_a: &str, token_b: &str) -> (i32, Vec<
 
 /// `usersync users list --format json` rows.
 async fn users(dir: &std::path::Path) -> Vec<Value> {
-    let out = tokio::process::Command::new(usersync_bin())
-        .arg("--config")
-        .arg(dir.join("usersync.toml"))
+    let out = usersync_command(&dir.join("usersync.toml"))
         .args(["users", "list", "--format", "json"])
-        .env_remove("RUST_LOG")
         .output()
         .await
         .expect("run usersync");

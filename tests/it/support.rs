@@ -25,6 +25,18 @@ pub fn usersync_bin() -> PathBuf {
     p
 }
 
+/// `usersync --config <config>` as the tests run it: the caller's `RUST_LOG` removed, the emulators'
+/// loopback addresses never proxied, the process killed when the handle is dropped.
+pub fn usersync_command(config: &std::path::Path) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(usersync_bin());
+    c.arg("--config")
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .kill_on_drop(true);
+    c
+}
+
 /// Path of a cdylib built by `cargo build --workspace`, e.g. `cdylib("usersync_connector_okta")`.
 pub fn cdylib(crate_name: &str) -> PathBuf {
     let dir = profile_dir();

@@ -12,8 +12,6 @@ use usersync_emulator::providers::okta::{group_id, user_id};
 use usersync_emulator::{start, EmulatorOptions, FaultConfig, GenConfig, RunningEmulator, UserStatus};
 use usersync_store::{ConnectionState, SqliteStore, Store};
 
-use crate::support::usersync_bin;
-
 const TOKEN_ENV: &str = "USERSYNC_IT_SYNC_OKTA_TOKEN";
 
 struct Harness {
@@ -91,14 +89,8 @@ connector = "{provider}"
     }
 
     fn command(&self, args: &[&str]) -> tokio::process::Command {
-        let mut c = tokio::process::Command::new(usersync_bin());
-        c.arg("--config")
-            .arg(self.config())
-            .args(args)
-            .env(TOKEN_ENV, self.secret())
-            .env_remove("RUST_LOG")
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .kill_on_drop(true);
+        let mut c = crate::support::usersync_command(&self.config());
+        c.args(args).env(TOKEN_ENV, self.secret());
         c
     }
 
