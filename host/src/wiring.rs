@@ -217,6 +217,8 @@ pub fn settings(conn: &ConnectionConfig) -> ConnectionSettings {
         },
         max_throttle_total: r.max_throttle_total,
         credential_file: Some(r.credential_file.clone()),
+        max_response_bytes: r.max_response_bytes,
+        max_run: Some(r.max_run),
         ..ConnectionSettings::default()
     }
 }

@@ -121,6 +121,12 @@ pub struct RuntimeSection {
     /// Where `usersync auth login` keeps the connection's refresh token (authorization-code
     /// flow only; default `credentials/<connection>.json` next to the config file).
     pub credential_file: Option<PathBuf>,
+    /// Largest response body accepted from the provider, MiB (default 64); a larger answer
+    /// fails its query (nothing destructive is applied).
+    pub max_response_mb: Option<u64>,
+    /// Time limit of one run of the connection, seconds (default 21600, 6 hours): a provider
+    /// that answers ever more slowly fails the run instead of keeping it busy for ever.
+    pub max_run_secs: Option<u64>,
 }
 
 /// Effective runtime settings of one connection.
@@ -145,6 +151,10 @@ pub struct RuntimeSettings {
     /// The refresh-token file of the authorization-code flow (resolved against the config
     /// directory).
     pub credential_file: PathBuf,
+    /// Largest response body accepted, bytes.
+    pub max_response_bytes: u64,
+    /// Time limit of one run.
+    pub max_run: Duration,
 }
 
 impl RuntimeSettings {
@@ -182,6 +192,12 @@ impl RuntimeSettings {
                 .or(global.max_throttle_total_secs)
                 .map(Duration::from_secs),
             max_retries: conn.max_retries.or(global.max_retries).unwrap_or(5),
+            max_response_bytes: conn
+                .max_response_mb
+                .or(global.max_response_mb)
+                .unwrap_or(64)
+                .saturating_mul(1024 * 1024),
+            max_run: Duration::from_secs(conn.max_run_secs.or(global.max_run_secs).unwrap_or(6 * 3600)),
         }
     }
 }

@@ -59,6 +59,23 @@ pub struct FaultConfig {
     /// before the offset between two page reads). Offset-paged listings (Keycloak) shift every
     /// page from N on by one, as the real server would; token-paged ones repeat the item once.
     pub repeat_at_page: Option<u32>,
+    /// Probability of answering with a redirect (`redirect_status`) to the same path and query on
+    /// another origin, `redirect_to` (e.g. a server that answers `[]`): what a hijacked proxy or a
+    /// misconfigured gateway does. A client must never take the other origin's answer as a page.
+    pub redirect_rate: f64,
+    /// The other origin of redirect faults, `scheme://host:port` (required with `redirect_rate`).
+    pub redirect_to: Option<String>,
+    /// Status of redirect faults: 301, 302, 303, 307 or 308 (default 302).
+    pub redirect_status: u16,
+    /// Probability of an oversized answer: the real JSON body followed by whitespace (still valid
+    /// JSON) up to `oversize_bytes` in all, streamed without Content-Length.
+    pub oversize_rate: f64,
+    /// Total size of oversized answers, bytes.
+    pub oversize_bytes: u64,
+    /// Request-level faults apply only to API requests whose path and query contain this text
+    /// (e.g. `/members`, `after=`): the others are served normally and not counted by
+    /// `start_after` or `max_faults`. Aims a fault at one kind of listing or page position.
+    pub path_contains: Option<String>,
     /// Request-level faults start only after this many API requests (so a listing fails mid-way).
     pub start_after: u64,
     /// Stop injecting request-level faults after this many (e.g. one 503, then healthy).
@@ -86,6 +103,12 @@ impl Default for FaultConfig {
             expire_token_at_page: None,
             empty_page_at: None,
             repeat_at_page: None,
+            redirect_rate: 0.0,
+            redirect_to: None,
+            redirect_status: 302,
+            oversize_rate: 0.0,
+            oversize_bytes: 0,
+            path_contains: None,
             start_after: 0,
             max_faults: None,
         }
@@ -102,6 +125,8 @@ impl FaultConfig {
             ("malformed_rate", self.malformed_rate),
             ("drip_rate", self.drip_rate),
             ("invalid_utf8_rate", self.invalid_utf8_rate),
+            ("redirect_rate", self.redirect_rate),
+            ("oversize_rate", self.oversize_rate),
         ] {
             if !(0.0..=1.0).contains(&p) {
                 return Err(crate::EmulatorError::InvalidSetting {
@@ -134,6 +159,26 @@ impl FaultConfig {
                 reason: "the first page has nothing before it to repeat: use 2 or more".to_string(),
             });
         }
+        if self.redirect_rate > 0.0
+            && self
+                .redirect_to
+                .as_deref()
+                .is_none_or(|t| url::Url::parse(t).is_err())
+        {
+            return Err(crate::EmulatorError::InvalidSetting {
+                name: "redirect_to",
+                reason: "redirect faults need an absolute `scheme://host:port` to redirect to".to_string(),
+            });
+        }
+        if ![301, 302, 303, 307, 308].contains(&self.redirect_status) {
+            return Err(crate::EmulatorError::InvalidSetting {
+                name: "redirect_status",
+                reason: format!(
+                    "{} is not a redirect status (301, 302, 303, 307, 308)",
+                    self.redirect_status
+                ),
+            });
+        }
         if self.rate_limit_per_minute == Some(0) || self.concurrency_limit == Some(0) {
             return Err(crate::EmulatorError::InvalidSetting {
                 name: "rate_limit_per_minute/concurrency_limit",
@@ -161,6 +206,10 @@ pub enum RequestFault {
     Drip,
     /// Put invalid UTF-8 bytes inside a JSON string of the body.
     InvalidUtf8,
+    /// Redirect to the same path on `redirect_to`.
+    Redirect,
+    /// Pad the body with whitespace to `oversize_bytes`.
+    Oversize,
 }
 
 /// The live fault state of one emulator.
@@ -228,6 +277,22 @@ impl Faults {
         std::time::Duration::from_millis(cfg.latency_ms + jitter)
     }
 
+    /// Draw the request-level fault for the next API request, whose path and query are
+    /// `path_and_query` (requests outside `path_contains` get no fault and are not counted).
+    pub fn draw_for(&self, path_and_query: &str) -> RequestFault {
+        let aimed = self
+            .lock()
+            .0
+            .path_contains
+            .as_deref()
+            .is_none_or(|p| path_and_query.contains(p));
+        if aimed {
+            self.draw()
+        } else {
+            RequestFault::None
+        }
+    }
+
     /// Draw the request-level fault for the next API request.
     pub fn draw(&self) -> RequestFault {
         let n = self.requests.fetch_add(1, Ordering::SeqCst);
@@ -256,6 +321,11 @@ impl Faults {
         } else if pick(cfg.invalid_utf8_rate) {
             // Last in the order: adding this knob leaves every other knob's sequence unchanged.
             RequestFault::InvalidUtf8
+        } else if pick(cfg.redirect_rate) {
+            // After every older knob: their sequences stay as they were.
+            RequestFault::Redirect
+        } else if pick(cfg.oversize_rate) {
+            RequestFault::Oversize
         } else {
             RequestFault::None
         };

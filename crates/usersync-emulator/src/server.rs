@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -428,7 +428,12 @@ async fn fault_middleware(State((ctx, facade)): State<MwState>, req: Request, ne
         facade.rate_headers(&d, r.headers_mut());
         return r;
     }
-    let fault = ctx.faults.draw();
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let fault = ctx.faults.draw_for(&path_and_query);
     let conn = req.extensions().get::<ConnInfo>().cloned();
     let mut resp = match fault {
         RequestFault::ServerError(s) => {
@@ -443,6 +448,16 @@ async fn fault_middleware(State((ctx, facade)): State<MwState>, req: Request, ne
             std::future::pending::<()>().await;
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
+        RequestFault::Redirect => {
+            let to = cfg
+                .redirect_to
+                .as_deref()
+                .unwrap_or_default()
+                .trim_end_matches('/');
+            tracing::debug!("fault: redirect to {to}");
+            let status = StatusCode::from_u16(cfg.redirect_status).unwrap_or(StatusCode::FOUND);
+            return (status, [(header::LOCATION, format!("{to}{path_and_query}"))]).into_response();
+        }
         _ => next.run(req).await,
     };
     if let Some(d) = decision {
@@ -452,6 +467,7 @@ async fn fault_middleware(State((ctx, facade)): State<MwState>, req: Request, ne
         RequestFault::Truncate => truncate(resp).await,
         RequestFault::Malformed => malformed(resp).await,
         RequestFault::Drip => drip(resp, cfg.drip_chunk_bytes, cfg.drip_pause_ms).await,
+        RequestFault::Oversize => oversize(resp, cfg.oversize_bytes).await,
         RequestFault::InvalidUtf8 => {
             let (resp, applied) = invalid_utf8(resp).await;
             if !applied {
@@ -598,6 +614,28 @@ async fn drip(resp: Response, chunk: usize, pause_ms: u64) -> Response {
         Some((Ok::<_, std::io::Error>(c), it))
     });
     Response::from_parts(parts, Body::from_stream(stream))
+}
+
+/// The body followed by whitespace up to `total` bytes, streamed in 64 KiB chunks without a
+/// Content-Length (the client can only find the size by reading).
+async fn oversize(resp: Response, total: u64) -> Response {
+    let (mut parts, bytes) = body_bytes(resp).await;
+    parts.headers.remove(header::CONTENT_LENGTH);
+    const CHUNK: usize = 64 * 1024;
+    let padding = total.saturating_sub(bytes.len() as u64);
+    let first = futures_util::stream::once(async move { Ok::<_, std::io::Error>(bytes) });
+    let pad = futures_util::stream::unfold(padding, |left| async move {
+        if left == 0 {
+            return None;
+        }
+        let n = left.min(CHUNK as u64);
+        Some((
+            Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b' '; n as usize])),
+            left - n,
+        ))
+    });
+    use futures_util::StreamExt as _;
+    Response::from_parts(parts, Body::from_stream(first.chain(pad)))
 }
 
 fn control_router(ctx: Arc<EmuContext>) -> Router {

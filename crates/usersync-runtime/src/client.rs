@@ -55,6 +55,8 @@ struct Inner {
     counters: Arc<Counters>,
     settings: ConnectionSettings,
     scrubber: Scrubber,
+    /// When the run's time limit (`settings.max_run`) ends.
+    deadline: Option<tokio::time::Instant>,
 }
 
 /// The runtime of one connection: session, HTTP client, authentication and token cache,
@@ -131,6 +133,7 @@ impl ConnectionClient {
                     counters: counters.clone(),
                     policy: settings.retry.clone(),
                     via_proxy,
+                    max_response_bytes: settings.max_response_bytes,
                 },
                 manifest,
                 session,
@@ -140,6 +143,7 @@ impl ConnectionClient {
                 concurrency,
                 pacer: Pacer::default(),
                 counters,
+                deadline: settings.max_run.map(|d| tokio::time::Instant::now() + d),
                 settings,
                 scrubber,
             }),
@@ -201,12 +205,36 @@ impl ConnectionClient {
     /// paging cursor restarts the listing (pages read so far are discarded); a repeated request
     /// or more pages than `max_pages` stop the query with a protocol error.
     pub async fn run_query(&self, q: &Query) -> Result<QueryOutput, RuntimeError> {
-        self.drive(q, None).await
+        self.within_deadline(Some(q), self.drive(q, None)).await
     }
 
     /// Read only the first page of a query (for `doctor`'s minimal calls).
     pub async fn first_page(&self, q: &Query) -> Result<QueryOutput, RuntimeError> {
-        self.drive(q, Some(1)).await
+        self.within_deadline(Some(q), self.drive(q, Some(1))).await
+    }
+
+    /// Run `work` unless the run's time limit (`max_run`) ends first; waits (pacing, backoff,
+    /// a dripping body) count too, so nothing keeps a run busy past the limit.
+    async fn within_deadline<T>(
+        &self,
+        q: Option<&Query>,
+        work: impl std::future::Future<Output = Result<T, RuntimeError>>,
+    ) -> Result<T, RuntimeError> {
+        let inner = &self.inner;
+        let (Some(deadline), Some(limit)) = (inner.deadline, inner.settings.max_run) else {
+            return work.await;
+        };
+        match tokio::time::timeout_at(deadline, work).await {
+            Ok(r) => r,
+            Err(_) => {
+                Counters::add(&inner.counters.deadline_hits, 1);
+                Err(RuntimeError::RunDeadline {
+                    connection: inner.name.clone(),
+                    limit,
+                    during: q.map(|q| q.operation().to_string()),
+                })
+            }
+        }
     }
 
     /// Run several queries concurrently (bounded by the connection's concurrency limit);
@@ -397,7 +425,7 @@ impl ConnectionClient {
     /// Send one request with authentication, retries, throttling and the concurrency limit,
     /// and return the final response (which may be an error status for the cursor to classify).
     pub async fn send(&self, req: &HttpRequest) -> Result<HttpResponse, RuntimeError> {
-        self.send_with_retries(req).await
+        self.within_deadline(None, self.send_with_retries(req)).await
     }
 
     async fn send_with_retries(&self, req: &HttpRequest) -> Result<HttpResponse, RuntimeError> {
@@ -649,28 +677,45 @@ impl ConnectionClient {
             }
             Counters::add(&inner.counters.requests, 1);
             let net_err = |e: reqwest::Error| {
-                let (kind, detail) = transport::classify(&e, via_proxy);
-                tracing::debug!(?kind, "request failed: {}", inner.scrubber.scrub(&detail));
-                RuntimeError::Transport {
-                    method: req.method.to_string(),
-                    url: redact_url(&req.url),
-                    kind,
-                    detail: inner.scrubber.scrub(&detail),
+                let err = transport::send_error(&e, req.method.as_str(), &req.url, via_proxy, |d| {
+                    inner.scrubber.scrub(d)
+                });
+                if let RuntimeError::RedirectRefused { location, .. } = &err {
+                    Counters::add(&inner.counters.redirects_refused, 1);
+                    tracing::warn!(%location, "redirect to another origin refused");
+                } else {
+                    tracing::debug!("request failed: {err}");
                 }
+                err
             };
             let resp = builder.send().await.map_err(net_err)?;
             let status = resp.status().as_u16();
-            let headers: Vec<(String, String)> = resp
-                .headers()
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.as_str().to_string(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect();
-            let body = resp.bytes().await.map_err(net_err)?.to_vec();
+            if let Some(asked) = &parsed {
+                // belt and braces: whatever the redirect policy did, only the asked origin answers
+                if !transport::same_origin(asked, resp.url()) {
+                    Counters::add(&inner.counters.redirects_refused, 1);
+                    return Err(RuntimeError::RedirectRefused {
+                        method: req.method.to_string(),
+                        url: redact_url(&req.url),
+                        location: redact_url(resp.url().as_str()),
+                        status,
+                    });
+                }
+            }
+            let headers = transport::response_headers(&resp);
+            let limit = inner.settings.max_response_bytes;
+            let body = transport::read_body(resp, limit).await.map_err(|e| match e {
+                transport::BodyError::Net(e) => net_err(e),
+                transport::BodyError::TooLarge { declared } => {
+                    Counters::add(&inner.counters.oversized_responses, 1);
+                    RuntimeError::ResponseTooLarge {
+                        method: req.method.to_string(),
+                        url: redact_url(&req.url),
+                        limit,
+                        declared,
+                    }
+                }
+            })?;
             Counters::add(&inner.counters.bytes_received, body.len() as u64);
             let span = tracing::Span::current();
             span.record("status", status);

@@ -26,6 +26,12 @@ pub struct RunCounters {
     pub pages: u64,
     /// Listings restarted from page one after an expired paging cursor.
     pub listing_restarts: u64,
+    /// Redirects to another origin that were refused (never followed).
+    pub redirects_refused: u64,
+    /// Responses refused for being larger than `max_response_mb`.
+    pub oversized_responses: u64,
+    /// Times the run's time limit (`max_run_secs`) stopped work.
+    pub deadline_hits: u64,
     /// The lowest rate-limit budget seen in remaining-count headers, if any.
     pub lowest_budget: Option<BudgetSnapshot>,
 }
@@ -52,6 +58,9 @@ pub(crate) struct Counters {
     pub bytes_received: AtomicU64,
     pub pages: AtomicU64,
     pub listing_restarts: AtomicU64,
+    pub redirects_refused: AtomicU64,
+    pub oversized_responses: AtomicU64,
+    pub deadline_hits: AtomicU64,
     pub lowest_budget: Mutex<Option<BudgetSnapshot>>,
 }
 
@@ -79,6 +88,9 @@ impl Counters {
             bytes_received: self.bytes_received.load(Ordering::Relaxed),
             pages: self.pages.load(Ordering::Relaxed),
             listing_restarts: self.listing_restarts.load(Ordering::Relaxed),
+            redirects_refused: self.redirects_refused.load(Ordering::Relaxed),
+            oversized_responses: self.oversized_responses.load(Ordering::Relaxed),
+            deadline_hits: self.deadline_hits.load(Ordering::Relaxed),
             lowest_budget: self.lowest_budget.lock().ok().and_then(|b| b.clone()),
         }
     }

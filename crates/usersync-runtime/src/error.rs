@@ -119,6 +119,54 @@ pub enum RuntimeError {
         /// The last failure.
         last: String,
     },
+    /// The provider answered a request with a redirect to another origin (scheme, host, port).
+    /// It is never followed, like a next link to another origin: the other origin's answer would
+    /// be taken as the provider's page. Not retried.
+    #[error(
+        "{method} {url} was redirected (HTTP {status}) to `{location}`, another origin: redirects are only \
+         followed within the provider's own origin, so this answer was not used (a proxy, gateway or \
+         misconfigured base URL sends requests elsewhere)"
+    )]
+    RedirectRefused {
+        /// Method.
+        method: String,
+        /// The requested URL, without its query string.
+        url: String,
+        /// The redirect's target, without its query string.
+        location: String,
+        /// The redirect status (301, 302, 303, 307, 308).
+        status: u16,
+    },
+    /// A response body was larger than the connection's `max_response_mb`; reading stopped at
+    /// the limit (nothing past it was buffered). Not retried.
+    #[error(
+        "{method} {url}: the response is larger than {limit} bytes (`max_response_mb`), reading stopped at \
+         the limit{}", .declared.map(|d| format!(" (Content-Length {d})")).unwrap_or_default()
+    )]
+    ResponseTooLarge {
+        /// Method.
+        method: String,
+        /// URL without its query string.
+        url: String,
+        /// The limit, bytes.
+        limit: u64,
+        /// The size the provider declared, if it did.
+        declared: Option<u64>,
+    },
+    /// The connection's time limit for one run (`max_run_secs`) ran out.
+    #[error(
+        "connection `{connection}`: the run's time limit of {}s (`max_run_secs`) ran out{}; the provider \
+         answers too slowly (a dripping proxy or an overloaded provider) or the limit is too low for this \
+         organisation", .limit.as_secs(), .during.as_deref().map(|d| format!(" during {d}")).unwrap_or_default()
+    )]
+    RunDeadline {
+        /// The connection.
+        connection: String,
+        /// The limit.
+        limit: Duration,
+        /// What was running (an operation name).
+        during: Option<String>,
+    },
     /// The credential file of the authorization-code flow is missing or unusable.
     #[error("credential file `{path}`: {reason}")]
     Credential {

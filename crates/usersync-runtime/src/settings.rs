@@ -37,6 +37,13 @@ pub struct ConnectionSettings {
     pub max_throttle_total: Option<Duration>,
     /// Bound on pages per query (a guard against endless listings).
     pub max_pages: u64,
+    /// Largest response body accepted, bytes; enforced while reading (nothing past it is
+    /// buffered). Default [`DEFAULT_MAX_RESPONSE_BYTES`], the plugins' page limit too.
+    pub max_response_bytes: u64,
+    /// Time limit of one run of this connection (every query and request of one
+    /// [`crate::ConnectionClient`], waits included), counted from the client's creation.
+    /// `None`: no limit.
+    pub max_run: Option<Duration>,
     /// How many times a listing may restart from page one after its paging cursor expired.
     pub max_listing_restarts: u32,
     /// Where the refresh token of the authorization-code flow is kept (written by
@@ -59,12 +66,23 @@ impl Default for ConnectionSettings {
             retry: RetryPolicy::default(),
             max_throttle_total: None,
             max_pages: 1_000_000,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_run: Some(DEFAULT_MAX_RUN),
             max_listing_restarts: 3,
             credential_file: None,
             user_agent: format!("usersync/{}", env!("CARGO_PKG_VERSION")),
         }
     }
 }
+
+/// Default largest response body: 64 MiB (a Graph page of 999 users with every attribute is
+/// about 3 MB; a profile photo at most a few MB).
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Default time limit of one run of a connection: 6 hours (a first sync of a million users
+/// under a provider's published rate limits fits; a provider that drips bytes does not keep a
+/// run busy for ever).
+pub const DEFAULT_MAX_RUN: Duration = Duration::from_secs(6 * 3600);
 
 /// The default throttle budget of a request, in multiples of `max_throttle_wait` (the longest
 /// single throttle wait, i.e. about one quota window).

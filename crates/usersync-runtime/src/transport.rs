@@ -157,6 +157,144 @@ fn no_proxy_matches(host: &str) -> bool {
         })
 }
 
+/// A redirect that the runtime refused to follow; found again in the reqwest error's source chain
+/// by [`refused_redirect`].
+#[derive(Debug)]
+pub struct RedirectRefusal {
+    /// The redirect's target, without its query string.
+    pub location: String,
+    /// The redirect status.
+    pub status: u16,
+    /// Why it was refused.
+    pub reason: &'static str,
+}
+
+impl std::fmt::Display for RedirectRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "redirect (HTTP {}) to `{}` refused: {}",
+            self.status, self.location, self.reason
+        )
+    }
+}
+
+impl std::error::Error for RedirectRefusal {}
+
+/// True when `a` and `b` have the same origin (scheme, host, port), the rule for next links too.
+pub fn same_origin(a: &url::Url, b: &url::Url) -> bool {
+    a.origin() == b.origin()
+}
+
+/// The redirect rule: follow at most 5 redirects, each within the origin of the request the
+/// connector made (scheme, host and port), never to a URL the runtime may not contact. A
+/// redirect elsewhere is an error, not a page: the other origin's answer would otherwise be
+/// handed to the connector as the provider's (an empty page there ends a listing early).
+fn redirect_policy(attempt: reqwest::redirect::Attempt<'_>) -> reqwest::redirect::Action {
+    let refuse = |reason: &'static str| RedirectRefusal {
+        location: redact_url(attempt.url().as_str()),
+        status: attempt.status().as_u16(),
+        reason,
+    };
+    let Some(first) = attempt.previous().first() else {
+        let e = refuse("no original request");
+        return attempt.error(e);
+    };
+    if !same_origin(first, attempt.url()) {
+        let e = refuse("another origin than the request's");
+        attempt.error(e)
+    } else if attempt.previous().len() >= 5 {
+        let e = refuse("too many redirects");
+        attempt.error(e)
+    } else if check_url_allowed(attempt.url().as_str()).is_err() {
+        let e = refuse("a URL that is not allowed (plain http to a non-loopback host)");
+        attempt.error(e)
+    } else {
+        attempt.follow()
+    }
+}
+
+/// The refused redirect behind a reqwest error, if that is what it is.
+pub fn refused_redirect(err: &reqwest::Error) -> Option<&RedirectRefusal> {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = err.source();
+    while let Some(e) = src {
+        if let Some(r) = e.downcast_ref::<RedirectRefusal>() {
+            return Some(r);
+        }
+        src = e.source();
+    }
+    None
+}
+
+/// The error of a request that got no usable answer: a refused redirect (never retried) or a
+/// classified network failure. `scrub` removes the connection's secrets from the detail.
+pub fn send_error(
+    e: &reqwest::Error,
+    method: &str,
+    url: &str,
+    via_proxy: bool,
+    scrub: impl Fn(&str) -> String,
+) -> RuntimeError {
+    if let Some(r) = refused_redirect(e) {
+        return RuntimeError::RedirectRefused {
+            method: method.to_string(),
+            url: redact_url(url),
+            location: r.location.clone(),
+            status: r.status,
+        };
+    }
+    let (kind, detail) = classify(e, via_proxy);
+    RuntimeError::Transport {
+        method: method.to_string(),
+        url: redact_url(url),
+        kind,
+        detail: scrub(&detail),
+    }
+}
+
+/// The headers of a response as name/value pairs (values lossily decoded).
+pub fn response_headers(resp: &reqwest::Response) -> Vec<(String, String)> {
+    resp.headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Why a body could not be read whole.
+#[derive(Debug)]
+pub enum BodyError {
+    /// Larger than the limit (declared by Content-Length, or found while reading).
+    TooLarge {
+        /// The Content-Length, if the server sent one.
+        declared: Option<u64>,
+    },
+    /// The network failed mid-body.
+    Net(reqwest::Error),
+}
+
+/// Read a response body of at most `limit` bytes, chunk by chunk: a declared Content-Length
+/// over the limit is refused before reading, and reading stops at the first chunk past it, so
+/// nothing beyond the limit is ever buffered.
+pub async fn read_body(mut resp: reqwest::Response, limit: u64) -> Result<Vec<u8>, BodyError> {
+    let declared = resp.content_length();
+    if declared.is_some_and(|n| n > limit) {
+        return Err(BodyError::TooLarge { declared });
+    }
+    let mut body: Vec<u8> = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Net)? {
+        if body.len() as u64 + chunk.len() as u64 > limit {
+            return Err(BodyError::TooLarge { declared });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// Build the reqwest client of one connection.
 pub fn http_client(settings: &ConnectionSettings) -> Result<reqwest::Client, RuntimeError> {
     let tls = tls_config(settings.ca_bundle.as_deref())?;
@@ -166,15 +304,7 @@ pub fn http_client(settings: &ConnectionSettings) -> Result<reqwest::Client, Run
         .read_timeout(settings.read_timeout)
         .timeout(settings.request_timeout)
         .user_agent(settings.user_agent.clone())
-        .redirect(reqwest::redirect::Policy::custom(|attempt| {
-            if attempt.previous().len() >= 5 {
-                attempt.error("too many redirects")
-            } else if check_url_allowed(attempt.url().as_str()).is_err() {
-                attempt.error("redirect to a URL that is not allowed (plain http to a non-loopback host)")
-            } else {
-                attempt.follow()
-            }
-        }));
+        .redirect(reqwest::redirect::Policy::custom(redirect_policy));
     if let Some(p) = &settings.proxy {
         let proxy = reqwest::Proxy::all(p.as_str())
             .map_err(|e| RuntimeError::Setting {
@@ -281,6 +411,141 @@ mod tests {
             "http://[redacted]@proxy:3128"
         );
         assert_eq!(redact_url("https://h/p#frag"), "https://h/p");
+    }
+
+    /// A one-shot HTTP server on loopback that sends `head` and then `body_len` bytes of `x`
+    /// (in 64 KiB writes, so a reader that stops early stops the writer too).
+    async fn serve_once(head: String, body_len: u64) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let head = head.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let _ = sock.read(&mut buf).await;
+                    if sock.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let chunk = vec![b'x'; 64 * 1024];
+                    let mut left = body_len;
+                    while left > 0 {
+                        let n = left.min(chunk.len() as u64) as usize;
+                        if sock.write_all(&chunk[..n]).await.is_err() {
+                            return;
+                        }
+                        left -= n as u64;
+                    }
+                });
+            }
+        });
+        url
+    }
+
+    fn client() -> reqwest::Client {
+        http_client(&ConnectionSettings {
+            no_proxy_env: true,
+            ..ConnectionSettings::default()
+        })
+        .expect("client")
+    }
+
+    #[tokio::test]
+    async fn a_redirect_to_another_origin_is_refused_and_named() {
+        let elsewhere = serve_once("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n".into(), 2).await;
+        let head = format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nLocation: {elsewhere}/api/v1/users?after=x\r\nContent-Length: 0\r\n\r\n"
+        );
+        let origin = serve_once(head, 0).await;
+        let err = client()
+            .get(format!("{origin}/api/v1/users?after=1"))
+            .send()
+            .await
+            .expect_err("a cross-origin redirect must not be followed");
+        let refusal = refused_redirect(&err).expect("the refusal is in the error chain");
+        assert_eq!(refusal.status, 307);
+        assert_eq!(refusal.location, format!("{elsewhere}/api/v1/users"));
+        let e = send_error(
+            &err,
+            "GET",
+            &format!("{origin}/api/v1/users?after=1"),
+            false,
+            |d| d.into(),
+        );
+        assert!(matches!(e, RuntimeError::RedirectRefused { .. }), "{e}");
+        assert!(
+            e.transport_kind().is_none(),
+            "a refused redirect is not a retryable transport failure"
+        );
+        let text = e.to_string();
+        assert!(text.contains(&elsewhere) && !text.contains("after=x"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_redirect_within_the_origin_is_followed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let origin = format!("http://{}", listener.local_addr().expect("addr"));
+        let to = origin.clone();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let to = to.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let n = sock.read(&mut buf).await.unwrap_or(0);
+                    let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                    let resp = if req.starts_with("GET /old") {
+                        format!("HTTP/1.1 302 Found\r\nLocation: {to}/new\r\nContent-Length: 0\r\n\r\n")
+                    } else {
+                        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]".to_string()
+                    };
+                    let _ = sock.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        let resp = client()
+            .get(format!("{origin}/old"))
+            .send()
+            .await
+            .expect("followed");
+        assert_eq!(resp.status().as_u16(), 200);
+        assert_eq!(resp.url().path(), "/new");
+    }
+
+    #[tokio::test]
+    async fn a_body_past_the_limit_is_refused_while_reading() {
+        // no Content-Length: the size is only found by reading; 1 GiB would be sent if read
+        let url = serve_once("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".into(), 1 << 30).await;
+        let resp = client().get(format!("{url}/big")).send().await.expect("response");
+        match read_body(resp, 1024 * 1024).await {
+            Err(BodyError::TooLarge { declared: None }) => {}
+            other => panic!("expected TooLarge, got {:?}", other.map(|b| b.len())),
+        }
+        // a declared length over the limit is refused before reading
+        let url = serve_once(
+            "HTTP/1.1 200 OK\r\nContent-Length: 5000000\r\n\r\n".into(),
+            5_000_000,
+        )
+        .await;
+        let resp = client().get(format!("{url}/big")).send().await.expect("response");
+        assert!(matches!(
+            read_body(resp, 1024 * 1024).await,
+            Err(BodyError::TooLarge {
+                declared: Some(5_000_000)
+            })
+        ));
+        // at the limit is fine
+        let url = serve_once(
+            "HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n".into(),
+            1 << 20,
+        )
+        .await;
+        let resp = client().get(format!("{url}/ok")).send().await.expect("response");
+        assert_eq!(
+            read_body(resp, 1 << 20).await.map(|b| b.len()).ok(),
+            Some(1 << 20)
+        );
     }
 
     #[test]

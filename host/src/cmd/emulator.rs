@@ -88,6 +88,24 @@ pub struct EmulatorArgs {
     /// Page number (N >= 2) that starts with the last item of page N-1 again.
     #[arg(long)]
     pub repeat_at_page: Option<u32>,
+    /// Probability of a redirect to the same path on `--redirect-to` (another origin).
+    #[arg(long, default_value_t = 0.0)]
+    pub redirect_rate: f64,
+    /// The other origin of redirect faults, e.g. `http://127.0.0.1:9`.
+    #[arg(long)]
+    pub redirect_to: Option<String>,
+    /// Status of redirect faults (301, 302, 303, 307, 308).
+    #[arg(long, default_value_t = 302)]
+    pub redirect_status: u16,
+    /// Probability of an oversized answer (padded with whitespace to `--oversize-bytes`).
+    #[arg(long, default_value_t = 0.0)]
+    pub oversize_rate: f64,
+    /// Size of oversized answers, bytes.
+    #[arg(long, default_value_t = 0)]
+    pub oversize_bytes: u64,
+    /// Request-level faults only hit requests whose path and query contain this text.
+    #[arg(long)]
+    pub faults_path_contains: Option<String>,
     /// Request-level faults start after this many requests.
     #[arg(long, default_value_t = 0)]
     pub faults_after: u64,
@@ -133,6 +151,12 @@ impl EmulatorArgs {
             expire_token_at_page: self.expire_token_at_page,
             empty_page_at: self.empty_page_at,
             repeat_at_page: self.repeat_at_page,
+            redirect_rate: self.redirect_rate,
+            redirect_to: self.redirect_to.clone(),
+            redirect_status: self.redirect_status,
+            oversize_rate: self.oversize_rate,
+            oversize_bytes: self.oversize_bytes,
+            path_contains: self.faults_path_contains.clone(),
             start_after: self.faults_after,
             max_faults: self.max_faults,
             ..FaultConfig::default()

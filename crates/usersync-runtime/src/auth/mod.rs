@@ -22,7 +22,7 @@ use crate::counters::Counters;
 use crate::error::RuntimeError;
 use crate::retry::{full_jitter, is_retryable_status};
 use crate::settings::RetryPolicy;
-use crate::transport::{classify, redact_url};
+use crate::transport::redact_url;
 use jwt::{AssertionClaims, BearerGrantClaims, DpopKey, Signer};
 
 pub use credential::StoredCredential;
@@ -108,6 +108,8 @@ pub(crate) struct TokenHttp {
     pub counters: Arc<Counters>,
     pub policy: RetryPolicy,
     pub via_proxy: bool,
+    /// Largest token response accepted (the connection's `max_response_bytes`).
+    pub max_response_bytes: u64,
 }
 
 /// Authentication state of one connection.
@@ -685,37 +687,25 @@ impl Authenticator {
         };
         Counters::add(&http.counters.requests, 1);
         Counters::add(&http.counters.token_requests, 1);
-        let resp = req.send().await.map_err(|e| {
-            let (kind, detail) = classify(&e, http.via_proxy);
-            RuntimeError::Transport {
-                method: "POST".into(),
-                url: redact_url(token_url),
-                kind,
-                detail: self.scrubber.scrub(&detail),
-            }
-        })?;
+        let net_err = |e: reqwest::Error| {
+            crate::transport::send_error(&e, "POST", token_url, http.via_proxy, |d| self.scrubber.scrub(d))
+        };
+        let resp = req.send().await.map_err(net_err)?;
         let status = resp.status().as_u16();
-        let headers: Vec<(String, String)> = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let body = resp.bytes().await.map_err(|e| {
-            let (kind, detail) = classify(&e, http.via_proxy);
-            RuntimeError::Transport {
-                method: "POST".into(),
-                url: redact_url(token_url),
-                kind,
-                detail: self.scrubber.scrub(&detail),
-            }
-        })?;
+        let headers = crate::transport::response_headers(&resp);
+        let body = crate::transport::read_body(resp, http.max_response_bytes)
+            .await
+            .map_err(|e| match e {
+                crate::transport::BodyError::Net(e) => net_err(e),
+                crate::transport::BodyError::TooLarge { declared } => RuntimeError::ResponseTooLarge {
+                    method: "POST".into(),
+                    url: redact_url(token_url),
+                    limit: http.max_response_bytes,
+                    declared,
+                },
+            })?;
         Counters::add(&http.counters.bytes_received, body.len() as u64);
-        Ok((status, headers, body.to_vec()))
+        Ok((status, headers, body))
     }
 }
 
