@@ -1,12 +1,11 @@
 //! The config file: loading, path resolution, and offline validation against manifests.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use toml::Spanned;
 use usersync_sdk::{Manifest, Options};
 
 use crate::policy::Policy;
@@ -158,7 +157,12 @@ pub struct RuntimeSettings {
 }
 
 impl RuntimeSettings {
-    fn merge(conn: &RuntimeSection, global: &RuntimeSection, base: &Path, name: &str) -> RuntimeSettings {
+    pub(crate) fn merge(
+        conn: &RuntimeSection,
+        global: &RuntimeSection,
+        base: &Path,
+        name: &str,
+    ) -> RuntimeSettings {
         RuntimeSettings {
             credential_file: base.join(
                 conn.credential_file
@@ -234,8 +238,8 @@ pub struct ConnectionConfig {
     pub priority: usize,
     /// Line of the connection's `name` key.
     pub line: usize,
-    option_lines: BTreeMap<String, usize>,
-    connector_line: usize,
+    pub(crate) option_lines: BTreeMap<String, usize>,
+    pub(crate) connector_line: usize,
 }
 
 impl ConnectionConfig {
@@ -339,36 +343,12 @@ impl ConnectionConfig {
 
 fn unknown_option(manifest: &Manifest, name: &str) -> String {
     let known: Vec<&str> = manifest.options.iter().map(|o| o.name.as_str()).collect();
-    let suggestion = known
-        .iter()
-        .map(|k| (edit_distance(k, name), *k))
-        .filter(|(d, _)| *d <= 2)
-        .min()
-        .map(|(_, k)| format!("did you mean `{k}`? "))
-        .unwrap_or_default();
-    let known = if known.is_empty() {
-        "none".to_string()
-    } else {
-        known.join(", ")
-    };
-    format!(
-        "unknown option for connector `{}`; {suggestion}(known: {known})",
-        manifest.id
+    crate::validate::unknown_key_message(
+        &format!("option for connector `{}`", manifest.id),
+        name,
+        &known,
+        &format!("`usersync connectors describe {}` lists them", manifest.id),
     )
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// The whole configuration.
@@ -382,56 +362,6 @@ pub struct Config {
     pub runtime: RuntimeSection,
     /// Connections in file order (= priority order).
     pub connections: Vec<ConnectionConfig>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    #[serde(default)]
-    store: StoreConfig,
-    #[serde(default)]
-    runtime: RuntimeSection,
-    #[serde(default)]
-    connections: Vec<RawConnection>,
-    /// `[plugins]` (e.g. `[plugins.pin]`) belongs to the connector registry, which reads it.
-    #[serde(default)]
-    #[allow(dead_code)]
-    plugins: Option<toml::Table>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConnection {
-    name: Spanned<String>,
-    connector: Spanned<String>,
-    #[serde(default)]
-    options: BTreeMap<String, Spanned<toml::Value>>,
-    #[serde(default)]
-    policy: Policy,
-    #[serde(default)]
-    runtime: RuntimeSection,
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()
-        .iter()
-        .take(offset)
-        .filter(|b| **b == b'\n')
-        .count()
-        + 1
-}
-
-/// A TOML table that is a secret reference: exactly `{ env = "..." }` or `{ file = "..." }`.
-fn as_secret_ref(v: &toml::Value) -> Option<SecretRef> {
-    let t = v.as_table()?;
-    if t.len() != 1 {
-        return None;
-    }
-    match (t.get("env"), t.get("file")) {
-        (Some(toml::Value::String(env)), None) => Some(SecretRef::Env { env: env.clone() }),
-        (None, Some(toml::Value::String(file))) => Some(SecretRef::File { file: file.into() }),
-        _ => None,
-    }
 }
 
 impl Config {
@@ -481,88 +411,7 @@ impl Config {
     }
 
     fn parse(text: &str, path: &Path, base: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        let mut issues = Vec::new();
-        let mut names = BTreeSet::new();
-        let mut connections = Vec::new();
-        for (priority, rc) in raw.connections.into_iter().enumerate() {
-            let name = rc.name.get_ref().clone();
-            let line = line_of(text, rc.name.span().start);
-            let connector_line = line_of(text, rc.connector.span().start);
-            let valid_name = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
-            if !valid_name {
-                issues.push(ConfigIssue {
-                    file: path.to_path_buf(),
-                    line,
-                    connection: Some(name.clone()),
-                    option: None,
-                    message: "a connection name may use only letters, digits, `-`, `_` and `.`".into(),
-                });
-            }
-            if !names.insert(name.to_lowercase()) {
-                issues.push(ConfigIssue {
-                    file: path.to_path_buf(),
-                    line,
-                    connection: Some(name.clone()),
-                    option: None,
-                    message: "a connection with this name is already defined".into(),
-                });
-            }
-            let mut options = BTreeMap::new();
-            let mut secrets = BTreeMap::new();
-            let mut option_lines = BTreeMap::new();
-            for (key, value) in rc.options {
-                option_lines.insert(key.clone(), line_of(text, value.span().start));
-                let v = value.into_inner();
-                if let Some(s) = as_secret_ref(&v) {
-                    secrets.insert(key, s);
-                } else {
-                    match serde_json::to_value(&v) {
-                        Ok(j) => {
-                            options.insert(key, j);
-                        }
-                        Err(e) => issues.push(ConfigIssue {
-                            file: path.to_path_buf(),
-                            line: option_lines[&key],
-                            connection: Some(name.clone()),
-                            option: Some(key.clone()),
-                            message: format!("unsupported value: {e}"),
-                        }),
-                    }
-                }
-            }
-            let runtime = RuntimeSettings::merge(&rc.runtime, &raw.runtime, base, &name);
-            connections.push(ConnectionConfig {
-                name,
-                connector: rc.connector.into_inner(),
-                options,
-                secrets,
-                policy: rc.policy,
-                runtime,
-                priority,
-                line,
-                option_lines,
-                connector_line,
-            });
-        }
-        if !issues.is_empty() {
-            return Err(ConfigError::Invalid(issues));
-        }
-        let store = StoreConfig {
-            path: base.join(&raw.store.path),
-        };
-        Ok(Config {
-            path: path.to_path_buf(),
-            store,
-            runtime: raw.runtime,
-            connections,
-        })
+        crate::validate::parse(text, path, base)
     }
 
     /// A connection by name (case-insensitive).
@@ -685,7 +534,10 @@ request_timeout_secs = 30
     fn bad_policy_and_duplicates_are_reported_with_lines() {
         let err = Config::from_str(&GOOD.replace("[\"Staff\"]", "[\"re:(\"]")).unwrap_err();
         let s = err.to_string();
-        assert!(s.contains("line 15") && s.contains("invalid regex"), "{s}");
+        assert!(
+            s.contains("<string>:15: connection `okta-prod`: option `policy.required_groups`: invalid regex `(`: unclosed group"),
+            "{s}"
+        );
         let err = Config::from_str(&GOOD.replace("on_user_missing", "on_user_mising")).unwrap_err();
         assert!(err.to_string().contains("on_user_mising"));
         let dup = format!("{GOOD}\n[[connections]]\nname = \"okta-prod\"\nconnector = \"okta\"\n");

@@ -25,7 +25,7 @@
 //! name = "okta-prod"
 //! connector = "okta"
 //! [connections.options]           # checked against the connector's manifest
-//! okta_domain = "https://acme.okta.com"
+//! domain = "acme.okta.com"
 //! api_token = { env = "OKTA_API_TOKEN" }   # secret options: { env = "..." } or { file = "..." }
 //! [connections.policy]            # see policy::Policy; every key optional
 //! required_groups = ["Staff"]
@@ -38,6 +38,15 @@
 //! [plugins.pin]                   # read by the connector registry; ignored here
 //! ```
 //!
+//! # Validation
+//! [`Config::load`] checks the whole file in one pass ([`validate`]) and reports every problem
+//! at once, sorted by line ([`ConfigError::Invalid`]): unknown keys at every level (with a
+//! "did you mean"), wrong types and enum values, bad patterns, numbers outside their range
+//! ([`validate::RANGES`], e.g. the safety gates' percentages), files the config names that
+//! cannot be read (`ca_bundle`, secret `{ file = ... }`; relative to the config's directory),
+//! and secret values that cannot be sent (blank, NUL, a line break in a single-line secret).
+//! An unset environment variable is not a load error: commands that need it fail on it.
+//!
 //! Consumers (runtime, doctor, demo, sync): take a [`ConnectionConfig`], validate it against
 //! the connector's manifest with [`ConnectionConfig::check`] (which yields the connector's
 //! [`usersync_sdk::Options`]), resolve each entry of [`ConnectionConfig::secrets`] with
@@ -48,6 +57,8 @@ pub mod file;
 pub mod pattern;
 pub mod policy;
 pub mod secret;
+pub mod url_policy;
+pub mod validate;
 
 pub use file::{
     Config, ConfigError, ConfigIssue, ConnectionConfig, RuntimeSection, RuntimeSettings, StoreConfig,

@@ -28,7 +28,9 @@ impl Pattern {
     /// Parse a pattern from its config form.
     pub fn parse(source: &str) -> Result<Pattern, String> {
         let matcher = if let Some(re) = source.strip_prefix("re:") {
-            Matcher::Regex(regex::Regex::new(re).map_err(|e| format!("invalid regex `{re}`: {e}"))?)
+            Matcher::Regex(
+                regex::Regex::new(re).map_err(|e| format!("invalid regex `{re}`: {}", last_line(&e)))?,
+            )
         } else if source.contains(['*', '?', '[']) {
             let glob = globset::GlobBuilder::new(source)
                 .case_insensitive(true)
@@ -66,6 +68,17 @@ impl Pattern {
     pub fn is_exact(&self) -> bool {
         matches!(self.matcher, Matcher::Exact(_))
     }
+}
+
+/// The last line of a regex error ("error: unclosed group"): the whole message draws the
+/// pattern with a caret over several lines, which does not fit a one-line config error.
+fn last_line(e: &regex::Error) -> String {
+    let m = e.to_string();
+    m.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().trim_start_matches("error: ").to_string())
+        .unwrap_or(m)
 }
 
 impl fmt::Debug for Pattern {
@@ -124,8 +137,9 @@ impl<'de> Deserialize<'de> for Replace {
             with: String,
         }
         let raw = Raw::deserialize(d)?;
-        let regex = regex::Regex::new(&raw.regex)
-            .map_err(|e| serde::de::Error::custom(format!("invalid regex `{}`: {e}", raw.regex)))?;
+        let regex = regex::Regex::new(&raw.regex).map_err(|e| {
+            serde::de::Error::custom(format!("invalid regex `{}`: {}", raw.regex, last_line(&e)))
+        })?;
         Ok(Replace {
             regex,
             with: raw.with,

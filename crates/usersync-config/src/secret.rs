@@ -78,9 +78,20 @@ pub enum SecretError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The secret is empty.
-    #[error("the secret from {0} is empty")]
+    /// The secret is empty or only whitespace.
+    #[error("the secret from {0} is empty or only whitespace")]
     Empty(String),
+    /// The secret contains a character it cannot contain: NUL anywhere, or a line break in a
+    /// single-line secret (a token, client secret or password goes into an HTTP header or form).
+    #[error("the secret from {source_name} contains {what}; {hint}")]
+    BadCharacter {
+        /// Where it came from (`env:NAME`, `file:PATH`).
+        source_name: String,
+        /// The offending character class.
+        what: &'static str,
+        /// What to do.
+        hint: &'static str,
+    },
 }
 
 impl SecretRef {
@@ -102,11 +113,53 @@ impl SecretRef {
                 .to_string(),
             SecretRef::Literal(v) => v.clone(),
         };
-        if value.is_empty() {
-            return Err(SecretError::Empty(format!("{self:?}")));
-        }
+        check_value(&value).map_err(|e| e.with_source(format!("{self:?}")))?;
         Ok(Secret(value))
     }
+}
+
+/// Why a secret value is unusable, before the source is known.
+enum BadValue {
+    Blank,
+    Nul,
+    LineBreak,
+}
+
+impl BadValue {
+    fn with_source(self, source_name: String) -> SecretError {
+        match self {
+            BadValue::Blank => SecretError::Empty(source_name),
+            BadValue::Nul => SecretError::BadCharacter {
+                source_name,
+                what: "a NUL character",
+                hint: "a secret is text",
+            },
+            BadValue::LineBreak => SecretError::BadCharacter {
+                source_name,
+                what: "a line break (CR or LF)",
+                hint: "only key material (PEM `-----BEGIN`, JSON `{`) may span lines; \
+                       remove the stray newline (a file may end with one)",
+            },
+        }
+    }
+}
+
+/// The rules every secret value follows: not blank, no NUL, and no CR/LF unless it is
+/// multi-line key material (a PEM block or a JSON key file). Tokens, client secrets and
+/// passwords end up in HTTP headers, where a line break can only be a mistake.
+fn check_value(value: &str) -> Result<(), BadValue> {
+    if value.trim().is_empty() {
+        return Err(BadValue::Blank);
+    }
+    if value.contains('\0') {
+        return Err(BadValue::Nul);
+    }
+    let start = value.trim_start();
+    let key_material = start.starts_with("-----BEGIN") || start.starts_with('{');
+    if !key_material && value.contains(['\r', '\n']) {
+        return Err(BadValue::LineBreak);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -133,6 +186,42 @@ mod tests {
         assert_eq!(t.a, SecretRef::Env { env: "X".into() });
         assert_eq!(t.b, SecretRef::File { file: "/k".into() });
         assert!(t.c.is_literal());
+    }
+
+    #[test]
+    fn blank_nul_and_line_breaks_are_refused_without_the_value() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cases: [(&str, &str); 6] = [
+            ("blank", "   \n"),
+            ("empty", ""),
+            ("crlf", "tok\r\nen\n"),
+            ("inner-lf", "hunter\n2"),
+            ("cr", "hunter\r2"),
+            ("nul", "hun\0ter2"),
+        ];
+        for (name, content) in cases {
+            let p = dir.path().join(name);
+            std::fs::write(&p, content).expect("write");
+            let err = SecretRef::File { file: p }.resolve().unwrap_err().to_string();
+            assert!(err.contains(name), "names the source: {err}");
+            assert!(!err.contains("hunter") && !err.contains("tok"), "{err}");
+        }
+        let pem = dir.path().join("key.pem");
+        std::fs::write(
+            &pem,
+            "-----BEGIN PRIVATE KEY-----\nAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .expect("w");
+        assert!(
+            SecretRef::File { file: pem }.resolve().is_ok(),
+            "PEM may span lines"
+        );
+        let json = dir.path().join("sa.json");
+        std::fs::write(&json, "{\n  \"type\": \"service_account\"\n}\n").expect("w");
+        assert!(
+            SecretRef::File { file: json }.resolve().is_ok(),
+            "JSON keys may span lines"
+        );
     }
 
     #[test]
