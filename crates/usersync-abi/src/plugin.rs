@@ -22,16 +22,53 @@ use crate::ffi::{
 /// Run `f`, turning a panic into [`ConnectorError::Plugin`] naming `plugin` and `call`, and the
 /// error into its JSON form for the boundary.
 pub fn guard<T>(plugin: &str, call: &str, f: impl FnOnce() -> Result<T, ConnectorError>) -> FfiResult<T> {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    quiet_panics();
+    let outer = IN_GUARD.with(|g| g.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    IN_GUARD.with(|g| g.set(outer));
+    match result {
         Ok(Ok(v)) => ROk(v),
         Ok(Err(e)) => RErr(error_to_json(&e)),
-        Err(payload) => RErr(error_to_json(&ConnectorError::Plugin {
-            detail: format!(
-                "plugin `{plugin}` panicked in {call}: {}",
-                panic_message(payload.as_ref())
-            ),
-        })),
+        Err(payload) => {
+            let at = PANIC_LOCATION
+                .with(|l| l.borrow_mut().take())
+                .map(|l| format!(" (at {l})"))
+                .unwrap_or_default();
+            RErr(error_to_json(&ConnectorError::Plugin {
+                detail: format!(
+                    "plugin `{plugin}` panicked in {call}: {}{at}",
+                    panic_message(payload.as_ref())
+                ),
+            }))
+        }
     }
+}
+
+thread_local! {
+    /// Where the last panic on this thread happened, for [`guard`]'s one-line report.
+    static PANIC_LOCATION: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+    /// True while this thread runs inside [`guard`].
+    static IN_GUARD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A plugin links its own copy of `std`, with its own panic hook: the default one prints
+/// `thread '<unnamed>' panicked at ...` and a backtrace note to the host's stderr before [`guard`]
+/// turns the panic into one error line. Wrap it (once per copy of `std`) with a hook that, inside
+/// a guarded call, keeps the location for that line and prints nothing; panics anywhere else
+/// (a host bug, when the same code is linked into the host) still reach the previous hook.
+fn quiet_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if IN_GUARD.with(|g| g.get()) {
+                let at = info.location().map(|l| format!("{}:{}", l.file(), l.line()));
+                PANIC_LOCATION.with(|l| *l.borrow_mut() = at);
+            } else {
+                previous(info);
+            }
+        }));
+    });
 }
 
 /// The text of a panic payload.

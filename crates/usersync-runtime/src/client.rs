@@ -57,6 +57,8 @@ struct Inner {
     scrubber: Scrubber,
     /// When the run's time limit (`settings.max_run`) ends.
     deadline: Option<tokio::time::Instant>,
+    /// Set at the first proof that the credential is refused: later requests are not sent.
+    halted: std::sync::OnceLock<String>,
 }
 
 /// The runtime of one connection: session, HTTP client, authentication and token cache,
@@ -144,6 +146,7 @@ impl ConnectionClient {
                 pacer: Pacer::default(),
                 counters,
                 deadline: settings.max_run.map(|d| tokio::time::Instant::now() + d),
+                halted: std::sync::OnceLock::new(),
                 settings,
                 scrubber,
             }),
@@ -409,10 +412,14 @@ impl ConnectionClient {
                             tokio::time::sleep(wait).await;
                         }
                         Err(source) => {
+                            let source = scrub_connector_error(&inner.scrubber, source);
+                            if matches!(source, ConnectorError::Unauthorized { .. }) {
+                                self.halt(format!("{}: {source}", q.operation()));
+                            }
                             return Err(RuntimeError::Connector {
                                 context: ctx(),
-                                source: scrub_connector_error(&inner.scrubber, source),
-                            })
+                                source,
+                            });
                         }
                     }
                 }
@@ -446,6 +453,7 @@ impl ConnectionClient {
     ///   `max_attempts` and `max_total` (time spent in throttle pauses excluded).
     async fn send_tracked(&self, req: &HttpRequest) -> Result<(HttpResponse, Sent), RuntimeError> {
         let inner = &self.inner;
+        self.check_halted()?;
         let url = transport::check_url_allowed(&req.url)?;
         let via_proxy = transport::proxy_for(&inner.settings, &url).is_some();
         let bucket = retry::bucket_key(&url);
@@ -492,10 +500,25 @@ impl ConnectionClient {
                     break (permit, generation);
                 }
             };
-            let applied = inner
+            // another query may have proven the credential refused while this one waited
+            self.check_halted()?;
+            let applied = match inner
                 .auth
                 .apply(&inner.token_http, req.method.as_str(), &req.url)
-                .await?;
+                .await
+            {
+                Ok(a) => a,
+                Err(e) => {
+                    if let RuntimeError::Token {
+                        status: 400 | 401 | 403,
+                        ..
+                    } = &e
+                    {
+                        self.halt(format!("token request refused: HTTP {}", e.status().unwrap_or(0)));
+                    }
+                    return Err(e);
+                }
+            };
             let token_generation = applied.generation;
             let result = self.transmit(req, applied, tries, via_proxy).await;
             drop(permit);
@@ -610,6 +633,28 @@ impl ConnectionClient {
             // error time: this sleep counts against `max_total` (the pacer's pause, if the server
             // sent Retry-After, ends at the same moment)
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Stop sending requests for the rest of this run: the credential is refused, so every
+    /// further request would be refused too (Okta counts them against the rate limit and may
+    /// lock the token out). The first reason is kept.
+    fn halt(&self, reason: String) {
+        if self.inner.halted.set(reason).is_ok() {
+            tracing::warn!(
+                connection = %self.inner.name,
+                "the credential was refused: no further requests in this run"
+            );
+        }
+    }
+
+    fn check_halted(&self) -> Result<(), RuntimeError> {
+        match self.inner.halted.get() {
+            Some(reason) => Err(RuntimeError::ConnectionHalted {
+                connection: self.inner.name.clone(),
+                reason: reason.chars().take(200).collect(),
+            }),
+            None => Ok(()),
         }
     }
 

@@ -16,6 +16,9 @@ pub enum TransportKind {
     ConnectRefused,
     /// The connection was reset or closed mid-exchange (often a firewall or proxy).
     Reset,
+    /// The body ended before the length the response announced (Content-Length or chunking):
+    /// a proxy or the provider cut the answer short.
+    Truncated,
     /// The TLS handshake failed (untrusted or invalid certificate, protocol mismatch).
     Tls,
     /// No answer in time.
@@ -31,7 +34,7 @@ impl TransportKind {
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
-            TransportKind::Reset | TransportKind::Timeout | TransportKind::Other
+            TransportKind::Reset | TransportKind::Truncated | TransportKind::Timeout | TransportKind::Other
         )
     }
 }
@@ -166,6 +169,15 @@ pub enum RuntimeError {
         limit: Duration,
         /// What was running (an operation name).
         during: Option<String>,
+    },
+    /// An earlier request of this connection proved its credential is refused (HTTP 401 after a
+    /// token refresh, or a token endpoint refusal): no further request is sent in this run.
+    #[error("connection `{connection}` stopped sending requests: its credential was refused earlier in this run ({reason})")]
+    ConnectionHalted {
+        /// The connection.
+        connection: String,
+        /// The first refusal, short.
+        reason: String,
     },
     /// The credential file of the authorization-code flow is missing or unusable.
     #[error("credential file `{path}`: {reason}")]

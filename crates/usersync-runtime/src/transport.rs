@@ -373,6 +373,9 @@ pub fn classify(err: &reqwest::Error, via_proxy: bool) -> (TransportKind, String
             TransportKind::Other
         }
     });
+    // a body cut short: hyper's "end of file before message length reached" / incomplete message
+    let truncated = lower.contains("end of file before message length");
+    let kind = if truncated { TransportKind::Truncated } else { kind };
     let kind =
         if via_proxy && (lower.contains("proxy") || lower.contains("tunnel")) && kind != TransportKind::Tls {
             TransportKind::Proxy
@@ -511,6 +514,27 @@ mod tests {
             .expect("followed");
         assert_eq!(resp.status().as_u16(), 200);
         assert_eq!(resp.url().path(), "/new");
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_short_is_truncated_not_reset() {
+        // Content-Length promises 5000 bytes, 100 arrive, then the connection closes
+        let url = serve_once(
+            "HTTP/1.1 200 OK\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n".into(),
+            100,
+        )
+        .await;
+        let resp = client()
+            .get(format!("{url}/cut"))
+            .send()
+            .await
+            .expect("response head");
+        let Err(BodyError::Net(e)) = read_body(resp, 1 << 20).await else {
+            panic!("a truncated body must fail to read");
+        };
+        let (kind, detail) = classify(&e, false);
+        assert_eq!(kind, TransportKind::Truncated, "{detail}");
+        assert!(kind.is_retryable());
     }
 
     #[tokio::test]

@@ -16,7 +16,7 @@ pub enum ConnectorError {
     },
     /// The credential is valid but lacks a permission (HTTP 403 that is not throttling).
     /// Host: stop this connection; `doctor` names the permission.
-    #[error("forbidden: {detail}")]
+    #[error("forbidden: {detail}{}", .needed.as_deref().map(|n| format!(" (the credential lacks what this call needs: {n})")).unwrap_or_default())]
     Forbidden {
         /// What the provider said.
         detail: String,
