@@ -1,13 +1,13 @@
 //! Apply the policy to a snapshot: who is in scope and why, the local records wanted, and the
 //! memberships (direct and effective) among them. Pure: no store, no network.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use usersync_config::{PhotoMode, Policy, UserRemoval};
-use usersync_model::{Attributes, MemberRef, User};
+use usersync_model::{Attributes, ManagerRef, MemberRef, User};
 use usersync_store::{StoredGroup, StoredPhoto, StoredUser};
 
 use crate::closure::Graph;
@@ -76,6 +76,29 @@ pub struct Desired {
     pub photos: BTreeMap<String, PhotoTarget>,
     /// Warnings (cycles, name collisions after mapping).
     pub warnings: Vec<String>,
+    /// Groups deleted while the run read them ([`Snapshot::vanished_groups`]): their
+    /// memberships are neither added nor removed in this run.
+    pub vanished_groups: BTreeSet<String>,
+    /// Users deleted while the run read their groups: memberships left as stored.
+    pub vanished_users: BTreeSet<String>,
+    /// Users whose scope this run cannot decide because an object vanished mid-run (the
+    /// vanished users themselves, and users out of scope while a group vanished): no
+    /// deactivation or deletion of them is applied.
+    pub uncertain_users: BTreeSet<String>,
+    /// A group vanished where groups nest: inherited (effective) memberships that disappear
+    /// may only be missing because of it, so none is removed in this run.
+    pub keep_effective: bool,
+}
+
+/// A group's stored attributes: the provider's, plus its full `path` where the provider has a
+/// hierarchy (Keycloak), so groups of the same name stay distinguishable in the store.
+fn group_attributes(g: &usersync_model::Group) -> Attributes {
+    let mut a = g.attributes.clone();
+    if let Some(path) = &g.path {
+        a.entry("path".to_string())
+            .or_insert_with(|| serde_json::Value::String(path.clone()));
+    }
+    a
 }
 
 fn source_value(u: &User, attributes: &Attributes, source: &str) -> Option<serde_json::Value> {
@@ -296,7 +319,7 @@ fn build_impl(
     // groups
     let mut local_names: BTreeMap<String, String> = BTreeMap::new();
     for g in snap.groups.values() {
-        if !policy.group_selected(&g.name) {
+        if !crate::fetch::group_selected(policy, g) {
             continue;
         }
         let name = policy.group_names.apply(&g.name);
@@ -316,18 +339,21 @@ fn build_impl(
                 source_name: g.name.clone(),
                 kind: g.kind,
                 description: g.description.clone(),
-                attributes: g.attributes.clone(),
+                attributes: group_attributes(g),
             },
         );
     }
 
+    // manager references that only the fetched users can resolve
+    let manager_index = ManagerIndex::build(snap, owned_attributes.as_deref());
+    let mut unresolved_managers: (u64, Option<(String, String)>) = (0, None);
     // scope and users
     let required_match = |gid: &str| {
         let g = snap.groups.get(gid);
         policy
             .required_groups
             .iter()
-            .find(|p| p.matches(gid) || g.is_some_and(|g| p.matches(&g.name)))
+            .find(|p| p.matches(gid) || g.is_some_and(|g| crate::fetch::pattern_matches_group(p, g)))
     };
     for u in snap.users.values() {
         let (in_scope, rule, path) = if policy.required_groups.is_empty() {
@@ -431,6 +457,17 @@ fn build_impl(
                     Some(m) => m.clone(),
                     None => u.manager.clone(),
                 };
+                let manager = match manager {
+                    Some(ManagerRef::Lookup { value, keys }) => {
+                        let found = manager_index.resolve(&value, &keys);
+                        if found.is_none() {
+                            unresolved_managers.0 += 1;
+                            unresolved_managers.1.get_or_insert((value, u.username.clone()));
+                        }
+                        found.map(ManagerRef::Id)
+                    }
+                    other => other,
+                };
                 let source_attributes = match owned_attributes.as_deref() {
                     Some(owned) => owned.get(&u.id).unwrap_or(&no_attributes),
                     None => &u.attributes,
@@ -511,6 +548,12 @@ fn build_impl(
         d.photos.insert(u.id.clone(), photo);
     }
 
+    if let (n, Some((value, user))) = unresolved_managers {
+        d.warnings.push(format!(
+            "{n} user(s) name a manager that matches no synced user (e.g. `{value}` for `{user}`); \
+             they get no manager, and the raw value stays in their attributes"
+        ));
+    }
     // memberships among wanted groups and users present at the source
     drop(by_user);
     drop(user_spans);
@@ -531,7 +574,94 @@ fn build_impl(
         .collect();
     links.effective.sort_unstable();
     d.links = links;
+    mark_vanished(&mut d, snap, policy);
     d
+}
+
+/// Objects that vanished mid-run: freeze their memberships, and withhold the deactivations
+/// whose reason could be a membership this run did not see.
+fn mark_vanished(d: &mut Desired, snap: &Snapshot, policy: &Policy) {
+    d.vanished_groups = snap.vanished_groups.clone();
+    d.vanished_users = snap.vanished_users.clone();
+    d.uncertain_users = snap.vanished_users.clone();
+    if !snap.vanished_groups.is_empty() {
+        if !policy.required_groups.is_empty() {
+            // A vanished group's members are unknown: any of them may be out of scope only for that.
+            d.uncertain_users.extend(
+                d.decisions
+                    .iter()
+                    .filter(|(_, dec)| !dec.in_scope)
+                    .map(|(id, _)| id.clone()),
+            );
+        }
+        d.keep_effective = !matches!(snap.transitive, None | Some(TransitiveSource::NotNested));
+    }
+}
+
+/// Resolves [`ManagerRef::Lookup`] references: for each field the references name, the
+/// fetched users by that field's value (`None`: several users share it, so it names no one).
+#[derive(Default)]
+struct ManagerIndex {
+    by_key: HashMap<String, HashMap<String, Option<String>>>,
+}
+
+impl ManagerIndex {
+    fn build(snap: &Snapshot, owned: Option<&HashMap<String, Attributes>>) -> Self {
+        let mut keys: BTreeSet<&str> = BTreeSet::new();
+        let refs = snap
+            .users
+            .values()
+            .filter_map(|u| u.manager.as_ref())
+            .chain(snap.managers.values().flatten());
+        for r in refs {
+            if let ManagerRef::Lookup { keys: k, .. } = r {
+                keys.extend(k.iter().map(String::as_str));
+            }
+        }
+        let mut index = ManagerIndex::default();
+        let no_attributes = Attributes::new();
+        for key in keys {
+            let mut values: HashMap<String, Option<String>> = HashMap::new();
+            for u in snap.users.values() {
+                let attributes = match owned {
+                    Some(o) => o.get(&u.id).unwrap_or(&no_attributes),
+                    None => &u.attributes,
+                };
+                let Some(v) = source_value(u, attributes, key).and_then(|v| lookup_text(key, &v)) else {
+                    continue;
+                };
+                values
+                    .entry(v)
+                    .and_modify(|slot| *slot = None)
+                    .or_insert_with(|| Some(u.id.clone()));
+            }
+            index.by_key.insert(key.to_string(), values);
+        }
+        index
+    }
+
+    /// The id of the one user whose `keys[0]` (else `keys[1]`, ...) equals `value`.
+    fn resolve(&self, value: &str, keys: &[String]) -> Option<String> {
+        keys.iter().find_map(|k| {
+            let v = lookup_text(k, &serde_json::Value::String(value.to_string()))?;
+            self.by_key.get(k)?.get(&v)?.clone()
+        })
+    }
+}
+
+/// A field value as compared by a manager lookup: trimmed text, numbers and booleans as
+/// written; case folded except for ids. Other values (lists, objects, empty text) match nothing.
+fn lookup_text(key: &str, v: &serde_json::Value) -> Option<String> {
+    let s = match v {
+        serde_json::Value::String(s) => s.trim().to_string(),
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::Bool(b) => b.to_string(),
+        _ => return None,
+    };
+    if s.is_empty() {
+        return None;
+    }
+    Some(if key == "id" { s } else { s.to_lowercase() })
 }
 
 fn state_word(u: &User) -> &'static str {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
-use usersync_config::{MembershipRoute, PhotoMode, Policy};
+use usersync_config::{MembershipRoute, Pattern, PhotoMode, Policy};
 use usersync_model::{Group, GroupKind, ManagerRef, MemberRef, Membership, Photo, Record, User};
 use usersync_sdk::{Manifest, Operation, Query};
 
@@ -60,6 +60,12 @@ pub struct Snapshot {
     pub photos: BTreeMap<String, Option<Photo>>,
     /// Users whose manager or photo query failed: keep what the store has.
     pub optional_failed: BTreeSet<String>,
+    /// Groups (and roles) listed, then answered "not found" when their members or children
+    /// were read: deleted while the run read them. Their memberships are left as stored.
+    pub vanished_groups: BTreeSet<String>,
+    /// Users listed, then answered "not found" when their groups were read (see
+    /// [`Snapshot::vanished_groups`]).
+    pub vanished_users: BTreeSet<String>,
     /// True when every query ended normally.
     pub complete: bool,
     /// Failed queries, one line each.
@@ -130,6 +136,36 @@ impl Snapshot {
                     }
                     (FailureKind::NotFound, Query::UserPhoto { user_id }) => {
                         self.photos.insert(user_id.clone(), None);
+                    }
+                    // An object listed a moment ago and gone when its memberships are read:
+                    // deleted during the run. Not a failure; its memberships stay as stored
+                    // (see `desired::build`) and the next run reconciles.
+                    (
+                        FailureKind::NotFound,
+                        Query::GroupMembers { group_id }
+                        | Query::GroupTransitiveMembers { group_id }
+                        | Query::GroupChildren { group_id }
+                        | Query::RoleMembers { role_id: group_id },
+                    ) => {
+                        let name = self.groups.get(group_id).map_or(group_id.as_str(), |g| &g.name);
+                        self.warnings.push(format!(
+                            "group `{name}` ({group_id}) was not found when {} read it (deleted during \
+                             the run?): its memberships are left as they are; the next run reconciles",
+                            describe(query)
+                        ));
+                        self.vanished_groups.insert(group_id.clone());
+                    }
+                    (
+                        FailureKind::NotFound,
+                        Query::UserGroups { user_id } | Query::UserTransitiveGroups { user_id },
+                    ) => {
+                        let name = self.users.get(user_id).map_or(user_id.as_str(), |u| &u.username);
+                        self.warnings.push(format!(
+                            "user `{name}` ({user_id}) was not found when {} read it (deleted during \
+                             the run?): its memberships are left as they are; the next run reconciles",
+                            describe(query)
+                        ));
+                        self.vanished_users.insert(user_id.clone());
                     }
                     _ => {
                         if optional {
@@ -265,12 +301,33 @@ async fn run_all<R: QueryRunner>(
     }
 }
 
+/// Whether a group pattern of the policy matches a group. A pattern that starts with `/` matches
+/// the group's full path where the provider has a hierarchy (Keycloak `/Eng/Members`: one of
+/// several groups called `Members`), else the name; every other pattern matches the name.
+pub fn pattern_matches_group(p: &Pattern, g: &Group) -> bool {
+    match g.path.as_deref() {
+        Some(path) if p.as_str().starts_with('/') => p.matches(path),
+        _ => p.matches(&g.name),
+    }
+}
+
+/// Whether the policy's `include_groups` / `exclude_groups` select a group (by name, or by path
+/// for patterns starting with `/`).
+pub fn group_selected(policy: &Policy, g: &Group) -> bool {
+    let included = policy.include_groups.is_empty()
+        || policy
+            .include_groups
+            .iter()
+            .any(|p| pattern_matches_group(p, g));
+    included && !policy.exclude_groups.iter().any(|p| pattern_matches_group(p, g))
+}
+
 fn group_needed(policy: &Policy, g: &Group) -> bool {
-    policy.group_selected(&g.name)
+    group_selected(policy, g)
         || policy
             .required_groups
             .iter()
-            .any(|p| p.matches(&g.name) || p.matches(&g.id))
+            .any(|p| pattern_matches_group(p, g) || p.matches(&g.id))
 }
 
 /// Fetch everything the policy needs from one connection.
@@ -430,12 +487,14 @@ pub async fn fetch<R: QueryRunner>(runner: Arc<R>, ctx: &FetchContext<'_>) -> Sn
     let mut optional = Vec::new();
     if policy.managers {
         if caps.manager && m.supports(Operation::UserManager) {
-            // A `Record::Manager` in the listing (Entra's `$expand=manager`) already answered it.
+            // Only users whose listing did not say who the manager is are asked: a listing that
+            // carries the manager field (`manager_known`) or a `Record::Manager` next to the user
+            // already answered it, "no manager" included.
             let known = &snap.managers;
             for u in snap
                 .users
                 .values()
-                .filter(|u| u.manager.is_none() && !known.contains_key(&u.id))
+                .filter(|u| u.manager.is_none() && !u.manager_known && !known.contains_key(&u.id))
             {
                 optional.push(Query::UserManager {
                     user_id: u.id.clone(),

@@ -413,6 +413,14 @@ pub fn diff_with_links(
                 ));
                 return false;
             }
+            if destructive && desired.uncertain_users.contains(pid) {
+                plan.withheld.push(format!(
+                    "user `{}` ({pid}) would be deactivated or deleted, but an object its scope depends on \
+                     was deleted during the run; the next run decides",
+                    s.username
+                ));
+                return false;
+            }
         }
         if matches!(intent, Intent::Delete { .. }) {
             users_deleted.insert(pid.clone());
@@ -710,13 +718,19 @@ pub fn diff_with_links(
             .unwrap_or_else(|| pid.to_string())
     };
     let group_managed = |pid: &str| desired.groups.contains_key(pid) && !groups_frozen.contains(pid);
+    // Objects deleted while the run read them: their memberships are left as stored.
+    let group_frozen = |pid: &str| desired.vanished_groups.contains(pid);
+    let user_frozen = |pid: &str| desired.vanished_users.contains(pid);
     let member_ok = |group: &str, member: &Member| {
         group_managed(group)
+            && !group_frozen(group)
             && match member {
-                Member::User(u) => managed_user(u),
-                Member::Group(g) => group_managed(g),
+                Member::User(u) => managed_user(u) && !user_frozen(u),
+                Member::Group(g) => group_managed(g) && !group_frozen(g),
             }
     };
+    let effective_ok =
+        |g: &str, u: &str| group_managed(g) && managed_user(u) && !group_frozen(g) && !user_frozen(u);
 
     // --- memberships -------------------------------------------------------------------------
     // Compared in compact form: the wanted and the stored edges are index pairs.
@@ -791,7 +805,7 @@ pub fn diff_with_links(
         .collect();
     for r in &links.effective {
         let (g, u) = (links.groups.id(r.group), links.users.id(r.user));
-        if !(group_managed(g) && managed_user(u)) {
+        if !effective_ok(g, u) {
             continue;
         }
         let path = links.path(r.path).unwrap_or(&[]);
@@ -817,11 +831,11 @@ pub fn diff_with_links(
             .binary_search_by(|r| (r.group, r.user).cmp(&(gi, ui)))
             .is_ok();
         let (g, u) = (links.groups.id(gi), links.users.id(ui));
-        if wanted || !(group_managed(g) && managed_user(u)) {
+        if wanted || !effective_ok(g, u) {
             continue;
         }
-        if !ctx.complete {
-            continue; // counted with the direct memberships withheld
+        if !ctx.complete || desired.keep_effective {
+            continue; // counted with the direct memberships withheld, or a group vanished
         }
         plan.effective_changes += 1;
         plan.changes.push(Change::RemoveEffective {

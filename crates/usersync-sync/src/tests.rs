@@ -19,6 +19,8 @@ struct Dir {
     groups: BTreeMap<String, Group>,
     edges: BTreeSet<Membership>,
     fail: BTreeSet<String>,
+    /// Queries answered "not found" (an object deleted after the listings).
+    gone: BTreeSet<String>,
 }
 
 impl Dir {
@@ -53,6 +55,13 @@ impl QueryRunner for Fake {
                 kind: FailureKind::Failed,
                 message: "HTTP 503 after 5 retries".into(),
                 requests: 6,
+            });
+        }
+        if d.gone.contains(&describe(&q)) {
+            return Err(QueryFailure {
+                kind: FailureKind::NotFound,
+                message: "HTTP 404: not found".into(),
+                requests: 1,
             });
         }
         let records: Vec<Record> = match &q {
@@ -356,6 +365,189 @@ async fn a_failed_query_applies_nothing_destructive() {
     let r = env.run(false, None).await;
     assert_eq!(r.status, "failed");
     assert_eq!(r.users.deactivated + r.users.deleted, 0);
+}
+
+/// Users (with their active flag), groups, memberships and effective memberships of a store.
+type StoreView = (
+    Vec<(String, bool)>,
+    Vec<String>,
+    BTreeSet<String>,
+    BTreeSet<String>,
+);
+
+/// The store's data, for comparisons.
+fn store_state(env: &Env) -> StoreView {
+    let st = env.store.state("okta-prod").expect("state");
+    let users = st
+        .users
+        .iter()
+        .map(|u| (u.provider_id.clone(), u.active))
+        .collect();
+    let groups = st.groups.iter().map(|g| g.provider_id.clone()).collect();
+    let direct = st.memberships.iter().map(|m| format!("{m:?}")).collect();
+    let effective = st
+        .effective
+        .iter()
+        .map(|e| format!("{}:{}:{:?}", e.group, e.user, e.path))
+        .collect();
+    (users, groups, direct, effective)
+}
+
+#[tokio::test]
+async fn a_group_deleted_mid_run_keeps_its_memberships_and_the_run_applies() {
+    let change = |d: &mut Dir| {
+        d.user("u50", "new@acme.test");
+        d.member("g-sales", "u50");
+        d.member("g-staff", "u19");
+        d.users.remove("u05");
+    };
+    // the clean run of the same change, for comparison
+    let mut clean = Env::new(org(), required_staff());
+    clean.run(false, None).await;
+    clean.edit(change);
+    let r = clean.run(false, Some(5)).await;
+    assert_eq!(r.status, "applied", "{:?}", r.errors);
+
+    let mut env = Env::new(org(), required_staff());
+    env.run(false, None).await;
+    let (_, _, eng_before, eff_before) = store_state(&env);
+    env.edit(|d| {
+        change(d);
+        // `Eng` was listed, then deleted before its members were read
+        d.gone.insert("group_members(g-eng)".into());
+    });
+    let r = env.run(false, Some(5)).await;
+    assert_eq!(r.status, "applied", "{:?}", r.errors);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let plan = r.plan.as_ref().expect("plan");
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains("`Eng` (g-eng)") && w.contains("not found")),
+        "{:?}",
+        plan.warnings
+    );
+    // Eng's members are unknown: nobody leaves scope because of it, no membership of Eng changes
+    assert_eq!(r.users.deactivated, 1, "only u05, deleted at the source");
+    assert!(!env.user("u05").active);
+    assert_eq!(
+        (r.users.created, r.memberships.added),
+        (1, 2),
+        "u19 joins Staff directly: created, with its Staff and Sales memberships"
+    );
+    let (users, groups, direct, effective) = store_state(&env);
+    let (c_users, c_groups, c_direct, c_effective) = store_state(&clean);
+    assert_eq!(
+        (&users, &groups),
+        (&c_users, &c_groups),
+        "users and groups as a clean run"
+    );
+    let eng = |s: &BTreeSet<String>| -> BTreeSet<String> {
+        s.iter().filter(|m| m.contains("g-eng")).cloned().collect()
+    };
+    assert_eq!(eng(&direct), eng(&eng_before), "Eng's memberships unchanged");
+    let others = |s: &BTreeSet<String>| -> BTreeSet<String> {
+        s.iter().filter(|m| !m.contains("g-eng")).cloned().collect()
+    };
+    assert_eq!(
+        others(&direct),
+        others(&c_direct),
+        "other memberships as a clean run"
+    );
+    assert!(
+        effective.is_superset(&eff_before),
+        "no inherited membership removed"
+    );
+    assert!(effective.is_superset(&c_effective));
+
+    // the next run, with Eng readable again, reconciles to the clean state
+    env.edit(|d| {
+        d.gone.clear();
+    });
+    let r = env.run(false, None).await;
+    assert_eq!(r.status, "applied", "{:?}", r.errors);
+    assert_eq!(store_state(&env), store_state(&clean));
+}
+
+#[tokio::test]
+async fn a_user_deleted_mid_run_keeps_its_memberships() {
+    let policy = Policy {
+        required_groups: vec![usersync_config::Pattern::parse("Eng").expect("pattern")],
+        ..Policy::default()
+    };
+    let mut env = Env::new(org(), policy);
+    // per-user route: a connector that lists groups per user only
+    env.manifest = manifest(
+        &[Operation::ListUsers, Operation::ListGroups, Operation::UserGroups],
+        Capabilities::default(),
+    );
+    env.run(false, None).await;
+    let (_, _, before, _) = store_state(&env);
+    env.edit(|d| {
+        d.gone.insert("user_groups(u03)".into());
+        d.member("g-sales", "u04");
+        d.member("g-sales", "u05");
+    });
+    let r = env.run(false, None).await;
+    assert_eq!(r.status, "applied", "{:?}", r.errors);
+    let plan = r.plan.as_ref().expect("plan");
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains("user03@acme.test") && w.contains("(u03)")),
+        "{:?}",
+        plan.warnings
+    );
+    assert_eq!(
+        r.users.deactivated, 0,
+        "u03 is not taken out of scope for a read that found nothing"
+    );
+    assert!(env.user("u03").active);
+    assert_eq!(r.memberships.added, 2, "u04 and u05 join Sales");
+    let (_, _, after, _) = store_state(&env);
+    let of_u03 = |s: &BTreeSet<String>| -> BTreeSet<String> {
+        s.iter().filter(|m| m.contains("\"u03\"")).cloned().collect()
+    };
+    assert!(!of_u03(&before).is_empty());
+    assert_eq!(of_u03(&after), of_u03(&before), "u03's memberships unchanged");
+}
+
+#[tokio::test]
+async fn manager_lookups_resolve_against_the_fetched_users_or_set_no_manager() {
+    use usersync_model::ManagerRef;
+    let lookup = |v: &str| ManagerRef::Lookup {
+        value: v.into(),
+        keys: vec!["id".into(), "username".into(), "attributes.employeeNumber".into()],
+    };
+    let mut dir = org();
+    for (i, n) in [("u01", 1001), ("u02", 1002), ("u03", 1002)] {
+        let u = dir.users.get_mut(i).expect("user");
+        u.attributes.insert("employeeNumber".into(), serde_json::json!(n));
+    }
+    let set = |d: &mut Dir, id: &str, m: ManagerRef| d.users.get_mut(id).expect("user").manager = Some(m);
+    set(&mut dir, "u10", lookup("u01")); // by id
+    set(&mut dir, "u11", lookup("USER01@acme.test")); // by username, any case
+    set(&mut dir, "u12", lookup("1001")); // by a number-valued attribute
+    set(&mut dir, "u13", lookup("1002")); // two users hold 1002: names no one
+    set(&mut dir, "u14", lookup("Jimbo")); // free text
+    set(&mut dir, "u15", ManagerRef::Id("u02".into())); // plain references are kept as they are
+    let mut env = Env::new(dir, required_staff());
+    let r = env.run(false, None).await;
+    assert_eq!(r.status, "applied", "{:?}", r.errors);
+    let id = |s: &str| Some(ManagerRef::Id(s.into()));
+    assert_eq!(env.user("u10").manager, id("u01"));
+    assert_eq!(env.user("u11").manager, id("u01"));
+    assert_eq!(env.user("u12").manager, id("u01"));
+    assert_eq!(env.user("u13").manager, None);
+    assert_eq!(env.user("u14").manager, None);
+    assert_eq!(env.user("u15").manager, id("u02"));
+    let warnings = &r.plan.as_ref().expect("plan").warnings;
+    let w: Vec<&String> = warnings
+        .iter()
+        .filter(|w| w.contains("matches no synced user"))
+        .collect();
+    assert_eq!(w.len(), 1, "one warning for all of them: {warnings:?}");
+    assert!(w[0].starts_with("2 user(s)"), "{}", w[0]);
 }
 
 #[tokio::test]
