@@ -58,6 +58,9 @@ pub const SCOPE_GROUPS: &str = "okta.groups.read";
 /// Most group names accepted in `group_names` (Okta rejects overly long search expressions).
 pub const MAX_GROUP_NAMES: usize = 100;
 
+/// Default of `manager_match`: `profile.managerId` is an Okta user id, else a login.
+pub const DEFAULT_MANAGER_MATCH: [&str; 2] = ["id", "login"];
+
 /// The Okta connector.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct OktaConnector;
@@ -250,6 +253,16 @@ pub fn manifest() -> Manifest {
                  members)",
             )
             .default_value(json!(DEFAULT_PAGE_SIZE)),
+            OptionSpec::new(
+                "manager_match",
+                OptionType::StringList,
+                false,
+                "How `profile.managerId` names the manager, tried in order: `id` (an Okta user id), `login`, \
+                 `email`, or any profile attribute such as `employeeNumber` (real orgs often fill managerId \
+                 from HR with an employee number or free text). A value that matches no user (or several) \
+                 sets no manager; the raw value stays in attribute `managerId`",
+            )
+            .default_value(json!(DEFAULT_MANAGER_MATCH)),
         ],
         // Okta has per-endpoint per-minute buckets plus an org-wide concurrency limit shared with
         // every other integration of the org: keep in-flight requests modest.
@@ -340,6 +353,8 @@ pub struct OktaSession {
     auth_kind: AuthKind,
     page_size: u64,
     groups: GroupSelection,
+    /// `manager_match`, as the host's lookup keys (see [`map::manager_keys`]).
+    manager_keys: Vec<String>,
 }
 
 impl OktaSession {
@@ -355,12 +370,19 @@ impl OktaSession {
             ));
         }
         let groups = resolve_groups(options)?;
+        let manager_keys = match options.values().get("manager_match") {
+            Some(_) => options.list("manager_match"),
+            None => DEFAULT_MANAGER_MATCH.iter().map(|s| s.to_string()).collect(),
+        };
+        let manager_keys = map::manager_keys(&manager_keys)
+            .map_err(|reason| ConnectorError::config("manager_match", reason))?;
         Ok(OktaSession {
             base,
             auth,
             auth_kind,
             page_size,
             groups,
+            manager_keys,
         })
     }
 
@@ -408,6 +430,7 @@ impl OktaSession {
                 auth: self.auth_kind,
             },
             origin,
+            manager_keys: self.manager_keys.clone(),
         };
         Box::new(PagedCursor::new(HttpRequest::get(url), paging, parser))
     }
@@ -725,6 +748,8 @@ struct OktaParser {
     ctx: ErrorContext,
     /// `scheme://host:port` of the base URL: next links must stay on it.
     origin: String,
+    /// How `profile.managerId` is resolved.
+    manager_keys: Vec<String>,
 }
 
 impl OktaParser {
@@ -773,7 +798,9 @@ impl OktaParser {
         let mut records = Vec::new();
         for (i, v) in self.items(response)?.into_iter().enumerate() {
             let api: ApiUser = self.item(i, v, "user")?;
-            records.push(Record::User(map::user(api).map_err(|e| self.protocol(e))?));
+            records.push(Record::User(
+                map::user(api, &self.manager_keys).map_err(|e| self.protocol(e))?,
+            ));
         }
         Ok(Batch::of(records))
     }
@@ -803,13 +830,15 @@ impl PageParser for OktaParser {
             }
             Kind::User => {
                 let api: ApiUser = parse_json(response, &self.ctx.what)?;
-                Batch::of(vec![Record::User(map::user(api).map_err(|e| self.protocol(e))?)])
+                Batch::of(vec![Record::User(
+                    map::user(api, &self.manager_keys).map_err(|e| self.protocol(e))?,
+                )])
             }
             Kind::Manager { user_id } => {
                 let api: ApiUser = parse_json(response, &self.ctx.what)?;
                 Batch::of(vec![Record::Manager {
                     user_id: user_id.clone(),
-                    manager: map::manager(&api),
+                    manager: map::manager(&api, &self.manager_keys),
                 }])
             }
             Kind::Groups { groups } => {
@@ -1034,9 +1063,24 @@ mod tests {
             "group_types"
         );
         assert_eq!(
-            name(opts(&[d, ("group_names", json!(["ok", " "]))], &["api_token"])),
+            name(opts(
+                &[d.clone(), ("group_names", json!(["ok", " "]))],
+                &["api_token"]
+            )),
             "group_names"
         );
+        for bad in [json!([]), json!(["managerId"]), json!(["id", "employee number"])] {
+            assert_eq!(
+                name(opts(&[d.clone(), ("manager_match", bad)], &["api_token"])),
+                "manager_match"
+            );
+        }
+        let s = opts(
+            &[d, ("manager_match", json!(["employeeNumber", "login", "id"]))],
+            &["api_token"],
+        )
+        .unwrap();
+        assert_eq!(s.manager_keys, ["attributes.employeeNumber", "username", "id"]);
     }
 
     #[test]

@@ -44,14 +44,39 @@ pub fn user_state(status: &str) -> Option<UserState> {
 }
 
 /// Profile attributes that become first-class [`User`] fields (not repeated in attributes).
-const USER_FIELDS: [&str; 6] = [
-    "login",
-    "email",
-    "displayName",
-    "firstName",
-    "lastName",
-    "managerId",
-];
+/// `managerId` is not one of them: it is kept verbatim, because it is often free text (an
+/// employee number, a name) that names no Okta user.
+const USER_FIELDS: [&str; 5] = ["login", "email", "displayName", "firstName", "lastName"];
+
+/// Turn `manager_match` entries into the host's lookup keys: `id` → `id`, `login` →
+/// `username`, `email` → `email`, any other profile attribute `x` → `attributes.x`.
+pub fn manager_keys(entries: &[String]) -> Result<Vec<String>, String> {
+    if entries.is_empty() {
+        return Err("must name at least one way to match, e.g. [\"id\", \"login\"]".into());
+    }
+    let mut keys = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let e = e.trim();
+        if e.is_empty() || e.contains(char::is_whitespace) {
+            return Err(format!("entry {} (`{e}`) is not a profile attribute name", i + 1));
+        }
+        let key = match e {
+            "id" => "id".to_string(),
+            "login" => "username".to_string(),
+            "email" => "email".to_string(),
+            "managerId" | "manager" => {
+                return Err(format!(
+                    "`{e}` is the reference itself; name the attribute it holds"
+                ))
+            }
+            other => format!("attributes.{}", other.strip_prefix("profile.").unwrap_or(other)),
+        };
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    Ok(keys)
+}
 
 fn profile_str(profile: &serde_json::Map<String, Value>, key: &str) -> Option<String> {
     profile
@@ -70,7 +95,8 @@ fn put_meta(attrs: &mut Attributes, key: &str, value: Option<&String>) {
 
 /// Map a user. Errors name the user and what is wrong; the caller turns them into a protocol
 /// error (a user that cannot be read must never be dropped, or the sync would deactivate it).
-pub fn user(api: ApiUser) -> Result<User, String> {
+/// `manager_keys`: how `profile.managerId` names the manager ([`manager_keys`]).
+pub fn user(api: ApiUser, manager_keys: &[String]) -> Result<User, String> {
     if api.id.trim().is_empty() {
         return Err("a user has an empty `id`".into());
     }
@@ -99,7 +125,7 @@ pub fn user(api: ApiUser) -> Result<User, String> {
             .collect();
         (!parts.is_empty()).then(|| parts.join(" "))
     });
-    u.manager = profile_str(&api.profile, "managerId").map(ManagerRef::Id);
+    u.manager = manager(&api, manager_keys);
     for (k, v) in &api.profile {
         if v.is_null() || USER_FIELDS.contains(&k.as_str()) {
             continue;
@@ -126,9 +152,13 @@ pub fn user(api: ApiUser) -> Result<User, String> {
     Ok(u)
 }
 
-/// A user's manager reference, from `profile.managerId`.
-pub fn manager(api: &ApiUser) -> Option<ManagerRef> {
-    profile_str(&api.profile, "managerId").map(ManagerRef::Id)
+/// A user's manager reference, from `profile.managerId`: free text in real orgs (an Okta id,
+/// an employee number, a name), so the host resolves it against the fetched users.
+pub fn manager(api: &ApiUser, keys: &[String]) -> Option<ManagerRef> {
+    profile_str(&api.profile, "managerId").map(|value| ManagerRef::Lookup {
+        value,
+        keys: keys.to_vec(),
+    })
 }
 
 /// Map a group. The group type is kept in attribute `okta.type`; every profile attribute other
@@ -261,7 +291,8 @@ pub fn error(response: &HttpResponse, ctx: &ErrorContext) -> ConnectorError {
             };
         }
         Some("E0000007") => return ConnectorError::NotFound { detail },
-        Some("E0000009" | "E0000010") => return ConnectorError::Transient { detail },
+        // E0000239 (423): "try again later" while Okta finishes an operation on the object.
+        Some("E0000009" | "E0000010" | "E0000239") => return ConnectorError::Transient { detail },
         // Validation / invalid search: our request is wrong, retrying won't help.
         Some("E0000001" | "E0000003" | "E0000031") => return ConnectorError::Protocol { detail },
         _ => {}
@@ -285,6 +316,7 @@ pub fn error(response: &HttpResponse, ctx: &ErrorContext) -> ConnectorError {
             detail,
         },
         404 | 410 => ConnectorError::NotFound { detail },
+        423 => ConnectorError::Transient { detail },
         429 => rate_limited(),
         500 | 502 | 503 | 504 => ConnectorError::Transient { detail },
         _ => ConnectorError::Protocol { detail },

@@ -26,7 +26,7 @@ fn every_fixture_matches_its_golden_file() {
     let connector = usersync_connector_okta::connector();
     let n = replay_dir(connector.as_ref(), &d.join("fixtures"), &d.join("golden"))
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(n >= 31, "expected the full fixture set, found {n}");
+    assert!(n >= 33, "expected the full fixture set, found {n}");
 }
 
 #[test]
@@ -160,4 +160,80 @@ fn errors_map_to_what_the_host_does_next() {
             out.errors
         );
     }
+}
+
+#[test]
+fn try_again_later_is_transient_and_user_groups_follow_next_links() {
+    use usersync_sdk::model::{MemberRef, Record};
+    let out = run("user_groups_try_again_later_then_paged");
+    assert!(out.completed, "{:?}", out.errors);
+    assert_eq!(out.requests, 3, "the 423, then two pages");
+    assert!(
+        matches!(&out.errors[..], [ConnectorError::Transient { detail }] if detail.contains("E0000239")),
+        "{:?}",
+        out.errors
+    );
+    let groups: Vec<&str> = out
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Membership(m) if m.member == MemberRef::User("00u118oQYT4TBTemp0g4".into()) => {
+                Some(m.group_id.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        groups.contains(&"00garwpuyxHaWOkdV0g4"),
+        "the second page was read: {groups:?}"
+    );
+}
+
+#[test]
+fn real_profiles_free_text_manager_typed_attributes_no_display_name() {
+    use usersync_sdk::model::{ManagerRef, Record, User};
+    let out = run("list_users_real_profiles");
+    assert!(out.completed, "{:?}", out.errors);
+    let users: Vec<&User> = out
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::User(u) => Some(u),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(users.len(), 3);
+    let (jimbo, alice, bart) = (users[0], users[1], users[2]);
+    let keys = vec!["id".to_string(), "attributes.employeeNumber".to_string()];
+    // `managerId: "222222"` is Jimbo's employee number: left for the host to resolve
+    assert_eq!(
+        alice.manager,
+        Some(ManagerRef::Lookup {
+            value: "222222".into(),
+            keys: keys.clone()
+        })
+    );
+    assert_eq!(alice.attributes["managerId"], serde_json::json!("222222"));
+    assert_eq!(alice.attributes["manager"], serde_json::json!("Jimbo"));
+    assert_eq!(bart.attributes["managerId"], serde_json::json!("Jimbo"));
+    assert_eq!(jimbo.manager, None);
+    assert!(
+        !jimbo.attributes.contains_key("managerId"),
+        "null values are left out"
+    );
+    // custom attributes keep their JSON type
+    assert_eq!(alice.attributes["employeeNumber"], serde_json::json!(187));
+    assert_eq!(alice.attributes["costCenter"], serde_json::json!(10.5));
+    assert_eq!(alice.attributes["isContractor"], serde_json::json!(true));
+    assert_eq!(jimbo.attributes["isContractor"], serde_json::json!(false));
+    assert_eq!(jimbo.attributes["clearances"], serde_json::json!(["lab"]));
+    // a lifecycle operation in flight is recorded; the current status still decides
+    assert_eq!(alice.status.raw, "ACTIVE");
+    assert_eq!(
+        alice.attributes["okta.transitioningToStatus"],
+        serde_json::json!("DEPROVISIONED")
+    );
+    // no displayName: first and last name
+    assert_eq!(alice.display_name.as_deref(), Some("Alice Smith"));
+    assert_eq!(bart.display_name.as_deref(), Some("El Barto"));
 }

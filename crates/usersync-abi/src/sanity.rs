@@ -167,8 +167,7 @@ fn check_id(label: &str, index: usize, what: &str, id: &str) -> Result<(), Conne
 }
 
 fn check_manager(label: &str, index: usize, m: &ManagerRef) -> Result<(), ConnectorError> {
-    let (ManagerRef::Id(v) | ManagerRef::Email(v) | ManagerRef::Username(v)) = m;
-    check_id(label, index, "manager reference", v)
+    check_id(label, index, "manager reference", m.value())
 }
 
 /// Check the records and counts of a parsed page.

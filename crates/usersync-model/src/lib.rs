@@ -65,6 +65,28 @@ pub enum ManagerRef {
     Email(String),
     /// The manager's username (Keycloak attribute holding a username).
     Username(String),
+    /// A value that names the manager in a way only the fetched users can tell (Okta's
+    /// free-text `profile.managerId`, an email that may be an alias): the engine resolves it
+    /// to the one user whose field `keys[0]` equals `value`, else `keys[1]`, and so on. No
+    /// user, or several, match: the user gets no manager (the connector keeps the raw value
+    /// as an attribute) and the run counts it in a warning.
+    Lookup {
+        /// The raw value, as the provider gives it.
+        value: String,
+        /// Fields compared, in order: `id`, `username`, `email`, or an attribute name
+        /// (`attributes.<name>` or `<name>`). Text compares without regard to case, except `id`.
+        keys: Vec<String>,
+    },
+}
+
+impl ManagerRef {
+    /// The reference's raw value.
+    pub fn value(&self) -> &str {
+        match self {
+            ManagerRef::Id(v) | ManagerRef::Email(v) | ManagerRef::Username(v) => v,
+            ManagerRef::Lookup { value, .. } => value,
+        }
+    }
 }
 
 /// A user as one provider holds it.
@@ -251,6 +273,13 @@ mod tests {
             Record::Manager {
                 user_id: "u1".into(),
                 manager: None,
+            },
+            Record::Manager {
+                user_id: "u2".into(),
+                manager: Some(ManagerRef::Lookup {
+                    value: "222222".into(),
+                    keys: vec!["id".into(), "attributes.employeeNumber".into()],
+                }),
             },
         ];
         let json = serde_json::to_string(&records).expect("serialise");
