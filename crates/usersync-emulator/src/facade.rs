@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::faults::Faults;
 use crate::gen::GenConfig;
-use crate::org::SharedOrg;
+use crate::org::{GroupIx, Org, SharedOrg, UserIx};
 use crate::rate::{InFlight, RateDecision, RateLimiter};
 use crate::server::ConnInfo;
 use crate::tokens::TokenIssuer;
@@ -98,6 +98,50 @@ pub struct EmuContext {
     pub stats: Stats,
     /// Where files for clients (CA, keys) are written.
     pub state_dir: std::path::PathBuf,
+}
+
+impl EmuContext {
+    /// Apply [`crate::FaultConfig::vanish_group`] to a read of one group's members or children:
+    /// `find` locates the group read; when it is the one named, it is deleted now, so the
+    /// facade's own lookup that follows answers the provider's 404, as for a group deleted
+    /// after the listing. Costs nothing while the knob is off. Returns whether it vanished.
+    pub async fn vanish_group_by(&self, find: impl FnOnce(&Org) -> Option<GroupIx>) -> bool {
+        if !self.faults.vanish_armed() {
+            return false;
+        }
+        let mut org = self.org.write().await;
+        let Some(ix) = find(&org) else {
+            return false;
+        };
+        let Some(name) = org.group(ix).map(|g| g.name.clone()) else {
+            return false;
+        };
+        if !self.faults.take_vanish(true, &name) {
+            return false;
+        }
+        tracing::debug!(group = %name, "fault: the group vanishes before its members are read");
+        org.remove_group(ix)
+    }
+
+    /// [`EmuContext::vanish_group_by`] for [`crate::FaultConfig::vanish_user`] (by login), applied
+    /// to a read of one user's groups.
+    pub async fn vanish_user_by(&self, find: impl FnOnce(&Org) -> Option<UserIx>) -> bool {
+        if !self.faults.vanish_armed() {
+            return false;
+        }
+        let mut org = self.org.write().await;
+        let Some(ix) = find(&org) else {
+            return false;
+        };
+        let Some(login) = org.user(ix).map(|u| u.login.clone()) else {
+            return false;
+        };
+        if !self.faults.take_vanish(false, &login) {
+            return false;
+        }
+        tracing::debug!(user = %login, "fault: the user vanishes before its groups are read");
+        org.remove_user(ix)
+    }
 }
 
 /// A provider facade: routes of the real API plus the provider-specific shape of throttling and

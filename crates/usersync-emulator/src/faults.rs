@@ -30,7 +30,8 @@ pub struct FaultConfig {
     pub concurrency_limit: Option<u32>,
     /// Probability (0..=1) of answering with a server error instead of the real response.
     pub error_rate: f64,
-    /// Which statuses the server errors use (picked at random): default 500, 502, 503.
+    /// Which statuses the server errors use (picked at random): default 500, 502, 503. Also
+    /// 423, which Okta answers with `E0000239` ("try again later").
     pub error_statuses: Vec<u16>,
     /// Probability of resetting the TCP connection (RST) instead of answering.
     pub reset_rate: f64,
@@ -76,6 +77,14 @@ pub struct FaultConfig {
     /// (e.g. `/members`, `after=`): the others are served normally and not counted by
     /// `start_after` or `max_faults`. Aims a fault at one kind of listing or page position.
     pub path_contains: Option<String>,
+    /// Vanishing group: the name of a group (or role) deleted from the organisation when its
+    /// members or child groups are first read, i.e. after the group listing returned it, as when
+    /// an administrator deletes it while a sync runs. That read answers the provider's own 404.
+    /// Once per setting; counted by [`Faults::vanished`].
+    pub vanish_group: Option<String>,
+    /// Vanishing user: the login of a user deleted when its groups are first read (after the
+    /// user listing), answered with the provider's 404. Once per setting.
+    pub vanish_user: Option<String>,
     /// Request-level faults start only after this many API requests (so a listing fails mid-way).
     pub start_after: u64,
     /// Stop injecting request-level faults after this many (e.g. one 503, then healthy).
@@ -109,6 +118,8 @@ impl Default for FaultConfig {
             oversize_rate: 0.0,
             oversize_bytes: 0,
             path_contains: None,
+            vanish_group: None,
+            vanish_user: None,
             start_after: 0,
             max_faults: None,
         }
@@ -135,10 +146,16 @@ impl FaultConfig {
                 });
             }
         }
-        if self.error_statuses.iter().any(|s| !(500..=599).contains(s)) || self.error_statuses.is_empty() {
+        if self
+            .error_statuses
+            .iter()
+            .any(|s| !(500..=599).contains(s) && *s != 423)
+            || self.error_statuses.is_empty()
+        {
             return Err(crate::EmulatorError::InvalidSetting {
                 name: "error_statuses",
-                reason: "must be a non-empty list of 5xx statuses".to_string(),
+                reason: "must be a non-empty list of 5xx statuses (or 423, Okta's \"try again later\")"
+                    .to_string(),
             });
         }
         if self.drip_chunk_bytes == 0 {
@@ -218,6 +235,7 @@ pub struct Faults {
     inner: Mutex<(FaultConfig, StdRng)>,
     requests: AtomicU64,
     injected: AtomicU64,
+    vanished: AtomicU64,
 }
 
 impl Faults {
@@ -228,6 +246,7 @@ impl Faults {
             inner: Mutex::new((cfg, rng)),
             requests: AtomicU64::new(0),
             injected: AtomicU64::new(0),
+            vanished: AtomicU64::new(0),
         }
     }
 
@@ -244,7 +263,36 @@ impl Faults {
         g.0 = cfg;
         self.requests.store(0, Ordering::SeqCst);
         self.injected.store(0, Ordering::SeqCst);
+        self.vanished.store(0, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Objects deleted by `vanish_group` / `vanish_user` since the config was set (0..=2).
+    pub fn vanished(&self) -> u64 {
+        u64::from(self.vanished.load(Ordering::SeqCst).count_ones())
+    }
+
+    /// Whether the object named `name` is the one `vanish_group` (`group = true`) or
+    /// `vanish_user` names and has not vanished yet; if so, it counts as vanished from now on.
+    pub fn take_vanish(&self, group: bool, name: &str) -> bool {
+        let g = self.lock();
+        let wanted = if group {
+            &g.0.vanish_group
+        } else {
+            &g.0.vanish_user
+        };
+        if wanted.as_deref().is_none_or(|w| w != name) {
+            return false;
+        }
+        let bit = if group { 1 } else { 2 };
+        self.vanished.fetch_or(bit, Ordering::SeqCst) & bit == 0
+    }
+
+    /// Whether a vanish knob is set (a cheap check before looking anything up).
+    pub fn vanish_armed(&self) -> bool {
+        let g = self.lock();
+        let done = self.vanished.load(Ordering::SeqCst);
+        (g.0.vanish_group.is_some() && done & 1 == 0) || (g.0.vanish_user.is_some() && done & 2 == 0)
     }
 
     /// Number of request-level faults injected so far.

@@ -135,30 +135,214 @@ async fn user_shape_matches_the_spec() {
 }
 
 #[tokio::test]
-async fn manager_is_profile_manager_id() {
-    let emu = okta(100, 5, FaultConfig::default()).await;
-    let (ix, mgr) = {
-        let org = emu.org().read().await;
+async fn manager_id_is_free_text_as_in_real_profiles() {
+    use usersync_emulator::providers::okta::{manager_form, user_id, ManagerForm};
+    let emu = okta(400, 5, FaultConfig::default()).await;
+    let users: Vec<Value> = walk_values(&emu, "/api/v1/users?search=status%20pr").await;
+    let org = emu.org().read().await;
+    let mut seen = std::collections::BTreeMap::new();
+    for v in &users {
         let u = org
             .live_users()
-            .find(|u| u.manager.is_some())
-            .expect("a managed user");
-        (u.ix, u.manager.expect("manager"))
-    };
-    let (uid, mid) = {
-        let org = emu.org().read().await;
+            .find(|u| user_id(&org, u.ix) == v["id"].as_str().expect("id"))
+            .expect("listed user is in the org");
+        let got = v["profile"]["managerId"].as_str();
+        let Some(m) = u.manager.and_then(|m| org.user(m)) else {
+            assert!(got.is_none(), "no manager: managerId null");
+            continue;
+        };
+        let form = manager_form(&org, u).expect("a form");
+        *seen.entry(format!("{form:?}")).or_insert(0) += 1;
+        let want = match form {
+            ManagerForm::OktaId => user_id(&org, m.ix),
+            ManagerForm::EmployeeNumber => m.employee_number.clone().expect("number"),
+            ManagerForm::Login => {
+                if m.guest {
+                    m.email.clone()
+                } else {
+                    m.login.clone()
+                }
+            }
+            ManagerForm::FreeText => m.first_name.clone(),
+        };
+        assert_eq!(got, Some(want.as_str()), "managerId of {}", u.ix);
+        assert!(v["profile"]["manager"].is_string(), "manager is a name");
+        if form == ManagerForm::FreeText {
+            assert!(
+                org.live_users().all(|x| user_id(&org, x.ix) != want
+                    && x.login != want
+                    && x.employee_number.as_deref() != Some(want.as_str())),
+                "free text names no user: {want}"
+            );
+        }
+    }
+    assert_eq!(seen.len(), 4, "every form occurs: {seen:?}");
+}
+
+/// Every item of a listing, following next links.
+async fn walk_values(emu: &usersync_emulator::RunningEmulator, first: &str) -> Vec<Value> {
+    let mut url = format!("{}{first}", emu.http_url);
+    let mut out = Vec::new();
+    loop {
+        let r = get(emu, &url).await;
+        assert_eq!(r.status(), 200, "GET {url}");
+        let next = next_link(&r);
+        out.extend(r.json::<Vec<Value>>().await.expect("json array"));
+        match next {
+            Some(n) => url = n,
+            None => return out,
+        }
+    }
+}
+
+#[tokio::test]
+async fn profiles_rarely_have_a_display_name_and_carry_typed_custom_attributes() {
+    let emu = okta(600, 5, FaultConfig::default()).await;
+    let users = walk_values(&emu, "/api/v1/users?search=status%20pr").await;
+    let with_name = users
+        .iter()
+        .filter(|u| u["profile"].get("displayName").is_some())
+        .count();
+    assert!(
+        with_name > 0 && with_name * 3 < users.len(),
+        "{with_name} of {}",
+        users.len()
+    );
+    assert!(users.iter().any(|u| u["profile"]["isContractor"].is_boolean()));
+    assert!(users.iter().any(|u| u["profile"]["badgeId"].is_u64()));
+    assert!(users.iter().any(|u| u["profile"]["clearances"].is_array()));
+    let transitioning: Vec<(&str, &str)> = users
+        .iter()
+        .filter_map(|u| Some((u["status"].as_str()?, u.get("transitioningToStatus")?.as_str()?)))
+        .collect();
+    assert!(
+        transitioning.contains(&("PROVISIONED", "ACTIVE")),
+        "{transitioning:?}"
+    );
+    assert!(
+        transitioning.contains(&("ACTIVE", "DEPROVISIONED")),
+        "{transitioning:?}"
+    );
+    assert!(
+        transitioning.len() * 10 < users.len(),
+        "only users in a lifecycle operation carry it"
+    );
+}
+
+#[tokio::test]
+async fn user_groups_are_paged_at_200_with_next_links() {
+    let emu = okta(20, 5, FaultConfig::default()).await;
+    let (uid, total) = {
+        let mut org = emu.org().write().await;
+        for i in 0..250 {
+            let g = org.add_group(&format!("Extra {i}"), usersync_emulator::GroupKind::Native);
+            org.add_member(g, 3);
+        }
         (
-            usersync_emulator::providers::okta::user_id(&org, ix),
-            usersync_emulator::providers::okta::user_id(&org, mgr),
+            usersync_emulator::providers::okta::user_id(&org, 3),
+            org.groups_of(3).len(),
         )
     };
-    let v: Value = get(&emu, &format!("/api/v1/users/{uid}"))
+    let r = get(&emu, &format!("/api/v1/users/{uid}/groups")).await;
+    assert_eq!(r.status(), 200);
+    let next = next_link(&r).expect("a next link after 200 groups");
+    assert!(next.contains("after="), "{next}");
+    let first: Vec<Value> = r.json().await.expect("json");
+    assert_eq!(first.len(), 200, "default page size");
+    let all = walk(&emu, &format!("/api/v1/users/{uid}/groups")).await;
+    assert_eq!(all.len(), total);
+    let unique: std::collections::HashSet<_> = all.iter().collect();
+    assert_eq!(unique.len(), total, "no group twice");
+}
+
+#[tokio::test]
+async fn connections_are_kept_alive() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let emu = okta(20, 3, FaultConfig::default()).await;
+    let addr = emu.http_url.trim_start_matches("http://").to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let token = emu.credentials().api_token.clone();
+    for i in 0..3 {
+        let req = format!(
+            "GET /api/v1/groups?limit=1 HTTP/1.1\r\nHost: {addr}\r\nAuthorization: SSWS {token}\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await.expect("write");
+        // read one response: headers, then Content-Length bytes
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        while !buf.ends_with(b"\r\n\r\n") {
+            let n = s.read(&mut byte).await.expect("read");
+            assert_eq!(n, 1, "request {i}: the server closed the connection");
+            buf.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&buf).to_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(!head.contains("connection: close"), "request {i}: {head}");
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("content-length");
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).await.expect("body");
+    }
+}
+
+#[tokio::test]
+async fn a_group_can_vanish_between_the_listing_and_its_members() {
+    let emu = okta(50, 6, FaultConfig::default()).await;
+    let groups = walk_values(&emu, "/api/v1/groups").await;
+    let victim = &groups[1];
+    let (gid, name) = (
+        victim["id"].as_str().expect("id").to_string(),
+        victim["profile"]["name"].as_str().expect("name").to_string(),
+    );
+    emu.set_faults(FaultConfig {
+        vanish_group: Some(name.clone()),
+        ..FaultConfig::default()
+    })
+    .expect("faults");
+    let r = get(&emu, &format!("/api/v1/groups/{gid}/users")).await;
+    assert_eq!(r.status(), 404);
+    assert_okta_error(&r.json().await.expect("json"), "E0000007");
+    let stats: Value = common::client()
+        .get(format!("{}/_emulator/stats", emu.http_url))
+        .send()
         .await
+        .expect("stats")
         .json()
         .await
         .expect("json");
-    assert_eq!(v["profile"]["managerId"], mid.as_str());
-    assert!(v["profile"]["manager"].is_string());
+    assert_eq!(stats["objects_vanished"], 1, "{stats}");
+    assert!(emu.org().read().await.live_groups().all(|g| g.name != name));
+    // every other group still answers
+    for g in groups.iter().filter(|g| g["id"] != victim["id"]) {
+        let r = get(
+            &emu,
+            &format!("/api/v1/groups/{}/users", g["id"].as_str().expect("id")),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn try_again_later_is_injectable_as_423_e0000239() {
+    let emu = okta(
+        20,
+        3,
+        FaultConfig {
+            error_rate: 1.0,
+            error_statuses: vec![423],
+            max_faults: Some(1),
+            ..FaultConfig::default()
+        },
+    )
+    .await;
+    let r = get(&emu, "/api/v1/users").await;
+    assert_eq!(r.status(), 423);
+    assert_okta_error(&r.json().await.expect("json"), "E0000239");
+    assert_eq!(get(&emu, "/api/v1/users").await.status(), 200);
 }
 
 #[tokio::test]

@@ -62,6 +62,9 @@ pub const GROUPS_LIMIT_MAX: usize = 10_000;
 pub const GROUPS_Q_LIMIT_DEFAULT: usize = 300;
 /// Default `limit` of `GET /api/v1/groups/{id}/users` (also its cap in this emulator).
 pub const MEMBERS_LIMIT_DEFAULT: usize = 1000;
+/// Page size of `GET /api/v1/users/{id}/groups` (real Okta pages it at 200 although the spec
+/// declares no paging parameters; a smaller `limit` is honoured here for tests).
+pub const USER_GROUPS_LIMIT_DEFAULT: usize = 200;
 /// Okta's org-wide concurrency limit (help.okta.com, API rate limits).
 pub const CONCURRENCY_LIMIT: u32 = 75;
 /// Default per-minute limit of each bucket: generous, so tests and benchmarks are not throttled
@@ -139,6 +142,15 @@ impl Facade for Okta {
     }
 
     fn server_error(&self, status: StatusCode) -> Response {
+        if status == StatusCode::LOCKED {
+            // Okta's "try again later" while it finishes an operation on the object.
+            return okta_error(
+                status,
+                "E0000239",
+                "The request cannot be completed right now; try again later.",
+                vec![],
+            );
+        }
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             okta_error(status, "E0000009", "Internal Server Error", vec![])
         } else {
@@ -161,7 +173,9 @@ impl Facade for Okta {
 
     fn client_info(&self, ctx: &EmuContext, base_url: &str) -> Value {
         json!({
-            "okta_domain": base_url,
+            // The connector's `domain` option is a host name without scheme; the emulator is
+            // reached through `base_url` (the connector only builds https:// from `domain`).
+            "domain": base_url.split_once("://").map_or(base_url, |(_, rest)| rest),
             "base_url": base_url,
             "auth": {
                 "api_token": { "header": "Authorization: SSWS <credentials.api_token>" },
@@ -393,7 +407,9 @@ fn user_profile(org: &Org, u: &User) -> Map<String, Value> {
     p.insert("secondEmail".into(), Value::Null);
     p.insert("login".into(), json!(if u.guest { &u.email } else { &u.login }));
     p.insert("email".into(), json!(u.email));
-    p.insert("displayName".into(), json!(u.display_name));
+    if sends_display_name(u) {
+        p.insert("displayName".into(), json!(u.display_name));
+    }
     p.insert("department".into(), json!(u.department));
     p.insert("title".into(), json!(u.title));
     p.insert("employeeNumber".into(), json!(u.employee_number));
@@ -401,19 +417,106 @@ fn user_profile(org: &Org, u: &User) -> Map<String, Value> {
         "userType".into(),
         json!(if u.guest { "Guest" } else { "Employee" }),
     );
-    let manager = u.manager.and_then(|m| org.user(m));
-    p.insert("managerId".into(), json!(manager.map(|m| user_id(org, m.ix))));
-    p.insert("manager".into(), json!(manager.map(|m| &m.display_name)));
+    let (manager_id, manager_name) = manager_fields(org, u);
+    p.insert("managerId".into(), json!(manager_id));
+    p.insert("manager".into(), json!(manager_name));
     p.insert(
         "profileUrl".into(),
         json!(u
             .has_photo
             .then(|| format!("https://photos.{}/{}.png", org.domain, user_id(org, u.ix)))),
     );
-    for (k, v) in &u.custom {
-        p.insert(k.clone(), json!(v));
+    for (k, v) in custom_attributes(u) {
+        p.insert(k.to_string(), v);
     }
     p
+}
+
+/// Whether `u`'s profile has a `displayName`: real Okta profiles rarely do (it is optional
+/// and most sources leave it empty), so only every fifth user has one.
+pub fn sends_display_name(u: &User) -> bool {
+    u.ix % 5 == 0
+}
+
+/// How a user's `profile.managerId` names the manager. Real orgs fill it from HR, with free
+/// text as often as an Okta id (recorded: `managerId: "222222"`, `manager: "Jimbo"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManagerForm {
+    /// The manager's Okta id.
+    OktaId,
+    /// The manager's `employeeNumber`.
+    EmployeeNumber,
+    /// The manager's login.
+    Login,
+    /// The manager's first name: text that names no user.
+    FreeText,
+}
+
+/// The form of `u`'s `managerId` (by user index: id, employee number, login, free text in
+/// turn; an employee number the manager does not have becomes free text).
+pub fn manager_form(org: &Org, u: &User) -> Option<ManagerForm> {
+    let m = u.manager.and_then(|m| org.user(m))?;
+    Some(match u.ix % 4 {
+        0 => ManagerForm::OktaId,
+        1 if m.employee_number.is_some() => ManagerForm::EmployeeNumber,
+        2 => ManagerForm::Login,
+        _ => ManagerForm::FreeText,
+    })
+}
+
+/// `profile.managerId` and `profile.manager` of `u`, as this emulator sends them.
+pub fn manager_fields(org: &Org, u: &User) -> (Option<String>, Option<String>) {
+    let Some(m) = u.manager.and_then(|m| org.user(m)) else {
+        return (None, None);
+    };
+    let id = match manager_form(org, u) {
+        Some(ManagerForm::OktaId) => user_id(org, m.ix),
+        Some(ManagerForm::EmployeeNumber) => m.employee_number.clone().unwrap_or_default(),
+        Some(ManagerForm::Login) => (if m.guest { &m.email } else { &m.login }).clone(),
+        Some(ManagerForm::FreeText) | None => m.first_name.clone(),
+    };
+    let name = match manager_form(org, u) {
+        Some(ManagerForm::FreeText) => m.first_name.clone(),
+        _ => m.display_name.clone(),
+    };
+    (Some(id), Some(name))
+}
+
+/// `transitioningToStatus` of `u`, present only while a lifecycle operation runs: some
+/// PROVISIONED users are being activated, a few ACTIVE ones deactivated.
+pub fn transitioning_to(u: &User) -> Option<&'static str> {
+    match u.status {
+        UserStatus::Provisioned if u.ix % 3 == 0 => Some("ACTIVE"),
+        UserStatus::Active if u.ix % 97 == 1 => Some("DEPROVISIONED"),
+        _ => None,
+    }
+}
+
+/// Custom profile attributes with the JSON types Okta's profile schema gives them: text
+/// stays a string, `badgeId` is an integer, `isContractor` a boolean, `clearances` an array.
+pub fn custom_attributes(u: &User) -> Vec<(&str, Value)> {
+    let mut out: Vec<(&str, Value)> = Vec::with_capacity(u.custom.len() + 2);
+    for (k, v) in &u.custom {
+        let typed = match k.as_str() {
+            "badgeId" => v
+                .trim_start_matches('B')
+                .parse::<u64>()
+                .map_or_else(|_| json!(v), |n| json!(n)),
+            _ => json!(v),
+        };
+        out.push((k.as_str(), typed));
+    }
+    if !u.guest {
+        let contractor = u
+            .custom
+            .iter()
+            .any(|(k, v)| k == "employeeType" && v == "Contractor");
+        out.push(("isContractor", json!(contractor)));
+    }
+    if let Some(d) = u.department.as_deref().filter(|_| u.ix % 3 == 0) {
+        out.push(("clearances", json!([d.to_lowercase()])));
+    }
+    out
 }
 
 fn user_json(org: &Org, u: &User, base: &str) -> Value {
@@ -426,7 +529,7 @@ fn user_json(org: &Org, u: &User, base: &str) -> Value {
         creds.insert("password".into(), json!({}));
     }
     creds.insert("provider".into(), json!({"type": "OKTA", "name": "OKTA"}));
-    json!({
+    let mut v = json!({
         "id": id,
         "status": status_str(u.status),
         "created": ts(u.created),
@@ -439,7 +542,11 @@ fn user_json(org: &Org, u: &User, base: &str) -> Value {
         "profile": user_profile(org, u),
         "credentials": creds,
         "_links": { "self": { "href": format!("{base}/api/v1/users/{id}") } },
-    })
+    });
+    if let (Some(t), Some(o)) = (transitioning_to(u), v.as_object_mut()) {
+        o.insert("transitioningToStatus".into(), json!(t));
+    }
+    v
 }
 
 /// A user serialised straight into the response buffer (no intermediate `Value`): the listing fast
@@ -492,7 +599,7 @@ impl serde::Serialize for ProfileOut<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let (org, u) = (self.org, self.u);
-        let manager = u.manager.and_then(|m| org.user(m));
+        let (manager_id, manager_name) = manager_fields(org, u);
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("firstName", &u.first_name)?;
         m.serialize_entry("lastName", &u.last_name)?;
@@ -500,20 +607,22 @@ impl serde::Serialize for ProfileOut<'_> {
         m.serialize_entry("secondEmail", &None::<&str>)?;
         m.serialize_entry("login", if u.guest { &u.email } else { &u.login })?;
         m.serialize_entry("email", &u.email)?;
-        m.serialize_entry("displayName", &u.display_name)?;
+        if sends_display_name(u) {
+            m.serialize_entry("displayName", &u.display_name)?;
+        }
         m.serialize_entry("department", &u.department)?;
         m.serialize_entry("title", &u.title)?;
         m.serialize_entry("employeeNumber", &u.employee_number)?;
         m.serialize_entry("userType", if u.guest { "Guest" } else { "Employee" })?;
-        m.serialize_entry("managerId", &manager.map(|m| user_id(org, m.ix)))?;
-        m.serialize_entry("manager", &manager.map(|m| &m.display_name))?;
+        m.serialize_entry("managerId", &manager_id)?;
+        m.serialize_entry("manager", &manager_name)?;
         m.serialize_entry(
             "profileUrl",
             &u.has_photo
                 .then(|| format!("https://photos.{}/{}.png", org.domain, user_id(org, u.ix))),
         )?;
-        for (k, v) in &u.custom {
-            m.serialize_entry(k, v)?;
+        for (k, v) in custom_attributes(u) {
+            m.serialize_entry(k, &v)?;
         }
         m.end()
     }
@@ -526,9 +635,12 @@ impl serde::Serialize for UserOut<'_> {
         let id = user_id(org, u.ix);
         let activated = !matches!(u.status, UserStatus::Staged);
         let password = !matches!(u.status, UserStatus::Staged | UserStatus::Provisioned);
-        let mut m = s.serialize_map(Some(12))?;
+        let mut m = s.serialize_map(None)?;
         m.serialize_entry("id", &id)?;
         m.serialize_entry("status", status_str(u.status))?;
+        if let Some(t) = transitioning_to(u) {
+            m.serialize_entry("transitioningToStatus", t)?;
+        }
         m.serialize_entry("created", &rfc3339_millis(u.created))?;
         m.serialize_entry("activated", &activated.then(|| rfc3339_millis(u.created + 60)))?;
         m.serialize_entry("statusChanged", &rfc3339_millis(u.status_changed))?;
@@ -937,13 +1049,26 @@ async fn user_groups(
         return r;
     }
     let q = parse_query(raw.as_deref());
+    let limit = or_respond!(limit_param(
+        &q,
+        USER_GROUPS_LIMIT_DEFAULT,
+        USER_GROUPS_LIMIT_DEFAULT
+    ));
+    ctx.vanish_user_by(|org| find_user(org, &id)).await;
+    let faults = ctx.faults.config();
     let org = ctx.org.read().await;
     let Some(ix) = find_user(&org, &id) else {
         return not_found(&id, "User");
     };
-    // The spec declares no paging for this endpoint: the whole list, with a self link.
-    let items: Vec<Value> = org
-        .groups_of(ix)
+    // The spec declares no paging parameters here, but real Okta pages this list like the
+    // others: 200 groups a page, then a `rel="next"` link carrying `after`.
+    let tag = paging::listing_tag(&["user-groups", &id]);
+    let page = match paging::page(org.groups_of(ix), tag, param(&q, "after"), limit, &faults) {
+        Ok(p) => p,
+        Err(e) => return page_token_error(e),
+    };
+    let items: Vec<Value> = page
+        .keys
         .iter()
         .filter_map(|&g| org.group(g))
         .map(|g| group_json(&org, g, &base, false))
@@ -951,7 +1076,7 @@ async fn user_groups(
     drop(org);
     with_links(
         json_response(StatusCode::OK, &items),
-        link_headers(&base, uri.path(), &q, None),
+        link_headers(&base, uri.path(), &q, page.next.as_deref()),
     )
 }
 
@@ -1085,6 +1210,7 @@ async fn group_users(
     }
     let q = parse_query(raw.as_deref());
     let limit = or_respond!(limit_param(&q, MEMBERS_LIMIT_DEFAULT, MEMBERS_LIMIT_DEFAULT));
+    ctx.vanish_group_by(|org| find_group(org, &id)).await;
     let faults = ctx.faults.config();
     let org = ctx.org.read().await;
     let Some(gix) = find_group(&org, &id) else {
