@@ -12,11 +12,11 @@ mod types;
 
 pub use sqlite::{SqliteStore, MIGRATIONS};
 pub use types::{
-    username_key, Change, ConnectionState, EffectiveMembership, LinkRow, Member, RunOutcome, RunRecord,
-    RunStatus, StoredGroup, StoredMembership, StoredPhoto, StoredUser, UsernameHolder,
+    username_key, utc, Change, ConnectionState, EffectiveMembership, LinkRow, Member, RunHolder, RunOutcome,
+    RunRecord, RunStatus, StoredGroup, StoredMembership, StoredPhoto, StoredUser, UsernameHolder,
 };
 
-/// A store failure.
+/// A store failure. Every variant about the store file names its path.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database reported an error.
@@ -25,13 +25,76 @@ pub enum StoreError {
     /// Data in the store could not be decoded.
     #[error("store data is corrupt: {0}")]
     Corrupt(String),
-    /// The database was written by a newer usersync.
-    #[error("the store is at schema version {found}, newer than this usersync supports ({supported}); upgrade usersync")]
+    /// The database was written by a newer usersync. Refused before anything is written.
+    #[error(
+        "the store `{path}` is at schema version {found}, newer than this usersync supports ({supported}); \
+         it was not modified: use a newer usersync with it, or point [store] path at another file"
+    )]
     TooNew {
+        /// The store file.
+        path: String,
         /// Version found.
         found: u32,
         /// Highest version known.
         supported: u32,
+    },
+    /// A read-only open found a store that needs a migration first.
+    #[error(
+        "the store `{path}` is at schema version {found}, older than this usersync's {supported}; \
+         run `usersync sync` once to upgrade it"
+    )]
+    NeedsUpgrade {
+        /// The store file.
+        path: String,
+        /// Version found.
+        found: u32,
+        /// Version this usersync reads.
+        supported: u32,
+    },
+    /// The file failed SQLite's integrity check (or is not a database). Refused before anything
+    /// is written.
+    #[error(
+        "the store `{path}` is damaged ({detail}); it was not modified and nothing was fetched: restore it \
+         from a backup, or move it aside so that the next sync starts a new store (a first sync)"
+    )]
+    Damaged {
+        /// The store file.
+        path: String,
+        /// SQLite's finding (first lines of `PRAGMA quick_check`, or its error).
+        detail: String,
+    },
+    /// The store cannot be written (or, for reading, its WAL cannot be read) by this user.
+    #[error("cannot write the store `{path}`: {detail}")]
+    NotWritable {
+        /// The store file.
+        path: String,
+        /// What is not writable by whom, and the fix.
+        detail: String,
+    },
+    /// Another run holds the connection (see [`Store::begin_run`]).
+    #[error(
+        "connection `{connection}` is being synced by {holder}; nothing was fetched and nothing recorded: \
+         run again when it has finished, or set USERSYNC_LOCK_WAIT_SECS to wait for it (a lock whose \
+         process is gone is taken over by the next run)"
+    )]
+    Held {
+        /// The connection.
+        connection: String,
+        /// The run holding it.
+        holder: RunHolder,
+    },
+    /// The run lost its lock before applying (taken over by another run): its plan may be stale.
+    #[error(
+        "run {run_id} of `{connection}` no longer holds the connection ({now}); nothing was applied, \
+         because its plan may not match the store any more: run the sync again"
+    )]
+    Fenced {
+        /// The connection.
+        connection: String,
+        /// This run.
+        run_id: i64,
+        /// Who holds the connection now.
+        now: String,
     },
     /// The file could not be opened or created.
     #[error("cannot open store `{path}`: {reason}")]
@@ -77,12 +140,21 @@ pub trait Store: Send {
     /// Every username in the store with its holder (all connections).
     fn username_holders(&self) -> Result<Vec<UsernameHolder>, StoreError>;
 
-    /// Record the start of a run (committed at once); marks earlier runs of the connection that
-    /// were still `running` as `interrupted`. Returns the run id.
+    /// Take the connection's run lock and record the start of a run (committed at once).
+    /// Returns the run id.
+    ///
+    /// One run per connection at a time: while another live run holds the connection, this
+    /// waits (for as long as the backend is configured to) and then fails with
+    /// [`StoreError::Held`] naming that run, without recording anything. A lock whose holder is
+    /// gone (its process no longer alive) is taken over with a warning; earlier runs of the
+    /// connection still `running` are then marked `interrupted`. The lock is released by
+    /// [`Store::apply`] and [`Store::finish_run`]; holding it from before the store is read
+    /// until the apply is what makes a run apply its plan to the state it planned against.
     fn begin_run(&mut self, connection: &str, started_ms: i64) -> Result<i64, StoreError>;
 
     /// Apply changes and record the run's outcome, in one transaction: either all of it is
-    /// in the store afterwards, or none of it (crash, kill -9, power loss).
+    /// in the store afterwards, or none of it (crash, kill -9, power loss). Refused with
+    /// [`StoreError::Fenced`] (nothing applied) when the run no longer holds the connection.
     fn apply(
         &mut self,
         connection: &str,
@@ -92,7 +164,8 @@ pub trait Store: Send {
         now_ms: i64,
     ) -> Result<(), StoreError>;
 
-    /// Record the outcome of a run that applies nothing (dry run, blocked, failed).
+    /// Record the outcome of a run that applies nothing (dry run, blocked, failed), and release
+    /// its lock.
     fn finish_run(&mut self, run_id: i64, outcome: &RunOutcome, now_ms: i64) -> Result<(), StoreError>;
 
     /// Users the source returned in the last applied run of the connection, if any.

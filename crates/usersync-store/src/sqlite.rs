@@ -1,12 +1,16 @@
 //! SQLite backend.
 
-use std::path::Path;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{
+    params, Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
+};
 use usersync_model::{GroupKind, UserState};
 
 use crate::types::*;
-use crate::{LinkRow, Store, StoreError};
+use crate::{LinkRow, RunHolder, Store, StoreError};
 
 /// Schema migrations, in order; `PRAGMA user_version` is the number applied. Never edit a
 /// released entry: add a new one.
@@ -89,86 +93,553 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX runs_connection ON runs (connection, id);
     "#,
+    // 3: one run per connection at a time (see `Store::begin_run`)
+    r#"
+    CREATE TABLE run_locks (
+        connection TEXT PRIMARY KEY,
+        run_id INTEGER NOT NULL,
+        pid INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        since_ms INTEGER NOT NULL
+    );
+    "#,
 ];
+
+/// How long a lock held from another host is honoured without news from it (its process cannot
+/// be checked from here): after this, the next run takes it over with a warning.
+pub const FOREIGN_LOCK_STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// The SQLite directory store.
 pub struct SqliteStore {
     conn: Connection,
+    /// The store file (`:memory:` for in-memory stores), for error messages.
+    path: PathBuf,
+    /// How long [`Store::begin_run`] waits for a connection another run holds.
+    lock_wait: Duration,
+    /// Runs begun through this handle that still hold their connection's lock.
+    own_runs: HashSet<i64>,
 }
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("path", &self.conn.path())
-            .finish()
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
     }
 }
 
-fn configure(conn: &Connection) -> Result<(), StoreError> {
-    conn.pragma_update(None, "journal_mode", "WAL")?;
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn code(e: &rusqlite::Error) -> Option<ErrorCode> {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) => Some(f.code),
+        _ => None,
+    }
+}
+
+/// The effective uid, and whether this process may write `dir` (by its mode bits and owner; root
+/// may write anything that is not on a read-only file system).
+fn may_write(dir: &Path) -> (Option<u32>, Option<bool>) {
+    use std::os::unix::fs::MetadataExt;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| -> Vec<u32> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().filter_map(|n| n.parse().ok()).collect())
+            .unwrap_or_default()
+    };
+    let Some(&uid) = field("Uid:").get(1) else {
+        return (None, None);
+    };
+    let gids: Vec<u32> = field("Gid:")
+        .into_iter()
+        .skip(1)
+        .take(1)
+        .chain(field("Groups:"))
+        .collect();
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return (Some(uid), None);
+    };
+    let mode = meta.mode();
+    let writable = uid == 0
+        || (meta.uid() == uid && mode & 0o200 != 0)
+        || (meta.uid() != uid && gids.contains(&meta.gid()) && mode & 0o020 != 0)
+        || (meta.uid() != uid && !gids.contains(&meta.gid()) && mode & 0o002 != 0);
+    (Some(uid), Some(writable))
+}
+
+/// Why `path` cannot be written, and the fix, for a write that SQLite refused.
+fn not_writable(path: &Path, sqlite: &str) -> StoreError {
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.to_path_buf(),
+        None => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (uid, dir_ok) = may_write(&dir);
+    let who = uid
+        .map(|u| format!("uid {u}"))
+        .unwrap_or_else(|| "this user".into());
+    // opening for writing (no truncation, no write) changes nothing in the file
+    let file_ok = !path.exists() || std::fs::OpenOptions::new().write(true).open(path).is_ok();
+    let detail = match (dir_ok, file_ok) {
+        (Some(false), _) => format!(
+            "the directory `{}` is not writable by {who} (SQLite creates `{name}-wal` and `{name}-shm` \
+             beside the store); make the directory{} writable by {who} (e.g. `chown {} {}`), or run \
+             usersync as their owner",
+            dir.display(),
+            if file_ok { "" } else { " and the store file" },
+            uid.map(|u| u.to_string()).unwrap_or_else(|| "<user>".into()),
+            if file_ok {
+                format!("{}", dir.display())
+            } else {
+                format!("{} {}", dir.display(), path.display())
+            },
+        ),
+        (_, false) => format!(
+            "the file is not writable by {who}; make it writable by {who} (e.g. `chown {} {}`), or run \
+             usersync as its owner",
+            uid.map(|u| u.to_string()).unwrap_or_else(|| "<user>".into()),
+            path.display()
+        ),
+        _ => format!(
+            "SQLite said `{sqlite}` (is the file system read-only, or are `{name}-wal`/`{name}-shm` owned by \
+             another user?)"
+        ),
+    };
+    StoreError::NotWritable {
+        path: display(path),
+        detail,
+    }
+}
+
+/// Turn SQLite's permission and corruption errors into errors that name the store and the fix.
+fn explain(path: &Path, e: StoreError) -> StoreError {
+    let StoreError::Db(db) = &e else {
+        return e;
+    };
+    match code(db) {
+        Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
+            not_writable(path, &db.to_string())
+        }
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StoreError::Damaged {
+            path: display(path),
+            detail: db.to_string(),
+        },
+        _ => e,
+    }
+}
+
+/// `file:` URI of a path (percent-encoding what a URI would read differently).
+fn file_uri(path: &Path, query: &str) -> String {
+    let mut out = String::from("file:");
+    for b in path.as_os_str().as_encoded_bytes() {
+        match b {
+            b'?' | b'#' | b'%' | b' ' | 0..=0x1f | 0x7f..=0xff => out.push_str(&format!("%{b:02X}")),
+            _ => out.push(*b as char),
+        }
+    }
+    out.push('?');
+    out.push_str(query);
+    out
+}
+
+/// Open `path` read-only, without writing anything into it or changing its journal mode. A store
+/// in WAL mode needs its `-shm` file; when that cannot be created (the directory is not writable)
+/// and there is no unfinished WAL, the file is opened `immutable` instead (nobody may be writing
+/// it then anyway: a writer needs the same directory).
+fn open_read_only_conn(path: &Path) -> Result<Connection, StoreError> {
+    let flags =
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let open = |uri: String| -> Result<Connection, StoreError> {
+        let conn = Connection::open_with_flags(uri, flags).map_err(|e| StoreError::Open {
+            path: display(path),
+            reason: e.to_string(),
+        })?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        Ok(conn)
+    };
+    let conn = open(file_uri(path, "mode=ro"))?;
+    let probe: Result<i64, rusqlite::Error> =
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0));
+    match probe {
+        Ok(_) => Ok(conn),
+        Err(e) if matches!(code(&e), Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly)) => {
+            let wal = PathBuf::from(format!("{}-wal", path.display()));
+            if std::fs::metadata(&wal).map(|m| m.len() > 0).unwrap_or(false) {
+                return Err(not_writable(path, &e.to_string()));
+            }
+            tracing::info!(path = %path.display(), "store opened immutable: its -shm file cannot be created");
+            drop(conn);
+            open(file_uri(path, "mode=ro&immutable=1"))
+        }
+        Err(e) => Err(explain(path, StoreError::Db(e))),
+    }
+}
+
+fn user_version(conn: &Connection) -> Result<u32, rusqlite::Error> {
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
+}
+
+/// Check an existing store before anything writes to it: its schema version must be one this
+/// usersync knows and `PRAGMA quick_check` must pass. Read-only: the file is left as it was.
+fn preflight(path: &Path) -> Result<(), StoreError> {
+    let _span = tracing::info_span!("store_check", path = %path.display()).entered();
+    let conn = open_read_only_conn(path)?;
+    let damaged = |detail: String| StoreError::Damaged {
+        path: display(path),
+        detail,
+    };
+    let found = user_version(&conn).map_err(|e| explain(path, StoreError::Db(e)))?;
+    let supported = MIGRATIONS.len() as u32;
+    if found > supported {
+        return Err(StoreError::TooNew {
+            path: display(path),
+            found,
+            supported,
+        });
+    }
+    let mut q = conn
+        .prepare("PRAGMA quick_check(5)")
+        .map_err(|e| explain(path, StoreError::Db(e)))?;
+    let findings: Vec<String> = q
+        .query_map([], |r| r.get::<_, String>(0))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| explain(path, StoreError::Db(e)))?;
+    if findings != ["ok"] {
+        return Err(damaged(format!("integrity check: {}", findings.join("; "))));
+    }
+    Ok(())
+}
+
+fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
+    // first, so that every later statement waits for a concurrent opener instead of failing
+    conn.busy_timeout(Duration::from_secs(30))?;
+    let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        // switching needs a moment alone with the file: retry while another opener holds it
+        let mut tries = 0;
+        loop {
+            match conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0)) {
+                Err(e) if code(&e) == Some(ErrorCode::DatabaseBusy) && tries < 300 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                other => {
+                    other?;
+                    break;
+                }
+            }
+        }
+    }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.busy_timeout(std::time::Duration::from_secs(30))?;
     Ok(())
 }
 
 impl SqliteStore {
-    /// Open (creating if needed) a store file and migrate it to the latest schema.
+    /// Open (creating if needed) a store file for a sync, and migrate it to the latest schema.
+    ///
+    /// An existing file is checked read-only first: a newer schema version
+    /// ([`StoreError::TooNew`]) or a failed integrity check ([`StoreError::Damaged`]) is refused
+    /// before anything is written to it. Opening and migrating are safe when several processes
+    /// do it at once (each migration step runs in an immediate transaction that re-reads the
+    /// version).
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
-                path: path.display().to_string(),
-                reason: e.to_string(),
+                path: display(path),
+                reason: format!("cannot create its directory `{}`: {e}", dir.display()),
             })?;
         }
-        let conn = Connection::open(path).map_err(|e| StoreError::Open {
-            path: path.display().to_string(),
-            reason: e.to_string(),
+        if std::fs::metadata(path).map(|m| m.len() > 0).unwrap_or(false) {
+            preflight(path)?;
+        }
+        let conn = Connection::open(path).map_err(|e| match code(&e) {
+            Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
+                not_writable(path, &e.to_string())
+            }
+            _ => StoreError::Open {
+                path: display(path),
+                reason: e.to_string(),
+            },
         })?;
-        configure(&conn)?;
-        let mut store = SqliteStore { conn };
-        store.migrate_to(MIGRATIONS.len() as u32)?;
+        configure(&conn).map_err(|e| explain(path, StoreError::Db(e)))?;
+        let mut store = SqliteStore::new(conn, path.to_path_buf());
+        store
+            .migrate_to(MIGRATIONS.len() as u32)
+            .map_err(|e| explain(path, e))?;
         Ok(store)
+    }
+
+    /// Open an existing store for reading only (`users`, `groups`, `runs`, `explain`): nothing
+    /// is written, not even the journal mode, so a store in a directory this user cannot write is
+    /// still readable. Refuses a store of another schema version.
+    pub fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Open {
+                path: display(path),
+                reason: "no such file".into(),
+            });
+        }
+        let conn = open_read_only_conn(path)?;
+        let found = user_version(&conn).map_err(|e| explain(path, StoreError::Db(e)))?;
+        let supported = MIGRATIONS.len() as u32;
+        if found > supported {
+            return Err(StoreError::TooNew {
+                path: display(path),
+                found,
+                supported,
+            });
+        }
+        if found < supported {
+            return Err(StoreError::NeedsUpgrade {
+                path: display(path),
+                found,
+                supported,
+            });
+        }
+        Ok(SqliteStore::new(conn, path.to_path_buf()))
     }
 
     /// An in-memory store (tests).
     pub fn open_in_memory() -> Result<SqliteStore, StoreError> {
         let conn = Connection::open_in_memory()?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut store = SqliteStore { conn };
+        let mut store = SqliteStore::new(conn, PathBuf::from(":memory:"));
         store.migrate_to(MIGRATIONS.len() as u32)?;
         Ok(store)
     }
 
-    /// The schema version of the open database.
-    pub fn schema_version(&self) -> Result<u32, StoreError> {
-        Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+    fn new(conn: Connection, path: PathBuf) -> SqliteStore {
+        SqliteStore {
+            conn,
+            path,
+            lock_wait: Duration::ZERO,
+            own_runs: HashSet::new(),
+        }
     }
 
-    /// Apply the migrations up to `target` (each in its own transaction with its version bump).
+    /// How long [`Store::begin_run`] waits for a connection held by another live run before
+    /// failing with [`StoreError::Held`] (default: not at all).
+    pub fn set_lock_wait(&mut self, wait: Duration) {
+        self.lock_wait = wait;
+    }
+
+    /// The store file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version of the open database.
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        Ok(user_version(&self.conn)?)
+    }
+
+    /// Apply the migrations up to `target`, each in its own immediate transaction with its
+    /// version bump; the version is read inside the transaction, so two processes migrating
+    /// at once apply each step once (the second waits, then finds it done).
     pub fn migrate_to(&mut self, target: u32) -> Result<(), StoreError> {
-        let current = self.schema_version()?;
         let supported = MIGRATIONS.len() as u32;
-        if current > supported {
-            return Err(StoreError::TooNew {
-                found: current,
-                supported,
-            });
-        }
-        for version in current..target.min(supported) {
-            let tx = self.conn.transaction()?;
-            tx.execute_batch(MIGRATIONS[version as usize])?;
-            tx.pragma_update(None, "user_version", version + 1)?;
+        loop {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let current = user_version(&tx)?;
+            if current > supported {
+                return Err(StoreError::TooNew {
+                    path: display(&self.path),
+                    found: current,
+                    supported,
+                });
+            }
+            if current >= target.min(supported) {
+                return Ok(());
+            }
+            tx.execute_batch(MIGRATIONS[current as usize])?;
+            tx.pragma_update(None, "user_version", current + 1)?;
             tx.commit()?;
-            tracing::info!(version = version + 1, "store migrated");
+            tracing::info!(version = current + 1, "store migrated");
         }
-        Ok(())
     }
 
     /// The raw connection (tests and diagnostics).
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
+
+    fn apply_inner(
+        &mut self,
+        connection: &str,
+        run_id: i64,
+        changes: &[Change],
+        outcome: &RunOutcome,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let _span = tracing::info_span!("store_apply", connection, run_id, changes = changes.len()).entered();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Fencing: only the run that holds the connection applies, so the plan was made against
+        // the state it is applied to (the lock was taken before the store was read).
+        let holder: Option<(i64, u32, String, i64)> = tx
+            .query_row(
+                "SELECT run_id, pid, host, since_ms FROM run_locks WHERE connection = ?1",
+                [connection],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        match holder {
+            Some((id, ..)) if id == run_id => {}
+            other => {
+                let now = other
+                    .map(|(run_id, pid, host, since_ms)| {
+                        format!(
+                            "it is held by {}",
+                            RunHolder {
+                                run_id,
+                                pid,
+                                host,
+                                since_ms
+                            }
+                        )
+                    })
+                    .unwrap_or_else(|| "its lock was released".into());
+                return Err(StoreError::Fenced {
+                    connection: connection.to_string(),
+                    run_id,
+                    now,
+                });
+            }
+        }
+        let mut ordered: Vec<&Change> = changes.iter().collect();
+        ordered.sort_by_key(|c| phase(c));
+        // Renames may swap usernames between users: park every renamed user's key first.
+        for c in &ordered {
+            if let Change::PutUser(u) = c {
+                tx.prepare_cached(
+                    "UPDATE users SET username_key = char(1) || id WHERE connection = ?1 AND provider_id = ?2 \
+                     AND username_key <> ?3",
+                )?
+                .execute(params![connection, u.provider_id, username_key(&u.username)])?;
+            }
+        }
+        for c in ordered {
+            apply_change(&tx, connection, c, now_ms)?;
+        }
+        write_outcome(&tx, run_id, outcome, now_ms)?;
+        tx.execute("DELETE FROM run_locks WHERE run_id = ?1", [run_id])?;
+        tx.commit()?;
+        self.own_runs.remove(&run_id);
+        Ok(())
+    }
+
+    fn finish_run_inner(&mut self, run_id: i64, outcome: &RunOutcome, now_ms: i64) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        write_outcome(&tx, run_id, outcome, now_ms)?;
+        tx.execute("DELETE FROM run_locks WHERE run_id = ?1", [run_id])?;
+        tx.commit()?;
+        self.own_runs.remove(&run_id);
+        Ok(())
+    }
+
+    fn this_host() -> String {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "unknown-host".into())
+    }
+
+    fn begin_run_inner(&mut self, connection: &str, started_ms: i64) -> Result<i64, StoreError> {
+        let host = Self::this_host();
+        let pid = std::process::id();
+        let deadline = Instant::now() + self.lock_wait;
+        loop {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let holder = tx
+                .query_row(
+                    "SELECT run_id, pid, host, since_ms FROM run_locks WHERE connection = ?1",
+                    [connection],
+                    |r| {
+                        Ok(RunHolder {
+                            run_id: r.get(0)?,
+                            pid: r.get(1)?,
+                            host: r.get(2)?,
+                            since_ms: r.get(3)?,
+                        })
+                    },
+                )
+                .optional()?;
+            if let Some(h) = holder {
+                if holder_alive(&self.own_runs, &h, &host, now_ms()) {
+                    drop(tx);
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(StoreError::Held {
+                            connection: connection.to_string(),
+                            holder: h,
+                        });
+                    }
+                    tracing::info!(connection, holder = %h, "waiting for the connection's run lock");
+                    std::thread::sleep(left.min(Duration::from_millis(200)));
+                    continue;
+                }
+                if !self.own_runs.remove(&h.run_id) {
+                    tracing::warn!(
+                        connection,
+                        "taking over the run lock of {h}: that process is gone; its run is recorded as \
+                         interrupted"
+                    );
+                }
+            }
+            tx.execute(
+                "UPDATE runs SET status = 'interrupted' WHERE connection = ?1 AND status = 'running'",
+                [connection],
+            )?;
+            tx.execute(
+                "INSERT INTO runs (connection, started_ms, status) VALUES (?1, ?2, 'running')",
+                params![connection, started_ms],
+            )?;
+            let id = tx.last_insert_rowid();
+            tx.execute(
+                "INSERT OR REPLACE INTO run_locks (connection, run_id, pid, host, since_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![connection, id, pid, host, now_ms()],
+            )?;
+            tx.commit()?;
+            self.own_runs.insert(id);
+            return Ok(id);
+        }
+    }
+}
+
+/// Whether the holder of a lock may still be running: on this host, its pid is alive; from
+/// another host, it took the lock less than [`FOREIGN_LOCK_STALE_AFTER`] ago.
+fn holder_alive(own_runs: &HashSet<i64>, h: &RunHolder, host: &str, now: i64) -> bool {
+    if own_runs.contains(&h.run_id) {
+        // begun through this very handle and never finished: abandoned by its caller
+        return false;
+    }
+    if h.host == host && Path::new("/proc/self").exists() {
+        return Path::new(&format!("/proc/{}", h.pid)).exists();
+    }
+    now.saturating_sub(h.since_ms) < FOREIGN_LOCK_STALE_AFTER.as_millis() as i64
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn state_str(s: UserState) -> &'static str {
@@ -582,18 +1053,9 @@ impl Store for SqliteStore {
     }
 
     fn begin_run(&mut self, connection: &str, started_ms: i64) -> Result<i64, StoreError> {
-        let tx = self.conn.transaction()?;
-        tx.execute(
-            "UPDATE runs SET status = 'interrupted' WHERE connection = ?1 AND status = 'running'",
-            [connection],
-        )?;
-        tx.execute(
-            "INSERT INTO runs (connection, started_ms, status) VALUES (?1, ?2, 'running')",
-            params![connection, started_ms],
-        )?;
-        let id = tx.last_insert_rowid();
-        tx.commit()?;
-        Ok(id)
+        let path = self.path.clone();
+        self.begin_run_inner(connection, started_ms)
+            .map_err(|e| explain(&path, e))
     }
 
     fn apply(
@@ -604,32 +1066,15 @@ impl Store for SqliteStore {
         outcome: &RunOutcome,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let _span = tracing::info_span!("store_apply", connection, run_id, changes = changes.len()).entered();
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut ordered: Vec<&Change> = changes.iter().collect();
-        ordered.sort_by_key(|c| phase(c));
-        // Renames may swap usernames between users: park every renamed user's key first.
-        for c in &ordered {
-            if let Change::PutUser(u) = c {
-                tx.prepare_cached(
-                    "UPDATE users SET username_key = char(1) || id WHERE connection = ?1 AND provider_id = ?2 \
-                     AND username_key <> ?3",
-                )?
-                .execute(params![connection, u.provider_id, username_key(&u.username)])?;
-            }
-        }
-        for c in ordered {
-            apply_change(&tx, connection, c, now_ms)?;
-        }
-        write_outcome(&tx, run_id, outcome, now_ms)?;
-        tx.commit()?;
-        Ok(())
+        let path = self.path.clone();
+        self.apply_inner(connection, run_id, changes, outcome, now_ms)
+            .map_err(|e| explain(&path, e))
     }
 
     fn finish_run(&mut self, run_id: i64, outcome: &RunOutcome, now_ms: i64) -> Result<(), StoreError> {
-        write_outcome(&self.conn, run_id, outcome, now_ms)
+        let path = self.path.clone();
+        self.finish_run_inner(run_id, outcome, now_ms)
+            .map_err(|e| explain(&path, e))
     }
 
     fn last_source_users(&self, connection: &str) -> Result<Option<u64>, StoreError> {
@@ -986,5 +1431,186 @@ mod tests {
             vec!["too many".to_string()]
         );
         assert_eq!(s.last_source_users("c").expect("n"), None);
+    }
+
+    #[test]
+    fn concurrent_opens_of_a_new_store_migrate_it_once() {
+        for _ in 0..4 {
+            let dir = tempfile::tempdir().expect("dir");
+            let path = dir.path().join("s.db");
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let path = path.clone();
+                    std::thread::spawn(move || SqliteStore::open(&path).map(|s| s.schema_version().ok()))
+                })
+                .collect();
+            for h in handles {
+                let v = h.join().expect("thread").expect("open");
+                assert_eq!(v, Some(MIGRATIONS.len() as u32));
+            }
+        }
+    }
+
+    fn held_row(s: &SqliteStore, connection: &str) -> Option<(i64, u32)> {
+        s.conn
+            .query_row(
+                "SELECT run_id, pid FROM run_locks WHERE connection = ?1",
+                [connection],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .expect("lock row")
+    }
+
+    #[test]
+    fn a_held_connection_is_refused_naming_its_holder_and_released_by_finishing() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("s.db");
+        let mut a = SqliteStore::open(&path).expect("a");
+        let mut b = SqliteStore::open(&path).expect("b");
+        let run = a.begin_run("c", 1).expect("a begins");
+        let err = b.begin_run("c", 2).expect_err("b must not begin");
+        let text = err.to_string();
+        assert!(
+            matches!(&err, StoreError::Held { holder, .. } if holder.run_id == run && holder.pid == std::process::id()),
+            "{err:?}"
+        );
+        assert!(
+            text.contains(&format!("run {run} (pid {}", std::process::id())),
+            "{text}"
+        );
+        assert_eq!(
+            b.runs(Some("c"), 10).expect("runs").len(),
+            1,
+            "the refused run recorded nothing"
+        );
+        // another connection is not held
+        let other = b.begin_run("d", 2).expect("other connection");
+        b.finish_run(other, &outcome(), 3).expect("finish d");
+        // waiting: b gets the lock once a finishes
+        b.set_lock_wait(Duration::from_secs(60));
+        let waiter = std::thread::spawn(move || {
+            let id = b.begin_run("c", 4);
+            (b, id)
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        a.finish_run(run, &outcome(), 5).expect("finish a");
+        let (b, id) = waiter.join().expect("thread");
+        let id = id.expect("b begins after a finished");
+        assert_eq!(held_row(&b, "c").map(|h| h.0), Some(id));
+        assert_eq!(b.run(run).expect("run").expect("a").status, RunStatus::Applied);
+    }
+
+    #[test]
+    fn a_lock_of_a_dead_process_is_taken_over_and_its_run_cannot_apply() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("s.db");
+        let mut a = SqliteStore::open(&path).expect("a");
+        let run = a.begin_run("c", 1).expect("a begins");
+        // pretend a's process died: a pid that is not alive on this host
+        let dead = (100_000u32..4_000_000)
+            .find(|p| !Path::new(&format!("/proc/{p}")).exists())
+            .expect("a free pid");
+        a.conn
+            .execute("UPDATE run_locks SET pid = ?1", [dead])
+            .expect("fake");
+        a.own_runs.clear();
+        let mut b = SqliteStore::open(&path).expect("b");
+        let taken = b.begin_run("c", 2).expect("takes over");
+        assert_eq!(
+            b.run(run).expect("run").expect("a").status,
+            RunStatus::Interrupted
+        );
+        // a wakes up: its apply is fenced off, nothing of it is written
+        let err = a
+            .apply(
+                "c",
+                run,
+                &[Change::PutUser(std::sync::Arc::new(user("u1", "ada")))],
+                &outcome(),
+                3,
+            )
+            .expect_err("fenced");
+        assert!(matches!(err, StoreError::Fenced { .. }), "{err:?}");
+        assert!(err.to_string().contains(&format!("run {taken}")), "{err}");
+        assert!(b.users(None).expect("users").is_empty());
+        b.apply(
+            "c",
+            taken,
+            &[Change::PutUser(std::sync::Arc::new(user("u1", "ada")))],
+            &outcome(),
+            4,
+        )
+        .expect("the holder applies");
+        assert_eq!(held_row(&b, "c"), None, "released by the apply");
+    }
+
+    #[test]
+    fn a_newer_or_damaged_store_is_refused_without_being_modified() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("s.db");
+        {
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch("CREATE TABLE future (x); PRAGMA user_version = 42;")
+                .expect("newer");
+        }
+        let before = std::fs::read(&path).expect("read");
+        let err = SqliteStore::open(&path).expect_err("newer");
+        assert!(matches!(err, StoreError::TooNew { found: 42, .. }), "{err:?}");
+        assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+        assert!(
+            std::fs::read(&path).expect("read") == before,
+            "journal mode or anything else changed"
+        );
+        let err = SqliteStore::open_read_only(&path).expect_err("newer, read-only");
+        assert!(matches!(err, StoreError::TooNew { found: 42, .. }), "{err:?}");
+
+        let path = dir.path().join("d.db");
+        std::fs::write(
+            &path,
+            b"SQLite format 3\0 but then nothing a database would hold, really",
+        )
+        .expect("garbage");
+        let before = std::fs::read(&path).expect("read");
+        let err = SqliteStore::open(&path).expect_err("damaged");
+        assert!(matches!(err, StoreError::Damaged { .. }), "{err:?}");
+        assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+        assert!(std::fs::read(&path).expect("read") == before);
+    }
+
+    #[test]
+    fn a_read_only_open_writes_nothing() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("s.db");
+        {
+            let mut s = SqliteStore::open(&path).expect("create");
+            let run = s.begin_run("c", 1).expect("run");
+            s.apply(
+                "c",
+                run,
+                &[Change::PutUser(std::sync::Arc::new(user("u1", "ada")))],
+                &outcome(),
+                2,
+            )
+            .expect("apply");
+        }
+        let before = std::fs::read(&path).expect("read");
+        let mut s = SqliteStore::open_read_only(&path).expect("read-only");
+        assert_eq!(s.users(None).expect("users").len(), 1);
+        assert!(s.begin_run("c", 3).is_err(), "a read-only store refuses writes");
+        drop(s);
+        assert!(std::fs::read(&path).expect("read") == before);
+        assert!(matches!(
+            SqliteStore::open_read_only(&dir.path().join("missing.db")),
+            Err(StoreError::Open { .. })
+        ));
+    }
+
+    #[test]
+    fn file_uris_escape_what_a_uri_reads_differently() {
+        assert_eq!(
+            file_uri(Path::new("/a b/x?y#z%.db"), "mode=ro"),
+            "file:/a%20b/x%3Fy%23z%25.db?mode=ro"
+        );
     }
 }

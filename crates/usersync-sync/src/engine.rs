@@ -324,9 +324,14 @@ pub async fn run_connection<R: QueryRunner, S: Store + ?Sized>(
     let started = Instant::now();
     let span = tracing::info_span!("sync", connection = spec.connection, dry_run = spec.dry_run);
     let _enter = span.enter();
+    // Takes the connection's run lock before anything is fetched or read, so the plan is made
+    // against the state it is applied to; a held connection fails here, recording nothing.
     let run_id = match store.begin_run(spec.connection, now_ms()) {
         Ok(id) => id,
-        Err(e) => return RunReport::failed(None, spec.connection, e.to_string(), started),
+        Err(e) => {
+            tracing::error!(connection = spec.connection, "{e}");
+            return RunReport::failed(None, spec.connection, e.to_string(), started);
+        }
     };
     drop(_enter);
     // Each stage's input is dropped as soon as the next stage has what it needs, so the peak

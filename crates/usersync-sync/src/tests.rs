@@ -271,8 +271,8 @@ async fn initial_sync_scopes_through_nesting_and_resync_writes_nothing() {
         (0, 0, 0, 0)
     );
     assert!(r2.plan.as_ref().expect("plan").changes.is_empty());
-    // only the run history rows (begin + finish) were written
-    assert_eq!(after.expect("n") - before.expect("n"), 2);
+    // only run bookkeeping was written: the run row (begin + finish) and its run lock (take + release)
+    assert_eq!(after.expect("n") - before.expect("n"), 4);
 }
 
 #[tokio::test]
