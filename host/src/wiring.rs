@@ -73,12 +73,35 @@ pub fn load_config(global: &GlobalArgs) -> Result<Config, u8> {
     }
 }
 
-/// Open the store named in the config, creating and migrating it when needed.
+/// Open the store named in the config for a sync, creating and migrating it when needed. An
+/// existing store is checked read-only first (schema version, integrity) and refused before
+/// anything is fetched or written. `USERSYNC_LOCK_WAIT_SECS` says how long a run waits for a
+/// connection another run holds (default 0: refuse at once, naming that run).
 pub fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
-    Ok(SqliteStore::open(&config.store.path)?)
+    let wait = match std::env::var("USERSYNC_LOCK_WAIT_SECS") {
+        Ok(v) => v.trim().parse::<u64>().map_err(|_| {
+            anyhow::anyhow!("USERSYNC_LOCK_WAIT_SECS must be a whole number of seconds, not `{v}`")
+        })?,
+        Err(_) => 0,
+    };
+    let mut store = SqliteStore::open(&config.store.path)?;
+    store.set_lock_wait(std::time::Duration::from_secs(wait));
+    Ok(store)
 }
 
-/// Open the store for reading commands: it must exist already.
+/// Open the store for a command that only reads it and may run before the first sync
+/// (`explain`): read-only when it exists, an empty in-memory store otherwise.
+pub fn open_store_for_reading(config: &Config) -> anyhow::Result<SqliteStore> {
+    if config.store.path.exists() {
+        Ok(SqliteStore::open_read_only(&config.store.path)?)
+    } else {
+        Ok(SqliteStore::open_in_memory()?)
+    }
+}
+
+/// Open the store for reading commands (`users`, `groups`, `runs`): it must exist already. Opened
+/// read-only, so it is readable even where this user cannot write (see
+/// [`SqliteStore::open_read_only`]).
 pub fn open_existing_store(config: &Config) -> Result<SqliteStore, u8> {
     let path = &config.store.path;
     if !path.exists() {
@@ -89,7 +112,7 @@ pub fn open_existing_store(config: &Config) -> Result<SqliteStore, u8> {
         );
         return Err(exit::FAILURE);
     }
-    SqliteStore::open(path).map_err(|e| {
+    SqliteStore::open_read_only(path).map_err(|e| {
         eprintln!("error: {e}");
         exit::FAILURE
     })

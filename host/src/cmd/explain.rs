@@ -55,7 +55,7 @@ pub async fn run(cmd: ExplainCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
     let names: Vec<String> = connection.into_iter().collect();
     let selected = or_exit!(wiring::select(&config, &names));
     let registry = crate::registry::load(global)?;
-    let store = match wiring::open_store(&config) {
+    let store = match wiring::open_store_for_reading(&config) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e:#}");
