@@ -15,4 +15,5 @@ mod onelogin;
 mod plugins;
 mod releases;
 mod runtime;
+mod store_safety;
 mod sync;
