@@ -10,7 +10,7 @@
 mod sqlite;
 mod types;
 
-pub use sqlite::{SqliteStore, MIGRATIONS};
+pub use sqlite::{SqliteStore, FOREIGN_LOCK_STALE_AFTER, MIGRATIONS, OLDEST_READABLE};
 pub use types::{
     username_key, utc, Change, ConnectionState, EffectiveMembership, LinkRow, Member, RunHolder, RunOutcome,
     RunRecord, RunStatus, StoredGroup, StoredMembership, StoredPhoto, StoredUser, UsernameHolder,
@@ -40,8 +40,8 @@ pub enum StoreError {
     },
     /// A read-only open found a store that needs a migration first.
     #[error(
-        "the store `{path}` is at schema version {found}, older than this usersync's {supported}; \
-         run `usersync sync` once to upgrade it"
+        "the store `{path}` is at schema version {found}, too old to read without upgrading it (this \
+         usersync's is {supported}); run `usersync sync` once to upgrade it"
     )]
     NeedsUpgrade {
         /// The store file.

@@ -100,10 +100,16 @@ pub const MIGRATIONS: &[&str] = &[
         run_id INTEGER NOT NULL,
         pid INTEGER NOT NULL,
         host TEXT NOT NULL,
-        since_ms INTEGER NOT NULL
+        since_ms INTEGER NOT NULL,
+        -- the holder process's start time (/proc/<pid>/stat), so a reused pid is not mistaken for it
+        proc_start INTEGER
     );
     "#,
 ];
+
+/// The oldest schema version the reading commands can read as it is (later versions only added
+/// what a sync needs); an older store must be migrated by a sync first.
+pub const OLDEST_READABLE: u32 = 2;
 
 /// How long a lock held from another host is honoured without news from it (its process cannot
 /// be checked from here): after this, the next run takes it over with a warning.
@@ -377,7 +383,8 @@ impl SqliteStore {
 
     /// Open an existing store for reading only (`users`, `groups`, `runs`, `explain`): nothing
     /// is written, not even the journal mode, so a store in a directory this user cannot write is
-    /// still readable. Refuses a store of another schema version.
+    /// still readable. Refuses a store of a newer schema version, or one older than
+    /// [`OLDEST_READABLE`].
     pub fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
         if !path.exists() {
             return Err(StoreError::Open {
@@ -395,7 +402,7 @@ impl SqliteStore {
                 supported,
             });
         }
-        if found < supported {
+        if found < OLDEST_READABLE {
             return Err(StoreError::NeedsUpgrade {
                 path: display(path),
                 found,
@@ -561,26 +568,28 @@ impl SqliteStore {
         let host = Self::this_host();
         let pid = std::process::id();
         let deadline = Instant::now() + self.lock_wait;
+        let mut told = false;
         loop {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
             let holder = tx
                 .query_row(
-                    "SELECT run_id, pid, host, since_ms FROM run_locks WHERE connection = ?1",
+                    "SELECT run_id, pid, host, since_ms, proc_start FROM run_locks WHERE connection = ?1",
                     [connection],
                     |r| {
-                        Ok(RunHolder {
+                        let h = RunHolder {
                             run_id: r.get(0)?,
                             pid: r.get(1)?,
                             host: r.get(2)?,
                             since_ms: r.get(3)?,
-                        })
+                        };
+                        Ok((h, r.get::<_, Option<i64>>(4)?))
                     },
                 )
                 .optional()?;
-            if let Some(h) = holder {
-                if holder_alive(&self.own_runs, &h, &host, now_ms()) {
+            if let Some((h, proc_start)) = holder {
+                if holder_alive(&self.own_runs, &h, proc_start, &host, now_ms()) {
                     drop(tx);
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
@@ -589,7 +598,10 @@ impl SqliteStore {
                             holder: h,
                         });
                     }
-                    tracing::info!(connection, holder = %h, "waiting for the connection's run lock");
+                    if !told {
+                        tracing::info!(connection, holder = %h, "waiting for the connection's run lock");
+                        told = true;
+                    }
                     std::thread::sleep(left.min(Duration::from_millis(200)));
                     continue;
                 }
@@ -611,9 +623,16 @@ impl SqliteStore {
             )?;
             let id = tx.last_insert_rowid();
             tx.execute(
-                "INSERT OR REPLACE INTO run_locks (connection, run_id, pid, host, since_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![connection, id, pid, host, now_ms()],
+                "INSERT OR REPLACE INTO run_locks (connection, run_id, pid, host, since_ms, proc_start) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    connection,
+                    id,
+                    pid,
+                    host,
+                    now_ms(),
+                    proc_stat(pid).map(|(_, start)| start)
+                ],
             )?;
             tx.commit()?;
             self.own_runs.insert(id);
@@ -622,17 +641,39 @@ impl SqliteStore {
     }
 }
 
-/// Whether the holder of a lock may still be running: on this host, its pid is alive; from
-/// another host, it took the lock less than [`FOREIGN_LOCK_STALE_AFTER`] ago.
-fn holder_alive(own_runs: &HashSet<i64>, h: &RunHolder, host: &str, now: i64) -> bool {
+/// Whether the holder of a lock may still be running: on this host, its pid is alive (not a
+/// zombie) and started when the holder did; from another host, it took the lock less than
+/// [`FOREIGN_LOCK_STALE_AFTER`] ago.
+fn holder_alive(
+    own_runs: &HashSet<i64>,
+    h: &RunHolder,
+    proc_start: Option<i64>,
+    host: &str,
+    now: i64,
+) -> bool {
     if own_runs.contains(&h.run_id) {
         // begun through this very handle and never finished: abandoned by its caller
         return false;
     }
-    if h.host == host && Path::new("/proc/self").exists() {
-        return Path::new(&format!("/proc/{}", h.pid)).exists();
+    if h.host == host && proc_stat(std::process::id()).is_some() {
+        return match proc_stat(h.pid) {
+            // gone, or a zombie nobody has reaped yet
+            None | Some(('Z' | 'X', _)) => false,
+            // a reused pid belongs to a process that started later
+            Some((_, start)) => proc_start.is_none_or(|s| s == start),
+        };
     }
     now.saturating_sub(h.since_ms) < FOREIGN_LOCK_STALE_AFTER.as_millis() as i64
+}
+
+/// State and start time (clock ticks after boot) of a process, from `/proc/<pid>/stat`.
+fn proc_stat(pid: u32) -> Option<(char, i64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // the command name (field 2) may hold spaces and parentheses: fields 3.. follow the last `)`
+    let mut rest = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let start = rest.nth(18)?.parse().ok()?;
+    Some((state, start))
 }
 
 fn now_ms() -> i64 {
@@ -1521,28 +1562,44 @@ mod tests {
             b.run(run).expect("run").expect("a").status,
             RunStatus::Interrupted
         );
-        // a wakes up: its apply is fenced off, nothing of it is written
-        let err = a
-            .apply(
-                "c",
-                run,
-                &[Change::PutUser(std::sync::Arc::new(user("u1", "ada")))],
-                &outcome(),
-                3,
-            )
-            .expect_err("fenced");
-        assert!(matches!(err, StoreError::Fenced { .. }), "{err:?}");
-        assert!(err.to_string().contains(&format!("run {taken}")), "{err}");
-        assert!(b.users(None).expect("users").is_empty());
-        b.apply(
+        // b's process (this one) is alive: another handle must wait for it
+        let mut c = SqliteStore::open(&path).expect("c");
+        let err = c.begin_run("c", 3).expect_err("b's lock is live");
+        assert!(matches!(err, StoreError::Held { .. }), "{err:?}");
+        // ... unless the pid was reused by a process that started at another time
+        b.conn
+            .execute("UPDATE run_locks SET proc_start = -1", [])
+            .expect("fake");
+        let now = c.begin_run("c", 4).expect("a reused pid is taken over");
+        assert_eq!(
+            b.run(taken).expect("run").expect("b").status,
+            RunStatus::Interrupted
+        );
+        // a and b wake up: their applies are fenced off, nothing of them is written
+        for (store, id) in [(&mut a, run), (&mut b, taken)] {
+            let err = store
+                .apply(
+                    "c",
+                    id,
+                    &[Change::PutUser(std::sync::Arc::new(user("u1", "ada")))],
+                    &outcome(),
+                    5,
+                )
+                .expect_err("fenced");
+            assert!(matches!(err, StoreError::Fenced { .. }), "{err:?}");
+            assert!(err.to_string().contains(&format!("run {now}")), "{err}");
+        }
+        assert!(c.users(None).expect("users").is_empty());
+        c.apply(
             "c",
-            taken,
+            now,
             &[Change::PutUser(std::sync::Arc::new(user("u1", "ada")))],
             &outcome(),
-            4,
+            6,
         )
         .expect("the holder applies");
-        assert_eq!(held_row(&b, "c"), None, "released by the apply");
+        assert_eq!(held_row(&c, "c"), None, "released by the apply");
+        assert_eq!(c.users(None).expect("users").len(), 1);
     }
 
     #[test]
@@ -1604,6 +1661,35 @@ mod tests {
             SqliteStore::open_read_only(&dir.path().join("missing.db")),
             Err(StoreError::Open { .. })
         ));
+    }
+
+    #[test]
+    fn reading_commands_read_a_store_one_sync_behind_but_not_older() {
+        let dir = tempfile::tempdir().expect("dir");
+        for version in 1..=MIGRATIONS.len() as u32 {
+            let path = dir.path().join(format!("v{version}.db"));
+            {
+                let conn = Connection::open_in_memory().expect("mem");
+                let mut s = SqliteStore::new(conn, PathBuf::from(":memory:"));
+                s.migrate_to(version).expect("migrate");
+                let file = path.to_string_lossy().replace('\'', "''");
+                s.conn
+                    .execute_batch(&format!("VACUUM INTO '{file}'"))
+                    .expect("write");
+            }
+            let r = SqliteStore::open_read_only(&path);
+            if version < OLDEST_READABLE {
+                assert!(
+                    matches!(r, Err(StoreError::NeedsUpgrade { found, .. }) if found == version),
+                    "{r:?}"
+                );
+            } else {
+                let s = r.expect("readable");
+                assert!(
+                    s.users(None).expect("users").is_empty() && s.runs(None, 1).expect("runs").is_empty()
+                );
+            }
+        }
     }
 
     #[test]
