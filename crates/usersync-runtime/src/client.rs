@@ -475,20 +475,18 @@ impl ConnectionClient {
                 Counters::add(&inner.counters.retries, 1);
             }
             let (permit, generation) = loop {
-                let mut paced = inner.pacer.reserve(&bucket);
                 loop {
-                    if !paced.is_zero() {
-                        Counters::add(&inner.counters.throttled_ms, paced.as_millis() as u64);
-                        let wait_ms = paced.as_millis() as u64;
-                        tracing::debug!(wait_ms, bucket = %bucket, "pacing: waiting for the bucket");
-                        tokio::time::sleep(paced).await;
-                        paced_total += paced;
+                    // waits for the bucket's pause, its window budget or its spacing; asked
+                    // again after each wait, so a refilled window is used at once
+                    let paced = inner.pacer.admit(&bucket);
+                    if paced.is_zero() {
+                        break;
                     }
-                    // the pause may have grown while this request slept
-                    match inner.pacer.enter(&bucket).0 {
-                        left if left.is_zero() => break,
-                        left => paced = left,
-                    }
+                    Counters::add(&inner.counters.throttled_ms, paced.as_millis() as u64);
+                    let wait_ms = paced.as_millis() as u64;
+                    tracing::debug!(wait_ms, bucket = %bucket, "pacing: waiting for the bucket");
+                    tokio::time::sleep(paced).await;
+                    paced_total += paced;
                 }
                 let permit = inner.limiter.acquire().await.map_err(|_| RuntimeError::Setting {
                     setting: "concurrency".into(),
@@ -667,17 +665,25 @@ impl ConnectionClient {
                 limit: b.limit,
             });
             if inner.settings.retry.slow_down && resp.status != 429 {
-                let interval = retry::pacing_for(&b, u64::from(inner.concurrency) * 2)
-                    .min(inner.settings.retry.max_throttle_wait);
-                if !interval.is_zero() {
-                    tracing::debug!(
-                        remaining = b.remaining,
-                        limit = ?b.limit,
-                        interval_ms = interval.as_millis() as u64,
-                        "rate-limit budget is low: slowing down"
+                if let Some(reset_in) = b.reset_in {
+                    // keep back the requests in flight and a twentieth of the window for the
+                    // organisation's other clients
+                    let floor = u64::from(inner.concurrency).max(b.limit.unwrap_or(0) / 20);
+                    if b.remaining <= floor {
+                        tracing::debug!(
+                            remaining = b.remaining,
+                            limit = ?b.limit,
+                            reset_in_ms = reset_in.as_millis() as u64,
+                            "rate-limit window nearly spent: waiting for its reset"
+                        );
+                    }
+                    inner.pacer.observe_window(
+                        bucket,
+                        b.remaining,
+                        reset_in.min(inner.settings.retry.max_throttle_wait),
+                        floor,
                     );
                 }
-                inner.pacer.set_interval(bucket, interval);
             }
         }
         if let Some(p) = retry::graph_pressure(resp) {

@@ -111,23 +111,6 @@ pub fn full_jitter(retry: u32, base: Duration, max: Duration) -> Duration {
     Duration::from_nanos(nanos)
 }
 
-/// The pacing interval implied by a budget: zero while the budget is healthy; when fewer than
-/// `reserve` (or 10 % of the limit) requests remain, spread the rest over the time to reset; at
-/// zero remaining, wait for the reset.
-pub fn pacing_for(b: &Budget, reserve: u64) -> Duration {
-    let Some(reset_in) = b.reset_in else {
-        return Duration::ZERO;
-    };
-    let low_mark = reserve.max(b.limit.map(|l| l / 10).unwrap_or(0));
-    if b.remaining == 0 {
-        reset_in
-    } else if b.remaining <= low_mark {
-        reset_in / (b.remaining.min(u32::MAX as u64) as u32)
-    } else {
-        Duration::ZERO
-    }
-}
-
 /// The pacing interval for Graph's throttle pressure: nothing below 0.8 of the limit, then a
 /// growing pause per request (1 s at the limit, 5 s at 1.8x).
 pub fn graph_pacing(pressure: f64) -> Duration {
@@ -189,7 +172,27 @@ struct BucketState {
     /// us can end (a window of `cap` opened at `calm_since` or later). The backoff never waits
     /// past it, so the first request after the refill is not a whole backoff step late.
     window_end: Option<Instant>,
+    /// The provider's own budget of the current rate-limit window, from its remaining-count
+    /// headers, less the requests admitted since.
+    window: Option<WindowBudget>,
 }
+
+/// What is left of a provider's rate-limit window (Okta `X-Rate-Limit-*`, OneLogin
+/// `X-RateLimit-*`), as the pacer spends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct WindowBudget {
+    /// Requests the window still allows (the provider's last count, less requests admitted
+    /// since).
+    remaining: u64,
+    /// When the window refills.
+    reset_at: Instant,
+    /// Requests kept back for requests in flight and other clients of the same organisation.
+    floor: u64,
+}
+
+/// Margin after a window's reset before the first request of the next one (the reset headers
+/// have one-second resolution and the clocks are the provider's).
+pub const RESET_MARGIN: Duration = Duration::from_millis(100);
 
 impl BucketState {
     fn new(now: Instant) -> Self {
@@ -201,6 +204,7 @@ impl BucketState {
             generation: 0,
             calm_since: None,
             window_end: None,
+            window: None,
         }
     }
 }
@@ -232,18 +236,78 @@ pub(crate) struct Pacer {
 }
 
 impl Pacer {
-    /// Reserve this request's start time in its bucket; returns how long to wait first.
-    pub fn reserve(&self, key: &str) -> Duration {
-        let now = Instant::now();
+    /// Ask to send one request of the bucket now: `Duration::ZERO` admits it (and counts it
+    /// against the bucket's window budget and spacing), anything else is how long to wait
+    /// before asking again. Nothing is booked ahead: a waiter asks again after its wait, so a
+    /// window that refilled, a pause that ended or a spacing that was lifted meanwhile is seen
+    /// at once (booking future slots cumulatively kept requests waiting for budget that had
+    /// already come back).
+    pub fn admit(&self, key: &str) -> Duration {
+        self.admit_at(key, Instant::now())
+    }
+
+    /// [`Pacer::admit`] at a given time (tests inject the clock).
+    pub fn admit_at(&self, key: &str, now: Instant) -> Duration {
         let Ok(mut map) = self.buckets.lock() else {
             return Duration::ZERO;
         };
-        let Some(state) = map.get_mut(key) else {
+        let Some(s) = map.get_mut(key) else {
             return Duration::ZERO;
         };
-        let start = state.next_at.max(state.paused_until).max(now);
-        state.next_at = start + state.interval;
-        start - now
+        let mut wait = s.paused_until.saturating_duration_since(now);
+        if let Some(w) = s.window {
+            if now >= w.reset_at {
+                // refilled: the next answer tells the new window's count
+                s.window = None;
+            } else if w.remaining <= w.floor {
+                wait = wait.max(w.reset_at - now + RESET_MARGIN);
+            }
+        }
+        if !s.interval.is_zero() {
+            wait = wait.max(s.next_at.saturating_duration_since(now));
+        }
+        if wait.is_zero() {
+            if let Some(w) = &mut s.window {
+                w.remaining = w.remaining.saturating_sub(1);
+            }
+            s.next_at = now + s.interval;
+        }
+        wait
+    }
+
+    /// A response carried the provider's budget of its window: `remaining` requests until
+    /// `reset_in`. Within one window the lower of the provider's count and ours is kept (answers
+    /// arrive out of order, and requests in flight are not in the provider's count yet); a later
+    /// reset is a new window. `floor`: requests kept back (in flight, other clients).
+    pub fn observe_window(&self, key: &str, remaining: u64, reset_in: Duration, floor: u64) {
+        self.observe_window_at(key, remaining, reset_in, floor, Instant::now());
+    }
+
+    /// [`Pacer::observe_window`] at a given time (tests inject the clock).
+    pub fn observe_window_at(&self, key: &str, remaining: u64, reset_in: Duration, floor: u64, now: Instant) {
+        let Ok(mut map) = self.buckets.lock() else {
+            return;
+        };
+        let s = map
+            .entry(key.to_string())
+            .or_insert_with(|| BucketState::new(now));
+        let reset_at = now + reset_in;
+        let same_window = s.window.is_some_and(|w| {
+            let (a, b) = (w.reset_at.max(reset_at), w.reset_at.min(reset_at));
+            a - b <= Duration::from_millis(1500)
+        });
+        let remaining = match s.window {
+            Some(w) if same_window => w.remaining.min(remaining),
+            _ => remaining,
+        };
+        s.window = Some(WindowBudget {
+            remaining,
+            reset_at: match s.window {
+                Some(w) if same_window => w.reset_at.max(reset_at),
+                _ => reset_at,
+            },
+            floor,
+        });
     }
 
     /// What is left of the bucket's pause (it may have grown while a request slept), and the
@@ -413,25 +477,59 @@ mod tests {
         assert_eq!(server_wait(&r, at(0)), Some(Duration::from_secs(832)));
         let b = budget(&r, at(0)).expect("budget");
         assert_eq!((b.remaining, b.limit), (0, Some(5000)));
-        assert_eq!(pacing_for(&b, 4), Duration::from_secs(832));
+        assert_eq!(b.reset_in, Some(Duration::from_secs(832)));
     }
 
     #[test]
-    fn pacing_spreads_the_rest_of_a_low_budget() {
-        let healthy = Budget {
-            remaining: 500,
-            limit: Some(600),
-            reset_in: Some(Duration::from_secs(60)),
-        };
-        assert_eq!(pacing_for(&healthy, 4), Duration::ZERO);
-        let low = Budget {
-            remaining: 30,
-            limit: Some(600),
-            reset_in: Some(Duration::from_secs(60)),
-        };
-        assert_eq!(pacing_for(&low, 4), Duration::from_secs(2));
+    fn graph_pressure_spaces_requests_above_eighty_percent() {
         assert_eq!(graph_pacing(0.5), Duration::ZERO);
         assert_eq!(graph_pacing(1.0), Duration::from_secs(1));
+    }
+
+    /// Issue 17.12: the window's budget is spent at full speed, the bucket waits for the reset
+    /// only when the budget is down to the floor, and the first request after the reset goes at
+    /// once (before, slots were booked cumulatively at reset/remaining apart and never re-planned,
+    /// so a refilled window was wasted). Injected clock: no sleeping, no timing slack.
+    #[test]
+    fn a_window_budget_is_spent_then_waited_out_to_the_reset_and_never_booked_ahead() {
+        let p = Pacer::default();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // unknown budget: full speed
+        assert_eq!(p.admit_at("b", at(0)), Duration::ZERO);
+        // the provider says: 10 left in this window, which resets in 60 s; 2 kept back
+        p.observe_window_at("b", 10, Duration::from_secs(60), 2, at(0));
+        for i in 0..8 {
+            assert_eq!(
+                p.admit_at("b", at(10 + i)),
+                Duration::ZERO,
+                "request {i} of the budget"
+            );
+        }
+        // down to the floor: wait for the reset, whoever asks, however often they ask
+        let wait = p.admit_at("b", at(100));
+        assert_eq!(wait, Duration::from_millis(59_900) + RESET_MARGIN);
+        for _ in 0..50 {
+            assert_eq!(p.admit_at("b", at(100)), wait, "waiting books nothing ahead");
+        }
+        // an answer to an earlier request of the same window cannot raise the budget
+        p.observe_window_at("b", 6, Duration::from_millis(59_900), 2, at(100));
+        assert_eq!(
+            p.admit_at("b", at(30_000)),
+            Duration::from_millis(30_000) + RESET_MARGIN
+        );
+        // after the reset every waiter is admitted at once: the refilled window is used
+        for i in 0..20 {
+            assert_eq!(
+                p.admit_at("b", at(60_001 + i)),
+                Duration::ZERO,
+                "after the reset, request {i}"
+            );
+        }
+        // the new window's count arrives with the next answer
+        p.observe_window_at("b", 3, Duration::from_secs(59), 2, at(60_100));
+        assert_eq!(p.admit_at("b", at(60_101)), Duration::ZERO);
+        assert!(p.admit_at("b", at(60_102)) > Duration::from_secs(58));
     }
 
     #[test]
@@ -450,17 +548,23 @@ mod tests {
     }
 
     #[test]
-    fn pacer_spaces_requests() {
+    fn pacer_spaces_requests_without_booking_ahead() {
         let p = Pacer::default();
-        assert_eq!(p.reserve("b"), Duration::ZERO);
+        assert_eq!(p.admit("b"), Duration::ZERO);
         p.set_interval("b", Duration::from_millis(100));
-        let first = p.reserve("b");
-        let second = p.reserve("b");
+        // the injected clock starts after set_interval's own reading of it
+        let t0 = Instant::now() + Duration::from_millis(1);
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let first = p.admit_at("b", at(0));
         assert!(
-            second >= first + Duration::from_millis(90),
-            "{first:?} {second:?}"
+            first > Duration::ZERO && first <= Duration::from_millis(100),
+            "{first:?}"
         );
+        // a second waiter is told the same wait, not a slot after the first one's
+        assert_eq!(p.admit_at("b", at(0)), first);
+        // lifting the spacing lets the next request go at once
         p.set_interval("b", Duration::ZERO);
+        assert_eq!(p.admit_at("b", at(1)), Duration::ZERO);
     }
 
     #[test]
@@ -500,7 +604,7 @@ mod tests {
             assert!(stale.wait <= first.wait);
         }
         // every request of the bucket waits for the pause, not only the throttled one
-        assert!(p.reserve("b") >= Duration::from_millis(40));
+        assert!(p.admit("b") >= Duration::from_millis(40));
         let (left, g1) = p.enter("b");
         assert!(left > Duration::ZERO && g1 != g0);
         // the next round (sent after the pause) escalates again: the backoff doubles
