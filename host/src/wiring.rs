@@ -8,9 +8,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use usersync_config::{Config, ConfigError, ConnectionConfig};
+use usersync_config::{Config, ConfigError, ConfigIssue, ConnectionConfig};
 use usersync_runtime::{ConnectionClient, ConnectionSettings, RetryPolicy};
-use usersync_sdk::{ConnectorError, Manifest, Query};
+use usersync_sdk::{Connector, ConnectorError, Manifest, Options, Query, Session};
 use usersync_store::SqliteStore;
 use usersync_sync::{FailureKind, Progress, QueryFailure, QueryResult, QueryRunner};
 
@@ -246,6 +246,59 @@ pub fn settings(conn: &ConnectionConfig) -> ConnectionSettings {
     }
 }
 
+/// Everything about one connection that can be checked offline once its connector is known:
+/// the options against the manifest, the connector's own checks of their values (opening a
+/// session does no I/O), and every URL the session will contact (base URLs, token endpoint)
+/// against the URL rule ([`usersync_config::url_policy`]). `config check` and every command that
+/// opens a connection use this, so they refuse the same things, as configuration errors.
+pub fn check_connection(
+    conn: &ConnectionConfig,
+    config_path: &Path,
+    connector: &Arc<dyn Connector>,
+) -> Result<(Options, Box<dyn Session>), Vec<ConfigIssue>> {
+    let manifest = connector.manifest();
+    let options = conn.check(&manifest, config_path)?;
+    let issue = |option: Option<&str>, message: String| ConfigIssue {
+        file: config_path.to_path_buf(),
+        line: option.map_or(conn.connector_line(), |o| conn.option_line(o)),
+        connection: Some(conn.name.clone()),
+        option: option.map(str::to_string),
+        message,
+    };
+    let session = connector.open(&options).map_err(|e| match e {
+        ConnectorError::Config { option, reason } => vec![issue(Some(&option), reason)],
+        other => vec![issue(None, other.to_string())],
+    })?;
+    let plan = session.auth_plan();
+    let mut urls: Vec<(&str, String)> = session.base_urls().into_iter().map(|u| ("base URL", u)).collect();
+    if let Some(t) = plan.token_url() {
+        urls.push(("token URL", t.to_string()));
+    }
+    let mut issues = Vec::new();
+    for (what, url) in urls {
+        if let Err(reason) = usersync_config::url_policy::check_url_allowed(&url) {
+            // Name the option the URL came from: the longest value the URL contains.
+            let option = conn
+                .options
+                .iter()
+                .filter_map(|(k, v)| Some((k, v.as_str()?.trim_end_matches('/'))))
+                .filter(|(_, v)| v.len() > 3 && url.contains(v))
+                .max_by_key(|(_, v)| v.len())
+                .map(|(k, _)| k.as_str());
+            let shown = usersync_runtime::transport::redact_url(&url);
+            issues.push(issue(
+                option,
+                format!("{what} `{shown}` is not allowed: {reason}"),
+            ));
+        }
+    }
+    if issues.is_empty() {
+        Ok((options, session))
+    } else {
+        Err(issues)
+    }
+}
+
 /// Validate a connection against its connector, resolve its secrets and build its client.
 pub fn open_client(
     conn: &ConnectionConfig,
@@ -291,7 +344,7 @@ pub fn open_client(
         }
     };
     let manifest = connector.manifest();
-    let options = conn.check(&manifest, config_path).map_err(|issues| {
+    let (options, _) = check_connection(conn, config_path, &connector).map_err(|issues| {
         OpenError::Config(
             issues
                 .iter()

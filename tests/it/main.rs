@@ -4,6 +4,7 @@
 
 mod support;
 
+mod config_check;
 mod emulator;
 mod entra;
 mod faults;

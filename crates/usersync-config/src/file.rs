@@ -243,6 +243,11 @@ pub struct ConnectionConfig {
 }
 
 impl ConnectionConfig {
+    /// The line of the connection's `connector` key.
+    pub fn connector_line(&self) -> usize {
+        self.connector_line
+    }
+
     /// The line of an option in the file (or of the connection when the option is absent).
     pub fn option_line(&self, option: &str) -> usize {
         self.option_lines
@@ -397,11 +402,25 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let base = path
-            .parent()
+        Config::parse(&text, path, Config::base_of(path))
+    }
+
+    /// Read and check a config file for `config check`: the config built from everything in it
+    /// that is valid, and every problem found (sorted by line), so that the connections can
+    /// still be checked against their connectors. Fails only when the file cannot be read or is
+    /// not TOML.
+    pub fn load_all(path: &Path) -> Result<(Config, Vec<ConfigIssue>), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        crate::validate::parse_lenient(&text, path, Config::base_of(path))
+    }
+
+    fn base_of(path: &Path) -> &Path {
+        path.parent()
             .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        Config::parse(&text, path, base)
+            .unwrap_or(Path::new("."))
     }
 
     /// Parse config text; relative paths are relative to the working directory.

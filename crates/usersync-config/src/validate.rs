@@ -305,23 +305,23 @@ impl Checker<'_> {
         let Some(t) = self.table(item, "runtime", conn, line) else {
             return RuntimeSection::default();
         };
-        let Some(section) = self.typed::<RuntimeSection>(t, "runtime", "runtime.", conn, line, &[]) else {
-            return RuntimeSection::default();
-        };
-        if let Some(ca) = &section.ca_bundle {
+        let section = self.typed::<RuntimeSection>(t, "runtime", "runtime.", conn, line, &[]);
+        // The files and URLs are checked even when another key of the section is wrong.
+        let string = |key: &str| t.get(key).and_then(Item::as_str);
+        if let Some(ca) = string("ca_bundle") {
             let line = self.key_line(t, "ca_bundle", line);
             let path = self.base.join(ca);
             if let Err(reason) = check_ca_bundle(&path) {
                 self.push(line, conn, Some("runtime.ca_bundle".into()), reason);
             }
         }
-        if let Some(proxy) = &section.proxy {
+        if let Some(proxy) = string("proxy") {
             let line = self.key_line(t, "proxy", line);
             if let Err(reason) = check_proxy(proxy) {
                 self.push(line, conn, Some("runtime.proxy".into()), reason);
             }
         }
-        section
+        section.unwrap_or_default()
     }
 
     /// `[connections.policy]`.
@@ -520,6 +520,22 @@ fn check_proxy(proxy: &str) -> Result<(), String> {
 
 /// Parse and validate the whole file, collecting every problem (sorted by line).
 pub(crate) fn parse(text: &str, path: &Path, base: &Path) -> Result<Config, ConfigError> {
+    let (config, issues) = parse_lenient(text, path, base)?;
+    if issues.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid(issues))
+    }
+}
+
+/// Parse and validate the whole file: the config built from everything that is valid
+/// (connections without a usable `name` or `connector` left out, invalid sections at their
+/// defaults) and every problem, sorted by line. Fails only when the file is not TOML.
+pub(crate) fn parse_lenient(
+    text: &str,
+    path: &Path,
+    base: &Path,
+) -> Result<(Config, Vec<ConfigIssue>), ConfigError> {
     let doc = ImDocument::parse(text.to_string()).map_err(|e| ConfigError::Parse {
         path: path.to_path_buf(),
         message: e.to_string().trim_end().to_string(),
@@ -599,17 +615,15 @@ pub(crate) fn parse(text: &str, path: &Path, base: &Path) -> Result<Config, Conf
             }
         }
     }
-    if !c.issues.is_empty() {
-        let mut issues = c.issues;
-        issues.sort_by_key(|i| i.line);
-        return Err(ConfigError::Invalid(issues));
-    }
-    Ok(Config {
+    let mut issues = c.issues;
+    issues.sort_by_key(|i| i.line);
+    let config = Config {
         path: path.to_path_buf(),
         store: StoreConfig {
             path: base.join(&store.path),
         },
         runtime,
         connections,
-    })
+    };
+    Ok((config, issues))
 }

@@ -275,3 +275,20 @@ fn dotted_keys_and_inline_tables_keep_working() {
     let e = one(&text.replace("concurrency = 3", "concurrency = 0"));
     assert_eq!((e.line, e.option.as_deref()), (5, Some("runtime.concurrency")));
 }
+
+#[test]
+fn files_are_checked_even_when_another_key_of_the_section_is_wrong() {
+    let i = issues(&format!(
+        "[runtime]\nca_bundle = \"missing.pem\"\nrequest_timeout_secs = 0\nproxy = \"ftp://p:21\"\n{HEAD}"
+    ));
+    let got: Vec<(usize, Option<&str>)> = i.iter().map(|i| (i.line, i.option.as_deref())).collect();
+    assert_eq!(
+        got,
+        [
+            (2, Some("runtime.ca_bundle")),
+            (3, Some("runtime.request_timeout_secs")),
+            (4, Some("runtime.proxy"))
+        ],
+        "{i:#?}"
+    );
+}

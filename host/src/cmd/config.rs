@@ -1,7 +1,8 @@
 //! `usersync config ...`: find and validate the configuration file.
 
 use serde::Serialize;
-use usersync_config::{Config, ConfigError, ConfigIssue, SecretRef};
+use usersync_config::{Config, ConfigIssue, SecretRef};
+use usersync_sdk::AuthPlan;
 
 use crate::registry::Lookup;
 use crate::wiring::{self, exit, outln, Format};
@@ -10,10 +11,12 @@ use crate::GlobalArgs;
 /// `usersync config` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum ConfigCmd {
-    /// Validate the file offline: syntax, policies, and every connection's options against its
-    /// connector's declared options (unknown, missing, wrong type, secrets not given as
-    /// references). Exit code 2 when anything in the file is wrong; 1 when the file is right but
-    /// a connector it names is a plugin library this host refused.
+    /// Validate the file offline and report every mistake at once, by line: syntax, unknown keys
+    /// (with "did you mean"), policies, out-of-range settings, files the config names (CA
+    /// bundle, secret files, refresh-token files), secret values, and every connection's options
+    /// against its connector (unknown, missing, wrong type, secrets not given as references,
+    /// URLs that may not be contacted). Exit code 2 when anything in the file is wrong; 1 when
+    /// the file is right but a connector it names is a plugin library this host refused.
     Check {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -30,7 +33,7 @@ struct CheckReport {
     connections: Vec<String>,
     store: String,
     errors: Vec<ConfigIssue>,
-    warnings: Vec<String>,
+    warnings: Vec<ConfigIssue>,
     /// How many of `errors` are connections whose connector's plugin library this host refused
     /// (exit code 1 when these are the only errors).
     #[serde(skip)]
@@ -71,8 +74,7 @@ fn check(global: &GlobalArgs, format: Format) -> anyhow::Result<u8> {
         warnings: vec![],
         refused_plugins: 0,
     };
-    match Config::load(&path) {
-        Err(ConfigError::Invalid(issues)) => report.errors = issues,
+    match Config::load_all(&path) {
         Err(e) => {
             report.errors.push(ConfigIssue {
                 file: path.clone(),
@@ -82,19 +84,17 @@ fn check(global: &GlobalArgs, format: Format) -> anyhow::Result<u8> {
                 message: e.to_string(),
             });
         }
-        Ok(config) => {
+        Ok((config, issues)) => {
+            report.errors = issues;
             report.store = config.store.path.display().to_string();
             let registry = crate::registry::load(global)?;
-            if config.connections.is_empty() {
-                report.warnings.push("no [[connections]] are defined".into());
-            }
             for conn in &config.connections {
                 report
                     .connections
                     .push(format!("{} ({})", conn.name, conn.connector));
                 let issue = |message: String| ConfigIssue {
                     file: path.clone(),
-                    line: conn.line,
+                    line: conn.connector_line(),
                     connection: Some(conn.name.clone()),
                     option: None,
                     message,
@@ -126,37 +126,42 @@ fn check(global: &GlobalArgs, format: Format) -> anyhow::Result<u8> {
                         continue;
                     }
                 };
-                let manifest = connector.manifest();
-                if let Err(issues) = conn.check(&manifest, &path) {
-                    report.errors.extend(issues);
-                }
-                for (name, r) in &conn.secrets {
-                    match r {
-                        SecretRef::Env { env } if std::env::var_os(env).is_none() => report.warnings.push(format!(
-                            "{}:{}: connection `{}`: option `{name}`: environment variable `{env}` is not set here",
-                            path.display(),
-                            conn.option_line(name),
-                            conn.name
-                        )),
-                        SecretRef::File { file } if !file.is_file() => report.warnings.push(format!(
-                            "{}:{}: connection `{}`: option `{name}`: file `{}` does not exist here",
-                            path.display(),
-                            conn.option_line(name),
-                            conn.name,
-                            file.display()
-                        )),
-                        _ => {}
+                match wiring::check_connection(conn, &path, &connector) {
+                    Err(issues) => report.errors.extend(issues),
+                    Ok((_, session)) => {
+                        // The authorization-code flow runs on the refresh token `auth login`
+                        // stored; without it every run fails.
+                        if let AuthPlan::RefreshToken { .. } = session.auth_plan() {
+                            let file = &conn.runtime.credential_file;
+                            if !file.is_file() {
+                                report.errors.push(ConfigIssue {
+                                    option: Some("runtime.credential_file".into()),
+                                    ..issue(format!(
+                                        "no refresh token at `{}` yet: run `usersync auth login --connection {}`",
+                                        file.display(),
+                                        conn.name
+                                    ))
+                                });
+                            }
+                        }
                     }
                 }
-                if conn.policy.max_removal_percent > 100.0 || conn.policy.max_removal_percent < 0.0 {
-                    report.warnings.push(format!(
-                        "connection `{}`: max_removal_percent {} is outside 0..=100",
-                        conn.name, conn.policy.max_removal_percent
-                    ));
+                for (name, r) in &conn.secrets {
+                    if let SecretRef::Env { env } = r {
+                        if std::env::var_os(env).is_none() {
+                            report.warnings.push(ConfigIssue {
+                                line: conn.option_line(name),
+                                option: Some(name.clone()),
+                                ..issue(format!("environment variable `{env}` is not set here"))
+                            });
+                        }
+                    }
                 }
             }
         }
     }
+    report.errors.sort_by_key(|i| i.line);
+    report.warnings.sort_by_key(|i| i.line);
     report.ok = report.errors.is_empty();
     match format {
         Format::Json => wiring::print_json(&report)?,

@@ -103,7 +103,17 @@ pub async fn run(args: DoctorArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    Ok(if failed == 0 { exit::OK } else { exit::FAILURE })
+    // A connection whose configuration is invalid was never contacted: a config error, exit 2.
+    let config_error = reports
+        .iter()
+        .any(|r| r.checks.iter().any(|c| c.step == "config"));
+    Ok(if config_error {
+        exit::USAGE
+    } else if failed == 0 {
+        exit::OK
+    } else {
+        exit::FAILURE
+    })
 }
 
 fn print_table(r: &DoctorReport) {
