@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use usersync_config::Secret;
 use usersync_emulator::org::Org;
-use usersync_emulator::providers::okta::{group_id, user_id};
+use usersync_emulator::providers::okta::{self, group_id, user_id};
 use usersync_emulator::{FaultConfig, GroupKind, RunningEmulator, UserStatus};
 use usersync_model::{Group, ManagerRef, MemberRef, Record, User, UserState};
 use usersync_runtime::{ConnectionClient, ConnectionSettings, RuntimeError};
@@ -117,6 +117,16 @@ async fn full_listing(c: &ConnectionClient) -> Result<Listing, RuntimeError> {
     Ok(out)
 }
 
+/// The manager reference the connector makes of a user's `profile.managerId` (free text the
+/// engine resolves), with the default `manager_match`.
+fn manager_ref(org: &Org, u: &usersync_emulator::org::User) -> Option<ManagerRef> {
+    let value = okta::manager_fields(org, u).0?.trim().to_string();
+    (!value.is_empty()).then(|| ManagerRef::Lookup {
+        value,
+        keys: vec!["id".into(), "username".into()],
+    })
+}
+
 fn okta_status(s: UserStatus) -> (&'static str, UserState) {
     match s {
         UserStatus::Active => ("ACTIVE", UserState::Active),
@@ -141,11 +151,10 @@ fn assert_matches_org(l: &Listing, org: &Org) {
         let (raw, state) = okta_status(u.status);
         assert_eq!(got.status.raw, raw, "status of {}", got.id);
         assert_eq!(got.status.state, state, "state of {}", got.id);
-        let manager = u
-            .manager
-            .and_then(|m| org.user(m))
-            .map(|m| ManagerRef::Id(user_id(org, m.ix)));
-        assert_eq!(got.manager, manager, "manager of {}", got.id);
+        assert_eq!(got.manager, manager_ref(org, u), "manager of {}", got.id);
+        if okta::sends_display_name(u) {
+            assert_eq!(got.display_name.as_deref(), Some(u.display_name.trim()));
+        }
         assert_eq!(
             got.email.as_deref(),
             Some(u.email.as_str()),
@@ -292,10 +301,7 @@ async fn small_pages_follow_every_next_link_and_user_groups_agree_with_members()
             .run_query(&Query::UserManager { user_id: uid.clone() })
             .await
             .expect("manager");
-        let want_mgr = org
-            .user(ix)
-            .and_then(|u| u.manager)
-            .map(|m| ManagerRef::Id(user_id(&org, m)));
+        let want_mgr = org.user(ix).and_then(|u| manager_ref(&org, u));
         assert_eq!(
             m.records,
             vec![Record::Manager {
@@ -782,4 +788,281 @@ async fn group_names_select_exactly_those_groups_server_side() {
         "the server applied the search: {:?}",
         out.skipped
     );
+}
+
+// ------------------------------------------------- free-text managers and objects that vanish
+
+/// A `usersync sync` config for the Okta emulator at `url`, store `okta.db` next to it, with
+/// `extra` option lines.
+fn write_sync_config(dir: &std::path::Path, url: &str, extra: &str) -> std::path::PathBuf {
+    let config = dir.join("usersync.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[store]
+path = "okta.db"
+
+[[connections]]
+name = "okta"
+connector = "okta"
+
+[connections.options]
+base_url = "{url}"
+group_types = ["OKTA_GROUP", "APP_GROUP", "BUILT_IN"]
+api_token = {{ env = "OKTA_E2E_TOKEN" }}
+{extra}
+"#
+        ),
+    )
+    .expect("write config");
+    config
+}
+
+fn stored(dir: &std::path::Path) -> usersync_store::ConnectionState {
+    use usersync_store::Store;
+    usersync_store::SqliteStore::open(&dir.join("okta.db"))
+        .expect("open store")
+        .state("okta")
+        .expect("state")
+}
+
+/// The warnings the run `r` recorded (`usersync runs show <id>`).
+async fn warnings(config: &std::path::Path, r: &serde_json::Value) -> Vec<String> {
+    let id = r["run_id"].as_i64().expect("run id").to_string();
+    let out = crate::support::usersync_command(config)
+        .args(["runs", "show", &id, "--format", "json"])
+        .output()
+        .await
+        .expect("runs show");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("runs show json");
+    v.pointer("/plan/warnings")
+        .and_then(|w| w.as_array())
+        .map(|w| w.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn free_text_manager_ids_resolve_by_the_configured_attributes_or_set_no_manager() {
+    let emu = emulator(300, 6, 41).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_sync_config(
+        dir.path(),
+        &emu.http_url,
+        r#"manager_match = ["id", "login", "employeeNumber"]"#,
+    );
+    let (code, r) = sync_cli(&config, &emu.credentials().api_token).await;
+    assert_eq!((code, r["status"].as_str()), (0, Some("applied")), "{r}");
+    let st = stored(dir.path());
+    let org = emu.org().read().await;
+    let mut forms: BTreeMap<String, usize> = BTreeMap::new();
+    for su in &st.users {
+        let u = org
+            .live_users()
+            .find(|u| user_id(&org, u.ix) == su.provider_id)
+            .expect("stored user is in the org");
+        let form = okta::manager_form(&org, u);
+        *forms.entry(format!("{form:?}")).or_insert(0) += 1;
+        let want = match (form, u.manager) {
+            (Some(okta::ManagerForm::FreeText) | None, _) | (_, None) => None,
+            (Some(_), Some(m)) => Some(ManagerRef::Id(user_id(&org, m))),
+        };
+        assert_eq!(su.manager, want, "manager of {} ({form:?})", su.username);
+        // the raw value is kept verbatim
+        let raw = okta::manager_fields(&org, u).0;
+        assert_eq!(
+            su.attributes.get("managerId").and_then(|v| v.as_str()),
+            raw.as_deref().filter(|v| !v.is_empty()),
+            "managerId of {}",
+            su.username
+        );
+    }
+    for f in [
+        "Some(OktaId)",
+        "Some(EmployeeNumber)",
+        "Some(Login)",
+        "Some(FreeText)",
+    ] {
+        assert!(
+            forms.get(f).is_some_and(|&n| n > 0),
+            "{f} among stored users: {forms:?}"
+        );
+    }
+    // one warning counts the users whose managerId names no one
+    let free_text = org
+        .live_users()
+        .filter(|u| okta::manager_form(&org, u) == Some(okta::ManagerForm::FreeText))
+        .filter(|u| {
+            okta::manager_fields(&org, u)
+                .0
+                .is_some_and(|v| !v.trim().is_empty())
+        })
+        .count();
+    let w: Vec<String> = warnings(&config, &r)
+        .await
+        .into_iter()
+        .filter(|w| w.contains("matches no synced user"))
+        .collect();
+    assert_eq!(w.len(), 1, "{r}");
+    assert!(w[0].starts_with(&format!("{free_text} user(s)")), "{}", w[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_deleted_while_the_sync_reads_it_is_a_warning_and_keeps_its_memberships() {
+    // two emulators of the same organisation: one run clean, one with the group vanishing
+    let clean = emulator(300, 8, 43).await;
+    let faulted = emulator(300, 8, 43).await;
+    let (clean_dir, faulted_dir) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let clean_cfg = write_sync_config(clean_dir.path(), &clean.http_url, "");
+    let faulted_cfg = write_sync_config(faulted_dir.path(), &faulted.http_url, "");
+    let token = |e: &RunningEmulator| e.credentials().api_token.clone();
+    for (cfg, emu) in [(&clean_cfg, &clean), (&faulted_cfg, &faulted)] {
+        let (code, r) = sync_cli(cfg, &token(emu)).await;
+        assert_eq!((code, r["status"].as_str()), (0, Some("applied")), "{r}");
+    }
+    // the same changes in both organisations, one of them to the group that will vanish
+    let (victim, victim_name) = {
+        let org = faulted.org().read().await;
+        let g = org
+            .live_groups()
+            .filter(|g| g.kind == GroupKind::Native && !g.members.is_empty())
+            .find(|g| org.live_groups().filter(|o| o.name == g.name).count() == 1)
+            .expect("a plain group with members");
+        (group_id(&org, g.ix), g.name.clone())
+    };
+    for emu in [&clean, &faulted] {
+        let mut org = emu.org().write().await;
+        let active: Vec<u32> = org
+            .live_users()
+            .filter(|u| u.status == UserStatus::Active)
+            .map(|u| u.ix)
+            .collect();
+        let gix = org
+            .live_groups()
+            .find(|g| g.name == victim_name)
+            .map(|g| g.ix)
+            .expect("victim");
+        let other = org
+            .live_groups()
+            .find(|g| g.kind == GroupKind::Native && g.ix != gix)
+            .map(|g| g.ix)
+            .expect("another group");
+        let joiner = *active
+            .iter()
+            .find(|&&u| !org.groups_of(u).contains(&gix))
+            .expect("a user outside the victim");
+        assert!(org.add_member(gix, joiner));
+        let joiner2 = *active
+            .iter()
+            .find(|&&u| !org.groups_of(u).contains(&other))
+            .expect("a user outside the other group");
+        assert!(org.add_member(other, joiner2));
+        assert!(org.set_status(active[0], UserStatus::Suspended));
+    }
+    let before = stored(faulted_dir.path());
+    faulted
+        .set_faults(FaultConfig {
+            vanish_group: Some(victim_name.clone()),
+            ..FaultConfig::default()
+        })
+        .expect("faults");
+    let (code, r) = sync_cli(&clean_cfg, &token(&clean)).await;
+    assert_eq!((code, r["status"].as_str()), (0, Some("applied")), "clean: {r}");
+    let (code, r) = sync_cli(&faulted_cfg, &token(&faulted)).await;
+    assert_eq!(
+        (code, r["status"].as_str()),
+        (0, Some("applied")),
+        "a vanished group is no failure: {r}"
+    );
+    assert_eq!(faulted.ctx.faults.vanished(), 1, "the fault fired");
+    assert!(
+        faulted
+            .org()
+            .read()
+            .await
+            .live_groups()
+            .all(|g| g.name != victim_name),
+        "the group is gone from the organisation"
+    );
+    assert!(
+        warnings(&faulted_cfg, &r)
+            .await
+            .iter()
+            .any(|w| w.contains(&format!("`{victim_name}` ({victim})")) && w.contains("not found")),
+        "a warning names the group: {r}"
+    );
+    let (c, f) = (stored(clean_dir.path()), stored(faulted_dir.path()));
+    assert_eq!(
+        f.users, c.users,
+        "users as in a clean run (the suspended user deactivated)"
+    );
+    assert!(f.users.iter().any(|u| !u.active), "the suspension was applied");
+    assert_eq!(f.groups, c.groups, "groups as in a clean run");
+    let of = |s: &usersync_store::ConnectionState, victim_only: bool| -> BTreeSet<String> {
+        s.memberships
+            .iter()
+            .filter(|m| (m.group == victim) == victim_only)
+            .map(|m| format!("{m:?}"))
+            .collect()
+    };
+    assert_eq!(
+        of(&f, true),
+        of(&before, true),
+        "the vanished group's memberships are unchanged"
+    );
+    assert_ne!(of(&c, true), of(&before, true), "(the clean run did change them)");
+    assert_eq!(
+        of(&f, false),
+        of(&c, false),
+        "every other membership as in a clean run"
+    );
+
+    // the next run sees the group gone and reconciles
+    faulted.set_faults(FaultConfig::default()).expect("faults off");
+    let (code, r) = sync_cli(&faulted_cfg, &token(&faulted)).await;
+    assert_eq!((code, r["status"].as_str()), (0, Some("applied")), "{r}");
+    let f = stored(faulted_dir.path());
+    assert!(f.groups.iter().all(|g| g.provider_id != victim), "{r}");
+    assert!(f.memberships.iter().all(|m| m.group != victim), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn try_again_later_423_is_retried_and_user_groups_are_read_across_pages() {
+    let emu = emulator(40, 4, 47).await;
+    let uid = {
+        let mut org = emu.org().write().await;
+        for i in 0..230 {
+            let g = org.add_group(&format!("Project {i:03}"), GroupKind::Native);
+            org.add_member(g, 5);
+        }
+        user_id(&org, 5)
+    };
+    emu.set_faults(FaultConfig {
+        error_rate: 1.0,
+        error_statuses: vec![423],
+        max_faults: Some(2),
+        ..FaultConfig::default()
+    })
+    .expect("faults");
+    let c = client(&emu);
+    let out = c
+        .run_query(&Query::UserGroups { user_id: uid.clone() })
+        .await
+        .expect("423 E0000239 is retried, not a failure");
+    assert_eq!(emu.ctx.faults.injected(), 2, "both 423s were answered");
+    let got: BTreeSet<String> = out
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Membership(m) => Some(m.group_id.clone()),
+            _ => None,
+        })
+        .collect();
+    let org = emu.org().read().await;
+    let want: BTreeSet<String> = org.groups_of(5).iter().map(|&g| group_id(&org, g)).collect();
+    assert!(want.len() > 230, "more than one page of groups");
+    assert_eq!(got, want, "every page of the user's groups");
+    assert!(c.counters().retries >= 2);
 }
