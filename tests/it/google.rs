@@ -111,9 +111,7 @@ fn users_of(records: &[Record]) -> BTreeMap<String, UserView> {
                 (
                     u.username.clone(),
                     u.status.state,
-                    u.manager.as_ref().map(|m| match m {
-                        ManagerRef::Email(e) | ManagerRef::Id(e) | ManagerRef::Username(e) => e.clone(),
-                    }),
+                    u.manager.as_ref().map(|m| m.value().to_string()),
                 ),
             )),
             _ => None,

@@ -724,6 +724,215 @@ managers = true
         assert_eq!(after.len(), want_enabled.len());
     }
 
+    /// Six... here three sub-groups all called `Members` under different parents: the store keeps
+    /// each one's path, `groups show` resolves a path and lists the candidate paths for the bare
+    /// name, and a `required_groups` pattern starting with `/` matches the one path only.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn same_named_sub_groups_are_told_apart_by_path() {
+        let h = Harness::new(60, 8, 21, None).await;
+        let (paths, members, wanted_user) = {
+            let mut org = h.emu.org().write().await;
+            let parents = parents(&org);
+            let tops: Vec<(GroupIx, String)> = org
+                .live_groups()
+                .filter(|g| !parents.contains_key(&g.ix) && !g.name.contains('/'))
+                .map(|g| (g.ix, g.name.clone()))
+                .take(3)
+                .collect();
+            assert_eq!(tops.len(), 3, "three top-level groups");
+            let users: Vec<u32> = org
+                .live_users()
+                .filter(|u| enabled(&org, u.ix))
+                .map(|u| u.ix)
+                .take(3)
+                .collect();
+            let mut paths = Vec::new();
+            let mut members = Vec::new();
+            for ((top, name), user) in tops.iter().zip(&users) {
+                let g = org.add_group("Members", usersync_emulator::GroupKind::Native);
+                assert!(org.add_child_group(*top, g));
+                assert!(org.add_member(g, *user));
+                paths.push(format!("/{name}/Members"));
+                members.push(group_id(&org, g));
+            }
+            (paths, members, user_id(&org, users[0]))
+        };
+        // only the members of the first `Members` group are in scope
+        let mut config = std::fs::read_to_string(h.config()).expect("config");
+        config.push_str(&format!(
+            "required_groups = [{}]\n",
+            serde_json::to_string(&paths[0]).expect("toml string")
+        ));
+        std::fs::write(h.config(), config).expect("config");
+        let (code, r) = h.sync().await;
+        assert_eq!(code, 0, "{r}");
+        let (_, users) = h.json(&["users", "list", "--format", "json"]).await;
+        let active: BTreeSet<String> = users
+            .as_array()
+            .expect("users")
+            .iter()
+            .filter(|u| u["active"] == Value::Bool(true))
+            .map(|u| u["provider_id"].as_str().expect("id").to_string())
+            .collect();
+        assert_eq!(
+            active,
+            BTreeSet::from([wanted_user.clone()]),
+            "required_groups = [\"{}\"] matches that group only",
+            paths[0]
+        );
+
+        // every `Members` group is listed with its path
+        let (_, groups) = h.json(&["groups", "list", "--format", "json"]).await;
+        let listed: BTreeMap<String, String> = groups
+            .as_array()
+            .expect("groups")
+            .iter()
+            .filter(|g| g["source_name"] == "Members")
+            .map(|g| {
+                (
+                    g["provider_id"].as_str().expect("id").to_string(),
+                    g["path"].as_str().unwrap_or("-").to_string(),
+                )
+            })
+            .collect();
+        let want: BTreeMap<String, String> = members.iter().cloned().zip(paths.iter().cloned()).collect();
+        assert_eq!(listed, want);
+        let (_, table, _) = h.run(&["groups", "list"]).await;
+        for p in &paths {
+            assert!(table.contains(p.as_str()), "path {p} in the table\n{table}");
+        }
+
+        // the bare name is ambiguous: the error names every candidate path
+        let (code, out, err) = h
+            .run(&["groups", "show", "Members", "--connection", "keycloak"])
+            .await;
+        assert_eq!(code, 2, "{out}{err}");
+        for p in &paths {
+            assert!(err.contains(p.as_str()), "candidate {p} in the error\n{err}");
+        }
+        // a path names one group
+        let (code, g) = h
+            .json(&[
+                "groups",
+                "show",
+                &paths[0],
+                "--connection",
+                "keycloak",
+                "--format",
+                "json",
+            ])
+            .await;
+        assert_eq!(code, 0, "{g}");
+        assert_eq!(g["provider_id"].as_str(), Some(members[0].as_str()), "{g}");
+        assert_eq!(
+            g["path"].as_str().or(g["attributes"]["path"].as_str()),
+            Some(paths[0].as_str())
+        );
+        let direct: Vec<&str> = g["direct_members"]
+            .as_array()
+            .expect("direct")
+            .iter()
+            .filter_map(|m| m["id"].as_str())
+            .collect();
+        assert_eq!(direct, [wanted_user.as_str()]);
+    }
+
+    /// A reverse proxy in front of `upstream` that does not route paths containing `hide` (answers
+    /// its own 404 page), as a gateway allowing only some admin paths does.
+    async fn proxy_without(upstream: String, hide: &'static str) -> String {
+        use axum::http::StatusCode;
+        use axum::response::IntoResponse;
+        let client = reqwest::Client::builder().no_proxy().build().expect("client");
+        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+            let client = client.clone();
+            let upstream = upstream.clone();
+            async move {
+                let path = req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_default();
+                if path.contains(hide) {
+                    return (
+                        StatusCode::NOT_FOUND,
+                        "<html><body><h1>404 Not Found</h1></body></html>",
+                    )
+                        .into_response();
+                }
+                let method = req.method().clone();
+                let headers = req.headers().clone();
+                let body = axum::body::to_bytes(req.into_body(), usize::MAX)
+                    .await
+                    .unwrap_or_default();
+                let mut rb = client.request(method, format!("{upstream}{path}")).body(body);
+                for (k, v) in &headers {
+                    if k != "host" && k != "content-length" {
+                        rb = rb.header(k, v);
+                    }
+                }
+                match rb.send().await {
+                    Ok(r) => {
+                        let status = r.status();
+                        let hdrs = r.headers().clone();
+                        let bytes = r.bytes().await.unwrap_or_default();
+                        let mut resp = (status, bytes).into_response();
+                        for (k, v) in &hdrs {
+                            if k != "content-length" && k != "transfer-encoding" {
+                                resp.headers_mut().insert(k.clone(), v.clone());
+                            }
+                        }
+                        resp
+                    }
+                    Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        format!("http://{addr}")
+    }
+
+    /// A 404 on the role lookup (`/roles-by-id/{id}`), which the sync needs for roles as groups, is
+    /// a doctor failure with advice, as the sync fails on it; without roles it is only a warning.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn doctor_fails_on_a_404_from_an_endpoint_the_sync_needs() {
+        let h = Harness::new(30, 5, 4, None).await;
+        let proxy = proxy_without(h.emu.http_url.clone(), "/roles-by-id/").await;
+        let config = std::fs::read_to_string(h.config()).expect("config");
+        std::fs::write(h.config(), config.replace(&h.emu.http_url, &proxy)).expect("config");
+
+        let (code, report) = h.json(&["doctor", "--format", "json"]).await;
+        assert_eq!(code, 1, "{report}");
+        let checks = report
+            .as_array()
+            .and_then(|a| a.first())
+            .and_then(|r| r["checks"].as_array())
+            .cloned()
+            .unwrap_or_else(|| panic!("checks in {report}"));
+        let role = checks
+            .iter()
+            .find(|c| c["step"] == "role_members")
+            .unwrap_or_else(|| panic!("a role_members check in {report}"));
+        assert_eq!(role["status"], "fail", "{role}");
+        assert_eq!(role["required"], true, "{role}");
+        let advice = format!("{} {}", role["diagnosis"], role["fix"]);
+        assert!(advice.contains("404") && advice.contains("base URL"), "{advice}");
+
+        // a policy without roles: the same 404 is only a warning
+        let config = std::fs::read_to_string(h.config()).expect("config");
+        std::fs::write(
+            h.config(),
+            config.replace("roles_as_groups = true", "roles_as_groups = false"),
+        )
+        .expect("config");
+        let (code, report) = h.json(&["doctor", "--format", "json"]).await;
+        assert_eq!(code, 0, "{report}");
+        assert!(report.to_string().contains("\"warn\""), "{report}");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn doctor_passes_and_diagnoses_a_wrong_secret_and_a_missing_role() {
         let ok = Harness::new(40, 8, 3, None).await;

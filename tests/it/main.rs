@@ -4,6 +4,7 @@
 
 mod support;
 
+mod capabilities;
 mod config_check;
 mod emulator;
 mod entra;

@@ -184,7 +184,8 @@ fn manifest() -> Manifest {
         ],
         capabilities: Capabilities {
             transitive_membership: true,
-            nested_groups: false,
+            // group member listings return nested groups, stored as group-in-group memberships
+            nested_groups: true,
             roles_as_groups: false,
             manager: true,
             photos: true,

@@ -3,7 +3,9 @@
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
-use usersync_model::{Group, ManagerRef, MemberRef, Membership, Photo, User, UserState, UserStatus};
+use usersync_model::{
+    Group, ManagerRef, MemberRef, Membership, Photo, PhotoHint, User, UserState, UserStatus,
+};
 use usersync_sdk::paging::retry_after_seconds;
 use usersync_sdk::{ConnectorError, HttpResponse};
 
@@ -69,6 +71,15 @@ pub fn map_user(user: WireUser) -> Result<User, ConnectorError> {
     let mut out = User::new(id, email.clone(), user_status(&user));
     out.email = Some(email);
     out.manager = manager_of(&user);
+    // Every user read asks for `relations` (USER_FIELDS), and Google leaves an empty field out:
+    // no manager relation means no manager, not "not listed".
+    out.manager_known = true;
+    // Every user read asks for `thumbnailPhotoEtag` (USER_FIELDS): present only when the user has a
+    // photo, and a new value when the photo changes.
+    out.photo = Some(match user.thumbnail_photo_etag.as_deref().map(str::trim) {
+        Some(etag) if !etag.is_empty() => PhotoHint::Version(etag.to_string()),
+        _ => PhotoHint::None,
+    });
     if let Some(name) = &user.name {
         out.given_name = name.given_name.clone().filter(|s| !s.is_empty());
         out.family_name = name.family_name.clone().filter(|s| !s.is_empty());

@@ -96,6 +96,9 @@ pub fn user(rep: &UserRep, cfg: &MapConfig) -> Result<Mapped<User>, ConnectorErr
         (None, None) => None,
     };
     u.manager = manager(rep, cfg);
+    // Users are read in the full representation (`briefRepresentation=false`), which carries every
+    // attribute: without the manager attribute the user has no manager.
+    u.manager_known = cfg.manager_attribute.is_some();
     if let Some(attrs) = &rep.attributes {
         for (k, v) in attrs {
             u.attributes.insert(k.clone(), v.clone());

@@ -4,6 +4,16 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+/// A field that may be absent (`None`, with `#[serde(default)]`) or present, possibly `null`
+/// (`Some(None)`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
 /// A v2 user (`GET /api/2/users`, `GET /api/2/users/{id}`). Fields absent from a
 /// response default to `None`.
 #[derive(Debug, Deserialize)]
@@ -35,9 +45,10 @@ pub struct User {
     /// Roles held.
     #[serde(default)]
     pub role_ids: Option<Vec<u64>>,
-    /// Manager's OneLogin id.
-    #[serde(default)]
-    pub manager_user_id: Option<u64>,
+    /// Manager's OneLogin id: `None` when the response leaves the field out, `Some(None)` when it
+    /// says `null` (no manager).
+    #[serde(default, deserialize_with = "present")]
+    pub manager_user_id: Option<Option<u64>>,
     /// Custom attributes (shortname -> value).
     #[serde(default)]
     pub custom_attributes: Option<BTreeMap<String, serde_json::Value>>,

@@ -373,6 +373,7 @@ impl PageParser for SingleUserParser {
                 user_id: u.id.to_string(),
                 manager: u
                     .manager_user_id
+                    .flatten()
                     .filter(|m| *m != 0)
                     .map(|m| ManagerRef::Id(m.to_string())),
             }],

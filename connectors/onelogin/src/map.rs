@@ -64,8 +64,12 @@ pub fn user(u: &api::User) -> Result<User, ConnectorError> {
     };
     out.manager = u
         .manager_user_id
+        .flatten()
         .filter(|m| *m != 0)
         .map(|m| ManagerRef::Id(m.to_string()));
+    // The listing asks for `manager_user_id` (USER_FIELDS): present, even as null, it says
+    // whether there is a manager.
+    out.manager_known = u.manager_user_id.is_some();
     for (key, value) in [
         ("department", &u.department),
         ("title", &u.title),

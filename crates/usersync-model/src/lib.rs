@@ -89,6 +89,17 @@ impl ManagerRef {
     }
 }
 
+/// What a user listing says about the user's photo.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhotoHint {
+    /// The user has no photo: nothing to fetch.
+    None,
+    /// The user has a photo of this version (an ETag): fetched only when the stored photo is of
+    /// another version.
+    Version(String),
+}
+
 /// A user as one provider holds it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct User {
@@ -108,6 +119,17 @@ pub struct User {
     pub status: UserStatus,
     /// Manager, where the listing carries it (otherwise fetched with the `user_manager` operation).
     pub manager: Option<ManagerRef>,
+    /// Whether the record says who the manager is: `true` when the listing carries the
+    /// provider's manager field, so `manager: None` means "no manager" and the host asks no
+    /// per-user manager query; `false` (the default, and what older plugins send) means the
+    /// listing does not carry it, and the host asks `user_manager` when it needs managers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub manager_known: bool,
+    /// What the listing says about the user's photo, where it says anything (Google's
+    /// `thumbnailPhotoEtag`): the host then fetches a photo only when there is one whose version
+    /// it has not stored. `None` (the default): the listing does not say; the photo is fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photo: Option<PhotoHint>,
     /// Other attributes (department, job title, custom attributes, ...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attributes: Attributes,
@@ -125,6 +147,8 @@ impl User {
             family_name: None,
             status,
             manager: None,
+            manager_known: false,
+            photo: None,
             attributes: Attributes::new(),
         }
     }

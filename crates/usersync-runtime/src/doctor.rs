@@ -150,8 +150,39 @@ pub fn default_operations(client: &ConnectionClient) -> Vec<Operation> {
     ops
 }
 
-/// Run every check for one connection.
+/// What the connection's sync needs beyond users, groups and memberships: a failing call it
+/// needs is a failure, one it does not need only a warning.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// Roles are synced as groups (`roles_as_groups`): `list_roles` and `role_members` must work.
+    pub roles: bool,
+    /// Photos are synced: `user_photo` must work.
+    pub photos: bool,
+}
+
+impl Needs {
+    /// What a connection's sync policy needs.
+    pub fn of(policy: &usersync_config::Policy) -> Needs {
+        Needs {
+            roles: policy.roles_as_groups,
+            photos: policy.photos != usersync_config::PhotoMode::Off,
+        }
+    }
+}
+
+/// Operations where "not found" is an answer about the data (no manager, no photo), not a
+/// missing endpoint.
+fn not_found_is_an_answer(op: Operation) -> bool {
+    matches!(op, Operation::UserManager | Operation::UserPhoto)
+}
+
+/// Run every check for one connection, for a policy that syncs neither roles nor photos.
 pub async fn run(client: &ConnectionClient, operations: &[Operation]) -> DoctorReport {
+    run_for(client, operations, Needs::default()).await
+}
+
+/// Run every check for one connection whose sync needs `needs`.
+pub async fn run_for(client: &ConnectionClient, operations: &[Operation], needs: Needs) -> DoctorReport {
     let mut checks = Vec::new();
     let session = client.session();
     let plan = session.auth_plan();
@@ -295,7 +326,7 @@ pub async fn run(client: &ConnectionClient, operations: &[Operation]) -> DoctorR
             Err(RuntimeError::Connector {
                 source: ConnectorError::NotFound { detail },
                 ..
-            }) => checks.push(Check::pass(
+            }) if not_found_is_an_answer(*op) => checks.push(Check::pass(
                 target,
                 target,
                 format!("answered \"not found\" (fine: {detail})"),
@@ -310,10 +341,12 @@ pub async fn run(client: &ConnectionClient, operations: &[Operation]) -> DoctorR
                 if matches!(e, RuntimeError::RetriesExhausted { .. }) {
                     c.status = CheckStatus::Warn;
                 }
-                if matches!(
-                    op,
-                    Operation::ListRoles | Operation::RoleMembers | Operation::UserPhoto
-                ) {
+                let needed = match op {
+                    Operation::ListRoles | Operation::RoleMembers => needs.roles,
+                    Operation::UserPhoto => needs.photos,
+                    _ => true,
+                };
+                if !needed {
                     // only needed when the sync policy asks for roles or photos
                     c.status = CheckStatus::Warn;
                     c.required = false;
@@ -742,6 +775,7 @@ pub fn permission_hint(connector: &str, status: u16) -> String {
         ("keycloak", _) => "the client's service account needs the realm-management client roles view-users, query-users and query-groups (Clients > your client > Service accounts roles > Assign role)".into(),
         ("okta", 401) => "the credential was rejected: for an API token check it has not expired or been revoked (Security > API > Tokens); for an OAuth service app check client_id, the key and DPoP".into(),
         ("okta", _) => "the OAuth service app needs the scopes okta.users.read and okta.groups.read granted (Okta API Scopes tab) and an admin role such as Read-Only Administrator; an API token acts with its creator's admin role, which must be able to read users and groups".into(),
+        ("onelogin", 401) => "the token request was refused: check client_id and client_secret of the API credential (Developers > API Credentials; a regenerated secret replaces the old one, and deleting the user who created the credential invalidates it)".into(),
         ("onelogin", _) => "the API credential needs the scope \"Read users\" (or \"Read all\"); create or edit it under Developers > API Credentials".into(),
         (_, 401) => "the credentials were rejected".into(),
         _ => "the credential lacks a permission this call needs".into(),
@@ -778,6 +812,10 @@ pub fn diagnose(connector: &str, step: &str, e: &RuntimeError) -> (String, Strin
                     "if a corporate proxy inspects TLS, add its CA with `ca_bundle`; verification is never disabled".into(),
                 ),
                 TransportKind::Timeout => (format!("{host} did not answer in time"), fix),
+                TransportKind::Truncated => (
+                    format!("{host} cut its answer short (the body ended before its announced length)"),
+                    "a proxy or load balancer in between may be closing connections early; check its timeouts and body size limits".into(),
+                ),
                 TransportKind::Proxy => ("the proxy refused or failed the connection".into(), "check `proxy` / HTTPS_PROXY and that the proxy allows this host".into()),
                 TransportKind::Other => (format!("the request to {host} failed: {detail}"), fix),
             }
@@ -825,6 +863,17 @@ pub fn diagnose(connector: &str, step: &str, e: &RuntimeError) -> (String, Strin
                         .unwrap_or_default()
                 ),
                 permission_hint(connector, 403),
+            ),
+            ConnectorError::NotFound { detail } => (
+                format!(
+                    "{step}: the provider answered \"not found\" (HTTP 404) on an endpoint the sync needs: {detail}"
+                ),
+                format!(
+                    "check the base URL{} in the connection's options, and that the provider's version offers this \
+                     endpoint (`usersync connectors endpoints {connector}` lists the calls the sync makes); a proxy \
+                     that rewrites paths also answers 404",
+                    if connector == "keycloak" { " and realm" } else { "" }
+                ),
             ),
             ConnectorError::Config { option, reason } => (
                 format!("option `{option}`: {reason}"),

@@ -56,7 +56,7 @@ pub async fn run(args: DoctorArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         let report = match wiring::open_client(conn, &config.path, &registry) {
             Ok((client, _)) => {
                 let ops = doctor::default_operations(&client);
-                doctor::run(&client, &ops).await
+                doctor::run_for(&client, &ops, doctor::Needs::of(&conn.policy)).await
             }
             Err(OpenError::Config(m)) => setup_failure(
                 &conn.name,

@@ -23,7 +23,8 @@ pub enum GroupsCmd {
     },
     /// Show one group: direct members (users and nested groups) and every transitive user.
     Show {
-        /// Local name, provider name or provider id.
+        /// Local name, provider name, provider id, or full path (`/Eng/Members`, for providers with
+        /// group hierarchies such as Keycloak).
         group: String,
         /// The connection, when the name matches groups of several.
         #[arg(long, short = 'c', value_name = "NAME")]
@@ -34,10 +35,18 @@ pub enum GroupsCmd {
     },
 }
 
+/// The group's full path in the provider's hierarchy (Keycloak `/Eng/Members`), stored as the
+/// `path` attribute.
+fn path_of(g: &StoredGroup) -> Option<&str> {
+    g.attributes.get("path").and_then(|p| p.as_str())
+}
+
 #[derive(Serialize)]
 struct ListedGroup {
     #[serde(flatten)]
     group: StoredGroup,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
     direct_members: usize,
     transitive_users: usize,
 }
@@ -79,6 +88,7 @@ pub async fn run(cmd: GroupsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                 let direct = st.memberships.iter().filter(|m| m.group == g.provider_id).count();
                 let transitive = st.effective.iter().filter(|e| e.group == g.provider_id).count();
                 out.push(ListedGroup {
+                    path: path_of(&g).map(String::from),
                     group: g,
                     direct_members: direct,
                     transitive_users: transitive,
@@ -92,6 +102,7 @@ pub async fn run(cmd: GroupsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                         .map(|g| {
                             vec![
                                 g.group.name.clone(),
+                                g.path.clone().unwrap_or_else(|| "-".into()),
                                 g.group.connection.clone(),
                                 format!("{:?}", g.group.kind).to_lowercase(),
                                 g.direct_members.to_string(),
@@ -103,6 +114,7 @@ pub async fn run(cmd: GroupsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                     wiring::print_table(
                         &[
                             "NAME",
+                            "PATH",
                             "CONNECTION",
                             "KIND",
                             "DIRECT MEMBERS",
@@ -123,8 +135,17 @@ pub async fn run(cmd: GroupsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
         } => {
             let all = store.groups(connection.as_deref())?;
             let lower = group.to_lowercase();
-            let mut found: Vec<&StoredGroup> =
-                all.iter().filter(|g| g.name.to_lowercase() == lower).collect();
+            let by_path = |g: &&StoredGroup| path_of(g).is_some_and(|p| p.to_lowercase() == lower);
+            // a full path names one group of a hierarchy; then the local name, the provider's
+            // name or id
+            let mut found: Vec<&StoredGroup> = if group.starts_with('/') {
+                all.iter().filter(by_path).collect()
+            } else {
+                Vec::new()
+            };
+            if found.is_empty() {
+                found = all.iter().filter(|g| g.name.to_lowercase() == lower).collect();
+            }
             if found.is_empty() {
                 found = all
                     .iter()
@@ -138,9 +159,22 @@ pub async fn run(cmd: GroupsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                 }
                 [g] => (*g).clone(),
                 many => {
-                    eprintln!("error: `{group}` matches several groups; add --connection:");
+                    eprintln!(
+                        "error: `{group}` matches {} groups; name one by its path or provider id \
+                         (or add --connection when they come from different connections):",
+                        many.len()
+                    );
                     for g in many {
-                        eprintln!("  {} ({}, {})", g.name, g.connection, g.provider_id);
+                        match path_of(g) {
+                            Some(path) => eprintln!(
+                                "  {path}  (connection {}, provider id {}): usersync groups show {path} --connection {}",
+                                g.connection, g.provider_id, g.connection
+                            ),
+                            None => eprintln!(
+                                "  {}  (connection {}, provider id {}): usersync groups show {} --connection {}",
+                                g.name, g.connection, g.provider_id, g.provider_id, g.connection
+                            ),
+                        }
                     }
                     return Ok(exit::USAGE);
                 }
@@ -205,6 +239,9 @@ pub async fn run(cmd: GroupsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                 Format::Table => {
                     let g = &show.group;
                     outln!("group:       {}", g.name);
+                    if let Some(path) = path_of(g) {
+                        outln!("path:        {path}");
+                    }
                     outln!("connection:  {}", g.connection);
                     outln!("provider id: {}", g.provider_id);
                     outln!("source name: {}", g.source_name);

@@ -1,0 +1,271 @@
+//! Every built-in connector against its emulator, through the `usersync` binary:
+//! - the manifest's capabilities are what a sync really does: a capability declared is exercised
+//!   (nested groups stored as nested memberships, managers, photos, roles), one not declared is
+//!   not (Issue 17.17: a manifest that says less or more than the connector does is a bug);
+//! - managers and photos cost no request for users whose listing already says "none"
+//!   (Issue 17.13: request counts stay at the minimum whatever the data).
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+
+use serde_json::Value;
+use usersync_emulator::RunningEmulator;
+use usersync_model::GroupKind;
+use usersync_sdk::Capabilities;
+use usersync_store::{Member, SqliteStore, Store};
+
+const PROVIDERS: [&str; 5] = ["entra", "google", "keycloak", "okta", "onelogin"];
+
+fn capabilities(provider: &str) -> Capabilities {
+    let c = match provider {
+        "entra" => usersync_connector_entra::connector(),
+        "google" => usersync_connector_google::connector(),
+        "keycloak" => usersync_connector_keycloak::connector(),
+        "okta" => usersync_connector_okta::connector(),
+        "onelogin" => usersync_connector_onelogin::connector(),
+        other => panic!("no built-in connector {other}"),
+    };
+    c.manifest().capabilities
+}
+
+/// One emulator and a working directory with a config written from the emulator's
+/// `connector_options` / `connector_secrets` (what `usersync demo` writes); secrets go through
+/// environment variables.
+struct Harness {
+    provider: &'static str,
+    emu: RunningEmulator,
+    dir: tempfile::TempDir,
+    block: String,
+    env: Vec<(String, String)>,
+}
+
+impl Harness {
+    async fn new(provider: &'static str, users: u32, groups: u32, seed: u64) -> Harness {
+        let emu = crate::support::start_emulator(provider, users, groups, seed).await;
+        let info = emu.info().await;
+        let client = &info["client"];
+        let mut block = format!(
+            "[[connections]]\nname = \"{provider}\"\nconnector = \"{provider}\"\n[connections.options]\n"
+        );
+        for (k, v) in client["connector_options"]
+            .as_object()
+            .expect("connector_options")
+        {
+            // JSON strings, numbers and booleans are TOML values as written
+            block.push_str(&format!("{k} = {v}\n"));
+        }
+        let mut env = Vec::new();
+        for (k, v) in client["connector_secrets"].as_object().into_iter().flatten() {
+            let var = format!("USERSYNC_IT_CAP_{}_{}", provider.to_uppercase(), k.to_uppercase());
+            block.push_str(&format!("{k} = {{ env = \"{var}\" }}\n"));
+            env.push((var, v.as_str().expect("secret text").to_string()));
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        Harness {
+            provider,
+            emu,
+            dir,
+            block,
+            env,
+        }
+    }
+
+    fn store_path(&self, store: &str) -> std::path::PathBuf {
+        self.dir.path().join(store)
+    }
+
+    /// `usersync sync --format json` into `store` with `policy` (TOML lines of
+    /// `[connections.policy]`); returns the connection's report.
+    async fn sync(&self, store: &str, policy: &str) -> Value {
+        let config = self.dir.path().join("usersync.toml");
+        let text = format!(
+            "[store]\npath = \"{}\"\n\n{}[connections.policy]\n{policy}\n",
+            self.store_path(store).display(),
+            self.block
+        );
+        std::fs::write(&config, text).expect("write config");
+        let mut cmd = crate::support::usersync_command(&config);
+        cmd.args(["sync", "--format", "json", "--no-progress"]);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().await.expect("run usersync");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!(
+                "{}: no JSON from sync ({e})\nstdout: {stdout}\nstderr: {}",
+                self.provider,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        let r = v.as_array().and_then(|a| a.first()).cloned().expect("one report");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: sync failed: {r}\nstderr: {}",
+            self.provider,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        r
+    }
+
+    fn store(&self, store: &str) -> SqliteStore {
+        SqliteStore::open(&self.store_path(store)).expect("open store")
+    }
+
+    fn emulator_requests(&self) -> u64 {
+        self.emu.ctx.stats.requests.load(Ordering::SeqCst)
+    }
+}
+
+/// Each declared capability is exercised by a sync against the emulator, and each undeclared one
+/// leaves no trace: nested groups <=> nested memberships stored, managers <=> managers stored,
+/// photos <=> photos stored, roles as groups <=> role groups with members stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_manifest_capability_is_what_a_sync_does() {
+    let policy = "managers = true\nphotos = \"hash\"\nroles_as_groups = true\n";
+    let mut wrong = Vec::new();
+    for provider in PROVIDERS {
+        let h = Harness::new(provider, 60, 12, 5).await;
+        let caps = capabilities(provider);
+        let report = h.sync("caps.db", policy).await;
+        let state = h.store("caps.db").state(provider).expect("state");
+        let nested = state
+            .memberships
+            .iter()
+            .any(|m| matches!(m.member, Member::Group(_)));
+        let managers = state.users.iter().any(|u| u.manager.is_some());
+        let photos = !state.photos.is_empty();
+        let roles: BTreeSet<&str> = state
+            .groups
+            .iter()
+            .filter(|g| g.kind == GroupKind::Role)
+            .map(|g| g.provider_id.as_str())
+            .collect();
+        let role_members = state.memberships.iter().any(|m| roles.contains(m.group.as_str()));
+        for (name, declared, done) in [
+            ("nested_groups", caps.nested_groups, nested),
+            ("manager", caps.manager, managers),
+            ("photos", caps.photos, photos),
+            ("roles_as_groups", caps.roles_as_groups, role_members),
+        ] {
+            if declared != done {
+                wrong.push(format!(
+                    "{provider}: manifest says {name} = {declared}, the sync {} (warnings: {})",
+                    if done { "did it" } else { "did not" },
+                    report["warnings"]
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// An organisation that rarely sets managers and photos: with `managers = true` (and photos on
+/// for Google, whose user resource carries `thumbnailPhotoEtag`), a sync makes exactly the
+/// requests of a sync without them, except one photo request per user whose photo ETag is new.
+/// Before Issue 17.13: one manager request per user without a manager (+ a 404 photo request per
+/// user without a photo on Google).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_that_say_no_manager_and_no_photo_cost_no_request() {
+    let mut report = Vec::new();
+    for provider in ["entra", "google", "keycloak", "onelogin"] {
+        let h = Harness::new(provider, 80, 10, 9).await;
+        // 1 user in 20 keeps a manager and a photo
+        let with_photo = {
+            let mut org = h.emu.org().write().await;
+            let ixs: Vec<u32> = org.live_users().map(|u| u.ix).collect();
+            for ix in &ixs {
+                if ix % 20 != 0 {
+                    org.set_manager(*ix, None);
+                }
+            }
+            let mut with_photo = BTreeSet::new();
+            for u in org.users.iter_mut().flatten() {
+                u.has_photo = u.ix % 20 == 0;
+                if u.has_photo && u.status.is_enabled() {
+                    with_photo.insert(u.ix);
+                }
+            }
+            with_photo
+        };
+        let photos = false;
+        let plain = "managers = false\n";
+        let full = if photos {
+            "managers = true\nphotos = \"hash\"\n"
+        } else {
+            "managers = true\n"
+        };
+        let before = h.emulator_requests();
+        let r0 = h.sync("plain.db", plain).await;
+        let minimum = h.emulator_requests() - before;
+
+        let before = h.emulator_requests();
+        let r1 = h.sync("full.db", full).await;
+        let first = h.emulator_requests() - before;
+        let state = h.store("full.db").state(provider).expect("state");
+        assert!(
+            state.users.iter().any(|u| u.manager.is_some()),
+            "{provider}: the few managers are still synced"
+        );
+        // one photo request per photo stored (users with a photo ETag), none for the others
+        let stored_photos = state.photos.len();
+        if photos {
+            assert!(
+                stored_photos > 0 && stored_photos <= with_photo.len(),
+                "{provider}: {stored_photos} photos stored, {} users have one",
+                with_photo.len()
+            );
+        }
+        assert_eq!(
+            first,
+            minimum + stored_photos as u64,
+            "{provider}: a first sync with managers{} made {first} requests, the listings alone {minimum} \
+             ({}; {r1})",
+            if photos { " and photos" } else { "" },
+            if photos {
+                format!("{stored_photos} photos")
+            } else {
+                "no photos".into()
+            },
+        );
+
+        // the same data again: no manager or photo request at all
+        let before = h.emulator_requests();
+        h.sync("full.db", full).await;
+        let again = h.emulator_requests() - before;
+        assert_eq!(again, minimum, "{provider}: a second sync made {again} requests");
+
+        if photos {
+            // one user gets a photo: its new ETag costs exactly one photo request
+            let ix = {
+                let mut org = h.emu.org().write().await;
+                let u = org
+                    .users
+                    .iter_mut()
+                    .flatten()
+                    .find(|u| !u.has_photo && u.status.is_enabled())
+                    .expect("a user without a photo");
+                u.has_photo = true;
+                u.ix
+            };
+            let before = h.emulator_requests();
+            h.sync("full.db", full).await;
+            let changed = h.emulator_requests() - before;
+            assert_eq!(
+                changed,
+                minimum + 1,
+                "{provider}: user {ix}'s new photo ETag costs one request"
+            );
+            let state = h.store("full.db").state(provider).expect("state");
+            assert_eq!(state.photos.len(), stored_photos + 1);
+        }
+        report.push(format!(
+            "{provider}: listings {minimum} requests (report: {}), with managers{}: {first} on the first \
+             run, {again} on the next",
+            crate::support::count(&r0, "/requests"),
+            if photos { " and photos" } else { "" },
+        ));
+    }
+    println!("{}", report.join("\n"));
+}
