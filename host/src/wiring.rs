@@ -251,11 +251,15 @@ pub fn settings(conn: &ConnectionConfig) -> ConnectionSettings {
 /// session does no I/O), and every URL the session will contact (base URLs, token endpoint)
 /// against the URL rule ([`usersync_config::url_policy`]). `config check` and every command that
 /// opens a connection use this, so they refuse the same things, as configuration errors.
+///
+/// Returns the validated options and the session, or no session when opening failed for a
+/// reason that is not the configuration's (a plugin that panicked or answered garbage): that
+/// failure is the connection's, reported when its client is built (exit code 1).
 pub fn check_connection(
     conn: &ConnectionConfig,
     config_path: &Path,
     connector: &Arc<dyn Connector>,
-) -> Result<(Options, Box<dyn Session>), Vec<ConfigIssue>> {
+) -> Result<(Options, Option<Box<dyn Session>>), Vec<ConfigIssue>> {
     let manifest = connector.manifest();
     let options = conn.check(&manifest, config_path)?;
     let issue = |option: Option<&str>, message: String| ConfigIssue {
@@ -265,10 +269,11 @@ pub fn check_connection(
         option: option.map(str::to_string),
         message,
     };
-    let session = connector.open(&options).map_err(|e| match e {
-        ConnectorError::Config { option, reason } => vec![issue(Some(&option), reason)],
-        other => vec![issue(None, other.to_string())],
-    })?;
+    let session = match connector.open(&options) {
+        Ok(s) => s,
+        Err(ConnectorError::Config { option, reason }) => return Err(vec![issue(Some(&option), reason)]),
+        Err(_) => return Ok((options, None)),
+    };
     let plan = session.auth_plan();
     let mut urls: Vec<(&str, String)> = session.base_urls().into_iter().map(|u| ("base URL", u)).collect();
     if let Some(t) = plan.token_url() {
@@ -293,7 +298,7 @@ pub fn check_connection(
         }
     }
     if issues.is_empty() {
-        Ok((options, session))
+        Ok((options, Some(session)))
     } else {
         Err(issues)
     }

@@ -128,7 +128,8 @@ fn check(global: &GlobalArgs, format: Format) -> anyhow::Result<u8> {
                 };
                 match wiring::check_connection(conn, &path, &connector) {
                     Err(issues) => report.errors.extend(issues),
-                    Ok((_, session)) => {
+                    Ok((_, None)) => {}
+                    Ok((_, Some(session))) => {
                         // The authorization-code flow runs on the refresh token `auth login`
                         // stored; without it every run fails.
                         if let AuthPlan::RefreshToken { .. } = session.auth_plan() {
