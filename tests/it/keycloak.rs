@@ -837,70 +837,18 @@ managers = true
         assert_eq!(direct, [wanted_user.as_str()]);
     }
 
-    /// A reverse proxy in front of `upstream` that does not route paths containing `hide` (answers
-    /// its own 404 page), as a gateway allowing only some admin paths does.
-    async fn proxy_without(upstream: String, hide: &'static str) -> String {
-        use axum::http::StatusCode;
-        use axum::response::IntoResponse;
-        let client = reqwest::Client::builder().no_proxy().build().expect("client");
-        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
-            let client = client.clone();
-            let upstream = upstream.clone();
-            async move {
-                let path = req
-                    .uri()
-                    .path_and_query()
-                    .map(|p| p.as_str().to_string())
-                    .unwrap_or_default();
-                if path.contains(hide) {
-                    return (
-                        StatusCode::NOT_FOUND,
-                        "<html><body><h1>404 Not Found</h1></body></html>",
-                    )
-                        .into_response();
-                }
-                let method = req.method().clone();
-                let headers = req.headers().clone();
-                let body = axum::body::to_bytes(req.into_body(), usize::MAX)
-                    .await
-                    .unwrap_or_default();
-                let mut rb = client.request(method, format!("{upstream}{path}")).body(body);
-                for (k, v) in &headers {
-                    if k != "host" && k != "content-length" {
-                        rb = rb.header(k, v);
-                    }
-                }
-                match rb.send().await {
-                    Ok(r) => {
-                        let status = r.status();
-                        let hdrs = r.headers().clone();
-                        let bytes = r.bytes().await.unwrap_or_default();
-                        let mut resp = (status, bytes).into_response();
-                        for (k, v) in &hdrs {
-                            if k != "content-length" && k != "transfer-encoding" {
-                                resp.headers_mut().insert(k.clone(), v.clone());
-                            }
-                        }
-                        resp
-                    }
-                    Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
-                }
-            }
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        format!("http://{addr}")
-    }
-
     /// A 404 on the role lookup (`/roles-by-id/{id}`), which the sync needs for roles as groups, is
     /// a doctor failure with advice, as the sync fails on it; without roles it is only a warning.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn doctor_fails_on_a_404_from_an_endpoint_the_sync_needs() {
         let h = Harness::new(30, 5, 4, None).await;
-        let proxy = proxy_without(h.emu.http_url.clone(), "/roles-by-id/").await;
+        let proxy = crate::support::proxy_refusing(
+            h.emu.http_url.clone(),
+            "/roles-by-id/",
+            404,
+            "<html><body><h1>404 Not Found</h1></body></html>",
+        )
+        .await;
         let config = std::fs::read_to_string(h.config()).expect("config");
         std::fs::write(h.config(), config.replace(&h.emu.http_url, &proxy)).expect("config");
 

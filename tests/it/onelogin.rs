@@ -701,3 +701,94 @@ max_retries = 1
         assert_eq!(n(&r, "/users/deleted"), 0, "{r}");
     }
 }
+
+/// `doctor` against the OneLogin emulator (Issue 17.16): a wrong secret is blamed on the
+/// credentials, not on a scope; role calls are required when roles are synced as groups.
+mod doctor {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use usersync_config::Secret;
+    use usersync_runtime::doctor::{self, CheckStatus, DoctorReport, Needs};
+    use usersync_runtime::ConnectionClient;
+    use usersync_sdk::Options;
+
+    fn client(base_url: &str, client_id: &str, secret: &str) -> ConnectionClient {
+        let connector: Arc<dyn usersync_sdk::Connector> = Arc::from(usersync_connector_onelogin::connector());
+        let manifest = connector.manifest();
+        let values = BTreeMap::from([
+            ("base_url".to_string(), serde_json::json!(base_url)),
+            ("client_id".to_string(), serde_json::json!(client_id)),
+        ]);
+        let options = Options::validate(&manifest, values, vec!["client_secret".into()]).expect("options");
+        let secrets = BTreeMap::from([("client_secret".to_string(), Secret::new(secret.to_string()))]);
+        ConnectionClient::new(
+            "onelogin",
+            connector,
+            options,
+            secrets,
+            crate::support::fast_settings(),
+        )
+        .expect("client")
+    }
+
+    fn check<'a>(r: &'a DoctorReport, step: &str) -> &'a doctor::Check {
+        r.checks
+            .iter()
+            .find(|c| c.step == step)
+            .unwrap_or_else(|| panic!("no `{step}` check in {r:#?}"))
+    }
+
+    #[tokio::test]
+    async fn a_wrong_secret_is_blamed_on_the_credentials_not_on_a_scope() {
+        let emu = super::emulator(10, 3).await;
+        let c = client(&emu.http_url, &emu.credentials().client_id, "not-the-secret");
+        let ops = doctor::default_operations(&c);
+        let r = doctor::run(&c, &ops).await;
+        assert!(r.failed());
+        let token = check(&r, "token");
+        assert_eq!(token.status, CheckStatus::Fail, "{token:?}");
+        let advice = format!("{:?} {:?}", token.diagnosis, token.fix);
+        assert!(
+            advice.contains("client_secret") && advice.contains("client_id"),
+            "names the credentials: {advice}"
+        );
+        assert!(!advice.contains("Read users"), "blames a scope: {advice}");
+        assert!(!format!("{r:?}").contains("not-the-secret"), "secret leaked");
+    }
+
+    #[tokio::test]
+    async fn role_calls_are_required_when_roles_are_synced_as_groups() {
+        let emu = super::emulator(10, 3).await;
+        let proxy = crate::support::proxy_refusing(
+            emu.http_url.clone(),
+            "/api/2/roles",
+            403,
+            r#"{"statusCode":403,"name":"ForbiddenError","message":"Forbidden"}"#,
+        )
+        .await;
+        let creds = emu.credentials().clone();
+        let c = client(&proxy, &creds.client_id, &creds.client_secret);
+        let ops = doctor::default_operations(&c);
+        assert!(ops.contains(&usersync_sdk::Operation::ListRoles), "{ops:?}");
+
+        let r = doctor::run_for(
+            &c,
+            &ops,
+            Needs {
+                roles: true,
+                photos: false,
+            },
+        )
+        .await;
+        let roles = check(&r, "list_roles");
+        assert_eq!(roles.status, CheckStatus::Fail, "{roles:?}");
+        assert!(roles.required && r.failed(), "{r:#?}");
+        assert_eq!(check(&r, "list_users").status, CheckStatus::Pass);
+
+        let r = doctor::run_for(&c, &ops, Needs::default()).await;
+        let roles = check(&r, "list_roles");
+        assert_eq!(roles.status, CheckStatus::Warn, "{roles:?}");
+        assert!(!r.failed(), "roles are not synced: {r:#?}");
+    }
+}

@@ -97,3 +97,64 @@ pub fn count(report: &serde_json::Value, path: &str) -> u64 {
         .and_then(|v| v.as_u64())
         .unwrap_or_else(|| panic!("no {path} in {report}"))
 }
+
+/// A reverse proxy in front of `upstream` (`http://host:port`) that answers `status` with `body`
+/// for every path (and query) containing `refuse`, as a gateway that does not route, or forbids,
+/// some API paths; everything else is forwarded. Returns the proxy's base URL.
+pub async fn proxy_refusing(
+    upstream: String,
+    refuse: &'static str,
+    status: u16,
+    body: &'static str,
+) -> String {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let client = reqwest::Client::builder().no_proxy().build().expect("client");
+    let refused = StatusCode::from_u16(status).expect("status");
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let client = client.clone();
+        let upstream = upstream.clone();
+        async move {
+            let path = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_default();
+            if path.contains(refuse) {
+                return (refused, body).into_response();
+            }
+            let method = req.method().clone();
+            let headers = req.headers().clone();
+            let bytes = axum::body::to_bytes(req.into_body(), usize::MAX)
+                .await
+                .unwrap_or_default();
+            let mut rb = client.request(method, format!("{upstream}{path}")).body(bytes);
+            for (k, v) in &headers {
+                if k != "host" && k != "content-length" {
+                    rb = rb.header(k, v);
+                }
+            }
+            match rb.send().await {
+                Ok(r) => {
+                    let status = r.status();
+                    let hdrs = r.headers().clone();
+                    let bytes = r.bytes().await.unwrap_or_default();
+                    let mut resp = (status, bytes).into_response();
+                    for (k, v) in &hdrs {
+                        if k != "content-length" && k != "transfer-encoding" {
+                            resp.headers_mut().insert(k.clone(), v.clone());
+                        }
+                    }
+                    resp
+                }
+                Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
