@@ -1290,6 +1290,7 @@ async fn user_memberships(
         return r;
     }
     let od = or_respond!(parse_odata(raw.as_deref(), &headers));
+    ctx.vanish_user_by(|org| find_user(org, &id).map(|u| u.ix)).await;
     let org = ctx.org.read().await;
     let select = match od
         .select
@@ -1496,6 +1497,8 @@ async fn group_members(
     if od.filter.is_some() && !od.advanced() {
         return advanced_needed("filter");
     }
+    ctx.vanish_group_by(|org| find_group(org, &id).map(|g| g.ix))
+        .await;
     let org = ctx.org.read().await;
     let exts = extension_names(&org);
     let mut known: Vec<&str> = USER_PROPS.to_vec();

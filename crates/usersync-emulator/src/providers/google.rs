@@ -1265,6 +1265,7 @@ async fn list_members(
             )
         }
     };
+    st.ctx.vanish_group_by(|org| resolve_group(org, &key)).await;
     let org = st.ctx.org.read().await;
     let Some(gix) = resolve_group(&org, &key) else {
         return not_found("groupKey");

@@ -1062,6 +1062,8 @@ async fn user_groups(
     let caller = or_respond!(admin_auth(&ctx, &headers, &realm).await);
     let p = Params(q);
     let full = !p.boolean("briefRepresentation", true);
+    ctx.vanish_user_by(|org| viewable_user(org, &caller, &id).ok())
+        .await;
     let org = ctx.org.read().await;
     let ix = or_respond!(viewable_user(&org, &caller, &id));
     let t = tree(&org);
@@ -1209,6 +1211,8 @@ async fn group_children(
     // the defaults of this endpoint differ from /groups: max 10, full representation
     let full = !p.boolean("briefRepresentation", false);
     let count = p.boolean("subGroupsCount", true);
+    ctx.vanish_group_by(|org| viewable_group(org, &caller, &id).ok())
+        .await;
     let org = ctx.org.read().await;
     let g = or_respond!(viewable_group(&org, &caller, &id));
     let t = tree(&org);
@@ -1252,6 +1256,8 @@ async fn group_members(
     let caller = or_respond!(admin_auth(&ctx, &headers, &realm).await);
     let p = Params(q);
     let full = !p.boolean("briefRepresentation", false);
+    ctx.vanish_group_by(|org| viewable_group(org, &caller, &id).ok())
+        .await;
     let org = ctx.org.read().await;
     let g = or_respond!(viewable_group(&org, &caller, &id));
     // direct members only
