@@ -19,3 +19,4 @@ mod releases;
 mod runtime;
 mod store_safety;
 mod sync;
+mod vanished;
