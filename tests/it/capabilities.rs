@@ -189,7 +189,7 @@ async fn listings_that_say_no_manager_and_no_photo_cost_no_request() {
             }
             with_photo
         };
-        let photos = false;
+        let photos = provider == "google";
         let plain = "managers = false\n";
         let full = if photos {
             "managers = true\nphotos = \"hash\"\n"
@@ -259,6 +259,26 @@ async fn listings_that_say_no_manager_and_no_photo_cost_no_request() {
             );
             let state = h.store("full.db").state(provider).expect("state");
             assert_eq!(state.photos.len(), stored_photos + 1);
+
+            // the user removes it again: the listing has no ETag, the stored photo goes, no request
+            h.emu
+                .org()
+                .write()
+                .await
+                .users
+                .iter_mut()
+                .flatten()
+                .filter(|u| u.ix == ix)
+                .for_each(|u| u.has_photo = false);
+            let before = h.emulator_requests();
+            h.sync("full.db", full).await;
+            assert_eq!(
+                h.emulator_requests() - before,
+                minimum,
+                "{provider}: a removed photo costs no request"
+            );
+            let state = h.store("full.db").state(provider).expect("state");
+            assert_eq!(state.photos.len(), stored_photos);
         }
         report.push(format!(
             "{provider}: listings {minimum} requests (report: {}), with managers{}: {first} on the first \

@@ -7,6 +7,8 @@
 //! case): the sync engine checks [`Store::username_holders`] and reports a collision instead
 //! of writing it, and the database enforces it with a unique index as a last line.
 
+use std::collections::BTreeMap;
+
 mod sqlite;
 mod types;
 
@@ -185,4 +187,12 @@ pub trait Store: Send {
 
     /// Photo of a user, with bytes when stored.
     fn photo(&self, connection: &str, user: &str) -> Result<Option<StoredPhoto>, StoreError>;
+
+    /// The provider's version (ETag) of each stored photo of `connection` that has one, by user
+    /// provider id: the sync fetches a photo again only when its listing gives another version.
+    /// A store that keeps no versions answers none (every photo is fetched).
+    fn photo_versions(&self, connection: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        let _ = connection;
+        Ok(BTreeMap::new())
+    }
 }

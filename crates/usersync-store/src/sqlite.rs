@@ -1,6 +1,6 @@
 //! SQLite backend.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -104,6 +104,10 @@ pub const MIGRATIONS: &[&str] = &[
         -- the holder process's start time (/proc/<pid>/stat), so a reused pid is not mistaken for it
         proc_start INTEGER
     );
+    "#,
+    // 4: the provider's version (ETag) of a stored photo, so an unchanged photo is not fetched again
+    r#"
+    ALTER TABLE photos ADD COLUMN version TEXT;
     "#,
 ];
 
@@ -944,10 +948,10 @@ fn apply_change(tx: &Transaction<'_>, connection: &str, c: &Change, now: i64) ->
         Change::PutPhoto(p) => {
             let u = user_ref(tx, connection, &p.user)?.ok_or_else(|| missing("user", &p.user))?;
             tx.execute(
-                "INSERT INTO photos (user_ref, content_type, sha256, bytes) VALUES (?1, ?2, ?3, ?4) \
+                "INSERT INTO photos (user_ref, content_type, sha256, bytes, version) VALUES (?1, ?2, ?3, ?4, ?5) \
                  ON CONFLICT (user_ref) DO UPDATE SET content_type = excluded.content_type, \
-                 sha256 = excluded.sha256, bytes = excluded.bytes",
-                params![u, p.content_type, p.sha256, p.bytes],
+                 sha256 = excluded.sha256, bytes = excluded.bytes, version = excluded.version",
+                params![u, p.content_type, p.sha256, p.bytes, p.version],
             )?;
         }
         Change::RemovePhoto { user } => {
@@ -1071,6 +1075,7 @@ impl Store for SqliteStore {
                 content_type: r.get(1)?,
                 sha256: r.get(2)?,
                 bytes: None,
+                version: None,
             })
         })? {
             st.photos.push(r?);
@@ -1169,6 +1174,22 @@ impl Store for SqliteStore {
         rows.map(|r| decode_group(r?)).collect()
     }
 
+    fn photo_versions(&self, connection: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        let mut q = self.conn.prepare(
+            "SELECT u.provider_id, p.version FROM photos p JOIN users u ON u.id = p.user_ref \
+             WHERE u.connection = ?1 AND p.version IS NOT NULL",
+        )?;
+        let rows = q.query_map([connection], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = BTreeMap::new();
+        for r in rows {
+            let (user, version) = r?;
+            out.insert(user, version);
+        }
+        Ok(out)
+    }
+
     fn photo(&self, connection: &str, user: &str) -> Result<Option<StoredPhoto>, StoreError> {
         Ok(self
             .conn
@@ -1182,6 +1203,8 @@ impl Store for SqliteStore {
                         content_type: r.get(1)?,
                         sha256: r.get(2)?,
                         bytes: r.get(3)?,
+                        // read by `photo_versions` only (reading commands may see a schema without it)
+                        version: None,
                     })
                 },
             )
@@ -1349,9 +1372,14 @@ mod tests {
                 content_type: "image/png".into(),
                 sha256: "ab".into(),
                 bytes: Some(vec![1, 2]),
+                version: Some("\"etag-1\"".into()),
             })),
         ];
         s.apply("c", run, &changes, &outcome(), 2).expect("apply");
+        assert_eq!(
+            s.photo_versions("c").expect("versions"),
+            BTreeMap::from([("u1".to_string(), "\"etag-1\"".to_string())])
+        );
         let st = s.state("c").expect("state");
         assert_eq!(st.users.len(), 2);
         assert_eq!(st.memberships.len(), 2);

@@ -102,6 +102,10 @@ pub struct StoredPhoto {
     pub content_type: String,
     /// Lower-case hex SHA-256 of the bytes.
     pub sha256: String,
+    /// The provider's version of the photo (Google `thumbnailPhotoEtag`), where its listing
+    /// gives one: a photo of the same version is not fetched again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// The bytes, when the policy keeps them.
     #[serde(skip)]
     pub bytes: Option<Vec<u8>>,

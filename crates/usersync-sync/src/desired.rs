@@ -535,6 +535,8 @@ fn build_impl(
             PhotoTarget::Keep
         } else {
             match snap.photos.get(&u.id) {
+                // the listing said "no photo" (nothing was fetched)
+                None if u.photo == Some(usersync_model::PhotoHint::None) => PhotoTarget::Set(None),
                 None => PhotoTarget::Keep,
                 Some(None) => PhotoTarget::Set(None),
                 Some(Some(p)) => PhotoTarget::Set(Some(StoredPhoto {
@@ -542,6 +544,10 @@ fn build_impl(
                     content_type: p.content_type.clone(),
                     sha256: hex(&Sha256::digest(&p.bytes)),
                     bytes: (policy.photos == PhotoMode::Bytes).then(|| p.bytes.clone()),
+                    version: match &u.photo {
+                        Some(usersync_model::PhotoHint::Version(v)) => Some(v.clone()),
+                        _ => None,
+                    },
                 })),
             }
         };

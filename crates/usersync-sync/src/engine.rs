@@ -1,6 +1,7 @@
 //! One run of one connection: fetch, plan, gates, apply, record. Dry runs take the same path
 //! and stop before the apply.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -239,9 +240,25 @@ pub async fn plan_connection<R: QueryRunner, S: Store + ?Sized>(
     spec: &RunSpec<'_>,
     progress: &dyn Progress,
 ) -> Result<(Snapshot, desired::Desired, Plan), StoreError> {
-    let (snapshot, wanted) = fetch_and_build(runner, spec, progress, true).await;
+    let versions = photo_versions(store, spec);
+    let (snapshot, wanted) = fetch_and_build(runner, spec, progress, &versions, true).await;
     let plan = plan_against_store(store, &wanted, &snapshot, snapshot.users.len() as u64, spec)?;
     Ok((snapshot, wanted, plan))
+}
+
+/// The versions of the connection's stored photos, when the policy syncs photos. A store that
+/// cannot say only costs requests (every photo is fetched); a broken store fails the plan anyway.
+fn photo_versions<S: Store + ?Sized>(store: &S, spec: &RunSpec<'_>) -> BTreeMap<String, String> {
+    if spec.policy.photos == usersync_config::PhotoMode::Off {
+        return BTreeMap::new();
+    }
+    store.photo_versions(spec.connection).unwrap_or_else(|e| {
+        tracing::warn!(
+            connection = spec.connection,
+            "stored photo versions unreadable: {e}"
+        );
+        BTreeMap::new()
+    })
 }
 
 /// Fetch, then apply the policy.
@@ -251,12 +268,14 @@ async fn fetch_and_build<R: QueryRunner>(
     runner: Arc<R>,
     spec: &RunSpec<'_>,
     progress: &dyn Progress,
+    photo_versions: &BTreeMap<String, String>,
     keep_attributes: bool,
 ) -> (Snapshot, desired::Desired) {
     let ctx = FetchContext {
         manifest: spec.manifest,
         policy: spec.policy,
         concurrency: spec.concurrency,
+        photo_versions,
         progress,
     };
     let before = runner.requests();
@@ -336,7 +355,9 @@ pub async fn run_connection<R: QueryRunner, S: Store + ?Sized>(
     drop(_enter);
     // Each stage's input is dropped as soon as the next stage has what it needs, so the peak
     // holds at most two of the snapshot, the wanted state, the stored state and the plan.
-    let (snapshot, wanted) = fetch_and_build(runner, spec, progress, false).await;
+    let versions = photo_versions(&*store, spec);
+    let (snapshot, wanted) = fetch_and_build(runner, spec, progress, &versions, false).await;
+    drop(versions);
     let source_users = snapshot.users.len() as u64;
     let snapshot = snapshot.summary();
     release_freed_memory();

@@ -9,7 +9,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 use usersync_config::{MembershipRoute, Pattern, PhotoMode, Policy};
-use usersync_model::{Group, GroupKind, ManagerRef, MemberRef, Membership, Photo, Record, User};
+use usersync_model::{Group, GroupKind, ManagerRef, MemberRef, Membership, Photo, PhotoHint, Record, User};
 use usersync_sdk::{Manifest, Operation, Query};
 
 use crate::runner::{FailureKind, Progress, QueryFailure, QueryResult, QueryRunner};
@@ -94,6 +94,9 @@ pub struct FetchContext<'a> {
     pub policy: &'a Policy,
     /// Queries in flight at once (the runtime also limits requests).
     pub concurrency: usize,
+    /// The version of each stored photo that has one, by user id: a photo the listing gives
+    /// the same version of is not fetched again.
+    pub photo_versions: &'a BTreeMap<String, String>,
     /// Progress reporting.
     pub progress: &'a dyn Progress,
 }
@@ -314,11 +317,8 @@ pub fn pattern_matches_group(p: &Pattern, g: &Group) -> bool {
 /// Whether the policy's `include_groups` / `exclude_groups` select a group (by name, or by path
 /// for patterns starting with `/`).
 pub fn group_selected(policy: &Policy, g: &Group) -> bool {
-    let included = policy.include_groups.is_empty()
-        || policy
-            .include_groups
-            .iter()
-            .any(|p| pattern_matches_group(p, g));
+    let included =
+        policy.include_groups.is_empty() || policy.include_groups.iter().any(|p| pattern_matches_group(p, g));
     included && !policy.exclude_groups.iter().any(|p| pattern_matches_group(p, g))
 }
 
@@ -509,10 +509,20 @@ pub async fn fetch<R: QueryRunner>(runner: Arc<R>, ctx: &FetchContext<'_>) -> Sn
     }
     if policy.photos != PhotoMode::Off {
         if caps.photos && m.supports(Operation::UserPhoto) {
+            // A listing that says "no photo" needs no request (the policy step clears a stored
+            // photo for it); one that gives the photo's version needs one only for a version the
+            // store does not have.
             for u in snap.users.values().filter(|u| u.status.state.is_active()) {
-                optional.push(Query::UserPhoto {
-                    user_id: u.id.clone(),
-                });
+                let wanted = match &u.photo {
+                    Some(PhotoHint::None) => false,
+                    Some(PhotoHint::Version(v)) => ctx.photo_versions.get(&u.id) != Some(v),
+                    None => true,
+                };
+                if wanted {
+                    optional.push(Query::UserPhoto {
+                        user_id: u.id.clone(),
+                    });
+                }
             }
         } else {
             snap.warnings.push(format!(

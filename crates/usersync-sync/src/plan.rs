@@ -866,8 +866,15 @@ pub fn diff_with_links(
             PhotoTarget::Set(None) => stored_p
                 .contains_key(pid.as_str())
                 .then(|| Change::RemovePhoto { user: pid.clone() }),
-            PhotoTarget::Set(Some(p)) => (stored_p.get(pid.as_str()) != Some(&p.sha256.as_str()))
-                .then(|| Change::PutPhoto(Box::new(p.clone()))),
+            PhotoTarget::Set(Some(p)) => {
+                let same_image = stored_p.get(pid.as_str()) == Some(&p.sha256.as_str());
+                if same_image && p.version.is_some() {
+                    // fetched because its version (ETag) was not stored: record the version, so
+                    // the next run does not fetch it again; the image itself did not change
+                    plan.changes.push(Change::PutPhoto(Box::new(p.clone())));
+                }
+                (!same_image).then(|| Change::PutPhoto(Box::new(p.clone())))
+            }
         };
         if let Some(c) = change {
             plan.changes.push(c);

@@ -815,6 +815,7 @@ async fn the_snapshot_does_not_depend_on_the_order_queries_end() {
         manifest: &manifest,
         policy: &policy,
         concurrency: 4,
+        photo_versions: &BTreeMap::new(),
         progress: &NoProgress,
     };
     let fake = |d: &Dir| Fake {
