@@ -884,7 +884,14 @@ async fn broken_plugins_fail_their_own_connections_and_okta_still_syncs() {
         errors_of(r)
     };
 
-    // Panics: contained, naming the plugin and the call.
+    // Panics: contained, naming the plugin and the call, in one clean line: the plugin's own copy
+    // of std prints no `thread '<unnamed>' panicked at` line or backtrace note (issue 17.10).
+    for raw in ["panicked at", "thread '", "RUST_BACKTRACE"] {
+        assert!(
+            !stderr.contains(raw),
+            "raw panic output `{raw}` on stderr:\n{stderr}"
+        );
+    }
     let e = failed("panics-in-open");
     assert!(
         e.contains("fixture-panics") && e.contains("panicked in Connector::open"),
@@ -894,6 +901,10 @@ async fn broken_plugins_fail_their_own_connections_and_okta_still_syncs() {
     assert!(
         e.contains("panicked in Cursor::on_response") && e.contains("simulated bug while parsing page"),
         "the panic happened on a real response: {e}"
+    );
+    assert!(
+        e.contains("(at ") && e.contains(".rs:"),
+        "the one line says where: {e}"
     );
 
     // Refused libraries that connections name: runtime failures naming the library and why.

@@ -1318,7 +1318,9 @@ async fn an_expired_paging_cursor_restarts_the_listing_without_duplicates() {
     assert_eq!((out.restarts, out.pages), (1, 2));
 }
 
-#[tokio::test]
+/// A multi-threaded runtime, so the test server really answers several requests at once: on the
+/// test's single thread the peak would always be 1 and the bound could not fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrency_limit_holds_across_queries() {
     let in_flight = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
@@ -1341,10 +1343,59 @@ async fn concurrency_limit_holds_across_queries() {
         .collect();
     let results = c.run_all(queries).await;
     assert!(results.iter().all(|r| r.is_ok()));
+    // exactly the limit: at most 2 (the bound) and at least 2 (the server could see more)
+    assert_eq!(peak.load(Ordering::SeqCst), 2, "peak in flight");
+}
+
+/// Issue 17.14: once a request proves the credential refused (401 with nothing to refresh), the
+/// connection sends nothing more in this run: before, every remaining query of the run was sent
+/// (and refused) too, ~170 requests for an Okta organisation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_credential_stops_the_connections_other_queries() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    let base = serve(move |_| {
+        h.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(20));
+        Resp::json(
+            401,
+            serde_json::json!({"errorCode": "E0000011", "errorSummary": "Invalid token provided"}),
+        )
+    })
+    .await;
+    let mut s = fast();
+    s.concurrency = Some(2);
+    let c = client_with("okta", &base, api_token_plan(), &[("api_token", "revoked")], s);
+    let queries: Vec<Query> = (0..40)
+        .map(|i| Query::GroupMembers {
+            group_id: format!("g{i}"),
+        })
+        .collect();
+    let results = c.run_all(queries).await;
+    assert!(results.iter().all(|r| r.is_err()), "every query fails");
+    let sent = hits.load(Ordering::SeqCst);
     assert!(
-        peak.load(Ordering::SeqCst) <= 2,
-        "peak {}",
-        peak.load(Ordering::SeqCst)
+        sent <= 3,
+        "{sent} requests sent after the credential was refused (2 in flight at most)"
+    );
+    let halted = results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .filter(|e| matches!(e, RuntimeError::ConnectionHalted { .. }))
+        .count();
+    assert!(halted >= 37, "the others say why they were not sent: {halted}");
+    let text = results
+        .iter()
+        .find_map(|r| {
+            r.as_ref()
+                .err()
+                .filter(|e| matches!(e, RuntimeError::ConnectionHalted { .. }))
+        })
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        text.contains("credential was refused") && !text.contains("revoked"),
+        "{text}"
     );
 }
 

@@ -89,6 +89,33 @@ pub struct FaultConfig {
     pub start_after: u64,
     /// Stop injecting request-level faults after this many (e.g. one 503, then healthy).
     pub max_faults: Option<u64>,
+    /// Paging faults served so far under this config (shared by its clones; not configuration).
+    #[serde(skip)]
+    pub paging_served: PagingCounter,
+}
+
+/// Counts paging faults actually served (a loop link, an expired token, an empty page, a
+/// repeated item), so a test can prove its paging fault fired. Clones share the count; it never
+/// takes part in comparisons.
+#[derive(Debug, Clone, Default)]
+pub struct PagingCounter(std::sync::Arc<AtomicU64>);
+
+impl PagingCounter {
+    /// Count one served paging fault.
+    pub fn hit(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Paging faults served so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl PartialEq for PagingCounter {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl Default for FaultConfig {
@@ -122,6 +149,7 @@ impl Default for FaultConfig {
             vanish_user: None,
             start_after: 0,
             max_faults: None,
+            paging_served: PagingCounter::default(),
         }
     }
 }
@@ -260,7 +288,11 @@ impl Faults {
         cfg.validate()?;
         let mut g = self.lock();
         g.1 = StdRng::seed_from_u64(cfg.seed);
-        g.0 = cfg;
+        g.0 = FaultConfig {
+            // a fresh count per config (configs cloned from one base would share one)
+            paging_served: PagingCounter::default(),
+            ..cfg
+        };
         self.requests.store(0, Ordering::SeqCst);
         self.injected.store(0, Ordering::SeqCst);
         self.vanished.store(0, Ordering::SeqCst);
@@ -298,6 +330,11 @@ impl Faults {
     /// Number of request-level faults injected so far.
     pub fn injected(&self) -> u64 {
         self.injected.load(Ordering::SeqCst)
+    }
+
+    /// Number of paging faults served so far under the current config.
+    pub fn paging_served(&self) -> u64 {
+        self.lock().0.paging_served.get()
     }
 
     /// Take back one injected fault that turned out not to apply (invalid UTF-8 drawn for an answer

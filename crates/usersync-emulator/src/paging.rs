@@ -119,10 +119,12 @@ pub fn page_lazy<I: Iterator<Item = u32>>(
         }
     };
     if token.is_some() && faults.expire_token_at_page.is_some_and(|n| pos.page_no >= n) {
+        faults.paging_served.hit();
         return Err(PageTokenError::Expired);
     }
     let mut it = keys_after(pos.after).peekable();
     if faults.empty_page_at == Some(pos.page_no) && it.peek().is_some() {
+        faults.paging_served.hit();
         let next = encode(Pos {
             page_no: pos.page_no + 1,
             ..pos
@@ -137,11 +139,15 @@ pub fn page_lazy<I: Iterator<Item = u32>>(
     let repeated = pos
         .after
         .filter(|_| pos.page_no >= 2 && faults.repeat_at_page == Some(pos.page_no));
+    if repeated.is_some() {
+        faults.paging_served.hit();
+    }
     let mut page_keys: Vec<u32> = repeated.into_iter().collect();
     let room = limit.max(1).saturating_sub(page_keys.len()).max(1);
     page_keys.extend(it.by_ref().take(room));
     let more = it.next().is_some();
     let next = if faults.paging_loop_at_page == Some(pos.page_no) {
+        faults.paging_served.hit();
         Some(encode(pos))
     } else if more {
         Some(encode(Pos {

@@ -349,12 +349,15 @@ fn window<T: Clone>(
     let page_no = (first / max) as u32 + 1;
     // fault: an empty page in the middle of a listing (Keycloak has no other end marker)
     if page_no >= 2 && faults.empty_page_at == Some(page_no) && first < items.len() {
+        faults.paging_served.hit();
         return Ok(Vec::new());
     }
     // fault: the page repeats the previous one
     let start = if page_no >= 2 && faults.paging_loop_at_page == Some(page_no) {
+        faults.paging_served.hit();
         first - max
     } else if page_no >= 2 && faults.repeat_at_page.is_some_and(|n| page_no >= n) {
+        faults.paging_served.hit();
         // fault: someone was added before the offset after page N-1 was read, so from page N on
         // every page starts one item early (page N repeats page N-1's last item; nothing is lost)
         first - 1
