@@ -1066,3 +1066,28 @@ async fn try_again_later_423_is_retried_and_user_groups_are_read_across_pages() 
     assert_eq!(got, want, "every page of the user's groups");
     assert!(c.counters().retries >= 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managers_come_with_the_listing_and_cost_no_request_per_user() {
+    let emu = emulator(200, 6, 53).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_sync_config(
+        dir.path(),
+        &emu.http_url,
+        "\n[connections.policy]\nmanagers = true",
+    );
+    let (code, r) = sync_cli(&config, &emu.credentials().api_token).await;
+    assert_eq!((code, r["status"].as_str()), (0, Some("applied")), "{r}");
+    let org = emu.org().read().await;
+    assert!(
+        org.live_users().any(|u| u.manager.is_none()),
+        "some users have no manager"
+    );
+    // users without `managerId` are known to have none: no `GET /api/v1/users/{id}` for them
+    assert_eq!(n(&r, "/requests"), minimum_requests(&org), "{r}");
+    let st = stored(dir.path());
+    assert!(
+        st.users.iter().any(|u| u.manager.is_some()),
+        "managers are synced"
+    );
+}

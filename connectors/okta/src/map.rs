@@ -126,6 +126,9 @@ pub fn user(api: ApiUser, manager_keys: &[String]) -> Result<User, String> {
         (!parts.is_empty()).then(|| parts.join(" "))
     });
     u.manager = manager(&api, manager_keys);
+    // The whole profile comes with every user read (no `fields` projection is used), so a null
+    // or absent `managerId` means "no manager": the host asks no per-user manager query.
+    u.manager_known = true;
     for (k, v) in &api.profile {
         if v.is_null() || USER_FIELDS.contains(&k.as_str()) {
             continue;
