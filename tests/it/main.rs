@@ -14,6 +14,7 @@ mod keycloak;
 mod multi;
 mod okta;
 mod onelogin;
+mod output;
 mod plugins;
 mod releases;
 mod runtime;

@@ -22,38 +22,13 @@ use usersync_sdk::{
 };
 
 /// `.../target/debug/` (this executable lives in `.../target/debug/deps/`).
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let deps = exe.parent().expect("deps dir");
-    deps.parent().expect("profile dir").to_path_buf()
-}
-
 /// A built cdylib of a workspace package, e.g. `usersync-fixture-paged`.
 fn artifact(package: &str) -> PathBuf {
-    let file = format!("lib{}{}", package.replace('-', "_"), std::env::consts::DLL_SUFFIX);
-    let dir = target_dir();
-    // `cargo build` uplifts to debug/, `cargo test` may rebuild in debug/deps/: take the newest.
-    let newest = [dir.join(&file), dir.join("deps").join(&file)]
-        .into_iter()
-        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
-        .max();
-    if let Some((_, path)) = newest {
-        return path;
-    }
-    panic!(
-        "{file} not found in {} or its deps/: run `cargo build --workspace` before `cargo test --workspace`",
-        dir.display()
-    );
+    crate::support::cdylib(&package.replace('-', "_"))
 }
 
 fn usersync_bin() -> PathBuf {
-    let p = target_dir().join("usersync");
-    assert!(
-        p.is_file(),
-        "{} not found: run `cargo build --workspace` before `cargo test --workspace`",
-        p.display()
-    );
-    p
+    crate::support::usersync_bin()
 }
 
 /// A fresh plugin directory (0755) holding copies (0644) of the given packages' libraries.

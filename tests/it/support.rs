@@ -38,18 +38,22 @@ pub fn usersync_command(config: &std::path::Path) -> tokio::process::Command {
 }
 
 /// Path of a cdylib built by `cargo build --workspace`, e.g. `cdylib("usersync_connector_okta")`.
+/// `cargo build` uplifts it to the profile directory, `cargo test` may rebuild it in `deps/`: the
+/// newer of the two is the current one (taking the first found could load a stale library).
 pub fn cdylib(crate_name: &str) -> PathBuf {
     let dir = profile_dir();
-    let file = format!("lib{crate_name}.so");
-    for candidate in [dir.join(&file), dir.join("deps").join(&file)] {
-        if candidate.exists() {
-            return candidate;
-        }
+    let file = format!("lib{crate_name}{}", std::env::consts::DLL_SUFFIX);
+    let newest = [dir.join(&file), dir.join("deps").join(&file)]
+        .into_iter()
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .max();
+    match newest {
+        Some((_, path)) => path,
+        None => panic!(
+            "{file} not found under {} or its deps/: run `cargo build --workspace` first",
+            dir.display()
+        ),
     }
-    panic!(
-        "{file} not found under {}: run `cargo build --workspace` first",
-        dir.display()
-    );
 }
 
 /// Start a provider emulator with a generated organisation of `users` and `groups`.

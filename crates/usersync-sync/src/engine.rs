@@ -102,8 +102,8 @@ pub struct RunReport {
     pub duration_ms: u64,
     /// Errors, conflicts and gate messages, one line each.
     pub errors: Vec<String>,
-    /// The plan (not part of the JSON contract; printed by `--format table`).
-    #[serde(skip)]
+    /// The plan: every entry in `--format json` (table output prints at most `--limit` per list).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<Plan>,
 }
 
@@ -424,12 +424,9 @@ pub async fn run_connection<R: QueryRunner, S: Store + ?Sized>(
     };
     let source_users = snapshot.complete.then_some(plan.source_users);
     if status == RunStatus::Blocked {
-        // Nothing is applied: the counts describe what would have happened.
-        tracing::warn!(
-            connection = spec.connection,
-            "{}",
-            blocked.as_deref().unwrap_or("")
-        );
+        // Nothing is applied: the counts describe what would have happened. The gate's message
+        // is in the report (said once, on stdout); the log says only that the run was blocked.
+        tracing::info!(connection = spec.connection, "blocked by a safety gate");
     }
     let apply = matches!(status, RunStatus::Applied | RunStatus::Failed);
     report.duration_ms = started.elapsed().as_millis() as u64;

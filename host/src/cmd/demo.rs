@@ -32,6 +32,12 @@ pub struct DemoArgs {
     /// Start the emulators and write the config, but do not sync (prints how to run it).
     #[arg(long)]
     pub no_sync: bool,
+    /// At most N entries per list of changes in each provider's report (the counts are complete).
+    #[arg(long, value_name = "N", default_value_t = 5, conflicts_with = "all")]
+    pub limit: usize,
+    /// Every entry of every list.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// What the demo did for one provider.
@@ -119,7 +125,7 @@ async fn connection_block(dir: &Path, emu: &RunningEmulator) -> anyhow::Result<O
 
 /// Sync one connection of the written config. This is the single place that decides what "sync"
 /// means for the demo: today the real `usersync sync` path, in-process.
-async fn sync_one(config: &Path, name: &str, global: &GlobalArgs) -> anyhow::Result<u8> {
+async fn sync_one(config: &Path, name: &str, global: &GlobalArgs, demo: &DemoArgs) -> anyhow::Result<u8> {
     let mut g = global.clone();
     g.config = Some(config.to_path_buf());
     let args = crate::cmd::sync::SyncArgs {
@@ -128,6 +134,8 @@ async fn sync_one(config: &Path, name: &str, global: &GlobalArgs) -> anyhow::Res
         allow_deletes: None,
         format: crate::wiring::Format::Table,
         no_progress: true,
+        limit: demo.limit,
+        all: demo.all,
     };
     crate::cmd::sync::run(args, &g).await
 }
@@ -215,7 +223,7 @@ pub async fn run(args: DemoArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         println!("\n== {} ==", emu.provider);
         let before = emu.ctx.stats.requests.load(std::sync::atomic::Ordering::SeqCst);
         let started = Instant::now();
-        let result = match sync_one(&config_path, emu.provider, global).await {
+        let result = match sync_one(&config_path, emu.provider, global, &args).await {
             Ok(0) => "synced".to_string(),
             Ok(code) => {
                 failed = true;

@@ -28,7 +28,16 @@ pub struct SyncArgs {
     /// No progress bars.
     #[arg(long)]
     pub no_progress: bool,
+    /// Table output: at most N entries per list of changes (the counts are always complete).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_LIMIT, conflicts_with = "all")]
+    pub limit: usize,
+    /// Table output: every entry of every list (`--format json` always has them all).
+    #[arg(long)]
+    pub all: bool,
 }
+
+/// Entries per list in table output unless `--limit`/`--all` say otherwise.
+pub const DEFAULT_LIMIT: usize = 20;
 
 /// Run the command; returns the process exit code.
 pub async fn run(args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
@@ -88,8 +97,9 @@ pub async fn run(args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     match args.format {
         Format::Json => wiring::print_json(&reports)?,
         Format::Table => {
+            let limit = if args.all { usize::MAX } else { args.limit };
             for r in &reports {
-                print_report(r, args.dry_run);
+                print_report(r, limit);
             }
         }
     }
@@ -104,7 +114,9 @@ pub async fn run(args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     })
 }
 
-fn print_report(r: &RunReport, dry_run: bool) {
+/// One connection's report: the summary first (status, counts, budget, errors and the gate's
+/// verdict, warnings), then at most `limit` entries of each list of changes.
+fn print_report(r: &RunReport, limit: usize) {
     let run = r
         .run_id
         .map(|id| format!("run {id}"))
@@ -142,31 +154,40 @@ fn print_report(r: &RunReport, dry_run: bool) {
         r.memberships.added,
         r.memberships.removed
     );
-    if let Some(plan) = &r.plan {
-        let limit = match (dry_run, r.status) {
-            (true, _) => usize::MAX,
-            (false, "blocked") => 50,
-            _ => 20,
-        };
-        print_plan(plan, limit, r.run_id);
-    }
     for e in &r.errors {
         outln!("  ! {e}");
     }
+    if let Some(plan) = &r.plan {
+        print_list("warnings", &plan.warnings, limit, r.run_id);
+        print_plan(plan, limit, r.run_id);
+    }
 }
 
-/// Print the plan's entries, at most `limit` per section.
-pub fn print_plan(plan: &Plan, limit: usize, run_id: Option<i64>) {
-    let more = |n: usize| {
-        if n > limit {
-            let hint = run_id
-                .map(|id| format!(" (`usersync runs show {id}`)"))
-                .unwrap_or_default();
-            outln!("    ... and {} more{hint}", n - limit);
+/// The line after a list cut at `limit`: how many more, and where to see them all.
+fn print_more(n: usize, limit: usize, run_id: Option<i64>) {
+    if n > limit {
+        let all = run_id
+            .map(|id| format!("`usersync runs show {id}` or "))
+            .unwrap_or_default();
+        outln!("    ... and {} more ({all}`--all`)", n - limit);
+    }
+}
+
+fn print_list(title: &str, items: &[String], limit: usize, run_id: Option<i64>) {
+    if !items.is_empty() {
+        outln!("  {title} ({}):", items.len());
+        for i in items.iter().take(limit) {
+            outln!("    {i}");
         }
-    };
+        print_more(items.len(), limit, run_id);
+    }
+}
+
+/// Print the plan's entries, at most `limit` per section (warnings are printed with the summary).
+pub fn print_plan(plan: &Plan, limit: usize, run_id: Option<i64>) {
+    let more = |n: usize| print_more(n, limit, run_id);
     if !plan.users.is_empty() {
-        outln!("  user changes:");
+        outln!("  user changes ({}):", plan.users.len());
         for c in plan.users.iter().take(limit) {
             let mut line = format!(
                 "    {:<12} {}",
@@ -188,7 +209,7 @@ pub fn print_plan(plan: &Plan, limit: usize, run_id: Option<i64>) {
         more(plan.users.len());
     }
     if !plan.groups.is_empty() {
-        outln!("  group changes:");
+        outln!("  group changes ({}):", plan.groups.len());
         for c in plan.groups.iter().take(limit) {
             let mut line = format!("    {:<12} {}", format!("{:?}", c.action).to_lowercase(), c.name);
             if let Some(p) = &c.previous_name {
@@ -199,24 +220,13 @@ pub fn print_plan(plan: &Plan, limit: usize, run_id: Option<i64>) {
         more(plan.groups.len());
     }
     if !plan.memberships.is_empty() {
-        outln!("  membership changes:");
+        outln!("  membership changes ({}):", plan.memberships.len());
         for m in plan.memberships.iter().take(limit) {
             let sign = if m.action == "added" { "+" } else { "-" };
             outln!("    {sign} {} `{}` in `{}`", m.member_type, m.member, m.group);
         }
         more(plan.memberships.len());
     }
-    for (title, items) in [
-        ("withheld (incomplete fetch)", &plan.withheld),
-        ("protected", &plan.protected),
-        ("warnings", &plan.warnings),
-    ] {
-        if !items.is_empty() {
-            outln!("  {title}:");
-            for i in items.iter().take(limit) {
-                outln!("    {i}");
-            }
-            more(items.len());
-        }
-    }
+    print_list("withheld (incomplete fetch)", &plan.withheld, limit, run_id);
+    print_list("protected", &plan.protected, limit, run_id);
 }
