@@ -246,6 +246,14 @@ pub fn settings(conn: &ConnectionConfig) -> ConnectionSettings {
     }
 }
 
+/// A connection that passed [`check_connection`].
+pub struct Checked {
+    /// The validated options.
+    pub options: Options,
+    /// The opened session; `None` when opening failed for a reason that is not the config's.
+    pub session: Option<Box<dyn Session>>,
+}
+
 /// Everything about one connection that can be checked offline once its connector is known:
 /// the options against the manifest, the connector's own checks of their values (opening a
 /// session does no I/O), and every URL the session will contact (base URLs, token endpoint)
@@ -259,7 +267,7 @@ pub fn check_connection(
     conn: &ConnectionConfig,
     config_path: &Path,
     connector: &Arc<dyn Connector>,
-) -> Result<(Options, Option<Box<dyn Session>>), Vec<ConfigIssue>> {
+) -> Result<Checked, Vec<ConfigIssue>> {
     let manifest = connector.manifest();
     let options = conn.check(&manifest, config_path)?;
     let issue = |option: Option<&str>, message: String| ConfigIssue {
@@ -272,7 +280,12 @@ pub fn check_connection(
     let session = match connector.open(&options) {
         Ok(s) => s,
         Err(ConnectorError::Config { option, reason }) => return Err(vec![issue(Some(&option), reason)]),
-        Err(_) => return Ok((options, None)),
+        Err(_) => {
+            return Ok(Checked {
+                options,
+                session: None,
+            })
+        }
     };
     let plan = session.auth_plan();
     let mut urls: Vec<(&str, String)> = session.base_urls().into_iter().map(|u| ("base URL", u)).collect();
@@ -298,7 +311,10 @@ pub fn check_connection(
         }
     }
     if issues.is_empty() {
-        Ok((options, Some(session)))
+        Ok(Checked {
+            options,
+            session: Some(session),
+        })
     } else {
         Err(issues)
     }
@@ -349,7 +365,7 @@ pub fn open_client(
         }
     };
     let manifest = connector.manifest();
-    let (options, _) = check_connection(conn, config_path, &connector).map_err(|issues| {
+    let Checked { options, .. } = check_connection(conn, config_path, &connector).map_err(|issues| {
         OpenError::Config(
             issues
                 .iter()

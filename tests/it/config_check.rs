@@ -114,7 +114,8 @@ fn config_check_refuses_what_commands_refuse_and_sync_exits_2() {
     let (code, out, err) = run(&config, &["config", "check"], &env);
     assert_eq!(code, 0, "the base config is fine: {out}{err}");
     let store = dir.path().join("usersync.db");
-    let cases: Vec<(String, &[(&str, &str)], &str, &str)> = vec![
+    type Env<'a> = &'a [(&'a str, &'a str)];
+    let cases: Vec<(String, Env, &str, &str)> = vec![
         (
             format!("{good}[connections.policy]\nmax_removal_percent = 150\n"),
             &env,
@@ -348,4 +349,31 @@ fn the_sample_output_in_the_configuration_reference_is_what_the_binary_prints() 
         shown[0], printed,
         "docs/configuration.md shows what the binary prints"
     );
+}
+
+/// An authorization-code connection runs on the refresh token `auth login` stores: `config
+/// check` says so before a run fails on it.
+#[test]
+fn a_missing_refresh_token_file_is_reported_with_the_login_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write(
+        dir.path(),
+        "[[connections]]\nname = \"gws\"\nconnector = \"google\"\n[connections.options]\n\
+         auth_flow = \"authorization_code\"\nclient_id = \"1234-abc.apps.googleusercontent.com\"\n\
+         client_secret = { env = \"CFGCHECK_G_SECRET\" }\n",
+    );
+    let env = [("CFGCHECK_G_SECRET", "x")];
+    let (code, out, err) = run(&config, &["config", "check"], &env);
+    assert_eq!(code, 2, "{out}{err}");
+    let want = format!(
+        "error: {}:3: connection `gws`: option `runtime.credential_file`: no refresh token at `{}` yet: \
+         run `usersync auth login gws`",
+        config.display(),
+        dir.path().join("credentials/gws.json").display()
+    );
+    assert!(err.contains(&want), "want {want}\n{err}");
+    std::fs::create_dir(dir.path().join("credentials")).expect("mkdir");
+    std::fs::write(dir.path().join("credentials/gws.json"), "{}").expect("write");
+    let (code, out, err) = run(&config, &["config", "check"], &env);
+    assert_eq!(code, 0, "{out}{err}");
 }

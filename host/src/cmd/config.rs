@@ -128,8 +128,11 @@ fn check(global: &GlobalArgs, format: Format) -> anyhow::Result<u8> {
                 };
                 match wiring::check_connection(conn, &path, &connector) {
                     Err(issues) => report.errors.extend(issues),
-                    Ok((_, None)) => {}
-                    Ok((_, Some(session))) => {
+                    Ok(wiring::Checked { session: None, .. }) => {}
+                    Ok(wiring::Checked {
+                        session: Some(session),
+                        ..
+                    }) => {
                         // The authorization-code flow runs on the refresh token `auth login`
                         // stored; without it every run fails.
                         if let AuthPlan::RefreshToken { .. } = session.auth_plan() {
@@ -138,7 +141,7 @@ fn check(global: &GlobalArgs, format: Format) -> anyhow::Result<u8> {
                                 report.errors.push(ConfigIssue {
                                     option: Some("runtime.credential_file".into()),
                                     ..issue(format!(
-                                        "no refresh token at `{}` yet: run `usersync auth login --connection {}`",
+                                        "no refresh token at `{}` yet: run `usersync auth login {}`",
                                         file.display(),
                                         conn.name
                                     ))
