@@ -377,3 +377,18 @@ fn a_missing_refresh_token_file_is_reported_with_the_login_command() {
     let (code, out, err) = run(&config, &["config", "check"], &env);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// A syntax error stops the check (nothing else can be read) and is named once, by line.
+#[test]
+fn a_syntax_error_is_named_once_by_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write(dir.path(), "[[connections]]\nname = \"a\"\nconnector = okta\n");
+    let (code, out, err) = run(&config, &["config", "check"], &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    let want = format!(
+        "error: {}:3: TOML parse error at line 3, column 13",
+        config.display()
+    );
+    assert!(err.starts_with(&want), "want {want}\n{err}");
+    assert_eq!(err.matches(&config.display().to_string()).count(), 1, "{err}");
+}

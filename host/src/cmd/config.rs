@@ -1,7 +1,7 @@
 //! `usersync config ...`: find and validate the configuration file.
 
 use serde::Serialize;
-use usersync_config::{Config, ConfigIssue, SecretRef};
+use usersync_config::{Config, ConfigError, ConfigIssue, SecretRef};
 use usersync_sdk::AuthPlan;
 
 use crate::registry::Lookup;
@@ -76,12 +76,17 @@ fn check(global: &GlobalArgs, format: Format) -> anyhow::Result<u8> {
     };
     match Config::load_all(&path) {
         Err(e) => {
+            // A syntax error stops the check: toml's message says line, column and what.
+            let message = match &e {
+                ConfigError::Parse { message, .. } => message.clone(),
+                other => other.to_string(),
+            };
             report.errors.push(ConfigIssue {
                 file: path.clone(),
-                line: parse_line(&e.to_string()).unwrap_or(0),
+                line: parse_line(&message).unwrap_or(0),
                 connection: None,
                 option: None,
-                message: e.to_string(),
+                message,
             });
         }
         Ok((config, issues)) => {
