@@ -76,7 +76,7 @@ enum Command {
     #[command(subcommand)]
     Explain(cmd::explain::ExplainCmd),
     /// Run a local emulator of an identity provider's API.
-    Emulator(cmd::emulator::EmulatorArgs),
+    Emulator(Box<cmd::emulator::EmulatorArgs>),
     /// Start every emulator, sync each into a local SQLite store, and report.
     Demo(cmd::demo::DemoArgs),
 }
@@ -140,7 +140,7 @@ fn main() -> ExitCode {
             Command::Groups(c) => cmd::groups::run(c, &cli.global).await,
             Command::Runs(c) => cmd::runs::run(c, &cli.global).await,
             Command::Explain(c) => cmd::explain::run(c, &cli.global).await,
-            Command::Emulator(c) => cmd::emulator::run(c, &cli.global).await,
+            Command::Emulator(c) => cmd::emulator::run(*c, &cli.global).await,
             Command::Demo(c) => cmd::demo::run(c, &cli.global).await,
         }
     });

@@ -26,45 +26,16 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// True when `host` is a loopback address or `localhost`.
-pub fn is_loopback_host(host: &url::Host<&str>) -> bool {
-    match host {
-        url::Host::Ipv4(ip) => ip.is_loopback(),
-        url::Host::Ipv6(ip) => ip.is_loopback(),
-        url::Host::Domain(d) => {
-            let d = d.trim_end_matches('.').to_ascii_lowercase();
-            d == "localhost" || d.ends_with(".localhost")
-        }
-    }
-}
+pub use usersync_config::url_policy::is_loopback_host;
 
 /// Check that the runtime may contact `url`: `https://` anywhere, `http://` only on loopback
-/// (127.0.0.0/8, ::1, localhost), nothing else.
+/// (127.0.0.0/8, ::1, localhost), nothing else. The rule is `usersync_config::url_policy`'s, so
+/// `config check` and every request apply the same one.
 pub fn check_url_allowed(url: &str) -> Result<url::Url, RuntimeError> {
-    let parsed = url::Url::parse(url).map_err(|e| RuntimeError::UrlNotAllowed {
+    usersync_config::url_policy::check_url_allowed(url).map_err(|reason| RuntimeError::UrlNotAllowed {
         url: redact_url(url),
-        reason: format!("not an absolute URL ({e})"),
-    })?;
-    let host = parsed.host().ok_or_else(|| RuntimeError::UrlNotAllowed {
-        url: redact_url(url),
-        reason: "the URL has no host".into(),
-    })?;
-    match parsed.scheme() {
-        "https" => Ok(parsed),
-        "http" if is_loopback_host(&host) => Ok(parsed),
-        "http" => Err(RuntimeError::UrlNotAllowed {
-            url: redact_url(url),
-            reason: format!(
-                "plain http:// is only allowed for loopback addresses (127.0.0.0/8, ::1, localhost); \
-                 use https://{} instead",
-                host
-            ),
-        }),
-        other => Err(RuntimeError::UrlNotAllowed {
-            url: redact_url(url),
-            reason: format!("unsupported scheme `{other}` (only https, or http on loopback)"),
-        }),
-    }
+        reason,
+    })
 }
 
 /// Load PEM certificates from a CA bundle file.
