@@ -227,6 +227,11 @@ pub fn print_plan(plan: &Plan, limit: usize, run_id: Option<i64>) {
         }
         more(plan.memberships.len());
     }
-    print_list("withheld (incomplete fetch)", &plan.withheld, limit, run_id);
+    print_list(
+        "withheld (incomplete read or objects gone mid-run)",
+        &plan.withheld,
+        limit,
+        run_id,
+    );
     print_list("protected", &plan.protected, limit, run_id);
 }
