@@ -314,7 +314,11 @@ impl Pacer {
     /// bucket's generation: call right before sending; send when the pause is zero and pass
     /// the generation to [`Pacer::throttled`] / [`Pacer::succeeded`].
     pub fn enter(&self, key: &str) -> (Duration, u64) {
-        let now = Instant::now();
+        self.enter_at(key, Instant::now())
+    }
+
+    /// [`Pacer::enter`] at a given time (tests inject the clock).
+    pub fn enter_at(&self, key: &str, now: Instant) -> (Duration, u64) {
         let Ok(mut map) = self.buckets.lock() else {
             return (Duration::ZERO, 0);
         };
@@ -346,7 +350,19 @@ impl Pacer {
         base: Duration,
         cap: Duration,
     ) -> ThrottleStep {
-        let now = Instant::now();
+        self.throttled_at(key, generation, hint, base, cap, Instant::now())
+    }
+
+    /// [`Pacer::throttled`] at a given time (tests inject the clock).
+    pub fn throttled_at(
+        &self,
+        key: &str,
+        generation: u64,
+        hint: Option<Duration>,
+        base: Duration,
+        cap: Duration,
+        now: Instant,
+    ) -> ThrottleStep {
         let Ok(mut map) = self.buckets.lock() else {
             return ThrottleStep {
                 wait: hint.unwrap_or(cap),
@@ -632,15 +648,18 @@ mod tests {
         let p = Pacer::default();
         let base = Duration::from_millis(10);
         let window = Duration::from_millis(400);
-        let (_, _) = p.enter("b"); // the bucket's unthrottled run (and its window) begins
-        std::thread::sleep(Duration::from_millis(300));
+        // an injected clock: the bucket's unthrottled run (and its window) begins at t0, the
+        // throttle answers arrive 300 ms later
+        let t0 = Instant::now();
+        let (_, _) = p.enter_at("b", t0);
+        let t = t0 + Duration::from_millis(300);
         let mut last = ThrottleStep {
             wait: Duration::ZERO,
             level: 0,
         };
         for _ in 0..7 {
-            let (_, g) = p.enter("b");
-            last = p.throttled("b", g, None, base, window);
+            let (_, g) = p.enter_at("b", t);
+            last = p.throttled_at("b", g, None, base, window, t);
         }
         // level 7 would back off 200-400 ms; the window that throttled us ends within 100 ms
         assert_eq!(last.level, 7);
