@@ -718,6 +718,9 @@ impl ConnectionClient {
             let method = match req.method {
                 usersync_sdk::Method::Get => reqwest::Method::GET,
                 usersync_sdk::Method::Post => reqwest::Method::POST,
+                usersync_sdk::Method::Put => reqwest::Method::PUT,
+                usersync_sdk::Method::Patch => reqwest::Method::PATCH,
+                usersync_sdk::Method::Delete => reqwest::Method::DELETE,
             };
             let mut builder = inner.http.request(method, &req.url);
             for (k, v) in req.headers.iter().chain(applied.headers.iter()) {

@@ -19,6 +19,12 @@ pub trait Connector: Send + Sync {
 
     /// Validate options and build a session. No I/O.
     fn open(&self, options: &Options) -> Result<Box<dyn Session>, ConnectorError>;
+
+    /// The connector's target half, when it can write into the application (see
+    /// [`crate::target`]). `None` (the default): a source only.
+    fn target(&self) -> Option<&dyn crate::target::Target> {
+        None
+    }
 }
 
 /// A configured connection to one tenant/realm/org.

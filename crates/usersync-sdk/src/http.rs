@@ -10,6 +10,12 @@ pub enum Method {
     Get,
     /// POST
     Post,
+    /// PUT (targets: replace an object)
+    Put,
+    /// PATCH (targets: change part of an object)
+    Patch,
+    /// DELETE (targets)
+    Delete,
 }
 
 impl Method {
@@ -18,6 +24,9 @@ impl Method {
         match self {
             Method::Get => "GET",
             Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod options;
 pub mod paging;
 pub mod query;
 pub mod replay;
+pub mod target;
 
 pub use auth::{AssertionAlg, AuthPlan, ClientAuth};
 pub use connector::{Batch, Connector, Cursor, Session};
@@ -31,4 +32,8 @@ pub use manifest::{
 pub use options::Options;
 pub use paging::{PageParser, PagedCursor, Paging, ParsedPage};
 pub use query::{Operation, Query};
+pub use target::{
+    AppObject, Lookup, Target, TargetCapabilities, TargetChange, TargetEndpoint, TargetManifest,
+    TargetOperation, TargetResult, TargetSession, TargetUser,
+};
 pub use usersync_model as model;
