@@ -31,16 +31,16 @@ fn capabilities(provider: &str) -> Capabilities {
 /// One emulator and a working directory with a config written from the emulator's
 /// `connector_options` / `connector_secrets` (what `usersync demo` writes); secrets go through
 /// environment variables.
-struct Harness {
+pub(crate) struct Harness {
     provider: &'static str,
-    emu: RunningEmulator,
+    pub(crate) emu: RunningEmulator,
     dir: tempfile::TempDir,
     block: String,
     env: Vec<(String, String)>,
 }
 
 impl Harness {
-    async fn new(provider: &'static str, users: u32, groups: u32, seed: u64) -> Harness {
+    pub(crate) async fn new(provider: &'static str, users: u32, groups: u32, seed: u64) -> Harness {
         let emu = crate::support::start_emulator(provider, users, groups, seed).await;
         let info = emu.info().await;
         let client = &info["client"];
@@ -76,7 +76,7 @@ impl Harness {
 
     /// `usersync sync --format json` into `store` with `policy` (TOML lines of
     /// `[connections.policy]`); returns the connection's report.
-    async fn sync(&self, store: &str, policy: &str) -> Value {
+    pub(crate) async fn sync(&self, store: &str, policy: &str) -> Value {
         let config = self.dir.path().join("usersync.toml");
         let text = format!(
             "[store]\npath = \"{}\"\n\n{}[connections.policy]\n{policy}\n",
@@ -109,7 +109,7 @@ impl Harness {
         r
     }
 
-    fn store(&self, store: &str) -> SqliteStore {
+    pub(crate) fn store(&self, store: &str) -> SqliteStore {
         SqliteStore::open(&self.store_path(store)).expect("open store")
     }
 

@@ -70,11 +70,8 @@ async fn expected_users(emu: &RunningEmulator) -> BTreeMap<String, UserView> {
     org.live_users()
         .filter(|u| gf::is_listed(u))
         .map(|u| {
-            let manager = u
-                .manager
-                .and_then(|m| org.user(m))
-                .filter(|m| gf::is_listed(m))
-                .map(gf::primary_email);
+            // the address the listing names the manager by (primary or an alias)
+            let manager = gf::manager_reference(&org, u);
             (
                 gf::user_id(org.seed, u.ix),
                 (gf::primary_email(u), expected_state(u.status), manager),
@@ -344,11 +341,7 @@ async fn single_user_manager_photo_and_user_groups() {
             .find(|u| u.has_photo && gf::is_listed(u))
             .map(|u| u.ix)
             .expect("a user with a photo");
-        let m = org
-            .user(3)
-            .and_then(|u| u.manager)
-            .and_then(|m| org.user(m))
-            .map(gf::primary_email);
+        let m = org.user(3).and_then(|u| gf::manager_reference(&org, u));
         let mut g: BTreeSet<String> = org
             .groups_of(1)
             .iter()
@@ -385,7 +378,11 @@ async fn single_user_manager_photo_and_user_groups() {
         .expect("manager");
     match manager.records.as_slice() {
         [Record::Manager { manager, .. }] => {
-            assert_eq!(manager.clone(), manager_of_3.map(ManagerRef::Email));
+            assert_eq!(manager.as_ref().map(|m| m.value().to_string()), manager_of_3);
+            assert!(
+                matches!(manager, Some(ManagerRef::Lookup { keys, .. }) if keys.iter().any(|k| k.contains("aliases"))),
+                "a Google manager is looked up by primary email or alias: {manager:?}"
+            );
         }
         other => panic!("expected one manager record, got {other:?}"),
     }
@@ -707,4 +704,47 @@ async fn authorization_code_login_then_refresh_token_listing() {
         .await
         .expect("listing with the refresh token");
     assert_eq!(users_of(&users.records), expected_users(&emu).await);
+}
+
+/// Google managers are references by email, primary or alias (Issue 17.16: 8.7% of real
+/// references use an alias): after a sync every user whose manager is a listed user has that
+/// user's id as manager, never a raw `{"by":"email"}` reference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managers_resolve_by_primary_email_or_alias() {
+    use usersync_store::Store;
+    let h = crate::capabilities::Harness::new("google", 120, 6, 13).await;
+    let (want, by_alias) = {
+        let org = h.emu.org().read().await;
+        let mut want = BTreeMap::new();
+        let mut by_alias = 0;
+        for u in org.live_users().filter(|u| gf::is_listed(u)) {
+            let Some(reference) = gf::manager_reference(&org, u) else {
+                continue;
+            };
+            let m = u.manager.and_then(|m| org.user(m)).expect("a listed manager");
+            if reference != gf::primary_email(m) {
+                by_alias += 1;
+            }
+            want.insert(gf::user_id(org.seed, u.ix), gf::user_id(org.seed, m.ix));
+        }
+        (want, by_alias)
+    };
+    assert!(by_alias > 0, "some references use an alias");
+    let r = h.sync("managers.db", "managers = true\n").await;
+    let state = h.store("managers.db").state("google").expect("state");
+    let mut checked = 0;
+    for u in &state.users {
+        let Some(m) = want.get(&u.provider_id) else {
+            assert_eq!(u.manager, None, "{}", u.username);
+            continue;
+        };
+        assert_eq!(
+            u.manager,
+            Some(ManagerRef::Id(m.clone())),
+            "{}'s manager ({r})",
+            u.username
+        );
+        checked += 1;
+    }
+    assert!(checked > by_alias, "{checked} users with managers checked");
 }

@@ -61,6 +61,9 @@ pub struct WireUser {
     /// Alias addresses.
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// Alias addresses outside the account's primary domain (e.g. the `.test-google-a.com` one).
+    #[serde(default)]
+    pub non_editable_aliases: Vec<String>,
     /// Organisations (title, department, cost centre...).
     #[serde(default)]
     pub organizations: Option<serde_json::Value>,

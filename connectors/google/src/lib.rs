@@ -52,8 +52,8 @@ pub const GROUPS_PAGE_SIZE: u32 = 200;
 
 /// Fields read from a user (partial response, `fields=`).
 pub const USER_FIELDS: &str = "id,primaryEmail,name,suspended,suspensionReason,archived,isAdmin,\
-isDelegatedAdmin,orgUnitPath,customerId,creationTime,lastLoginTime,aliases,organizations,relations,\
-externalIds,phones,customSchemas,thumbnailPhotoEtag,isEnrolledIn2Sv";
+isDelegatedAdmin,orgUnitPath,customerId,creationTime,lastLoginTime,aliases,nonEditableAliases,\
+organizations,relations,externalIds,phones,customSchemas,thumbnailPhotoEtag,isEnrolledIn2Sv";
 
 const USERS_NEED: Needs = Needs {
     scope: SCOPE_USER,

@@ -42,8 +42,12 @@ pub fn user_status(user: &WireUser) -> UserStatus {
     UserStatus::new(state, raw)
 }
 
+/// The user fields a manager's email is compared with, in order: the primary address, then
+/// every alias (administrators type whichever address they know; resolved by the host).
+pub const MANAGER_KEYS: [&str; 3] = ["email", "attributes.aliases", "attributes.nonEditableAliases"];
+
 /// The manager of a user: the first `relations[]` entry of type `manager`, whose `value` is
-/// the manager's email address (resolved to a user by the host).
+/// one of the manager's email addresses, primary or alias (resolved to a user by the host).
 pub fn manager_of(user: &WireUser) -> Option<ManagerRef> {
     let relations = user.relations.as_ref()?.as_array()?;
     relations
@@ -52,7 +56,10 @@ pub fn manager_of(user: &WireUser) -> Option<ManagerRef> {
         .filter_map(|r| r.get("value").and_then(|v| v.as_str()))
         .map(str::trim)
         .find(|v| !v.is_empty())
-        .map(|v| ManagerRef::Email(v.to_string()))
+        .map(|v| ManagerRef::Lookup {
+            value: v.to_string(),
+            keys: MANAGER_KEYS.iter().map(|k| k.to_string()).collect(),
+        })
 }
 
 /// Map a wire user to a model user. A user without `id` or `primaryEmail` is a protocol
@@ -126,6 +133,9 @@ pub fn map_user(user: WireUser) -> Result<User, ConnectorError> {
     }
     if !user.aliases.is_empty() {
         put("aliases", user.aliases.clone().into());
+    }
+    if !user.non_editable_aliases.is_empty() {
+        put("nonEditableAliases", user.non_editable_aliases.clone().into());
     }
     if let Some(org) = primary_entry(user.organizations.as_ref()) {
         for (wire, key) in [

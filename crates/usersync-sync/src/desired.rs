@@ -633,13 +633,20 @@ impl ManagerIndex {
                     Some(o) => o.get(&u.id).unwrap_or(&no_attributes),
                     None => &u.attributes,
                 };
-                let Some(v) = source_value(u, attributes, key).and_then(|v| lookup_text(key, &v)) else {
-                    continue;
+                // a list (Google `aliases`) names the user by each of its values
+                let own: BTreeSet<String> = match source_value(u, attributes, key) {
+                    Some(serde_json::Value::Array(items)) => {
+                        items.iter().filter_map(|v| lookup_text(key, v)).collect()
+                    }
+                    Some(v) => lookup_text(key, &v).into_iter().collect(),
+                    None => continue,
                 };
-                values
-                    .entry(v)
-                    .and_modify(|slot| *slot = None)
-                    .or_insert_with(|| Some(u.id.clone()));
+                for v in own {
+                    values
+                        .entry(v)
+                        .and_modify(|slot| *slot = None)
+                        .or_insert_with(|| Some(u.id.clone()));
+                }
             }
             index.by_key.insert(key.to_string(), values);
         }
@@ -656,7 +663,8 @@ impl ManagerIndex {
 }
 
 /// A field value as compared by a manager lookup: trimmed text, numbers and booleans as
-/// written; case folded except for ids. Other values (lists, objects, empty text) match nothing.
+/// written; case folded except for ids. Other values (objects, empty text) match nothing; a
+/// list's items are compared one by one (see [`ManagerIndex::build`]).
 fn lookup_text(key: &str, v: &serde_json::Value) -> Option<String> {
     let s = match v {
         serde_json::Value::String(s) => s.trim().to_string(),

@@ -550,6 +550,39 @@ async fn manager_lookups_resolve_against_the_fetched_users_or_set_no_manager() {
     assert!(w[0].starts_with("2 user(s)"), "{}", w[0]);
 }
 
+/// Google names a manager by an email that may be any of the manager's addresses: the lookup
+/// compares the primary email, then each alias (a list attribute) one by one.
+#[tokio::test]
+async fn manager_lookups_match_any_item_of_a_list_attribute() {
+    use usersync_model::ManagerRef;
+    let lookup = |v: &str| ManagerRef::Lookup {
+        value: v.into(),
+        keys: vec!["email".into(), "attributes.aliases".into()],
+    };
+    let mut dir = org();
+    let aliases = [
+        ("u01", serde_json::json!(["boss@acme.test", "chief@acme.test"])),
+        ("u02", serde_json::json!(["shared@acme.test"])),
+        ("u03", serde_json::json!(["shared@acme.test"])),
+    ];
+    for (i, a) in aliases {
+        let u = dir.users.get_mut(i).expect("user");
+        u.email = Some(format!("{i}@primary.test"));
+        u.attributes.insert("aliases".into(), a);
+    }
+    let set = |d: &mut Dir, id: &str, m: ManagerRef| d.users.get_mut(id).expect("user").manager = Some(m);
+    set(&mut dir, "u10", lookup("u01@primary.test")); // the primary email
+    set(&mut dir, "u11", lookup("Chief@acme.test")); // the second alias, any case
+    set(&mut dir, "u12", lookup("shared@acme.test")); // an alias two users hold: no one
+    let mut env = Env::new(dir, required_staff());
+    let r = env.run(false, None).await;
+    assert_eq!(r.status, RunStatus::Applied, "{:?}", r.errors);
+    let id = |s: &str| Some(ManagerRef::Id(s.into()));
+    assert_eq!(env.user("u10").manager, id("u01"));
+    assert_eq!(env.user("u11").manager, id("u01"));
+    assert_eq!(env.user("u12").manager, None);
+}
+
 #[tokio::test]
 async fn thresholds_block_with_exit_numbers_and_override() {
     let mut policy = required_staff();

@@ -15,7 +15,9 @@
 //!   of range: 400 `invalid`), `pageToken` (`nextPageToken`), `projection=basic|custom|full`
 //!   (`customSchemas` only with `full`, or `custom` + `customFieldMask`), `orderBy=email|givenName|
 //!   familyName`, `sortOrder`, `fields=` partial responses. Status: `suspended` (+`suspensionReason`)
-//!   and `archived`. Manager: `relations[{type: manager, value: <email>}]`. An empty page omits `users`.
+//!   and `archived`. Manager: `relations[{type: manager, value: <email>}]`, the manager's primary
+//!   address or (one user in ten) one of its `aliases`/`nonEditableAliases`, which every user
+//!   carries. An empty page omits `users`.
 //!   Guests of the neutral org are not Workspace users: they are not listed and only appear as
 //!   external `USER` members of groups.
 //! - **Photos.** `users/{userKey}/photos/thumbnail`, `photoData` in Google's web-safe base64 (`-`,
@@ -173,6 +175,40 @@ pub fn primary_email(u: &User) -> String {
     u.login.to_lowercase()
 }
 
+/// A user's `aliases`: the sign-in email when it differs from the primary address, and for every
+/// third user a second address (renamed people and role addresses keep their old mail).
+pub fn aliases(org: &Org, u: &User) -> Vec<String> {
+    let primary = primary_email(u);
+    let mut out = Vec::new();
+    let email = u.email.to_lowercase();
+    if !email.is_empty() && email != primary {
+        out.push(email);
+    }
+    if u.ix % 3 == 1 {
+        let local = primary.split('@').next().unwrap_or("user");
+        out.push(format!("{local}.a{}@{}", u.ix, org.domain));
+    }
+    out
+}
+
+/// A user's `nonEditableAliases`: the address in the account's test domain, as Google adds it.
+pub fn non_editable_aliases(u: &User) -> Vec<String> {
+    vec![format!("{}.test-google-a.com", primary_email(u))]
+}
+
+/// What an administrator typed as the user's manager (`relations[type=manager].value`): the
+/// manager's primary address, or, for one user in ten, one of the manager's aliases (any address
+/// of the manager is accepted by the Admin console).
+pub fn manager_reference(org: &Org, u: &User) -> Option<String> {
+    let m = u.manager.and_then(|m| org.user(m)).filter(|m| is_listed(m))?;
+    if u.ix % 10 == 3 {
+        let mut all = aliases(org, m);
+        all.extend(non_editable_aliases(m));
+        return all.get((u.ix as usize / 10) % all.len()).cloned();
+    }
+    Some(primary_email(m))
+}
+
 /// The group's address: a slug of its name plus its index (names collide on purpose).
 pub fn group_email(org: &Org, ix: u32, name: &str) -> String {
     let mut slug = String::new();
@@ -225,10 +261,17 @@ impl Privilege {
     }
 }
 
+/// The user with this address: primary, or an alias (Google accepts any of them as `userKey`).
 fn find_user_by_email(org: &Org, email: &str) -> Option<UserIx> {
     let e = email.trim().to_lowercase();
     org.live_users()
-        .find(|u| is_listed(u) && (primary_email(u) == e || u.email.eq_ignore_ascii_case(&e)))
+        .find(|u| {
+            is_listed(u)
+                && (primary_email(u) == e
+                    || u.email.eq_ignore_ascii_case(&e)
+                    || aliases(org, u).contains(&e)
+                    || non_editable_aliases(u).contains(&e))
+        })
         .map(|u| u.ix)
 }
 
@@ -667,9 +710,14 @@ fn user_json(org: &Org, u: &User, projection: Projection, custom_mask: &[String]
         }
         v["organizations"] = json!([o]);
     }
-    if let Some(m) = u.manager.and_then(|m| org.user(m)).filter(|m| is_listed(m)) {
-        v["relations"] = json!([{"value": primary_email(m), "type": "manager"}]);
+    if let Some(m) = manager_reference(org, u) {
+        v["relations"] = json!([{"value": m, "type": "manager"}]);
     }
+    let user_aliases = aliases(org, u);
+    if !user_aliases.is_empty() {
+        v["aliases"] = json!(user_aliases);
+    }
+    v["nonEditableAliases"] = json!(non_editable_aliases(u));
     if let Some(n) = &u.employee_number {
         v["externalIds"] = json!([{"value": n, "type": "organization"}]);
     }
