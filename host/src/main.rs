@@ -7,17 +7,33 @@ mod wiring;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 /// Keep an organisation's users and groups in sync with its identity providers.
 #[derive(Debug, Parser)]
-#[command(name = "usersync", version, about, long_about = None)]
+#[command(name = "usersync", version, about, long_about = None, after_help = ROOT_AFTER_HELP)]
 pub struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
+
+/// Examples and exit codes under `usersync --help`.
+const ROOT_AFTER_HELP: &str = "Examples:
+  usersync config init --connector okta > usersync.toml
+  usersync config check
+  usersync doctor
+  usersync sync --dry-run
+  usersync sync -c okta --allow-deletes 10
+  usersync users list --status inactive --search smith
+
+Exit codes: 0 success, 1 a run or command failed, 2 usage or configuration error, 3 a safety gate
+blocked a run.";
+
+/// What every subcommand's help says instead of repeating the global options.
+const GLOBAL_NOTE: &str =
+    "Global options (--config, --plugin-dir, --log-format, -v) work here too: see `usersync --help`.";
 
 /// Options every subcommand understands.
 #[derive(Debug, Clone, clap::Args)]
@@ -79,6 +95,79 @@ enum Command {
     Emulator(Box<cmd::emulator::EmulatorArgs>),
     /// Start every emulator, sync each into a local SQLite store, and report.
     Demo(cmd::demo::DemoArgs),
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:
+  usersync completions bash > /etc/bash_completion.d/usersync
+  usersync completions zsh > \"${fpath[1]}/_usersync\"
+  usersync completions fish > ~/.config/fish/completions/usersync.fish")]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into a directory.
+    #[command(after_help = "Examples:
+  usersync man | man -l -
+  usersync man --dir /usr/local/share/man/man1")]
+    Man {
+        /// Write usersync.1 and usersync-<command>.1 pages here instead of printing usersync.1.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// The command line definition as `--help`, completions and man pages show it: every
+/// subcommand's help hides the global options (listed once under `usersync --help`) and says
+/// so in one line.
+pub fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let globals: Vec<clap::Id> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .map(|a| a.get_id().clone())
+        .collect();
+    // mut_args/mut_subcommands keep the order of a built command's arguments (its key index).
+    fn hide(cmd: clap::Command, globals: &[clap::Id]) -> clap::Command {
+        cmd.mut_subcommands(|sub| {
+            if sub.get_name() == "help" {
+                return sub;
+            }
+            let sub = sub.mut_args(|a| {
+                if globals.contains(a.get_id()) {
+                    a.hide(true)
+                } else {
+                    a
+                }
+            });
+            let after = match sub.get_after_help() {
+                Some(a) => format!("{a}\n\n{GLOBAL_NOTE}"),
+                None => GLOBAL_NOTE.to_string(),
+            };
+            hide(sub.after_help(after), globals)
+        })
+    }
+    hide(cmd, &globals)
+}
+
+/// `usersync man`: the page on stdout, or every page into `dir`.
+fn man(dir: Option<&std::path::Path>) -> anyhow::Result<u8> {
+    use anyhow::Context as _;
+    let cmd = command();
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+            clap_mangen::generate_to(cmd, dir)
+                .with_context(|| format!("cannot write man pages into `{}`", dir.display()))?;
+        }
+        None => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut out)?;
+            use std::io::Write as _;
+            let _ = std::io::stdout().write_all(&out);
+        }
+    }
+    Ok(0)
 }
 
 fn init_logging(global: &GlobalArgs) {
@@ -114,7 +203,10 @@ fn restore_default_sigpipe() {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     // Long-running servers (`emulator`, `demo --no-sync`) must outlive a reader that closed their
     // stdout after the first line; every other command dies quietly on a closed pipe.
     if !matches!(cli.command, Command::Emulator(_) | Command::Demo(_)) {
@@ -142,6 +234,11 @@ fn main() -> ExitCode {
             Command::Explain(c) => cmd::explain::run(c, &cli.global).await,
             Command::Emulator(c) => cmd::emulator::run(*c, &cli.global).await,
             Command::Demo(c) => cmd::demo::run(c, &cli.global).await,
+            Command::Completions { shell } => {
+                clap_complete::generate(shell, &mut command(), "usersync", &mut std::io::stdout());
+                Ok(0)
+            }
+            Command::Man { dir } => man(dir.as_deref()),
         }
     });
     match result {

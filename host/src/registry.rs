@@ -17,23 +17,10 @@ pub use usersync_registry::{Entry, Lookup, Registry, Source};
 /// Environment variable with extra plugin directories (colon-separated).
 pub const PLUGIN_PATH_ENV: &str = "USERSYNC_PLUGIN_PATH";
 
-/// The config file this invocation uses: `--config` (or `USERSYNC_CONFIG`), else
-/// `./usersync.toml`, else `$XDG_CONFIG_HOME/usersync/usersync.toml` (`~/.config/...`), when it
-/// exists. `None` when there is none.
+/// The config file this invocation uses ([`usersync_config::Config::resolve_path`], the one
+/// implementation of the lookup), `None` when there is none.
 pub fn config_path(global: &GlobalArgs) -> Option<PathBuf> {
-    if let Some(p) = &global.config {
-        return Some(p.clone());
-    }
-    let local = PathBuf::from("usersync.toml");
-    if local.is_file() {
-        return Some(local);
-    }
-    let base = std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
-    let p = base.join("usersync").join("usersync.toml");
-    p.is_file().then_some(p)
+    usersync_config::Config::resolve_path(global.config.as_deref()).ok()
 }
 
 /// The registry settings for this invocation (search path, pins).

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use usersync_config::{Config, ConfigError, ConfigIssue, ConnectionConfig};
-use usersync_runtime::{ConnectionClient, ConnectionSettings, RetryPolicy};
+use usersync_runtime::{ConnectionClient, ConnectionSettings, RetryPolicy, RuntimeError};
 use usersync_sdk::{Connector, ConnectorError, Manifest, Options, Query, Session};
 use usersync_store::SqliteStore;
 use usersync_sync::{FailureKind, Progress, QueryFailure, QueryResult, QueryRunner};
@@ -71,6 +71,86 @@ pub fn load_config(global: &GlobalArgs) -> Result<Config, u8> {
             Err(exit::USAGE)
         }
     }
+}
+
+/// [`load_config`] for a command with `--format`: with `--format json` the error is also
+/// printed on stdout as one JSON object (see [`print_json_error`]), so a script reading stdout
+/// learns why there is no report.
+pub fn load_config_as(global: &GlobalArgs, format: Format) -> Result<Config, u8> {
+    match Config::discover(global.config.as_deref()) {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            let issues = config_error_issues(&e);
+            if format == Format::Json {
+                print_json_error("config", &e.to_string(), &issues);
+            }
+            eprintln!("error: {e}");
+            if matches!(e, ConfigError::Invalid(_) | ConfigError::Parse { .. }) {
+                eprintln!("hint: `usersync config check` validates the whole file");
+            }
+            Err(exit::USAGE)
+        }
+    }
+}
+
+/// The problems of a config that failed to load, by file and line, for JSON output: the
+/// semantic issues as they are; a TOML syntax error as one issue whose message is toml's
+/// without the caret snippet (`TOML parse error at line 7, column 21: invalid table header,
+/// expected `.`, `]``). Empty when the file could not be found or read.
+pub fn config_error_issues(e: &ConfigError) -> Vec<ConfigIssue> {
+    match e {
+        ConfigError::Invalid(issues) => issues.clone(),
+        ConfigError::Parse { path, message } => {
+            let (line, plain) = plain_toml_message(message);
+            vec![ConfigIssue {
+                file: path.clone(),
+                line,
+                connection: None,
+                option: None,
+                message: plain,
+            }]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// toml's error message without its source snippet: `(line, "TOML parse error at line L,
+/// column C: what, more")`. toml prints the header line, then the snippet (lines whose text up
+/// to the first `|` is blank or a line number), then what is wrong.
+pub fn plain_toml_message(message: &str) -> (usize, String) {
+    let mut lines = message.lines();
+    let header = lines.next().unwrap_or_default().trim().to_string();
+    let line = header
+        .find("line ")
+        .and_then(|i| {
+            header[i + 5..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0);
+    let what: Vec<&str> = lines
+        .filter(|l| match l.split_once('|') {
+            Some((gutter, _)) => !gutter.trim().chars().all(|c| c.is_ascii_digit()),
+            None => true,
+        })
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if what.is_empty() {
+        (line, header)
+    } else {
+        (line, format!("{header}: {}", what.join(", ")))
+    }
+}
+
+/// The error object a `--format json` command prints on stdout instead of its report when it
+/// cannot produce one: `{"error": {"kind": "config", "message": "...", "issues": [...]}}`
+/// (`issues`: the config problems by file and line, in the shape of `config check --format json`).
+pub fn print_json_error(kind: &str, message: &str, issues: &[ConfigIssue]) {
+    let v = serde_json::json!({"error": {"kind": kind, "message": message, "issues": issues}});
+    outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
 }
 
 /// Open the store named in the config for a sync, creating and migrating it when needed. An
@@ -393,16 +473,14 @@ pub fn open_client(
         })?;
         secrets.insert(name.clone(), value);
     }
-    let client =
-        ConnectionClient::new(&conn.name, connector, options, secrets, settings(conn)).map_err(|e| {
-            let m = e.to_string();
-            // Connector errors already name the connection (`connection `x` (okta): ...`).
-            if m.starts_with(&format!("connection `{}`", conn.name)) {
-                OpenError::Runtime(m)
-            } else {
-                OpenError::Runtime(format!("connection `{}`: {m}", conn.name))
-            }
-        })?;
+    let client = ConnectionClient::new(&conn.name, connector, options, secrets, settings(conn)).map_err(
+        |e| match e {
+            // The connector's errors carry their context, which names the connection
+            // (`connection `x` (okta): ...`).
+            RuntimeError::Connector { .. } => OpenError::Runtime(e.to_string()),
+            _ => OpenError::Runtime(format!("connection `{}`: {e}", conn.name)),
+        },
+    )?;
     Ok((client, manifest))
 }
 
@@ -578,8 +656,28 @@ pub fn rfc3339(ms: i64) -> String {
     )
 }
 
-/// Print rows as an aligned table.
-pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+/// The width tables are fitted to: `$COLUMNS` when set, else the terminal's width when stdout
+/// is a terminal, else none (piped output keeps every character, for `grep` and `cut`).
+pub fn terminal_width() -> Option<usize> {
+    if let Some(c) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+    {
+        return (c > 0).then_some(c);
+    }
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    // SAFETY: TIOCGWINSZ fills a winsize struct we own; fd 1 is open.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+    (ok && ws.ws_col > 0).then_some(ws.ws_col as usize)
+}
+
+/// Column widths for `headers` and `rows` fitted into `max` characters (two spaces between
+/// columns): the widest column gives up a character until the table fits or every column is
+/// down to its header's width (at least 8).
+fn fit_widths(headers: &[&str], rows: &[Vec<String>], max: Option<usize>) -> Vec<usize> {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -588,11 +686,47 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
             }
         }
     }
+    let Some(max) = max else { return widths };
+    let floor: Vec<usize> = headers.iter().map(|h| h.chars().count().max(8)).collect();
+    let total = |w: &[usize]| w.iter().sum::<usize>() + 2 * w.len().saturating_sub(1);
+    while total(&widths) > max {
+        let widest = widths
+            .iter()
+            .enumerate()
+            .filter(|(i, w)| **w > floor[*i])
+            .max_by_key(|(_, w)| **w)
+            .map(|(i, _)| i);
+        match widest {
+            Some(i) => widths[i] -= 1,
+            None => break,
+        }
+    }
+    widths
+}
+
+/// `s` cut to `width` characters, ending in `…` when cut.
+fn cut(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(width.saturating_sub(1)).collect();
+        out.push('…');
+        out
+    }
+}
+
+/// Print rows as an aligned table, fitted to the terminal ([`terminal_width`]): the widest
+/// columns are cut (ending in `…`) so that no line wraps.
+pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let widths = fit_widths(headers, rows, terminal_width());
     let line = |cells: Vec<String>| {
         let parts: Vec<String> = cells
             .iter()
             .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths.get(i).copied().unwrap_or(0)))
+            .map(|(i, c)| {
+                let w = widths.get(i).copied().unwrap_or(0);
+                format!("{:<w$}", cut(c, w))
+            })
             .collect();
         outln!("{}", parts.join("  ").trim_end());
     };
@@ -600,6 +734,42 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     for r in rows {
         line(r.clone());
     }
+}
+
+/// Entries per list in table output of the listing commands unless `--limit`/`--all` say otherwise.
+pub const LIST_LIMIT: usize = 50;
+
+/// `--limit N` / `--all` of the listing commands (table output only: `--format json` always has
+/// every entry, as `sync` does).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitArgs {
+    /// Table output: at most N rows (the count printed below is always complete).
+    #[arg(long, value_name = "N", default_value_t = LIST_LIMIT, conflicts_with = "all")]
+    pub limit: usize,
+    /// Table output: every row (`--format json` always has them all).
+    #[arg(long)]
+    pub all: bool,
+}
+
+impl LimitArgs {
+    /// The number of rows to print.
+    pub fn rows(&self) -> usize {
+        if self.all {
+            usize::MAX
+        } else {
+            self.limit
+        }
+    }
+}
+
+/// The line after a table cut at `shown` of `total` rows: how many more and how to see them.
+pub fn more_line(shown: usize, total: usize) -> Option<String> {
+    (total > shown).then(|| {
+        format!(
+            "... and {} more (`--limit N` or `--all` for more, `--format json` for every row)",
+            total - shown
+        )
+    })
 }
 
 /// Print a value as pretty JSON on stdout.

@@ -24,6 +24,24 @@ pub enum ConfigCmd {
     },
     /// Print the path of the config file this invocation uses.
     Path,
+    /// Write a commented configuration template with one connection per chosen connector
+    /// (placeholders to replace; secrets as environment-variable references). The file passes
+    /// `usersync config check` as written.
+    #[command(after_help = "Examples:
+  usersync config init okta
+  usersync config init entra google --output /etc/usersync/usersync.toml
+  usersync config init keycloak --output -        # print instead of writing")]
+    Init {
+        /// Connector ids (see `usersync connectors list`), one connection each.
+        #[arg(required = true, value_name = "CONNECTOR")]
+        connectors: Vec<String>,
+        /// Where to write (`-`: stdout). Default: `--config` when given, else ./usersync.toml.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Serialize)]
@@ -54,7 +72,176 @@ pub async fn run(cmd: ConfigCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
             }
         },
         ConfigCmd::Check { format } => check(global, format),
+        ConfigCmd::Init {
+            connectors,
+            output,
+            force,
+        } => init(global, &connectors, output, force),
     }
+}
+
+/// `config init`: the template for `connectors`, written to `output`.
+fn init(
+    global: &GlobalArgs,
+    connectors: &[String],
+    output: Option<std::path::PathBuf>,
+    force: bool,
+) -> anyhow::Result<u8> {
+    let registry = crate::registry::load(global)?;
+    let mut manifests = Vec::new();
+    for id in connectors {
+        match registry.get(id) {
+            Some(c) => manifests.push(c.manifest()),
+            None => {
+                eprintln!("error: {}", wiring::unknown_message(id, &registry));
+                return Ok(exit::USAGE);
+            }
+        }
+    }
+    let text = template(&manifests);
+    let path = output
+        .or_else(|| global.config.clone())
+        .unwrap_or_else(|| usersync_config::file::FILE_NAME.into());
+    if path.as_os_str() == "-" {
+        outln!("{}", text.trim_end());
+        return Ok(exit::OK);
+    }
+    if path.exists() && !force {
+        eprintln!(
+            "error: `{}` exists; pass --force to overwrite it, or --output FILE",
+            path.display()
+        );
+        return Ok(exit::USAGE);
+    }
+    if let Err(e) = std::fs::write(&path, &text) {
+        eprintln!("error: cannot write `{}`: {e}", path.display());
+        return Ok(exit::FAILURE);
+    }
+    eprintln!(
+        "wrote {}: replace the placeholders, set the environment variables it names, then run \
+         `usersync config check` and `usersync doctor`",
+        path.display()
+    );
+    Ok(exit::OK)
+}
+
+/// The commented configuration file for `manifests` (one connection each, named after the
+/// connector, `-2`, `-3`... when one is chosen twice).
+pub fn template(manifests: &[usersync_sdk::Manifest]) -> String {
+    let ids: Vec<&str> = manifests.iter().map(|m| m.id.as_str()).collect();
+    let mut s = format!(
+        "# usersync configuration for: {}.\n\
+         # Replace the placeholders, then check the file with `usersync config check` (offline) and\n\
+         # `usersync doctor` (contacts each provider). Every option of a connector:\n\
+         # `usersync connectors describe <id>`. Reference: docs/configuration.md.\n\
+         # Secrets are references, never values: {{ env = \"NAME\" }} or {{ file = \"/path\" }}.\n\
+         \n\
+         [store]\n\
+         path = \"usersync.db\"                 # the SQLite directory store, relative to this file\n\
+         \n\
+         # [runtime]                          # defaults for every connection\n\
+         # proxy = \"http://proxy.corp:3128\"   # default: HTTPS_PROXY / NO_PROXY from the environment\n\
+         # ca_bundle = \"corp-root-ca.pem\"     # extra CA to trust (TLS-inspecting proxy)\n\
+         # concurrency = 8\n",
+        ids.join(", ")
+    );
+    let mut used = std::collections::BTreeMap::<&str, usize>::new();
+    for m in manifests {
+        let n = used.entry(m.id.as_str()).or_default();
+        *n += 1;
+        let name = if *n == 1 {
+            m.id.clone()
+        } else {
+            format!("{}-{n}", m.id)
+        };
+        s.push_str(&format!(
+            "\n[[connections]]                      # {} ({})\n\
+             name = \"{name}\"                   # used with --connection; order of blocks = priority\n\
+             connector = \"{}\"\n\
+             [connections.options]                # `usersync connectors describe {}`\n",
+            m.name, m.id, m.id, m.id
+        ));
+        s.push_str(&options_template(m));
+        s.push_str(
+            "# [connections.policy]               # what to sync (docs/sync.md)\n\
+             # required_groups = [\"Staff\"]       # only members of these groups\n\
+             # exclude_groups = [\"re:^test-\"]\n\
+             # max_removals = 50                  # safety gate: block a run removing more\n",
+        );
+    }
+    s
+}
+
+/// The `[connections.options]` lines of one connector: a hand-written block for the built-in
+/// connectors (their option rules are more than the manifest says: one of two credentials),
+/// else the required options from the manifest with placeholders.
+fn options_template(m: &usersync_sdk::Manifest) -> String {
+    let fixed = match m.id.as_str() {
+        "okta" => Some(
+            "domain = \"example.okta.com\"         # your Okta org domain, without https://\n\
+             api_token = { env = \"OKTA_API_TOKEN\" }   # Admin Console > Security > API > Tokens\n\
+             # or an OAuth service app instead of api_token:\n\
+             # client_id = \"0oa...\"\n\
+             # private_key = { file = \"okta-service-app.pem\" }\n",
+        ),
+        "entra" => Some(
+            "tenant_id = \"00000000-0000-0000-0000-000000000000\"   # Entra admin center > Overview\n\
+             client_id = \"11111111-1111-1111-1111-111111111111\"   # the app registration's client ID\n\
+             client_secret = { env = \"ENTRA_CLIENT_SECRET\" }     # or client_certificate_key + client_certificate\n",
+        ),
+        "google" => Some(
+            "admin_email = \"admin@example.com\"    # a Workspace admin the service account acts as\n\
+             service_account_key = { env = \"GOOGLE_SERVICE_ACCOUNT_KEY\" }   # the JSON key, or { file = \"key.json\" }\n\
+             # domain = \"example.com\"             # only this domain instead of the whole account\n",
+        ),
+        "keycloak" => Some(
+            "base_url = \"https://sso.example.com\"   # the address before /admin or /realms\n\
+             realm = \"example\"                  # the realm to sync\n\
+             client_id = \"usersync\"             # a confidential client with a service account\n\
+             client_secret = { env = \"KEYCLOAK_CLIENT_SECRET\" }\n",
+        ),
+        "onelogin" => Some(
+            "base_url = \"https://example.onelogin.com\"   # your OneLogin API host\n\
+             client_id = \"0123456789abcdef\"     # Administration > Developers > API Credentials\n\
+             client_secret = { env = \"ONELOGIN_CLIENT_SECRET\" }\n",
+        ),
+        _ => None,
+    };
+    if let Some(f) = fixed {
+        return f.to_string();
+    }
+    let mut s = String::new();
+    for o in &m.options {
+        let help = o.help.split(". ").next().unwrap_or_default();
+        let value = if o.secret {
+            let var: String = format!("{}_{}", m.id, o.name)
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            format!("{{ env = \"{var}\" }}")
+        } else {
+            match o.kind {
+                usersync_sdk::OptionType::Integer => "0".into(),
+                usersync_sdk::OptionType::Bool => "false".into(),
+                usersync_sdk::OptionType::StringList => "[]".into(),
+                usersync_sdk::OptionType::Url => "\"https://example.com\"".into(),
+                _ => "\"CHANGE-ME\"".into(),
+            }
+        };
+        let line = format!("{} = {value}", o.name);
+        if o.required {
+            s.push_str(&format!("{line}   # {help}\n"));
+        } else if o.default.is_none() {
+            s.push_str(&format!("# {line}   # {help}\n"));
+        }
+    }
+    s
 }
 
 fn check(global: &GlobalArgs, format: Format) -> anyhow::Result<u8> {
@@ -76,18 +263,30 @@ fn check(global: &GlobalArgs, format: Format) -> anyhow::Result<u8> {
     };
     match Config::load_all(&path) {
         Err(e) => {
-            // A syntax error stops the check: toml's message says line, column and what.
-            let message = match &e {
-                ConfigError::Parse { message, .. } => message.clone(),
-                other => other.to_string(),
-            };
-            report.errors.push(ConfigIssue {
-                file: path.clone(),
-                line: parse_line(&message).unwrap_or(0),
-                connection: None,
-                option: None,
-                message,
-            });
+            // A syntax error stops the check: toml's message says line, column and what (the
+            // caret snippet only on the terminal, never in JSON).
+            match (&e, format) {
+                (ConfigError::Parse { message, .. }, Format::Table) => report.errors.push(ConfigIssue {
+                    file: path.clone(),
+                    line: wiring::plain_toml_message(message).0,
+                    connection: None,
+                    option: None,
+                    message: message.clone(),
+                }),
+                _ => {
+                    let issues = wiring::config_error_issues(&e);
+                    if issues.is_empty() {
+                        report.errors.push(ConfigIssue {
+                            file: path.clone(),
+                            line: 0,
+                            connection: None,
+                            option: None,
+                            message: e.to_string(),
+                        });
+                    }
+                    report.errors.extend(issues);
+                }
+            }
         }
         Ok((config, issues)) => {
             report.errors = issues;
@@ -201,10 +400,4 @@ fn check(global: &GlobalArgs, format: Format) -> anyhow::Result<u8> {
     } else {
         exit::USAGE
     })
-}
-
-/// The line number in a toml error message ("TOML parse error at line 7, column 3").
-fn parse_line(msg: &str) -> Option<usize> {
-    let rest = &msg[msg.find("line ")? + 5..];
-    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }

@@ -72,7 +72,9 @@ pub struct DescribeArgs {
 pub struct EndpointsArgs {
     /// Only this connector (default: every active connector).
     pub id: Option<String>,
-    /// Show the host:port list to allow instead of every endpoint URL.
+    /// Show the host:port list to allow instead of every endpoint URL: with a config file (the
+    /// usual lookup, or --config), the hosts its connections contact; without one, every
+    /// connector's host templates (`{oktaDomain}:443`).
     #[arg(long)]
     pub hosts: bool,
     /// Output format.
@@ -83,6 +85,13 @@ pub struct EndpointsArgs {
 /// Run the subcommand; returns the process exit code.
 pub async fn run(cmd: ConnectorsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
     let reg = registry::load(global)?;
+    if let ConnectorsCmd::Endpoints(a) = &cmd {
+        if a.hosts {
+            if let Some(path) = registry::config_path(global) {
+                return configured_hosts(&reg, &path, a);
+            }
+        }
+    }
     let out = match cmd {
         ConnectorsCmd::List(a) => {
             // Refused libraries are not connectors, but whoever looks for a connector here must
@@ -460,6 +469,93 @@ fn hosts_table(entries: &Selected<'_>) -> String {
         }
     }
     s
+}
+
+/// `connectors endpoints --hosts` with a config: per connection, the host:port of every URL its
+/// session contacts (base URLs and token endpoint), from the options as configured. A
+/// connection whose options cannot be checked here shows its connector's templates and why.
+fn configured_hosts(reg: &Registry, path: &std::path::Path, a: &EndpointsArgs) -> anyhow::Result<u8> {
+    let config = match usersync_config::Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            eprintln!(
+                "hint: `usersync config check` lists every problem; without a config file this command \
+                 prints each connector's host templates"
+            );
+            return Ok(crate::wiring::exit::USAGE);
+        }
+    };
+    let mut out = Vec::new();
+    for conn in &config.connections {
+        if a.id.as_deref().is_some_and(|id| id != conn.connector) {
+            continue;
+        }
+        let Some(connector) = reg.get(&conn.connector) else {
+            eprintln!(
+                "warning: connection `{}`: {}",
+                conn.name,
+                crate::wiring::unknown_message(&conn.connector, reg)
+            );
+            continue;
+        };
+        let m = connector.manifest();
+        let (hosts, notes) = match crate::wiring::check_connection(conn, &config.path, &connector) {
+            Ok(crate::wiring::Checked {
+                session: Some(session),
+                ..
+            }) => {
+                let plan = session.auth_plan();
+                let urls = session
+                    .base_urls()
+                    .into_iter()
+                    .chain(plan.token_url().map(str::to_string));
+                let set: BTreeSet<String> = urls.filter_map(|u| Some(host_port(&u)?.0)).collect();
+                (set.into_iter().collect::<Vec<_>>(), Vec::new())
+            }
+            other => {
+                let why = match other {
+                    Err(issues) => issues
+                        .iter()
+                        .map(|i| i.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                    _ => "the connector could not open a session".to_string(),
+                };
+                let h = hosts_of(&m);
+                let mut notes = vec![format!(
+                    "the configured hosts are unknown ({why}): these are the connector's templates"
+                )];
+                notes.extend(h.notes);
+                (h.hosts, notes)
+            }
+        };
+        out.push((conn.name.clone(), m, hosts, notes));
+    }
+    match a.format {
+        ListFormat::Json => {
+            let v: Vec<Value> = out
+                .iter()
+                .map(|(c, m, h, n)| json!({"connection": c, "id": m.id, "name": m.name, "hosts": h, "notes": n}))
+                .collect();
+            print!("{}", serde_json::to_string_pretty(&v)? + "\n");
+        }
+        ListFormat::Table => {
+            let mut s = String::new();
+            for (c, m, h, n) in &out {
+                let _ = writeln!(s, "{c} ({}, {}):", m.id, m.name);
+                for host in h {
+                    let _ = writeln!(s, "  {host}");
+                }
+                for note in n {
+                    let _ = writeln!(s, "  note: {note}");
+                }
+            }
+            let _ = writeln!(s, "(hosts of the connections in {})", config.path.display());
+            print!("{s}");
+        }
+    }
+    Ok(0)
 }
 
 fn endpoints_table(entries: &Selected<'_>) -> String {

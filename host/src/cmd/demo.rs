@@ -255,6 +255,13 @@ pub async fn run(args: DemoArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
             o.provider, o.org, o.requests, o.secs, o.result
         );
     }
+    if !args.no_sync {
+        println!(
+            "\nThe organisations count every user; a first sync creates only the active ones (suspended, \
+             deprovisioned and other inactive users are not created), so fewer users are created than \
+             each organisation has."
+        );
+    }
     println!("\nstore: {}", dir.join("usersync.db").display());
     if args.no_sync {
         println!(

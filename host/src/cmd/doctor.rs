@@ -9,9 +9,18 @@ use crate::GlobalArgs;
 
 /// Arguments of `usersync doctor`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Exit codes: 0 every required check passed, 1 a required check failed, 2 usage or \
+configuration error.
+
+Examples:
+  usersync doctor
+  usersync doctor -c okta -c google
+  usersync doctor --format json | jq '.[] | select(.checks[].status == \"fail\")'"
+)]
 pub struct DoctorArgs {
     /// Check only this connection (repeatable; default: every connection in the config).
-    #[arg(long = "connection", value_name = "NAME")]
+    #[arg(long = "connection", short = 'c', value_name = "NAME")]
     pub connections: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -44,7 +53,7 @@ fn setup_failure(
 /// Run the command; returns the process exit code (0: every required check passed, 1: a
 /// required check failed, 2: usage or config error).
 pub async fn run(args: DoctorArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
-    let config = or_exit!(wiring::load_config(global));
+    let config = or_exit!(wiring::load_config_as(global, args.format));
     let selected = or_exit!(wiring::select(&config, &args.connections));
     if selected.is_empty() {
         eprintln!("error: {} defines no connections", config.path.display());

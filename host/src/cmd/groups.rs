@@ -12,16 +12,31 @@ use crate::GlobalArgs;
 /// `usersync groups` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum GroupsCmd {
-    /// List groups with member counts.
+    /// List groups with member counts, as a table fitted to the terminal or as JSON.
+    #[command(after_help = "Examples:
+  usersync groups list --search eng
+  usersync groups list -c okta -c google --all
+  usersync groups list --format json | jq '.[] | {name, transitive_users}'")]
     List {
-        /// Only groups of this connection.
-        #[arg(long, short = 'c', value_name = "NAME")]
-        connection: Option<String>,
-        /// Output format.
+        /// Only groups of this connection (repeatable).
+        #[arg(long = "connection", short = 'c', value_name = "NAME")]
+        connections: Vec<String>,
+        /// Only groups whose name, path, provider name or provider id contains TEXT
+        /// (case-insensitive).
+        #[arg(long, value_name = "TEXT")]
+        search: Option<String>,
+        #[command(flatten)]
+        limit: wiring::LimitArgs,
+        /// Output format (JSON: every matching group, all fields).
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
-    /// Show one group: direct members (users and nested groups) and every transitive user.
+    /// Show one group: its direct members (users and nested groups), then the users it has only
+    /// through nested groups, each with the chain of groups.
+    #[command(after_help = "Examples:
+  usersync groups show Engineering
+  usersync groups show /Eng/Members -c keycloak
+  usersync groups show Engineering --all --format json")]
     Show {
         /// Local name, provider name, provider id, or full path (`/Eng/Members`, for providers with
         /// group hierarchies such as Keycloak).
@@ -29,7 +44,10 @@ pub enum GroupsCmd {
         /// The connection, when the name matches groups of several.
         #[arg(long, short = 'c', value_name = "NAME")]
         connection: Option<String>,
-        /// Output format.
+        #[command(flatten)]
+        limit: wiring::LimitArgs,
+        /// Output format (JSON: `direct_members` and `transitive_members`, every user
+        /// direct or nested, complete).
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -76,8 +94,33 @@ pub async fn run(cmd: GroupsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
     let config = or_exit!(wiring::load_config(global));
     let store = or_exit!(wiring::open_existing_store(&config));
     match cmd {
-        GroupsCmd::List { connection, format } => {
-            let groups = store.groups(connection.as_deref())?;
+        GroupsCmd::List {
+            connections,
+            search,
+            limit,
+            format,
+        } => {
+            let needle = search.as_deref().map(str::to_lowercase);
+            let groups: Vec<StoredGroup> = store
+                .groups(None)?
+                .into_iter()
+                .filter(|g| {
+                    connections.is_empty()
+                        || connections.iter().any(|c| c.eq_ignore_ascii_case(&g.connection))
+                })
+                .filter(|g| {
+                    needle.as_deref().is_none_or(|n| {
+                        [
+                            g.name.as_str(),
+                            g.source_name.as_str(),
+                            g.provider_id.as_str(),
+                            path_of(g).unwrap_or(""),
+                        ]
+                        .iter()
+                        .any(|v| v.to_lowercase().contains(n))
+                    })
+                })
+                .collect();
             let mut states = BTreeMap::new();
             let mut out = Vec::new();
             for g in groups {
@@ -97,7 +140,8 @@ pub async fn run(cmd: GroupsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
             match format {
                 Format::Json => wiring::print_json(&out)?,
                 Format::Table => {
-                    let rows: Vec<Vec<String>> = out
+                    let shown = out.len().min(limit.rows());
+                    let rows: Vec<Vec<String>> = out[..shown]
                         .iter()
                         .map(|g| {
                             vec![
@@ -123,7 +167,10 @@ pub async fn run(cmd: GroupsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                         ],
                         &rows,
                     );
-                    outln!("{} group(s)", rows.len());
+                    if let Some(more) = wiring::more_line(shown, out.len()) {
+                        outln!("{more}");
+                    }
+                    outln!("{} group(s)", out.len());
                 }
             }
             Ok(exit::OK)
@@ -131,6 +178,7 @@ pub async fn run(cmd: GroupsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
         GroupsCmd::Show {
             group,
             connection,
+            limit,
             format,
         } => {
             let all = store.groups(connection.as_deref())?;
@@ -249,19 +297,39 @@ pub async fn run(cmd: GroupsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                     if let Some(d) = &g.description {
                         outln!("description: {d}");
                     }
+                    let rows = limit.rows();
                     outln!("direct members ({}):", show.direct_members.len());
-                    for m in &show.direct_members {
+                    for m in show.direct_members.iter().take(rows) {
                         let state = match m.active {
                             Some(false) => " (inactive)",
                             _ => "",
                         };
                         outln!("  {} {}{state}", m.kind, m.name);
                     }
+                    if let Some(more) =
+                        wiring::more_line(rows.min(show.direct_members.len()), show.direct_members.len())
+                    {
+                        outln!("  {more}");
+                    }
+                    // The direct users were listed above: here only the users the group has
+                    // through nested groups.
+                    let direct_users: std::collections::BTreeSet<&str> = show
+                        .direct_members
+                        .iter()
+                        .filter(|m| m.kind == "user")
+                        .map(|m| m.id.as_str())
+                        .collect();
+                    let nested: Vec<&MemberOut> = show
+                        .transitive_members
+                        .iter()
+                        .filter(|m| !direct_users.contains(m.id.as_str()))
+                        .collect();
                     outln!(
-                        "all users, direct and through nested groups ({}):",
+                        "users through nested groups only ({}; {} users in all):",
+                        nested.len(),
                         show.transitive_members.len()
                     );
-                    for m in &show.transitive_members {
+                    for m in nested.iter().take(rows) {
                         let state = if m.active == Some(false) {
                             " (inactive)"
                         } else {
@@ -272,6 +340,9 @@ pub async fn run(cmd: GroupsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                         } else {
                             outln!("  {}{state}", m.name);
                         }
+                    }
+                    if let Some(more) = wiring::more_line(rows.min(nested.len()), nested.len()) {
+                        outln!("  {more}");
                     }
                 }
             }

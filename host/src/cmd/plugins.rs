@@ -239,11 +239,7 @@ fn list(args: ListArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
                 render_table(&["ID", "VERSION", "ABI", "SOURCE", "ACTIVE", "REASON"], &rows)
             );
             println!();
-            println!(
-                "Host accepts plugin ABI versions {}..={}.",
-                usersync_registry::ACCEPTED_ABI_MIN,
-                usersync_registry::ACCEPTED_ABI_MAX
-            );
+            println!("{}", accepted_abi_sentence());
             let dirs: Vec<String> = config
                 .plugin_dirs
                 .iter()
@@ -264,4 +260,18 @@ fn list(args: ListArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// What `plugins list` says about the ABI versions this host accepts, in words: `This usersync
+/// loads plugins built for ABI version 1.` (or `versions 1 to 3`).
+fn accepted_abi_sentence() -> String {
+    let (min, max) = (
+        usersync_registry::ACCEPTED_ABI_MIN,
+        usersync_registry::ACCEPTED_ABI_MAX,
+    );
+    if min == max {
+        format!("This usersync loads plugins built for ABI version {min}.")
+    } else {
+        format!("This usersync loads plugins built for ABI versions {min} to {max}.")
+    }
 }

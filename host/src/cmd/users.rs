@@ -1,6 +1,7 @@
 //! `usersync users ...`: users in the directory store.
 
 use serde::Serialize;
+use usersync_model::ManagerRef;
 use usersync_store::{username_key, Member, Store, StoredUser};
 
 use crate::or_exit;
@@ -10,22 +11,46 @@ use crate::GlobalArgs;
 /// `usersync users` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum UsersCmd {
-    /// List users.
+    /// List users, filtered, as a table fitted to the terminal or as JSON.
+    #[command(after_help = "Examples:
+  usersync users list --status inactive
+  usersync users list --search smith --columns username,email,name
+  usersync users list -c okta --group Engineering --all
+  usersync users list --format json | jq '.[].email'")]
     List {
-        /// Only users of this connection.
-        #[arg(long, short = 'c', value_name = "NAME")]
-        connection: Option<String>,
-        /// Only inactive users.
-        #[arg(long, conflicts_with = "active")]
+        /// Only users of this connection (repeatable).
+        #[arg(long = "connection", short = 'c', value_name = "NAME")]
+        connections: Vec<String>,
+        /// Only users whose username, email, display name or provider id contains TEXT
+        /// (case-insensitive).
+        #[arg(long, value_name = "TEXT")]
+        search: Option<String>,
+        /// Only active or only inactive users.
+        #[arg(long, value_enum)]
+        status: Option<Status>,
+        /// Only members of this group, directly or through nested groups (local name, provider
+        /// name, provider id or path).
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
+        /// Only inactive users (same as `--status inactive`).
+        #[arg(long, conflicts_with_all = ["active", "status"])]
         inactive: bool,
-        /// Only active users.
-        #[arg(long)]
+        /// Only active users (same as `--status active`).
+        #[arg(long, conflicts_with = "status")]
         active: bool,
-        /// Output format.
+        /// Table columns, comma-separated, in order.
+        #[arg(long, value_enum, value_delimiter = ',', default_values_t = Column::DEFAULT)]
+        columns: Vec<Column>,
+        #[command(flatten)]
+        limit: wiring::LimitArgs,
+        /// Output format (JSON: every matching user, all fields).
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
-    /// Show one user: attributes, status, groups (direct and inherited, with the path).
+    /// Show one user: attributes, status, manager, groups (direct and inherited, with the path).
+    #[command(after_help = "Examples:
+  usersync users show alice@example.com
+  usersync users show alice -c okta --format json")]
     Show {
         /// Username, email or provider id.
         user: String,
@@ -36,6 +61,65 @@ pub enum UsersCmd {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+}
+
+/// `--status` of `users list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Status {
+    /// Active users.
+    Active,
+    /// Inactive (suspended, deprovisioned, disabled) users.
+    Inactive,
+}
+
+/// A column of `users list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Column {
+    /// Username.
+    Username,
+    /// Connection name.
+    Connection,
+    /// active / inactive.
+    State,
+    /// Email address.
+    Email,
+    /// Display name.
+    Name,
+    /// The provider's id of the user.
+    ProviderId,
+}
+
+impl Column {
+    const DEFAULT: [Column; 6] = [
+        Column::Username,
+        Column::Connection,
+        Column::State,
+        Column::Email,
+        Column::Name,
+        Column::ProviderId,
+    ];
+
+    fn header(self) -> &'static str {
+        match self {
+            Column::Username => "USERNAME",
+            Column::Connection => "CONNECTION",
+            Column::State => "STATE",
+            Column::Email => "EMAIL",
+            Column::Name => "NAME",
+            Column::ProviderId => "PROVIDER ID",
+        }
+    }
+
+    fn cell(self, u: &StoredUser) -> String {
+        match self {
+            Column::Username => u.username.clone(),
+            Column::Connection => u.connection.clone(),
+            Column::State => if u.active { "active" } else { "inactive" }.into(),
+            Column::Email => u.email.clone().unwrap_or_default(),
+            Column::Name => u.display_name.clone().unwrap_or_default(),
+            Column::ProviderId => u.provider_id.clone(),
+        }
+    }
 }
 
 /// One group of a user, for `users show`.
@@ -57,6 +141,106 @@ struct ShowUser {
     user: StoredUser,
     groups: Vec<UserGroup>,
     photo: Option<serde_json::Value>,
+    /// The manager as a person reads it (table output only; JSON keeps `manager` as stored).
+    #[serde(skip)]
+    manager: Option<String>,
+}
+
+/// The user's manager by name: `Jane Doe (jane, jane@example.com)` when the store holds the
+/// manager, else the stored reference and why it names nobody here.
+fn manager_line(all: &[StoredUser], u: &StoredUser) -> Option<String> {
+    let m = u.manager.as_ref()?;
+    let same = all.iter().filter(|x| x.connection == u.connection);
+    let (found, raw): (Vec<&StoredUser>, &str) = match m {
+        ManagerRef::Id(id) => (same.filter(|x| &x.provider_id == id).collect(), id),
+        ManagerRef::Email(e) => (
+            same.filter(|x| {
+                x.email
+                    .as_deref()
+                    .is_some_and(|v| username_key(v) == username_key(e))
+            })
+            .collect(),
+            e,
+        ),
+        ManagerRef::Username(n) => (
+            same.filter(|x| username_key(&x.username) == username_key(n))
+                .collect(),
+            n,
+        ),
+        ManagerRef::Lookup { value, .. } => (Vec::new(), value),
+    };
+    Some(match found.as_slice() {
+        [x] => {
+            let mut s = x.display_name.clone().unwrap_or_else(|| x.username.clone());
+            let mut also = vec![x.username.clone()];
+            also.extend(x.email.clone());
+            also.retain(|v| *v != s);
+            also.dedup();
+            if !also.is_empty() {
+                s.push_str(&format!(" ({})", also.join(", ")));
+            }
+            s
+        }
+        _ => format!(
+            "`{raw}` (not a user of connection `{}` in the store)",
+            u.connection
+        ),
+    })
+}
+
+/// The (connection, provider id) of every user in group `who` (directly or through nested
+/// groups) of the given connections (all when empty). `Err(code)` when no group, or several
+/// groups of different connections, match.
+fn group_members(
+    store: &dyn Store,
+    who: &str,
+    connections: &[String],
+) -> anyhow::Result<Result<std::collections::BTreeSet<(String, String)>, u8>> {
+    let lower = who.to_lowercase();
+    let groups: Vec<_> = store
+        .groups(None)?
+        .into_iter()
+        .filter(|g| {
+            connections.is_empty() || connections.iter().any(|c| c.eq_ignore_ascii_case(&g.connection))
+        })
+        .filter(|g| {
+            g.name.to_lowercase() == lower
+                || g.source_name.to_lowercase() == lower
+                || g.provider_id == who
+                || g.attributes
+                    .get("path")
+                    .and_then(|p| p.as_str())
+                    .is_some_and(|p| p.to_lowercase() == lower)
+        })
+        .collect();
+    if groups.is_empty() {
+        eprintln!("error: no group `{who}` in the store (see `usersync groups list`)");
+        return Ok(Err(exit::FAILURE));
+    }
+    let mut out = std::collections::BTreeSet::new();
+    let mut states = std::collections::BTreeMap::new();
+    for g in &groups {
+        if !states.contains_key(&g.connection) {
+            states.insert(g.connection.clone(), store.state(&g.connection)?);
+        }
+        let st = &states[&g.connection];
+        out.extend(
+            st.effective
+                .iter()
+                .filter(|e| e.group == g.provider_id)
+                .map(|e| (g.connection.clone(), e.user.clone())),
+        );
+        out.extend(
+            st.memberships
+                .iter()
+                .filter(|m| m.group == g.provider_id)
+                .filter_map(|m| match &m.member {
+                    Member::User(u) => Some((g.connection.clone(), u.clone())),
+                    Member::Group(_) => None,
+                }),
+        );
+    }
+    Ok(Ok(out))
 }
 
 /// Find users by username (NFC, case-insensitive), email or provider id.
@@ -88,41 +272,63 @@ pub async fn run(cmd: UsersCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
     let store = or_exit!(wiring::open_existing_store(&config));
     match cmd {
         UsersCmd::List {
-            connection,
+            connections,
+            search,
+            status,
+            group,
             inactive,
             active,
+            columns,
+            limit,
             format,
         } => {
-            let users: Vec<StoredUser> = store
-                .users(connection.as_deref())?
+            let status = match (status, inactive, active) {
+                (Some(s), _, _) => Some(s),
+                (None, true, _) => Some(Status::Inactive),
+                (None, _, true) => Some(Status::Active),
+                _ => None,
+            };
+            let mut users: Vec<StoredUser> = store
+                .users(None)?
                 .into_iter()
-                .filter(|u| (!inactive || !u.active) && (!active || u.active))
+                .filter(|u| {
+                    connections.is_empty()
+                        || connections.iter().any(|c| c.eq_ignore_ascii_case(&u.connection))
+                })
+                .filter(|u| match status {
+                    Some(Status::Active) => u.active,
+                    Some(Status::Inactive) => !u.active,
+                    None => true,
+                })
                 .collect();
+            if let Some(text) = &search {
+                let needle = text.to_lowercase();
+                let has = |v: &str| v.to_lowercase().contains(&needle);
+                users.retain(|u| {
+                    has(&u.username)
+                        || u.email.as_deref().is_some_and(has)
+                        || u.display_name.as_deref().is_some_and(has)
+                        || has(&u.provider_id)
+                });
+            }
+            if let Some(g) = &group {
+                let members = or_exit!(group_members(&store, g, &connections)?);
+                users.retain(|u| members.contains(&(u.connection.clone(), u.provider_id.clone())));
+            }
             match format {
                 Format::Json => wiring::print_json(&users)?,
                 Format::Table => {
-                    let rows: Vec<Vec<String>> = users
+                    let shown = users.len().min(limit.rows());
+                    let rows: Vec<Vec<String>> = users[..shown]
                         .iter()
-                        .map(|u| {
-                            vec![
-                                u.username.clone(),
-                                u.connection.clone(),
-                                if u.active {
-                                    "active".into()
-                                } else {
-                                    "inactive".into()
-                                },
-                                u.email.clone().unwrap_or_default(),
-                                u.display_name.clone().unwrap_or_default(),
-                                u.provider_id.clone(),
-                            ]
-                        })
+                        .map(|u| columns.iter().map(|c| c.cell(u)).collect())
                         .collect();
-                    wiring::print_table(
-                        &["USERNAME", "CONNECTION", "STATE", "EMAIL", "NAME", "PROVIDER ID"],
-                        &rows,
-                    );
-                    outln!("{} user(s)", rows.len());
+                    let headers: Vec<&str> = columns.iter().map(|c| c.header()).collect();
+                    wiring::print_table(&headers, &rows);
+                    if let Some(more) = wiring::more_line(shown, users.len()) {
+                        outln!("{more}");
+                    }
+                    outln!("{} user(s)", users.len());
                 }
             }
             Ok(exit::OK)
@@ -190,10 +396,12 @@ pub async fn run(cmd: UsersCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
             let photo = store
                 .photo(&u.connection, &u.provider_id)?
                 .map(|p| serde_json::json!({"content_type": p.content_type, "sha256": p.sha256, "bytes_stored": p.bytes.is_some()}));
+            let manager = manager_line(&store.users(Some(&u.connection))?, &u);
             let show = ShowUser {
                 user: u,
                 groups,
                 photo,
+                manager,
             };
             match format {
                 Format::Json => wiring::print_json(&show)?,
@@ -223,8 +431,8 @@ fn print_user(s: &ShowUser) {
     outln!("display name:  {}", opt(&u.display_name));
     outln!("given name:    {}", opt(&u.given_name));
     outln!("family name:   {}", opt(&u.family_name));
-    if let Some(m) = &u.manager {
-        outln!("manager:       {}", serde_json::to_string(m).unwrap_or_default());
+    if let Some(m) = &s.manager {
+        outln!("manager:       {m}");
     }
     if let Some(p) = &s.photo {
         outln!("photo:         {p}");
