@@ -88,6 +88,38 @@ pub struct Desired {
     /// A group vanished where groups nest: inherited (effective) memberships that disappear
     /// may only be missing because of it, so none is removed in this run.
     pub keep_effective: bool,
+    /// Group patterns of the policy that match no group of a complete fetch (each is also a
+    /// line of `warnings`).
+    pub unmatched_patterns: Vec<UnmatchedPattern>,
+}
+
+/// A group pattern of the policy (`required_groups`, `include_groups`, `exclude_groups`) that
+/// matched no group the source returned: usually a typo or a group's short name (`Staff` for
+/// `All Staff`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct UnmatchedPattern {
+    /// The policy option: `required_groups`, `include_groups` or `exclude_groups`.
+    pub option: String,
+    /// The pattern as written in the config.
+    pub pattern: String,
+    /// Up to 3 group names (paths, for `/` patterns) of the source closest to the pattern.
+    pub closest: Vec<String>,
+}
+
+impl std::fmt::Display for UnmatchedPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} pattern `{}` matches no group at the source",
+            self.option, self.pattern
+        )?;
+        if self.closest.is_empty() {
+            Ok(())
+        } else {
+            let names: Vec<String> = self.closest.iter().map(|n| format!("`{n}`")).collect();
+            write!(f, " (closest: {})", names.join(", "))
+        }
+    }
 }
 
 /// A group's stored attributes: the provider's, plus its full `path` where the provider has a
@@ -581,6 +613,11 @@ fn build_impl(
     links.effective.sort_unstable();
     d.links = links;
     mark_vanished(&mut d, snap, policy);
+    if snap.complete {
+        d.unmatched_patterns = unmatched_patterns(snap, policy);
+        d.warnings
+            .extend(d.unmatched_patterns.iter().map(ToString::to_string));
+    }
     d
 }
 
@@ -690,6 +727,94 @@ fn state_word(u: &User) -> &'static str {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The policy's group patterns that match no group of the snapshot, each with the closest
+/// group names. `required_groups` patterns also match group ids (as scope does).
+pub fn unmatched_patterns(snap: &Snapshot, policy: &Policy) -> Vec<UnmatchedPattern> {
+    let options = [
+        ("required_groups", &policy.required_groups, true),
+        ("include_groups", &policy.include_groups, false),
+        ("exclude_groups", &policy.exclude_groups, false),
+    ];
+    let mut out = Vec::new();
+    for (option, patterns, by_id) in options {
+        for p in patterns {
+            let matched = snap
+                .groups
+                .values()
+                .any(|g| crate::fetch::pattern_matches_group(p, g) || (by_id && p.matches(&g.id)));
+            if matched {
+                continue;
+            }
+            let by_path = p.as_str().starts_with('/');
+            let names = snap.groups.values().map(|g| match (&g.path, by_path) {
+                (Some(path), true) => path.as_str(),
+                _ => g.name.as_str(),
+            });
+            out.push(UnmatchedPattern {
+                option: option.to_string(),
+                pattern: p.as_str().to_string(),
+                closest: closest_names(p.as_str(), names, 3),
+            });
+        }
+    }
+    out
+}
+
+/// Up to `n` of `names` closest to the literal text of `pattern` (glob and regex syntax
+/// removed, case ignored): names containing it or contained in it first (by length
+/// difference), then names within a small edit distance (by distance); ties by name.
+fn closest_names<'a>(pattern: &str, names: impl Iterator<Item = &'a str>, n: usize) -> Vec<String> {
+    let literal: String = pattern
+        .strip_prefix("re:")
+        .unwrap_or(pattern)
+        .chars()
+        .filter(|c| !"*?[]^$\\.()+{}|".contains(*c))
+        .collect();
+    let needle = literal.trim().to_lowercase();
+    if needle.is_empty() {
+        return vec![];
+    }
+    let needle_len = needle.chars().count();
+    let max_distance = (needle_len / 3).max(2);
+    let mut seen = BTreeSet::new();
+    let mut scored: Vec<((u8, usize), String)> = Vec::new();
+    for name in names {
+        let lower = name.to_lowercase();
+        if !seen.insert(lower.clone()) {
+            continue;
+        }
+        let len = lower.chars().count();
+        let score = if lower.contains(&needle) || needle.contains(&lower) {
+            (0, len.abs_diff(needle_len))
+        } else {
+            let d = edit_distance(&needle, &lower);
+            if d > max_distance {
+                continue;
+            }
+            (1, d)
+        };
+        scored.push((score, name.to_string()));
+    }
+    scored.sort();
+    scored.into_iter().take(n).map(|(_, name)| name).collect()
+}
+
+/// Levenshtein distance in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 #[cfg(test)]

@@ -84,8 +84,9 @@ pub struct RunReport {
     pub run_id: Option<i64>,
     /// Connection name.
     pub connection: String,
-    /// `applied`, `dry_run`, `blocked` or `failed`.
-    pub status: &'static str,
+    /// `applied`, `dry_run`, `blocked` or `failed` (the store's [`RunStatus`], serialised as
+    /// those words).
+    pub status: RunStatus,
     /// User counts.
     pub users: UserCounts,
     /// Group counts.
@@ -113,7 +114,7 @@ impl RunReport {
         RunReport {
             run_id,
             connection: connection.to_string(),
-            status: "failed",
+            status: RunStatus::Failed,
             users: UserCounts::default(),
             groups: GroupCounts::default(),
             memberships: MembershipCounts::default(),
@@ -124,6 +125,32 @@ impl RunReport {
             plan: None,
         }
     }
+}
+
+/// Record a run of `connection` that failed before anything was fetched (its client could not
+/// be built: an unset secret, an invalid option, a refused plugin), so that run history shows
+/// it with its reason. When the run cannot be recorded (another run holds the connection, the
+/// store fails), the report says why and has no run id.
+pub fn record_failed_start<S: Store + ?Sized>(
+    store: &mut S,
+    connection: &str,
+    error: String,
+    started: Instant,
+) -> RunReport {
+    let run_id = match store.begin_run(connection, now_ms()) {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::error!(connection, "cannot record the failed run: {e}");
+            let mut report = RunReport::failed(None, connection, error, started);
+            report
+                .errors
+                .push(format!("this failure is not in run history: {e}"));
+            return report;
+        }
+    };
+    let report = RunReport::failed(Some(run_id), connection, error, started);
+    record(store, run_id, &report, None, None);
+    report
 }
 
 /// Counts of a plan.
@@ -166,6 +193,38 @@ pub fn gate(
         "review with `usersync sync --dry-run --connection {}`, then confirm with `--allow-deletes {removals}`",
         plan.connection
     );
+    if plan.scope_emptied_by_policy() && !confirmed {
+        let required: Vec<&crate::desired::UnmatchedPattern> = plan
+            .unmatched_patterns
+            .iter()
+            .filter(|p| p.option == "required_groups")
+            .collect();
+        let why = if required.is_empty() {
+            "the groups its required_groups match have no members".to_string()
+        } else {
+            let each: Vec<String> = required
+                .iter()
+                .map(|p| {
+                    let close: Vec<String> = p.closest.iter().map(|n| format!("`{n}`")).collect();
+                    if close.is_empty() {
+                        format!("`{}`", p.pattern)
+                    } else {
+                        format!("`{}` (closest: {})", p.pattern, close.join(", "))
+                    }
+                })
+                .collect();
+            format!(
+                "required_groups pattern(s) matching no group: {}",
+                each.join(", ")
+            )
+        };
+        return Some(format!(
+            "blocked: the scope was emptied by policy: the source returned {} users and the connection's \
+             policy leaves none of them in scope ({why}); this run would deactivate or delete {removals} \
+             users; fix required_groups, or if an empty scope is intended, {override_hint}",
+            plan.source_users
+        ));
+    }
     if let Some(prev) = last_source_users.filter(|p| *p > 0) {
         let now = plan.source_users;
         let floor = prev as f64 * policy.min_source_percent / 100.0;
@@ -412,7 +471,7 @@ pub async fn run_connection<R: QueryRunner, S: Store + ?Sized>(
     let mut report = RunReport {
         run_id: Some(run_id),
         connection: spec.connection.to_string(),
-        status: status.as_str(),
+        status,
         users,
         groups,
         memberships,
@@ -444,7 +503,7 @@ pub async fn run_connection<R: QueryRunner, S: Store + ?Sized>(
         };
         mem_probe("apply");
         if let Err(e) = result {
-            report.status = "failed";
+            report.status = RunStatus::Failed;
             report.errors.push(format!("nothing was applied: {e}"));
             report.users = UserCounts::default();
             report.groups = GroupCounts::default();
@@ -452,13 +511,9 @@ pub async fn run_connection<R: QueryRunner, S: Store + ?Sized>(
             record(store, run_id, &report, Some(&plan), None);
         }
     } else {
-        record(
-            store,
-            run_id,
-            &report,
-            Some(&plan),
-            source_users.filter(|_| false),
-        );
+        // A dry run or a blocked run records what the source returned too (`runs show` says
+        // it); the shrinking-source gate compares with applied runs only.
+        record(store, run_id, &report, Some(&plan), source_users);
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
     report.plan = Some(plan);
@@ -488,7 +543,7 @@ fn record<S: Store + ?Sized>(
     plan: Option<&Plan>,
     src: Option<u64>,
 ) {
-    let status = RunStatus::parse(report.status).unwrap_or(RunStatus::Failed);
+    let status = report.status;
     let o = RunOutcome {
         plan: plan
             .map(|p| p.history_json(HISTORY_ENTRIES))

@@ -128,12 +128,25 @@ pub struct Plan {
     pub source_users: u64,
     /// Active users of the connection in the store before the run.
     pub active_users_before: u64,
+    /// Group patterns of the policy that matched no group at the source (also in `warnings`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unmatched_patterns: Vec<crate::desired::UnmatchedPattern>,
+    /// Source users in scope, when `required_groups` decides scope (`None`: every user is).
+    #[serde(skip)]
+    pub users_in_scope: Option<u64>,
     /// The store changes that carry out this plan.
     #[serde(skip)]
     pub changes: Vec<Change>,
 }
 
 impl Plan {
+    /// The source returned users but the policy's `required_groups` leave none of them in
+    /// scope: a suspicious run (a pattern naming no group, an emptied group), gated like a
+    /// source that returned no users.
+    pub fn scope_emptied_by_policy(&self) -> bool {
+        self.source_users > 0 && self.users_in_scope == Some(0)
+    }
+
     /// Users deactivated plus deleted: what the removal threshold counts.
     pub fn removals(&self) -> u64 {
         self.users
@@ -198,7 +211,7 @@ impl Plan {
                 what.join(", ")
             ));
         }
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "connection": self.connection,
             "complete": self.complete,
             "users": users,
@@ -214,7 +227,11 @@ impl Plan {
             "source_users": self.source_users,
             "active_users_before": self.active_users_before,
             "omitted": omitted,
-        })
+        });
+        if !self.unmatched_patterns.is_empty() {
+            v["unmatched_patterns"] = serde_json::to_value(&self.unmatched_patterns).unwrap_or_default();
+        }
+        v
     }
 }
 
@@ -296,6 +313,9 @@ pub fn diff_with_links(
         source_users: ctx.source_users,
         active_users_before: stored.users.iter().filter(|u| u.active).count() as u64,
         warnings: desired.warnings.clone(),
+        unmatched_patterns: desired.unmatched_patterns.clone(),
+        users_in_scope: (!policy.required_groups.is_empty())
+            .then(|| desired.decisions.values().filter(|d| d.in_scope).count() as u64),
         ..Plan::default()
     };
     let stored_users: BTreeMap<&str, &StoredUser> =

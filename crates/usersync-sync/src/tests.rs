@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use usersync_config::Policy;
 use usersync_model::{Group, MemberRef, Membership, Record, User, UserState, UserStatus};
 use usersync_sdk::{Capabilities, Endpoint, Manifest, Operation, Query};
-use usersync_store::{SqliteStore, Store};
+use usersync_store::{RunStatus, SqliteStore, Store};
 
 use crate::engine::{run_connection, RunReport, RunSpec};
 use crate::fetch::describe;
@@ -230,7 +230,7 @@ fn required_staff() -> Policy {
 async fn initial_sync_scopes_through_nesting_and_resync_writes_nothing() {
     let mut env = Env::new(org(), required_staff());
     let r = env.run(false, None).await;
-    assert_eq!(r.status, "applied", "{:?}", r.errors);
+    assert_eq!(r.status, RunStatus::Applied, "{:?}", r.errors);
     assert_eq!(
         r.users.created, 19,
         "u19 is only in Sales: out of scope, not created"
@@ -259,7 +259,7 @@ async fn initial_sync_scopes_through_nesting_and_resync_writes_nothing() {
         .store
         .connection()
         .query_row("SELECT total_changes()", [], |r| r.get::<_, i64>(0));
-    assert_eq!(r2.status, "applied");
+    assert_eq!(r2.status, RunStatus::Applied);
     assert_eq!(r2.users.unchanged, 19);
     assert_eq!(
         (
@@ -288,9 +288,9 @@ async fn disable_remove_rename_and_membership_changes() {
         d.member("g-sales", "u05");
     });
     let r = env.run(false, None).await;
-    assert_eq!(r.status, "blocked", "3 of 19 is above 10%");
+    assert_eq!(r.status, RunStatus::Blocked, "3 of 19 is above 10%");
     let r = env.run(false, Some(3)).await;
-    assert_eq!(r.status, "applied", "{:?}", r.errors);
+    assert_eq!(r.status, RunStatus::Applied, "{:?}", r.errors);
     assert_eq!(r.users.deactivated, 3, "disabled, removed, and u04 left scope");
     assert_eq!(r.users.renamed, 1);
     assert_eq!(r.memberships.added, 2);
@@ -342,7 +342,7 @@ async fn a_failed_query_applies_nothing_destructive() {
         d.users.remove("u05");
     });
     let r = env.run(false, None).await;
-    assert_eq!(r.status, "failed");
+    assert_eq!(r.status, RunStatus::Failed);
     assert_eq!(r.users.deactivated, 0);
     assert_eq!(r.memberships.removed, 0);
     assert_eq!(r.users.created, 1, "additive changes still apply");
@@ -363,7 +363,7 @@ async fn a_failed_query_applies_nothing_destructive() {
         d.fail.insert("list_users".into());
     });
     let r = env.run(false, None).await;
-    assert_eq!(r.status, "failed");
+    assert_eq!(r.status, RunStatus::Failed);
     assert_eq!(r.users.deactivated + r.users.deleted, 0);
 }
 
@@ -406,7 +406,7 @@ async fn a_group_deleted_mid_run_keeps_its_memberships_and_the_run_applies() {
     clean.run(false, None).await;
     clean.edit(change);
     let r = clean.run(false, Some(5)).await;
-    assert_eq!(r.status, "applied", "{:?}", r.errors);
+    assert_eq!(r.status, RunStatus::Applied, "{:?}", r.errors);
 
     let mut env = Env::new(org(), required_staff());
     env.run(false, None).await;
@@ -417,7 +417,7 @@ async fn a_group_deleted_mid_run_keeps_its_memberships_and_the_run_applies() {
         d.gone.insert("group_members(g-eng)".into());
     });
     let r = env.run(false, Some(5)).await;
-    assert_eq!(r.status, "applied", "{:?}", r.errors);
+    assert_eq!(r.status, RunStatus::Applied, "{:?}", r.errors);
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     let plan = r.plan.as_ref().expect("plan");
     assert!(
@@ -465,7 +465,7 @@ async fn a_group_deleted_mid_run_keeps_its_memberships_and_the_run_applies() {
         d.gone.clear();
     });
     let r = env.run(false, None).await;
-    assert_eq!(r.status, "applied", "{:?}", r.errors);
+    assert_eq!(r.status, RunStatus::Applied, "{:?}", r.errors);
     assert_eq!(store_state(&env), store_state(&clean));
 }
 
@@ -489,7 +489,7 @@ async fn a_user_deleted_mid_run_keeps_its_memberships() {
         d.member("g-sales", "u05");
     });
     let r = env.run(false, None).await;
-    assert_eq!(r.status, "applied", "{:?}", r.errors);
+    assert_eq!(r.status, RunStatus::Applied, "{:?}", r.errors);
     let plan = r.plan.as_ref().expect("plan");
     assert!(
         plan.warnings
@@ -533,7 +533,7 @@ async fn manager_lookups_resolve_against_the_fetched_users_or_set_no_manager() {
     set(&mut dir, "u15", ManagerRef::Id("u02".into())); // plain references are kept as they are
     let mut env = Env::new(dir, required_staff());
     let r = env.run(false, None).await;
-    assert_eq!(r.status, "applied", "{:?}", r.errors);
+    assert_eq!(r.status, RunStatus::Applied, "{:?}", r.errors);
     let id = |s: &str| Some(ManagerRef::Id(s.into()));
     assert_eq!(env.user("u10").manager, id("u01"));
     assert_eq!(env.user("u11").manager, id("u01"));
@@ -595,7 +595,7 @@ async fn thresholds_block_with_exit_numbers_and_override() {
         }
     });
     let r = env.run(false, None).await;
-    assert_eq!(r.status, "blocked");
+    assert_eq!(r.status, RunStatus::Blocked);
     let msg = r.errors.join("\n");
     assert!(
         msg.contains("5 of 19") && msg.contains("--allow-deletes 5"),
@@ -606,9 +606,13 @@ async fn thresholds_block_with_exit_numbers_and_override() {
         "nothing applied"
     );
     let r = env.run(false, Some(4)).await;
-    assert_eq!(r.status, "blocked", "override below the number does not confirm");
+    assert_eq!(
+        r.status,
+        RunStatus::Blocked,
+        "override below the number does not confirm"
+    );
     let r = env.run(false, Some(5)).await;
-    assert_eq!(r.status, "applied");
+    assert_eq!(r.status, RunStatus::Applied);
     assert_eq!(r.users.deactivated, 5);
 
     // percentage: 2 of 14 = 14% > 10%
@@ -618,7 +622,7 @@ async fn thresholds_block_with_exit_numbers_and_override() {
         d.users.remove("u11");
     });
     let r = env.run(false, None).await;
-    assert_eq!(r.status, "blocked");
+    assert_eq!(r.status, RunStatus::Blocked);
     assert!(r.errors[0].contains("14.3%"), "{:?}", r.errors);
 }
 
@@ -631,8 +635,178 @@ async fn a_source_returning_zero_users_is_blocked() {
     env.run(false, None).await;
     env.edit(|d| d.users.clear());
     let r = env.run(false, None).await;
-    assert_eq!(r.status, "blocked");
+    assert_eq!(r.status, RunStatus::Blocked);
     assert!(r.errors[0].contains("returned 0 users"), "{:?}", r.errors);
+}
+
+/// Issue 18.4: `required_groups = ["Staff"]` where the group is "All Staff" leaves nobody in
+/// scope. The pattern is named with its closest group names in the warnings, and the run is
+/// blocked as "scope emptied by policy" (not a silent run creating 0 users); a dry run says it
+/// would be blocked; `--allow-deletes` confirms an intended empty scope.
+#[tokio::test]
+async fn a_required_group_matching_nothing_is_named_and_an_emptied_scope_is_blocked() {
+    let mut d = org();
+    d.group("g-staff", "All Staff");
+    d.group("g-staffing", "Staffing Agency");
+    let mut policy = required_staff();
+    policy.include_groups = vec![
+        usersync_config::Pattern::parse("*").expect("pattern"),
+        usersync_config::Pattern::parse("Sale").expect("pattern"),
+    ];
+    let mut env = Env::new(d, policy);
+
+    let dry = env.run(true, None).await;
+    assert_eq!(dry.status, RunStatus::DryRun);
+    let plan = dry.plan.as_ref().expect("plan");
+    assert!(
+        plan.warnings.contains(
+            &"required_groups pattern `Staff` matches no group at the source (closest: `All Staff`, \
+              `Staffing Agency`)"
+                .to_string()
+        ),
+        "{:?}",
+        plan.warnings
+    );
+    assert!(
+        plan.warnings.contains(
+            &"include_groups pattern `Sale` matches no group at the source (closest: `Sales`)".to_string()
+        ),
+        "{:?}",
+        plan.warnings
+    );
+    assert_eq!(plan.unmatched_patterns.len(), 2, "`*` matches every group");
+    let msg = dry.errors.join("\n");
+    assert!(
+        msg.starts_with("would be blocked: the scope was emptied by policy: the source returned 20 users")
+            && msg.contains("`Staff` (closest: `All Staff`, `Staffing Agency`)")
+            && msg.contains("--allow-deletes 0"),
+        "{msg}"
+    );
+
+    let r = env.run(false, None).await;
+    assert_eq!(r.status, RunStatus::Blocked, "{:?}", r.errors);
+    assert!(
+        r.errors[0].starts_with("blocked: the scope was emptied by policy"),
+        "{:?}",
+        r.errors
+    );
+    assert!(env.store.users(None).expect("users").is_empty());
+    assert!(
+        env.store.groups(None).expect("groups").is_empty(),
+        "nothing applied"
+    );
+
+    // the pattern fixed: in scope again, no warning about it
+    env.policy.required_groups = vec![usersync_config::Pattern::parse("All Staff").expect("pattern")];
+    let r = env.run(false, None).await;
+    assert_eq!(r.status, RunStatus::Applied, "{:?}", r.errors);
+    assert_eq!(r.users.created, 19);
+    let plan = r.plan.as_ref().expect("plan");
+    assert_eq!(plan.unmatched_patterns.len(), 1, "{:?}", plan.unmatched_patterns);
+
+    // the members of the required group all leave it: the gate catches the emptied scope even
+    // where the removal thresholds would not
+    env.policy.max_removals = 1000;
+    env.policy.max_removal_percent = 100.0;
+    env.edit(|d| d.edges.retain(|m| m.group_id != "g-eng"));
+    let r = env.run(false, None).await;
+    assert_eq!(r.status, RunStatus::Blocked, "{:?}", r.errors);
+    assert!(
+        r.errors[0].contains("the groups its required_groups match have no members"),
+        "{:?}",
+        r.errors
+    );
+    let r = env.run(false, Some(19)).await;
+    assert_eq!(r.status, RunStatus::Applied, "confirmed: {:?}", r.errors);
+    assert_eq!(r.users.deactivated, 19);
+}
+
+#[test]
+fn close_group_names_are_found_by_substring_and_edit_distance() {
+    use crate::desired::unmatched_patterns;
+    let mut snap = crate::fetch::Snapshot {
+        complete: true,
+        ..Default::default()
+    };
+    for (id, name) in [
+        ("1", "All Staff"),
+        ("2", "Engineering"),
+        ("3", "Enginering Leads"),
+        ("4", "Sales"),
+        ("5", "Marketing"),
+    ] {
+        snap.groups.insert(id.into(), Group::new(id, name));
+    }
+    let pat = |s: &str| usersync_config::Pattern::parse(s).expect("pattern");
+    let policy = Policy {
+        required_groups: vec![pat("Engineerng"), pat("engineering"), pat("3")],
+        exclude_groups: vec![pat("Sals*"), pat("Finance")],
+        ..Policy::default()
+    };
+    let found: Vec<(String, String, Vec<String>)> = unmatched_patterns(&snap, &policy)
+        .into_iter()
+        .map(|u| (u.option, u.pattern, u.closest))
+        .collect();
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        found,
+        vec![
+            ("required_groups".into(), "Engineerng".into(), s(&["Engineering"]),),
+            ("exclude_groups".into(), "Sals*".into(), s(&["Sales"])),
+            ("exclude_groups".into(), "Finance".into(), s(&[])),
+        ],
+        "`engineering` matches (case-insensitive), `3` matches a group id"
+    );
+}
+
+/// The seam of issue 18: the report's status is the store's enum, serialised as the words of
+/// the JSON contract; a dry run records what the source returned (it was always dropped).
+#[tokio::test]
+async fn the_report_status_is_typed_and_a_dry_run_records_the_source_size() {
+    let mut env = Env::new(org(), required_staff());
+    let r = env.run(true, None).await;
+    assert_eq!(r.status, RunStatus::DryRun);
+    let json = serde_json::to_value(&r).expect("json");
+    assert_eq!(json["status"], "dry_run");
+    let run = env
+        .store
+        .run(r.run_id.expect("recorded"))
+        .expect("read")
+        .expect("run");
+    assert_eq!(run.status, RunStatus::DryRun);
+    assert_eq!(run.source_users, Some(20));
+    assert_eq!(
+        env.store.last_source_users("okta-prod").expect("read"),
+        None,
+        "the shrinking-source gate compares with applied runs only"
+    );
+}
+
+/// Issue 18.5: a connection that fails before fetching is recorded with its reason.
+#[test]
+fn a_failed_start_is_recorded_with_its_reason() {
+    let mut store = SqliteStore::open_in_memory().expect("store");
+    let r = crate::engine::record_failed_start(
+        &mut store,
+        "okta-prod",
+        "usersync.toml:7: connection `okta-prod`: option `api_token`: environment variable `X` is not set"
+            .into(),
+        std::time::Instant::now(),
+    );
+    assert_eq!(r.status, RunStatus::Failed);
+    let runs = store.runs(Some("okta-prod"), 10).expect("runs");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(Some(runs[0].id), r.run_id);
+    assert_eq!(runs[0].status, RunStatus::Failed);
+    assert!(
+        runs[0].errors[0].contains("`X` is not set"),
+        "{:?}",
+        runs[0].errors
+    );
+    assert!(runs[0].finished_ms.is_some(), "finished, its lock released");
+    let again =
+        crate::engine::record_failed_start(&mut store, "okta-prod", "e".into(), std::time::Instant::now());
+    assert!(again.run_id > r.run_id);
 }
 
 #[tokio::test]
@@ -647,7 +821,7 @@ async fn dry_run_plan_is_what_apply_does() {
         d.groups.get_mut("g-sales").expect("sales").name = "Sales EMEA".into();
     });
     let dry = env.run(true, None).await;
-    assert_eq!(dry.status, "dry_run");
+    assert_eq!(dry.status, RunStatus::DryRun);
     let dry_plan = dry.plan.clone().expect("plan");
     assert!(!dry_plan.changes.is_empty());
     assert_eq!(
@@ -656,7 +830,7 @@ async fn dry_run_plan_is_what_apply_does() {
         "dry run changed nothing"
     );
     let real = env.run(false, None).await;
-    assert_eq!(real.status, "applied");
+    assert_eq!(real.status, RunStatus::Applied);
     assert_eq!(real.plan.expect("plan"), dry_plan);
     assert_eq!(
         (dry.users, dry.groups, dry.memberships),
@@ -764,7 +938,7 @@ async fn cycles_are_reported_and_do_not_hang() {
     d.nest("g-eng", "g-staff");
     let mut env = Env::new(d, required_staff());
     let r = env.run(false, None).await;
-    assert_eq!(r.status, "applied");
+    assert_eq!(r.status, RunStatus::Applied);
     let plan = r.plan.expect("plan");
     assert!(
         plan.warnings

@@ -2,7 +2,8 @@
 
 use std::time::Instant;
 
-use usersync_sync::engine::{run_connection, RunReport, RunSpec};
+use usersync_store::RunStatus;
+use usersync_sync::engine::{record_failed_start, run_connection, RunReport, RunSpec};
 use usersync_sync::plan::{Plan, UserAction};
 
 use crate::or_exit;
@@ -39,20 +40,30 @@ pub struct SyncArgs {
 /// Entries per list in table output unless `--limit`/`--all` say otherwise.
 pub const DEFAULT_LIMIT: usize = 20;
 
-/// Run the command; returns the process exit code.
+/// Say that the command stopped before any run started (nothing is in run history), and pass
+/// the exit code on.
+fn unrecorded(code: u8) -> u8 {
+    eprintln!("note: nothing was synced and nothing was recorded in run history");
+    code
+}
+
+/// Run the command; returns the process exit code. A connection that fails once the store is
+/// open (unset secret, invalid option, refused plugin) is recorded as a failed run; errors
+/// before that (configuration, store refused) stop the command unrecorded.
 pub async fn run(args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
-    let config = or_exit!(wiring::load_config(global));
-    let selected = or_exit!(wiring::select(&config, &args.connections));
+    // --format json: a config error is a JSON error object on stdout, not nothing
+    let config = or_exit!(wiring::load_config_as(global, args.format).map_err(unrecorded));
+    let selected = or_exit!(wiring::select(&config, &args.connections).map_err(unrecorded));
     if selected.is_empty() {
         eprintln!("error: {} defines no connections", config.path.display());
-        return Ok(exit::USAGE);
+        return Ok(unrecorded(exit::USAGE));
     }
     let registry = crate::registry::load(global)?;
     let mut store = match wiring::open_store(&config) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e:#}");
-            return Ok(exit::FAILURE);
+            return Ok(unrecorded(exit::FAILURE));
         }
     };
     let mut reports = Vec::new();
@@ -64,8 +75,9 @@ pub async fn run(args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
             Err(e) => {
                 config_error |= matches!(e, OpenError::Config(_));
                 eprintln!("error: {}", e.message());
-                reports.push(RunReport::failed(
-                    None,
+                // Recorded as a failed run, so `runs list` shows the connection failing.
+                reports.push(record_failed_start(
+                    &mut store,
                     &conn.name,
                     e.message().to_string(),
                     started,
@@ -86,7 +98,7 @@ pub async fn run(args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         let report = run_connection(&mut store, wiring::runner(client), &spec, &progress).await;
         tracing::info!(
             connection = %conn.name,
-            status = report.status,
+            status = report.status.as_str(),
             run_id = report.run_id,
             requests = report.requests,
             duration_ms = report.duration_ms,
@@ -105,9 +117,9 @@ pub async fn run(args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     }
     Ok(if config_error {
         exit::USAGE
-    } else if reports.iter().any(|r| r.status == "failed") {
+    } else if reports.iter().any(|r| r.status == RunStatus::Failed) {
         exit::FAILURE
-    } else if reports.iter().any(|r| r.status == "blocked") {
+    } else if reports.iter().any(|r| r.status == RunStatus::Blocked) {
         exit::BLOCKED
     } else {
         exit::OK
@@ -124,7 +136,7 @@ fn print_report(r: &RunReport, limit: usize) {
     outln!(
         "{}: {} ({run}, {} requests, {:.1}s)",
         r.connection,
-        r.status,
+        r.status.as_str(),
         r.requests,
         r.duration_ms as f64 / 1000.0
     );
