@@ -189,7 +189,10 @@ async fn listings_that_say_no_manager_and_no_photo_cost_no_request() {
             }
             with_photo
         };
-        let photos = provider == "google";
+        // Google's listing gives each photo's version (ETag); Keycloak's says who has the photo
+        // attribute, but not its version: those photos are read again on every run
+        let photos = matches!(provider, "google" | "keycloak");
+        let versioned = provider == "google";
         let plain = "managers = false\n";
         let full = if photos {
             "managers = true\nphotos = \"hash\"\n"
@@ -230,13 +233,18 @@ async fn listings_that_say_no_manager_and_no_photo_cost_no_request() {
             },
         );
 
-        // the same data again: no manager or photo request at all
+        // the same data again: no manager request, and no photo request where versions are known
         let before = h.emulator_requests();
         h.sync("full.db", full).await;
         let again = h.emulator_requests() - before;
-        assert_eq!(again, minimum, "{provider}: a second sync made {again} requests");
+        let unversioned = if versioned { 0 } else { stored_photos as u64 };
+        assert_eq!(
+            again,
+            minimum + unversioned,
+            "{provider}: a second sync made {again} requests"
+        );
 
-        if photos {
+        if versioned {
             // one user gets a photo: its new ETag costs exactly one photo request
             let ix = {
                 let mut org = h.emu.org().write().await;

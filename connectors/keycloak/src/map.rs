@@ -1,7 +1,9 @@
 //! Wire -> model mapping (pure functions, no I/O).
 
 use base64::Engine as _;
-use usersync_model::{Attributes, Group, GroupKind, ManagerRef, Photo, User, UserState, UserStatus};
+use usersync_model::{
+    Attributes, Group, GroupKind, ManagerRef, Photo, PhotoHint, User, UserState, UserStatus,
+};
 use usersync_sdk::ConnectorError;
 
 use crate::api::{GroupRep, RoleRep, UserRep};
@@ -99,6 +101,12 @@ pub fn user(rep: &UserRep, cfg: &MapConfig) -> Result<Mapped<User>, ConnectorErr
     // Users are read in the full representation (`briefRepresentation=false`), which carries every
     // attribute: without the manager attribute the user has no manager.
     u.manager_known = cfg.manager_attribute.is_some();
+    // likewise a user without the photo attribute has no photo: nothing to fetch
+    if let Some(attr) = cfg.photo_attribute.as_deref() {
+        if first_value(rep.attributes.as_ref(), attr).is_none() {
+            u.photo = Some(PhotoHint::None);
+        }
+    }
     if let Some(attrs) = &rep.attributes {
         for (k, v) in attrs {
             u.attributes.insert(k.clone(), v.clone());
