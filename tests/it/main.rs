@@ -5,8 +5,10 @@
 mod support;
 
 mod capabilities;
+mod cli;
 mod config_check;
 mod emulator;
+mod engine_cli;
 mod entra;
 mod faults;
 mod google;

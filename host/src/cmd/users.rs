@@ -33,10 +33,10 @@ pub enum UsersCmd {
         #[arg(long, value_name = "GROUP")]
         group: Option<String>,
         /// Only inactive users (same as `--status inactive`).
-        #[arg(long, conflicts_with_all = ["active", "status"])]
+        #[arg(long, conflicts_with_all = ["active", "status"], hide = true)]
         inactive: bool,
         /// Only active users (same as `--status active`).
-        #[arg(long, conflicts_with = "status")]
+        #[arg(long, conflicts_with = "status", hide = true)]
         active: bool,
         /// Table columns, comma-separated, in order.
         #[arg(long, value_enum, value_delimiter = ',', default_values_t = Column::DEFAULT)]
