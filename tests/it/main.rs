@@ -8,7 +8,6 @@ mod capabilities;
 mod cli;
 mod config_check;
 mod emulator;
-mod engine_cli;
 mod entra;
 mod faults;
 mod google;
