@@ -496,3 +496,29 @@ async fn the_demo_says_why_fewer_users_are_created_than_the_organisation_has() {
         out.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_purposes_say_what_an_endpoint_is_for() {
+    let none = Path::new("/nonexistent/usersync.toml");
+    let out = run(none, &["connectors", "describe", "--all", "--format", "json"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let all = json(&out);
+    for c in all.as_array().expect("array") {
+        for e in c["endpoints"].as_array().expect("endpoints") {
+            let purpose = e["purpose"].as_str().unwrap_or_default();
+            assert!(!purpose.contains("seed"), "{}: {}: {purpose}", c["id"], e["url"]);
+        }
+        for o in c["options"].as_array().expect("options") {
+            let help = o["help"].as_str().unwrap_or_default();
+            assert!(
+                !help.contains("seed"),
+                "{}: option {}: {help}",
+                c["id"],
+                o["name"]
+            );
+        }
+    }
+    let md = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/endpoints.md"))
+        .expect("endpoints.md");
+    assert!(!md.contains("seed"), "docs/endpoints.md");
+}

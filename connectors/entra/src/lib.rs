@@ -155,14 +155,12 @@ fn manifest() -> Manifest {
             ),
             ep(
                 "{G}/users/{userid}/photo/$value",
-                "Fetch profile picture for specific user (the image bytes, largest size); serves the seed's \
-                 /users/{userid}/photos row",
+                "Fetch profile picture for specific user (the image bytes, largest size)",
                 Operation::UserPhoto,
             ),
             ep(
                 "{G}/users/{userid}/photos/{size}/$value",
-                "Fetch profile picture for specific user in the configured `photo_size`; serves the seed's \
-                 /users/{userid}/photos row",
+                "Fetch profile picture for specific user in the configured `photo_size`",
                 Operation::UserPhoto,
             ),
             ep(

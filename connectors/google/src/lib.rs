@@ -129,8 +129,8 @@ pub fn manifest() -> Manifest {
             endpoint(
                 Post,
                 SERVICE_ACCOUNT_TOKEN_URL,
-                "Access token for the service account (JWT bearer, domain-wide delegation); serves the seed \
-                 row \"Request and refresh access token\": Google requires this URL as the assertion's `aud`",
+                "Access token for the service account (JWT bearer, domain-wide delegation): Google requires this \
+                 URL as the assertion's `aud`",
                 Op::Token,
             ),
             endpoint(
@@ -144,8 +144,8 @@ pub fn manifest() -> Manifest {
             endpoint(
                 Get,
                 "/users/{userid}",
-                "Manager of a user (relations[type=manager]); serves the seed row \"Fetching information \
-                 for a single user\" (Google has no manager endpoint)",
+                "Manager of a user (relations[type=manager]), read from the user's record: Google has no \
+                 manager endpoint",
                 Op::UserManager,
             ),
             endpoint(
@@ -163,15 +163,13 @@ pub fn manifest() -> Manifest {
             endpoint(
                 Get,
                 "/groups",
-                "List every group of the account (groups?customer=...&maxResults=200); same URL as the seed \
-                 row \"Fetch groups for specific user\"",
+                "List every group of the account (groups?customer=...&maxResults=200)",
                 Op::ListGroups,
             ),
             endpoint(
                 Get,
                 "/groups/{groupKey}/members",
-                "Direct members of a group (users, nested groups, CUSTOMER = all users); not in the seed: \
-                 Google lists members at groups/{groupKey}/members, under the seed's allowlisted host",
+                "Direct members of a group (users, nested groups, CUSTOMER = all users)",
                 Op::GroupMembers,
             ),
         ],
@@ -256,7 +254,7 @@ pub fn manifest() -> Manifest {
                 OptionType::Url,
                 false,
                 "OAuth2 token endpoint (also the service account assertion's `aud`). Default: \
-                 `https://oauth2.googleapis.com/token` for `service_account`, the seed's \
+                 `https://oauth2.googleapis.com/token` for `service_account`, \
                  `https://www.googleapis.com/oauth2/v4/token` for `authorization_code`.",
             ),
             OptionSpec::new(

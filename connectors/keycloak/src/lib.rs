@@ -70,8 +70,7 @@ fn endpoints() -> Vec<Endpoint> {
         ),
         endpoint(
             "{admin}/users/count",
-            "Count all users after listing them, to detect a listing cut short by an empty page (serves the seed \
-             row `/users`)",
+            "Count all users after listing them, to detect a listing cut short by an empty page",
             Operation::ListUsers,
         ),
         endpoint(
@@ -83,7 +82,7 @@ fn endpoints() -> Vec<Endpoint> {
         endpoint(
             "{admin}/users/{userid}",
             "Fetch the profile picture of a specific user from the `data:` URI in the attribute named by \
-             `photo_attribute` (serves the seed row `/users/{userid}`)",
+             `photo_attribute` (Keycloak has no photo endpoint)",
             Operation::UserPhoto,
         ),
         endpoint(
@@ -100,13 +99,12 @@ fn endpoints() -> Vec<Endpoint> {
         endpoint(
             "{admin}/groups/{groupId}/children",
             "Fetch the sub-groups of a group while listing all groups (Keycloak 23+ no longer embeds \
-             `subGroups` in `/groups`); serves the seed row `/groups` (the listing returns the whole hierarchy)",
+             `subGroups` in `/groups`), so that the listing returns the whole hierarchy",
             Operation::ListGroups,
         ),
         endpoint(
             "{admin}/groups/count",
-            "Count all groups after listing them, to detect a listing cut short by an empty page (serves the \
-             seed row `/groups`)",
+            "Count all groups after listing them, to detect a listing cut short by an empty page",
             Operation::ListGroups,
         ),
         endpoint(

@@ -68,21 +68,21 @@ impl Connector for OneLoginConnector {
                 endpoint(
                     "GET",
                     "/api/2/users",
-                    "Fetching information for all users (seed row /api/v1/users; the real API is v2). Each \
+                    "Fetching information for all users (API v2, instead of the older /api/v1/users). Each \
                      user's group_id also gives the group memberships",
                     Operation::ListUsers,
                 ),
                 endpoint(
                     "GET",
                     "/api/2/users/{userid}",
-                    "Fetching information for a single user (seed row /api/v1/users/{userid})",
+                    "Fetching information for a single user (API v2, instead of the older /api/v1/users/{userid})",
                     Operation::GetUser,
                 ),
                 endpoint(
                     "GET",
                     "/api/2/users/{userid}",
-                    "Fetch groups for specific user (seed row /api/v1/users/{userid}/groups, which does not \
-                     exist: a user has one group_id and many role_ids, read from the user)",
+                    "Fetch groups for specific user, read from the user: a user has one group_id and many \
+                     role_ids (there is no /api/v1/users/{userid}/groups)",
                     Operation::UserGroups,
                 ),
                 endpoint(
@@ -94,14 +94,15 @@ impl Connector for OneLoginConnector {
                 endpoint(
                     "GET",
                     "/api/1/groups",
-                    "Fetch all groups (required for processing the groupnames; seed row /api/v1/groups, groups \
-                     exist only in API v1)",
+                    "Fetch all groups (required for processing the groupnames; groups exist only in API v1, \
+                     /api/v1/groups)",
                     Operation::ListGroups,
                 ),
                 endpoint(
                     "GET",
                     "/api/2/roles",
-                    "Fetch all roles (required for using roles as groupnames; seed row /api/v1/roles)",
+                    "Fetch all roles (required for using roles as groupnames; API v2, instead of the older \
+                     /api/v1/roles)",
                     Operation::ListRoles,
                 ),
                 endpoint(

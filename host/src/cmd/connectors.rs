@@ -318,7 +318,7 @@ pub const REGENERATE_ENDPOINTS_MD: &str =
     "env -u USERSYNC_PLUGIN_PATH XDG_DATA_HOME=/nonexistent cargo run -q -p usersync -- \
      connectors describe --all --format markdown > docs/endpoints.md";
 
-/// `connectors describe --format markdown`: per provider, the seed's `URL | Reason` table plus
+/// `connectors describe --format markdown`: per provider, a `URL | Reason` table plus
 /// the hosts to allow. docs/endpoints.md is exactly this output.
 pub fn describe_markdown(entries: &Selected<'_>) -> String {
     let mut s = String::new();
