@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use usersync_registry::{default_plugin_dir, plugin_dirs, read_pins, RegistryConfig};
+use usersync_registry::{default_plugin_dir, plugin_dirs, PluginsSection, RegistryConfig};
 use usersync_sdk::Connector;
 
 use crate::GlobalArgs;
@@ -23,37 +23,51 @@ pub fn config_path(global: &GlobalArgs) -> Option<PathBuf> {
     usersync_config::Config::resolve_path(global.config.as_deref()).ok()
 }
 
+/// The config file's `[plugins]` table (none without a config file).
+pub fn plugins_section(global: &GlobalArgs) -> Result<PluginsSection, usersync_registry::RegistryError> {
+    match config_path(global) {
+        Some(p) => PluginsSection::read(&p),
+        None => Ok(PluginsSection::default()),
+    }
+}
+
 /// The registry settings for this invocation (search path, pins).
 pub fn registry_config(global: &GlobalArgs) -> anyhow::Result<RegistryConfig> {
+    Ok(registry_config_with(global, plugins_section(global)?))
+}
+
+/// The registry settings for this invocation with the `[plugins]` table already read.
+pub fn registry_config_with(global: &GlobalArgs, section: PluginsSection) -> RegistryConfig {
     let env = std::env::var_os(PLUGIN_PATH_ENV);
     let dirs = plugin_dirs(&global.plugin_dirs, env.as_deref(), default_plugin_dir());
     let mut explicit: std::collections::BTreeSet<PathBuf> = global.plugin_dirs.iter().cloned().collect();
     if let Some(env) = &env {
         explicit.extend(std::env::split_paths(env).filter(|p| !p.as_os_str().is_empty()));
     }
-    let config_file = config_path(global);
-    let pins = match &config_file {
-        Some(p) => read_pins(p)?,
-        None => Default::default(),
-    };
-    Ok(RegistryConfig {
+    RegistryConfig {
         plugin_dirs: dirs,
         explicit_dirs: explicit,
-        pins,
-        config_file,
-    })
+        pins: section.pins,
+        config_file: config_path(global),
+    }
 }
 
 /// Build the registry for this invocation. A bad plugin never fails this (it is kept as a
-/// refused entry); a malformed `[plugins.pin]` table does.
+/// refused entry); a malformed `[plugins]` table does.
 pub fn load(global: &GlobalArgs) -> anyhow::Result<Registry> {
-    let config = registry_config(global)?;
+    Ok(load_with(global, plugins_section(global)?))
+}
+
+/// [`load`] with the `[plugins]` table already read (`config check` reports a malformed one as
+/// a config error and carries on without pins).
+pub fn load_with(global: &GlobalArgs, section: PluginsSection) -> Registry {
+    let config = registry_config_with(global, section);
     let registry = Registry::build(builtin_connectors(), &config);
     // Refused libraries are logged by the registry itself (one warning each).
     for w in registry.warnings() {
         tracing::warn!("{w}");
     }
-    Ok(registry)
+    registry
 }
 
 /// Connectors linked into this binary, per enabled cargo feature.

@@ -522,3 +522,31 @@ async fn endpoint_purposes_say_what_an_endpoint_is_for() {
         .expect("endpoints.md");
     assert!(!md.contains("seed"), "docs/endpoints.md");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_check_reports_a_plugins_table_mistake_as_a_config_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("usersync.toml");
+    for (table, names) in [
+        ("[plugins.pin]\nokta = \"newest\"\n", "plugins.pin.okta"),
+        (
+            "[plugins]\ntrusted_key = [\"RWQ\"]\n",
+            "unknown key `plugins.trusted_key`",
+        ),
+    ] {
+        std::fs::write(
+            &config,
+            format!(
+                "[store]\npath = \"s.db\"\n\n[[connections]]\nname = \"okta\"\nconnector = \"okta\"\n\
+                 [connections.options]\ndomain = \"acme.okta.com\"\napi_token = {{ env = \"T\" }}\n\n{table}"
+            ),
+        )
+        .expect("write");
+        let out = run(&config, &["config", "check", "--format", "json"]).await;
+        assert_eq!(out.code, 2, "{table}: {}\n{}", out.stdout, out.stderr);
+        let v = json(&out);
+        let e = &v["errors"][0];
+        assert!(e["message"].as_str().is_some_and(|m| m.contains(names)), "{v}");
+        assert_eq!(e["line"], 11, "{v}");
+    }
+}

@@ -593,44 +593,81 @@ pub fn plugin_dirs(cli: &[PathBuf], env: Option<&OsStr>, default: Option<PathBuf
     out
 }
 
-/// Read the `[plugins.pin]` table of a config file. An absent file means no pins; only this
-/// table is interpreted (the rest of the file belongs to the host's config loader).
-pub fn read_pins(path: &Path) -> Result<BTreeMap<String, Pin>, RegistryError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(source) => {
-            return Err(RegistryError::ReadConfig {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
-    };
-    let bad = |reason: String| RegistryError::BadConfig {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let doc: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| bad(format!("invalid TOML: {}", e.message())))?;
-    let Some(plugins) = doc.get("plugins") else {
-        return Ok(BTreeMap::new());
-    };
-    let Some(pin) = plugins.as_table().and_then(|t| t.get("pin")) else {
-        return Ok(BTreeMap::new());
-    };
-    let table = pin.as_table().ok_or_else(|| {
-        bad("`plugins.pin` must be a table of `id = \"builtin\" | \"plugin\" | \"<version>\"`".into())
-    })?;
-    let mut out = BTreeMap::new();
-    for (id, v) in table {
-        let s = v
-            .as_str()
-            .ok_or_else(|| bad(format!("`plugins.pin.{id}` must be a string")))?;
-        let pin = Pin::parse(s).map_err(|r| bad(format!("`plugins.pin.{id}`: {r}")))?;
-        out.insert(id.clone(), pin);
+/// Keys of the config file's `[plugins]` table.
+pub const PLUGINS_KEYS: &[&str] = &["pin", "trusted_keys"];
+
+/// The config file's `[plugins]` table. This is the one reader of it: the config loader leaves
+/// the table to the registry, and the host's `plugins install` takes its trusted keys from here.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PluginsSection {
+    /// `[plugins.pin]`: which candidate stands for a connector id.
+    pub pins: BTreeMap<String, Pin>,
+    /// `[plugins] trusted_keys`: minisign public keys whose signatures `plugins install` accepts.
+    pub trusted_keys: Vec<String>,
+}
+
+impl PluginsSection {
+    /// Read the `[plugins]` table of a config file. An absent file or table means no pins and no
+    /// keys; only this table is interpreted (the rest of the file belongs to the config loader).
+    pub fn read(path: &Path) -> Result<PluginsSection, RegistryError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(PluginsSection::default()),
+            Err(source) => {
+                return Err(RegistryError::ReadConfig {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        PluginsSection::parse(&text).map_err(|reason| RegistryError::BadConfig {
+            path: path.to_path_buf(),
+            reason,
+        })
     }
-    Ok(out)
+
+    /// Parse the `[plugins]` table out of a config file's text; the error names the key.
+    pub fn parse(text: &str) -> Result<PluginsSection, String> {
+        let doc: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| format!("invalid TOML: {}", e.message().trim_end()))?;
+        let mut out = PluginsSection::default();
+        let Some(plugins) = doc.get("plugins") else {
+            return Ok(out);
+        };
+        let plugins = plugins
+            .as_table()
+            .ok_or_else(|| "`plugins` must be a table (`[plugins]`)".to_string())?;
+        for key in plugins.keys() {
+            if !PLUGINS_KEYS.contains(&key.as_str()) {
+                return Err(format!(
+                    "unknown key `plugins.{key}` (known: {})",
+                    PLUGINS_KEYS.join(", ")
+                ));
+            }
+        }
+        if let Some(pin) = plugins.get("pin") {
+            let table = pin.as_table().ok_or_else(|| {
+                "`plugins.pin` must be a table of `id = \"builtin\" | \"plugin\" | \"<version>\"`".to_string()
+            })?;
+            for (id, v) in table {
+                let s = v
+                    .as_str()
+                    .ok_or_else(|| format!("`plugins.pin.{id}` must be a string"))?;
+                let pin = Pin::parse(s).map_err(|r| format!("`plugins.pin.{id}`: {r}"))?;
+                out.pins.insert(id.clone(), pin);
+            }
+        }
+        if let Some(keys) = plugins.get("trusted_keys") {
+            let bad =
+                || "`plugins.trusted_keys` must be a list of strings (minisign public keys)".to_string();
+            let keys = keys.as_array().ok_or_else(bad)?;
+            for k in keys {
+                out.trusted_keys.push(k.as_str().ok_or_else(bad)?.to_string());
+            }
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -646,24 +683,36 @@ mod tests {
     }
 
     #[test]
-    fn pins_are_read_from_the_plugins_pin_table_only() {
+    fn the_plugins_table_is_read_in_one_place() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("usersync.toml");
         std::fs::write(
             &p,
-            "[other]\nx = 1\n[plugins.pin]\nokta = \"builtin\"\nentra = \"1.2.0\"\ng = \"plugin\"\n",
+            "[other]\nx = 1\n[plugins]\ntrusted_keys = [\"RWQ\"]\n[plugins.pin]\nokta = \"builtin\"\n\
+             entra = \"1.2.0\"\ng = \"plugin\"\n",
         )
         .expect("write");
-        let pins = read_pins(&p).expect("pins");
-        assert_eq!(pins["okta"], Pin::Builtin);
-        assert_eq!(pins["g"], Pin::Plugin);
-        assert_eq!(pins["entra"], Pin::Version(semver::Version::new(1, 2, 0)));
-        assert!(read_pins(&dir.path().join("absent.toml"))
-            .expect("absent")
-            .is_empty());
-        std::fs::write(&p, "[plugins.pin]\nokta = \"newest\"\n").expect("write");
-        let e = read_pins(&p).expect_err("bad pin").to_string();
-        assert!(e.contains("plugins.pin.okta"), "{e}");
+        let section = PluginsSection::read(&p).expect("pins");
+        assert_eq!(section.pins["okta"], Pin::Builtin);
+        assert_eq!(section.pins["g"], Pin::Plugin);
+        assert_eq!(section.pins["entra"], Pin::Version(semver::Version::new(1, 2, 0)));
+        assert_eq!(section.trusted_keys, ["RWQ"]);
+        assert_eq!(
+            PluginsSection::read(&dir.path().join("absent.toml")).expect("absent"),
+            PluginsSection::default()
+        );
+        for (text, names) in [
+            ("[plugins.pin]\nokta = \"newest\"\n", "plugins.pin.okta"),
+            ("[plugins]\ntrusted_keys = \"RWQ\"\n", "plugins.trusted_keys"),
+            (
+                "[plugins]\ntrusted_key = [\"RWQ\"]\n",
+                "unknown key `plugins.trusted_key`",
+            ),
+        ] {
+            std::fs::write(&p, text).expect("write");
+            let e = PluginsSection::read(&p).expect_err(text).to_string();
+            assert!(e.contains(names), "{e}");
+        }
     }
 
     #[test]

@@ -291,7 +291,25 @@ fn check(global: &GlobalArgs, format: Format) -> anyhow::Result<u8> {
         Ok((config, issues)) => {
             report.errors = issues;
             report.store = config.store.path.display().to_string();
-            let registry = crate::registry::load(global)?;
+            // `[plugins]` is the registry's table: a mistake in it is a config error too.
+            let section = match crate::registry::plugins_section(global) {
+                Ok(s) => s,
+                Err(e) => {
+                    let message = match &e {
+                        usersync_registry::RegistryError::BadConfig { reason, .. } => reason.clone(),
+                        other => other.to_string(),
+                    };
+                    report.errors.push(ConfigIssue {
+                        file: path.clone(),
+                        line: plugins_line(&path),
+                        connection: None,
+                        option: None,
+                        message,
+                    });
+                    Default::default()
+                }
+            };
+            let registry = crate::registry::load_with(global, section);
             for conn in &config.connections {
                 report
                     .connections
@@ -400,4 +418,16 @@ fn check(global: &GlobalArgs, format: Format) -> anyhow::Result<u8> {
     } else {
         exit::USAGE
     })
+}
+
+/// The line of the file's first `[plugins` table header (1 when there is none).
+fn plugins_line(path: &std::path::Path) -> usize {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .position(|l| l.trim_start().starts_with("[plugins"))
+                .map(|i| i + 1)
+        })
+        .unwrap_or(1)
 }

@@ -77,32 +77,7 @@ fn target_plugin_dir(global: &GlobalArgs) -> anyhow::Result<std::path::PathBuf> 
 
 /// Trusted minisign keys from the config file's `[plugins] trusted_keys`.
 fn trusted_keys(global: &GlobalArgs) -> anyhow::Result<Vec<String>> {
-    let Some(path) = registry::config_path(global) else {
-        return Ok(Vec::new());
-    };
-    let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let doc: toml::Table = text
-        .parse()
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let Some(keys) = doc.get("plugins").and_then(|p| p.get("trusted_keys")) else {
-        return Ok(Vec::new());
-    };
-    let keys = keys.as_array().ok_or_else(|| {
-        anyhow::anyhow!(
-            "{}: [plugins] trusted_keys must be a list of strings",
-            path.display()
-        )
-    })?;
-    keys.iter()
-        .map(|k| {
-            k.as_str().map(String::from).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "{}: [plugins] trusted_keys must be a list of strings",
-                    path.display()
-                )
-            })
-        })
-        .collect()
+    Ok(registry::plugins_section(global)?.trusted_keys)
 }
 
 fn install(args: InstallArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
