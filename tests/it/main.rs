@@ -19,6 +19,7 @@ mod output;
 mod plugins;
 mod releases;
 mod runtime;
+mod scim_target;
 mod store_safety;
 mod sync;
 mod vanished;

@@ -679,7 +679,7 @@ async fn required_groups_admit_members_through_nested_groups() {
         .iter()
         .any(|m| m.group == pid && m.member == usersync_store::Member::Group(cid.clone())));
 
-    let (code, out, err) = h.run(&["explain", "user", &uid, "--format", "json"]).await;
+    let (code, out, err) = h.run(&["explain", "user", &uid, "--live", "--format", "json"]).await;
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v[0]["decision"]["in_scope"], true, "{v}");
