@@ -8,6 +8,7 @@ mod capabilities;
 mod cli;
 mod config_check;
 mod emulator;
+mod engine_cli;
 mod entra;
 mod faults;
 mod google;
