@@ -193,7 +193,8 @@ pub fn gate(
         "review with `usersync sync --dry-run --connection {}`, then confirm with `--allow-deletes {removals}`",
         plan.connection
     );
-    if plan.scope_emptied_by_policy() && !confirmed {
+    // Part of the shrinking-source gate: `min_source_percent = 0` turns it off too.
+    if plan.scope_emptied_by_policy() && policy.min_source_percent > 0.0 && !confirmed {
         let required: Vec<&crate::desired::UnmatchedPattern> = plan
             .unmatched_patterns
             .iter()

@@ -716,8 +716,12 @@ async fn a_required_group_matching_nothing_is_named_and_an_emptied_scope_is_bloc
         "{:?}",
         r.errors
     );
-    let r = env.run(false, Some(19)).await;
-    assert_eq!(r.status, RunStatus::Applied, "confirmed: {:?}", r.errors);
+    let dry = env.run(true, Some(19)).await;
+    assert!(dry.errors.is_empty(), "confirmed: {:?}", dry.errors);
+    // `min_source_percent = 0` turns the shrinking-source gate off, this check with it
+    env.policy.min_source_percent = 0.0;
+    let r = env.run(false, None).await;
+    assert_eq!(r.status, RunStatus::Applied, "gate off: {:?}", r.errors);
     assert_eq!(r.users.deactivated, 19);
 }
 

@@ -196,7 +196,11 @@ fn explain_stored(
         e.as_of_run = Some(r.id);
         e.as_of = Some(wiring::rfc3339(r.finished_ms.unwrap_or(r.started_ms)));
     }
-    if let Some(newest) = runs.first() {
+    // The newest run that fetched (a connection failing before its fetch has no plan).
+    if let Some(newest) = runs
+        .iter()
+        .find(|r| r.status != RunStatus::Failed || r.requests > 0)
+    {
         e.warnings = recorded_warnings(store, newest.id)?;
     }
     let state = store.state(&conn.name)?;
