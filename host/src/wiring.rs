@@ -834,6 +834,33 @@ mod tests {
     }
 
     #[test]
+    fn tables_fit_the_width_by_cutting_the_widest_columns() {
+        let rows = vec![vec!["a".repeat(40), "b".repeat(30), "c".into()]];
+        let headers = ["USERNAME", "EMAIL", "STATE"];
+        let w = super::fit_widths(&headers, &rows, None);
+        assert_eq!(w, [40, 30, 5]);
+        let w = super::fit_widths(&headers, &rows, Some(50));
+        assert_eq!(w.iter().sum::<usize>() + 4, 50, "{w:?}");
+        assert_eq!(w[2], 5, "narrow columns keep their width");
+        // never below the header (or 8): the table may stay wider than a tiny terminal
+        let w = super::fit_widths(&headers, &rows, Some(10));
+        assert_eq!(w, [8, 8, 5]);
+        assert_eq!(super::cut("abcdef", 4), "abc…");
+        assert_eq!(super::cut("abc", 4), "abc");
+    }
+
+    #[test]
+    fn toml_errors_lose_their_snippet() {
+        let msg = "TOML parse error at line 7, column 21\n  |\n7 | [connections.options\n  |                     ^\ninvalid table header\nexpected `.`, `]`\n";
+        let (line, plain) = super::plain_toml_message(msg);
+        assert_eq!(line, 7);
+        assert_eq!(
+            plain,
+            "TOML parse error at line 7, column 21: invalid table header, expected `.`, `]`"
+        );
+    }
+
+    #[test]
     fn rfc3339_formats_known_instants() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(super::rfc3339(1_709_251_199_000), "2024-02-29T23:59:59Z");

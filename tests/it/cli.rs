@@ -416,6 +416,32 @@ async fn completions_man_page_and_short_leaf_help() {
         "says where the global options are"
     );
     assert!(leaf.stdout.contains("Examples:"), "{}", leaf.stdout);
+    for leaf in [
+        &["users", "show"][..],
+        &["groups", "list"],
+        &["groups", "show"],
+        &["doctor"],
+        &["config", "init"],
+        &["config", "check"],
+        &["connectors", "endpoints"],
+        &["plugins", "list"],
+        &["auth", "login"],
+        &["completions"],
+    ] {
+        let mut args = leaf.to_vec();
+        args.push("--help");
+        let out = run(none, &args).await;
+        assert!(
+            out.stdout.contains("Examples:") || out.stdout.contains("Example:"),
+            "{leaf:?}:\n{}",
+            out.stdout
+        );
+        assert!(
+            !out.stdout.contains("--log-format <"),
+            "{leaf:?}:\n{}",
+            out.stdout
+        );
+    }
     let root = run(none, &["--help"]).await;
     assert!(root.stdout.contains("--log-format <") && root.stdout.contains("Examples:"));
     // the global options still work after a subcommand
@@ -462,6 +488,13 @@ async fn endpoints_hosts_come_from_the_config_and_plugins_list_speaks_plainly() 
         .expect("run");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("{oktaDomain}:443"), "{stdout}");
+    // or, with a config, when asked for
+    let out = run(
+        &config,
+        &["connectors", "endpoints", "okta", "--hosts", "--templates"],
+    )
+    .await;
+    assert!(out.stdout.contains("{oktaDomain}:443"), "{}", out.stdout);
 
     let plugins = run(none, &["plugins", "list"]).await;
     assert!(!plugins.stdout.contains("..="), "{}", plugins.stdout);

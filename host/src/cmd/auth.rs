@@ -15,6 +15,9 @@ use crate::GlobalArgs;
 #[derive(Debug, clap::Subcommand)]
 pub enum AuthCmd {
     /// Sign in through a browser and store the connection's refresh token (mode 0600).
+    #[command(after_help = "Examples:
+  usersync auth login google-workspace
+  usersync auth login google-workspace --port 8765     # a fixed redirect URI for the OAuth client")]
     Login(LoginArgs),
 }
 

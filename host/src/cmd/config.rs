@@ -17,12 +17,21 @@ pub enum ConfigCmd {
     /// against its connector (unknown, missing, wrong type, secrets not given as references,
     /// URLs that may not be contacted). Exit code 2 when anything in the file is wrong; 1 when
     /// the file is right but a connector it names is a plugin library this host refused.
+    #[command(after_help = "Examples:
+  usersync config check
+  usersync --config /etc/usersync/usersync.toml config check --format json | jq '.errors[]'
+
+Exit codes: 0 the file is right, 1 a connector it names is a refused plugin library, 2 the file is wrong.")]
     Check {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
     /// Print the path of the config file this invocation uses.
+    #[command(
+        after_help = "Lookup: --config FILE (or USERSYNC_CONFIG), else ./usersync.toml, else \
+$XDG_CONFIG_HOME/usersync/usersync.toml (~/.config/usersync/usersync.toml)."
+    )]
     Path,
     /// Write a commented configuration template with one connection per chosen connector
     /// (placeholders to replace; secrets as environment-variable references). The file passes

@@ -16,11 +16,21 @@ use crate::GlobalArgs;
 #[derive(Debug, clap::Subcommand)]
 pub enum ConnectorsCmd {
     /// List the active connectors (id, name, version, source).
+    #[command(after_help = "Examples:
+  usersync connectors list
+  usersync connectors list --format json")]
     List(ListArgs),
     /// Describe connectors: auth flows, endpoints, capabilities and options.
+    #[command(after_help = "Examples:
+  usersync connectors describe okta
+  usersync connectors describe --all --format markdown > endpoints.md")]
     Describe(DescribeArgs),
     /// The endpoints each connector calls, or with --hosts the host:port list a firewall or
     /// proxy must allow.
+    #[command(after_help = "Examples:
+  usersync connectors endpoints okta
+  usersync connectors endpoints --hosts                 # the hosts of the connections in your config
+  usersync connectors endpoints --hosts --templates     # every connector's host templates")]
     Endpoints(EndpointsArgs),
 }
 
@@ -77,6 +87,9 @@ pub struct EndpointsArgs {
     /// connector's host templates (`{oktaDomain}:443`).
     #[arg(long)]
     pub hosts: bool,
+    /// With --hosts: every connector's host templates, even when a config file is in use.
+    #[arg(long, requires = "hosts")]
+    pub templates: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = ListFormat::Table)]
     pub format: ListFormat,
@@ -86,7 +99,7 @@ pub struct EndpointsArgs {
 pub async fn run(cmd: ConnectorsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
     let reg = registry::load(global)?;
     if let ConnectorsCmd::Endpoints(a) = &cmd {
-        if a.hosts {
+        if a.hosts && !a.templates {
             if let Some(path) = registry::config_path(global) {
                 return configured_hosts(&reg, &path, a);
             }

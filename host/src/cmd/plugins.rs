@@ -13,13 +13,23 @@ use crate::GlobalArgs;
 pub enum PluginsCmd {
     /// List built-in connectors, loaded plugins and refused libraries: id, version, ABI version,
     /// source (`builtin` or the library path), whether it is active, and why.
+    #[command(after_help = "Examples:
+  usersync plugins list
+  usersync --plugin-dir ./plugins plugins list --format json")]
     List(ListArgs),
     /// Verify a connector package (checksum, target, ABI, signature) and install it atomically,
     /// keeping the previous version for `rollback`.
+    #[command(after_help = "Examples:
+  usersync plugins install usersync-connector-acme-1.2.0-x86_64-unknown-linux-gnu.tar.gz
+  usersync --plugin-dir /opt/usersync/plugins plugins install ./usersync-connector-acme-1.2.0-x86_64-unknown-linux-gnu.tar.gz")]
     Install(InstallArgs),
     /// Put the previous version of a connector plugin back (run again to undo).
+    #[command(after_help = "Example:
+  usersync plugins rollback acme")]
     Rollback(IdArgs),
     /// Remove a connector plugin (and its kept previous version); a built-in takes over again.
+    #[command(after_help = "Example:
+  usersync plugins remove acme")]
     Remove(IdArgs),
 }
 
