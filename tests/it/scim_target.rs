@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 use usersync_connector_scim::ScimConnector;
 use usersync_runtime::{ConnectionClient, Secret};
 use usersync_sdk::{
-    AppObject, Connector, HttpRequest, Lookup, Options, TargetChange, TargetResult, TargetSession, TargetUser,
+    AppObject, Connector, HttpRequest, Lookup, ObjectKind, Options, TargetChange, TargetResult,
+    TargetSession, TargetUser,
 };
 
 use crate::support;
@@ -155,6 +156,17 @@ impl Pusher {
         self.session.on_lookup(&lookup, resp).expect("lookup answer")
     }
 
+    /// Every object of a kind, through the connector's listing.
+    async fn list(&self, kind: ObjectKind) -> Vec<AppObject> {
+        let mut listing = self.session.list(kind).expect("listing");
+        let mut out = Vec::new();
+        while let Some(req) = listing.next_request() {
+            let resp = self.client.send(&req).await.expect("send page");
+            out.extend(listing.on_response(resp).expect("page"));
+        }
+        out
+    }
+
     /// The server's own answer to `GET <base><path>`.
     async fn get(&self, base_url: &str, path: &str) -> Value {
         let resp = self
@@ -254,6 +266,11 @@ async fn create_find_update_group(base: &str, profile: &str, token: &str) {
     assert_eq!(adopted[0].app_id, user_id);
     let listing = p.get(base, "/Users").await;
     assert_eq!(listing["totalResults"], 1, "no duplicate: {listing}");
+    let listed = p.list(ObjectKind::User).await;
+    assert_eq!(
+        listed.iter().map(|o| o.app_id.as_str()).collect::<Vec<_>>(),
+        [user_id.as_str()]
+    );
 
     // update: new display name, a department, no employee number any more
     let mut changed = person("bjensen");
@@ -454,4 +471,37 @@ async fn emulator_aws_mode_accepts_the_connectors_chunked_membership() {
         matches!(again, TargetResult::Conflict { reason: None, .. }),
         "{again:?}"
     );
+}
+
+#[tokio::test]
+async fn emulator_listing_reads_every_page() {
+    let emu = support::start_emulator("scim", 0, 0, 1).await;
+    let token = emu.credentials().api_token.clone();
+    let base = emu.base_url().to_string();
+    let p = Pusher::open(&base, "generic", &token).await;
+    for i in 0..205 {
+        let mut u = person(&format!("user{i:03}"));
+        u.employee_number = None;
+        created(
+            p.apply_one(&TargetChange::CreateUser {
+                source_key: format!("src-{i}"),
+                user: u,
+            })
+            .await,
+        );
+    }
+    let before = emu.ctx.stats.requests.load(std::sync::atomic::Ordering::SeqCst);
+    let listed = p.list(ObjectKind::User).await;
+    // filter.maxResults is 200 in the generic mode: two pages, every user once
+    assert_eq!(
+        emu.ctx.stats.requests.load(std::sync::atomic::Ordering::SeqCst) - before,
+        2
+    );
+    let mut names: Vec<String> = listed.iter().map(|o| o.name.clone()).collect();
+    names.dedup();
+    assert_eq!(names.len(), 205);
+    assert_eq!(names[204], "user204");
+    assert!(listed
+        .iter()
+        .all(|o| o.external_id.as_deref().is_some_and(|e| e.starts_with("src-"))));
 }

@@ -26,9 +26,9 @@ use serde_json::{json, Value};
 use usersync_sdk::paging::retry_after_seconds;
 use usersync_sdk::{
     AppObject, AuthFlowKind, AuthFlowSpec, AuthPlan, Capabilities, Connector, ConnectorError, Cursor,
-    HttpRequest, HttpResponse, Lookup, Manifest, Method, OptionSpec, OptionType, Options, Query, Session,
-    Target, TargetCapabilities, TargetChange, TargetEndpoint, TargetManifest, TargetOperation, TargetResult,
-    TargetSession, TargetUser, ABI_VERSION,
+    HttpRequest, HttpResponse, Lookup, Manifest, Method, ObjectKind, OptionSpec, OptionType, Options, Query,
+    Session, Target, TargetCapabilities, TargetChange, TargetEndpoint, TargetListing, TargetManifest,
+    TargetOperation, TargetResult, TargetSession, TargetUser, ABI_VERSION,
 };
 
 pub use crate::profile::Profile;
@@ -36,6 +36,13 @@ use crate::wire::{ResourceTypes, ScimError, ServiceProviderConfig};
 
 /// The connector id (permanent; config files refer to it).
 pub const ID: &str = "scim";
+
+/// Page size of a listing when `/ServiceProviderConfig` announces no `filter.maxResults`
+/// (Atlassian's and Okta's default page).
+pub const DEFAULT_PAGE_SIZE: u64 = 100;
+
+/// Largest page asked for even when the service allows more (bounds one response's size).
+pub const MAX_PAGE_SIZE: u64 = 1000;
 
 /// Option holding the bearer token.
 pub const TOKEN_OPTION: &str = "token";
@@ -118,6 +125,7 @@ pub fn target_manifest() -> TargetManifest {
             operations: vec![
                 Op::Discover,
                 Op::Lookup,
+                Op::List,
                 Op::CreateUser,
                 Op::UpdateUser,
                 Op::DeactivateUser,
@@ -130,7 +138,7 @@ pub fn target_manifest() -> TargetManifest {
             ],
             max_members_per_request: profile::DEFAULT_MEMBERS_PER_REQUEST,
             can_filter: true,
-            can_list: false,
+            can_list: true,
             etags: true,
             nested_groups: false,
         },
@@ -158,6 +166,18 @@ pub fn target_manifest() -> TargetManifest {
                 "/Groups?filter={filter}&excludedAttributes=members",
                 "Find an existing group by displayName or externalId",
                 Op::Lookup,
+            ),
+            endpoint(
+                "GET",
+                "/Users?startIndex={n}&count={page}",
+                "List every user, page by page (page size from filter.maxResults)",
+                Op::List,
+            ),
+            endpoint(
+                "GET",
+                "/Groups?startIndex={n}&count={page}&excludedAttributes=members",
+                "List every group, page by page",
+                Op::List,
             ),
             endpoint("POST", "/Users", "Create a user", Op::CreateUser),
             endpoint(
@@ -316,6 +336,14 @@ impl ScimSession {
         self.discovered.as_ref().and_then(|d| d.spc.filter_max_results)
     }
 
+    /// The page size of a listing: `filter.maxResults` when announced (a page never holds more,
+    /// RFC 7643 §5), else [`DEFAULT_PAGE_SIZE`]; at most [`MAX_PAGE_SIZE`].
+    pub fn page_size(&self) -> u64 {
+        self.filter_max_results()
+            .unwrap_or(DEFAULT_PAGE_SIZE)
+            .clamp(1, MAX_PAGE_SIZE)
+    }
+
     fn discovered(&self) -> Result<&Discovered, ConnectorError> {
         self.discovered.as_ref().ok_or_else(|| {
             ConnectorError::protocol("the SCIM session was used before discovery (configure) completed")
@@ -425,6 +453,10 @@ impl TargetSession for ScimSession {
         if d.spc.filter {
             ops.push(Op::Lookup);
         }
+        let can_list = self.settings.profile.can_list();
+        if can_list {
+            ops.push(Op::List);
+        }
         if d.spc.patch {
             ops.push(Op::DeactivateUser);
         }
@@ -446,7 +478,7 @@ impl TargetSession for ScimSession {
                 0
             },
             can_filter: d.spc.filter,
-            can_list: false,
+            can_list,
             etags: d.spc.etag,
             nested_groups: false,
         }
@@ -502,44 +534,33 @@ impl TargetSession for ScimSession {
         if !response.is_success() {
             return Err(self.status_error(&response, &what()));
         }
-        let v: Value = serde_json::from_slice(&response.body).map_err(|e| {
-            ConnectorError::protocol(format!("{}: the ListResponse is not JSON: {e}", what()))
-        })?;
-        let resources = match v.get("Resources") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(a)) => a.clone(),
-            Some(_) => {
-                return Err(ConnectorError::protocol(format!(
-                    "{}: `Resources` is not a list",
-                    what()
-                )))
-            }
-        };
         let name_attr = match lookup {
             Lookup::UserByUserName { .. } | Lookup::UserByExternalId { .. } => "userName",
             Lookup::GroupByDisplayName { .. } | Lookup::GroupByExternalId { .. } => "displayName",
         };
-        resources
-            .iter()
-            .map(|r| {
-                let id = r.get("id").and_then(Value::as_str).ok_or_else(|| {
-                    ConnectorError::protocol(format!("{}: a resource without a string `id`", what()))
-                })?;
-                Ok(AppObject {
-                    app_id: id.to_string(),
-                    etag: r
-                        .pointer("/meta/version")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                    external_id: r.get("externalId").and_then(Value::as_str).map(str::to_string),
-                    name: r
-                        .get(name_attr)
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                })
-            })
-            .collect()
+        parse_list(&response.body, name_attr, &what()).map(|page| page.objects)
+    }
+
+    fn list(&self, kind: ObjectKind) -> Result<Box<dyn TargetListing>, ConnectorError> {
+        let d = self.discovered()?;
+        if !self.settings.profile.can_list() {
+            return Err(unsupported(
+                TargetOperation::List,
+                "this profile's service caps listings without paging; use lookups",
+            ));
+        }
+        let (base, name_attr) = match kind {
+            ObjectKind::User => (self.users_url(d), "userName"),
+            ObjectKind::Group => (self.groups_url(d, TargetOperation::List)?, "displayName"),
+        };
+        Ok(Box::new(ScimListing {
+            session: self.clone(),
+            base,
+            groups: kind == ObjectKind::Group,
+            name_attr,
+            page_size: self.page_size(),
+            next_start: Some(1),
+        }))
     }
 
     fn requests(&self, change: &TargetChange) -> Result<Vec<HttpRequest>, ConnectorError> {
@@ -686,6 +707,110 @@ impl TargetSession for ScimSession {
                 ),
             },
         }
+    }
+}
+
+/// One page of a ListResponse (RFC 7644 §3.4.2).
+struct ListPage {
+    objects: Vec<AppObject>,
+    /// `totalResults` (REQUIRED by the RFC; `None` when a lenient service left it out).
+    total: Option<u64>,
+}
+
+fn parse_list(body: &[u8], name_attr: &str, what: &str) -> Result<ListPage, ConnectorError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| ConnectorError::protocol(format!("{what}: the ListResponse is not JSON: {e}")))?;
+    let resources = match v.get("Resources") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a.clone(),
+        Some(_) => {
+            return Err(ConnectorError::protocol(format!(
+                "{what}: `Resources` is not a list"
+            )))
+        }
+    };
+    let total = match v.get("totalResults") {
+        None | Some(Value::Null) => None,
+        Some(t) => Some(t.as_u64().ok_or_else(|| {
+            ConnectorError::protocol(format!(
+                "{what}: `totalResults` is {t}, not a non-negative integer"
+            ))
+        })?),
+    };
+    let objects = resources
+        .iter()
+        .map(|r| {
+            let id = r.get("id").and_then(Value::as_str).ok_or_else(|| {
+                ConnectorError::protocol(format!("{what}: a resource without a string `id`"))
+            })?;
+            Ok(AppObject {
+                app_id: id.to_string(),
+                etag: r
+                    .pointer("/meta/version")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                external_id: r.get("externalId").and_then(Value::as_str).map(str::to_string),
+                name: r
+                    .get(name_attr)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, ConnectorError>>()?;
+    Ok(ListPage { objects, total })
+}
+
+/// A `startIndex`/`count` listing (RFC 7644 §3.4.2.4): 1-based, advanced by the number of
+/// resources actually returned (a service may return fewer than `count`), done when
+/// `startIndex - 1 + returned >= totalResults`; an empty page before that is a protocol error
+/// (it would loop forever), as is a page without `totalResults`.
+struct ScimListing {
+    session: ScimSession,
+    base: String,
+    groups: bool,
+    name_attr: &'static str,
+    page_size: u64,
+    next_start: Option<u64>,
+}
+
+impl TargetListing for ScimListing {
+    fn next_request(&mut self) -> Option<HttpRequest> {
+        let start = self.next_start?;
+        let mut url = format!("{}?startIndex={start}&count={}", self.base, self.page_size);
+        if self.groups {
+            url.push_str("&excludedAttributes=members");
+        }
+        Some(self.session.request(Method::Get, url, None, None))
+    }
+
+    fn on_response(&mut self, response: HttpResponse) -> Result<Vec<AppObject>, ConnectorError> {
+        let Some(start) = self.next_start else {
+            return Err(ConnectorError::protocol(
+                "a listing page arrived after the listing ended",
+            ));
+        };
+        let what = format!("list {}?startIndex={start}", self.base);
+        if !response.is_success() {
+            return Err(self.session.status_error(&response, &what));
+        }
+        let page = parse_list(&response.body, self.name_attr, &what)?;
+        let total = page.total.ok_or_else(|| {
+            ConnectorError::protocol(format!("{what}: no `totalResults` (RFC 7644 §3.4.2)"))
+        })?;
+        let got = page.objects.len() as u64;
+        let read = start - 1 + got;
+        if read >= total {
+            self.next_start = None;
+        } else if got == 0 {
+            return Err(ConnectorError::protocol(format!(
+                "{what}: an empty page although totalResults is {total} and {} were read",
+                start - 1
+            )));
+        } else {
+            self.next_start = Some(read + 1);
+        }
+        Ok(page.objects)
     }
 }
 

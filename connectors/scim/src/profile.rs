@@ -66,6 +66,17 @@ impl Profile {
         !matches!(self, Profile::Atlassian)
     }
 
+    /// Whether every user or group can be listed page by page.
+    ///
+    /// - AWS: ListUsers/ListGroups return at most 50 results without paging in the older
+    ///   developer guide, and page with `cursor`/`nextCursor` in the newer one (not implemented
+    ///   here); so AWS is read through lookups only (notes F5: "filter-only lookups then");
+    /// - Atlassian: `startIndex`/`count` on GET /Users and /Groups (Atlassian reference);
+    /// - generic: `startIndex`/`count` (RFC 7644 §3.4.2.4).
+    pub fn can_list(self) -> bool {
+        self != Profile::Aws
+    }
+
     /// The permission a 403 means, in the service's own terms.
     pub fn forbidden_hint(self) -> &'static str {
         match self {
@@ -100,6 +111,8 @@ mod tests {
         assert!(!Profile::Atlassian.can_rename_groups());
         assert!(!Profile::Atlassian.can_lookup_groups_by_external_id());
         assert!(Profile::Aws.can_rename_groups() && Profile::Aws.can_lookup_groups_by_external_id());
+        // AWS lists at most 50 without startIndex paging
+        assert!(!Profile::Aws.can_list() && Profile::Generic.can_list() && Profile::Atlassian.can_list());
         for p in PROFILES {
             assert_eq!(Profile::parse(p.as_str()), Some(p));
         }

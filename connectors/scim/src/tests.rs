@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 use usersync_sdk::{
-    ConnectorError, HttpResponse, Lookup, Method, Options, Target, TargetChange, TargetOperation,
+    ConnectorError, HttpResponse, Lookup, Method, ObjectKind, Options, Target, TargetChange, TargetOperation,
     TargetResult, TargetSession, TargetUser,
 };
 
@@ -620,4 +620,94 @@ fn options_are_validated() {
     ));
     assert!(manifest().validate().is_ok());
     assert!(ScimConnector.target().is_some());
+}
+
+fn spc_max_results(max: Option<u64>) -> HttpResponse {
+    let mut v =
+        json!({"patch": {"supported": true}, "filter": {"supported": true}, "etag": {"supported": false}});
+    if let Some(m) = max {
+        v["filter"]["maxResults"] = json!(m);
+    }
+    HttpResponse::new(200, v.to_string())
+}
+
+fn users_page(total: u64, start: u64, ids: std::ops::Range<u64>) -> HttpResponse {
+    let resources: Vec<Value> = ids
+        .map(|i| json!({"id": format!("u{i}"), "userName": format!("user{i}")}))
+        .collect();
+    HttpResponse::new(
+        200,
+        json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+            "totalResults": total, "itemsPerPage": resources.len(), "startIndex": start,
+            "Resources": resources,
+        })
+        .to_string(),
+    )
+}
+
+#[test]
+fn listing_pages_with_start_index_and_count_as_rfc_7644_3_4_2_4() {
+    let s = session_with("generic", spc_max_results(Some(10)));
+    assert!(s.capabilities().can_list);
+    let mut l = s.list(ObjectKind::User).expect("list");
+    // RFC 7644 §3.4.2.4: GET /Users?startIndex=1&count=10, 1-based; the page size is filter.maxResults
+    let r = l.next_request().expect("first");
+    assert_eq!(r.url, "https://example.com/v2/Users?startIndex=1&count=10");
+    // ... "totalResults":100, "itemsPerPage":10, "startIndex":1
+    let objs = l.on_response(users_page(100, 1, 0..10)).expect("page 1");
+    assert_eq!(objs.len(), 10);
+    assert_eq!(objs[0].name, "user0");
+    assert_eq!(
+        l.next_request().expect("second").url,
+        "https://example.com/v2/Users?startIndex=11&count=10"
+    );
+    // a service may return fewer than asked: advance by what came back
+    l.on_response(users_page(100, 11, 10..13)).expect("short page");
+    assert_eq!(
+        l.next_request().expect("third").url,
+        "https://example.com/v2/Users?startIndex=14&count=10"
+    );
+    // an empty page before totalResults would loop: a protocol error, and the listing has not advanced
+    let e = l.on_response(users_page(100, 14, 0..0)).expect_err("empty page");
+    assert!(matches!(e, ConnectorError::Protocol { .. }), "{e}");
+    assert_eq!(
+        l.next_request().expect("same").url,
+        "https://example.com/v2/Users?startIndex=14&count=10"
+    );
+    // the last page ends the listing
+    l.on_response(users_page(20, 14, 13..20)).expect("last page");
+    assert!(l.next_request().is_none());
+}
+
+#[test]
+fn listing_defaults_guards_and_profiles() {
+    // no filter.maxResults: the default page of 100; groups without their members
+    let s = session_with("generic", spc_max_results(None));
+    let mut l = s.list(ObjectKind::Group).expect("list");
+    assert_eq!(
+        l.next_request().expect("first").url,
+        "https://example.com/v2/Groups?startIndex=1&count=100&excludedAttributes=members"
+    );
+    let e = l
+        .on_response(HttpResponse::new(200, r#"{"Resources":[{"id":"g1"}]}"#))
+        .expect_err("no totalResults");
+    assert!(matches!(e, ConnectorError::Protocol { .. }), "{e}");
+    let e = l.on_response(HttpResponse::new(401, "")).expect_err("401");
+    assert!(matches!(e, ConnectorError::Unauthorized { .. }), "{e}");
+    // totalResults 0 with no Resources: done at once
+    l.on_response(HttpResponse::new(200, r#"{"totalResults":0}"#))
+        .expect("empty");
+    assert!(l.next_request().is_none());
+    // a huge maxResults is capped
+    let s = session_with("generic", spc_max_results(Some(1_000_000)));
+    let mut l = s.list(ObjectKind::User).expect("list");
+    assert!(l.next_request().expect("first").url.ends_with("count=1000"));
+    // AWS lists at most 50 without startIndex paging: lookups only
+    let s = session("aws");
+    assert!(!s.capabilities().can_list);
+    assert!(matches!(
+        s.list(ObjectKind::User),
+        Err(ConnectorError::Unsupported { .. })
+    ));
 }

@@ -33,7 +33,7 @@ pub use options::Options;
 pub use paging::{PageParser, PagedCursor, Paging, ParsedPage};
 pub use query::{Operation, Query};
 pub use target::{
-    AppObject, Lookup, Target, TargetCapabilities, TargetChange, TargetEndpoint, TargetManifest,
-    TargetOperation, TargetResult, TargetSession, TargetUser,
+    AppObject, Lookup, ObjectKind, Target, TargetCapabilities, TargetChange, TargetEndpoint, TargetListing,
+    TargetManifest, TargetOperation, TargetResult, TargetSession, TargetUser,
 };
 pub use usersync_model as model;

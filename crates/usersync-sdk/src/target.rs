@@ -322,6 +322,26 @@ pub struct AppObject {
     pub name: String,
 }
 
+/// The kind of object a [`TargetSession::list`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectKind {
+    /// Users.
+    User,
+    /// Groups.
+    Group,
+}
+
+/// A sans-IO listing of an application's objects, page by page (like a source [`crate::Cursor`]).
+/// After an error the listing has not advanced: the same request may be sent again.
+pub trait TargetListing: Send {
+    /// The next request, or `None` when the listing is complete.
+    fn next_request(&mut self) -> Option<HttpRequest>;
+
+    /// Feed the response to the last request; returns that page's objects.
+    fn on_response(&mut self, response: HttpResponse) -> Result<Vec<AppObject>, ConnectorError>;
+}
+
 /// The outcome of one write request. Each variant says what the host does next.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
@@ -443,6 +463,11 @@ pub trait TargetSession: Send + Sync {
 
     /// The objects the lookup found (empty: none).
     fn on_lookup(&self, lookup: &Lookup, response: HttpResponse) -> Result<Vec<AppObject>, ConnectorError>;
+
+    /// A listing of every object of a kind in the application (to find what usersync did not
+    /// create, or reconcile after a push was killed). [`ConnectorError::Unsupported`] when the
+    /// application cannot be listed reliably (`capabilities().can_list` is false).
+    fn list(&self, kind: ObjectKind) -> Result<Box<dyn TargetListing>, ConnectorError>;
 
     /// The requests that apply one change, in order; each is independent and gets its own
     /// result (membership changes are split into chunks). [`ConnectorError::Unsupported`] when
