@@ -82,7 +82,17 @@ pub fn load_config_as(global: &GlobalArgs, format: Format) -> Result<Config, u8>
         Err(e) => {
             let issues = config_error_issues(&e);
             if format == Format::Json {
-                print_json_error("config", &e.to_string(), &issues);
+                // the issues' one-line messages (no caret snippet), else the error itself
+                let message = if issues.is_empty() {
+                    e.to_string()
+                } else {
+                    issues
+                        .iter()
+                        .map(|i| i.to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                };
+                print_json_error("config", &message, &issues);
             }
             eprintln!("error: {e}");
             if matches!(e, ConfigError::Invalid(_) | ConfigError::Parse { .. }) {
