@@ -505,3 +505,54 @@ async fn emulator_listing_reads_every_page() {
         .iter()
         .all(|o| o.external_id.as_deref().is_some_and(|e| e.starts_with("src-"))));
 }
+
+#[test]
+fn emulator_command_serves_the_scim_modes() {
+    use std::io::BufRead;
+    for (provider, profile, etag) in [("scim", "generic", true), ("scim-aws", "aws", false)] {
+        // killed below, so it cannot clean up: its state goes to a directory the test removes
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = Command::new(support::usersync_bin())
+            .args(["emulator", "--provider", provider])
+            .arg("--state-dir")
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn usersync emulator");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        let read = std::io::BufReader::new(stdout).read_line(&mut line);
+        let info: Result<Value, _> = serde_json::from_str(&line);
+        let spc = info
+            .as_ref()
+            .ok()
+            .and_then(|i| i["base_url"].as_str())
+            .map(|base| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime")
+                    .block_on(async {
+                        reqwest::get(format!("{base}/ServiceProviderConfig"))
+                            .await
+                            .expect("GET /ServiceProviderConfig")
+                            .json::<Value>()
+                            .await
+                            .expect("JSON")
+                    })
+            });
+        let _ = child.kill();
+        let _ = child.wait();
+        read.expect("read the JSON line");
+        let info = info.expect("one JSON line");
+        assert_eq!(info["provider"], provider);
+        assert_eq!(info["client"]["profile"], profile);
+        assert_eq!(
+            info["client"]["connector_secrets"]["token"],
+            info["credentials"]["api_token"]
+        );
+        assert_eq!(info["org"]["users"], 0, "a service provider starts empty");
+        assert_eq!(spc.expect("served")["etag"]["supported"], etag);
+    }
+}
