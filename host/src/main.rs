@@ -120,7 +120,7 @@ enum Command {
 /// subcommand's help hides the global options (listed once under `usersync --help`) and says
 /// so in one line.
 pub fn command() -> clap::Command {
-    let mut cmd = Cli::command();
+    let mut cmd = with_examples(Cli::command());
     cmd.build();
     let globals: Vec<clap::Id> = cmd
         .get_arguments()
@@ -148,6 +148,57 @@ pub fn command() -> clap::Command {
         })
     }
     hide(cmd, &globals)
+}
+
+/// Examples for the commands whose definitions give none (a command's own `after_help` wins).
+const EXAMPLES: &[(&str, Option<&str>, &str)] = &[
+    (
+        "sync",
+        None,
+        "Examples:
+  usersync sync --dry-run                 # the plan; nothing written
+  usersync sync -c okta -c google         # two connections only
+  usersync sync --allow-deletes 25        # confirm up to 25 removals past the safety gates
+  usersync sync --format json | jq '.[] | {connection, status}'",
+    ),
+    (
+        "runs",
+        Some("list"),
+        "Examples:
+  usersync runs list -c okta --limit 10
+  usersync runs list --format json | jq '.[0]'",
+    ),
+    ("runs", Some("show"), "Example:\n  usersync runs show 42"),
+    (
+        "explain",
+        Some("user"),
+        "Examples:
+  usersync explain user alice@example.com
+  usersync explain user alice -c okta --format json",
+    ),
+    (
+        "demo",
+        None,
+        "Examples:
+  usersync demo
+  usersync demo --provider okta --users 200 --no-sync     # keep the emulator serving",
+    ),
+];
+
+fn with_examples(mut cmd: clap::Command) -> clap::Command {
+    for (name, sub, text) in EXAMPLES {
+        if cmd.find_subcommand(name).is_none() {
+            continue;
+        }
+        cmd = cmd.mut_subcommand(name, |c| match sub {
+            None if c.get_after_help().is_none() => c.after_help(*text),
+            Some(s) if c.find_subcommand(s).is_some_and(|l| l.get_after_help().is_none()) => {
+                c.mut_subcommand(s, |l| l.after_help(*text))
+            }
+            _ => c,
+        });
+    }
+    cmd
 }
 
 /// `usersync man`: the page on stdout, or every page into `dir`.

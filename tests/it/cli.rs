@@ -426,6 +426,9 @@ async fn completions_man_page_and_short_leaf_help() {
         &["plugins", "list"],
         &["auth", "login"],
         &["completions"],
+        &["sync"],
+        &["runs", "list"],
+        &["explain", "user"],
     ] {
         let mut args = leaf.to_vec();
         args.push("--help");
