@@ -438,3 +438,55 @@ async fn injected_faults_answer_scim_error_bodies() {
             >= 1
     );
 }
+
+#[tokio::test]
+async fn generic_patch_accepts_what_idp_clients_send() {
+    let e = Emu::start("scim").await;
+    let u = e.user("u").await;
+    let g = e.group("G").await;
+    let path = format!("/Groups/{g}");
+    // Entra without the aadOptscim062020 flag: capitalised ops (ENTRA-SCIM, notes A4/D1)
+    let (s, v) = e
+        .patch(
+            &path,
+            json!([{"op": "Add", "path": "members", "value": [{"value": u}]}]),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    // RFC 7644 §3.5.2.1: a value already present is no change, and success
+    let (s, v) = e
+        .patch(
+            &path,
+            json!([{"op": "add", "path": "members", "value": [{"value": u}]}]),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(v["members"], json!([{"value": u}]));
+    // Entra's remove with a value list instead of a path filter
+    let (s, v) = e
+        .patch(
+            &path,
+            json!([{"op": "Remove", "path": "members", "value": [{"value": u}]}]),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(v["members"], json!([]));
+    // Okta's deactivation: replace without a path
+    let (s, v) = e
+        .patch(
+            &format!("/Users/{u}"),
+            json!([{"op": "replace", "value": {"active": false}}]),
+        )
+        .await;
+    assert_eq!((s, &v["active"]), (200, &json!(false)));
+    // value filters other than in `remove` are refused as unsupported paths
+    let (s, v) = e
+        .patch(
+            &format!("/Users/{u}"),
+            json!([{"op": "replace", "path": "emails[type eq \"work\"].value", "value": "x@y.z"}]),
+        )
+        .await;
+    assert_eq!((s, v["scimType"].as_str()), (400, Some("invalidPath")));
+    let (s, v) = e.patch(&path, json!([{"op": "move", "path": "members"}])).await;
+    assert_eq!((s, v["scimType"].as_str()), (400, Some("invalidSyntax")));
+}
