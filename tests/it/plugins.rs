@@ -191,7 +191,8 @@ fn an_incompatible_abi_is_refused_with_one_readable_line() {
     assert_eq!(
         err.to_string(),
         format!(
-            "incompatible ABI: plugin ABI version 99, host accepts {ACCEPTED_ABI_MIN}..={ACCEPTED_ABI_MAX}"
+            "incompatible ABI: plugin ABI version 99; this usersync accepts {}",
+            usersync_sdk::manifest::abi_versions_text(ACCEPTED_ABI_MIN, ACCEPTED_ABI_MAX)
         )
     );
 
@@ -203,7 +204,7 @@ fn an_incompatible_abi_is_refused_with_one_readable_line() {
     assert!(!text.contains('\n'), "one line: {text}");
     assert!(text.len() < 800, "short: {} chars", text.len());
     assert!(
-        text.starts_with("incompatible ABI: plugin ABI version 1, host accepts"),
+        text.starts_with("incompatible ABI: plugin ABI version 1, which this usersync accepts"),
         "{text}"
     );
 }

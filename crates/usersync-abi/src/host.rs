@@ -39,7 +39,7 @@ pub enum LoadError {
         detail: String,
     },
     /// The plugin was built for an ABI version outside the accepted range.
-    #[error("incompatible ABI: plugin ABI version {found}, host accepts {min}..={max}")]
+    #[error("incompatible ABI: plugin ABI version {found}; this usersync accepts {}", usersync_sdk::manifest::abi_versions_text(*.min, *.max))]
     IncompatibleAbi {
         /// The plugin's ABI version.
         found: u32,
@@ -50,7 +50,7 @@ pub enum LoadError {
     },
     /// The plugin claims an accepted ABI version but its types do not match (summarised
     /// abi_stable layout report).
-    #[error("incompatible ABI: plugin ABI version {found}, host accepts {min}..={max}, but the layouts differ: {summary}")]
+    #[error("incompatible ABI: plugin ABI version {found}, which this usersync accepts ({}), but the layouts differ: {summary}", usersync_sdk::manifest::abi_versions_text(*.min, *.max))]
     Layout {
         /// The plugin's declared ABI version.
         found: u32,
@@ -490,7 +490,7 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "incompatible ABI: plugin ABI version 2, host accepts 1..=1"
+            "incompatible ABI: plugin ABI version 2; this usersync accepts ABI version 1"
         );
     }
 }

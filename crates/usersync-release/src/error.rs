@@ -54,7 +54,7 @@ pub enum ReleaseError {
         host_target: String,
     },
     /// The plugin ABI is not one this host accepts.
-    #[error("{package}: plugin ABI version {abi} is not accepted by this host (accepts {min}..={max}); nothing was installed")]
+    #[error("{package}: plugin ABI version {abi} is not accepted by this usersync (it accepts {}); nothing was installed", usersync_sdk::manifest::abi_versions_text(*.min, *.max))]
     IncompatibleAbi {
         /// The package.
         package: PathBuf,

@@ -136,7 +136,7 @@ fn incompatible_abi_is_refused_with_the_accepted_range() {
     assert_eq!(
         err.to_string(),
         format!(
-            "{}: plugin ABI version 7 is not accepted by this host (accepts 1..=1); nothing was installed",
+            "{}: plugin ABI version 7 is not accepted by this usersync (it accepts ABI version 1); nothing was installed",
             pkg.display()
         )
     );

@@ -5,6 +5,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::query::Operation;
 
+/// A range of accepted plugin ABI versions in words, for messages: `ABI version 1`, or
+/// `ABI versions 1 to 3`.
+pub fn abi_versions_text(min: u32, max: u32) -> String {
+    if min == max {
+        format!("ABI version {min}")
+    } else {
+        format!("ABI versions {min} to {max}")
+    }
+}
+
 /// The connector ABI version this SDK builds. A host accepts a range of these.
 pub const ABI_VERSION: u32 = 1;
 

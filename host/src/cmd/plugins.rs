@@ -254,9 +254,8 @@ fn accepted_abi_sentence() -> String {
         usersync_registry::ACCEPTED_ABI_MIN,
         usersync_registry::ACCEPTED_ABI_MAX,
     );
-    if min == max {
-        format!("This usersync loads plugins built for ABI version {min}.")
-    } else {
-        format!("This usersync loads plugins built for ABI versions {min} to {max}.")
-    }
+    format!(
+        "This usersync loads plugins built for {}.",
+        usersync_sdk::manifest::abi_versions_text(min, max)
+    )
 }

@@ -1,4 +1,4 @@
-//! TEST FIXTURE (not a connector): a library built for usersync ABI version 99 (a future, incompatible ABI). The host must refuse it with `plugin ABI version 99, host accepts 1..=1`.
+//! TEST FIXTURE (not a connector): a library built for usersync ABI version 99 (a future, incompatible ABI). The host must refuse it with `plugin ABI version 99; this usersync accepts ABI version 1`.
 //!
 //! It deliberately does not use usersync-abi: it carries its own copy of the root module.
 #![allow(non_local_definitions)] // sabi derive codegen trips this rustc lint
