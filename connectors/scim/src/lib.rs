@@ -6,8 +6,9 @@
 //! [`Connector::target`] -> [`ScimTarget`] -> [`ScimSession`].
 //!
 //! What it does, and why (sources in docs/targets.md):
-//! - Discovery: `GET /ServiceProviderConfig` (required) and `GET /ResourceTypes` (optional:
-//!   404/501 mean "the RFC defaults"). No PATCH when `patch.supported` is false (updates become
+//! - Discovery: `GET /ServiceProviderConfig` (required), `GET /ResourceTypes` and `GET /Schemas`
+//!   (optional: 404/501 mean "the RFC defaults"); an attribute `/Schemas` does not define, or
+//!   defines as readOnly, is never written. No PATCH when `patch.supported` is false (updates become
 //!   PUT of the whole managed user; membership and rename changes are refused); no lookups when
 //!   `filter.supported` is false; `If-Match` only when `etag.supported` is true; the enterprise
 //!   extension only when the User resource type lists it. Bulk is never sent.
@@ -32,7 +33,7 @@ use usersync_sdk::{
 };
 
 pub use crate::profile::Profile;
-use crate::wire::{ResourceTypes, ScimError, ServiceProviderConfig};
+use crate::wire::{ResourceTypes, Schemas, ScimError, ServiceProviderConfig};
 
 /// The connector id (permanent; config files refer to it).
 pub const ID: &str = "scim";
@@ -153,6 +154,12 @@ pub fn target_manifest() -> TargetManifest {
                 "GET",
                 "/ResourceTypes",
                 "Read the User and Group endpoints and whether users carry the enterprise extension",
+                Op::Discover,
+            ),
+            endpoint(
+                "GET",
+                "/Schemas",
+                "Read which User attributes the service defines (attributes it lacks are not sent)",
                 Op::Discover,
             ),
             endpoint(
@@ -303,6 +310,7 @@ impl Session for ConnectionSession {
 struct Discovered {
     spc: ServiceProviderConfig,
     types: ResourceTypes,
+    schemas: Schemas,
 }
 
 /// A SCIM target session for one service provider.
@@ -418,6 +426,7 @@ impl TargetSession for ScimSession {
         vec![
             self.request(Method::Get, self.url("/ServiceProviderConfig"), None, None),
             self.request(Method::Get, self.url("/ResourceTypes"), None, None),
+            self.request(Method::Get, self.url("/Schemas"), None, None),
         ]
     }
 
@@ -437,7 +446,14 @@ impl TargetSession for ScimSession {
             Some(r) if r.is_success() => ResourceTypes::parse(&r.body).map_err(ConnectorError::protocol)?,
             Some(r) => return Err(self.discovery_error(&r, "/ResourceTypes")),
         };
-        self.discovered = Some(Discovered { spc, types });
+        let schemas = match it.next() {
+            None => Schemas::default(),
+            // a service without /Schemas: every attribute the RFC defines
+            Some(r) if matches!(r.status, 404 | 501) => Schemas::default(),
+            Some(r) if r.is_success() => Schemas::parse(&r.body).map_err(ConnectorError::protocol)?,
+            Some(r) => return Err(self.discovery_error(&r, "/Schemas")),
+        };
+        self.discovered = Some(Discovered { spc, types, schemas });
         Ok(())
     }
 
@@ -566,12 +582,13 @@ impl TargetSession for ScimSession {
     fn requests(&self, change: &TargetChange) -> Result<Vec<HttpRequest>, ConnectorError> {
         let d = self.discovered()?;
         let enterprise = d.types.enterprise;
+        let schemas = &d.schemas;
         let op = change.operation();
         Ok(match change {
             TargetChange::CreateUser { source_key, user } => vec![self.request(
                 Method::Post,
                 self.users_url(d),
-                Some(&wire::user_resource(source_key, user, enterprise)),
+                Some(&wire::user_resource(source_key, user, enterprise, schemas)),
                 None,
             )],
             TargetChange::UpdateUser {
@@ -582,13 +599,17 @@ impl TargetSession for ScimSession {
             } => {
                 let url = item_url(&self.users_url(d), app_id);
                 if d.spc.patch {
-                    vec![self.patch_request(url, update_ops(source_key, user, enterprise), etag.as_deref())]
+                    vec![self.patch_request(
+                        url,
+                        update_ops(source_key, user, enterprise, schemas),
+                        etag.as_deref(),
+                    )]
                 } else {
                     // PUT replaces every attribute: the whole managed user is sent (RFC 7644 §3.5.1)
                     vec![self.request(
                         Method::Put,
                         url,
-                        Some(&wire::user_resource(source_key, user, enterprise)),
+                        Some(&wire::user_resource(source_key, user, enterprise, schemas)),
                         etag.as_deref(),
                     )]
                 }
@@ -817,13 +838,13 @@ impl TargetListing for ScimListing {
 /// PATCH operations that set a user's managed attributes to `user`: one `replace` with a value
 /// object (RFC 7644 §3.5.2.3: sub-attributes not given are left unchanged), then a `remove` per
 /// managed attribute that is now empty.
-fn update_ops(source_key: &str, user: &TargetUser, enterprise: bool) -> Vec<Value> {
+fn update_ops(source_key: &str, user: &TargetUser, enterprise: bool, schemas: &Schemas) -> Vec<Value> {
     let mut ops = vec![json!({
         "op": "replace",
-        "value": Value::Object(wire::user_attributes(source_key, user, enterprise)),
+        "value": Value::Object(wire::user_attributes(source_key, user, enterprise, schemas)),
     })];
     ops.extend(
-        wire::cleared_user_paths(user, enterprise)
+        wire::cleared_user_paths(user, enterprise, schemas)
             .into_iter()
             .map(|p| json!({"op": "remove", "path": p})),
     );

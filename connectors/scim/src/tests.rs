@@ -65,7 +65,7 @@ fn user() -> TargetUser {
 }
 
 #[test]
-fn discovery_reads_service_provider_config_then_resource_types() {
+fn discovery_reads_service_provider_config_resource_types_and_schemas() {
     let s = ScimTarget.open(&options("generic")).expect("open");
     let reqs = s.discovery();
     let urls: Vec<&str> = reqs.iter().map(|r| r.url.as_str()).collect();
@@ -73,7 +73,8 @@ fn discovery_reads_service_provider_config_then_resource_types() {
         urls,
         [
             "https://example.com/v2/ServiceProviderConfig",
-            "https://example.com/v2/ResourceTypes"
+            "https://example.com/v2/ResourceTypes",
+            "https://example.com/v2/Schemas"
         ]
     );
     assert!(reqs.iter().all(|r| r.method == Method::Get));
@@ -710,4 +711,84 @@ fn listing_defaults_guards_and_profiles() {
         s.list(ObjectKind::User),
         Err(ConnectorError::Unsupported { .. })
     ));
+}
+
+#[test]
+fn attributes_the_schemas_do_not_define_are_not_written() {
+    let mut s = ScimTarget.open(&options("generic")).expect("open");
+    // a service whose User schema has no displayName and whose enterprise extension has no manager
+    // (RFC 7643 §7 attribute definitions; §8.7.1 shape)
+    let schemas = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+        "totalResults": 2,
+        "Resources": [
+            {"id": "urn:ietf:params:scim:schemas:core:2.0:User", "name": "User", "attributes": [
+                {"name": "userName", "type": "string", "mutability": "readWrite"},
+                {"name": "name", "type": "complex", "subAttributes": [
+                    {"name": "givenName", "type": "string"}, {"name": "familyName", "type": "string"}]},
+                {"name": "emails", "type": "complex", "multiValued": true, "subAttributes": [
+                    {"name": "value", "type": "string"}, {"name": "type", "type": "string"}]},
+                {"name": "active", "type": "boolean"},
+                {"name": "groups", "type": "complex", "mutability": "readOnly"}
+            ]},
+            {"id": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User", "attributes": [
+                {"name": "employeeNumber", "type": "string"}, {"name": "department", "type": "string"}
+            ]}
+        ]
+    });
+    s.configure(vec![
+        spc(true, false, true),
+        HttpResponse::new(404, ""),
+        HttpResponse::new(200, schemas.to_string()),
+    ])
+    .expect("configure");
+    let mut u = user();
+    u.manager_app_id = Some("m1".into());
+    u.department = Some("Ops".into());
+    let r = &s
+        .requests(&TargetChange::CreateUser {
+            source_key: "k".into(),
+            user: u.clone(),
+        })
+        .expect("create")[0];
+    let b = body(r);
+    assert!(b.get("displayName").is_none(), "{b}");
+    assert_eq!(b["name"], json!({"givenName": "Barbara", "familyName": "Jensen"}));
+    assert_eq!(
+        b["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
+        json!({"department": "Ops"})
+    );
+    u.display_name = None;
+    u.manager_app_id = None;
+    let r = &s
+        .requests(&TargetChange::UpdateUser {
+            app_id: "a".into(),
+            etag: None,
+            source_key: "k".into(),
+            user: u,
+        })
+        .expect("update")[0];
+    let removed: Vec<String> = body(r)["Operations"]
+        .as_array()
+        .map(|ops| {
+            ops.iter()
+                .filter_map(|o| o["path"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    // neither displayName nor manager is removed: the service does not have them
+    assert_eq!(
+        removed,
+        ["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber"]
+    );
+    // a refused token on /Schemas stops discovery like on the others
+    let mut s = ScimTarget.open(&options("generic")).expect("open");
+    let e = s
+        .configure(vec![
+            spc(true, false, true),
+            HttpResponse::new(404, ""),
+            HttpResponse::new(401, ""),
+        ])
+        .expect_err("401");
+    assert!(matches!(e, ConnectorError::Unauthorized { .. }), "{e}");
 }

@@ -49,80 +49,115 @@ pub fn encode_path_segment(v: &str) -> String {
 
 /// The user's core and extension attributes as SCIM JSON (no `id`, no `schemas`), with
 /// `externalId` = the stable source key. `enterprise`: whether the service provider has the
-/// enterprise extension (from `/ResourceTypes`).
-pub fn user_attributes(source_key: &str, u: &TargetUser, enterprise: bool) -> Map<String, Value> {
+/// enterprise extension (from `/ResourceTypes`); `schemas`: what `/Schemas` defines (an attribute
+/// it does not define, or defines as readOnly, is left out).
+pub fn user_attributes(
+    source_key: &str,
+    u: &TargetUser,
+    enterprise: bool,
+    schemas: &Schemas,
+) -> Map<String, Value> {
+    let core = |attr: &str, sub: Option<&str>| schemas.writable(SchemaId::User, attr, sub);
+    let ext = |attr: &str, sub: Option<&str>| enterprise && schemas.writable(SchemaId::Enterprise, attr, sub);
     let mut m = Map::new();
+    // userName is REQUIRED (RFC 7643 §4.1.1) and externalId a common attribute (§3.1): always sent
     m.insert("userName".into(), json!(u.user_name));
     m.insert("externalId".into(), json!(source_key));
-    if let Some(d) = &u.display_name {
+    if let Some(d) = u.display_name.as_ref().filter(|_| core("displayName", None)) {
         m.insert("displayName".into(), json!(d));
     }
     let mut name = Map::new();
-    if let Some(g) = &u.given_name {
+    if let Some(g) = u.given_name.as_ref().filter(|_| core("name", Some("givenName"))) {
         name.insert("givenName".into(), json!(g));
     }
-    if let Some(f) = &u.family_name {
+    if let Some(f) = u
+        .family_name
+        .as_ref()
+        .filter(|_| core("name", Some("familyName")))
+    {
         name.insert("familyName".into(), json!(f));
     }
     if !name.is_empty() {
         m.insert("name".into(), Value::Object(name));
     }
-    if let Some(e) = &u.email {
+    if let Some(e) = u.email.as_ref().filter(|_| core("emails", Some("value"))) {
         // one work email, primary (AWS: one value only, primary true, no `display`)
         m.insert(
             "emails".into(),
             json!([{ "value": e, "type": "work", "primary": true }]),
         );
     }
-    m.insert("active".into(), json!(u.active));
-    if enterprise {
-        let mut ent = Map::new();
-        if let Some(n) = &u.employee_number {
-            ent.insert("employeeNumber".into(), json!(n));
-        }
-        if let Some(d) = &u.department {
-            ent.insert("department".into(), json!(d));
-        }
-        if let Some(mgr) = &u.manager_app_id {
-            // manager.value is the manager's id in the service provider (RFC 7643 §4.3)
-            ent.insert("manager".into(), json!({ "value": mgr }));
-        }
-        if !ent.is_empty() {
-            m.insert(ENTERPRISE_SCHEMA.into(), Value::Object(ent));
-        }
+    if core("active", None) {
+        m.insert("active".into(), json!(u.active));
+    }
+    let mut ent = Map::new();
+    if let Some(n) = u.employee_number.as_ref().filter(|_| ext("employeeNumber", None)) {
+        ent.insert("employeeNumber".into(), json!(n));
+    }
+    if let Some(d) = u.department.as_ref().filter(|_| ext("department", None)) {
+        ent.insert("department".into(), json!(d));
+    }
+    if let Some(mgr) = u
+        .manager_app_id
+        .as_ref()
+        .filter(|_| ext("manager", Some("value")))
+    {
+        // manager.value is the manager's id in the service provider (RFC 7643 §4.3)
+        ent.insert("manager".into(), json!({ "value": mgr }));
+    }
+    if !ent.is_empty() {
+        m.insert(ENTERPRISE_SCHEMA.into(), Value::Object(ent));
     }
     m
 }
 
-/// Paths of managed user attributes that are empty in `u` (to remove in a PATCH).
-pub fn cleared_user_paths(u: &TargetUser, enterprise: bool) -> Vec<String> {
+/// Paths of managed, writable user attributes that are empty in `u` (to remove in a PATCH).
+pub fn cleared_user_paths(u: &TargetUser, enterprise: bool, schemas: &Schemas) -> Vec<String> {
+    let core = |attr: &str, sub: Option<&str>| schemas.writable(SchemaId::User, attr, sub);
+    let ext = |attr: &str, sub: Option<&str>| enterprise && schemas.writable(SchemaId::Enterprise, attr, sub);
     let mut out = Vec::new();
-    let mut clear = |set: bool, path: &str| {
-        if !set {
-            out.push(path.to_string());
+    let mut clear = |set: bool, writable: bool, path: String| {
+        if !set && writable {
+            out.push(path);
         }
     };
-    clear(u.display_name.is_some(), "displayName");
-    clear(u.given_name.is_some(), "name.givenName");
-    clear(u.family_name.is_some(), "name.familyName");
-    clear(u.email.is_some(), "emails");
-    if enterprise {
-        clear(
-            u.employee_number.is_some(),
-            &format!("{ENTERPRISE_SCHEMA}:employeeNumber"),
-        );
-        clear(u.department.is_some(), &format!("{ENTERPRISE_SCHEMA}:department"));
-        clear(
-            u.manager_app_id.is_some(),
-            &format!("{ENTERPRISE_SCHEMA}:manager"),
-        );
-    }
+    clear(
+        u.display_name.is_some(),
+        core("displayName", None),
+        "displayName".into(),
+    );
+    clear(
+        u.given_name.is_some(),
+        core("name", Some("givenName")),
+        "name.givenName".into(),
+    );
+    clear(
+        u.family_name.is_some(),
+        core("name", Some("familyName")),
+        "name.familyName".into(),
+    );
+    clear(u.email.is_some(), core("emails", Some("value")), "emails".into());
+    clear(
+        u.employee_number.is_some(),
+        ext("employeeNumber", None),
+        format!("{ENTERPRISE_SCHEMA}:employeeNumber"),
+    );
+    clear(
+        u.department.is_some(),
+        ext("department", None),
+        format!("{ENTERPRISE_SCHEMA}:department"),
+    );
+    clear(
+        u.manager_app_id.is_some(),
+        ext("manager", Some("value")),
+        format!("{ENTERPRISE_SCHEMA}:manager"),
+    );
     out
 }
 
 /// A full User resource for POST or PUT.
-pub fn user_resource(source_key: &str, u: &TargetUser, enterprise: bool) -> Value {
-    let mut attrs = user_attributes(source_key, u, enterprise);
+pub fn user_resource(source_key: &str, u: &TargetUser, enterprise: bool, schemas: &Schemas) -> Value {
+    let mut attrs = user_attributes(source_key, u, enterprise, schemas);
     let mut schemas = vec![json!(USER_SCHEMA)];
     if attrs.contains_key(ENTERPRISE_SCHEMA) {
         schemas.push(json!(ENTERPRISE_SCHEMA));
@@ -267,6 +302,115 @@ impl ServiceProviderConfig {
     }
 }
 
+/// Which attributes the service defines, from `/Schemas` (RFC 7643 §7, RFC 7644 §4): an attribute
+/// the service does not define, or defines as `readOnly`, is never written (a strict service
+/// answers 400 to an unknown attribute: scim2-server's "Extra inputs are not permitted").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Schemas {
+    /// The core User schema's attributes; `None`: not published (everything the RFC defines).
+    user: Option<AttrSet>,
+    /// The enterprise extension's attributes; `None`: not published.
+    enterprise: Option<AttrSet>,
+}
+
+/// Attribute name (lowercase) -> (mutability, sub-attribute name (lowercase) -> mutability).
+type AttrSet = std::collections::BTreeMap<String, (String, std::collections::BTreeMap<String, String>)>;
+
+/// Which schema an attribute belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaId {
+    /// `urn:ietf:params:scim:schemas:core:2.0:User`.
+    User,
+    /// The enterprise User extension.
+    Enterprise,
+}
+
+impl Schemas {
+    /// Parse a ListResponse of Schema resources (or a bare list). Attribute names compare
+    /// case-insensitively (RFC 7643 §2.1).
+    pub fn parse(body: &[u8]) -> Result<Schemas, String> {
+        let v: Value = serde_json::from_slice(body).map_err(|e| format!("/Schemas is not JSON: {e}"))?;
+        let items = match &v {
+            Value::Array(a) => a.as_slice(),
+            Value::Object(o) => match o.get("Resources") {
+                Some(Value::Array(a)) => a.as_slice(),
+                None => &[],
+                Some(_) => return Err("/Schemas `Resources` is not a list".into()),
+            },
+            _ => return Err("/Schemas is neither a ListResponse nor a list".into()),
+        };
+        let mut out = Schemas::default();
+        for schema in items {
+            let id = schema.get("id").and_then(Value::as_str).unwrap_or_default();
+            let slot = if id.eq_ignore_ascii_case(USER_SCHEMA) {
+                &mut out.user
+            } else if id.eq_ignore_ascii_case(ENTERPRISE_SCHEMA) {
+                &mut out.enterprise
+            } else {
+                continue;
+            };
+            let attrs = schema
+                .get("attributes")
+                .and_then(Value::as_array)
+                .ok_or_else(|| format!("/Schemas: schema `{id}` has no `attributes` list"))?;
+            let mut set = AttrSet::new();
+            for a in attrs {
+                let Some(name) = a.get("name").and_then(Value::as_str) else {
+                    return Err(format!("/Schemas: an attribute of `{id}` has no `name`"));
+                };
+                let subs = a
+                    .get("subAttributes")
+                    .and_then(Value::as_array)
+                    .map(|subs| {
+                        subs.iter()
+                            .filter_map(|sa| {
+                                let n = sa.get("name").and_then(Value::as_str)?;
+                                Some((n.to_ascii_lowercase(), mutability(sa)))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                set.insert(name.to_ascii_lowercase(), (mutability(a), subs));
+            }
+            *slot = Some(set);
+        }
+        Ok(out)
+    }
+
+    /// Whether `attr` (or its sub-attribute `sub`) may be written. Without a published schema:
+    /// yes. The enterprise extension's absence from a published `/Schemas` is decided by
+    /// `/ResourceTypes`, not here.
+    pub fn writable(&self, schema: SchemaId, attr: &str, sub: Option<&str>) -> bool {
+        let set = match schema {
+            SchemaId::User => &self.user,
+            SchemaId::Enterprise => &self.enterprise,
+        };
+        let Some(set) = set else {
+            return true;
+        };
+        let Some((m, subs)) = set.get(&attr.to_ascii_lowercase()) else {
+            return false;
+        };
+        if m == "readonly" {
+            return false;
+        }
+        match sub {
+            None => true,
+            // a complex attribute published without sub-attributes: trust the RFC's
+            Some(_) if subs.is_empty() => true,
+            Some(s) => subs.get(&s.to_ascii_lowercase()).is_some_and(|m| m != "readonly"),
+        }
+    }
+}
+
+/// An attribute definition's `mutability`, lowercase (`readWrite` when absent: RFC 7643 §7).
+fn mutability(a: &Value) -> String {
+    a.get("mutability")
+        .and_then(Value::as_str)
+        .unwrap_or("readWrite")
+        .to_ascii_lowercase()
+}
+
 /// What `/ResourceTypes` says (RFC 7644 §4): whether Users/Groups exist, their endpoints, and
 /// whether User carries the enterprise extension.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -387,7 +531,7 @@ mod tests {
             department: Some("Tour Operations".into()),
             manager_app_id: Some("26118915-6090-4610-87e4-49d8ca9f808d".into()),
         };
-        let r = user_resource("src-1", &u, true);
+        let r = user_resource("src-1", &u, true, &Schemas::default());
         // RFC 7643 §8.3 (enterprise user example) field names and nesting
         assert_eq!(
             r,
@@ -407,7 +551,7 @@ mod tests {
             })
         );
         // without the extension on the service, nothing of it is sent
-        let r = user_resource("src-1", &u, false);
+        let r = user_resource("src-1", &u, false, &Schemas::default());
         assert!(r.get(ENTERPRISE_SCHEMA).is_none());
         assert_eq!(r["schemas"], json!([USER_SCHEMA]));
         let bare = TargetUser {
@@ -415,7 +559,7 @@ mod tests {
             ..TargetUser::default()
         };
         assert_eq!(
-            cleared_user_paths(&bare, false),
+            cleared_user_paths(&bare, false, &Schemas::default()),
             ["displayName", "name.givenName", "name.familyName", "emails"]
         );
     }
@@ -475,6 +619,33 @@ mod tests {
         assert!(!spc.patch && !spc.bulk && !spc.filter && !spc.etag);
         assert!(ServiceProviderConfig::parse(br#"{"patch":{"supported":"yes"}}"#).is_err());
         assert!(ServiceProviderConfig::parse(b"{trunc").is_err());
+    }
+
+    #[test]
+    fn schemas_decide_what_is_writable() {
+        // RFC 7643 §8.7.1 excerpt: userName readWrite, groups readOnly, name with sub-attributes
+        let s = Schemas::parse(
+            br#"[{"id":"urn:ietf:params:scim:schemas:core:2.0:User","attributes":[
+                   {"name":"userName","mutability":"readWrite"},
+                   {"name":"name","subAttributes":[{"name":"familyName"},{"name":"givenName","mutability":"readOnly"}]},
+                   {"name":"groups","mutability":"readOnly","subAttributes":[{"name":"value"}]},
+                   {"name":"emails"}]}]"#,
+        )
+        .expect("parse");
+        assert!(s.writable(SchemaId::User, "USERNAME", None));
+        assert!(s.writable(SchemaId::User, "name", Some("familyName")));
+        assert!(!s.writable(SchemaId::User, "name", Some("givenName")));
+        assert!(!s.writable(SchemaId::User, "groups", None));
+        assert!(!s.writable(SchemaId::User, "displayName", None));
+        // published without sub-attributes: the RFC's are assumed
+        assert!(s.writable(SchemaId::User, "emails", Some("value")));
+        // no enterprise schema published: decided by /ResourceTypes, not here
+        assert!(s.writable(SchemaId::Enterprise, "manager", Some("value")));
+        assert!(Schemas::default().writable(SchemaId::User, "anything", None));
+        assert!(
+            Schemas::parse(br#"{"Resources":[{"id":"urn:ietf:params:scim:schemas:core:2.0:User"}]}"#)
+                .is_err()
+        );
     }
 
     #[test]
