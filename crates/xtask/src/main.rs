@@ -1,4 +1,10 @@
 //! `cargo xtask package [--all | ID...] [--out DIR] [--profile release]`
+//! `cargo xtask test [CARGO TEST ARGS...]`
+//!
+//! `test` is the project's whole test command on a fresh machine: it installs the real components
+//! the tests use (tests/scim/setup.sh: the pinned scim2-server in a venv under target/), builds
+//! the workspace (the integration tests run the built binary and plugin libraries), then runs
+//! `cargo test --workspace` with the given arguments.
 //!
 //! Builds each connector's plugin library with cargo and writes
 //! `usersync-connector-<id>-<version>-<target>.tar.gz` plus `SHA256SUMS` into the output
@@ -35,6 +41,15 @@ enum Task {
         #[arg(long, default_value = "release")]
         profile: String,
     },
+    /// Install the real components the tests use, build the workspace, run every test.
+    Test {
+        /// Passed to both `cargo build --workspace` and `cargo test --workspace` (e.g. `--locked`).
+        #[arg(long)]
+        locked: bool,
+        /// Passed to `cargo test --workspace` after `--` (e.g. a test name filter).
+        #[arg(last = true)]
+        test_args: Vec<String>,
+    },
 }
 
 fn connectors() -> Vec<Box<dyn Connector>> {
@@ -48,15 +63,53 @@ fn connectors() -> Vec<Box<dyn Connector>> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let Cli {
-        task:
-            Task::Package {
-                ids,
-                all,
-                out,
-                profile,
-            },
-    } = Cli::parse();
+    match Cli::parse().task {
+        Task::Package {
+            ids,
+            all,
+            out,
+            profile,
+        } => package(ids, all, out, profile),
+        Task::Test { locked, test_args } => test(locked, &test_args),
+    }
+}
+
+/// Run a command from the workspace root; fail naming it when it fails.
+fn run(what: &str, cmd: &mut Command) -> anyhow::Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let status = cmd
+        .current_dir(&root)
+        .status()
+        .with_context(|| format!("starting {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+fn test(locked: bool, test_args: &[String]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("== xtask test: real components (scim2-server, pinned, into target/scim2-venv)");
+    run(
+        "tests/scim/setup.sh",
+        Command::new("sh").arg("tests/scim/setup.sh"),
+    )?;
+    let lock: &[&str] = if locked { &["--locked"] } else { &[] };
+    eprintln!("== xtask test: cargo build --workspace");
+    run(
+        "cargo build --workspace",
+        Command::new(&cargo).args(["build", "--workspace"]).args(lock),
+    )?;
+    eprintln!("== xtask test: cargo test --workspace");
+    let mut t = Command::new(&cargo);
+    t.args(["test", "--workspace"]).args(lock);
+    if !test_args.is_empty() {
+        t.arg("--").args(test_args);
+    }
+    run("cargo test --workspace", &mut t)
+}
+
+fn package(ids: Vec<String>, all: bool, out: PathBuf, profile: String) -> anyhow::Result<()> {
     let available = connectors();
     let chosen: Vec<&Box<dyn Connector>> = if all {
         available.iter().collect()
