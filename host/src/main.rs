@@ -92,9 +92,27 @@ enum Command {
     #[command(subcommand)]
     Explain(cmd::explain::ExplainCmd),
     /// Run a local emulator of an identity provider's API.
+    #[cfg(feature = "emulators")]
     Emulator(Box<cmd::emulator::EmulatorArgs>),
     /// Start every emulator, sync each into a local SQLite store, and report.
+    #[cfg(feature = "emulators")]
     Demo(cmd::demo::DemoArgs),
+    /// Not in this build (built without the `emulators` feature): says so and exits 2.
+    #[cfg(not(feature = "emulators"))]
+    #[command(name = "emulator", hide = true, disable_help_flag = true)]
+    NoEmulator {
+        /// Ignored.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<String>,
+    },
+    /// Not in this build (built without the `emulators` feature): says so and exits 2.
+    #[cfg(not(feature = "emulators"))]
+    #[command(name = "demo", hide = true, disable_help_flag = true)]
+    NoDemo {
+        /// Ignored.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<String>,
+    },
     /// Print a shell completion script.
     #[command(after_help = "Examples:
   usersync completions bash > /etc/bash_completion.d/usersync
@@ -221,6 +239,17 @@ fn man(dir: Option<&std::path::Path>) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// `usersync demo` / `usersync emulator` in a build without the `emulators` feature (a packaged
+/// build that leaves the provider emulators out): one line on stderr, exit 2 (usage error).
+#[cfg(not(feature = "emulators"))]
+fn not_built(command: &str) -> u8 {
+    eprintln!(
+        "error: `usersync {command}` is not in this build: it was built without the `emulators` feature \
+         (build it with `cargo build -p usersync --features emulators`, the default)"
+    );
+    2
+}
+
 fn init_logging(global: &GlobalArgs) {
     let default = match global.verbose {
         0 => "warn",
@@ -260,7 +289,11 @@ fn main() -> ExitCode {
     };
     // Long-running servers (`emulator`, `demo --no-sync`) must outlive a reader that closed their
     // stdout after the first line; every other command dies quietly on a closed pipe.
-    if !matches!(cli.command, Command::Emulator(_) | Command::Demo(_)) {
+    #[cfg(feature = "emulators")]
+    let server = matches!(cli.command, Command::Emulator(_) | Command::Demo(_));
+    #[cfg(not(feature = "emulators"))]
+    let server = false;
+    if !server {
         restore_default_sigpipe();
     }
     init_logging(&cli.global);
@@ -283,8 +316,14 @@ fn main() -> ExitCode {
             Command::Groups(c) => cmd::groups::run(c, &cli.global).await,
             Command::Runs(c) => cmd::runs::run(c, &cli.global).await,
             Command::Explain(c) => cmd::explain::run(c, &cli.global).await,
+            #[cfg(feature = "emulators")]
             Command::Emulator(c) => cmd::emulator::run(*c, &cli.global).await,
+            #[cfg(feature = "emulators")]
             Command::Demo(c) => cmd::demo::run(c, &cli.global).await,
+            #[cfg(not(feature = "emulators"))]
+            Command::NoEmulator { .. } => Ok(not_built("emulator")),
+            #[cfg(not(feature = "emulators"))]
+            Command::NoDemo { .. } => Ok(not_built("demo")),
             Command::Completions { shell } => {
                 clap_complete::generate(shell, &mut command(), "usersync", &mut std::io::stdout());
                 Ok(0)

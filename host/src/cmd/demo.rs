@@ -1,5 +1,8 @@
 //! `usersync demo`: start every available emulator in-process, write a ready config, sync each
 //! provider into a local SQLite store and print what happened per provider.
+//!
+//! Only in builds with the `emulators` feature (the default).
+#![cfg(feature = "emulators")]
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

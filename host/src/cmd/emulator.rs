@@ -1,4 +1,7 @@
 //! `usersync emulator`: serve a faithful local emulator of one provider's API until interrupted.
+//!
+//! Only in builds with the `emulators` feature (the default).
+#![cfg(feature = "emulators")]
 
 use std::path::PathBuf;
 
