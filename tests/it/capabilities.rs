@@ -84,27 +84,12 @@ impl Harness {
             self.block
         );
         std::fs::write(&config, text).expect("write config");
-        let mut cmd = crate::support::usersync_command(&config);
-        cmd.args(["sync", "--format", "json", "--no-progress"]);
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().await.expect("run usersync");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-            panic!(
-                "{}: no JSON from sync ({e})\nstdout: {stdout}\nstderr: {}",
-                self.provider,
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        let r = v.as_array().and_then(|a| a.first()).cloned().expect("one report");
+        let run = crate::support::sync_report(&config, &[], &self.env).await;
+        let r = run.report();
         assert_eq!(
-            out.status.code(),
-            Some(0),
+            run.code, 0,
             "{}: sync failed: {r}\nstderr: {}",
-            self.provider,
-            String::from_utf8_lossy(&out.stderr)
+            self.provider, run.stderr
         );
         r
     }

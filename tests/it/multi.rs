@@ -3,25 +3,17 @@
 
 use serde_json::Value;
 
-use crate::support::{count, start_emulator, usersync_command};
+use crate::support::{count, start_emulator, sync_report, usersync_command};
 
 /// Run `usersync sync --format json` with both tokens; (exit code, reports by connection name).
 async fn sync(dir: &std::path::Path, token_a: &str, token_b: &str) -> (i32, Vec<Value>) {
-    let out = usersync_command(&dir.join("usersync.toml"))
-        .args(["sync", "--format", "json", "--no-progress"])
-        .env("A_TOKEN", token_a)
-        .env("B_TOKEN", token_b)
-        .output()
-        .await
-        .expect("run usersync");
-    let reports: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not a JSON report ({e}): {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), reports)
+    let run = sync_report(
+        &dir.join("usersync.toml"),
+        &[],
+        &[("A_TOKEN", token_a), ("B_TOKEN", token_b)],
+    )
+    .await;
+    (run.code, run.reports)
 }
 
 /// `usersync users list --format json` rows.

@@ -536,31 +536,13 @@ async fn service_app_with_a_wrong_key_is_unauthorized() {
 // ------------------------------------------------------------------ `usersync sync` end to end
 
 async fn sync_cli(config: &std::path::Path, token: &str) -> (i32, serde_json::Value) {
-    let out = tokio::process::Command::new(crate::support::usersync_bin())
-        .arg("--config")
-        .arg(config)
-        .args(["sync", "--format", "json", "--no-progress"])
-        .env("OKTA_E2E_TOKEN", token)
-        .env_remove("RUST_LOG")
-        .output()
-        .await
-        .expect("run usersync sync");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let reports: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "sync output is not JSON ({e}): {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    assert!(
-        !String::from_utf8_lossy(&out.stderr).contains(token),
-        "the API token leaked to stderr"
-    );
-    assert!(!stdout.contains(token), "the API token leaked to stdout");
-    (out.status.code().unwrap_or(-1), reports[0].clone())
+    let run = crate::support::sync_report(config, &[], &[("OKTA_E2E_TOKEN", token)]).await;
+    assert!(!run.stderr.contains(token), "the API token leaked to stderr");
+    assert!(!run.stdout.contains(token), "the API token leaked to stdout");
+    (run.code, run.report())
 }
 
-use crate::support::count as n;
+use crate::support::{active_flags, count as n};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usersync_sync_reads_the_whole_org_and_faulted_runs_deactivate_nobody() {
@@ -642,19 +624,26 @@ max_retries = 1
             },
         ),
     ];
+    let good = stored(dir.path());
+    let stored_ids: std::collections::BTreeSet<&str> = good
+        .users
+        .iter()
+        .filter(|u| u.active)
+        .map(|u| u.provider_id.as_str())
+        .collect();
+    assert_eq!(
+        stored_ids.len() as u64,
+        active_users,
+        "the store holds the active users"
+    );
     for (what, f) in faults {
-        emu.set_faults(f).expect("faults");
+        emu.set_faults(f.clone()).expect("faults");
         let (code, r) = sync_cli(&config, &token).await;
+        let fired = crate::support::faults_fired(&emu, &f);
+        assert!(fired > 0, "{what}: the emulator served no fault: {r}");
         assert_ne!(code, 0, "{what}: the run must fail: {r}");
         assert_eq!(r["status"].as_str(), Some("failed"), "{what}: {r}");
-        for p in [
-            "/users/deactivated",
-            "/users/deleted",
-            "/groups/deleted",
-            "/memberships/removed",
-        ] {
-            assert_eq!(n(&r, p), 0, "{what}: {p} must be 0: {r}");
-        }
+        crate::support::assert_same_store(&stored(dir.path()), &good, what);
     }
     emu.set_faults(FaultConfig::default()).expect("faults off");
 
@@ -665,8 +654,13 @@ max_retries = 1
     })
     .expect("faults");
     let (code, r) = sync_cli(&config, &token).await;
+    assert!(
+        emu.ctx.faults.paging_served() > 0,
+        "the empty page was served: {r}"
+    );
     emu.set_faults(FaultConfig::default()).expect("faults off");
     assert_eq!(code, 0, "{r}");
+    crate::support::assert_same_store(&stored(dir.path()), &good, "an empty page mid-listing");
     assert_eq!(
         n(&r, "/users/unchanged"),
         active_users,
@@ -679,7 +673,7 @@ max_retries = 1
     );
 
     // 4. deprovisioned and suspended in Okta: seen in the listing and deactivated for that reason
-    {
+    let off: Vec<String> = {
         let mut org = emu.org().write().await;
         let two: Vec<u32> = org
             .live_users()
@@ -689,11 +683,16 @@ max_retries = 1
             .collect();
         assert!(org.set_status(two[0], UserStatus::Deprovisioned));
         assert!(org.set_status(two[1], UserStatus::Suspended));
-    }
+        two.iter().map(|ix| user_id(&org, *ix)).collect()
+    };
     let (code, r) = sync_cli(&config, &token).await;
     assert_eq!((code, r["status"].as_str()), (0, Some("applied")), "{r}");
     assert_eq!(n(&r, "/users/deactivated"), 2, "{r}");
     assert_eq!(n(&r, "/users/deleted"), 0, "{r}");
+    // the store: the same users and groups, exactly the two inactive now
+    let after = stored(dir.path());
+    assert_eq!(active_flags(&after, &[]), active_flags(&good, &off));
+    assert_eq!(after.groups, good.groups);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

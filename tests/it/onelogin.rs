@@ -510,27 +510,19 @@ mod cli {
     use usersync_emulator::{EmulatorOptions, FaultConfig, GenConfig, UserStatus};
 
     async fn sync(config: &std::path::Path, secret: &str) -> (i32, serde_json::Value) {
-        let out = tokio::process::Command::new(crate::support::usersync_bin())
-            .arg("--config")
-            .arg(config)
-            .args(["sync", "--format", "json", "--no-progress"])
-            .env("ONELOGIN_E2E_SECRET", secret)
-            .env_remove("RUST_LOG")
-            .output()
-            .await
-            .expect("run usersync sync");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let run = crate::support::sync_report(config, &[], &[("ONELOGIN_E2E_SECRET", secret)]).await;
         assert!(
-            !stdout.contains(secret) && !stderr.contains(secret),
+            !run.stdout.contains(secret) && !run.stderr.contains(secret),
             "the client secret leaked"
         );
-        let reports: serde_json::Value =
-            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\n{stderr}"));
-        (out.status.code().unwrap_or(-1), reports[0].clone())
+        (run.code, run.report())
     }
 
-    use crate::support::count as n;
+    fn stored(dir: &std::path::Path) -> usersync_store::ConnectionState {
+        crate::support::store_state(&dir.join("onelogin.db"), "onelogin")
+    }
+
+    use crate::support::{active_flags, count as n};
 
     /// Users the sync creates: those OneLogin serves whose status maps to an active state.
     fn active(s: UserStatus) -> bool {
@@ -643,7 +635,12 @@ max_retries = 1
             assert_eq!(n(&r, p), 0, "{p}: {r}");
         }
 
-        // faults mid-listing fail the run and deactivate nobody
+        // the store holds exactly the active users, all active
+        let good = stored(dir.path());
+        assert_eq!(good.users.len() as u64, users);
+        assert!(good.users.iter().all(|u| u.active));
+
+        // faults mid-listing fail the run and change nothing in the store
         for (what, f) in [
             (
                 "malformed page",
@@ -668,23 +665,18 @@ max_retries = 1
                 },
             ),
         ] {
-            emu.set_faults(f).expect("faults");
+            emu.set_faults(f.clone()).expect("faults");
             let (code, r) = sync(&config, &secret).await;
+            let fired = crate::support::faults_fired(&emu, &f);
+            assert!(fired > 0, "{what}: the emulator served no fault: {r}");
             assert_ne!(code, 0, "{what}: {r}");
             assert_eq!(r["status"].as_str(), Some("failed"), "{what}: {r}");
-            for p in [
-                "/users/deactivated",
-                "/users/deleted",
-                "/groups/deleted",
-                "/memberships/removed",
-            ] {
-                assert_eq!(n(&r, p), 0, "{what}: {p}: {r}");
-            }
+            crate::support::assert_same_store(&stored(dir.path()), &good, what);
         }
         emu.set_faults(FaultConfig::default()).expect("faults off");
 
         // a user suspended in OneLogin is deactivated; a locked one stays active
-        {
+        let suspended = {
             let mut org = emu.org().write().await;
             let two: Vec<u32> = org
                 .live_users()
@@ -694,11 +686,24 @@ max_retries = 1
                 .collect();
             assert!(org.set_status(two[0], UserStatus::Suspended));
             assert!(org.set_status(two[1], UserStatus::Locked));
-        }
+            let email = org.user(two[0]).expect("suspended user").email.clone();
+            good.users
+                .iter()
+                .find(|u| u.email.as_deref() == Some(email.as_str()))
+                .map(|u| u.provider_id.clone())
+                .unwrap_or_else(|| panic!("{email} is not in the store"))
+        };
         let (code, r) = sync(&config, &secret).await;
         assert_eq!((code, r["status"].as_str()), (0, Some("applied")), "{r}");
         assert_eq!(n(&r, "/users/deactivated"), 1, "{r}");
         assert_eq!(n(&r, "/users/deleted"), 0, "{r}");
+        let after = stored(dir.path());
+        assert_eq!(
+            active_flags(&after, &[]),
+            active_flags(&good, &[suspended]),
+            "only the suspended user is inactive"
+        );
+        assert_eq!(after.groups, good.groups);
     }
 }
 

@@ -106,15 +106,9 @@ connector = "{provider}"
 
     /// `usersync sync --format json` plus extra args; (exit code, the connection's report).
     async fn sync(&self, extra: &[&str]) -> (i32, serde_json::Value) {
-        let mut args = vec!["sync", "--format", "json", "--no-progress"];
-        args.extend_from_slice(extra);
-        let (code, stdout, stderr) = self.run(&args).await;
-        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-            panic!("sync printed no JSON ({e}); exit {code}\nstdout: {stdout}\nstderr: {stderr}")
-        });
-        let arr = v.as_array().expect("an array of reports");
-        assert_eq!(arr.len(), 1, "{v}");
-        (code, arr[0].clone())
+        let secret = self.secret();
+        let run = crate::support::sync_report(&self.config(), extra, &[(TOKEN_ENV, &secret)]).await;
+        (run.code, run.report())
     }
 
     fn state(&self) -> ConnectionState {
@@ -679,7 +673,9 @@ async fn required_groups_admit_members_through_nested_groups() {
         .iter()
         .any(|m| m.group == pid && m.member == usersync_store::Member::Group(cid.clone())));
 
-    let (code, out, err) = h.run(&["explain", "user", &uid, "--live", "--format", "json"]).await;
+    let (code, out, err) = h
+        .run(&["explain", "user", &uid, "--live", "--format", "json"])
+        .await;
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v[0]["decision"]["in_scope"], true, "{v}");

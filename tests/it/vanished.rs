@@ -73,11 +73,10 @@ impl Env {
 
     /// A sync that must exit 0 and apply; returns its report.
     async fn sync(&self) -> Value {
-        let (code, out) = self.run(&["sync", "--format", "json", "--no-progress"]).await;
-        let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{}: {e}: {out}", self.provider));
-        let r = v[0].clone();
+        let run = crate::support::sync_report(&self.config, &[], &self.env).await;
+        let r = run.report();
         assert_eq!(
-            (code, r["status"].as_str()),
+            (run.code, r["status"].as_str()),
             (0, Some("applied")),
             "{}: {r}",
             self.provider

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use usersync_bench::{page_size_option, write_config, Connection};
 use usersync_emulator::{start, EmulatorOptions, FaultConfig, GenConfig, RunningEmulator, UserStatus};
-use usersync_store::{ConnectionState, SqliteStore, Store};
+use usersync_store::ConnectionState;
 
 /// Upper bound for one `usersync sync` run; a hang (e.g. an endless paging loop) fails the test.
 const RUN_LIMIT: Duration = Duration::from_secs(90);
@@ -97,14 +97,13 @@ impl Env {
 
     pub async fn sync(&self) -> Run {
         let (code, stdout, stderr) = self.run(&["sync", "--format", "json", "--no-progress"]).await;
-        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-            panic!(
-                "{}: sync printed no JSON ({e}); exit {code}\nstdout: {stdout}\nstderr: {stderr}",
-                self.provider
-            )
-        });
-        let report = v.as_array().and_then(|a| a.first()).cloned().expect("one report");
-        Run { code, report, stderr }
+        let run = crate::support::SyncRun::parse(&self.config, code, stdout, stderr);
+        let report = run.report();
+        Run {
+            code,
+            report,
+            stderr: run.stderr,
+        }
     }
 
     /// Request-level faults the emulator injected since the fault config was last set: a fault
@@ -114,14 +113,7 @@ impl Env {
     }
 
     pub fn state(&self) -> ConnectionState {
-        let path = self.dir.path().join("store.db");
-        if !path.exists() {
-            return ConnectionState::default();
-        }
-        SqliteStore::open(&path)
-            .expect("open store")
-            .state(self.provider)
-            .expect("state")
+        crate::support::store_state(&self.dir.path().join("store.db"), self.provider)
     }
 
     /// `usersync users list --format json`: (provider id, active) of every user, sorted.
@@ -171,72 +163,7 @@ impl Env {
     }
 }
 
-pub(super) fn count(r: &serde_json::Value, ptr: &str) -> u64 {
-    r.pointer(ptr)
-        .and_then(|v| v.as_u64())
-        .unwrap_or_else(|| panic!("{ptr} missing in {r}"))
-}
-
-pub(super) fn short<T: std::fmt::Debug>(x: &T) -> String {
-    let s = format!("{x:?}");
-    s.chars().take(400).collect()
-}
-
-/// A short description of the first differences between two store states, or None if equal.
-pub(super) fn diff(a: &ConnectionState, b: &ConnectionState) -> Option<String> {
-    if a == b {
-        return None;
-    }
-    let mut out = Vec::new();
-    for u in &a.users {
-        match b.users.iter().find(|x| x.provider_id == u.provider_id) {
-            None => out.push(format!("user {} only on the left", u.provider_id)),
-            Some(x) if x != u => out.push(format!("user differs: {} vs {}", short(u), short(x))),
-            _ => {}
-        }
-    }
-    for u in &b.users {
-        if !a.users.iter().any(|x| x.provider_id == u.provider_id) {
-            out.push(format!("user {} only on the right", u.provider_id));
-        }
-    }
-    if a.groups != b.groups {
-        out.push(format!("groups: {} vs {}", a.groups.len(), b.groups.len()));
-    }
-    if a.memberships != b.memberships {
-        out.push(format!(
-            "memberships: {} vs {}",
-            a.memberships.len(),
-            b.memberships.len()
-        ));
-    }
-    if a.effective != b.effective {
-        let left: Vec<_> = a
-            .effective
-            .iter()
-            .filter(|e| !b.effective.contains(e))
-            .take(3)
-            .collect();
-        let right: Vec<_> = b
-            .effective
-            .iter()
-            .filter(|e| !a.effective.contains(e))
-            .take(3)
-            .collect();
-        out.push(format!(
-            "effective memberships: {} vs {}; only left: {}; only right: {}",
-            a.effective.len(),
-            b.effective.len(),
-            short(&left),
-            short(&right)
-        ));
-    }
-    if a.photos != b.photos {
-        out.push("photos differ".to_string());
-    }
-    out.truncate(6);
-    Some(out.join("; "))
-}
+pub(super) use crate::support::{count, short, store_diff as diff};
 
 /// After a failed run (docs/sync.md, safety gates): nothing destructive happened (every user,
 /// group and membership of `before` is still there, nobody active was deactivated), and every
