@@ -81,6 +81,12 @@ fn endpoints() -> Vec<Endpoint> {
         ),
         endpoint(
             "{admin}/users/{userid}",
+            "Manager of a single user (the `user_manager` query), from the attribute named by `manager_attribute` \
+             in the user's record: Keycloak has no manager endpoint",
+            Operation::UserManager,
+        ),
+        endpoint(
+            "{admin}/users/{userid}",
             "Fetch the profile picture of a specific user from the `data:` URI in the attribute named by \
              `photo_attribute` (Keycloak has no photo endpoint)",
             Operation::UserPhoto,
@@ -101,6 +107,11 @@ fn endpoints() -> Vec<Endpoint> {
             "Fetch the sub-groups of a group while listing all groups (Keycloak 23+ no longer embeds \
              `subGroups` in `/groups`), so that the listing returns the whole hierarchy",
             Operation::ListGroups,
+        ),
+        endpoint(
+            "{admin}/groups/{groupId}/children",
+            "Fetch the sub-groups of one group (the `group_children` query)",
+            Operation::GroupChildren,
         ),
         endpoint(
             "{admin}/groups/count",

@@ -673,6 +673,7 @@ fn control_router(ctx: Arc<EmuContext>) -> Router {
                 let mut v = ctx.stats.snapshot();
                 v["faults_injected"] = ctx.faults.injected().into();
                 v["objects_vanished"] = ctx.faults.vanished().into();
+                v["paging_faults_served"] = ctx.faults.paging_served().into();
                 v["org"] = serde_json::to_value(counts).unwrap_or_default();
                 json_response(StatusCode::OK, &v)
             }),
