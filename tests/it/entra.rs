@@ -439,6 +439,10 @@ async fn throttling_and_server_errors_mid_listing_are_retried_to_the_same_result
             .count();
         assert_eq!(users, 900, "{statuses:?}");
         assert!(
+            emu.ctx.faults.injected() > 0,
+            "{statuses:?}: no error was injected"
+        );
+        assert!(
             c.counters().retries > before.retries,
             "{statuses:?}: faults were retried"
         );
@@ -487,8 +491,13 @@ async fn a_broken_page_mid_listing_never_yields_a_shorter_listing() {
         },
     ];
     for (i, faults) in cases.into_iter().enumerate() {
-        emu.set_faults(faults).expect("faults");
-        match c.run_query(&Query::ListUsers).await {
+        emu.set_faults(faults.clone()).expect("faults");
+        let result = c.run_query(&Query::ListUsers).await;
+        assert!(
+            crate::support::faults_fired(&emu, &faults) > 0,
+            "case {i}: the emulator served no fault"
+        );
+        match result {
             Ok(out) => {
                 let users = out
                     .records

@@ -241,6 +241,7 @@ async fn faults_mid_listing_are_retried_or_fail_the_whole_listing() {
     })
     .expect("faults");
     let retried = full_listing(&c).await.expect("listing survives transient faults");
+    assert!(emu.ctx.faults.injected() > 0, "no fault was injected");
     assert_eq!(retried, clean);
     assert!(c.counters().retries > 0);
 
@@ -277,9 +278,14 @@ async fn faults_mid_listing_are_retried_or_fail_the_whole_listing() {
             ..FaultConfig::default()
         },
     ] {
-        emu.set_faults(faults).expect("faults");
+        emu.set_faults(faults.clone()).expect("faults");
         let c = connection(&emu, "service_account_key_file", "admin_email").await;
-        match c.run_query(&Query::ListUsers).await {
+        let result = c.run_query(&Query::ListUsers).await;
+        assert!(
+            crate::support::faults_fired(&emu, &faults) > 0,
+            "{faults:?}: the emulator served no fault"
+        );
+        match result {
             Err(RuntimeError::Connector {
                 source: ConnectorError::Protocol { .. },
                 ..

@@ -464,6 +464,7 @@ async fn faults_mid_listing_never_yield_a_shorter_listing() {
     })
     .expect("faults");
     let out = c.run_query(&Query::ListUsers).await.expect("retried");
+    assert!(emu.ctx.faults.injected() > 0, "no error was injected");
     assert_eq!(out.records.len(), want);
     // a page that comes back empty mid-way looks like the end of a Keycloak listing: the count
     // after the listing catches it, and the listing fails instead of coming back short
@@ -485,7 +486,12 @@ async fn faults_mid_listing_never_yield_a_shorter_listing() {
     ];
     for f in broken {
         emu.set_faults(f.clone()).expect("faults");
-        match c.run_query(&Query::ListUsers).await {
+        let result = c.run_query(&Query::ListUsers).await;
+        assert!(
+            crate::support::faults_fired(&emu, &f) > 0,
+            "{f:?}: the emulator served no fault"
+        );
+        match result {
             Ok(out) => panic!(
                 "{f:?}: a broken listing came back with {} users",
                 out.records.len()

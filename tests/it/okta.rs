@@ -372,6 +372,7 @@ async fn server_errors_mid_listing_are_retried_to_the_same_result() {
         .await
         .expect("listing survives transient faults");
     assert_eq!(out.records.len(), 900);
+    assert_eq!(emu.ctx.faults.injected(), 3, "three 5xx were injected");
     assert_eq!(c.counters().retries, 3, "each injected 5xx was retried once");
 }
 
@@ -429,12 +430,16 @@ async fn a_broken_page_mid_listing_fails_the_whole_listing() {
         },
     ];
     for (i, faults) in cases.into_iter().enumerate() {
-        emu.set_faults(faults).expect("faults");
+        emu.set_faults(faults.clone()).expect("faults");
         // the faults persist, so no retry can save the listing: it must fail as a whole
         let err = c
             .run_query(&Query::ListUsers)
             .await
             .expect_err("a broken listing is an error");
+        assert!(
+            crate::support::faults_fired(&emu, &faults) > 0,
+            "case {i}: the emulator served no fault"
+        );
         eprintln!("case {i}: {err}");
         assert!(
             !matches!(err.connector_error(), Some(ConnectorError::NotFound { .. })),

@@ -477,6 +477,7 @@ mod end_to_end {
         })
         .expect("faults");
         let users = c.run_query(&Query::ListUsers).await.expect("503s are retried");
+        assert_eq!(emu.ctx.faults.injected(), 2, "two 503s were injected");
         assert!(
             users
                 .records
@@ -500,6 +501,7 @@ mod end_to_end {
             .run_query(&Query::ListUsers)
             .await
             .expect("truncated page is retried");
+        assert_eq!(emu.ctx.faults.injected(), 1, "one body was cut");
         assert_eq!(again.records, users.records);
     }
 }
