@@ -229,7 +229,27 @@ pub async fn run(subject: &Subject) -> Result<Report, SetupError> {
         QueryOutput::default()
     };
 
-    no_io_checks(&mut report, subject, &options, &declared, &groups);
+    // every declared query, with ids from the listings (for the cursor checks)
+    let roles = if declared.contains(&Operation::ListRoles) {
+        client.run_query(&Query::ListRoles).await.ok()
+    } else {
+        None
+    };
+    let (first_user, first_group) = (user_ids.first().cloned(), ids(&groups, true).into_iter().next());
+    let first_role = roles.as_ref().and_then(|r| ids(r, true).into_iter().next());
+    let queries: Vec<Query> = QUERY_OPERATIONS
+        .into_iter()
+        .filter(|op| declared.contains(op))
+        .filter_map(|op| {
+            query_for(
+                op,
+                first_user.as_deref(),
+                first_group.as_deref(),
+                first_role.as_deref(),
+            )
+        })
+        .collect();
+    no_io_checks(&mut report, subject, &options, &declared, &groups, &queries);
     listing_checks(&mut report, &client, &users, &user_ids, control.as_ref()).await;
     capability_checks(&mut report, subject, &client, &declared, &users, &groups).await;
     auth_check(&mut report, subject).await;
@@ -326,6 +346,7 @@ fn no_io_checks(
     options: &Options,
     declared: &BTreeSet<Operation>,
     groups: &QueryOutput,
+    queries: &[Query],
 ) {
     let session = match subject.connector.open(options) {
         Ok(s) => s,
@@ -389,8 +410,31 @@ fn no_io_checks(
         ),
         Err(e) => report.record("status.bad_json_protocol", Outcome::Failed(e)),
     }
-    report.check("cursor.error_keeps_position", kept, || {
-        "after an error, next_request did not return the same request".into()
+    // every declared query's cursor: after a 503, 429, 401 or a broken 200, an error other than
+    // NotFound and the same request again
+    let mut moved = Vec::new();
+    for q in queries {
+        for (status, body) in [(503, &b""[..]), (429, b""), (401, b""), (200, b"{not json")] {
+            match answer(q, status, body) {
+                Ok((Some(_), false)) => moved.push(format!("{q:?} after HTTP {status}")),
+                // NotFound would make the host record "none" for a failed read
+                Ok((Some(got), true)) if got.starts_with("NotFound") => {
+                    moved.push(format!("{q:?}: HTTP {status} gave {got}"))
+                }
+                Ok(_) => {}
+                Err(e) => moved.push(e),
+            }
+        }
+    }
+    report.check("cursor.error_keeps_position", kept && moved.is_empty(), || {
+        format!(
+            "after an error, next_request did not return the same request: {}",
+            if moved.is_empty() {
+                "ListUsers".to_string()
+            } else {
+                moved.join("; ")
+            }
+        )
     });
     let group = ids(groups, true).into_iter().next();
     match (declared.contains(&Operation::GroupMembers), group) {
