@@ -485,8 +485,13 @@ impl ConnectionClient {
                     Counters::add(&inner.counters.throttled_ms, paced.as_millis() as u64);
                     let wait_ms = paced.as_millis() as u64;
                     tracing::debug!(wait_ms, bucket = %bucket, "pacing: waiting for the bucket");
-                    tokio::time::sleep(paced).await;
-                    paced_total += paced;
+                    // every waiter of the bucket wakes at the same instant (a throttle pause, a
+                    // window's reset): each adds its own random delay, up to the base delay and
+                    // never more than the wait itself, so a provider that allows few requests in
+                    // flight is not hit by the whole burst again
+                    let stagger = retry::full_jitter(1, policy.base_delay, paced);
+                    tokio::time::sleep(paced + stagger).await;
+                    paced_total += paced + stagger;
                 }
                 let permit = inner.limiter.acquire().await.map_err(|_| RuntimeError::Setting {
                     setting: "concurrency".into(),
