@@ -2,7 +2,8 @@
 //! `cargo xtask test [CARGO TEST ARGS...]`
 //!
 //! `test` is the project's whole test command on a fresh machine: it installs the real components
-//! the tests use (tests/scim/setup.sh: the pinned scim2-server in a venv under target/), builds
+//! the tests use (every `tests/<area>/setup.sh`, e.g. tests/scim/setup.sh: the pinned scim2-server
+//! in a venv under target/), builds
 //! the workspace (the integration tests run the built binary and plugin libraries), then runs
 //! `cargo test --workspace` with the given arguments.
 //!
@@ -87,13 +88,28 @@ fn run(what: &str, cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every `tests/<area>/setup.sh`, in name order: each installs the real components its area's
+/// tests use (idempotent; a failure stops the whole test command, naming the script).
+fn setup_scripts() -> anyhow::Result<Vec<String>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(root.join("tests")).context("reading tests/")? {
+        let area = entry.context("reading tests/")?.file_name();
+        let script = format!("tests/{}/setup.sh", area.to_string_lossy());
+        if root.join(&script).is_file() {
+            found.push(script);
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
 fn test(locked: bool, test_args: &[String]) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    eprintln!("== xtask test: real components (scim2-server, pinned, into target/scim2-venv)");
-    run(
-        "tests/scim/setup.sh",
-        Command::new("sh").arg("tests/scim/setup.sh"),
-    )?;
+    for script in setup_scripts()? {
+        eprintln!("== xtask test: real components: sh {script}");
+        run(&script, Command::new("sh").arg(&script))?;
+    }
     let lock: &[&str] = if locked { &["--locked"] } else { &[] };
     eprintln!("== xtask test: cargo build --workspace");
     run(
