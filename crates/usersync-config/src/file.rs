@@ -367,6 +367,8 @@ pub struct Config {
     pub runtime: RuntimeSection,
     /// Connections in file order (= priority order).
     pub connections: Vec<ConnectionConfig>,
+    /// Targets (`[targets.NAME]`), in name order.
+    pub targets: Vec<crate::target::TargetConfig>,
 }
 
 impl Config {
@@ -431,6 +433,11 @@ impl Config {
 
     fn parse(text: &str, path: &Path, base: &Path) -> Result<Config, ConfigError> {
         crate::validate::parse(text, path, base)
+    }
+
+    /// A target by name (case-insensitive).
+    pub fn target(&self, name: &str) -> Option<&crate::target::TargetConfig> {
+        self.targets.iter().find(|t| t.name.eq_ignore_ascii_case(name))
     }
 
     /// A connection by name (case-insensitive).

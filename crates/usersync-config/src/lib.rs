@@ -57,6 +57,7 @@ pub mod file;
 pub mod pattern;
 pub mod policy;
 pub mod secret;
+pub mod target;
 pub mod url_policy;
 pub mod validate;
 
@@ -66,3 +67,4 @@ pub use file::{
 pub use pattern::Pattern;
 pub use policy::{GroupRemoval, MembershipRoute, PhotoMode, Policy, UserRemoval};
 pub use secret::{Secret, SecretError, SecretRef};
+pub use target::{Deprovision, TargetConfig, TargetMapping, TargetSettings, UserNameSource};

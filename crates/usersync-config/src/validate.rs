@@ -43,7 +43,9 @@ pub const RANGES: &[(&str, &str, f64, f64, &str)] = &[
 /// The keys of a connection table.
 const CONNECTION_KEYS: &[&str] = &["name", "connector", "options", "policy", "runtime"];
 /// The top-level keys.
-const TOP_KEYS: &[&str] = &["store", "runtime", "connections", "plugins"];
+const TOP_KEYS: &[&str] = &["store", "runtime", "connections", "plugins", "targets"];
+
+mod targets;
 
 /// The closest of `known` to `key`, when it is close enough to be a typo.
 pub fn did_you_mean<'a>(key: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
@@ -615,6 +617,13 @@ pub(crate) fn parse_lenient(
             }
         }
     }
+    let targets = match root.get("targets") {
+        Some(item) => {
+            let line = c.key_line(root, "targets", 1);
+            c.targets(item, line, &runtime, &connections)
+        }
+        None => Vec::new(),
+    };
     let mut issues = c.issues;
     issues.sort_by_key(|i| i.line);
     let config = Config {
@@ -624,6 +633,7 @@ pub(crate) fn parse_lenient(
         },
         runtime,
         connections,
+        targets,
     };
     Ok((config, issues))
 }
