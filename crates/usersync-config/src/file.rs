@@ -369,6 +369,8 @@ pub struct Config {
     pub connections: Vec<ConnectionConfig>,
     /// Targets (`[targets.NAME]`), in name order.
     pub targets: Vec<crate::target::TargetConfig>,
+    /// `[serve]` and the connections' schedules (`usersync serve`).
+    pub serve: crate::serve::ServeConfig,
 }
 
 impl Config {

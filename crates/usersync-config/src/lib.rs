@@ -57,6 +57,7 @@ pub mod file;
 pub mod pattern;
 pub mod policy;
 pub mod secret;
+pub mod serve;
 pub mod target;
 pub mod url_policy;
 pub mod validate;

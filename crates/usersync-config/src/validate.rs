@@ -41,9 +41,12 @@ pub const RANGES: &[(&str, &str, f64, f64, &str)] = &[
 ];
 
 /// The keys of a connection table.
-const CONNECTION_KEYS: &[&str] = &["name", "connector", "options", "policy", "runtime"];
+const CONNECTION_KEYS: &[&str] = &[
+    "name", "connector", "options", "policy", "runtime", // serve: crate::serve::CONNECTION_SCHEDULE_KEYS
+    "every", "schedule", "jitter",
+];
 /// The top-level keys.
-const TOP_KEYS: &[&str] = &["store", "runtime", "connections", "plugins", "targets"];
+const TOP_KEYS: &[&str] = &["store", "runtime", "connections", "plugins", "targets", "serve"];
 
 mod targets;
 
@@ -113,7 +116,7 @@ fn field_names<T: Serialize + Default>() -> Vec<String> {
 }
 
 /// Convert a parsed TOML item to a plain value (`None` for an empty slot).
-fn to_toml(item: &Item) -> Option<toml::Value> {
+pub(crate) fn to_toml(item: &Item) -> Option<toml::Value> {
     match item {
         Item::None => None,
         Item::Value(v) => Some(value_to_toml(v)),
@@ -152,7 +155,7 @@ fn value_to_toml(v: &toml_edit::Value) -> toml::Value {
 }
 
 /// A TOML table that is a secret reference: exactly `{ env = "..." }` or `{ file = "..." }`.
-fn as_secret_ref(v: &toml::Value, base: &Path) -> Option<SecretRef> {
+pub(crate) fn as_secret_ref(v: &toml::Value, base: &Path) -> Option<SecretRef> {
     let t = v.as_table()?;
     if t.len() != 1 {
         return None;
@@ -167,15 +170,15 @@ fn as_secret_ref(v: &toml::Value, base: &Path) -> Option<SecretRef> {
 }
 
 /// The collector of problems while walking one file.
-struct Checker<'a> {
+pub(crate) struct Checker<'a> {
     text: &'a str,
     file: &'a Path,
-    base: &'a Path,
+    pub(crate) base: &'a Path,
     issues: Vec<ConfigIssue>,
 }
 
 impl Checker<'_> {
-    fn line(&self, span: Option<Range<usize>>, fallback: usize) -> usize {
+    pub(crate) fn line(&self, span: Option<Range<usize>>, fallback: usize) -> usize {
         match span {
             Some(r) => {
                 self.text
@@ -191,14 +194,14 @@ impl Checker<'_> {
     }
 
     /// The line of `key` in `table` (the key's own position, else its value's).
-    fn key_line(&self, table: &dyn TableLike, key: &str, fallback: usize) -> usize {
+    pub(crate) fn key_line(&self, table: &dyn TableLike, key: &str, fallback: usize) -> usize {
         let span = table
             .get_key_value(key)
             .and_then(|(k, item)| k.span().or_else(|| item.span()));
         self.line(span, fallback)
     }
 
-    fn push(&mut self, line: usize, conn: Option<&str>, option: Option<String>, message: String) {
+    pub(crate) fn push(&mut self, line: usize, conn: Option<&str>, option: Option<String>, message: String) {
         self.issues.push(ConfigIssue {
             file: self.file.to_path_buf(),
             line,
@@ -209,7 +212,7 @@ impl Checker<'_> {
     }
 
     /// Check that `item` is a table; returns it.
-    fn table<'i>(
+    pub(crate) fn table<'i>(
         &mut self,
         item: &'i Item,
         path: &str,
@@ -479,7 +482,7 @@ impl Checker<'_> {
     /// Read a secret now when it can be read here: a file must exist and hold a usable
     /// value; an environment variable, when set, must hold a usable value (an unset one is
     /// reported by `config check` as a warning and by the commands that need it).
-    fn secret(&mut self, s: &SecretRef, conn: Option<&str>, option: &str, line: usize) {
+    pub(crate) fn secret(&mut self, s: &SecretRef, conn: Option<&str>, option: &str, line: usize) {
         if let SecretRef::Env { env } = s {
             if std::env::var_os(env).is_none() {
                 return;
@@ -577,6 +580,7 @@ pub(crate) fn parse_lenient(
     };
     let mut connections = Vec::new();
     let mut names = BTreeSet::new();
+    let mut schedules = BTreeMap::new();
     match root.get("connections") {
         None => c.push(
             1,
@@ -590,6 +594,9 @@ pub(crate) fn parse_lenient(
             for (priority, t) in a.iter().enumerate() {
                 let line = c.line(t.span(), 1);
                 if let Some(conn) = c.connection(t, line, priority, &runtime, &mut names) {
+                    if let Some(s) = c.connection_schedule(t, Some(&conn.name), line) {
+                        schedules.insert(conn.name.clone(), s);
+                    }
                     connections.push(conn);
                 }
             }
@@ -604,6 +611,9 @@ pub(crate) fn parse_lenient(
                     for (priority, t) in ts.into_iter().enumerate() {
                         let line = c.line(t.span(), line);
                         if let Some(conn) = c.connection(t, line, priority, &runtime, &mut names) {
+                            if let Some(s) = c.connection_schedule(t, Some(&conn.name), line) {
+                                schedules.insert(conn.name.clone(), s);
+                            }
                             connections.push(conn);
                         }
                     }
@@ -624,6 +634,14 @@ pub(crate) fn parse_lenient(
         }
         None => Vec::new(),
     };
+    let mut serve = match root.get("serve") {
+        Some(item) => {
+            let line = c.key_line(root, "serve", 1);
+            c.serve_section(item, line)
+        }
+        None => crate::serve::ServeConfig::default(),
+    };
+    serve.schedules = schedules;
     let mut issues = c.issues;
     issues.sort_by_key(|i| i.line);
     let config = Config {
@@ -634,6 +652,7 @@ pub(crate) fn parse_lenient(
         runtime,
         connections,
         targets,
+        serve,
     };
     Ok((config, issues))
 }

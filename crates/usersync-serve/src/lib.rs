@@ -1,0 +1,177 @@
+//! `usersync serve`: one long-running process that runs each connection on its schedule and
+//! lets an operations team watch and steer it.
+//!
+//! ```text
+//! scheduler (schedule.rs: when; scheduler.rs: start, never two runs of one job at once)
+//!     -> Jobs::run (the host's sync of one connection) -> JobResult
+//!     -> state (service.rs), metrics (metrics.rs), webhooks (webhook.rs)
+//! HTTP (http.rs): /healthz, /readyz, /metrics, the status page (page.rs), the JSON API,
+//!     approve / run now (POST, CSRF token), auth on everything but /healthz
+//! ```
+//! This crate does not know how to sync: the host hands it a [`Jobs`] implementation. It owns
+//! time (schedules, backoff, jitter); the engine never reads the clock for it.
+
+pub mod http;
+pub mod metrics;
+mod page;
+pub mod schedule;
+pub mod scheduler;
+pub mod service;
+mod tls;
+pub mod webhook;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use usersync_config::serve::ServeConfig;
+use usersync_config::Secret;
+use usersync_store::Store;
+use usersync_sync::RunReport;
+
+pub use service::Service;
+
+/// A failure of the service itself (not of a run).
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TLS certificate or key could not be loaded.
+    #[error("cannot load the TLS certificate/key: {0}")]
+    Tls(String),
+    /// `[serve]` has no credentials: nothing is served without auth.
+    #[error(
+        "[serve] has no credentials: set `token = {{ env = \"USERSYNC_SERVE_TOKEN\" }}` (or `username` and \
+         `password`) in the config; usersync serve never runs without auth"
+    )]
+    NoAuth,
+}
+
+/// The result of one run of a job, as the host reports it.
+#[derive(Debug, Clone)]
+pub struct JobResult {
+    /// The engine's report (status, counts, errors, plan).
+    pub report: RunReport,
+    /// Responses with HTTP 429 or a provider's throttling error.
+    pub throttled_responses: u64,
+    /// Milliseconds spent waiting for rate limits.
+    pub throttled_ms: u64,
+    /// Requests that were retries.
+    pub retries: u64,
+    /// The connector's plugin library was refused (the run could not start).
+    pub plugin_refused: bool,
+}
+
+/// Credentials the HTTP listener requires (resolved from `[serve]`'s secret references).
+#[derive(Clone)]
+pub enum Credentials {
+    /// `Authorization: Bearer <token>`, or basic auth with the token as password.
+    Token(Secret),
+    /// Basic auth.
+    Basic {
+        /// User name.
+        username: String,
+        /// Password.
+        password: Secret,
+    },
+}
+
+/// What serve runs with: `[serve]`, the jobs in config order and the resolved credentials.
+#[derive(Clone)]
+pub struct Settings {
+    /// `[serve]` (schedules included).
+    pub serve: ServeConfig,
+    /// Connection names in config order.
+    pub jobs: Vec<String>,
+    /// Credentials.
+    pub credentials: Credentials,
+    /// Resolved webhook URLs, in `serve.webhooks` order (secrets: never logged or shown).
+    pub webhook_urls: Vec<Secret>,
+}
+
+/// A boxed future, for the object-safe [`Jobs`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the host provides: how to run a job, read the store, and reload the config.
+pub trait Jobs: Send + Sync + 'static {
+    /// Run one connection now; `allow_deletes` is the operator's approval of a blocked plan.
+    fn run(&self, job: &str, allow_deletes: Option<u64>) -> BoxFuture<'_, JobResult>;
+    /// Open the store for reading.
+    fn store(&self) -> Result<Box<dyn Store>, String>;
+    /// Load and validate the config again; the host switches to it only when this is `Ok`.
+    fn reload(&self) -> Result<Settings, String>;
+    /// Files whose change triggers a reload (the config file).
+    fn watched(&self) -> Vec<PathBuf>;
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// How often the config file is checked for changes.
+pub const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Run the service until SIGTERM (or SIGINT): bind, serve HTTP(S), schedule, reload on SIGHUP
+/// or a config file change. `listening` is called with the URL once the port is bound. Returns
+/// the jobs still running when the shutdown grace ran out (empty: a clean stop).
+pub async fn run(
+    jobs: std::sync::Arc<dyn Jobs>,
+    settings: Settings,
+    listening: impl FnOnce(&str),
+) -> Result<Vec<String>, ServeError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let listener = http::bind(settings.serve.listen).await?;
+    let tls = settings.serve.tls.as_ref().map(tls::acceptor).transpose()?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: settings.serve.listen.to_string(),
+        source,
+    })?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut term = signal(SignalKind::terminate()).map_err(|source| ServeError::Bind {
+        addr: "SIGTERM handler".into(),
+        source,
+    })?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|source| ServeError::Bind {
+        addr: "SIGHUP handler".into(),
+        source,
+    })?;
+    let svc = Service::new(jobs, settings);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(http::serve(listener, http::router(svc.clone()), tls, stop_rx));
+    tokio::spawn(scheduler::watch_config(svc.clone(), WATCH_EVERY));
+    let s = svc.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => {
+                    tracing::info!("SIGTERM: no new runs start; running ones may finish");
+                    s.stop();
+                    return;
+                }
+                _ = tokio::signal::ctrl_c() => {
+                    tracing::info!("interrupted: no new runs start; running ones may finish");
+                    s.stop();
+                    return;
+                }
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    let _ = s.reload();
+                }
+            }
+        }
+    });
+    listening(&format!("{scheme}://{addr}"));
+    let left = scheduler::run(svc).await;
+    let _ = stop_tx.send(true);
+    Ok(left)
+}
