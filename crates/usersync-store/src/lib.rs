@@ -10,9 +10,11 @@
 use std::collections::BTreeMap;
 
 mod sqlite;
+mod target_types;
 mod types;
 
 pub use sqlite::{SqliteStore, FOREIGN_LOCK_STALE_AFTER, MIGRATIONS, OLDEST_READABLE};
+pub use target_types::{TargetKind, TargetObject, TargetOrigin, TargetState, TargetWrite};
 pub use types::{
     username_key, utc, Change, ConnectionState, EffectiveMembership, LinkRow, Member, RunHolder, RunOutcome,
     RunRecord, RunStatus, StoredGroup, StoredMembership, StoredPhoto, StoredUser, UsernameHolder,
@@ -97,6 +99,12 @@ pub enum StoreError {
         run_id: i64,
         /// Who holds the connection now.
         now: String,
+    },
+    /// This backend does not implement a feature (e.g. per-target state for `usersync push`).
+    #[error("this store backend does not support {what} yet")]
+    Unsupported {
+        /// The feature.
+        what: String,
     },
     /// The file could not be opened or created.
     #[error("cannot open store `{path}`: {reason}")]
@@ -187,6 +195,26 @@ pub trait Store: Send {
 
     /// Photo of a user, with bytes when stored.
     fn photo(&self, connection: &str, user: &str) -> Result<Option<StoredPhoto>, StoreError>;
+
+    /// Everything kept for one target (`usersync push`): the objects usersync created or adopted
+    /// in the application (app id, ETag, hash of what was last pushed) and the memberships it
+    /// pushed. An unknown target has an empty state.
+    fn target_state(&self, target: &str) -> Result<TargetState, StoreError> {
+        let _ = target;
+        Err(StoreError::Unsupported {
+            what: "per-target state (usersync push)".into(),
+        })
+    }
+
+    /// Apply writes to a target's state in one transaction (all or none). A push calls it after
+    /// each successful write to the application (a create's app id is recorded at once), so a
+    /// push killed halfway converges on the next run without duplicates.
+    fn write_target(&mut self, target: &str, writes: &[TargetWrite]) -> Result<(), StoreError> {
+        let _ = (target, writes);
+        Err(StoreError::Unsupported {
+            what: "per-target state (usersync push)".into(),
+        })
+    }
 
     /// The provider's version (ETag) of each stored photo of `connection` that has one, by user
     /// provider id: the sync fetches a photo again only when its listing gives another version.

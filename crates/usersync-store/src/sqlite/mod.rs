@@ -19,6 +19,7 @@ mod codec;
 mod files;
 mod locks;
 mod schema;
+mod targets;
 #[cfg(test)]
 mod tests;
 
@@ -532,6 +533,14 @@ impl Store for SqliteStore {
         ))?;
         let rows = q.query_map([connection], read_group)?;
         rows.map(|r| decode_group(r?)).collect()
+    }
+
+    fn target_state(&self, target: &str) -> Result<crate::TargetState, StoreError> {
+        self.target_state_inner(target)
+    }
+
+    fn write_target(&mut self, target: &str, writes: &[crate::TargetWrite]) -> Result<(), StoreError> {
+        self.write_target_inner(target, writes)
     }
 
     fn photo_versions(&self, connection: &str) -> Result<BTreeMap<String, String>, StoreError> {

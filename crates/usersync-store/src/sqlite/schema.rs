@@ -100,6 +100,28 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE photos ADD COLUMN version TEXT;
     "#,
+    // push (issue 19): what usersync created or adopted in each target, and what it pushed
+    // (IF NOT EXISTS: safe whatever number this step ends up with among concurrent additions)
+    r#"
+    CREATE TABLE IF NOT EXISTS target_objects (
+        target TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        source_key TEXT NOT NULL,
+        app_id TEXT NOT NULL,
+        etag TEXT,
+        hash TEXT,
+        origin TEXT NOT NULL,
+        active INTEGER NOT NULL DEFAULT 1,
+        updated_ms INTEGER NOT NULL,
+        PRIMARY KEY (target, kind, source_key)
+    );
+    CREATE TABLE IF NOT EXISTS target_members (
+        target TEXT NOT NULL,
+        group_key TEXT NOT NULL,
+        user_key TEXT NOT NULL,
+        PRIMARY KEY (target, group_key, user_key)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The oldest schema version the reading commands can read as it is (later versions only added
