@@ -13,6 +13,7 @@ pub mod engine;
 pub mod fetch;
 pub mod links;
 pub mod plan;
+pub mod push;
 pub mod runner;
 
 pub use engine::{run_connection, RunReport, RunSpec};
