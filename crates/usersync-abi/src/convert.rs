@@ -29,17 +29,37 @@ pub fn request_to_ffi(r: &HttpRequest) -> FfiHttpRequest {
     }
 }
 
-/// Mirror -> SDK request. Fails on a method the SDK does not know.
+/// Mirror -> SDK request of a source cursor: `GET` or `POST` only (a source never writes).
 pub fn request_from_ffi(r: FfiHttpRequest) -> Result<HttpRequest, ConnectorError> {
-    let method = match r.method.as_str() {
-        "GET" => Method::Get,
-        "POST" => Method::Post,
-        other => {
-            return Err(ConnectorError::Plugin {
-                detail: format!("plugin asked for an unsupported HTTP method `{other}`"),
-            })
-        }
-    };
+    request_with_methods(r, &[Method::Get, Method::Post])
+}
+
+/// Mirror -> SDK request of a target session: every method the SDK knows (`PUT`, `PATCH`,
+/// `DELETE` included).
+pub fn target_request_from_ffi(r: FfiHttpRequest) -> Result<HttpRequest, ConnectorError> {
+    request_with_methods(
+        r,
+        &[
+            Method::Get,
+            Method::Post,
+            Method::Put,
+            Method::Patch,
+            Method::Delete,
+        ],
+    )
+}
+
+fn request_with_methods(r: FfiHttpRequest, allowed: &[Method]) -> Result<HttpRequest, ConnectorError> {
+    let method = allowed
+        .iter()
+        .copied()
+        .find(|m| m.as_str() == r.method.as_str())
+        .ok_or_else(|| ConnectorError::Plugin {
+            detail: format!(
+                "plugin asked for an unsupported HTTP method `{}`",
+                r.method.as_str()
+            ),
+        })?;
     Ok(HttpRequest {
         method,
         url: r.url.into(),
@@ -92,7 +112,14 @@ mod tests {
     fn unknown_method_is_a_plugin_error() {
         let mut r = request_to_ffi(&HttpRequest::get("https://x.test"));
         r.method = "DELETE".into();
-        let e = request_from_ffi(r).expect_err("DELETE is refused");
+        let e = request_from_ffi(r.clone()).expect_err("DELETE is refused");
         assert!(matches!(e, ConnectorError::Plugin { .. }), "{e}");
+        // A target may delete; nobody may invent a method.
+        assert_eq!(
+            target_request_from_ffi(r.clone()).expect("DELETE").method,
+            Method::Delete
+        );
+        r.method = "BREW".into();
+        assert!(target_request_from_ffi(r).is_err());
     }
 }

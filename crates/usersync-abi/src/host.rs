@@ -10,13 +10,15 @@ use abi_stable::{
 };
 use usersync_sdk::{
     AuthPlan, Batch, Connector, ConnectorError, Cursor, HttpRequest, HttpResponse, Manifest, Options, Query,
-    Session,
+    Session, Target,
 };
 
 use crate::convert::{request_from_ffi, response_to_ffi};
 use crate::ffi::{
     abi_version_of, FfiConnectorBox, FfiCursorBox, FfiSessionBox, PluginModRef, ROOT_MODULE_NAME,
 };
+use crate::target_ffi::{TargetModRef, TARGET_MODULE_NAME};
+use crate::target_host::HostTarget;
 
 /// Oldest plugin ABI version this host accepts.
 pub const ACCEPTED_ABI_MIN: u32 = 1;
@@ -182,7 +184,7 @@ pub fn load_plugin(path: &Path) -> Result<LoadedPlugin, LoadError> {
     let _span = tracing::debug_span!("load_plugin", path = %path.display()).entered();
     // Open the library and take its header (never `RootModule::load_from_file`, which caches one
     // library per root module type), then `init_root_module`. The library is never unloaded.
-    let header = lib_header(path)?;
+    let (header, crate_name) = lib_header(path)?;
     let consts = header.root_mod_consts();
     if consts.name().as_str() != ROOT_MODULE_NAME {
         return Err(LoadError::NotAPlugin {
@@ -236,7 +238,11 @@ pub fn load_plugin(path: &Path) -> Result<LoadedPlugin, LoadError> {
         manifest.version,
         path.display()
     ));
-    tracing::debug!(id = %manifest.id, version = %manifest.version, abi, "plugin loaded");
+    let target = match crate_name {
+        Some(crate_name) => load_target(path, &crate_name, &label, abi)?,
+        None => None,
+    };
+    tracing::debug!(id = %manifest.id, version = %manifest.version, abi, target = target.is_some(), "plugin loaded");
     Ok(LoadedPlugin {
         abi_version: abi,
         package,
@@ -244,22 +250,83 @@ pub fn load_plugin(path: &Path) -> Result<LoadedPlugin, LoadError> {
             label,
             inner,
             manifest,
+            target,
         }),
     })
 }
 
-/// The library's root module header: under its per-crate usersync symbol when it has one (found
-/// in the dynamic symbol table), else under abi_stable's standard symbol (`lib_header_from_path`).
-fn lib_header(path: &Path) -> Result<&'static LibHeader, LoadError> {
+/// The plugin's target half, from its optional target root module
+/// (`usersync_plugin_target_<crate>`, see [`crate::target_ffi`]). No such symbol (a plugin built
+/// before the target half existed, or by hand without it): `None`, the plugin loads as a source.
+/// A target module that is there but broken (layout, version, panic, unreadable manifest) refuses
+/// the whole library: it claims to be a target and cannot be one.
+fn load_target(
+    path: &Path,
+    crate_name: &str,
+    label: &Arc<str>,
+    abi: u32,
+) -> Result<Option<HostTarget>, LoadError> {
+    let symbol = format!("{}{crate_name}", crate::PLUGIN_TARGET_SYMBOL_PREFIX);
+    if !exported_symbols(path)?.contains(&symbol) {
+        return Ok(None);
+    }
+    let header = header_at(path, symbol)?;
+    let consts = header.root_mod_consts();
+    if consts.name().as_str() != TARGET_MODULE_NAME {
+        return Err(LoadError::NotAPlugin {
+            detail: format!(
+                "its target module is an abi_stable library for `{}`",
+                consts.name()
+            ),
+        });
+    }
+    let module: TargetModRef = header
+        .init_root_module()
+        .map_err(|e| match library_error(e, abi) {
+            LoadError::Layout {
+                found,
+                min,
+                max,
+                summary,
+            } => LoadError::Layout {
+                found,
+                min,
+                max,
+                summary: format!("target half: {summary}"),
+            },
+            LoadError::NotAPlugin { detail } => LoadError::NotAPlugin {
+                detail: format!("target half: {detail}"),
+            },
+            other => other,
+        })?;
+    let init = |e: ConnectorError| LoadError::Init {
+        detail: format!("target half: {}", one_line(&e.to_string())),
+    };
+    let inner = match (module.new_target())() {
+        RResult::ROk(t) => t.into_option(),
+        RResult::RErr(e) => return Err(init(error_from_json(label, &e))),
+    };
+    inner
+        .map(|inner| HostTarget::new(label.clone(), inner).map_err(init))
+        .transpose()
+}
+
+/// The library's defined dynamic symbols (empty when it is not an ELF file we can read).
+fn exported_symbols(path: &Path) -> Result<Vec<String>, LoadError> {
     let bytes = std::fs::read(path).map_err(|e| LoadError::Open {
         detail: format!("cannot read {}: {e}", path.display()),
     })?;
-    let mut symbols: Vec<String> = crate::elf::defined_dynamic_symbols(&bytes)
-        .unwrap_or_default()
+    Ok(crate::elf::defined_dynamic_symbols(&bytes).unwrap_or_default())
+}
+
+/// The library's root module header: under its per-crate usersync symbol when it has one (found
+/// in the dynamic symbol table), else under abi_stable's standard symbol (`lib_header_from_path`).
+/// Also returns the crate name the symbol carries (`None` for the standard symbol).
+fn lib_header(path: &Path) -> Result<(&'static LibHeader, Option<String>), LoadError> {
+    let mut symbols: Vec<String> = exported_symbols(path)?
         .into_iter()
         .filter(|n| n.starts_with(crate::PLUGIN_SYMBOL_PREFIX))
         .collect();
-    drop(bytes);
     if symbols.len() > 1 {
         // A cdylib that links other connector crates re-exports their symbols too: take the one
         // named after the library file (`lib<crate>.so`).
@@ -281,8 +348,14 @@ fn lib_header(path: &Path) -> Result<&'static LibHeader, LoadError> {
         }
     }
     let Some(symbol) = symbols.pop() else {
-        return lib_header_from_path(path).map_err(|e| library_error(e, 0));
+        return Ok((lib_header_from_path(path).map_err(|e| library_error(e, 0))?, None));
     };
+    let crate_name = symbol[crate::PLUGIN_SYMBOL_PREFIX.len()..].to_string();
+    Ok((header_at(path, symbol)?, Some(crate_name)))
+}
+
+/// The abi_stable header behind one of our exported symbols.
+fn header_at(path: &Path, symbol: String) -> Result<&'static LibHeader, LoadError> {
     let raw = RawLibrary::load_at(path).map_err(|e| library_error(e, 0))?;
     let mut name = symbol.into_bytes();
     name.push(0);
@@ -329,11 +402,16 @@ struct HostConnector {
     label: Arc<str>,
     inner: FfiConnectorBox,
     manifest: Manifest,
+    target: Option<HostTarget>,
 }
 
 impl Connector for HostConnector {
     fn manifest(&self) -> Manifest {
         self.manifest.clone()
+    }
+
+    fn target(&self) -> Option<&dyn Target> {
+        self.target.as_ref().map(|t| t as &dyn Target)
     }
 
     fn open(&self, options: &Options) -> Result<Box<dyn Session>, ConnectorError> {

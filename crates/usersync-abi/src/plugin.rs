@@ -89,7 +89,7 @@ pub fn error_to_json(e: &ConnectorError) -> RString {
         .into()
 }
 
-fn to_json<T: Serialize>(what: &str, v: &T) -> Result<RString, ConnectorError> {
+pub(crate) fn to_json<T: Serialize>(what: &str, v: &T) -> Result<RString, ConnectorError> {
     serde_json::to_string(v)
         .map(RString::from)
         .map_err(|e| ConnectorError::Plugin {
@@ -97,7 +97,7 @@ fn to_json<T: Serialize>(what: &str, v: &T) -> Result<RString, ConnectorError> {
         })
 }
 
-fn from_json<T: DeserializeOwned>(what: &str, s: &str) -> Result<T, ConnectorError> {
+pub(crate) fn from_json<T: DeserializeOwned>(what: &str, s: &str) -> Result<T, ConnectorError> {
     serde_json::from_str(s).map_err(|e| ConnectorError::Plugin {
         detail: format!("host sent {what} the plugin cannot read: {e}"),
     })

@@ -14,9 +14,12 @@
 //! | request body | [`MAX_BODY_BYTES`] |
 //! | ids in records (user, group, member, manager, photo owner) | non-empty, at most [`MAX_ID_BYTES`] |
 //! | skipped-object count of one kind in one page | [`MAX_SKIPPED_PER_PAGE`] |
+//! | target answers (manifest, capabilities, app objects, a result: JSON text) | [`MAX_PAGE_BYTES`] |
+//! | target requests | as above, any method the SDK knows; at most [`crate::target_host::MAX_REQUESTS_PER_CHANGE`] per change |
+//! | app ids (found objects, created objects) | non-empty, at most [`MAX_ID_BYTES`] |
 
 use usersync_sdk::model::{ManagerRef, MemberRef, Record};
-use usersync_sdk::{Batch, ConnectorError, HttpRequest};
+use usersync_sdk::{AppObject, Batch, ConnectorError, HttpRequest, TargetResult};
 
 /// Largest page (the JSON text of one `Batch`) accepted from a plugin: 64 MiB. A Graph page of
 /// 999 users with every attribute is a few MiB.
@@ -216,6 +219,37 @@ pub fn check_batch(label: &str, batch: &Batch) -> Result<(), ConnectorError> {
     Ok(())
 }
 
+fn check_app_id(label: &str, what: &str, id: &str) -> Result<(), ConnectorError> {
+    if id.is_empty() || id.len() > MAX_ID_BYTES {
+        return Err(bad(
+            label,
+            format!(
+                "returned {what} with an app id of {} bytes (must be 1 to {MAX_ID_BYTES}): `{}`",
+                id.len(),
+                clip(id, 60)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Check the objects a target lookup or listing returned.
+pub fn check_app_objects(label: &str, objects: &[AppObject]) -> Result<(), ConnectorError> {
+    for (i, o) in objects.iter().enumerate() {
+        check_app_id(label, &format!("app object {i}"), &o.app_id)?;
+    }
+    Ok(())
+}
+
+/// Check a target result: a created object must come with a usable id (the host records it and
+/// later writes to it).
+pub fn check_target_result(label: &str, result: &TargetResult) -> Result<(), ConnectorError> {
+    if let TargetResult::Created { app_id, .. } = result {
+        check_app_id(label, "a created object", app_id)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,6 +308,33 @@ mod tests {
             many = many.with_header(format!("X-{i}"), "1");
         }
         assert!(refused(many).contains("headers (limit"));
+    }
+
+    #[test]
+    fn target_answers_without_usable_ids_are_refused() {
+        let ok = AppObject {
+            app_id: "a1".into(),
+            etag: None,
+            external_id: None,
+            name: "ada".into(),
+        };
+        assert!(check_app_objects("p", std::slice::from_ref(&ok)).is_ok());
+        let empty = AppObject {
+            app_id: String::new(),
+            ..ok.clone()
+        };
+        let e = check_app_objects("p", &[ok, empty])
+            .expect_err("empty id")
+            .to_string();
+        assert!(e.contains("app object 1") && e.contains("plugin `p`"), "{e}");
+        let created = |id: &str| TargetResult::Created {
+            app_id: id.into(),
+            etag: None,
+        };
+        assert!(check_target_result("p", &created("u1")).is_ok());
+        assert!(check_target_result("p", &created("")).is_err());
+        assert!(check_target_result("p", &created(&"x".repeat(MAX_ID_BYTES + 1))).is_err());
+        assert!(check_target_result("p", &TargetResult::Updated { etag: None }).is_ok());
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! * A library is refused (and kept in the registry with a one-line reason, never a crash) when it
 //!   or its directory is writable by group or others, or owned by a user other than root and the
 //!   current user; when its ABI is incompatible; when it is not a usersync plugin; when it
-//!   panics or fails while loading; or when its manifest is invalid (`Manifest::validate`).
+//!   panics or fails while loading; or when its manifest is invalid (`Manifest::validate`, and
+//!   for a connector with a target half [`target_manifest_problems`]).
 //! * When several candidates share an id, a pin from the config's `[plugins.pin]` table decides
 //!   (`okta = "builtin"`, `okta = "plugin"` or `okta = "1.2.0"`); otherwise the highest semver
 //!   version wins, and the built-in wins a tie.
@@ -479,7 +480,11 @@ fn load_entry(path: &Path) -> Entry {
     match loaded {
         Ok(Ok(p)) => {
             let m = p.connector.manifest();
-            if let Err(problems) = m.validate() {
+            let target_problems = p.connector.target().map(|t| target_manifest_problems(&t.manifest()));
+            if let Err(problems) = m.validate().and(match target_problems {
+                Some(problems) if !problems.is_empty() => Err(problems),
+                _ => Ok(()),
+            }) {
                 // The id it claims is kept (a connection naming it is told why it cannot be used).
                 let mut e = refused(path, format!("invalid manifest: {}", problems.join("; ")));
                 e.id = Some(m.id).filter(|id| !id.is_empty());
@@ -501,6 +506,21 @@ fn load_entry(path: &Path) -> Entry {
         Ok(Err(e)) => refused(path, e.to_string()),
         Err(_) => refused(path, "failed while loading: the host's loader panicked".into()),
     }
+}
+
+/// What is wrong with a target manifest (empty: nothing). The same rule as a source manifest's
+/// endpoints (https URL templates), plus: every endpoint names a method.
+pub fn target_manifest_problems(m: &usersync_sdk::TargetManifest) -> Vec<String> {
+    let mut problems = Vec::new();
+    for e in &m.endpoints {
+        if !e.url.starts_with("https://") {
+            problems.push(format!("target endpoint `{}` is not an https URL template", e.url));
+        }
+        if e.method.trim().is_empty() {
+            problems.push(format!("target endpoint `{}` has no HTTP method", e.url));
+        }
+    }
+    problems
 }
 
 /// The effective user id of this process.
