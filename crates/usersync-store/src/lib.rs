@@ -14,6 +14,7 @@ mod target_types;
 mod types;
 
 pub use sqlite::{SqliteStore, FOREIGN_LOCK_STALE_AFTER, MIGRATIONS, OLDEST_READABLE};
+pub use sqlite::{DirectoryLinks, PosixKey, PosixKind};
 pub use target_types::{TargetKind, TargetObject, TargetOrigin, TargetState, TargetWrite};
 pub use types::{
     username_key, utc, Change, ConnectionState, EffectiveMembership, LinkRow, Member, RunHolder, RunOutcome,

@@ -18,6 +18,7 @@ mod apply;
 mod codec;
 mod files;
 mod locks;
+mod posix;
 mod schema;
 mod targets;
 #[cfg(test)]
@@ -28,6 +29,7 @@ use codec::*;
 use files::*;
 use locks::*;
 use schema::*;
+pub use posix::{DirectoryLinks, PosixKey, PosixKind};
 pub use schema::{FOREIGN_LOCK_STALE_AFTER, MIGRATIONS, OLDEST_READABLE};
 
 /// The SQLite directory store.

@@ -122,6 +122,17 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (target, group_key, user_key)
     ) WITHOUT ROWID;
     "#,
+    // LDAP view (issue 23): POSIX numbers (uidNumber/gidNumber), allocated once per object and
+    // never reused (AUTOINCREMENT; rows are kept when their object goes)
+    r#"
+    CREATE TABLE IF NOT EXISTS posix_ids (
+        number INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        connection TEXT NOT NULL,
+        provider_id TEXT NOT NULL,
+        UNIQUE (kind, connection, provider_id)
+    );
+    "#,
 ];
 
 /// The oldest schema version the reading commands can read as it is (later versions only added
