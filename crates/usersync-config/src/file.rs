@@ -367,6 +367,8 @@ pub struct Config {
     pub runtime: RuntimeSection,
     /// Connections in file order (= priority order).
     pub connections: Vec<ConnectionConfig>,
+    /// The LDAP view (`[ldap]`), when configured.
+    pub ldap: Option<crate::ldap::LdapConfig>,
     /// Targets (`[targets.NAME]`), in name order.
     pub targets: Vec<crate::target::TargetConfig>,
     /// `[serve]` and the connections' schedules (`usersync serve`).

@@ -54,6 +54,7 @@
 //! for HTTP settings.
 
 pub mod file;
+pub mod ldap;
 pub mod pattern;
 pub mod policy;
 pub mod secret;
@@ -69,3 +70,4 @@ pub use pattern::Pattern;
 pub use policy::{GroupRemoval, MembershipRoute, PhotoMode, Policy, UserRemoval};
 pub use secret::{Secret, SecretError, SecretRef};
 pub use target::{Deprovision, TargetConfig, TargetMapping, TargetSettings, UserNameSource};
+pub use ldap::{LdapConfig, LdapLayout, LdapServiceAccount};

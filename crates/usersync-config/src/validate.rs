@@ -46,7 +46,7 @@ const CONNECTION_KEYS: &[&str] = &[
     "every", "schedule", "jitter",
 ];
 /// The top-level keys.
-const TOP_KEYS: &[&str] = &["store", "runtime", "connections", "plugins", "targets", "serve"];
+const TOP_KEYS: &[&str] = &["store", "runtime", "connections", "plugins", "targets", "serve", "ldap"];
 
 mod targets;
 
@@ -642,6 +642,15 @@ pub(crate) fn parse_lenient(
         None => crate::serve::ServeConfig::default(),
     };
     serve.schedules = schedules;
+    let ldap = match root.get("ldap") {
+        Some(item) => {
+            let line = c.key_line(root, "ldap", 1);
+            let (ldap, found) = crate::ldap::parse_section(item, line, text, path, base);
+            c.issues.extend(found);
+            ldap
+        }
+        None => None,
+    };
     let mut issues = c.issues;
     issues.sort_by_key(|i| i.line);
     let config = Config {
@@ -653,6 +662,7 @@ pub(crate) fn parse_lenient(
         connections,
         targets,
         serve,
+        ldap,
     };
     Ok((config, issues))
 }
