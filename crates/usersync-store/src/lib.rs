@@ -9,9 +9,16 @@
 
 use std::collections::BTreeMap;
 
+#[cfg(test)]
+mod conformance;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sqlite;
 mod target_types;
 mod types;
+
+#[cfg(feature = "postgres")]
+pub use postgres::{copy_store, is_postgres_url, mask_url, CopyReport, PgStore, TableCheck, PG_MIGRATIONS};
 
 pub use sqlite::{SqliteStore, FOREIGN_LOCK_STALE_AFTER, MIGRATIONS, OLDEST_READABLE};
 pub use sqlite::{DirectoryLinks, PosixKey, PosixKind};
@@ -100,6 +107,14 @@ pub enum StoreError {
         run_id: i64,
         /// Who holds the connection now.
         now: String,
+    },
+    /// PostgreSQL reported an error (the URL is shown with its password masked).
+    #[error("store database error ({url}): {detail}")]
+    Postgres {
+        /// The store URL, password masked.
+        url: String,
+        /// The server's or the driver's message, and the fix where known.
+        detail: String,
     },
     /// This backend does not implement a feature (e.g. per-target state for `usersync push`).
     #[error("this store backend does not support {what} yet")]

@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub(super) fn state_str(s: UserState) -> &'static str {
+pub(crate) fn state_str(s: UserState) -> &'static str {
     match s {
         UserState::Active => "active",
         UserState::Disabled => "disabled",
@@ -12,7 +12,7 @@ pub(super) fn state_str(s: UserState) -> &'static str {
     }
 }
 
-pub(super) fn parse_state(s: &str) -> Result<UserState, StoreError> {
+pub(crate) fn parse_state(s: &str) -> Result<UserState, StoreError> {
     Ok(match s {
         "active" => UserState::Active,
         "disabled" => UserState::Disabled,
@@ -23,26 +23,26 @@ pub(super) fn parse_state(s: &str) -> Result<UserState, StoreError> {
     })
 }
 
-pub(super) fn kind_str(k: GroupKind) -> &'static str {
+pub(crate) fn kind_str(k: GroupKind) -> &'static str {
     match k {
         GroupKind::Group => "group",
         GroupKind::Role => "role",
     }
 }
 
-pub(super) fn json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T, StoreError> {
+pub(crate) fn json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T, StoreError> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
-pub(super) fn to_json<T: serde::Serialize>(v: &T) -> String {
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
-pub(super) const USER_COLS: &str =
+pub(crate) const USER_COLS: &str =
     "connection, provider_id, username, email, display_name, given_name, family_name, active, \
                          state, status_raw, manager, attributes, inactive_reason";
 
-pub(super) type RawUser = (
+pub(crate) type RawUser = (
     String,
     String,
     String,
@@ -58,7 +58,7 @@ pub(super) type RawUser = (
     Option<String>,
 );
 
-pub(super) fn read_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawUser> {
+pub(crate) fn read_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawUser> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -76,7 +76,7 @@ pub(super) fn read_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawUser> {
     ))
 }
 
-pub(super) fn decode_user(u: RawUser) -> Result<StoredUser, StoreError> {
+pub(crate) fn decode_user(u: RawUser) -> Result<StoredUser, StoreError> {
     Ok(StoredUser {
         connection: u.0,
         provider_id: u.1,
@@ -94,9 +94,9 @@ pub(super) fn decode_user(u: RawUser) -> Result<StoredUser, StoreError> {
     })
 }
 
-pub(super) type RawGroup = (String, String, String, String, String, Option<String>, String);
+pub(crate) type RawGroup = (String, String, String, String, String, Option<String>, String);
 
-pub(super) fn decode_group(g: RawGroup) -> Result<StoredGroup, StoreError> {
+pub(crate) fn decode_group(g: RawGroup) -> Result<StoredGroup, StoreError> {
     Ok(StoredGroup {
         connection: g.0,
         provider_id: g.1,
@@ -112,10 +112,10 @@ pub(super) fn decode_group(g: RawGroup) -> Result<StoredGroup, StoreError> {
     })
 }
 
-pub(super) const GROUP_COLS: &str =
+pub(crate) const GROUP_COLS: &str =
     "connection, provider_id, name, source_name, kind, description, attributes";
 
-pub(super) fn read_group(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawGroup> {
+pub(crate) fn read_group(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawGroup> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -127,7 +127,7 @@ pub(super) fn read_group(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawGroup> {
     ))
 }
 
-pub(super) type RawRun = (
+pub(crate) type RawRun = (
     i64,
     String,
     i64,
@@ -140,7 +140,7 @@ pub(super) type RawRun = (
     Option<i64>,
 );
 
-pub(super) fn read_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRun> {
+pub(crate) fn read_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRun> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -155,7 +155,7 @@ pub(super) fn read_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRun> {
     ))
 }
 
-pub(super) fn decode_run(r: RawRun) -> Result<RunRecord, StoreError> {
+pub(crate) fn decode_run(r: RawRun) -> Result<RunRecord, StoreError> {
     Ok(RunRecord {
         id: r.0,
         connection: r.1,

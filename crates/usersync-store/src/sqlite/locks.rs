@@ -37,7 +37,7 @@ pub(super) fn proc_stat(pid: u32) -> Option<(char, i64)> {
     Some((state, start))
 }
 
-pub(super) fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -15,9 +15,9 @@ use crate::types::*;
 use crate::{LinkRow, RunHolder, Store, StoreError};
 
 mod apply;
-mod codec;
+pub(crate) mod codec;
 mod files;
-mod locks;
+pub(crate) mod locks;
 mod posix;
 mod schema;
 mod targets;
@@ -258,7 +258,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    fn this_host() -> String {
+    pub(crate) fn this_host() -> String {
         std::fs::read_to_string("/proc/sys/kernel/hostname")
             .or_else(|_| std::fs::read_to_string("/etc/hostname"))
             .map(|h| h.trim().to_string())
