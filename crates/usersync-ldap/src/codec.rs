@@ -1,0 +1,231 @@
+//! The wire codec: ldap3_proto's BER codec behind a guard that checks each message's declared
+//! length and nesting before it is parsed, so an oversized or absurdly nested request is
+//! refused (and the connection closed) without being buffered or recursed into.
+
+use std::io;
+
+use bytes::BytesMut;
+use ldap3_proto::proto::LdapMsg;
+use ldap3_proto::LdapCodec;
+use tokio_util::codec::{Decoder, Encoder};
+
+/// Deepest nesting of constructed BER values accepted in one message (a filter nests two
+/// levels per operator).
+pub const MAX_BER_DEPTH: usize = 160;
+
+/// Why a request was refused before parsing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not an LDAPMessage (wrong outer tag, bad or indefinite length).
+    Malformed(&'static str),
+    /// Larger than allowed.
+    TooLarge {
+        /// Declared size, bytes.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Nested deeper than [`MAX_BER_DEPTH`].
+    TooDeep,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Malformed(why) => write!(f, "malformed request: {why}"),
+            Refusal::TooLarge { size, max } => {
+                write!(f, "request of {size} bytes is larger than {max} bytes")
+            }
+            Refusal::TooDeep => write!(f, "request nested deeper than {MAX_BER_DEPTH} levels"),
+        }
+    }
+}
+
+/// Tag and length of the BER value at `buf[pos..]`: (header length, content length).
+/// `Ok(None)` when more bytes are needed.
+fn header(buf: &[u8], pos: usize) -> Result<Option<(usize, usize)>, Refusal> {
+    let mut i = pos;
+    let Some(&tag) = buf.get(i) else {
+        return Ok(None);
+    };
+    i += 1;
+    if tag & 0x1f == 0x1f {
+        // high tag number form: continuation bytes
+        loop {
+            let Some(&b) = buf.get(i) else {
+                return Ok(None);
+            };
+            i += 1;
+            if i - pos > 6 {
+                return Err(Refusal::Malformed("tag too long"));
+            }
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+    }
+    let Some(&first) = buf.get(i) else {
+        return Ok(None);
+    };
+    i += 1;
+    let len = if first & 0x80 == 0 {
+        first as usize
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 {
+            return Err(Refusal::Malformed("indefinite length"));
+        }
+        if n > 4 {
+            return Err(Refusal::Malformed("length too long"));
+        }
+        if buf.len() < i + n {
+            return Ok(None);
+        }
+        let mut len = 0usize;
+        for b in &buf[i..i + n] {
+            len = (len << 8) | *b as usize;
+        }
+        i += n;
+        len
+    };
+    Ok(Some((i - pos, len)))
+}
+
+/// Check one whole message `msg` (exactly its bytes): every inner length fits in its parent and
+/// the nesting stays under [`MAX_BER_DEPTH`]. Iterative: no recursion on hostile input.
+pub fn check_structure(msg: &[u8]) -> Result<(), Refusal> {
+    let mut ends: Vec<usize> = vec![msg.len()];
+    let mut pos = 0;
+    while pos < msg.len() {
+        while ends.last().is_some_and(|e| pos >= *e) {
+            ends.pop();
+        }
+        let Some((h, len)) = header(msg, pos)? else {
+            return Err(Refusal::Malformed("truncated value"));
+        };
+        let end = pos + h + len;
+        if ends.last().is_some_and(|e| end > *e) {
+            return Err(Refusal::Malformed("inner length larger than its container"));
+        }
+        let constructed = msg[pos] & 0x20 != 0;
+        if constructed {
+            ends.push(end);
+            if ends.len() > MAX_BER_DEPTH {
+                return Err(Refusal::TooDeep);
+            }
+            pos += h;
+        } else {
+            pos = end;
+        }
+    }
+    Ok(())
+}
+
+/// The server's codec.
+pub struct GuardedCodec {
+    inner: LdapCodec,
+    max: usize,
+}
+
+impl GuardedCodec {
+    /// A codec refusing messages larger than `max` bytes.
+    pub fn new(max: usize) -> GuardedCodec {
+        GuardedCodec {
+            inner: LdapCodec::new(Some(max)),
+            max,
+        }
+    }
+}
+
+/// A decode failure: a refusal by the guard, or ldap3_proto's error.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// Refused before parsing.
+    #[error("{0}")]
+    Refused(Refusal),
+    /// The message could not be decoded (or the socket failed).
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+impl Decoder for GuardedCodec {
+    type Item = LdapMsg;
+    type Error = CodecError;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<LdapMsg>, CodecError> {
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        if buf[0] != 0x30 {
+            return Err(CodecError::Refused(Refusal::Malformed(
+                "not an LDAPMessage (SEQUENCE expected)",
+            )));
+        }
+        let Some((h, len)) = header(buf, 0).map_err(CodecError::Refused)? else {
+            return Ok(None);
+        };
+        let total = h + len;
+        if total > self.max {
+            return Err(CodecError::Refused(Refusal::TooLarge {
+                size: total,
+                max: self.max,
+            }));
+        }
+        if buf.len() < total {
+            buf.reserve(total - buf.len());
+            return Ok(None);
+        }
+        check_structure(&buf[..total]).map_err(CodecError::Refused)?;
+        match self.inner.decode(buf)? {
+            Some(m) => Ok(Some(m)),
+            None => Err(CodecError::Refused(Refusal::Malformed(
+                "message could not be decoded",
+            ))),
+        }
+    }
+}
+
+impl Encoder<LdapMsg> for GuardedCodec {
+    type Error = CodecError;
+
+    fn encode(&mut self, msg: LdapMsg, buf: &mut BytesMut) -> Result<(), CodecError> {
+        Ok(self.inner.encode(msg, buf)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_garbage_oversize_and_deep_nesting() {
+        let mut c = GuardedCodec::new(1024);
+        let mut b = BytesMut::from(&b"GET / HTTP/1.1\r\n"[..]);
+        assert!(matches!(
+            c.decode(&mut b),
+            Err(CodecError::Refused(Refusal::Malformed(_)))
+        ));
+        // declares 1 MiB: refused before any of it arrives
+        let mut b = BytesMut::from(&[0x30u8, 0x83, 0x10, 0x00, 0x00][..]);
+        assert!(matches!(
+            c.decode(&mut b),
+            Err(CodecError::Refused(Refusal::TooLarge { .. }))
+        ));
+        // 200 nested SEQUENCEs
+        fn seq(content: Vec<u8>) -> Vec<u8> {
+            let mut out = vec![0x30, 0x82, (content.len() >> 8) as u8, content.len() as u8];
+            out.extend(content);
+            out
+        }
+        let mut msg = Vec::new();
+        for _ in 0..200 {
+            msg = seq(msg);
+        }
+        assert_eq!(check_structure(&msg), Err(Refusal::TooDeep));
+        // inner length past the container
+        assert!(check_structure(&[0x30, 0x03, 0x04, 0x05, 0x00]).is_err());
+        // a partial message waits for more
+        let mut b = BytesMut::from(&[0x30u8, 0x05, 0x02][..]);
+        assert!(matches!(c.decode(&mut b), Ok(None)));
+    }
+}

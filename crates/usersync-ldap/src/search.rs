@@ -1,0 +1,344 @@
+//! Answering a search from one tree: base, scope, filter, attribute selection, size and time
+//! limits, and the simple paged results control (RFC 2696). Pages of one paged search are
+//! answered from the tree its first page saw, so a search never mixes two store states.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ldap3_proto::control::LdapControl;
+use ldap3_proto::proto::{
+    LdapMsg, LdapOp, LdapPartialAttribute, LdapResult, LdapResultCode, LdapSearchRequest,
+    LdapSearchResultEntry, LdapSearchScope,
+};
+
+use crate::directory::Directory;
+use crate::entry::Entry;
+use crate::{dn, filter, schema};
+
+/// Limits of one search, from the config.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most entries of an unpaged search (and of one page).
+    pub size: usize,
+    /// Longest a search may take.
+    pub time: Duration,
+}
+
+/// A paged search in progress: the tree it started on and where it is.
+#[derive(Debug, Clone)]
+pub struct PagedState {
+    dir: Arc<Directory>,
+    matches: Arc<Vec<usize>>,
+    pos: usize,
+    key: String,
+}
+
+/// What the session passes in about paging.
+#[derive(Debug, Clone)]
+pub struct PagedRequest {
+    /// Requested page size (0: abandon the search).
+    pub size: usize,
+    /// The cookie the client sent (empty on the first page).
+    pub cookie: Vec<u8>,
+    /// The state kept for that cookie, if any.
+    pub state: Option<PagedState>,
+    /// The cookie to hand out if more pages remain.
+    pub next_cookie: Vec<u8>,
+}
+
+/// The answer: messages to send and the paged state to keep under `PagedRequest::next_cookie`.
+#[derive(Debug)]
+pub struct Answer {
+    /// Entries, then the SearchResultDone.
+    pub msgs: Vec<LdapMsg>,
+    /// State to keep for the next page.
+    pub keep: Option<PagedState>,
+}
+
+fn done(msgid: i32, code: LdapResultCode, message: &str, matched: &str, ctrl: Vec<LdapControl>) -> LdapMsg {
+    LdapMsg {
+        msgid,
+        op: LdapOp::SearchResultDone(LdapResult {
+            code,
+            matcheddn: matched.to_string(),
+            message: message.to_string(),
+            referral: vec![],
+        }),
+        ctrl,
+    }
+}
+
+/// Which attributes a request selects.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    all_user: bool,
+    all_operational: bool,
+    names: Vec<String>,
+}
+
+impl Selection {
+    /// From the request's attribute list (`*`, `+`, `1.1`, names).
+    pub fn new(attrs: &[String]) -> Selection {
+        let names: Vec<String> = attrs.iter().map(|a| dn::canonical_attr(a)).collect();
+        let only_none = !names.is_empty() && names.iter().all(|n| n == "1.1");
+        Selection {
+            all_user: !only_none && (names.is_empty() || names.iter().any(|n| n == "*")),
+            all_operational: names.iter().any(|n| n == "+"),
+            names,
+        }
+    }
+
+    fn wants(&self, name: &str, operational: bool) -> bool {
+        (if operational {
+            self.all_operational
+        } else {
+            self.all_user
+        }) || self.names.iter().any(|n| name.eq_ignore_ascii_case(n))
+    }
+
+    /// The attributes of `e` to return.
+    pub fn apply(&self, e: &Entry, types_only: bool) -> Vec<LdapPartialAttribute> {
+        let user = e.attrs.iter().map(|a| (a, false));
+        let op = e.operational.iter().map(|a| (a, true));
+        user.chain(op)
+            .filter(|(a, operational)| self.wants(a.name, *operational))
+            .map(|(a, _)| LdapPartialAttribute {
+                atype: a.name.to_string(),
+                vals: if types_only { Vec::new() } else { a.values.clone() },
+            })
+            .collect()
+    }
+}
+
+fn in_scope(e: &Entry, base: &str, scope: &LdapSearchScope) -> bool {
+    let below = base.is_empty()
+        || e.norm.len() > base.len() && e.norm.ends_with(base) && {
+            let cut = e.norm.len() - base.len();
+            e.norm.as_bytes()[cut - 1] == b','
+        };
+    match scope {
+        LdapSearchScope::Base => e.norm == base,
+        LdapSearchScope::OneLevel => e.parent == base,
+        LdapSearchScope::Subtree => e.norm == base || below,
+        LdapSearchScope::Children => e.norm != base && below,
+    }
+}
+
+/// Answer one search request.
+pub fn search(
+    dir: Arc<Directory>,
+    msgid: i32,
+    req: &LdapSearchRequest,
+    paged: Option<PagedRequest>,
+    limits: Limits,
+    tls: bool,
+    base_dn: &str,
+) -> Answer {
+    let _span = tracing::debug_span!("ldap_search", base = %req.base, scope = ?req.scope).entered();
+    let started = Instant::now();
+    let entry_msg = |e: &Entry, sel: &Selection| LdapMsg {
+        msgid,
+        op: LdapOp::SearchResultEntry(LdapSearchResultEntry {
+            dn: e.dn.clone(),
+            attributes: sel.apply(e, req.typesonly),
+        }),
+        ctrl: vec![],
+    };
+    let fail = |code, msg: &str, matched: &str| Answer {
+        msgs: vec![done(msgid, code, msg, matched, vec![])],
+        keep: None,
+    };
+    if filter::depth(&req.filter) > filter::MAX_DEPTH {
+        return fail(LdapResultCode::UnwillingToPerform, "filter nested too deeply", "");
+    }
+    let Some(base) = dn::normalize(&req.base) else {
+        return fail(LdapResultCode::InvalidDNSyntax, "the search base is not a DN", "");
+    };
+    let sel = Selection::new(&req.attrs);
+    // the rootDSE and the subschema entry
+    if matches!(req.scope, LdapSearchScope::Base) && (base.is_empty() || base == "cn=subschema") {
+        let e = if base.is_empty() {
+            schema::root_dse(base_dn, tls)
+        } else {
+            schema::subschema()
+        };
+        let mut msgs = Vec::new();
+        if filter::matches(&req.filter, &e) {
+            msgs.push(entry_msg(&e, &sel));
+        }
+        msgs.push(done(msgid, LdapResultCode::Success, "", "", vec![]));
+        return Answer { msgs, keep: None };
+    }
+    if !base.is_empty() && !dir.index.contains_key(&base) {
+        // the deepest existing ancestor, as matchedDN
+        let mut cur = dn::parent(&base);
+        let mut matched = String::new();
+        while let Some(p) = cur {
+            if let Some(i) = dir.index.get(&p) {
+                matched = dir.entries[*i].dn.clone();
+                break;
+            }
+            cur = dn::parent(&p);
+        }
+        return fail(LdapResultCode::NoSuchObject, "no such entry", &matched);
+    }
+    let deadline = started
+        + limits.time.min(if req.timelimit > 0 {
+            Duration::from_secs(req.timelimit as u64)
+        } else {
+            limits.time
+        });
+    let client_size = usize::try_from(req.sizelimit).ok().filter(|n| *n > 0);
+    let key = format!(
+        "{base}|{:?}|{:?}|{:?}|{}",
+        req.scope, req.filter, req.attrs, req.typesonly
+    );
+
+    // the matches: from a paged search's kept state, or computed now
+    let (dir, matches, pos) = match paged.as_ref().and_then(|p| p.state.clone()) {
+        Some(st) if st.key == key => (st.dir, st.matches, st.pos),
+        Some(_) => {
+            return fail(
+                LdapResultCode::UnwillingToPerform,
+                "the paged results cookie belongs to another search",
+                "",
+            )
+        }
+        None if paged.as_ref().is_some_and(|p| !p.cookie.is_empty()) => {
+            return fail(
+                LdapResultCode::UnwillingToPerform,
+                "unknown or expired paged results cookie: start the search again",
+                "",
+            )
+        }
+        None => {
+            let mut out = Vec::new();
+            for (i, e) in dir.entries.iter().enumerate() {
+                if i % 512 == 0 && Instant::now() > deadline {
+                    return fail(LdapResultCode::TimeLimitExceeded, "time limit exceeded", "");
+                }
+                if in_scope(e, &base, &req.scope) && filter::matches(&req.filter, e) {
+                    out.push(i);
+                }
+            }
+            (dir, Arc::new(out), 0)
+        }
+    };
+
+    let mut msgs = Vec::new();
+    match paged {
+        Some(p) => {
+            if p.size == 0 {
+                // abandon: no entries, an empty cookie
+                let ctrl = vec![LdapControl::SimplePagedResults {
+                    size: 0,
+                    cookie: Vec::new(),
+                }];
+                return Answer {
+                    msgs: vec![done(msgid, LdapResultCode::Success, "", "", ctrl)],
+                    keep: None,
+                };
+            }
+            let mut size = p.size.min(limits.size);
+            let mut limited = false;
+            if let Some(c) = client_size {
+                if pos + size >= c {
+                    size = c.saturating_sub(pos);
+                    limited = matches.len() > c;
+                }
+            }
+            let end = (pos + size).min(matches.len());
+            for i in &matches[pos..end] {
+                msgs.push(entry_msg(&dir.entries[*i], &sel));
+            }
+            let more = end < matches.len() && !limited;
+            let ctrl = vec![LdapControl::SimplePagedResults {
+                size: matches.len() as i64,
+                cookie: if more { p.next_cookie.clone() } else { Vec::new() },
+            }];
+            let (code, message) = if limited {
+                (LdapResultCode::SizeLimitExceeded, "size limit exceeded")
+            } else {
+                (LdapResultCode::Success, "")
+            };
+            msgs.push(done(msgid, code, message, "", ctrl));
+            let keep = more.then_some(PagedState {
+                dir,
+                matches,
+                pos: end,
+                key,
+            });
+            Answer { msgs, keep }
+        }
+        None => {
+            let limit = client_size.unwrap_or(usize::MAX).min(limits.size);
+            for i in matches.iter().take(limit) {
+                msgs.push(entry_msg(&dir.entries[*i], &sel));
+            }
+            if matches.len() > limit {
+                let hint = if client_size.is_some_and(|c| c <= limits.size) {
+                    "size limit exceeded"
+                } else {
+                    "size limit exceeded: use the paged results control for larger searches"
+                };
+                msgs.push(done(msgid, LdapResultCode::SizeLimitExceeded, hint, "", vec![]));
+            } else {
+                msgs.push(done(msgid, LdapResultCode::Success, "", "", vec![]));
+            }
+            Answer { msgs, keep: None }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::Attr;
+
+    fn e(dn_: &str) -> Entry {
+        let norm = dn::normalize(dn_).expect("dn");
+        Entry {
+            dn: dn_.into(),
+            parent: dn::parent(&norm).unwrap_or_default(),
+            norm,
+            attrs: vec![Attr {
+                name: "cn",
+                values: vec![b"x".to_vec()],
+            }],
+            operational: vec![Attr {
+                name: "entryUUID",
+                values: vec![b"u".to_vec()],
+            }],
+        }
+    }
+
+    #[test]
+    fn scopes() {
+        let base = "ou=users,dc=x";
+        let child = e("cn=a,ou=users,dc=x");
+        let grandchild = e("cn=b,cn=a,ou=users,dc=x");
+        let lookalike = e("cn=a,xou=users,dc=x");
+        assert!(in_scope(&child, base, &LdapSearchScope::OneLevel));
+        assert!(!in_scope(&grandchild, base, &LdapSearchScope::OneLevel));
+        assert!(in_scope(&grandchild, base, &LdapSearchScope::Subtree));
+        assert!(!in_scope(&lookalike, base, &LdapSearchScope::Subtree));
+        assert!(in_scope(&e(base), base, &LdapSearchScope::Base));
+        assert!(!in_scope(&e(base), base, &LdapSearchScope::Children));
+    }
+
+    #[test]
+    fn attribute_selection() {
+        let entry = e("cn=a,dc=x");
+        let names = |attrs: &[&str]| -> Vec<String> {
+            let sel = Selection::new(&attrs.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+            sel.apply(&entry, false).into_iter().map(|a| a.atype).collect()
+        };
+        assert_eq!(names(&[]), ["cn"]);
+        assert_eq!(names(&["*"]), ["cn"]);
+        assert_eq!(names(&["+"]), ["entryUUID"]);
+        assert_eq!(names(&["*", "+"]), ["cn", "entryUUID"]);
+        assert_eq!(names(&["1.1"]), Vec::<String>::new());
+        assert_eq!(names(&["EntryUUID"]), ["entryUUID"]);
+        assert_eq!(names(&["commonName"]), ["cn"]);
+    }
+}
