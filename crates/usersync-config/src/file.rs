@@ -79,6 +79,11 @@ pub struct StoreConfig {
     /// SQLite database file; a relative path is relative to the config file's directory.
     #[serde(default = "default_store_path")]
     pub path: PathBuf,
+    /// A PostgreSQL store instead of the file (`postgres://user@host/db?sslmode=verify-full`), as a
+    /// literal or a secret reference (`{ env = "USERSYNC_STORE_URL" }`, `{ file = "..." }`) when it
+    /// holds a password. When set, `path` is not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<SecretRef>,
 }
 
 fn default_store_path() -> PathBuf {
@@ -89,6 +94,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: default_store_path(),
+            url: None,
         }
     }
 }

@@ -657,6 +657,7 @@ pub(crate) fn parse_lenient(
         path: path.to_path_buf(),
         store: StoreConfig {
             path: base.join(&store.path),
+            url: store.url,
         },
         runtime,
         connections,
