@@ -91,6 +91,9 @@ enum Command {
     /// Explain why a user is in or out of scope.
     #[command(subcommand)]
     Explain(cmd::explain::ExplainCmd),
+    /// Serve the store as a read-only LDAP directory (`[ldap]`).
+    #[command(subcommand)]
+    Ldap(cmd::ldap::LdapCmd),
     /// Run a local emulator of an identity provider's API.
     #[cfg(feature = "emulators")]
     Emulator(Box<cmd::emulator::EmulatorArgs>),
@@ -293,6 +296,7 @@ fn main() -> ExitCode {
     let server = matches!(cli.command, Command::Emulator(_) | Command::Demo(_));
     #[cfg(not(feature = "emulators"))]
     let server = false;
+    let server = server || matches!(cli.command, Command::Ldap(_));
     if !server {
         restore_default_sigpipe();
     }
@@ -316,6 +320,7 @@ fn main() -> ExitCode {
             Command::Groups(c) => cmd::groups::run(c, &cli.global).await,
             Command::Runs(c) => cmd::runs::run(c, &cli.global).await,
             Command::Explain(c) => cmd::explain::run(c, &cli.global).await,
+            Command::Ldap(c) => cmd::ldap::run(c, &cli.global).await,
             #[cfg(feature = "emulators")]
             Command::Emulator(c) => cmd::emulator::run(*c, &cli.global).await,
             #[cfg(feature = "emulators")]

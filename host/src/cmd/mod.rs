@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod emulator;
 pub mod explain;
 pub mod groups;
+pub mod ldap;
 pub mod plugins;
 pub mod runs;
 pub mod sync;
