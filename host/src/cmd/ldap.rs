@@ -51,7 +51,10 @@ async fn serve(global: &GlobalArgs) -> anyhow::Result<u8> {
     };
     let (plain, ldaps) = server.local_addrs();
     if let Some(a) = plain {
-        outln!("usersync ldap: listening on ldap://{a} ({} entries)", server.entries());
+        outln!(
+            "usersync ldap: listening on ldap://{a} ({} entries)",
+            server.entries()
+        );
     }
     if let Some(a) = ldaps {
         outln!("usersync ldap: listening on ldaps://{a}");
