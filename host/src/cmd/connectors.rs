@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use anyhow::Context as _;
 use clap::ValueEnum;
 use serde_json::{json, Value};
-use usersync_sdk::Manifest;
+use usersync_sdk::{Manifest, TargetManifest};
 
 use crate::registry::{self, Entry, Registry};
 use crate::GlobalArgs;
@@ -49,7 +49,7 @@ pub enum DescribeFormat {
     /// Text for people.
     Table,
     /// JSON (array of objects: id, name, version, abi_version, source, auth, endpoints,
-    /// capabilities, options).
+    /// capabilities, options, target: the target half's capabilities and endpoints, or null).
     Json,
     /// Per-provider `URL | Reason` tables (docs/endpoints.md is generated from this).
     Markdown,
@@ -138,7 +138,11 @@ pub async fn run(cmd: ConnectorsCmd, global: &GlobalArgs) -> anyhow::Result<u8> 
                 (false, ListFormat::Json) => {
                     let v: Vec<Value> = entries
                         .iter()
-                        .map(|(e, m)| json!({"id": m.id, "source": e.source.to_string(), "endpoints": m.endpoints}))
+                        .map(|(e, m)| {
+                            let target = target_of(e).map(|t| t.endpoints).unwrap_or_default();
+                            json!({"id": m.id, "source": e.source.to_string(), "endpoints": m.endpoints,
+                                   "target_endpoints": target})
+                        })
                         .collect();
                     serde_json::to_string_pretty(&v)? + "\n"
                 }
@@ -227,10 +231,54 @@ pub fn describe_json(entries: &Selected<'_>) -> Value {
                     "capabilities": m.capabilities,
                     "options": m.options,
                     "default_concurrency": m.default_concurrency,
+                    "target": target_of(e),
                 })
             })
             .collect(),
     )
+}
+
+/// The connector's target half, when it has one (built-in or plugin alike).
+fn target_of(e: &Entry) -> Option<TargetManifest> {
+    e.connector.as_ref()?.target().map(|t| t.manifest())
+}
+
+/// `connectors describe` (table): what the target half can do and every endpoint it may call.
+fn describe_target_table(s: &mut String, t: &TargetManifest) {
+    let c = &t.capabilities;
+    let ops: Vec<&str> = c.operations.iter().map(|o| o.as_str()).collect();
+    let _ = writeln!(s, "  target:");
+    let _ = writeln!(
+        s,
+        "    operations: {}",
+        if ops.is_empty() {
+            "none".into()
+        } else {
+            ops.join(", ")
+        }
+    );
+    let _ = writeln!(
+        s,
+        "    members per request: {}; lookup by filter: {}; list: {}; etags: {}; nested groups: {}",
+        c.max_members_per_request,
+        yes_no(c.can_filter),
+        yes_no(c.can_list),
+        yes_no(c.etags),
+        yes_no(c.nested_groups)
+    );
+    let _ = writeln!(s, "    endpoints:");
+    for ep in &t.endpoints {
+        let _ = writeln!(s, "      {:<6} {}", ep.method, ep.url);
+        let _ = writeln!(s, "             {} ({})", ep.purpose, ep.operation);
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
 }
 
 fn capability_names(m: &Manifest) -> (Vec<String>, Vec<String>) {
@@ -318,6 +366,9 @@ fn describe_table(entries: &Selected<'_>) -> String {
             };
             let _ = writeln!(s, "    {} ({kind}{flags}): {}", o.name, o.help);
         }
+        if let Some(t) = target_of(e) {
+            describe_target_table(&mut s, &t);
+        }
     }
     s
 }
@@ -353,7 +404,8 @@ pub fn describe_markdown(entries: &Selected<'_>) -> String {
          the hosts listed under each table) in your firewall or proxy. Placeholders such as `{{oktaDomain}}` \
          stand for your own tenant's value. `usersync connectors endpoints --hosts` prints the host:port list."
     );
-    for (_, m) in entries {
+    for (e, m) in entries {
+        let target = target_of(e);
         let _ = writeln!(s);
         let _ = writeln!(s, "## {} (`{}`)", m.name, m.id);
         let _ = writeln!(s);
@@ -377,10 +429,26 @@ pub fn describe_markdown(entries: &Selected<'_>) -> String {
                 let _ = writeln!(s, "| {} | {} |", md_cell(&ep.url), md_cell(&ep.purpose));
             }
         }
-        let hosts = hosts_of(m);
+        // The target half writes: its rows name the method.
+        for ep in target.iter().flat_map(|t| &t.endpoints) {
+            if seen.insert(format!("{} {} {}", ep.method, ep.url, ep.purpose)) {
+                let _ = writeln!(
+                    s,
+                    "| {} {} | {} (target) |",
+                    md_cell(&ep.method),
+                    md_cell(&ep.url),
+                    md_cell(&ep.purpose)
+                );
+            }
+        }
+        let hosts = hosts_with_target(m, target.as_ref());
         let _ = writeln!(s);
         let list: Vec<String> = hosts.hosts.iter().map(|h| format!("`{h}`")).collect();
-        let _ = writeln!(s, "Hosts to allow: {}.", list.join(", "));
+        if list.is_empty() {
+            let _ = writeln!(s, "Hosts to allow: none declared.");
+        } else {
+            let _ = writeln!(s, "Hosts to allow: {}.", list.join(", "));
+        }
         for n in &hosts.notes {
             let _ = writeln!(s);
             let _ = writeln!(s, "Note: {n}");
@@ -424,18 +492,39 @@ pub fn host_port(url: &str) -> Option<(String, bool)> {
     Some((format!("{host}:{port}"), templated))
 }
 
+/// A URL template that starts with a placeholder for the whole base URL (`{base_url}/Users`, as
+/// target manifests write it): the placeholder stands for the host.
+fn leading_placeholder(url: &str) -> Option<(String, bool)> {
+    let end = url.strip_prefix('{')?.find('}')?;
+    Some((url[..end + 2].to_string(), true))
+}
+
 /// Every host:port a connector's manifest may contact (endpoints and auth flow URLs).
 pub fn hosts_of(m: &Manifest) -> Hosts {
+    hosts_with_target(m, None)
+}
+
+/// [`hosts_of`] plus the endpoints of the connector's target half, when it has one.
+pub fn hosts_with_target(m: &Manifest, target: Option<&TargetManifest>) -> Hosts {
     let mut set = BTreeSet::new();
     let mut placeholders = BTreeSet::new();
-    let urls = m.endpoints.iter().map(|e| e.url.as_str()).chain(
-        m.auth
-            .iter()
-            .flat_map(|a| [a.token_url.as_deref(), a.authorize_url.as_deref()])
-            .flatten(),
-    );
+    let urls = m
+        .endpoints
+        .iter()
+        .map(|e| e.url.as_str())
+        .chain(
+            m.auth
+                .iter()
+                .flat_map(|a| [a.token_url.as_deref(), a.authorize_url.as_deref()])
+                .flatten(),
+        )
+        .chain(
+            target
+                .iter()
+                .flat_map(|t| t.endpoints.iter().map(|e| e.url.as_str())),
+        );
     for u in urls {
-        if let Some((hp, templated)) = host_port(u) {
+        if let Some((hp, templated)) = host_port(u).or_else(|| leading_placeholder(u)) {
             if templated {
                 placeholders.insert(hp.clone());
             }
@@ -461,8 +550,8 @@ fn hosts_json(entries: &Selected<'_>) -> Value {
     Value::Array(
         entries
             .iter()
-            .map(|(_, m)| {
-                let h = hosts_of(m);
+            .map(|(e, m)| {
+                let h = hosts_with_target(m, target_of(e).as_ref());
                 json!({"id": m.id, "name": m.name, "hosts": h.hosts, "notes": h.notes})
             })
             .collect(),
@@ -471,8 +560,8 @@ fn hosts_json(entries: &Selected<'_>) -> Value {
 
 fn hosts_table(entries: &Selected<'_>) -> String {
     let mut s = String::new();
-    for (_, m) in entries {
-        let h = hosts_of(m);
+    for (e, m) in entries {
+        let h = hosts_with_target(m, target_of(e).as_ref());
         let _ = writeln!(s, "{} ({}):", m.id, m.name);
         for host in &h.hosts {
             let _ = writeln!(s, "  {host}");
@@ -573,13 +662,21 @@ fn configured_hosts(reg: &Registry, path: &std::path::Path, a: &EndpointsArgs) -
 
 fn endpoints_table(entries: &Selected<'_>) -> String {
     let mut rows = Vec::new();
-    for (_, m) in entries {
+    for (entry, m) in entries {
         for e in &m.endpoints {
             rows.push(vec![
                 m.id.clone(),
                 e.method.clone(),
                 e.url.clone(),
                 e.operation.to_string(),
+            ]);
+        }
+        for e in target_of(entry).iter().flat_map(|t| &t.endpoints) {
+            rows.push(vec![
+                m.id.clone(),
+                e.method.clone(),
+                e.url.clone(),
+                format!("target {}", e.operation),
             ]);
         }
     }
@@ -634,5 +731,10 @@ mod tests {
             Some(("kc.example:8443".into(), false))
         );
         assert_eq!(host_port("not a url"), None);
+        assert_eq!(
+            leading_placeholder("{base_url}/Users/{id}"),
+            Some(("{base_url}".into(), true))
+        );
+        assert_eq!(leading_placeholder("https://x.test/{id}"), None);
     }
 }

@@ -1,0 +1,485 @@
+//! Integration tests: a third-party **target** connector as a plugin (tests/plugins/fixture-target,
+//! "Acme Apps", a made-up JSON API). The host loads it, `connectors describe` shows its target
+//! half, a target session's requests and results cross the ABI exactly as the same connector
+//! linked in produces them, a panic in the plugin is a clear error, and a plugin built before the
+//! target half existed (tests/plugins/fixture-target/old-abi) still loads, with no target.
+//!
+//! Like tests/it/plugins.rs, the libraries come from the cargo target directory: run
+//! `cargo build --workspace` (or `cargo xtask test`) first.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use usersync_abi::load_plugin;
+use usersync_registry::{Registry, RegistryConfig};
+use usersync_sdk::{
+    Connector, ConnectorError, HttpResponse, Lookup, Method, ObjectKind, Options, TargetChange, TargetResult,
+    TargetSession, TargetUser,
+};
+
+const BASE: &str = "https://apps.acme.test";
+
+/// A fresh plugin directory (0755) with copies (0644) of the packages' libraries; returns the
+/// directory and the copies' paths.
+fn plugin_dir(packages: &[&str]) -> (tempfile::TempDir, Vec<PathBuf>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+    let mut libs = Vec::new();
+    for p in packages {
+        let src = crate::support::cdylib(&p.replace('-', "_"));
+        let dst = dir.path().join(src.file_name().expect("file name"));
+        std::fs::copy(&src, &dst).expect("copy library");
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o644)).expect("chmod lib");
+        libs.push(dst);
+    }
+    (dir, libs)
+}
+
+fn plugin(package: &str) -> (tempfile::TempDir, Arc<dyn Connector>) {
+    let (dir, libs) = plugin_dir(&[package]);
+    let loaded = load_plugin(&libs[0]).unwrap_or_else(|e| panic!("{package} loads: {e}"));
+    (dir, loaded.connector)
+}
+
+fn options(extra: &[(&str, &str)]) -> Options {
+    let mut v: BTreeMap<String, Value> = BTreeMap::new();
+    v.insert("base_url".into(), BASE.into());
+    for (k, val) in extra {
+        v.insert(k.to_string(), Value::from(*val));
+    }
+    Options::from_values(v)
+}
+
+fn open(c: &Arc<dyn Connector>, extra: &[(&str, &str)]) -> Result<Box<dyn TargetSession>, ConnectorError> {
+    c.target().expect("a target half").open(&options(extra))
+}
+
+fn user(name: &str) -> TargetUser {
+    TargetUser {
+        user_name: name.into(),
+        display_name: Some(format!("{name} Lovelace")),
+        email: Some(format!("{name}@example.test")),
+        active: true,
+        department: Some("R&D / Ops".into()),
+        ..TargetUser::default()
+    }
+}
+
+fn changes() -> Vec<TargetChange> {
+    let members: Vec<String> = (1..=5).map(|i| format!("u{i}")).collect();
+    vec![
+        TargetChange::CreateUser {
+            source_key: "src-1".into(),
+            user: user("ada"),
+        },
+        TargetChange::UpdateUser {
+            app_id: "u 1/ü".into(),
+            etag: Some("W/\"3\"".into()),
+            source_key: "src-1".into(),
+            user: user("ada"),
+        },
+        TargetChange::DeactivateUser {
+            app_id: "u1".into(),
+            etag: Some("4".into()),
+        },
+        TargetChange::DeleteUser {
+            app_id: "u1".into(),
+            etag: None,
+        },
+        TargetChange::CreateGroup {
+            source_key: "g-src".into(),
+            display_name: "Engineering".into(),
+        },
+        TargetChange::RenameGroup {
+            app_id: "g1".into(),
+            etag: None,
+            display_name: "Eng".into(),
+        },
+        TargetChange::DeleteGroup {
+            app_id: "g1".into(),
+            etag: Some("9".into()),
+        },
+        TargetChange::AddMembers {
+            group_app_id: "g1".into(),
+            member_app_ids: members.clone(),
+        },
+        TargetChange::RemoveMembers {
+            group_app_id: "g1".into(),
+            member_app_ids: members,
+        },
+    ]
+}
+
+fn responses() -> Vec<HttpResponse> {
+    let err = |status: u16, code: &str, field: &str| {
+        HttpResponse::new(
+            status,
+            json!({"error": {"code": code, "field": field, "message": format!("{code} on {field}")}})
+                .to_string(),
+        )
+    };
+    vec![
+        HttpResponse::new(201, r#"{"id":"new-1","version":"1"}"#),
+        HttpResponse::new(200, r#"{"version":"2"}"#),
+        HttpResponse::new(204, ""),
+        err(400, "invalidValue", "email"),
+        err(401, "badToken", ""),
+        err(403, "users:write", ""),
+        err(404, "notFound", "id"),
+        err(409, "uniqueness", "userName"),
+        err(412, "versionMismatch", ""),
+        HttpResponse::new(429, "{}").with_header("Retry-After", "7"),
+        HttpResponse::new(503, "down"),
+        HttpResponse::new(200, "{not json"),
+        HttpResponse::new(201, r#"{"version":"1"}"#),
+    ]
+}
+
+/// Everything a push would ask of a target session, written down as text.
+fn drive(session: &mut Box<dyn TargetSession>) -> Vec<String> {
+    let mut out = Vec::new();
+    out.push(format!("discovery {:?}", session.discovery()));
+    out.push(format!("before {:?}", session.capabilities()));
+    let configured = session.configure(vec![HttpResponse::new(
+        200,
+        r#"{"maxMembersPerRequest":2,"etags":true}"#,
+    )]);
+    out.push(format!("configure {configured:?}"));
+    out.push(format!("after {:?}", session.capabilities()));
+    for change in changes() {
+        out.push(format!("requests {:?}", session.requests(&change)));
+        for r in responses() {
+            out.push(format!("result {:?}", session.on_response(&change, r)));
+        }
+    }
+    let lookups = [
+        Lookup::UserByUserName {
+            value: "ada \"x\"&y".into(),
+        },
+        Lookup::UserByExternalId {
+            value: "src-1".into(),
+        },
+        Lookup::GroupByDisplayName { value: "Eng".into() },
+        Lookup::GroupByExternalId {
+            value: "g-src".into(),
+        },
+    ];
+    for l in &lookups {
+        out.push(format!("lookup {:?}", session.lookup_request(l)));
+        let found = HttpResponse::new(
+            200,
+            r#"{"items":[{"id":"u9","name":"ada","externalId":"src-1","version":"5"}]}"#,
+        );
+        out.push(format!("found {:?}", session.on_lookup(l, found)));
+        out.push(format!(
+            "lookup 500 {:?}",
+            session.on_lookup(l, HttpResponse::new(500, "x"))
+        ));
+    }
+    let mut listing = session.list(ObjectKind::Group).expect("list");
+    let pages = [
+        r#"{"items":[{"id":"g1","name":"Eng"}],"nextPage":2}"#,
+        r#"{"items":[{"id":"g2","name":"Ops","externalId":"k"}],"nextPage":null}"#,
+    ];
+    for p in pages {
+        out.push(format!("list {:?}", listing.next_request()));
+        out.push(format!(
+            "page {:?}",
+            listing.on_response(HttpResponse::new(200, p))
+        ));
+    }
+    out.push(format!("list end {:?}", listing.next_request()));
+    out
+}
+
+#[test]
+fn a_target_session_round_trips_through_the_abi_exactly_as_linked_in() {
+    let (_dir, plugin) = plugin("usersync-fixture-target");
+    let builtin: Arc<dyn Connector> = Arc::from(usersync_fixture_target::connector());
+    assert_eq!(plugin.manifest(), builtin.manifest());
+    let (pt, bt) = (
+        plugin.target().expect("plugin target"),
+        builtin.target().expect("target"),
+    );
+    assert_eq!(pt.manifest(), bt.manifest());
+    assert_eq!(pt.manifest(), usersync_fixture_target::target_manifest());
+
+    let via_abi = drive(&mut open(&plugin, &[]).expect("open plugin target"));
+    let linked_in = drive(&mut open(&builtin, &[]).expect("open built-in target"));
+    assert_eq!(via_abi.len(), linked_in.len());
+    for (a, b) in via_abi.iter().zip(&linked_in) {
+        assert_eq!(a, b);
+    }
+
+    // What crossed is what a push needs (not just equal on both sides): write methods, If-Match,
+    // chunks of the discovered size, typed results.
+    let mut s = open(&plugin, &[]).expect("open");
+    s.configure(vec![HttpResponse::new(
+        200,
+        r#"{"maxMembersPerRequest":2,"etags":true}"#,
+    )])
+    .expect("configure");
+    let all = changes();
+    let add = s.requests(&all[7]).expect("add members");
+    assert_eq!(add.len(), 3, "5 members in chunks of 2");
+    assert!(add
+        .iter()
+        .all(|r| r.method == Method::Post && r.url == format!("{BASE}/api/groups/g1/members")));
+    assert_eq!(add[2].body.as_deref(), Some(br#"{"add":["u5"]}"#.as_slice()));
+    let update = s.requests(&all[1]).expect("update");
+    assert_eq!(update[0].method, Method::Put);
+    assert_eq!(update[0].url, format!("{BASE}/api/users/u%201%2F%C3%BC"));
+    assert_eq!(update[0].header("If-Match"), Some("W/\"3\""));
+    assert_eq!(s.requests(&all[2]).expect("deactivate")[0].method, Method::Patch);
+    assert_eq!(s.requests(&all[3]).expect("delete")[0].method, Method::Delete);
+    let r = responses();
+    assert_eq!(
+        s.on_response(&all[0], r[0].clone()),
+        TargetResult::Created {
+            app_id: "new-1".into(),
+            etag: Some("1".into())
+        }
+    );
+    assert_eq!(
+        s.on_response(&all[0], r[3].clone()),
+        TargetResult::Invalid {
+            attribute: Some("email".into()),
+            reason: Some("invalidValue".into()),
+            detail: "invalidValue on email".into()
+        }
+    );
+    assert_eq!(
+        s.on_response(&all[0], r[9].clone()),
+        TargetResult::Throttled {
+            retry_after_ms: Some(7000),
+            detail: "HTTP 429".into()
+        }
+    );
+    assert!(
+        s.on_response(&all[0], r[11].clone()).stops_the_push(),
+        "garbage JSON stops the push"
+    );
+    assert_eq!(s.capabilities().max_members_per_request, 2);
+    assert!(s.capabilities().etags);
+}
+
+#[test]
+fn a_panic_in_the_plugin_target_is_a_clear_error_and_the_host_carries_on() {
+    let (_dir, plugin) = plugin("usersync-fixture-target");
+    let clear = |e: &str, call: &str| {
+        assert!(
+            e.contains("fixture-target 1.0.0")
+                && e.contains(&format!("panicked in {call}"))
+                && e.contains("simulated bug")
+                && !e.contains('\n'),
+            "{e}"
+        );
+    };
+
+    let e = open(&plugin, &[("panic_in", "open")]).err().expect("open fails");
+    assert!(matches!(e, ConnectorError::Plugin { .. }), "{e}");
+    clear(&e.to_string(), "Target::open");
+
+    let mut s = open(&plugin, &[("panic_in", "configure")]).expect("open");
+    let e = s
+        .configure(vec![HttpResponse::new(200, "{}")])
+        .expect_err("configure fails");
+    clear(&e.to_string(), "TargetSession::configure");
+
+    let s = open(&plugin, &[("panic_in", "requests")]).expect("open");
+    let change = &changes()[0];
+    let e = s.requests(change).expect_err("requests fails").to_string();
+    clear(&e, "TargetSession::requests");
+    // The session's state is unknown after a panic: every later call fails, naming why.
+    let again = s.lookup_request(&Lookup::UserByUserName { value: "ada".into() });
+    let again = again.expect_err("session unusable").to_string();
+    assert!(again.contains("unusable after this failure"), "{again}");
+
+    // `on_response` has no error channel: the panic becomes a result that stops the push.
+    let s = open(&plugin, &[("panic_in", "on_response")]).expect("open");
+    match s.on_response(change, HttpResponse::new(201, r#"{"id":"x"}"#)) {
+        r @ TargetResult::Protocol { .. } => {
+            assert!(r.stops_the_push() && !r.is_success());
+            let TargetResult::Protocol { detail } = r else {
+                unreachable!()
+            };
+            clear(&detail, "TargetSession::on_response");
+        }
+        other => panic!("expected Protocol, got {other:?}"),
+    }
+
+    // A listing that panics on page 2 fails there and asks for nothing more.
+    let s = open(&plugin, &[("panic_in", "listing")]).expect("open");
+    let mut l = s.list(ObjectKind::User).expect("list");
+    l.on_response(HttpResponse::new(
+        200,
+        r#"{"items":[{"id":"u1","name":"a"}],"nextPage":2}"#,
+    ))
+    .expect("page 1");
+    let e = l
+        .on_response(HttpResponse::new(200, "{}"))
+        .expect_err("page 2")
+        .to_string();
+    clear(&e, "TargetListing::on_response");
+    assert!(l.next_request().is_none());
+
+    // And the plugin still works for a session that does not panic.
+    let s = open(&plugin, &[]).expect("open");
+    assert_eq!(s.requests(change).expect("requests").len(), 1);
+}
+
+#[test]
+fn a_plugin_built_before_the_target_half_still_loads_without_a_target() {
+    let (dir, libs) = plugin_dir(&["usersync-fixture-target-old-abi", "usersync-fixture-target"]);
+    // The old plugin exports the connector's root module only; the new one both modules.
+    let symbols =
+        |p: &Path| usersync_abi::elf::defined_dynamic_symbols(&std::fs::read(p).expect("read")).expect("ELF");
+    let old = symbols(&libs[0]);
+    assert!(
+        old.iter()
+            .any(|s| s.starts_with(usersync_abi::PLUGIN_SYMBOL_PREFIX)),
+        "{old:?}"
+    );
+    assert!(
+        !old.iter()
+            .any(|s| s.starts_with(usersync_abi::PLUGIN_TARGET_SYMBOL_PREFIX)),
+        "{old:?}"
+    );
+    let new = symbols(&libs[1]);
+    assert!(
+        new.iter()
+            .any(|s| s.starts_with(usersync_abi::PLUGIN_TARGET_SYMBOL_PREFIX)),
+        "{new:?}"
+    );
+
+    let loaded = load_plugin(&libs[0]).expect("an old plugin loads");
+    assert_eq!(loaded.connector.manifest().id, "fixture-old-abi");
+    assert!(
+        loaded.connector.target().is_none(),
+        "an old plugin has no target half"
+    );
+    // Its source half still answers across the ABI.
+    let e = loaded
+        .connector
+        .open(&Options::default())
+        .err()
+        .expect("source unsupported");
+    assert!(matches!(e, ConnectorError::Unsupported { .. }), "{e}");
+
+    // Through the registry both are active, side by side.
+    let reg = Registry::build(
+        Vec::new(),
+        &RegistryConfig {
+            plugin_dirs: vec![dir.path().to_path_buf()],
+            ..RegistryConfig::default()
+        },
+    );
+    assert!(reg.get("fixture-old-abi").expect("old active").target().is_none());
+    assert!(reg.get("fixture-target").expect("new active").target().is_some());
+    // A source-only plugin built now (its connector has no target) exports the module, answering None.
+    let (_d, paged) = plugin("usersync-fixture-paged");
+    assert!(paged.target().is_none());
+}
+
+fn usersync(args: &[&str]) -> (bool, String, String) {
+    let home = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(crate::support::usersync_bin())
+        .args(args)
+        .current_dir(home.path())
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .env("XDG_CONFIG_HOME", home.path().join("config"))
+        .env("HOME", home.path())
+        .env_remove("USERSYNC_PLUGIN_PATH")
+        .env_remove("USERSYNC_CONFIG")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run usersync");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn connectors_describe_shows_the_plugin_target_capabilities_and_endpoints() {
+    let (dir, _) = plugin_dir(&["usersync-fixture-target", "usersync-fixture-target-old-abi"]);
+    let d = dir.path().to_str().expect("utf-8 path");
+
+    let (ok, out, err) = usersync(&[
+        "--plugin-dir",
+        d,
+        "connectors",
+        "describe",
+        "--all",
+        "--format",
+        "json",
+    ]);
+    assert!(ok, "describe failed: {err}");
+    let all: Vec<Value> = serde_json::from_str(&out).expect("JSON array");
+    let by_id = |id: &str| {
+        all.iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("{id} in {out}"))
+    };
+    let t = &by_id("fixture-target")["target"];
+    let expected = serde_json::to_value(usersync_fixture_target::target_manifest()).expect("json");
+    assert_eq!(t, &expected, "describe shows the manifest the plugin declared");
+    assert_eq!(t["capabilities"]["max_members_per_request"], 50);
+    assert!(t["capabilities"]["operations"]
+        .as_array()
+        .expect("ops")
+        .contains(&json!("remove_members")));
+    assert!(t["endpoints"]
+        .as_array()
+        .expect("endpoints")
+        .iter()
+        .any(|e| e["method"] == "DELETE"));
+    assert_eq!(by_id("fixture-old-abi")["target"], Value::Null);
+
+    let (ok, out, err) = usersync(&["--plugin-dir", d, "connectors", "describe", "fixture-target"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("  target:\n"), "{out}");
+    assert!(
+        out.contains("members per request: 50; lookup by filter: yes; list: yes; etags: yes"),
+        "{out}"
+    );
+    assert!(
+        out.contains("DELETE https://{acmeAppsDomain}/api/users/{id}"),
+        "{out}"
+    );
+
+    let (ok, out, err) = usersync(&[
+        "--plugin-dir",
+        d,
+        "connectors",
+        "describe",
+        "--all",
+        "--format",
+        "markdown",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("| PATCH https://{acmeAppsDomain}/api/groups/{id} | Rename a group (target) |"),
+        "{out}"
+    );
+    assert!(out.contains("Hosts to allow: `{acmeAppsDomain}:443`."), "{out}");
+
+    let (ok, out, err) = usersync(&["--plugin-dir", d, "connectors", "endpoints", "fixture-target"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("target add_members"), "{out}");
+    let (ok, out, err) = usersync(&[
+        "--plugin-dir",
+        d,
+        "connectors",
+        "endpoints",
+        "--hosts",
+        "fixture-target",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("{acmeAppsDomain}:443"), "{out}");
+}
