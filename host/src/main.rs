@@ -79,6 +79,8 @@ enum Command {
     Config(cmd::config::ConfigCmd),
     /// Sync connections into the directory store.
     Sync(cmd::sync::SyncArgs),
+    /// Run unattended: schedules, status page, JSON API, metrics, approvals, webhooks.
+    Serve(cmd::serve::ServeArgs),
     /// Users in the directory store.
     #[command(subcommand)]
     Users(cmd::users::UsersCmd),
@@ -297,6 +299,7 @@ fn main() -> ExitCode {
     #[cfg(not(feature = "emulators"))]
     let server = false;
     let server = server || matches!(cli.command, Command::Ldap(_));
+    let server = server || matches!(cli.command, Command::Serve(_));
     if !server {
         restore_default_sigpipe();
     }
@@ -316,6 +319,7 @@ fn main() -> ExitCode {
             Command::Auth(c) => cmd::auth::run(c, &cli.global).await,
             Command::Config(c) => cmd::config::run(c, &cli.global).await,
             Command::Sync(c) => cmd::sync::run(c, &cli.global).await,
+            Command::Serve(c) => cmd::serve::run(c, &cli.global).await,
             Command::Users(c) => cmd::users::run(c, &cli.global).await,
             Command::Groups(c) => cmd::groups::run(c, &cli.global).await,
             Command::Runs(c) => cmd::runs::run(c, &cli.global).await,

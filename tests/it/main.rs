@@ -22,6 +22,7 @@ mod plugins_target;
 mod releases;
 mod runtime;
 mod scim_target;
+mod serve;
 mod store_safety;
 mod sync;
 mod vanished;

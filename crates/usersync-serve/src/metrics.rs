@@ -216,7 +216,14 @@ impl Metrics {
             .inc();
     }
 
-    /// The text exposition.
+    /// The exposition in the Prometheus text format 0.0.4 (what `promtool check metrics` and
+    /// clients that do not ask for OpenMetrics read): counters' HELP/TYPE name the `_total`
+    /// series, no `# EOF`/`# UNIT` lines.
+    pub fn encode_text(&self) -> String {
+        to_prometheus_text(&self.encode())
+    }
+
+    /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let r = self.registry.lock().unwrap_or_else(|p| p.into_inner());
@@ -225,6 +232,32 @@ impl Metrics {
         }
         out
     }
+}
+
+/// OpenMetrics text -> Prometheus text format 0.0.4.
+pub fn to_prometheus_text(open: &str) -> String {
+    let counters: std::collections::HashSet<&str> = open
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open.len() + 64);
+    for line in open.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let rewritten = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.contains(name).then(|| format!("{p}{name}_total {tail}"))
+        });
+        match rewritten {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -262,5 +295,16 @@ mod tests {
             assert!(text.contains(line), "missing `{line}` in\n{text}");
         }
         assert!(text.ends_with("# EOF\n"), "{text}");
+        let plain = m.encode_text();
+        assert!(
+            plain.contains("# TYPE usersync_gate_blocks_total counter\n"),
+            "{plain}"
+        );
+        assert!(
+            plain.contains("# HELP usersync_gate_blocks_total Runs blocked by a safety gate.\n"),
+            "{plain}"
+        );
+        assert!(plain.contains("# TYPE usersync_store_objects gauge\n"), "{plain}");
+        assert!(!plain.contains("# EOF"), "{plain}");
     }
 }

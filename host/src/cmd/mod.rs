@@ -11,5 +11,6 @@ pub mod groups;
 pub mod ldap;
 pub mod plugins;
 pub mod runs;
+pub mod serve;
 pub mod sync;
 pub mod users;

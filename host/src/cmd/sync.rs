@@ -69,42 +69,18 @@ pub async fn run(args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     let mut reports = Vec::new();
     let mut config_error = false;
     for conn in selected {
-        let started = Instant::now();
-        let (client, manifest) = match wiring::open_client(conn, &config.path, &registry) {
-            Ok(x) => x,
-            Err(e) => {
-                config_error |= matches!(e, OpenError::Config(_));
-                eprintln!("error: {}", e.message());
-                // Recorded as a failed run, so `runs list` shows the connection failing.
-                reports.push(record_failed_start(
-                    &mut store,
-                    &conn.name,
-                    e.message().to_string(),
-                    started,
-                ));
-                continue;
-            }
-        };
-        let concurrency = client.concurrency() as usize;
-        let progress = wiring::ConsoleProgress::new(&conn.name, Some(client.clone()), !args.no_progress);
-        let spec = RunSpec {
-            connection: &conn.name,
-            manifest: &manifest,
-            policy: &conn.policy,
-            concurrency: concurrency.max(1) * 2,
-            dry_run: args.dry_run,
-            allow_deletes: args.allow_deletes,
-        };
-        let report = run_connection(&mut store, wiring::runner(client), &spec, &progress).await;
-        tracing::info!(
-            connection = %conn.name,
-            status = report.status.as_str(),
-            run_id = report.run_id,
-            requests = report.requests,
-            duration_ms = report.duration_ms,
-            "sync finished"
-        );
-        reports.push(report);
+        let one = sync_connection(
+            &mut store,
+            conn,
+            &config.path,
+            &registry,
+            args.dry_run,
+            args.allow_deletes,
+            !args.no_progress,
+        )
+        .await;
+        config_error |= matches!(one.open_error, Some(OpenError::Config(_)));
+        reports.push(one.report);
     }
     match args.format {
         Format::Json => wiring::print_json(&reports)?,
@@ -124,6 +100,66 @@ pub async fn run(args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     } else {
         exit::OK
     })
+}
+
+/// One connection's run as `sync` and `serve` do it.
+pub struct ConnectionRun {
+    /// The engine's report.
+    pub report: RunReport,
+    /// The runtime client's counters (absent when the client could not be built).
+    pub counters: Option<usersync_runtime::RunCounters>,
+    /// Why the connection could not be opened (the run is recorded as failed).
+    pub open_error: Option<OpenError>,
+}
+
+/// Open the connection's client (a failure is recorded as a failed run, so `runs list` shows
+/// the connection failing), then fetch, plan, gate and apply it into `store`.
+pub async fn sync_connection(
+    store: &mut usersync_store::SqliteStore,
+    conn: &usersync_config::ConnectionConfig,
+    config_path: &std::path::Path,
+    registry: &crate::registry::Registry,
+    dry_run: bool,
+    allow_deletes: Option<u64>,
+    show_progress: bool,
+) -> ConnectionRun {
+    let started = Instant::now();
+    let (client, manifest) = match wiring::open_client(conn, config_path, registry) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {}", e.message());
+            let report = record_failed_start(store, &conn.name, e.message().to_string(), started);
+            return ConnectionRun {
+                report,
+                counters: None,
+                open_error: Some(e),
+            };
+        }
+    };
+    let concurrency = client.concurrency() as usize;
+    let progress = wiring::ConsoleProgress::new(&conn.name, Some(client.clone()), show_progress);
+    let spec = RunSpec {
+        connection: &conn.name,
+        manifest: &manifest,
+        policy: &conn.policy,
+        concurrency: concurrency.max(1) * 2,
+        dry_run,
+        allow_deletes,
+    };
+    let report = run_connection(store, wiring::runner(client.clone()), &spec, &progress).await;
+    tracing::info!(
+        connection = %conn.name,
+        status = report.status.as_str(),
+        run_id = report.run_id,
+        requests = report.requests,
+        duration_ms = report.duration_ms,
+        "sync finished"
+    );
+    ConnectionRun {
+        report,
+        counters: Some(client.counters()),
+        open_error: None,
+    }
 }
 
 /// One connection's report: the summary first (status, counts, budget, errors and the gate's

@@ -1,0 +1,183 @@
+//! `usersync serve`: the long-running service (crates/usersync-serve). The host's part is
+//! wiring: how one connection is synced ([`super::sync::sync_connection`]), how the store is
+//! read, and how the config is loaded again on SIGHUP or a change of the file.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use usersync_config::serve::ServeAuth;
+use usersync_config::{Config, ConfigError};
+use usersync_serve::{BoxFuture, Credentials, JobResult, Jobs, Settings};
+use usersync_store::Store;
+use usersync_sync::RunReport;
+
+use crate::or_exit;
+use crate::registry::Registry;
+use crate::wiring::{self, exit, OpenError};
+use crate::GlobalArgs;
+
+/// Arguments of `usersync serve`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Runs each connection on its schedule (`every = \"15m\"` or `schedule = \"*/15 * * * *\"` in its
+[[connections]] table) and serves the status page, JSON API and metrics on [serve] listen
+(default 127.0.0.1:8787; a token or basic credentials from [serve] are required). SIGTERM
+stops starting runs and lets a running one finish (up to [serve] shutdown_grace); SIGHUP or a
+change of the config file reloads it when valid. See docs/operations.md.
+
+Example:
+  USERSYNC_SERVE_TOKEN=$(openssl rand -hex 24) usersync serve"
+)]
+pub struct ServeArgs {}
+
+/// The host's jobs: sync one connection with the config in force.
+struct HostJobs {
+    config_path: PathBuf,
+    config: RwLock<Config>,
+    registry: Registry,
+}
+
+fn failed(job: &str, message: String) -> JobResult {
+    JobResult {
+        report: RunReport::failed(None, job, message, Instant::now()),
+        throttled_responses: 0,
+        throttled_ms: 0,
+        retries: 0,
+        plugin_refused: false,
+    }
+}
+
+impl HostJobs {
+    fn config(&self) -> Config {
+        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Jobs for HostJobs {
+    fn run(&self, job: &str, allow_deletes: Option<u64>) -> BoxFuture<'_, JobResult> {
+        let job = job.to_string();
+        Box::pin(async move {
+            let config = self.config();
+            let Some(conn) = config.connection(&job) else {
+                return failed(&job, format!("connection `{job}` is no longer in the config"));
+            };
+            let mut store = match wiring::open_store(&config) {
+                Ok(s) => s,
+                Err(e) => return failed(&job, format!("cannot open the store: {e:#}")),
+            };
+            let one = super::sync::sync_connection(
+                &mut store,
+                conn,
+                &config.path,
+                &self.registry,
+                false,
+                allow_deletes,
+                false,
+            )
+            .await;
+            let c = one.counters.unwrap_or_default();
+            JobResult {
+                report: one.report,
+                throttled_responses: c.throttled_responses,
+                throttled_ms: c.throttled_ms,
+                retries: c.retries,
+                plugin_refused: matches!(one.open_error, Some(OpenError::Plugin(_))),
+            }
+        })
+    }
+
+    fn store(&self) -> Result<Box<dyn Store>, String> {
+        let config = self.config();
+        wiring::open_store_for_reading(&config)
+            .map(|s| Box::new(s) as Box<dyn Store>)
+            .map_err(|e| format!("{e:#}"))
+    }
+
+    fn reload(&self) -> Result<Settings, String> {
+        let config = Config::load(&self.config_path).map_err(|e| match e {
+            ConfigError::Invalid(issues) => issues
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+            other => other.to_string(),
+        })?;
+        let settings = settings(&config)?;
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+        Ok(settings)
+    }
+
+    fn watched(&self) -> Vec<PathBuf> {
+        vec![self.config_path.clone()]
+    }
+}
+
+/// The service's settings from a loaded config: credentials and webhook URLs resolved (an
+/// unset or unreadable secret is an error naming the option, never the value).
+fn settings(config: &Config) -> Result<Settings, String> {
+    let serve = config.serve.clone();
+    let resolve = |what: &str, r: &usersync_config::SecretRef| {
+        r.resolve()
+            .map_err(|e| format!("{}: [serve] {what}: {e}", config.path.display()))
+    };
+    let credentials = match &serve.auth {
+        None => return Err(usersync_serve::ServeError::NoAuth.to_string()),
+        Some(ServeAuth::Token(t)) => Credentials::Token(resolve("token", t)?),
+        Some(ServeAuth::Basic { username, password }) => Credentials::Basic {
+            username: username.clone(),
+            password: resolve("password", password)?,
+        },
+    };
+    let webhook_urls = serve
+        .webhooks
+        .iter()
+        .map(|w| resolve("webhooks.url", &w.url))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Settings {
+        serve,
+        jobs: config.connections.iter().map(|c| c.name.clone()).collect(),
+        credentials,
+        webhook_urls,
+    })
+}
+
+/// Run the command until SIGTERM; returns the process exit code.
+pub async fn run(_args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
+    let config = or_exit!(wiring::load_config(global));
+    let settings = match settings(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(exit::USAGE);
+        }
+    };
+    let registry = crate::registry::load(global)?;
+    let jobs = Arc::new(HostJobs {
+        config_path: config.path.clone(),
+        config: RwLock::new(config),
+        registry,
+    });
+    let left = match usersync_serve::run(jobs, settings, |url| {
+        wiring::outln!("usersync serve: listening on {url}");
+    })
+    .await
+    {
+        Ok(left) => left,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(exit::FAILURE);
+        }
+    };
+    if left.is_empty() {
+        eprintln!("usersync serve: stopped");
+        Ok(exit::OK)
+    } else {
+        eprintln!(
+            "usersync serve: stopped with run(s) of {} still in progress: nothing of them was applied unless \
+             their apply had committed; each is marked interrupted at its next start",
+            left.join(", ")
+        );
+        Ok(exit::FAILURE)
+    }
+}

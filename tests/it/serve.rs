@@ -1,0 +1,690 @@
+//! Issue 22, `usersync serve` with real clients: the real binary against the Okta emulator,
+//! driven by reqwest, headless Chromium (the status page) and promtool (`/metrics`), with a
+//! small webhook receiver. Chromium and promtool are installed by tests/serve/setup.sh.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use usersync_bench::{write_config, Connection};
+use usersync_emulator::{RunningEmulator, UserStatus};
+use usersync_store::{RunStatus, SqliteStore, Store};
+
+const TOKEN: &str = "serve-test-token-6f1d2a9c";
+
+struct Serve {
+    emu: RunningEmulator,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    child: tokio::process::Child,
+    url: String,
+    http: reqwest::Client,
+    /// Every response body read through [`Serve::get`]/[`Serve::post`], to check for secrets.
+    bodies: Arc<Mutex<Vec<String>>>,
+}
+
+/// The config: `[serve]` on a free loopback port with a token from a file, `extra_serve` lines
+/// in `[serve]`, `conn_lines` in the connection (e.g. `every = "10s"`), and the policy lines.
+fn config_text(base: &str, dir: &Path, extra_serve: &str, conn_lines: &str) -> String {
+    let token_file = dir.join("serve-token");
+    let grace = if extra_serve.contains("shutdown_grace") {
+        ""
+    } else {
+        "shutdown_grace = \"30s\"\n"
+    };
+    let serve = format!(
+        "[serve]\nlisten = \"127.0.0.1:0\"\ntoken = {{ file = {} }}\n{grace}{extra_serve}\n\n",
+        usersync_bench::toml_str(&token_file.to_string_lossy())
+    );
+    let with_lines = base.replacen(
+        "connector = \"okta\"\n",
+        &format!("connector = \"okta\"\n{conn_lines}\n"),
+        1,
+    );
+    format!("{serve}{with_lines}")
+}
+
+async fn start(users: u32, extra_serve: &str, conn_lines: &str, policy: &str) -> Serve {
+    let emu = crate::support::start_emulator("okta", users, 8, 22).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let okta = Connection::from_emulator_info(&emu.info().await, None).expect("connection");
+    let config = write_config(dir.path(), &[okta], "", policy).expect("config");
+    std::fs::write(dir.path().join("serve-token"), format!("{TOKEN}\n")).expect("token");
+    let base = std::fs::read_to_string(&config).expect("read config");
+    std::fs::write(&config, config_text(&base, dir.path(), extra_serve, conn_lines)).expect("write config");
+    let (child, url) = spawn(&config).await;
+    Serve {
+        emu,
+        dir,
+        config,
+        child,
+        url,
+        http: reqwest::Client::builder().no_proxy().build().expect("client"),
+        bodies: Arc::new(Mutex::new(Vec::new())),
+    }
+}
+
+/// Start `usersync serve` and read its URL from the first line on stdout.
+async fn spawn(config: &Path) -> (tokio::process::Child, String) {
+    let mut child = crate::support::usersync_command(config)
+        .arg("serve")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("spawn usersync serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("serve prints its URL within 60s")
+        .expect("read stdout")
+        .expect("serve printed nothing (did it exit?)");
+    let url = line
+        .strip_prefix("usersync serve: listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_string();
+    // keep draining stdout so the process never blocks on a full pipe
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, url)
+}
+
+impl Serve {
+    fn store(&self) -> SqliteStore {
+        SqliteStore::open_read_only(&self.dir.path().join("store.db")).expect("store")
+    }
+
+    fn runs(&self) -> Vec<usersync_store::RunRecord> {
+        // before the first run has created and migrated it, there are none
+        match SqliteStore::open_read_only(&self.dir.path().join("store.db")) {
+            Ok(st) => st.runs(Some("okta"), 100).expect("runs"),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    async fn get(&self, path: &str, auth: Option<&str>) -> (StatusCode, String) {
+        let mut req = self.http.get(format!("{}{path}", self.url));
+        if let Some(t) = auth {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.expect("GET");
+        let status = StatusCode::from_u16(res.status().as_u16()).expect("status");
+        let body = res.text().await.expect("body");
+        self.bodies.lock().expect("bodies").push(body.clone());
+        (status, body)
+    }
+
+    async fn post_form(&self, path: &str, csrf: Option<&str>) -> (StatusCode, String) {
+        let mut req = self.http.post(format!("{}{path}", self.url)).bearer_auth(TOKEN);
+        req = match csrf {
+            Some(c) => req.form(&[("csrf", c)]),
+            None => req.form(&[("other", "x")]),
+        };
+        let res = req.send().await.expect("POST");
+        let status = StatusCode::from_u16(res.status().as_u16()).expect("status");
+        let body = res.text().await.expect("body");
+        self.bodies.lock().expect("bodies").push(body.clone());
+        (status, body)
+    }
+
+    async fn csrf(&self) -> String {
+        let (s, body) = self.get("/api/csrf", Some(TOKEN)).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        v["csrf"].as_str().expect("csrf").to_string()
+    }
+
+    /// Wait until the connection's runs satisfy `pred` (60 s at most).
+    async fn wait_runs(
+        &self,
+        what: &str,
+        pred: impl Fn(&[usersync_store::RunRecord]) -> bool,
+    ) -> Vec<usersync_store::RunRecord> {
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            let runs = self.runs();
+            if pred(&runs) {
+                return runs;
+            }
+            assert!(
+                Instant::now() < until,
+                "timed out waiting for {what}; runs: {:?}",
+                summary(&runs)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().expect("running").to_string()
+    }
+
+    fn signal(&self, sig: &str) {
+        let st = std::process::Command::new("kill")
+            .args([sig, &self.pid()])
+            .status()
+            .expect("kill");
+        assert!(st.success());
+    }
+
+    /// The secret values this setup holds: serve's token and the emulator's API credentials.
+    fn secrets(&self) -> Vec<String> {
+        let mut out = vec![TOKEN.to_string()];
+        if let Ok(rd) = std::fs::read_dir(self.dir.path().join("secrets")) {
+            for e in rd.flatten() {
+                if let Ok(s) = std::fs::read_to_string(e.path()) {
+                    out.push(s.trim().to_string());
+                }
+            }
+        }
+        out.retain(|s| s.len() >= 8);
+        out
+    }
+
+    fn assert_no_secret_served(&self) {
+        let bodies = self.bodies.lock().expect("bodies");
+        assert!(!bodies.is_empty());
+        for secret in self.secrets() {
+            for b in bodies.iter() {
+                assert!(!b.contains(&secret), "a secret value was served in:\n{b}");
+            }
+        }
+    }
+}
+
+fn summary(runs: &[usersync_store::RunRecord]) -> Vec<(i64, &'static str)> {
+    runs.iter().map(|r| (r.id, r.status.as_str())).collect()
+}
+
+fn tool(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("`{name}` is not installed: run `sh tests/serve/setup.sh` (cargo xtask test runs it)")
+        })
+}
+
+/// A headless Chromium's DOM of `url` (basic credentials in the URL).
+async fn chromium_dom(url: &str) -> String {
+    let out = tokio::process::Command::new(tool("chromium"))
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--no-proxy-server",
+            "--dump-dom",
+            url,
+        ])
+        .output()
+        .await
+        .expect("run chromium");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn active_count(store: &SqliteStore) -> usize {
+    store
+        .users(Some("okta"))
+        .expect("users")
+        .iter()
+        .filter(|u| u.active)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_runs_metrics_pass_promtool_and_the_page_renders_in_chromium() {
+    let s = start(40, "", "every = \"10s\"", "").await;
+    // the first run at start, the next on the schedule
+    let runs = s
+        .wait_runs("two scheduled runs", |r| {
+            r.iter().filter(|r| r.status == RunStatus::Applied).count() >= 2
+        })
+        .await;
+    let (first, second) = (&runs[runs.len() - 1], &runs[runs.len() - 2]);
+    let gap = second.started_ms - first.finished_ms.expect("finished");
+    assert!(
+        (9_000..30_000).contains(&gap),
+        "the second run starts about 10s after the first ended: {gap} ms"
+    );
+
+    // no auth: 401 everywhere but /healthz; a wrong token too
+    assert_eq!(s.get("/healthz", None).await.0, StatusCode::OK);
+    for path in [
+        "/",
+        "/readyz",
+        "/metrics",
+        "/api/status",
+        "/api/csrf",
+        "/runs/1",
+        "/api/runs/1",
+    ] {
+        assert_eq!(s.get(path, None).await.0, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(
+            s.get(path, Some("wrong-token")).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
+    }
+    assert_eq!(s.get("/readyz", Some(TOKEN)).await.0, StatusCode::OK);
+
+    // metrics: the expected series after runs, and promtool accepts the exposition
+    let (st, metrics) = s.get("/metrics", Some(TOKEN)).await;
+    assert_eq!(st, StatusCode::OK);
+    let stored = s.store().users(None).expect("users").len();
+    assert!(stored > 0);
+    assert!(
+        metrics.contains(&format!("usersync_store_objects{{kind=\"users\"}} {stored}\n")),
+        "objects in the store: {stored} users\n{metrics}"
+    );
+    for series in [
+        "usersync_runs_total{connection=\"okta\",outcome=\"applied\"}",
+        "usersync_last_success_timestamp_seconds{connection=\"okta\"}",
+        "usersync_run_duration_seconds_count{connection=\"okta\"}",
+        "usersync_requests_total{connection=\"okta\",outcome=\"applied\"}",
+        "usersync_gate_blocks_total{connection=\"okta\"} 0",
+    ] {
+        assert!(metrics.contains(series), "missing {series} in\n{metrics}");
+    }
+    let mut promtool = tokio::process::Command::new(tool("promtool"))
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = promtool.stdin.take().expect("stdin");
+        stdin.write_all(metrics.as_bytes()).await.expect("write");
+    }
+    let out = promtool.wait_with_output().await.expect("promtool output");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // the status page in a real browser
+    let url = s.url.replacen("http://", &format!("http://ops:{TOKEN}@"), 1);
+    let dom = chromium_dom(&format!("{url}/")).await;
+    assert!(dom.contains("id=\"conn-okta\""), "{dom}");
+    assert!(dom.contains("every 10s"), "{dom}");
+    assert!(dom.contains("applied"), "{dom}");
+    s.bodies.lock().expect("bodies").push(dom);
+
+    // the JSON API has the same data
+    let (_, status) = s.get("/api/status", Some(TOKEN)).await;
+    let v: serde_json::Value = serde_json::from_str(&status).expect("json");
+    assert_eq!(v["connections"][0]["name"], "okta");
+    assert_eq!(v["connections"][0]["runs"][0]["status"], "applied");
+    s.assert_no_secret_served();
+
+    // wrong credentials are rate limited: 10 failures, then 429 even for the right token
+    for _ in 0..10 {
+        s.get("/api/status", Some("wrong")).await;
+    }
+    assert_eq!(
+        s.get("/api/status", Some(TOKEN)).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+/// A webhook receiver answering 500 to its first `fail_first` requests.
+async fn webhook_receiver(fail_first: usize) -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    let got: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let g = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(v): axum::Json<serde_json::Value>| {
+            let g = g.clone();
+            async move {
+                let mut list = g.lock().expect("hooks");
+                list.push(v);
+                if list.len() <= fail_first {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve hooks") });
+    (url, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_run_shows_its_plan_and_is_approved_with_the_csrf_token() {
+    let (json_hook, json_got) = webhook_receiver(1).await;
+    let (slack_hook, slack_got) = webhook_receiver(0).await;
+    let hooks = format!(
+        "[[serve.webhooks]]\nurl = \"{json_hook}\"\nretries = 3\n[[serve.webhooks]]\nurl = \"{slack_hook}\"\nformat = \"slack\"\nevents = [\"blocked\"]\n"
+    );
+    let s = start(60, &hooks, "", "max_removals = 3\nmax_removal_percent = 100").await;
+    // manual connection: nothing runs until asked
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(s.runs().is_empty());
+    let csrf = s.csrf().await;
+    let (st, body) = s.post_form("/connections/okta/run", None).await;
+    assert_eq!(
+        st,
+        StatusCode::FORBIDDEN,
+        "run now without the CSRF token: {body}"
+    );
+    let (st, body) = s.post_form("/connections/okta/run", Some(&csrf)).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    s.wait_runs("the first run", |r| {
+        r.first().is_some_and(|r| r.status == RunStatus::Applied)
+    })
+    .await;
+    assert_eq!(active_count(&s.store()), 60 - count_inactive(&s.emu).await);
+
+    // the provider loses 10 active users: the gate blocks
+    let victims: Vec<(u32, String)> = {
+        let org = s.emu.org().read().await;
+        org.live_users()
+            .filter(|u| u.status == UserStatus::Active)
+            .map(|u| (u.ix, u.login.clone()))
+            .take(10)
+            .collect()
+    };
+    {
+        let mut org = s.emu.org().write().await;
+        for (ix, _) in &victims {
+            assert!(org.remove_user(*ix));
+        }
+    }
+    let active_before = active_count(&s.store());
+    let (st, body) = s.post_form("/connections/okta/run", Some(&csrf)).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let runs = s
+        .wait_runs("a blocked run", |r| {
+            r.first().is_some_and(|r| r.status == RunStatus::Blocked)
+        })
+        .await;
+    let blocked = runs[0].id;
+    assert_eq!(
+        active_count(&s.store()),
+        active_before,
+        "a blocked run changes nothing"
+    );
+
+    // the page shows the plan: who would go and why the gate stopped it
+    let (st, page) = s.get("/", Some(TOKEN)).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        page.contains(&format!("Run {blocked} is blocked by a safety gate")),
+        "{page}"
+    );
+    assert!(page.contains("max_removals"), "{page}");
+    let shown = victims
+        .iter()
+        .filter(|(_, login)| page.contains(login.as_str()))
+        .count();
+    assert!(shown >= 1, "the plan names the users it would deactivate: {page}");
+    assert!(
+        page.contains(&format!("action=\"/runs/{blocked}/approve\"")),
+        "{page}"
+    );
+    let (_, api) = s.get("/api/status", Some(TOKEN)).await;
+    let v: serde_json::Value = serde_json::from_str(&api).expect("json");
+    assert_eq!(v["connections"][0]["blocked"]["removals"], 10, "{v}");
+
+    // approve without the token: refused, nothing runs
+    let (st, body) = s.post_form(&format!("/runs/{blocked}/approve"), None).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+    let (st, body) = s
+        .post_form(&format!("/runs/{blocked}/approve"), Some("0000"))
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(s.runs()[0].id, blocked, "no run started");
+
+    // approve with it: the run applies and the store shows it
+    let (st, body) = s
+        .post_form(&format!("/runs/{blocked}/approve"), Some(&csrf))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert!(body.contains("allowing up to 10 removals"), "{body}");
+    let runs = s
+        .wait_runs("the approved run", |r| {
+            r.first()
+                .is_some_and(|r| r.id > blocked && r.status != RunStatus::Running)
+        })
+        .await;
+    assert_eq!(runs[0].status, RunStatus::Applied, "{:?}", runs[0].errors);
+    let store = s.store();
+    let users = store.users(Some("okta")).expect("users");
+    for (_, login) in &victims {
+        let u = users
+            .iter()
+            .find(|u| &u.username == login)
+            .expect("victim stored");
+        assert!(!u.active, "{login} deactivated");
+    }
+    // approving it again: no longer blocked / not the latest
+    let (st, body) = s
+        .post_form(&format!("/runs/{blocked}/approve"), Some(&csrf))
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{body}");
+    assert!(body.contains("no longer its latest run"), "{body}");
+
+    // webhooks: blocked (the JSON one retried after its 500), recovered; Slack gets text
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let events: Vec<String> = json_got
+            .lock()
+            .expect("hooks")
+            .iter()
+            .map(|v| v["event"].to_string())
+            .collect();
+        if events.iter().filter(|e| e.contains("blocked")).count() >= 2
+            && events.iter().any(|e| e.contains("recovered"))
+        {
+            break;
+        }
+        assert!(Instant::now() < until, "webhooks received: {events:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let first = json_got.lock().expect("hooks")[0].clone();
+    assert_eq!(first["event"], "blocked");
+    assert_eq!(first["removals"], 10);
+    assert_eq!(first["connection"], "okta");
+    let slack = slack_got.lock().expect("hooks").clone();
+    assert_eq!(slack.len(), 1, "slack: only the blocked event: {slack:?}");
+    assert!(
+        slack[0]["text"].as_str().is_some_and(|t| t.contains("blocked")),
+        "{slack:?}"
+    );
+    s.assert_no_secret_served();
+}
+
+async fn count_inactive(emu: &RunningEmulator) -> usize {
+    let org = emu.org().read().await;
+    org.live_users()
+        .filter(|u| {
+            !matches!(
+                u.status,
+                UserStatus::Active | UserStatus::Recovery | UserStatus::PasswordExpired | UserStatus::Locked
+            )
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_with_a_broken_config_keeps_the_old_one() {
+    let mut s = start(20, "", "", "").await;
+    let good = std::fs::read_to_string(&s.config).expect("config");
+    let broken = good.replacen(
+        "connector = \"okta\"\n",
+        "connector = \"okta\"\nevery = \"soon\"\n",
+        1,
+    );
+    std::fs::write(&s.config, &broken).expect("write");
+    s.signal("-HUP");
+    let until = Instant::now() + Duration::from_secs(20);
+    let note = loop {
+        let (_, body) = s.get("/api/status", Some(TOKEN)).await;
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        if !v["reload"].is_null() {
+            break v;
+        }
+        assert!(Instant::now() < until, "no reload reported: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(note["reload"]["ok"], false, "{note}");
+    let msg = note["reload"]["message"].as_str().expect("message");
+    assert!(
+        msg.contains("previous one stays in force") && msg.contains("`soon` is not a duration"),
+        "{msg}"
+    );
+    assert_eq!(note["connections"][0]["schedule"], "manual (run now only)");
+    // still serving with the old config: a run now works
+    let csrf = s.csrf().await;
+    let (st, body) = s.post_form("/connections/okta/run", Some(&csrf)).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    s.wait_runs("a run with the old config", |r| {
+        r.first().is_some_and(|r| r.status == RunStatus::Applied)
+    })
+    .await;
+    // a valid change is picked up from the file without a signal
+    std::fs::write(
+        &s.config,
+        good.replacen(
+            "connector = \"okta\"\n",
+            "connector = \"okta\"\nevery = \"1h\"\n",
+            1,
+        ),
+    )
+    .expect("write");
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = s.get("/api/status", Some(TOKEN)).await;
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        if v["reload"]["ok"] == true {
+            assert_eq!(v["connections"][0]["schedule"], "every 1h");
+            break;
+        }
+        assert!(Instant::now() < until, "the valid config was not picked up: {v}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    s.signal("-TERM");
+    let st = tokio::time::timeout(Duration::from_secs(30), s.child.wait())
+        .await
+        .expect("exits")
+        .expect("wait");
+    assert_eq!(st.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_run_exits_cleanly_and_the_store_is_consistent() {
+    // a slow provider, and a grace shorter than the run: serve exits while the run is going
+    let mut s = start(60, "shutdown_grace = \"1s\"", "", "").await;
+    let mut f = s.emu.ctx.faults.config();
+    f.latency_ms = 400;
+    s.emu.ctx.faults.set(f).expect("faults");
+    let csrf = s.csrf().await;
+    let (st, body) = s.post_form("/connections/okta/run", Some(&csrf)).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    s.wait_runs("the run to start", |r| {
+        r.first().is_some_and(|r| r.status == RunStatus::Running)
+    })
+    .await;
+    s.signal("-TERM");
+    let started = Instant::now();
+    let st = tokio::time::timeout(Duration::from_secs(30), s.child.wait())
+        .await
+        .expect("exits in time")
+        .expect("wait");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "exits within its bound: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        st.code(),
+        Some(1),
+        "stopped with a run still in progress (exit 1)"
+    );
+    // the store: the run applied whole or not at all
+    let runs = s.runs();
+    let db = s.dir.path().join("store.db");
+    let after_stop = crate::support::store_state(&db, "okta");
+    // the next sync takes over: the interrupted run is marked, the store converges
+    let mut f = s.emu.ctx.faults.config();
+    f.latency_ms = 0;
+    s.emu.ctx.faults.set(f).expect("faults");
+    let run = crate::support::sync_report(&s.config, &[], crate::support::NO_ENV).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let good = crate::support::store_state(&db, "okta");
+    match runs[0].status {
+        RunStatus::Running => {
+            assert!(
+                after_stop.users.is_empty() && after_stop.groups.is_empty(),
+                "an unfinished run applied nothing"
+            )
+        }
+        RunStatus::Applied => {
+            crate::support::assert_same_store(&after_stop, &good, "an applied run applied everything")
+        }
+        other => panic!("unexpected status {other:?}"),
+    }
+    let runs = s.runs();
+    assert!(
+        runs.iter().all(|r| r.status != RunStatus::Running),
+        "{:?}",
+        summary(&runs)
+    );
+    assert!(
+        runs.iter().any(|r| r.status == RunStatus::Interrupted)
+            || runs[runs.len() - 1].status == RunStatus::Applied,
+        "{:?}",
+        summary(&runs)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_waits_for_a_running_apply_within_the_grace() {
+    let mut s = start(40, "", "", "").await;
+    let mut f = s.emu.ctx.faults.config();
+    f.latency_ms = 150;
+    s.emu.ctx.faults.set(f).expect("faults");
+    let csrf = s.csrf().await;
+    let (st, _) = s.post_form("/connections/okta/run", Some(&csrf)).await;
+    assert_eq!(st, StatusCode::OK);
+    s.wait_runs("the run to start", |r| {
+        r.first().is_some_and(|r| r.status == RunStatus::Running)
+    })
+    .await;
+    s.signal("-TERM");
+    let st = tokio::time::timeout(Duration::from_secs(40), s.child.wait())
+        .await
+        .expect("exits")
+        .expect("wait");
+    assert_eq!(st.code(), Some(0), "the run finished within the 30s grace");
+    let runs = s.runs();
+    assert_eq!(runs[0].status, RunStatus::Applied);
+    // the store is whole: a sync of the same org afterwards finds it equal and changes nothing
+    let db = s.dir.path().join("store.db");
+    let after_stop = crate::support::store_state(&db, "okta");
+    let mut f = s.emu.ctx.faults.config();
+    f.latency_ms = 0;
+    s.emu.ctx.faults.set(f).expect("faults");
+    let run = crate::support::sync_report(&s.config, &[], crate::support::NO_ENV).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    crate::support::assert_same_store(
+        &crate::support::store_state(&db, "okta"),
+        &after_stop,
+        "after a clean stop",
+    );
+}
