@@ -139,7 +139,7 @@ mod pg {
                 use std::io::Write as _;
                 let _ = writeln!(
                     std::io::stderr(),
-                    "skipped: conformance::postgres::{name} (USERSYNC_TEST_POSTGRES is not set; set it to a \
+                    "skipped: {name} on PostgreSQL (USERSYNC_TEST_POSTGRES is not set; set it to a \
                      server URL, e.g. postgres://postgres@127.0.0.1:5432/test, to run it)"
                 );
                 return None;

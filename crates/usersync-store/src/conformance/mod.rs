@@ -11,7 +11,7 @@ use usersync_model::{Attributes, GroupKind, UserState};
 use crate::types::*;
 use crate::{LinkRow, Store, StoreError};
 
-mod backends;
+pub(crate) mod backends;
 use backends::Backend;
 
 macro_rules! suite {

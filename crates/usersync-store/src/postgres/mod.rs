@@ -25,6 +25,8 @@ mod apply;
 mod copy;
 mod schema;
 mod target;
+#[cfg(test)]
+mod tests;
 
 pub use copy::{copy_store, CopyReport, TableCheck};
 pub use schema::PG_MIGRATIONS;

@@ -118,10 +118,12 @@ impl Target {
         if verify {
             tls = Tls::Verify { root };
         }
-        u.set_query(None);
-        if !kept.is_empty() {
-            u.query_pairs_mut().extend_pairs(kept);
-        }
+        // percent-encoded by hand: the driver decodes `%20`, not the `+` of form encoding
+        let query: Vec<String> = kept
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
+        u.set_query((!query.is_empty()).then(|| query.join("&")).as_deref());
         let mut config: postgres::Config = u
             .as_str()
             .parse()
@@ -241,6 +243,16 @@ impl Target {
         }
         StoreError::Postgres { url, detail: text }
     }
+}
+
+/// Percent-encode everything but RFC 3986's unreserved characters.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// The driver's message with the server's (the driver's own `Display` says only "db error").
