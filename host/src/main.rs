@@ -79,6 +79,8 @@ enum Command {
     Config(cmd::config::ConfigCmd),
     /// Sync connections into the directory store.
     Sync(cmd::sync::SyncArgs),
+    /// Provision the store into the configured targets (applications).
+    Push(cmd::push::PushArgs),
     /// Run unattended: schedules, status page, JSON API, metrics, approvals, webhooks.
     Serve(cmd::serve::ServeArgs),
     /// Users in the directory store.
@@ -319,6 +321,7 @@ fn main() -> ExitCode {
             Command::Auth(c) => cmd::auth::run(c, &cli.global).await,
             Command::Config(c) => cmd::config::run(c, &cli.global).await,
             Command::Sync(c) => cmd::sync::run(c, &cli.global).await,
+            Command::Push(c) => cmd::push::run(c, &cli.global).await,
             Command::Serve(c) => cmd::serve::run(c, &cli.global).await,
             Command::Users(c) => cmd::users::run(c, &cli.global).await,
             Command::Groups(c) => cmd::groups::run(c, &cli.global).await,

@@ -85,5 +85,7 @@ pub fn builtin_connectors() -> Vec<Arc<dyn Connector>> {
     v.push(Arc::from(usersync_connector_okta::connector()));
     #[cfg(feature = "onelogin")]
     v.push(Arc::from(usersync_connector_onelogin::connector()));
+    #[cfg(feature = "scim")]
+    v.push(Arc::from(usersync_connector_scim::connector()));
     v
 }

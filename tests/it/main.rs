@@ -19,6 +19,7 @@ mod onelogin;
 mod output;
 mod plugins;
 mod plugins_target;
+mod push;
 mod releases;
 mod runtime;
 mod scim_target;

@@ -10,6 +10,7 @@ pub mod explain;
 pub mod groups;
 pub mod ldap;
 pub mod plugins;
+pub mod push;
 pub mod runs;
 pub mod serve;
 pub mod sync;

@@ -142,6 +142,51 @@ impl<S: TargetSender, St: Store + ?Sized> Executor<'_, S, St> {
         Ok(last)
     }
 
+    /// [`Self::apply`]; on a 412 (the object changed in the app since its version was read),
+    /// read its current version by lookup and send the change once more.
+    async fn apply_fresh(
+        &self,
+        change: TargetChange,
+        kind: TargetKind,
+        key: &str,
+        name: &str,
+        out: &mut ExecOutcome,
+    ) -> Result<TargetResult, Step> {
+        let r = self.apply(&change, out).await?;
+        if !matches!(r, TargetResult::PreconditionFailed { .. }) {
+            return Ok(r);
+        }
+        let Some(found) = self.find(kind, key, name, out).await? else {
+            return Ok(r);
+        };
+        let retry = match change {
+            TargetChange::UpdateUser {
+                app_id,
+                source_key,
+                user,
+                ..
+            } => TargetChange::UpdateUser {
+                app_id,
+                etag: found.etag,
+                source_key,
+                user,
+            },
+            TargetChange::RenameGroup {
+                app_id, display_name, ..
+            } => TargetChange::RenameGroup {
+                app_id,
+                etag: found.etag,
+                display_name,
+            },
+            TargetChange::DeactivateUser { app_id, .. } => TargetChange::DeactivateUser {
+                app_id,
+                etag: found.etag,
+            },
+            other => return self.apply(&other, out).await,
+        };
+        self.apply(&retry, out).await
+    }
+
     async fn lookup(&self, lookup: &Lookup, out: &mut ExecOutcome) -> Result<Vec<AppObject>, Step> {
         let req = match self.session.lookup_request(lookup) {
             Ok(r) => r,
@@ -306,7 +351,10 @@ impl<S: TargetSender, St: Store + ?Sized> Executor<'_, S, St> {
                     etag: o.etag.clone(),
                     display_name: name.clone(),
                 };
-                match self.apply(&change, out).await? {
+                match self
+                    .apply_fresh(change, TargetKind::Group, key, name, out)
+                    .await?
+                {
                     TargetResult::Updated { etag } => {
                         let o = TargetObject {
                             etag: etag.or(o.etag),
@@ -380,7 +428,10 @@ impl<S: TargetSender, St: Store + ?Sized> Executor<'_, S, St> {
                     source_key: key.clone(),
                     user: user.clone(),
                 };
-                match self.apply(&change, out).await? {
+                match self
+                    .apply_fresh(change, TargetKind::User, key, user_name, out)
+                    .await?
+                {
                     TargetResult::Updated { etag } => {
                         let o = TargetObject {
                             etag: etag.or(existing.etag),
@@ -437,22 +488,31 @@ impl<S: TargetSender, St: Store + ?Sized> Executor<'_, S, St> {
                     let what = format!("{} member(s) of group `{group}`", chunk.len());
                     match self.apply(&change, out).await? {
                         r if r.is_success() => {
-                            let writes: Vec<TargetWrite> = chunk
-                                .iter()
-                                .map(|(u, _)| {
-                                    if add {
-                                        TargetWrite::AddMember {
-                                            group: group.clone(),
-                                            user: u.clone(),
-                                        }
-                                    } else {
-                                        TargetWrite::RemoveMember {
-                                            group: group.clone(),
-                                            user: u.clone(),
-                                        }
+                            // the group's version moved on: keep the new one (or none)
+                            let etag = match r {
+                                TargetResult::Updated { etag } | TargetResult::Created { etag, .. } => etag,
+                                _ => None,
+                            };
+                            let mut g_now = ids
+                                .get(&(TargetKind::Group, group.clone()))
+                                .cloned()
+                                .unwrap_or(g.clone());
+                            g_now.etag = etag;
+                            let mut writes: Vec<TargetWrite> = vec![TargetWrite::Put(g_now.clone())];
+                            ids.insert((TargetKind::Group, group.clone()), g_now);
+                            writes.extend(chunk.iter().map(|(u, _)| {
+                                if add {
+                                    TargetWrite::AddMember {
+                                        group: group.clone(),
+                                        user: u.clone(),
                                     }
-                                })
-                                .collect();
+                                } else {
+                                    TargetWrite::RemoveMember {
+                                        group: group.clone(),
+                                        user: u.clone(),
+                                    }
+                                }
+                            }));
                             self.record(&writes)?;
                         }
                         r => match self.classify(&what, r) {
@@ -472,7 +532,7 @@ impl<S: TargetSender, St: Store + ?Sized> Executor<'_, S, St> {
                     app_id: o.app_id.clone(),
                     etag: o.etag.clone(),
                 };
-                match self.apply(&change, out).await? {
+                match self.apply_fresh(change, TargetKind::User, key, key, out).await? {
                     TargetResult::Updated { etag } => {
                         let o = TargetObject {
                             etag: etag.or(o.etag),
