@@ -22,24 +22,34 @@ use crate::ffi::{
 /// Run `f`, turning a panic into [`ConnectorError::Plugin`] naming `plugin` and `call`, and the
 /// error into its JSON form for the boundary.
 pub fn guard<T>(plugin: &str, call: &str, f: impl FnOnce() -> Result<T, ConnectorError>) -> FfiResult<T> {
+    guard_panicked(plugin, call, f).0
+}
+
+/// [`guard`], also saying whether `f` panicked (the caller's state is then unknown).
+pub fn guard_panicked<T>(
+    plugin: &str,
+    call: &str,
+    f: impl FnOnce() -> Result<T, ConnectorError>,
+) -> (FfiResult<T>, bool) {
     quiet_panics();
     let outer = IN_GUARD.with(|g| g.replace(true));
     let result = catch_unwind(AssertUnwindSafe(f));
     IN_GUARD.with(|g| g.set(outer));
     match result {
-        Ok(Ok(v)) => ROk(v),
-        Ok(Err(e)) => RErr(error_to_json(&e)),
+        Ok(Ok(v)) => (ROk(v), false),
+        Ok(Err(e)) => (RErr(error_to_json(&e)), false),
         Err(payload) => {
             let at = PANIC_LOCATION
                 .with(|l| l.borrow_mut().take())
                 .map(|l| format!(" (at {l})"))
                 .unwrap_or_default();
-            RErr(error_to_json(&ConnectorError::Plugin {
+            let e = ConnectorError::Plugin {
                 detail: format!(
                     "plugin `{plugin}` panicked in {call}: {}{at}",
                     panic_message(payload.as_ref())
                 ),
-            }))
+            };
+            (RErr(error_to_json(&e)), true)
         }
     }
 }

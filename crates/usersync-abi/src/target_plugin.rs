@@ -17,7 +17,7 @@ use usersync_sdk::{
 
 use crate::convert::{request_to_ffi, response_from_ffi};
 use crate::ffi::{FfiHttpRequest, FfiHttpResponse, FfiResult};
-use crate::plugin::{error_to_json, from_json, guard, to_json};
+use crate::plugin::{error_to_json, from_json, guard, guard_panicked, to_json};
 use crate::target_ffi::{
     FfiTarget, FfiTargetBox, FfiTargetListing, FfiTargetListingBox, FfiTargetListing_TO, FfiTargetSession,
     FfiTargetSessionBox, FfiTargetSession_TO, FfiTarget_TO, TargetMod, TargetModRef,
@@ -77,20 +77,19 @@ impl PluginTargetSession {
         if let Some(e) = self.broken.lock().unwrap_or_else(PoisonError::into_inner).clone() {
             return RErr(e);
         }
-        let result = guard(&self.label, call, || f(self.inner.as_ref()));
-        self.note_panic(&result);
+        let (result, panicked) = guard_panicked(&self.label, call, || f(self.inner.as_ref()));
+        self.note_panic(&result, panicked);
         result
     }
 
-    fn note_panic<T>(&self, result: &FfiResult<T>) {
-        if let RErr(e) = result {
+    /// After a panic, keep its error (marked) for every later call.
+    fn note_panic<T>(&self, result: &FfiResult<T>, panicked: bool) {
+        if let (RErr(e), true) = (result, panicked) {
             if let Ok(ConnectorError::Plugin { detail }) = serde_json::from_str::<ConnectorError>(e) {
-                if detail.contains(" panicked in ") {
-                    let broken = error_to_json(&ConnectorError::Plugin {
-                        detail: format!("{detail} (the target session is unusable after this failure)"),
-                    });
-                    *self.broken.lock().unwrap_or_else(PoisonError::into_inner) = Some(broken);
-                }
+                let broken = error_to_json(&ConnectorError::Plugin {
+                    detail: format!("{detail} (the target session is unusable after this failure)"),
+                });
+                *self.broken.lock().unwrap_or_else(PoisonError::into_inner) = Some(broken);
             }
         }
     }
@@ -110,14 +109,14 @@ impl FfiTargetSession for PluginTargetSession {
             return RErr(e);
         }
         let inner = &mut self.inner;
-        let result = guard(&self.label, "TargetSession::configure", || {
+        let (result, panicked) = guard_panicked(&self.label, "TargetSession::configure", || {
             let responses = responses
                 .into_iter()
                 .map(response_from_ffi)
                 .collect::<Result<Vec<_>, _>>()?;
             inner.configure(responses)
         });
-        self.note_panic(&result);
+        self.note_panic(&result, panicked);
         result
     }
 
