@@ -13,6 +13,7 @@ mod entra;
 mod faults;
 mod google;
 mod keycloak;
+mod ldap;
 mod multi;
 mod okta;
 mod onelogin;

@@ -164,6 +164,9 @@ pub fn search(
         };
         let mut msgs = Vec::new();
         if filter::matches(&req.filter, &e) {
+            // the rootDSE's attributes are all operational: `+` asks for them too
+            let mut sel = sel.clone();
+            sel.all_user |= sel.all_operational;
             msgs.push(entry_msg(&e, &sel));
         }
         msgs.push(done(msgid, LdapResultCode::Success, "", "", vec![]));

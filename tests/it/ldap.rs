@@ -1,0 +1,899 @@
+//! `usersync ldap serve` with a real client: the Keycloak emulator's organisation (nested groups)
+//! is synced into a store, the LDAP view is started as a subprocess, and OpenLDAP's `ldapsearch`
+//! (Debian `ldap-utils`, installed by tests/ldap/setup.sh) asks it what Jira, GitLab, Grafana and
+//! SSSD ask. Expectations come from the store the sync wrote, never from the LDAP code.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use base64::Engine;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use usersync_emulator::{start, EmulatorOptions, GenConfig, RunningEmulator};
+use usersync_store::{Member, SqliteStore, Store, StoredGroup, StoredUser};
+
+const SECRET_ENV: &str = "USERSYNC_IT_LDAP_KC_SECRET";
+const PW_ENV: &str = "USERSYNC_IT_LDAP_PW";
+const PASSWORD: &str = "s3rvice-Account-pw";
+const BASE: &str = "dc=example,dc=com";
+const BIND_DN: &str = "cn=reader,ou=services,dc=example,dc=com";
+
+/// One LDIF entry: DN and attributes (lower-case names) with their values.
+#[derive(Debug, Clone)]
+struct Ldif {
+    dn: String,
+    attrs: BTreeMap<String, Vec<String>>,
+}
+
+impl Ldif {
+    fn all(&self, a: &str) -> Vec<String> {
+        self.attrs.get(&a.to_lowercase()).cloned().unwrap_or_default()
+    }
+
+    fn one(&self, a: &str) -> String {
+        let v = self.all(a);
+        assert_eq!(v.len(), 1, "{} has {} values of {a}: {v:?}", self.dn, v.len());
+        v[0].clone()
+    }
+}
+
+/// Parse `ldapsearch -LLL -o ldif-wrap=no` output.
+fn parse_ldif(text: &str) -> Vec<Ldif> {
+    let mut out = Vec::new();
+    for block in text.split("\n\n") {
+        let mut e: Option<Ldif> = None;
+        for line in block
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
+            let (name, value) = match line.split_once(":: ") {
+                Some((n, b64)) => (
+                    n,
+                    String::from_utf8_lossy(
+                        &base64::engine::general_purpose::STANDARD
+                            .decode(b64)
+                            .unwrap_or_else(|e| panic!("base64 in `{line}`: {e}")),
+                    )
+                    .into_owned(),
+                ),
+                None => match line.split_once(": ") {
+                    Some((n, v)) => (n, v.to_string()),
+                    None => (line.trim_end_matches(':'), String::new()),
+                },
+            };
+            if name == "dn" {
+                e = Some(Ldif {
+                    dn: value,
+                    attrs: BTreeMap::new(),
+                });
+            } else if let Some(e) = e.as_mut() {
+                e.attrs.entry(name.to_lowercase()).or_default().push(value);
+            }
+        }
+        out.extend(e);
+    }
+    out
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The emulator, the synced store, the config, and the running LDAP server.
+struct Harness {
+    _emu: RunningEmulator,
+    dir: tempfile::TempDir,
+    port: u16,
+    ldaps_port: u16,
+    server: Option<tokio::process::Child>,
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Harness {
+    async fn new(users: u32, groups: u32, extra_ldap: &str) -> Harness {
+        assert!(
+            which("ldapsearch"),
+            "ldapsearch is missing: run `sh tests/ldap/setup.sh` (or `cargo xtask test`, which runs it)"
+        );
+        let mut opts = EmulatorOptions::new("keycloak");
+        opts.gen = GenConfig {
+            users,
+            groups,
+            seed: 23,
+            nesting_depth: 3,
+            ..GenConfig::default()
+        };
+        let emu = start(opts).await.expect("start the keycloak emulator");
+        let dir = tempfile::tempdir().expect("tempdir");
+        // a test CA and a server certificate it signed (what the clients are told to trust)
+        let ca_key = rcgen::KeyPair::generate().expect("CA key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "usersync LDAP test CA");
+        let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+        let leaf_key = rcgen::KeyPair::generate().expect("server key");
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("server params")
+            .signed_by(&leaf_key, &ca, &ca_key)
+            .expect("server certificate");
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("write CA");
+        std::fs::write(dir.path().join("ldap.pem"), leaf.pem()).expect("write cert");
+        std::fs::write(dir.path().join("ldap.key"), leaf_key.serialize_pem()).expect("write key");
+        let (port, ldaps_port) = (free_port(), free_port());
+        let config = format!(
+            r#"
+[store]
+path = "store.db"
+
+[[connections]]
+name = "kc"
+connector = "keycloak"
+[connections.options]
+base_url = "{url}"
+realm = "{realm}"
+client_id = "{client_id}"
+client_secret = {{ env = "{SECRET_ENV}" }}
+
+[ldap]
+base_dn = "{BASE}"
+listen = "127.0.0.1:{port}"
+ldaps_listen = "127.0.0.1:{ldaps_port}"
+tls_cert = "ldap.pem"
+tls_key = "ldap.key"
+posix = true
+{extra_ldap}
+[[ldap.service_accounts]]
+dn = "{BIND_DN}"
+password = {{ env = "{PW_ENV}" }}
+"#,
+            url = emu.http_url,
+            realm = usersync_emulator::providers::keycloak::REALM,
+            client_id = emu.credentials().client_id,
+        );
+        std::fs::write(dir.path().join("usersync.toml"), config).expect("write config");
+        let secret = emu.credentials().client_secret.clone();
+        let run =
+            crate::support::sync_report(&dir.path().join("usersync.toml"), &[], &[(SECRET_ENV, &secret)])
+                .await;
+        assert_eq!(run.code, 0, "sync failed: {}", run.stderr);
+        let mut h = Harness {
+            _emu: emu,
+            dir,
+            port,
+            ldaps_port,
+            server: None,
+        };
+        h.start().await;
+        h
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("usersync.toml")
+    }
+
+    /// Start `usersync ldap serve` and wait for its "listening" line.
+    async fn start(&mut self) {
+        let mut c = crate::support::usersync_command(&self.config());
+        c.args(["ldap", "serve"])
+            .env(PW_ENV, PASSWORD)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("spawn usersync ldap serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(_)) = lines.next_line().await {}
+        });
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("usersync ldap serve did not start within 60 s")
+            .expect("read stdout");
+        let Some(first) = first else {
+            let status = child.wait().await;
+            panic!("usersync ldap serve exited ({status:?}); run it by hand with this config to see why");
+        };
+        assert!(
+            first.contains(&format!("ldap://127.0.0.1:{}", self.port)),
+            "{first}"
+        );
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        self.server = Some(child);
+    }
+
+    async fn stop(&mut self) {
+        if let Some(mut c) = self.server.take() {
+            let _ = c.kill().await;
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("ldap://127.0.0.1:{}", self.port)
+    }
+
+    /// `ldapsearch -x -LLL` bound as the service account, with `args` after.
+    async fn search(&self, args: &[&str]) -> Out {
+        self.client("ldapsearch", &["-D", BIND_DN, "-w", PASSWORD], args)
+            .await
+    }
+
+    async fn client(&self, tool: &str, auth: &[&str], args: &[&str]) -> Out {
+        let ldif: &[&str] = if tool == "ldapsearch" {
+            &["-LLL", "-o", "ldif-wrap=no"]
+        } else {
+            &[]
+        };
+        self.client_plain(tool, &[ldif, auth].concat(), args).await
+    }
+
+    /// `tool -x -H <url> <auth> <args>` as it is (no output options added).
+    async fn client_plain(&self, tool: &str, auth: &[&str], args: &[&str]) -> Out {
+        let out = tokio::process::Command::new(tool)
+            .args(["-x", "-H", &self.url()])
+            .args(auth)
+            .args(args)
+            .env("LDAPTLS_CACERT", self.dir.path().join("ca.pem"))
+            .env("LDAPTLS_REQCERT", "demand")
+            .env_remove("LDAPRC")
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("run {tool}: {e} (install it: sh tests/ldap/setup.sh)"));
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Entries of a successful search.
+    async fn entries(&self, base: &str, filter: &str, attrs: &[&str]) -> Vec<Ldif> {
+        let mut args = vec!["-b", base, filter];
+        args.extend_from_slice(attrs);
+        let out = self.search(&args).await;
+        assert_eq!(
+            out.code, 0,
+            "ldapsearch -b {base} {filter}: {}{}",
+            out.stdout, out.stderr
+        );
+        parse_ldif(&out.stdout)
+    }
+
+    fn store(&self) -> SqliteStore {
+        SqliteStore::open(&self.dir.path().join("store.db")).expect("open store")
+    }
+}
+
+fn which(bin: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| Path::new(&d).join(bin).is_file()))
+        .unwrap_or(false)
+}
+
+/// What the store says the tree must hold.
+struct Expected {
+    users: Vec<StoredUser>,
+    groups: Vec<StoredGroup>,
+    /// group name -> direct user members' usernames
+    user_members: BTreeMap<String, BTreeSet<String>>,
+    /// group name -> nested group names
+    group_members: BTreeMap<String, BTreeSet<String>>,
+}
+
+fn expected(h: &Harness) -> Expected {
+    let s = h.store();
+    let st = s.state("kc").expect("state");
+    let users: Vec<StoredUser> = st.users.iter().filter(|u| u.active).cloned().collect();
+    let uname: HashMap<&str, &str> = users
+        .iter()
+        .map(|u| (u.provider_id.as_str(), u.username.as_str()))
+        .collect();
+    let gname: HashMap<&str, &str> = st
+        .groups
+        .iter()
+        .map(|g| (g.provider_id.as_str(), g.name.as_str()))
+        .collect();
+    let (mut user_members, mut group_members) = (BTreeMap::new(), BTreeMap::new());
+    for m in &st.memberships {
+        let g = gname[m.group.as_str()].to_string();
+        match &m.member {
+            Member::User(u) => {
+                if let Some(n) = uname.get(u.as_str()) {
+                    user_members
+                        .entry(g)
+                        .or_insert_with(BTreeSet::new)
+                        .insert(n.to_string());
+                }
+            }
+            Member::Group(c) => {
+                group_members
+                    .entry(g)
+                    .or_insert_with(BTreeSet::new)
+                    .insert(gname[c.as_str()].to_string());
+            }
+        }
+    }
+    Expected {
+        users,
+        groups: st.groups.clone(),
+        user_members,
+        group_members,
+    }
+}
+
+fn user_dn(name: &str) -> String {
+    format!("cn={name},ou=users,{BASE}")
+}
+
+fn group_dn(name: &str) -> String {
+    format!("cn={name},ou=groups,{BASE}")
+}
+
+fn lower(v: Vec<String>) -> BTreeSet<String> {
+    v.into_iter().map(|s| s.to_lowercase()).collect()
+}
+
+#[tokio::test]
+async fn tree_users_groups_nesting_member_of_and_posix() {
+    let mut h = Harness::new(40, 8, "").await;
+    let want = expected(&h);
+    assert!(
+        !want.group_members.is_empty(),
+        "the organisation should have nested groups"
+    );
+
+    // rootDSE
+    let root = h.search(&["-b", "", "-s", "base", "(objectClass=*)", "+"]).await;
+    assert_eq!(root.code, 0, "{}{}", root.stdout, root.stderr);
+    let root = parse_ldif(&root.stdout);
+    assert_eq!(root[0].all("namingContexts"), [BASE]);
+    assert!(root[0]
+        .all("supportedControl")
+        .contains(&"1.2.840.113556.1.4.319".to_string()));
+    assert!(root[0]
+        .all("supportedExtension")
+        .contains(&"1.3.6.1.4.1.1466.20037".to_string()));
+    // the subschema entry names the served classes
+    let schema = h
+        .entries(
+            "cn=Subschema",
+            "(objectClass=subschema)",
+            &["-s", "base", "objectClasses"],
+        )
+        .await;
+    assert!(schema[0]
+        .all("objectClasses")
+        .iter()
+        .any(|c| c.contains("'inetOrgPerson'")));
+
+    // users: every active user of the store, once
+    let users = h
+        .entries(
+            &format!("ou=users,{BASE}"),
+            "(objectClass=inetOrgPerson)",
+            &["*", "+"],
+        )
+        .await;
+    let got: BTreeSet<String> = users.iter().map(|e| e.one("uid")).collect();
+    let exp: BTreeSet<String> = want.users.iter().map(|u| u.username.clone()).collect();
+    assert_eq!(got, exp);
+    for u in &want.users {
+        let e = users
+            .iter()
+            .find(|e| e.one("uid") == u.username)
+            .expect("user entry");
+        assert_eq!(e.dn.to_lowercase(), user_dn(&u.username).to_lowercase());
+        assert_eq!(e.one("cn"), u.username);
+        if let Some(m) = &u.email {
+            assert_eq!(&e.one("mail"), m);
+        }
+        if let Some(g) = &u.given_name {
+            assert_eq!(&e.one("givenName"), g);
+        }
+        // memberOf: exactly the store's direct groups of the user
+        let direct: BTreeSet<String> = want
+            .user_members
+            .iter()
+            .filter(|(_, us)| us.contains(&u.username))
+            .map(|(g, _)| group_dn(g).to_lowercase())
+            .collect();
+        assert_eq!(lower(e.all("memberOf")), direct, "memberOf of {}", u.username);
+        assert!(e.all("objectClass").contains(&"posixAccount".to_string()));
+        assert_eq!(e.one("homeDirectory"), format!("/home/{}", u.username));
+        assert_eq!(e.one("entryUUID").len(), 36);
+    }
+
+    // groups: groupOfNames and groupOfUniqueNames, direct users and nested groups as members
+    let groups = h
+        .entries(
+            &format!("ou=groups,{BASE}"),
+            "(objectClass=groupOfNames)",
+            &["*", "+"],
+        )
+        .await;
+    assert_eq!(groups.len(), want.groups.len());
+    for g in &want.groups {
+        let e = groups
+            .iter()
+            .find(|e| e.one("cn") == g.name)
+            .expect("group entry");
+        let mut members: BTreeSet<String> = want
+            .user_members
+            .get(&g.name)
+            .into_iter()
+            .flatten()
+            .map(|u| user_dn(u).to_lowercase())
+            .collect();
+        members.extend(
+            want.group_members
+                .get(&g.name)
+                .into_iter()
+                .flatten()
+                .map(|c| group_dn(c).to_lowercase()),
+        );
+        assert_eq!(lower(e.all("member")), members, "member of {}", g.name);
+        assert_eq!(
+            lower(e.all("uniqueMember")),
+            members,
+            "uniqueMember of {}",
+            g.name
+        );
+        let uids: BTreeSet<String> = want.user_members.get(&g.name).cloned().unwrap_or_default();
+        assert_eq!(e.all("memberUid").into_iter().collect::<BTreeSet<_>>(), uids);
+        assert!(e.all("objectClass").contains(&"groupOfUniqueNames".to_string()));
+        assert!(e.all("objectClass").contains(&"posixGroup".to_string()));
+    }
+    // a nested group's memberOf names its parent
+    let (parent, kids) = want.group_members.iter().next().expect("a nested group");
+    let kid = kids.iter().next().expect("child");
+    let e = groups.iter().find(|e| &e.one("cn") == kid).expect("child entry");
+    assert!(lower(e.all("memberOf")).contains(&group_dn(parent).to_lowercase()));
+
+    // POSIX numbers: unique over users and groups, and the same after a restart
+    let numbers = |users: &[Ldif], groups: &[Ldif]| -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        for e in users {
+            m.insert(e.dn.to_lowercase(), e.one("uidNumber"));
+        }
+        for e in groups {
+            m.insert(e.dn.to_lowercase(), e.one("gidNumber"));
+        }
+        m
+    };
+    let before = numbers(&users, &groups);
+    let distinct: BTreeSet<&String> = before.values().collect();
+    assert_eq!(
+        distinct.len(),
+        before.len(),
+        "uidNumber/gidNumber collide: {before:?}"
+    );
+    let uuids: BTreeMap<String, String> = users.iter().map(|e| (e.dn.clone(), e.one("entryUUID"))).collect();
+    h.stop().await;
+    h.start().await;
+    let users2 = h
+        .entries(
+            &format!("ou=users,{BASE}"),
+            "(objectClass=posixAccount)",
+            &["uidNumber", "entryUUID"],
+        )
+        .await;
+    let groups2 = h
+        .entries(
+            &format!("ou=groups,{BASE}"),
+            "(objectClass=posixGroup)",
+            &["gidNumber"],
+        )
+        .await;
+    assert_eq!(
+        numbers(&users2, &groups2),
+        before,
+        "numbers changed across a restart"
+    );
+    let uuids2: BTreeMap<String, String> = users2
+        .iter()
+        .map(|e| (e.dn.clone(), e.one("entryUUID")))
+        .collect();
+    assert_eq!(uuids2, uuids);
+}
+
+#[tokio::test]
+async fn filters_scopes_paging_and_application_queries() {
+    let h = Harness::new(45, 6, "").await;
+    let want = expected(&h);
+    let users_base = format!("ou=users,{BASE}");
+    let n_users = want.users.len();
+    let some = &want.users[0];
+    let count = |v: Vec<Ldif>| v.len();
+
+    // scopes
+    assert_eq!(
+        count(h.entries(BASE, "(objectClass=*)", &["-s", "base", "1.1"]).await),
+        1
+    );
+    assert_eq!(
+        count(h.entries(BASE, "(objectClass=*)", &["-s", "one", "1.1"]).await),
+        2
+    );
+    assert_eq!(
+        count(h.entries(BASE, "(objectClass=*)", &["-s", "sub", "1.1"]).await),
+        3 + n_users + want.groups.len()
+    );
+    let missing = h
+        .search(&["-b", &format!("ou=nowhere,{BASE}"), "(objectClass=*)"])
+        .await;
+    assert_eq!(missing.code, 32, "noSuchObject: {}", missing.stderr);
+
+    // equality (case-insensitive), presence, substrings, and/or/not
+    let one = h
+        .entries(
+            &users_base,
+            &format!("(uid={})", some.username.to_uppercase()),
+            &["uid"],
+        )
+        .await;
+    assert_eq!(one.len(), 1);
+    let with_mail = want.users.iter().filter(|u| u.email.is_some()).count();
+    assert_eq!(
+        count(h.entries(&users_base, "(mail=*)", &["1.1"]).await),
+        with_mail
+    );
+    let prefix: String = some.username.chars().take(2).collect();
+    let exp_prefix = want
+        .users
+        .iter()
+        .filter(|u| u.username.to_lowercase().starts_with(&prefix.to_lowercase()))
+        .count();
+    assert_eq!(
+        count(
+            h.entries(&users_base, &format!("(uid={prefix}*)"), &["1.1"])
+                .await
+        ),
+        exp_prefix
+    );
+    let other = &want.users[1];
+    let or = format!("(|(uid={})(uid={}))", some.username, other.username);
+    assert_eq!(count(h.entries(&users_base, &or, &["1.1"]).await), 2);
+    let not = format!("(&(objectClass=inetOrgPerson)(!(uid={})))", some.username);
+    assert_eq!(count(h.entries(&users_base, &not, &["1.1"]).await), n_users - 1);
+    assert_eq!(
+        count(h.entries(&users_base, "(uidNumber>=1)", &["1.1"]).await),
+        n_users
+    );
+
+    // Jira ("OpenLDAP"/"generic" defaults): users, groups, a group's members, a user's groups
+    let jira_users = h
+        .entries(
+            BASE,
+            "(objectclass=inetorgperson)",
+            &[
+                "cn",
+                "givenName",
+                "sn",
+                "displayName",
+                "mail",
+                "entryUUID",
+                "memberOf",
+            ],
+        )
+        .await;
+    assert_eq!(jira_users.len(), n_users);
+    let (gname, members) = want.user_members.iter().next().expect("a group with users");
+    let jira_groups = h
+        .entries(
+            BASE,
+            "(objectclass=groupOfUniqueNames)",
+            &["cn", "description", "uniqueMember"],
+        )
+        .await;
+    assert_eq!(jira_groups.len(), want.groups.len());
+    let member = members.iter().next().expect("member");
+    let of_member = h
+        .entries(
+            BASE,
+            &format!(
+                "(&(objectclass=groupOfUniqueNames)(uniqueMember={}))",
+                user_dn(member)
+            ),
+            &["cn"],
+        )
+        .await;
+    let exp: BTreeSet<String> = want
+        .user_members
+        .iter()
+        .filter(|(_, m)| m.contains(member))
+        .map(|(g, _)| g.clone())
+        .collect();
+    assert_eq!(
+        of_member.iter().map(|e| e.one("cn")).collect::<BTreeSet<_>>(),
+        exp
+    );
+    assert!(exp.contains(gname) || !members.contains(member));
+    // Grafana: user by login, groups by posixGroup memberUid
+    let grafana = h
+        .entries(BASE, &format!("(cn={member})"), &["mail", "memberOf"])
+        .await;
+    assert_eq!(grafana.len(), 1);
+    let posix_groups = h
+        .entries(
+            BASE,
+            &format!("(&(objectClass=posixGroup)(memberUid={member}))"),
+            &["cn"],
+        )
+        .await;
+    assert_eq!(
+        posix_groups.iter().map(|e| e.one("cn")).collect::<BTreeSet<_>>(),
+        exp
+    );
+    // SSSD (rfc2307): enumerate accounts with numbers, look one up, its groups
+    let sssd = h
+        .entries(
+            BASE,
+            "(&(objectclass=posixAccount)(uid=*)(&(uidNumber=*)(!(uidNumber=0))))",
+            &[
+                "uid",
+                "uidNumber",
+                "gidNumber",
+                "homeDirectory",
+                "loginShell",
+                "gecos",
+            ],
+        )
+        .await;
+    assert_eq!(sssd.len(), n_users);
+    assert!(sssd.iter().all(|e| e.one("loginShell") == "/bin/bash"));
+
+    // paged results over all users: every entry once, in pages of 10
+    let paged = h
+        .client_plain(
+            "ldapsearch",
+            &["-D", BIND_DN, "-w", PASSWORD, "-o", "ldif-wrap=no"],
+            &[
+                "-E",
+                "pr=10/noprompt",
+                "-b",
+                &users_base,
+                "(objectClass=inetOrgPerson)",
+                "uid",
+            ],
+        )
+        .await;
+    assert_eq!(paged.code, 0, "{}{}", paged.stdout, paged.stderr);
+    let got: Vec<String> = parse_ldif(&paged.stdout).iter().map(|e| e.one("uid")).collect();
+    assert_eq!(got.len(), n_users);
+    assert_eq!(
+        got.iter().collect::<BTreeSet<_>>().len(),
+        n_users,
+        "an entry came twice"
+    );
+    let pages = paged.stdout.lines().filter(|l| l.starts_with("search: ")).count();
+    assert_eq!(pages, n_users.div_ceil(10), "{}", paged.stdout);
+
+    // size limit: the first entries and sizeLimitExceeded (4)
+    let limited = h
+        .search(&["-z", "5", "-b", &users_base, "(objectClass=inetOrgPerson)", "1.1"])
+        .await;
+    assert_eq!(limited.code, 4, "{}", limited.stderr);
+    assert_eq!(parse_ldif(&limited.stdout).len(), 5);
+}
+
+#[tokio::test]
+async fn binds_writes_and_rate_limit() {
+    let h = Harness::new(10, 3, "max_bind_failures = 3").await;
+    let users_base = format!("ou=users,{BASE}");
+    // anonymous: refused (inappropriateAuthentication)
+    let anon = h
+        .client("ldapsearch", &[], &["-b", &users_base, "(objectClass=*)"])
+        .await;
+    assert_ne!(anon.code, 0, "anonymous search must fail: {}", anon.stdout);
+    assert!(parse_ldif(&anon.stdout).is_empty());
+    // the right account: works; whoami names it
+    let who = h
+        .client("ldapwhoami", &["-D", BIND_DN, "-w", PASSWORD], &[])
+        .await;
+    assert_eq!(who.code, 0, "{}", who.stderr);
+    assert!(
+        who.stdout
+            .to_lowercase()
+            .contains(&format!("dn:{}", BIND_DN.to_lowercase())),
+        "{}",
+        who.stdout
+    );
+    // writes: unwillingToPerform (53)
+    let ldif = h.dir.path().join("add.ldif");
+    std::fs::write(
+        &ldif,
+        format!("dn: cn=mallory,{users_base}\nobjectClass: inetOrgPerson\ncn: mallory\nsn: m\n"),
+    )
+    .expect("ldif");
+    let add = h
+        .client(
+            "ldapadd",
+            &["-D", BIND_DN, "-w", PASSWORD],
+            &["-f", ldif.to_str().expect("utf8")],
+        )
+        .await;
+    assert_eq!(add.code, 53, "{}{}", add.stdout, add.stderr);
+    let del = h
+        .client(
+            "ldapdelete",
+            &["-D", BIND_DN, "-w", PASSWORD],
+            &[&format!("cn=x,{users_base}")],
+        )
+        .await;
+    assert_eq!(del.code, 53, "{}", del.stderr);
+    // wrong password: invalidCredentials (49), three times, then refused (53) even with the right one
+    for _ in 0..3 {
+        let bad = h
+            .client(
+                "ldapsearch",
+                &["-D", BIND_DN, "-w", "wrong"],
+                &["-b", BASE, "(objectClass=*)"],
+            )
+            .await;
+        assert_eq!(bad.code, 49, "{}", bad.stderr);
+    }
+    let blocked = h.search(&["-b", BASE, "(objectClass=*)", "1.1"]).await;
+    assert_eq!(
+        blocked.code, 53,
+        "binds from this address are limited now: {}",
+        blocked.stderr
+    );
+    assert!(
+        blocked.stderr.contains("too many failed binds"),
+        "{}",
+        blocked.stderr
+    );
+    assert!(!blocked.stderr.contains(PASSWORD));
+}
+
+#[tokio::test]
+async fn starttls_and_ldaps() {
+    let h = Harness::new(8, 2, "").await;
+    let users_base = format!("ou=users,{BASE}");
+    // StartTLS (-ZZ: must succeed), the certificate checked against the test's own
+    let tls = h
+        .search(&["-ZZ", "-b", &users_base, "(objectClass=inetOrgPerson)", "1.1"])
+        .await;
+    assert_eq!(tls.code, 0, "{}", tls.stderr);
+    let n = h
+        .store()
+        .users(Some("kc"))
+        .expect("users")
+        .iter()
+        .filter(|u| u.active)
+        .count();
+    assert_eq!(parse_ldif(&tls.stdout).len(), n);
+    // LDAPS
+    let out = tokio::process::Command::new("ldapsearch")
+        .args([
+            "-x",
+            "-LLL",
+            "-H",
+            &format!("ldaps://127.0.0.1:{}", h.ldaps_port),
+            "-D",
+            BIND_DN,
+            "-w",
+            PASSWORD,
+        ])
+        .args(["-b", &users_base, "(objectClass=inetOrgPerson)", "1.1"])
+        .env("LDAPTLS_CACERT", h.dir.path().join("ca.pem"))
+        .env("LDAPTLS_REQCERT", "demand")
+        .output()
+        .await
+        .expect("ldapsearch");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(parse_ldif(&String::from_utf8_lossy(&out.stdout)).len(), n);
+    // a client that does not trust the certificate is refused by its own check
+    let untrusted = tokio::process::Command::new("ldapsearch")
+        .args([
+            "-x",
+            "-ZZ",
+            "-H",
+            &h.url(),
+            "-D",
+            BIND_DN,
+            "-w",
+            PASSWORD,
+            "-b",
+            BASE,
+            "(objectClass=*)",
+        ])
+        .env("LDAPTLS_CACERT", "/dev/null")
+        .env("LDAPTLS_REQCERT", "demand")
+        .output()
+        .await
+        .expect("ldapsearch");
+    assert_ne!(untrusted.status.code(), Some(0));
+}
+
+/// Send `bytes` on a fresh connection; what came back before the server closed it.
+async fn raw(port: u16, bytes: &[u8]) -> Vec<u8> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let _ = s.write_all(bytes).await;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("the server must close a connection that sent bad input")
+        .ok();
+    out
+}
+
+#[tokio::test]
+async fn malformed_input_closes_the_connection_and_the_server_keeps_serving() {
+    let h = Harness::new(6, 2, "max_request_kb = 64").await;
+    // not BER at all
+    let reply = raw(h.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(!reply.is_empty(), "a notice of disconnection is expected");
+    assert_eq!(reply[0], 0x30, "an LDAPMessage");
+    // a message that declares 16 MiB
+    let reply = raw(h.port, &[0x30, 0x84, 0x01, 0x00, 0x00, 0x00, 0x02, 0x01, 0x01]).await;
+    assert!(
+        String::from_utf8_lossy(&reply).contains("larger than"),
+        "{reply:?}"
+    );
+    // a deeply nested filter (5,000 NOTs) inside a well-formed search request
+    let mut filter: Vec<u8> = vec![0x87, 0x02, b'c', b'n']; // (cn=*)
+    for _ in 0..5000 {
+        let mut outer = vec![0xa2];
+        push_len(&mut outer, filter.len());
+        outer.extend(filter);
+        filter = outer;
+    }
+    let mut search = Vec::new();
+    search.extend([
+        0x04, 0x00, 0x0a, 0x01, 0x02, 0x0a, 0x01, 0x00, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00, 0x01, 0x01, 0x00,
+    ]);
+    search.extend(filter);
+    search.extend([0x30, 0x00]);
+    let mut op = vec![0x63];
+    push_len(&mut op, search.len());
+    op.extend(search);
+    let mut body = vec![0x02, 0x01, 0x07];
+    body.extend(op);
+    let mut msg = vec![0x30];
+    push_len(&mut msg, body.len());
+    msg.extend(body);
+    let reply = raw(h.port, &msg).await;
+    assert!(
+        String::from_utf8_lossy(&reply).contains("nested deeper"),
+        "{reply:?}"
+    );
+    // truncated lengths inside a message
+    let reply = raw(h.port, &[0x30, 0x05, 0x02, 0x09, 0x01, 0x00, 0x00]).await;
+    assert!(!reply.is_empty());
+    // still serving
+    let ok = h
+        .search(&["-b", BASE, "-s", "base", "(objectClass=*)", "1.1"])
+        .await;
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+}
+
+fn push_len(out: &mut Vec<u8>, len: usize) {
+    if len < 128 {
+        out.push(len as u8);
+    } else {
+        let bytes = (len as u32).to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (4 - skip) as u8);
+        out.extend(&bytes[skip..]);
+    }
+}
