@@ -565,3 +565,7 @@ fn group_entry(
     let uuid = entry_uuid("group", &g.connection, &g.provider_id);
     b.entry(dn, attrs, "groupOfNames", Some(uuid))
 }
+
+#[cfg(test)]
+#[path = "directory_tests.rs"]
+mod tests;
