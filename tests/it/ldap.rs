@@ -85,7 +85,7 @@ fn free_port() -> u16 {
 
 /// The emulator, the synced store, the config, and the running LDAP server.
 struct Harness {
-    _emu: RunningEmulator,
+    emu: RunningEmulator,
     dir: tempfile::TempDir,
     port: u16,
     ldaps_port: u16,
@@ -168,14 +168,21 @@ password = {{ env = "{PW_ENV}" }}
                 .await;
         assert_eq!(run.code, 0, "sync failed: {}", run.stderr);
         let mut h = Harness {
-            _emu: emu,
+            emu: emu,
             dir,
             port,
             ldaps_port,
             server: None,
         };
+        h.sync().await;
         h.start().await;
         h
+    }
+
+    async fn sync(&self) {
+        let secret = self.emu.credentials().client_secret.clone();
+        let run = crate::support::sync_report(&self.config(), &[], &[(SECRET_ENV, &secret)]).await;
+        assert_eq!(run.code, 0, "sync failed: {}", run.stderr);
     }
 
     fn config(&self) -> PathBuf {
@@ -896,4 +903,92 @@ fn push_len(out: &mut Vec<u8>, len: usize) {
         out.push(0x80 | (4 - skip) as u8);
         out.extend(&bytes[skip..]);
     }
+}
+
+#[tokio::test]
+async fn a_sync_while_serving_is_seen_whole_without_a_restart() {
+    let h = Harness::new(12, 3, "").await;
+    let users_base = format!("ou=users,{BASE}");
+    let before = h
+        .entries(&users_base, "(objectClass=posixAccount)", &["uid"])
+        .await
+        .len();
+    {
+        let mut org = h.emu.org().write().await;
+        let first = org.live_groups().next().map(|g| g.ix).expect("a group");
+        let ix = org.add_user("grace.hopper@example.com", "Grace", "Hopper");
+        org.add_member(first, ix);
+    }
+    h.sync().await;
+    let mut found = Vec::new();
+    for _ in 0..100 {
+        found = h
+            .entries(
+                &users_base,
+                "(mail=grace.hopper@example.com)",
+                &["uidNumber", "memberOf"],
+            )
+            .await;
+        if !found.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        found.len(),
+        1,
+        "the new user was not served within 10 s of the sync"
+    );
+    assert!(
+        !found[0].one("uidNumber").is_empty(),
+        "a number was allocated for the new user"
+    );
+    assert_eq!(
+        found[0].all("memberOf").len(),
+        1,
+        "with its membership from the same run"
+    );
+    let after = h
+        .entries(&users_base, "(objectClass=posixAccount)", &["uid"])
+        .await
+        .len();
+    assert_eq!(after, before + 1);
+}
+
+#[tokio::test]
+async fn config_check_reports_ldap_mistakes_with_their_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("usersync.toml");
+    std::fs::write(
+        &config,
+        "[[connections]]\nname = \"kc\"\nconnector = \"keycloak\"\n[connections.options]\n\
+         base_url = \"http://127.0.0.1:1\"\nrealm = \"r\"\nclient_id = \"c\"\nclient_secret = { env = \"X\" }\n\
+         [ldap]\nbase_dn = \"example.com\"\nlisten = \"localhost\"\nposxi = true\n\
+         [[ldap.service_accounts]]\ndn = \"cn=jira,dc=example,dc=com\"\npassword = \"plain\"\n",
+    )
+    .expect("write config");
+    let out = crate::support::usersync_command(&config)
+        .args(["config", "check"])
+        .output()
+        .await
+        .expect("run usersync config check");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    for (line, what) in [
+        (10, "not a DN"),
+        (11, "address:port"),
+        (12, "did you mean `posix`"),
+        (13, "secret reference"),
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(&format!("usersync.toml:{line}:")) && l.contains(what)),
+            "line {line} should say `{what}`:\n{text}"
+        );
+    }
+    assert!(!text.contains("plain\""), "{text}");
 }
