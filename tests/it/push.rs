@@ -208,7 +208,10 @@ token = {{ env = "SCIM_TOKEN" }}
     }
 
     async fn sync(&self) {
-        let (code, out, err) = self.run(&["sync", "--no-progress", "--format", "json"]).await;
+        // `-c okta`: sources only (a full `usersync sync` also pushes the targets)
+        let (code, out, err) = self
+            .run(&["sync", "-c", "okta", "--no-progress", "--format", "json"])
+            .await;
         assert_eq!(code, 0, "sync: {out}{err}");
     }
 
@@ -404,6 +407,19 @@ async fn end_to_end(app: App, members_returned: bool) -> Harness {
 #[tokio::test]
 async fn scim_emulator_end_to_end_converges_and_a_second_push_writes_nothing() {
     let h = end_to_end(scim_emulator("scim").await, true).await;
+    // a full `usersync sync` pushes after its sources: one more user at the IdP reaches the app
+    h.idp
+        .org()
+        .write()
+        .await
+        .add_user("via-sync@example.com", "Via", "Sync");
+    let (code, out, err) = h.run(&["sync", "--no-progress", "--format", "json"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let reports: Vec<Value> = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(reports.len(), 2, "the source's run and the target's push: {out}");
+    assert_eq!(reports[1]["direction"], "push");
+    assert_eq!(reports[1]["counts"]["users_created"], 1, "{out}");
+    h.assert_app_matches_store(true).await;
     // runs list shows the push runs under push:app
     let (code, out, _) = h.run(&["runs", "list", "--format", "json"]).await;
     assert_eq!(code, 0);

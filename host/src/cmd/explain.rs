@@ -74,6 +74,9 @@ struct Explanation {
     fetch_complete: Option<bool>,
     /// Group patterns of the policy that match no group (the last run's, or this fetch's).
     warnings: Vec<String>,
+    /// Where the user is (or is not) provisioned, per target (`usersync push`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    targets: Vec<crate::cmd::push::TargetExplanation>,
 }
 
 impl Explanation {
@@ -96,6 +99,7 @@ impl Explanation {
             note: None,
             fetch_complete: None,
             warnings: vec![],
+            targets: vec![],
         }
     }
 
@@ -162,6 +166,12 @@ pub async fn run(cmd: ExplainCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
     } else {
         for conn in &selected {
             out.push(explain_stored(&store, conn, &user, &key)?);
+        }
+    }
+    for e in out.iter_mut() {
+        if let Some(pid) = e.provider_id.clone() {
+            use crate::cmd::push::StoreHandle;
+            e.targets = crate::cmd::push::explain_user(store.store_ref(), &config, &e.connection, &pid);
         }
     }
     match format {
@@ -363,6 +373,13 @@ async fn explain_live(
 }
 
 fn print_table(e: &Explanation, user: &str) {
+    print_connection(e, user);
+    for t in &e.targets {
+        outln!("  target {}: {}", t.target, t.why);
+    }
+}
+
+fn print_connection(e: &Explanation, user: &str) {
     outln!(
         "{}: {}",
         e.connection,

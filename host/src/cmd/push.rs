@@ -7,7 +7,7 @@ use std::path::Path;
 use usersync_config::{Config, TargetConfig};
 use usersync_runtime::ConnectionClient;
 use usersync_sdk::{HttpRequest, HttpResponse, TargetSession};
-use usersync_store::{RunStatus, SqliteStore};
+use usersync_store::{RunStatus, SqliteStore, Store};
 use usersync_sync::push::{push_target, PushReport, PushSpec, PushStep, TargetSender};
 
 use crate::or_exit;
@@ -97,7 +97,7 @@ async fn open_target(
 /// Push the given targets (every configured one when `names` is empty). Used by `push` and by
 /// `sync` (targets after sources).
 pub async fn push_targets(
-    store: &mut SqliteStore,
+    store: &mut dyn Store,
     config: &Config,
     registry: &Registry,
     targets: &[&TargetConfig],
@@ -180,7 +180,7 @@ pub async fn run(args: PushArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         }
     };
     let reports = push_targets(
-        &mut store,
+        store.store_mut(),
         &config,
         &registry,
         &targets,
@@ -261,4 +261,140 @@ fn step_line(s: &PushStep) -> String {
         PushStep::DeleteUser { key, reason } => format!("delete user   {key}: {reason}"),
         PushStep::DeleteGroup { key } => format!("delete group  {key}"),
     }
+}
+
+/// The store behind the handle a command holds (the SQLite store, or a boxed backend), so the
+/// push wiring is called the same way from every command.
+pub trait StoreHandle {
+    /// The store, for reading.
+    fn store_ref(&self) -> &dyn Store;
+    /// The store, for writing.
+    fn store_mut(&mut self) -> &mut dyn Store;
+}
+
+impl StoreHandle for SqliteStore {
+    fn store_ref(&self) -> &dyn Store {
+        self
+    }
+    fn store_mut(&mut self) -> &mut dyn Store {
+        self
+    }
+}
+
+impl StoreHandle for Box<dyn Store> {
+    fn store_ref(&self) -> &dyn Store {
+        self.as_ref()
+    }
+    fn store_mut(&mut self) -> &mut dyn Store {
+        self.as_mut()
+    }
+}
+
+/// Where one user is (or is not) provisioned, for `explain user`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TargetExplanation {
+    /// The target.
+    pub target: String,
+    /// usersync manages an account for the user in the application.
+    pub provisioned: bool,
+    /// The application's id of the account.
+    pub app_id: Option<String>,
+    /// `created` or `adopted`.
+    pub origin: Option<&'static str>,
+    /// Whether the account was left active by the last push.
+    pub active: Option<bool>,
+    /// Why, in a sentence.
+    pub why: String,
+}
+
+/// Where the user `provider_id` of `connection` is provisioned, target by target, and why
+/// (from the store: the last push's state and the scope the next push would apply).
+pub fn explain_user(
+    store: &dyn Store,
+    config: &Config,
+    connection: &str,
+    provider_id: &str,
+) -> Vec<TargetExplanation> {
+    let key = usersync_sync::push::desired::source_key(connection, provider_id);
+    let mut out = Vec::new();
+    for t in &config.targets {
+        let state = store.target_state(&t.run_key()).unwrap_or_default();
+        let managed = state
+            .objects
+            .iter()
+            .find(|o| o.kind == usersync_store::TargetKind::User && o.source_key == key);
+        let mut e = TargetExplanation {
+            target: t.name.clone(),
+            provisioned: managed.is_some(),
+            app_id: managed.map(|o| o.app_id.clone()),
+            origin: managed.map(|o| o.origin.as_str()),
+            active: managed.map(|o| o.active),
+            why: String::new(),
+        };
+        if !t.fed_by(connection) {
+            e.why = format!(
+                "connection `{connection}` does not feed target `{}` (its sources: {})",
+                t.name,
+                t.settings.sources.join(", ")
+            );
+            out.push(e);
+            continue;
+        }
+        let sources: Vec<String> = config
+            .connections
+            .iter()
+            .filter(|c| t.fed_by(&c.name))
+            .map(|c| c.name.clone())
+            .collect();
+        let desired = match usersync_sync::push::desired_state(store, t, &sources) {
+            Ok(d) => d,
+            Err(err) => {
+                e.why = format!("cannot read the store: {err}");
+                out.push(e);
+                continue;
+            }
+        };
+        e.why = match (desired.users.get(&key), managed) {
+            (Some(w), Some(o)) if w.user.active && o.active => format!(
+                "in scope; provisioned as `{}` (app id {}, {} by usersync)",
+                w.user.user_name,
+                o.app_id,
+                o.origin.as_str()
+            ),
+            (Some(w), Some(_)) if w.user.active => {
+                "in scope; deactivated by an earlier push: the next push reactivates it".into()
+            }
+            (Some(_), Some(o)) if o.active => {
+                "disabled at the source: the next push deactivates the account".into()
+            }
+            (Some(_), Some(_)) => "disabled at the source: the account is deactivated".into(),
+            (Some(w), None) if w.user.active => format!(
+                "in scope, not provisioned yet: `usersync push {}` creates `{}` (or adopts the account \
+                 with that userName)",
+                t.name, w.user.user_name
+            ),
+            (Some(_), None) => "disabled at the source, never provisioned: not created".into(),
+            (None, managed) => {
+                let reason = desired
+                    .excluded
+                    .iter()
+                    .find(|x| x.key == key)
+                    .map(|x| x.reason.clone())
+                    .unwrap_or_else(|| "not in the store".into());
+                match managed {
+                    Some(o) if o.active => format!(
+                        "out of scope ({reason}): the next push {} the account",
+                        match t.settings.deprovision {
+                            usersync_config::Deprovision::Deactivate => "deactivates",
+                            usersync_config::Deprovision::Delete => "deletes",
+                        }
+                    ),
+                    Some(_) => format!("out of scope ({reason}): the account is deactivated"),
+                    None => format!("not provisioned: {reason}"),
+                }
+            }
+        };
+        out.push(e);
+    }
+    out
 }

@@ -82,20 +82,38 @@ pub async fn run(args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         config_error |= matches!(one.open_error, Some(OpenError::Config(_)));
         reports.push(one.report);
     }
+    // a full sync (no --connection) pushes the targets after their sources (a source whose run
+    // did not apply blocks its targets' pushes: the push's complete-read gate)
+    let targets: Vec<&usersync_config::TargetConfig> = config
+        .targets
+        .iter()
+        .filter(|t| args.connections.is_empty() && reports.iter().any(|r| t.fed_by(&r.connection)))
+        .collect();
+    let pushes = {
+        use crate::cmd::push::StoreHandle;
+        crate::cmd::push::push_targets(store.store_mut(), &config, &registry, &targets, args.dry_run, None).await
+    };
     match args.format {
-        Format::Json => wiring::print_json(&reports)?,
+        Format::Json if pushes.is_empty() => wiring::print_json(&reports)?,
+        Format::Json => {
+            let mut all: Vec<serde_json::Value> = reports.iter().map(serde_json::to_value).collect::<Result<_, _>>()?;
+            all.extend(pushes.iter().map(serde_json::to_value).collect::<Result<Vec<_>, _>>()?);
+            wiring::print_json(&all)?
+        }
         Format::Table => {
             let limit = if args.all { usize::MAX } else { args.limit };
             for r in &reports {
                 print_report(r, limit);
             }
+            pushes.iter().for_each(crate::cmd::push::print_report);
         }
     }
+    let push_code = crate::cmd::push::exit_code(&pushes);
     Ok(if config_error {
         exit::USAGE
-    } else if reports.iter().any(|r| r.status == RunStatus::Failed) {
+    } else if reports.iter().any(|r| r.status == RunStatus::Failed) || push_code == exit::FAILURE {
         exit::FAILURE
-    } else if reports.iter().any(|r| r.status == RunStatus::Blocked) {
+    } else if reports.iter().any(|r| r.status == RunStatus::Blocked) || push_code == exit::BLOCKED {
         exit::BLOCKED
     } else {
         exit::OK
