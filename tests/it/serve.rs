@@ -320,6 +320,36 @@ async fn scheduled_runs_metrics_pass_promtool_and_the_page_renders_in_chromium()
     assert!(dom.contains("every 10s"), "{dom}");
     assert!(dom.contains("applied"), "{dom}");
     s.bodies.lock().expect("bodies").push(dom);
+    // a phone-sized screenshot, kept as a CI artifact under target/serve/
+    let shots = crate::support::profile_dir().join("..").join("serve");
+    std::fs::create_dir_all(&shots).expect("screenshot dir");
+    let png = shots.join("status-page.png");
+    let _ = std::fs::remove_file(&png);
+    let out = tokio::process::Command::new(tool("chromium"))
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--no-proxy-server",
+            "--hide-scrollbars",
+            "--window-size=412,915",
+        ])
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("{url}/"))
+        .output()
+        .await
+        .expect("run chromium");
+    assert!(
+        out.status.success(),
+        "chromium screenshot: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::metadata(&png).map(|m| m.len() > 1000).unwrap_or(false),
+        "no screenshot at {}",
+        png.display()
+    );
 
     // the JSON API has the same data
     let (_, status) = s.get("/api/status", Some(TOKEN)).await;
