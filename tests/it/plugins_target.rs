@@ -483,3 +483,360 @@ fn connectors_describe_shows_the_plugin_target_capabilities_and_endpoints() {
     assert!(ok, "{err}");
     assert!(out.contains("{acmeAppsDomain}:443"), "{out}");
 }
+
+/// A tiny in-memory Acme Apps (the API of the fixture's crate docs), enforcing what the fixture
+/// relies on: the bearer token, unique `userName`, at most 2 member ids per request.
+mod acme_apps {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::{Arc, Mutex};
+
+    use axum::extract::{Path, Query, State};
+    use axum::http::{HeaderMap, Method, StatusCode};
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::{get, post};
+    use axum::{Json, Router};
+    use serde_json::{json, Value};
+
+    pub const TOKEN: &str = "acme-apps-token";
+    pub const MAX_MEMBERS: usize = 2;
+
+    #[derive(Default)]
+    pub struct Data {
+        pub users: BTreeMap<String, Value>,
+        pub groups: BTreeMap<String, Value>,
+        pub members: BTreeMap<String, BTreeSet<String>>,
+        pub writes: u64,
+        next: u64,
+    }
+
+    pub type Shared = Arc<Mutex<Data>>;
+
+    fn error(status: StatusCode, code: &str, message: &str) -> Response {
+        (
+            status,
+            Json(json!({"error": {"code": code, "field": null, "message": message}})),
+        )
+            .into_response()
+    }
+
+    fn authorized(h: &HeaderMap) -> bool {
+        h.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {TOKEN}"))
+    }
+
+    fn item(id: &str, v: &Value, name_key: &str) -> Value {
+        json!({"id": id, "name": v[name_key], "externalId": v["externalId"], "version": v["version"]})
+    }
+
+    async fn config(h: HeaderMap) -> Response {
+        if !authorized(&h) {
+            return error(StatusCode::UNAUTHORIZED, "badToken", "no token");
+        }
+        Json(json!({"maxMembersPerRequest": MAX_MEMBERS, "etags": false})).into_response()
+    }
+
+    async fn collection(
+        State(s): State<Shared>,
+        Path(kind): Path<String>,
+        Query(q): Query<BTreeMap<String, String>>,
+        method: Method,
+        h: HeaderMap,
+        body: Option<Json<Value>>,
+    ) -> Response {
+        if !authorized(&h) {
+            return error(StatusCode::UNAUTHORIZED, "badToken", "no token");
+        }
+        let mut d = s.lock().expect("lock");
+        let name_key = if kind == "users" {
+            "userName"
+        } else {
+            "displayName"
+        };
+        if method == Method::POST {
+            let Some(Json(mut v)) = body else {
+                return error(StatusCode::BAD_REQUEST, "invalidJson", "no body");
+            };
+            d.writes += 1;
+            let map = if kind == "users" { &d.users } else { &d.groups };
+            if kind == "users" && map.values().any(|u| u[name_key] == v[name_key]) {
+                return error(StatusCode::CONFLICT, "uniqueness", "userName taken");
+            }
+            d.next += 1;
+            let id = format!("{}{}", &kind[..1], d.next);
+            v["version"] = json!("1");
+            if kind == "users" {
+                d.users.insert(id.clone(), v);
+            } else {
+                d.groups.insert(id.clone(), v);
+                d.members.insert(id.clone(), BTreeSet::new());
+            }
+            return (StatusCode::CREATED, Json(json!({"id": id, "version": "1"}))).into_response();
+        }
+        let map = if kind == "users" { &d.users } else { &d.groups };
+        let filtered: Vec<Value> = map
+            .iter()
+            .filter(|(_, v)| {
+                q.iter().all(|(k, want)| match k.as_str() {
+                    "page" => true,
+                    "userName" | "displayName" => v[k.as_str()]
+                        .as_str()
+                        .is_some_and(|x| x.eq_ignore_ascii_case(want)),
+                    _ => v[k.as_str()].as_str() == Some(want.as_str()),
+                })
+            })
+            .map(|(id, v)| item(id, v, name_key))
+            .collect();
+        // One page of everything (the listing test drives paging elsewhere).
+        Json(json!({"items": filtered, "nextPage": null})).into_response()
+    }
+
+    async fn object(
+        State(s): State<Shared>,
+        Path((kind, id)): Path<(String, String)>,
+        method: Method,
+        h: HeaderMap,
+        body: Option<Json<Value>>,
+    ) -> Response {
+        if !authorized(&h) {
+            return error(StatusCode::UNAUTHORIZED, "badToken", "no token");
+        }
+        let mut d = s.lock().expect("lock");
+        d.writes += 1;
+        let d = &mut *d;
+        let map = if kind == "users" {
+            &mut d.users
+        } else {
+            &mut d.groups
+        };
+        let Some(current) = map.get_mut(&id) else {
+            return error(StatusCode::NOT_FOUND, "notFound", "no such object");
+        };
+        let version = current["version"]
+            .as_str()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            + 1;
+        match (method, body) {
+            (Method::DELETE, _) => {
+                map.remove(&id);
+                d.members.remove(&id);
+                for m in d.members.values_mut() {
+                    m.remove(&id);
+                }
+                StatusCode::NO_CONTENT.into_response()
+            }
+            (Method::PUT, Some(Json(mut v))) => {
+                v["version"] = json!(version.to_string());
+                *current = v;
+                Json(json!({"version": version.to_string()})).into_response()
+            }
+            (Method::PATCH, Some(Json(v))) => {
+                for (k, val) in v.as_object().cloned().unwrap_or_default() {
+                    current[k.as_str()] = val;
+                }
+                current["version"] = json!(version.to_string());
+                Json(json!({"version": version.to_string()})).into_response()
+            }
+            _ => error(StatusCode::BAD_REQUEST, "invalidJson", "no body"),
+        }
+    }
+
+    async fn members(
+        State(s): State<Shared>,
+        Path(id): Path<String>,
+        h: HeaderMap,
+        Json(v): Json<Value>,
+    ) -> Response {
+        if !authorized(&h) {
+            return error(StatusCode::UNAUTHORIZED, "badToken", "no token");
+        }
+        let mut d = s.lock().expect("lock");
+        d.writes += 1;
+        let (add, ids) = match (v["add"].as_array(), v["remove"].as_array()) {
+            (Some(a), None) => (true, a.clone()),
+            (None, Some(r)) => (false, r.clone()),
+            _ => return error(StatusCode::BAD_REQUEST, "invalidValue", "add or remove"),
+        };
+        if ids.len() > MAX_MEMBERS {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "tooMany",
+                "too many members in one request",
+            );
+        }
+        let ids: Vec<String> = ids
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect();
+        if ids.iter().any(|u| !d.users.contains_key(u)) {
+            return error(StatusCode::BAD_REQUEST, "invalidValue", "unknown member");
+        }
+        let Some(set) = d.members.get_mut(&id) else {
+            return error(StatusCode::NOT_FOUND, "notFound", "no such group");
+        };
+        for u in ids {
+            if add {
+                set.insert(u);
+            } else {
+                set.remove(&u);
+            }
+        }
+        Json(json!({})).into_response()
+    }
+
+    /// Serve it on a free port; returns its base URL and its data.
+    pub async fn start() -> (String, Shared) {
+        let data: Shared = Arc::default();
+        let app = Router::new()
+            .route("/api/config", get(config))
+            .route("/api/groups/{id}/members", post(members))
+            .route("/api/{kind}", get(collection).post(collection))
+            .route(
+                "/api/{kind}/{id}",
+                axum::routing::put(object).patch(object).delete(object),
+            )
+            .with_state(data.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (url, data)
+    }
+}
+
+/// `usersync push` through the plugin: Okta emulator -> `usersync sync` -> store -> the
+/// fixture-target plugin -> a tiny Acme Apps. The app's own data is the judge; a second push
+/// writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usersync_push_writes_through_the_plugin_target() {
+    let (dir, _) = plugin_dir(&["usersync-fixture-target"]);
+    let plugins = dir.path().to_str().expect("utf-8").to_string();
+    let idp = crate::support::start_emulator("okta", 12, 3, 19).await;
+    let (app_url, app) = acme_apps::start().await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let config = work.path().join("usersync.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[store]
+path = "store.db"
+
+[[connections]]
+name = "okta"
+connector = "okta"
+[connections.options]
+base_url = "{}"
+api_token = {{ env = "OKTA_TOKEN" }}
+
+[targets.acme]
+connector = "fixture-target"
+[targets.acme.options]
+base_url = "{app_url}"
+api_token = {{ env = "ACME_TOKEN" }}
+"#,
+            idp.http_url
+        ),
+    )
+    .expect("write config");
+    let run = |args: &[&str]| {
+        let mut c = crate::support::usersync_command(&config);
+        c.arg("--plugin-dir")
+            .arg(&plugins)
+            .args(args)
+            .env("OKTA_TOKEN", &idp.credentials().api_token)
+            .env("ACME_TOKEN", acme_apps::TOKEN)
+            .env_remove("USERSYNC_PLUGIN_PATH");
+        async move {
+            let out = c.output().await.expect("run usersync");
+            (
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let (code, out, err) = run(&["sync", "--no-progress", "--format", "json"]).await;
+    assert_eq!(code, 0, "sync: {out}{err}");
+
+    let (code, out, err) = run(&["push", "--format", "json"]).await;
+    assert_eq!(code, 0, "push: {out}\n{err}");
+    let reports: Vec<Value> = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(reports[0]["status"], "applied", "{out}");
+
+    // The app holds the store's active users (externalId = the source key) and its groups with
+    // their active members, each membership request carrying at most 2 ids.
+    let st = crate::support::store_state(&work.path().join("store.db"), "okta");
+    let (users, groups, members) = {
+        let d = app.lock().expect("lock");
+        let names = |m: &BTreeMap<String, Value>, k: &str| -> BTreeMap<String, Value> {
+            m.iter().map(|(id, v)| (id.clone(), v[k].clone())).collect()
+        };
+        (
+            d.users.clone(),
+            names(&d.groups, "displayName"),
+            d.members.clone(),
+        )
+    };
+    let active: Vec<_> = st.users.iter().filter(|u| u.active).collect();
+    assert!(active.len() >= 5, "the org has active users");
+    let mut app_names: Vec<String> = users
+        .values()
+        .filter(|u| u["active"] == true)
+        .map(|u| u["userName"].as_str().expect("userName").to_string())
+        .collect();
+    app_names.sort();
+    let mut store_names: Vec<String> = active.iter().map(|u| u.username.clone()).collect();
+    store_names.sort();
+    assert_eq!(app_names, store_names);
+    for u in &active {
+        let held = users
+            .values()
+            .find(|v| v["userName"] == u.username.as_str())
+            .expect("held");
+        assert_eq!(held["externalId"], format!("okta/{}", u.provider_id), "{held}");
+    }
+    let mut group_names: Vec<String> = groups
+        .values()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    group_names.sort();
+    let mut store_groups: Vec<String> = st.groups.iter().map(|g| g.name.clone()).collect();
+    store_groups.sort();
+    assert_eq!(group_names, store_groups);
+    let user_of: BTreeMap<&String, &str> = users
+        .iter()
+        .map(|(id, v)| (id, v["userName"].as_str().unwrap_or("")))
+        .collect();
+    let memberships: usize = members.values().map(|m| m.len()).sum();
+    assert!(memberships > 0, "members were pushed: {members:?}");
+    for g in &st.groups {
+        let gid = groups
+            .iter()
+            .find(|(_, n)| n.as_str() == Some(g.name.as_str()))
+            .map(|(id, _)| id)
+            .expect("group");
+        let mut held: Vec<&str> = members[gid].iter().map(|id| user_of[id]).collect();
+        held.sort();
+        let mut want: Vec<&str> = st
+            .effective
+            .iter()
+            .filter(|m| m.group == g.provider_id)
+            .filter_map(|m| {
+                active
+                    .iter()
+                    .find(|u| u.provider_id == m.user)
+                    .map(|u| u.username.as_str())
+            })
+            .collect();
+        want.sort();
+        want.dedup();
+        assert_eq!(held, want, "members of {}", g.name);
+    }
+
+    let writes = app.lock().expect("lock").writes;
+    let (code, out, err) = run(&["push", "--format", "json"]).await;
+    assert_eq!(code, 0, "second push: {out}\n{err}");
+    let reports: Vec<Value> = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(reports[0]["writes"], 0, "a second push writes nothing: {out}");
+    assert_eq!(app.lock().expect("lock").writes, writes, "the app saw no write");
+}

@@ -27,9 +27,9 @@ mod plugin;
 mod session;
 
 use usersync_sdk::{
-    AuthFlowKind, AuthFlowSpec, Capabilities, Connector, ConnectorError, Manifest, OptionSpec, OptionType,
-    Options, Session, Target, TargetCapabilities, TargetEndpoint, TargetManifest, TargetOperation,
-    TargetSession, ABI_VERSION,
+    AuthFlowKind, AuthFlowSpec, AuthPlan, Capabilities, Connector, ConnectorError, Cursor, Manifest,
+    OptionSpec, OptionType, Options, Query, Session, Target, TargetCapabilities, TargetEndpoint,
+    TargetManifest, TargetOperation, TargetSession, ABI_VERSION,
 };
 
 pub use session::AcmeAppsSession;
@@ -80,14 +80,41 @@ impl Connector for AcmeApps {
         }
     }
 
-    fn open(&self, _options: &Options) -> Result<Box<dyn Session>, ConnectorError> {
-        Err(ConnectorError::Unsupported {
-            operation: "source (Acme Apps is a target only)".into(),
-        })
+    /// The connection-level session: the host's runtime takes the auth plan and base URL from it
+    /// (for pushes too); it answers no source query.
+    fn open(&self, options: &Options) -> Result<Box<dyn Session>, ConnectorError> {
+        let base_url = AcmeAppsSession::new(options)?.base_url().to_string();
+        Ok(Box::new(ConnectionSession { base_url }))
     }
 
     fn target(&self) -> Option<&dyn Target> {
         Some(self)
+    }
+}
+
+/// Auth plan and base URL for the runtime; no source queries (a target only).
+#[derive(Debug)]
+struct ConnectionSession {
+    base_url: String,
+}
+
+impl Session for ConnectionSession {
+    fn auth_plan(&self) -> AuthPlan {
+        AuthPlan::ApiToken {
+            header: "Authorization".into(),
+            scheme: "Bearer".into(),
+            secret_option: "api_token".into(),
+        }
+    }
+
+    fn base_urls(&self) -> Vec<String> {
+        vec![self.base_url.clone()]
+    }
+
+    fn query(&self, query: &Query) -> Result<Box<dyn Cursor>, ConnectorError> {
+        Err(ConnectorError::Unsupported {
+            operation: format!("{} (Acme Apps is a target only)", query.operation()),
+        })
     }
 }
 

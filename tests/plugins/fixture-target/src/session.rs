@@ -112,6 +112,11 @@ impl AcmeAppsSession {
         })
     }
 
+    /// The API base URL (no trailing slash).
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
     /// Whether the tests asked this call to panic.
     pub fn panics_in(&self, call: &str) -> bool {
         self.panic_in.as_deref() == Some(call)
