@@ -718,3 +718,46 @@ async fn sigterm_waits_for_a_running_apply_within_the_grace() {
         "after a clean stop",
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_when_a_certificate_is_configured() {
+    // a test CA and a server certificate it signed
+    let certs = tempfile::tempdir().expect("tempdir");
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "usersync serve test CA");
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let leaf_key = rcgen::KeyPair::generate().expect("server key");
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .expect("server params")
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .expect("server certificate");
+    let (cert, key) = (certs.path().join("serve.pem"), certs.path().join("serve.key"));
+    std::fs::write(&cert, leaf.pem()).expect("write cert");
+    std::fs::write(&key, leaf_key.serialize_pem()).expect("write key");
+    let extra = format!(
+        "tls_cert = {}\ntls_key = {}",
+        usersync_bench::toml_str(&cert.to_string_lossy()),
+        usersync_bench::toml_str(&key.to_string_lossy())
+    );
+    let mut s = start(10, &extra, "", "").await;
+    assert!(s.url.starts_with("https://127.0.0.1:"), "{}", s.url);
+    s.http = reqwest::Client::builder()
+        .no_proxy()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).expect("CA"))
+        .build()
+        .expect("client");
+    assert_eq!(s.get("/healthz", None).await.0, StatusCode::OK);
+    assert_eq!(s.get("/api/status", None).await.0, StatusCode::UNAUTHORIZED);
+    let (st, body) = s.get("/api/status", Some(TOKEN)).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert!(body.contains("\"name\":\"okta\""), "{body}");
+    // plain HTTP on the TLS port gets no answer
+    let plain = reqwest::Client::builder().no_proxy().build().expect("client");
+    let http_url = s.url.replacen("https://", "http://", 1);
+    assert!(plain.get(format!("{http_url}/healthz")).send().await.is_err());
+    s.assert_no_secret_served();
+}
