@@ -41,6 +41,11 @@ pub struct DemoArgs {
     /// Every entry of every list.
     #[arg(long)]
     pub all: bool,
+    /// Run `usersync serve` against the emulators instead of syncing once: each connection every
+    /// 15 minutes (the first run at once), the status page on http://127.0.0.1:8787 (the token is
+    /// printed and kept in <dir>/serve-token). Ctrl-C stops both.
+    #[arg(long, conflicts_with = "no_sync")]
+    pub serve: bool,
 }
 
 /// What the demo did for one provider.
@@ -199,11 +204,27 @@ pub async fn run(args: DemoArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
             Err(e) => return Err(e).with_context(|| format!("starting the {p} emulator")),
         }
     }
+    let token = if args.serve {
+        Some(super::serve::demo_section(&dir, &mut config)?)
+    } else {
+        None
+    };
     let config_path = dir.join("usersync.toml");
     std::fs::write(&config_path, &config).with_context(|| format!("writing {}", config_path.display()))?;
     println!("config: {}", config_path.display());
     for emu in &running {
         println!("emulator {:<9} {}", emu.provider, emu.http_url);
+    }
+    if let Some(token) = token {
+        let mut g = global.clone();
+        g.config = Some(config_path.clone());
+        println!(
+            "status page: http://ops:{token}@127.0.0.1:8787/  (token in {})",
+            dir.join("serve-token").display()
+        );
+        let code = super::serve::run(super::serve::ServeArgs {}, &g).await?;
+        drop(running);
+        return Ok(code);
     }
 
     let mut failed = false;

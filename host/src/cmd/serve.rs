@@ -142,6 +142,28 @@ fn settings(config: &Config) -> Result<Settings, String> {
     })
 }
 
+/// `usersync demo --serve`: a `[serve]` section on 127.0.0.1:8787 with a new random token
+/// (written to `<dir>/serve-token`, mode 0600) and `every = "15m"` in each connection of the
+/// demo's config text. Returns the token (the demo prints it: a local demo's page must be openable).
+#[cfg(feature = "emulators")]
+pub fn demo_section(dir: &std::path::Path, config: &mut String) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    use std::io::Read as _;
+    let mut bytes = [0u8; 24];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom for the serve token")?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let path = dir.join("serve-token");
+    std::fs::write(&path, format!("{token}\n")).with_context(|| format!("writing {}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("restricting {}", path.display()))?;
+    *config = config.replace("\nconnector = ", "\nevery = \"15m\"\nconnector = ");
+    config.push_str("\n[serve]\nlisten = \"127.0.0.1:8787\"\ntoken = { file = \"serve-token\" }\n");
+    Ok(token)
+}
+
 /// Run the command until SIGTERM; returns the process exit code.
 pub async fn run(_args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     let config = or_exit!(wiring::load_config(global));
