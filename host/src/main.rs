@@ -92,6 +92,9 @@ enum Command {
     /// Sync run history.
     #[command(subcommand)]
     Runs(cmd::runs::RunsCmd),
+    /// The store itself: copy a SQLite store into PostgreSQL (`store migrate`).
+    #[command(subcommand)]
+    Store(cmd::store::StoreCmd),
     /// Explain why a user is in or out of scope.
     #[command(subcommand)]
     Explain(cmd::explain::ExplainCmd),
@@ -326,6 +329,7 @@ fn main() -> ExitCode {
             Command::Users(c) => cmd::users::run(c, &cli.global).await,
             Command::Groups(c) => cmd::groups::run(c, &cli.global).await,
             Command::Runs(c) => cmd::runs::run(c, &cli.global).await,
+            Command::Store(c) => cmd::store::run(c, &cli.global).await,
             Command::Explain(c) => cmd::explain::run(c, &cli.global).await,
             Command::Ldap(c) => cmd::ldap::run(c, &cli.global).await,
             #[cfg(feature = "emulators")]

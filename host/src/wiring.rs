@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use usersync_config::{Config, ConfigError, ConfigIssue, ConnectionConfig};
 use usersync_runtime::{ConnectionClient, ConnectionSettings, RetryPolicy, RuntimeError};
 use usersync_sdk::{Connector, ConnectorError, Manifest, Options, Query, Session};
-use usersync_store::SqliteStore;
+use usersync_store::{PgStore, SqliteStore, Store, StoreError};
 use usersync_sync::{FailureKind, Progress, QueryFailure, QueryResult, QueryRunner};
 
 use crate::registry::{Entry, Lookup, Registry};
@@ -163,36 +163,98 @@ pub fn print_json_error(kind: &str, message: &str, issues: &[ConfigIssue]) {
     outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
 }
 
-/// Open the store named in the config for a sync, creating and migrating it when needed. An
-/// existing store is checked read-only first (schema version, integrity) and refused before
-/// anything is fetched or written. `USERSYNC_LOCK_WAIT_SECS` says how long a run waits for a
-/// connection another run holds (default 0: refuse at once, naming that run).
-pub fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
+/// `USERSYNC_LOCK_WAIT_SECS`: how long a run waits for a connection another run holds (default
+/// 0: refuse at once, naming that run).
+fn lock_wait() -> anyhow::Result<std::time::Duration> {
     let wait = match std::env::var("USERSYNC_LOCK_WAIT_SECS") {
         Ok(v) => v.trim().parse::<u64>().map_err(|_| {
             anyhow::anyhow!("USERSYNC_LOCK_WAIT_SECS must be a whole number of seconds, not `{v}`")
         })?,
         Err(_) => 0,
     };
+    Ok(std::time::Duration::from_secs(wait))
+}
+
+/// The `[store] url` of a PostgreSQL store, resolved (it may be a secret reference), if set.
+fn store_url(config: &Config) -> anyhow::Result<Option<String>> {
+    let Some(url) = &config.store.url else {
+        return Ok(None);
+    };
+    let url = url
+        .resolve()
+        .map_err(|e| anyhow::anyhow!("[store] url in {}: {e}", config.path.display()))?;
+    let url = url.expose().to_string();
+    if !usersync_store::is_postgres_url(&url) {
+        anyhow::bail!(
+            "[store] url in {} must be a postgres:// URL (for a SQLite store, set [store] path instead), not `{}`",
+            config.path.display(),
+            usersync_store::mask_url(&url)
+        );
+    }
+    Ok(Some(url))
+}
+
+/// Open the store named in the config for a sync, creating and migrating it when needed: the
+/// PostgreSQL store of `[store] url`, else the SQLite file of `[store] path`. An existing store is
+/// checked first (schema version; for SQLite, integrity) and refused before anything is fetched
+/// or written. See [`lock_wait`] for `USERSYNC_LOCK_WAIT_SECS`.
+pub fn open_any_store(config: &Config) -> anyhow::Result<Box<dyn Store>> {
+    let wait = lock_wait()?;
+    if let Some(url) = store_url(config)? {
+        let mut store = PgStore::open(&url)?;
+        store.set_lock_wait(wait);
+        return Ok(Box::new(store));
+    }
+    Ok(Box::new(open_store(config)?))
+}
+
+/// The SQLite store of `[store] path`, for a sync, for the commands that do not take a
+/// PostgreSQL store yet: refused, saying so, when `[store] url` is set.
+pub fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
+    if config.store.url.is_some() {
+        anyhow::bail!(
+            "this command works with a SQLite store ([store] path) only for now, and {} sets [store] url",
+            config.path.display()
+        );
+    }
     let mut store = SqliteStore::open(&config.store.path)?;
-    store.set_lock_wait(std::time::Duration::from_secs(wait));
+    store.set_lock_wait(lock_wait()?);
     Ok(store)
 }
 
 /// Open the store for a command that only reads it and may run before the first sync
 /// (`explain`): read-only when it exists, an empty in-memory store otherwise.
-pub fn open_store_for_reading(config: &Config) -> anyhow::Result<SqliteStore> {
+pub fn open_store_for_reading(config: &Config) -> anyhow::Result<Box<dyn Store>> {
+    if let Some(url) = store_url(config)? {
+        return match PgStore::open_read_only(&url) {
+            Ok(s) => Ok(Box::new(s)),
+            // no store in that database yet: nothing to read, as with a missing file
+            Err(StoreError::Open { reason, .. }) if reason.contains("no usersync store") => {
+                Ok(Box::new(SqliteStore::open_in_memory()?))
+            }
+            Err(e) => Err(e.into()),
+        };
+    }
     if config.store.path.exists() {
-        Ok(SqliteStore::open_read_only(&config.store.path)?)
+        Ok(Box::new(SqliteStore::open_read_only(&config.store.path)?))
     } else {
-        Ok(SqliteStore::open_in_memory()?)
+        Ok(Box::new(SqliteStore::open_in_memory()?))
     }
 }
 
 /// Open the store for reading commands (`users`, `groups`, `runs`): it must exist already. Opened
 /// read-only, so it is readable even where this user cannot write (see
-/// [`SqliteStore::open_read_only`]).
-pub fn open_existing_store(config: &Config) -> Result<SqliteStore, u8> {
+/// [`SqliteStore::open_read_only`]; a PostgreSQL store's transactions are all read-only).
+pub fn open_existing_store(config: &Config) -> Result<Box<dyn Store>, u8> {
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("error: {e}");
+        exit::FAILURE
+    };
+    if let Some(url) = store_url(config).map_err(|e| fail(&format!("{e:#}")))? {
+        return PgStore::open_read_only(&url)
+            .map(|s| Box::new(s) as Box<dyn Store>)
+            .map_err(|e| fail(&e));
+    }
     let path = &config.store.path;
     if !path.exists() {
         eprintln!(
@@ -202,10 +264,9 @@ pub fn open_existing_store(config: &Config) -> Result<SqliteStore, u8> {
         );
         return Err(exit::FAILURE);
     }
-    SqliteStore::open_read_only(path).map_err(|e| {
-        eprintln!("error: {e}");
-        exit::FAILURE
-    })
+    SqliteStore::open_read_only(path)
+        .map(|s| Box::new(s) as Box<dyn Store>)
+        .map_err(|e| fail(&e))
 }
 
 /// Select connections by `--connection` names (all when empty), in config (priority) order.

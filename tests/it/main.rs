@@ -20,6 +20,7 @@ mod onelogin;
 mod output;
 mod plugins;
 mod plugins_target;
+mod postgres_store;
 mod push;
 mod releases;
 mod runtime;

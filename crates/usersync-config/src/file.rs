@@ -82,7 +82,7 @@ pub struct StoreConfig {
     /// A PostgreSQL store instead of the file (`postgres://user@host/db?sslmode=verify-full`), as a
     /// literal or a secret reference (`{ env = "USERSYNC_STORE_URL" }`, `{ file = "..." }`) when it
     /// holds a password. When set, `path` is not used.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub url: Option<SecretRef>,
 }
 

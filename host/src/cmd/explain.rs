@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use usersync_config::ConnectionConfig;
-use usersync_store::{username_key, ConnectionState, RunStatus, SqliteStore, Store, StoredUser};
+use usersync_store::{username_key, ConnectionState, RunStatus, Store, StoredUser};
 use usersync_sync::desired::{Decision, UnmatchedPattern};
 use usersync_sync::engine::{plan_connection, RunSpec};
 use usersync_sync::plan::UserChange;
@@ -154,7 +154,7 @@ pub async fn run(cmd: ExplainCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
         let registry = crate::registry::load(global)?;
         let mut unanswered = Vec::new();
         for conn in targets {
-            match explain_live(&store, conn, &config.path, &registry, &user, &key).await? {
+            match explain_live(&*store, conn, &config.path, &registry, &user, &key).await? {
                 Some(e) => out.push(e),
                 None => unanswered.push(conn.name.clone()),
             }
@@ -165,7 +165,7 @@ pub async fn run(cmd: ExplainCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
         }
     } else {
         for conn in &selected {
-            out.push(explain_stored(&store, conn, &user, &key)?);
+            out.push(explain_stored(&*store, conn, &user, &key)?);
         }
     }
     for e in out.iter_mut() {
@@ -195,7 +195,7 @@ pub async fn run(cmd: ExplainCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
 
 /// The answer from the store, as of the connection's last applied run.
 fn explain_stored(
-    store: &SqliteStore,
+    store: &dyn Store,
     conn: &ConnectionConfig,
     user: &str,
     key: &str,
@@ -242,7 +242,7 @@ fn explain_stored(
 }
 
 /// The group patterns that matched no group in a recorded run.
-fn recorded_warnings(store: &SqliteStore, run_id: i64) -> anyhow::Result<Vec<String>> {
+fn recorded_warnings(store: &dyn Store, run_id: i64) -> anyhow::Result<Vec<String>> {
     let plan = store.run(run_id)?.map(|r| r.plan).unwrap_or_default();
     let unmatched: Vec<UnmatchedPattern> = plan
         .get("unmatched_patterns")
@@ -303,7 +303,7 @@ fn stored_scope(
 /// The answer from a live fetch of one connection; `None` when its client cannot be built
 /// (said on stderr).
 async fn explain_live(
-    store: &SqliteStore,
+    store: &dyn Store,
     conn: &ConnectionConfig,
     config_path: &std::path::Path,
     registry: &Registry,

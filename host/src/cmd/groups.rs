@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use usersync_store::{Member, Store, StoredGroup};
+use usersync_store::{Member, StoredGroup};
 
 use crate::or_exit;
 use crate::wiring::{self, exit, outln, Format};

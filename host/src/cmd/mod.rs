@@ -13,5 +13,6 @@ pub mod plugins;
 pub mod push;
 pub mod runs;
 pub mod serve;
+pub mod store;
 pub mod sync;
 pub mod users;

@@ -1,7 +1,5 @@
 //! `usersync runs ...`: sync run history.
 
-use usersync_store::Store;
-
 use crate::or_exit;
 use crate::wiring::{self, exit, outln, Format};
 use crate::GlobalArgs;

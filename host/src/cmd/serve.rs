@@ -62,12 +62,12 @@ impl Jobs for HostJobs {
             let Some(conn) = config.connection(&job) else {
                 return failed(&job, format!("connection `{job}` is no longer in the config"));
             };
-            let mut store = match wiring::open_store(&config) {
+            let mut store = match wiring::open_any_store(&config) {
                 Ok(s) => s,
                 Err(e) => return failed(&job, format!("cannot open the store: {e:#}")),
             };
             let one = super::sync::sync_connection(
-                &mut store,
+                &mut *store,
                 conn,
                 &config.path,
                 &self.registry,
@@ -89,9 +89,7 @@ impl Jobs for HostJobs {
 
     fn store(&self) -> Result<Box<dyn Store>, String> {
         let config = self.config();
-        wiring::open_store_for_reading(&config)
-            .map(|s| Box::new(s) as Box<dyn Store>)
-            .map_err(|e| format!("{e:#}"))
+        wiring::open_store_for_reading(&config).map_err(|e| format!("{e:#}"))
     }
 
     fn reload(&self) -> Result<Settings, String> {

@@ -59,7 +59,7 @@ pub async fn run(args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         return Ok(unrecorded(exit::USAGE));
     }
     let registry = crate::registry::load(global)?;
-    let mut store = match wiring::open_store(&config) {
+    let mut store = match wiring::open_any_store(&config) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -70,7 +70,7 @@ pub async fn run(args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     let mut config_error = false;
     for conn in selected {
         let one = sync_connection(
-            &mut store,
+            &mut *store,
             conn,
             &config.path,
             &registry,
@@ -133,7 +133,7 @@ pub struct ConnectionRun {
 /// Open the connection's client (a failure is recorded as a failed run, so `runs list` shows
 /// the connection failing), then fetch, plan, gate and apply it into `store`.
 pub async fn sync_connection(
-    store: &mut usersync_store::SqliteStore,
+    store: &mut dyn usersync_store::Store,
     conn: &usersync_config::ConnectionConfig,
     config_path: &std::path::Path,
     registry: &crate::registry::Registry,

@@ -312,7 +312,7 @@ pub async fn run(cmd: UsersCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                 });
             }
             if let Some(g) = &group {
-                let members = or_exit!(group_members(&store, g, &connections)?);
+                let members = or_exit!(group_members(&*store, g, &connections)?);
                 users.retain(|u| members.contains(&(u.connection.clone(), u.provider_id.clone())));
             }
             match format {
@@ -338,7 +338,7 @@ pub async fn run(cmd: UsersCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
             connection,
             format,
         } => {
-            let found = find_users(&store, &user, connection.as_deref())?;
+            let found = find_users(&*store, &user, connection.as_deref())?;
             let u = match found.as_slice() {
                 [] => {
                     eprintln!(

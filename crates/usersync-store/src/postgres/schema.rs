@@ -144,6 +144,19 @@ pub(super) fn migrate(c: &mut Client, t: &Target, target: u32) -> Result<(), Sto
         let mut tx = c.transaction().map_err(|e| t.error(&e))?;
         let step = (|| -> Result<Option<u32>, postgres::Error> {
             tx.execute("SELECT pg_advisory_xact_lock($1, 0)", &[&MIGRATE_CLASS])?;
+            if let Some(schema) = &t.schema {
+                // only when missing: creating needs CREATE on the database, using a made one does not
+                let exists: bool = tx
+                    .query_one(
+                        "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+                        &[schema],
+                    )?
+                    .get(0);
+                if !exists {
+                    // checked to be letters, digits and underscores by Target::parse
+                    tx.batch_execute(&format!("CREATE SCHEMA {schema}"))?;
+                }
+            }
             let current = version(&mut tx)?;
             if current > supported || current >= target.min(supported) {
                 return Ok(Some(current));

@@ -41,6 +41,8 @@ pub(crate) struct Target {
     pub masked: String,
     /// TLS mode.
     pub tls: Tls,
+    /// The schema named by the URL's `schema` parameter (created by the first sync).
+    pub schema: Option<String>,
 }
 
 impl std::fmt::Debug for Target {
@@ -154,7 +156,12 @@ impl Target {
         if config.get_application_name().is_none() {
             config.application_name("usersync");
         }
-        Ok(Target { config, masked, tls })
+        Ok(Target {
+            config,
+            masked,
+            tls,
+            schema,
+        })
     }
 
     /// The TLS connector for this target (also used, unused, when TLS is off).
