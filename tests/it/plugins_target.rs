@@ -763,20 +763,22 @@ api_token = {{ env = "ACME_TOKEN" }}
     let reports: Vec<Value> = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(reports[0]["status"], "applied", "{out}");
 
-    // The app holds the store's active users (externalId = the source key) and its groups with
-    // their active members, each membership request carrying at most 2 ids.
     let st = crate::support::store_state(&work.path().join("store.db"), "okta");
-    let (users, groups, members) = {
-        let d = app.lock().expect("lock");
-        let names = |m: &BTreeMap<String, Value>, k: &str| -> BTreeMap<String, Value> {
-            m.iter().map(|(id, v)| (id.clone(), v[k].clone())).collect()
-        };
-        (
-            d.users.clone(),
-            names(&d.groups, "displayName"),
-            d.members.clone(),
-        )
-    };
+    assert_app_matches_store(&st, &app.lock().expect("lock"));
+
+    let writes = app.lock().expect("lock").writes;
+    let (code, out, err) = run(&["push", "--format", "json"]).await;
+    assert_eq!(code, 0, "second push: {out}\n{err}");
+    let reports: Vec<Value> = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(reports[0]["writes"], 0, "a second push writes nothing: {out}");
+    assert_eq!(app.lock().expect("lock").writes, writes, "the app saw no write");
+}
+
+/// The app holds the store's active users (externalId = the source key) and its groups with
+/// their transitive active members (the fake refused any membership request over 2 ids).
+fn assert_app_matches_store(st: &usersync_store::ConnectionState, d: &acme_apps::Data) {
+    let (users, members) = (&d.users, &d.members);
+    let groups: BTreeMap<&String, &Value> = d.groups.iter().map(|(id, v)| (id, &v["displayName"])).collect();
     let active: Vec<_> = st.users.iter().filter(|u| u.active).collect();
     assert!(active.len() >= 5, "the org has active users");
     let mut app_names: Vec<String> = users
@@ -810,7 +812,7 @@ api_token = {{ env = "ACME_TOKEN" }}
     let memberships: usize = members.values().map(|m| m.len()).sum();
     assert!(memberships > 0, "members were pushed: {members:?}");
     for g in &st.groups {
-        let gid = groups
+        let gid = *groups
             .iter()
             .find(|(_, n)| n.as_str() == Some(g.name.as_str()))
             .map(|(id, _)| id)
@@ -832,11 +834,4 @@ api_token = {{ env = "ACME_TOKEN" }}
         want.dedup();
         assert_eq!(held, want, "members of {}", g.name);
     }
-
-    let writes = app.lock().expect("lock").writes;
-    let (code, out, err) = run(&["push", "--format", "json"]).await;
-    assert_eq!(code, 0, "second push: {out}\n{err}");
-    let reports: Vec<Value> = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
-    assert_eq!(reports[0]["writes"], 0, "a second push writes nothing: {out}");
-    assert_eq!(app.lock().expect("lock").writes, writes, "the app saw no write");
 }
