@@ -62,6 +62,9 @@ pub struct JobState {
     pub pending: Option<Trigger>,
     #[serde(skip)]
     sched: Option<Schedule>,
+    /// Removals of the last blocked plan (a repeat of the same block is not notified again).
+    #[serde(skip)]
+    blocked_removals: Option<u64>,
 }
 
 /// The outcome of the last config reload.
@@ -225,15 +228,16 @@ impl Service {
             .min()
     }
 
-    /// Record a finished run: state, metrics, notifications, next due time.
-    pub fn finish(&self, name: &str, trigger: Trigger, result: &JobResult, draw: f64) {
+    /// Record a finished run: state, metrics, notifications, next due time. Returns the events
+    /// notified.
+    pub fn finish(&self, name: &str, trigger: Trigger, result: &JobResult, draw: f64) -> Vec<WebhookEvent> {
         let now = now_ms();
         let r = &result.report;
         let mut events = Vec::new();
         {
             let mut inner = self.lock();
             let Some(j) = inner.jobs.iter_mut().find(|j| j.name == name) else {
-                return;
+                return events;
             };
             let prev = j.last_status;
             let duration = j.running_since_ms.map(|s| now - s).unwrap_or(0);
@@ -251,14 +255,20 @@ impl Service {
                     }
                 }
                 RunStatus::Blocked => {
-                    // a gate block is not a failure of the connection: it waits for an operator
+                    // a gate block is not a failure of the connection: it waits for an operator;
+                    // the schedule re-planning the same block is not notified again
                     j.failures = 0;
                     j.failing_since_ms = None;
-                    events.push(WebhookEvent::Blocked);
+                    let removals = r.users.deactivated + r.users.deleted;
+                    if prev != Some(RunStatus::Blocked) || j.blocked_removals != Some(removals) {
+                        events.push(WebhookEvent::Blocked);
+                    }
+                    j.blocked_removals = Some(removals);
                 }
                 _ => {
                     j.failures = 0;
                     j.failing_since_ms = None;
+                    j.blocked_removals = None;
                     if r.status == RunStatus::Applied {
                         j.last_success_ms = Some(now);
                     }
@@ -287,9 +297,10 @@ impl Service {
             trigger = ?trigger,
             "run finished"
         );
-        for e in events {
-            self.notifier.send(Event::new(e, r));
+        for e in &events {
+            self.notifier.send(Event::new(*e, r));
         }
+        events
     }
 
     /// Queue a run now (operator).
@@ -572,6 +583,29 @@ mod tests {
             "jitter within 10s: {}",
             due - end
         );
+    }
+
+    #[test]
+    fn notified_on_a_new_block_a_first_failure_and_a_recovery_only() {
+        let svc = Service::new(Arc::new(NoJobs), settings());
+        let run = |status: RunStatus, removals: u64| {
+            svc.take_due(i64::MAX / 2, &mut || 0.0);
+            let mut r = result(status);
+            r.report.users.deactivated = removals;
+            svc.finish("a", Trigger::Schedule, &r, 0.0)
+        };
+        assert_eq!(run(RunStatus::Applied, 0), vec![]);
+        assert_eq!(run(RunStatus::Blocked, 12), vec![WebhookEvent::Blocked]);
+        assert_eq!(run(RunStatus::Blocked, 12), vec![], "the same block again");
+        assert_eq!(
+            run(RunStatus::Blocked, 13),
+            vec![WebhookEvent::Blocked],
+            "another plan"
+        );
+        assert_eq!(run(RunStatus::Applied, 13), vec![WebhookEvent::Recovered]);
+        assert_eq!(run(RunStatus::Failed, 0), vec![WebhookEvent::Failed]);
+        assert_eq!(run(RunStatus::Failed, 0), vec![], "the streak goes on");
+        assert_eq!(run(RunStatus::Applied, 0), vec![WebhookEvent::Recovered]);
     }
 
     #[test]
