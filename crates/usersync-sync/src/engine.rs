@@ -187,8 +187,6 @@ pub fn gate(
 ) -> Option<String> {
     let removals = plan.removals();
     let confirmed = allow.is_some_and(|n| removals <= n);
-    let base = plan.active_users_before.max(1);
-    let percent = removals as f64 * 100.0 / base as f64;
     let override_hint = format!(
         "review with `usersync sync --dry-run --connection {}`, then confirm with `--allow-deletes {removals}`",
         plan.connection
@@ -226,27 +224,32 @@ pub fn gate(
             plan.source_users
         ));
     }
-    if let Some(prev) = last_source_users.filter(|p| *p > 0) {
-        let now = plan.source_users;
-        let floor = prev as f64 * policy.min_source_percent / 100.0;
-        if (now as f64) < floor && !confirmed {
-            return Some(format!(
-                "blocked: the source returned {now} users, fewer than {}% of the {prev} it returned last time \
-                 (min_source_percent); this run would deactivate or delete {removals} users; {override_hint}",
-                policy.min_source_percent
-            ));
-        }
-    }
-    if removals > 0 && !confirmed && (removals > policy.max_removals || percent > policy.max_removal_percent)
-    {
-        return Some(format!(
+    // the numeric gates are shared with push (one decision, each command's own words)
+    use crate::push::gate::{crossed, Counts, Crossed, Limits};
+    let limits = Limits {
+        max_removals: policy.max_removals,
+        max_removal_percent: policy.max_removal_percent,
+        min_source_percent: policy.min_source_percent,
+    };
+    let counts = Counts {
+        removals,
+        active_before: plan.active_users_before,
+        source_now: plan.source_users,
+        source_before: last_source_users,
+    };
+    match crossed(&limits, &counts, confirmed)? {
+        Crossed::Shrunk { now, before: prev } => Some(format!(
+            "blocked: the source returned {now} users, fewer than {}% of the {prev} it returned last time \
+             (min_source_percent); this run would deactivate or delete {removals} users; {override_hint}",
+            policy.min_source_percent
+        )),
+        Crossed::TooManyRemovals { percent } => Some(format!(
             "blocked: this run would deactivate or delete {removals} of {} active users ({percent:.1}%), \
              above the limit of {} users or {}% (max_removals / max_removal_percent in the connection's \
              policy); {override_hint}",
             plan.active_users_before, policy.max_removals, policy.max_removal_percent
-        ));
+        )),
     }
-    None
 }
 
 /// Log the process's resident memory at a stage boundary (debug level, Linux only): what

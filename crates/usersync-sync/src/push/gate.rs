@@ -7,6 +7,72 @@ use usersync_config::TargetSettings;
 
 use super::plan::PushPlan;
 
+/// The numeric thresholds of the shrinking-source and removal gates (a connection's policy or a
+/// target's settings).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Most deactivations+deletions.
+    pub max_removals: u64,
+    /// Most deactivations+deletions, as a percentage of the active users before the run.
+    pub max_removal_percent: f64,
+    /// Fewest users now, as a percentage of last time's (0 turns the check off).
+    pub min_source_percent: f64,
+}
+
+/// What a run would do, as the thresholds see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// Deactivations+deletions the run would make.
+    pub removals: u64,
+    /// Active users (accounts) before the run: the percentage base.
+    pub active_before: u64,
+    /// Users the source (scope) holds now.
+    pub source_now: u64,
+    /// Users it held at the last applied run, if any.
+    pub source_before: Option<u64>,
+}
+
+/// Which threshold a run crossed (each caller words it for its own command).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Crossed {
+    /// Fewer users than `min_source_percent` of last time's.
+    Shrunk {
+        /// Users now.
+        now: u64,
+        /// Users last time.
+        before: u64,
+    },
+    /// More removals than `max_removals` or `max_removal_percent`.
+    TooManyRemovals {
+        /// The removals' share of the active users, percent.
+        percent: f64,
+    },
+}
+
+/// The shrinking-source and removal gates, shared by `sync` ([`crate::engine::gate`]) and
+/// `push` ([`gate`]): the threshold crossed, if any, unless the operator `confirmed` the
+/// removals (`--allow-deletes N` with N at least the removals).
+pub fn crossed(limits: &Limits, counts: &Counts, confirmed: bool) -> Option<Crossed> {
+    if confirmed {
+        return None;
+    }
+    if let Some(before) = counts.source_before.filter(|p| *p > 0) {
+        let floor = before as f64 * limits.min_source_percent / 100.0;
+        if (counts.source_now as f64) < floor {
+            return Some(Crossed::Shrunk {
+                now: counts.source_now,
+                before,
+            });
+        }
+    }
+    let percent = counts.removals as f64 * 100.0 / counts.active_before.max(1) as f64;
+    if counts.removals > 0 && (counts.removals > limits.max_removals || percent > limits.max_removal_percent)
+    {
+        return Some(Crossed::TooManyRemovals { percent });
+    }
+    None
+}
+
 /// What the gates look at besides the plan.
 #[derive(Debug, Clone, Default)]
 pub struct GateInput {
@@ -54,29 +120,29 @@ pub fn gate(
              if an empty target is intended, {hint}"
         ));
     }
-    if let Some(prev) = input.last_in_scope.filter(|p| *p > 0) {
-        let floor = prev as f64 * settings.min_source_percent / 100.0;
-        if (in_scope as f64) < floor && !confirmed {
-            return Some(format!(
-                "blocked: {in_scope} users are in target `{target}`'s scope, fewer than {}% of the {prev} of \
-                 its last push (min_source_percent); this push would deactivate or delete {removals} \
-                 accounts; {hint}",
-                settings.min_source_percent
-            ));
-        }
-    }
-    let base = plan.managed_active_before.max(1);
-    let percent = removals as f64 * 100.0 / base as f64;
-    if removals > 0
-        && !confirmed
-        && (removals > settings.max_removals || percent > settings.max_removal_percent)
-    {
-        return Some(format!(
+    let limits = Limits {
+        max_removals: settings.max_removals,
+        max_removal_percent: settings.max_removal_percent,
+        min_source_percent: settings.min_source_percent,
+    };
+    let counts = Counts {
+        removals,
+        active_before: plan.managed_active_before,
+        source_now: in_scope,
+        source_before: input.last_in_scope,
+    };
+    match crossed(&limits, &counts, confirmed)? {
+        Crossed::Shrunk { now, before } => Some(format!(
+            "blocked: {now} users are in target `{target}`'s scope, fewer than {}% of the {before} of \
+             its last push (min_source_percent); this push would deactivate or delete {removals} \
+             accounts; {hint}",
+            settings.min_source_percent
+        )),
+        Crossed::TooManyRemovals { percent } => Some(format!(
             "blocked: this push would deactivate or delete {removals} of {} active accounts usersync \
              manages in target `{target}` ({percent:.1}%), above the limit of {} accounts or {}% \
              (max_removals / max_removal_percent of [targets.{target}]); {hint}",
             plan.managed_active_before, settings.max_removals, settings.max_removal_percent
-        ));
+        )),
     }
-    None
 }

@@ -247,3 +247,38 @@ fn gates_block_mass_deprovisioning_and_incomplete_sources() {
         .expect("blocked")
         .contains("min_source_percent"));
 }
+
+#[test]
+fn the_shared_thresholds_decide_for_sync_and_push_alike() {
+    use super::gate::{crossed, Counts, Crossed, Limits};
+    let limits = Limits {
+        max_removals: 5,
+        max_removal_percent: 10.0,
+        min_source_percent: 50.0,
+    };
+    let c = |removals, active_before, source_now, source_before| Counts {
+        removals,
+        active_before,
+        source_now,
+        source_before,
+    };
+    // (counts, confirmed, expected)
+    let table: Vec<(Counts, bool, Option<&str>)> = vec![
+        (c(0, 100, 100, Some(100)), false, None),
+        (c(5, 100, 95, Some(100)), false, None),
+        (c(6, 100, 94, Some(100)), false, Some("removals")),
+        (c(2, 10, 8, Some(10)), false, Some("removals")), // 20% > 10%
+        (c(2, 10, 8, Some(10)), true, None),
+        (c(0, 100, 40, Some(100)), false, Some("shrunk")),
+        (c(0, 100, 40, None), false, None),
+        (c(0, 100, 0, Some(0)), false, None),
+    ];
+    for (counts, confirmed, want) in table {
+        let got = match crossed(&limits, &counts, confirmed) {
+            None => None,
+            Some(Crossed::Shrunk { .. }) => Some("shrunk"),
+            Some(Crossed::TooManyRemovals { .. }) => Some("removals"),
+        };
+        assert_eq!(got, want, "{counts:?} confirmed={confirmed}");
+    }
+}
