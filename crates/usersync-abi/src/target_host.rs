@@ -287,3 +287,7 @@ impl TargetListing for HostListing {
         page
     }
 }
+
+#[cfg(test)]
+#[path = "target_host_tests.rs"]
+mod tests;
