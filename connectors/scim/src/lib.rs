@@ -48,6 +48,9 @@ pub const MAX_PAGE_SIZE: u64 = 1000;
 /// Option holding the bearer token.
 pub const TOKEN_OPTION: &str = "token";
 
+/// Option holding the OAuth client secret (client-credentials flow, instead of `token`).
+pub const CLIENT_SECRET_OPTION: &str = "client_secret";
+
 /// The SCIM connector.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ScimConnector;
@@ -77,6 +80,16 @@ pub fn manifest() -> Manifest {
                 "Bearer token issued by the application (AWS IAM Identity Center: SCIM access token; \
                           Atlassian: the directory's SCIM API key), sent as `Authorization: Bearer <token>`"
                     .into(),
+        },
+        AuthFlowSpec {
+            flow: AuthFlowKind::ClientCredentialsSecret,
+            token_url: None,
+            authorize_url: None,
+            scopes: Vec::new(),
+            description: "OAuth 2.0 client credentials (`token_url`, `client_id`, `client_secret`, optional \
+                          `scopes`), for services that issue SCIM access through an OAuth client; the \
+                          host fetches and renews the bearer token"
+                .into(),
         }],
         endpoints: Vec::new(),
         capabilities: Capabilities::default(),
@@ -92,10 +105,30 @@ pub fn manifest() -> Manifest {
             OptionSpec::new(
                 TOKEN_OPTION,
                 OptionType::String,
-                true,
-                "The bearer token the application issued for provisioning",
+                false,
+                "The bearer token the application issued for provisioning (or the OAuth client options)",
             )
             .secret(),
+            OptionSpec::new(
+                "token_url",
+                OptionType::Url,
+                false,
+                "OAuth client credentials: the token endpoint (with client_id and client_secret, instead of token)",
+            ),
+            OptionSpec::new("client_id", OptionType::String, false, "OAuth client credentials: the client id"),
+            OptionSpec::new(
+                CLIENT_SECRET_OPTION,
+                OptionType::String,
+                false,
+                "OAuth client credentials: the client secret (sent with HTTP Basic)",
+            )
+            .secret(),
+            OptionSpec::new(
+                "scopes",
+                OptionType::String,
+                false,
+                "OAuth client credentials: scopes to ask for, separated by spaces",
+            ),
             OptionSpec::new(
                 "profile",
                 OptionType::String,
@@ -222,6 +255,7 @@ pub fn target_manifest() -> TargetManifest {
 struct Settings {
     base_url: String,
     profile: Profile,
+    auth: AuthPlan,
 }
 
 fn settings(options: &Options) -> Result<Settings, ConnectorError> {
@@ -241,12 +275,41 @@ fn settings(options: &Options) -> Result<Settings, ConnectorError> {
             format!("`{profile_name}` is not one of generic, aws, atlassian"),
         )
     })?;
-    if !options.has_secret(TOKEN_OPTION) {
-        return Err(ConnectorError::config(TOKEN_OPTION, "is required but not set"));
-    }
+    let auth = if options.has_secret(CLIENT_SECRET_OPTION) {
+        if options.has_secret(TOKEN_OPTION) {
+            return Err(ConnectorError::config(
+                TOKEN_OPTION,
+                "give either token or the OAuth client options (token_url, client_id, client_secret), not both",
+            ));
+        }
+        let token_url = options.require_str("token_url")?.to_string();
+        let client_id = options.require_str("client_id")?.to_string();
+        AuthPlan::ClientCredentialsSecret {
+            token_url,
+            client_id,
+            secret_option: CLIENT_SECRET_OPTION.into(),
+            client_auth: usersync_sdk::ClientAuth::Basic,
+            scopes: options
+                .str("scopes")
+                .map(|s| s.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default(),
+        }
+    } else if options.has_secret(TOKEN_OPTION) {
+        AuthPlan::ApiToken {
+            header: "Authorization".into(),
+            scheme: "Bearer".into(),
+            secret_option: TOKEN_OPTION.into(),
+        }
+    } else {
+        return Err(ConnectorError::config(
+            TOKEN_OPTION,
+            "is required but not set (or give the OAuth client options: token_url, client_id, client_secret)",
+        ));
+    };
     Ok(Settings {
         base_url: raw.trim_end_matches('/').to_string(),
         profile,
+        auth,
     })
 }
 
@@ -284,11 +347,7 @@ struct ConnectionSession {
 
 impl Session for ConnectionSession {
     fn auth_plan(&self) -> AuthPlan {
-        AuthPlan::ApiToken {
-            header: "Authorization".into(),
-            scheme: "Bearer".into(),
-            secret_option: TOKEN_OPTION.into(),
-        }
+        self.settings.auth.clone()
     }
 
     fn base_urls(&self) -> Vec<String> {

@@ -792,3 +792,53 @@ fn attributes_the_schemas_do_not_define_are_not_written() {
         .expect_err("401");
     assert!(matches!(e, ConnectorError::Unauthorized { .. }), "{e}");
 }
+
+#[test]
+fn oauth_client_credentials_instead_of_a_token() {
+    let mut v = BTreeMap::new();
+    v.insert("base_url".to_string(), json!("https://x.test/scim/v2"));
+    v.insert(
+        "token_url".to_string(),
+        json!("https://login.x.test/oauth2/token"),
+    );
+    v.insert("client_id".to_string(), json!("usersync"));
+    v.insert("scopes".to_string(), json!("scim.read scim.write"));
+    let s = ScimConnector
+        .open(&Options::from_values(v.clone()).with_secret_set(CLIENT_SECRET_OPTION))
+        .expect("open");
+    match s.auth_plan() {
+        AuthPlan::ClientCredentialsSecret {
+            token_url,
+            client_id,
+            secret_option,
+            scopes,
+            ..
+        } => {
+            assert_eq!(token_url, "https://login.x.test/oauth2/token");
+            assert_eq!(client_id, "usersync");
+            assert_eq!(secret_option, CLIENT_SECRET_OPTION);
+            assert_eq!(scopes, ["scim.read", "scim.write"]);
+        }
+        other => panic!("expected client credentials, got {other:?}"),
+    }
+    // both kinds of credential: refused, naming the option
+    let e = ScimConnector
+        .open(
+            &Options::from_values(v.clone())
+                .with_secret_set(CLIENT_SECRET_OPTION)
+                .with_secret_set(TOKEN_OPTION),
+        )
+        .err()
+        .expect("both");
+    assert!(e.to_string().contains("either token or"), "{e}");
+    // a client secret without its token endpoint
+    v.remove("token_url");
+    let e = ScimConnector
+        .open(&Options::from_values(v).with_secret_set(CLIENT_SECRET_OPTION))
+        .err()
+        .expect("no token_url");
+    assert!(
+        matches!(e, ConnectorError::Config { ref option, .. } if option == "token_url"),
+        "{e}"
+    );
+}
