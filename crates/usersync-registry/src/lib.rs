@@ -480,7 +480,10 @@ fn load_entry(path: &Path) -> Entry {
     match loaded {
         Ok(Ok(p)) => {
             let m = p.connector.manifest();
-            let target_problems = p.connector.target().map(|t| target_manifest_problems(&t.manifest()));
+            let target_problems = p
+                .connector
+                .target()
+                .map(|t| target_manifest_problems(&t.manifest()));
             if let Err(problems) = m.validate().and(match target_problems {
                 Some(problems) if !problems.is_empty() => Err(problems),
                 _ => Ok(()),
@@ -514,7 +517,10 @@ pub fn target_manifest_problems(m: &usersync_sdk::TargetManifest) -> Vec<String>
     let mut problems = Vec::new();
     for e in &m.endpoints {
         if !e.url.starts_with("https://") {
-            problems.push(format!("target endpoint `{}` is not an https URL template", e.url));
+            problems.push(format!(
+                "target endpoint `{}` is not an https URL template",
+                e.url
+            ));
         }
         if e.method.trim().is_empty() {
             problems.push(format!("target endpoint `{}` has no HTTP method", e.url));
@@ -694,6 +700,29 @@ impl PluginsSection {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn target_manifests_need_https_endpoints_with_a_method() {
+        use usersync_sdk::{TargetEndpoint, TargetManifest, TargetOperation};
+        let ep = |method: &str, url: &str| TargetEndpoint {
+            method: method.into(),
+            url: url.into(),
+            purpose: "p".into(),
+            operation: TargetOperation::CreateUser,
+        };
+        let mut m = TargetManifest {
+            capabilities: Default::default(),
+            endpoints: vec![ep("POST", "https://{domain}/api/users")],
+        };
+        assert!(target_manifest_problems(&m).is_empty());
+        m.endpoints.push(ep(" ", "http://plain.test/users"));
+        let p = target_manifest_problems(&m);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].contains("not an https URL template") && p[1].contains("no HTTP method"),
+            "{p:?}"
+        );
+    }
 
     #[test]
     fn search_path_order_and_dedup() {
