@@ -424,6 +424,15 @@ async fn scim_emulator_end_to_end_converges_and_a_second_push_writes_nothing() {
     let (code, out, _) = h.run(&["runs", "list", "--format", "json"]).await;
     assert_eq!(code, 0);
     assert!(out.contains("push:app"), "{out}");
+    let runs: Vec<Value> = serde_json::from_str(&out).expect("runs JSON");
+    let push_run = runs
+        .iter()
+        .find(|r| r["connection"] == "push:app")
+        .and_then(|r| r["id"].as_i64())
+        .expect("a push run");
+    let (code, out, err) = h.run(&["runs", "show", &push_run.to_string()]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("push:app"), "{out}");
 }
 
 #[tokio::test]
