@@ -723,4 +723,16 @@ async fn config_check_reports_target_problems_with_lines() {
         err.contains(":21:") && err.contains("did you mean `deprovision`"),
         "{err}"
     );
+    // the target's options are checked against the scim connector's manifest
+    let text = std::fs::read_to_string(h.config())
+        .expect("read")
+        .replace("deprovison = \"delete\"", "")
+        .replace("profile = ", "profil = ");
+    std::fs::write(h.config(), text).expect("write");
+    let (code, _, err) = h.run(&["config", "check"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("connection `targets.app`: option `profil`") && err.contains("did you mean `profile`"),
+        "{err}"
+    );
 }

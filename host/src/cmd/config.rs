@@ -393,6 +393,9 @@ fn check(global: &GlobalArgs, format: Format) -> anyhow::Result<u8> {
                     }
                 }
             }
+            let (errors, warnings) = crate::cmd::push::check_targets(&config, &path, &registry);
+            report.errors.extend(errors);
+            report.warnings.extend(warnings);
         }
     }
     report.errors.sort_by_key(|i| i.line);

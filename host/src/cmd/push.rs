@@ -398,3 +398,66 @@ pub fn explain_user(
     }
     out
 }
+
+/// `config check` of the targets: each names a known target connector, and its options pass
+/// the connector's manifest (unknown options with a "did you mean", required ones, secrets as
+/// references). Returns (errors, warnings about unset environment variables).
+pub fn check_targets(
+    config: &Config,
+    path: &Path,
+    registry: &Registry,
+) -> (
+    Vec<usersync_config::ConfigIssue>,
+    Vec<usersync_config::ConfigIssue>,
+) {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    for t in &config.targets {
+        let conn = &t.connection;
+        let issue = |line: usize, option: Option<String>, message: String| usersync_config::ConfigIssue {
+            file: path.to_path_buf(),
+            line,
+            connection: Some(conn.name.clone()),
+            option,
+            message,
+        };
+        let connector = match registry.lookup(&conn.connector) {
+            Lookup::Active(e) => e.connector.clone(),
+            _ => None,
+        };
+        let Some(connector) = connector else {
+            errors.push(issue(
+                conn.connector_line(),
+                None,
+                wiring::unknown_message(&conn.connector, registry),
+            ));
+            continue;
+        };
+        if connector.target().is_none() {
+            errors.push(issue(
+                conn.connector_line(),
+                None,
+                format!(
+                    "connector `{}` is not a target connector: it cannot write to an application",
+                    conn.connector
+                ),
+            ));
+            continue;
+        }
+        if let Err(issues) = wiring::check_connection(conn, path, &connector) {
+            errors.extend(issues);
+        }
+        for (name, r) in &conn.secrets {
+            if let usersync_config::SecretRef::Env { env } = r {
+                if std::env::var_os(env).is_none() {
+                    warnings.push(issue(
+                        conn.option_line(name),
+                        Some(name.clone()),
+                        format!("environment variable `{env}` is not set here"),
+                    ));
+                }
+            }
+        }
+    }
+    (errors, warnings)
+}
