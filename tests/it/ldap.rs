@@ -659,6 +659,14 @@ async fn filters_scopes_paging_and_application_queries() {
         )
         .await;
     assert_eq!(sssd.len(), n_users);
+    let sssd_groups = h
+        .entries(
+            BASE,
+            &format!("(&(memberUid={member})(objectClass=posixGroup)(cn=*)(&(gidNumber=*)(!(gidNumber=0))))"),
+            &["cn", "gidNumber", "memberUid"],
+        )
+        .await;
+    assert_eq!(sssd_groups.iter().map(|e| e.one("cn")).collect::<BTreeSet<_>>(), exp);
     assert!(sssd.iter().all(|e| e.one("loginShell") == "/bin/bash"));
 
     // paged results over all users: every entry once, in pages of 10

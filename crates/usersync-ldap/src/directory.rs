@@ -43,6 +43,69 @@ pub struct Directory {
     pub marker: (i64, i64),
     /// Objects served without POSIX numbers because none is allocated yet.
     pub missing_posix: Vec<PosixKey>,
+    /// Equality index: (attribute, normalised value) -> entries holding it, ascending, for the
+    /// attributes in [`INDEXED`].
+    pub eq_index: HashMap<(&'static str, Vec<u8>), Vec<usize>>,
+}
+
+/// Attributes with an equality index (what applications look entries up by).
+pub const INDEXED: &[&str] = &[
+    "uid",
+    "cn",
+    "mail",
+    "entryuuid",
+    "member",
+    "uniquemember",
+    "memberuid",
+    "memberof",
+];
+
+impl Directory {
+    fn build_index(&mut self) {
+        for (i, e) in self.entries.iter().enumerate() {
+            for a in e.attrs.iter().chain(e.operational.iter()) {
+                let Some(name) = INDEXED.iter().find(|n| a.name.eq_ignore_ascii_case(n)) else {
+                    continue;
+                };
+                let keys: Vec<Vec<u8>> = match &a.norm {
+                    Some(norm) => norm.clone(),
+                    None => a
+                        .values
+                        .iter()
+                        .map(|v| crate::entry::fold(&String::from_utf8_lossy(v)).into_bytes())
+                        .collect(),
+                };
+                for k in keys {
+                    let list = self.eq_index.entry((*name, k)).or_default();
+                    if list.last() != Some(&i) {
+                        list.push(i);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The entries a filter can match at most, when an indexed equality decides it (alone or
+    /// inside an `and`); `None`: every entry must be looked at.
+    pub fn candidates(&self, f: &crate::filter::Compiled) -> Option<&[usize]> {
+        use crate::filter::Compiled;
+        match f {
+            Compiled::Equal { attr, want, .. } => {
+                let name = INDEXED.iter().find(|n| **n == attr.as_str())?;
+                match want {
+                    Some(w) => Some(
+                        self.eq_index
+                            .get(&(*name, w.clone()))
+                            .map(Vec::as_slice)
+                            .unwrap_or(&[]),
+                    ),
+                    None => Some(&[]),
+                }
+            }
+            Compiled::And(parts) => parts.iter().find_map(|p| self.candidates(p)),
+            _ => None,
+        }
+    }
 }
 
 /// A stable UUID for an object (name-based: SHA-256 of kind, connection and provider id, with
@@ -70,10 +133,7 @@ pub fn entry_uuid(kind: &str, connection: &str, provider_id: &str) -> String {
 }
 
 fn attr(name: &'static str, values: impl IntoIterator<Item = String>) -> Attr {
-    Attr {
-        name,
-        values: values.into_iter().map(String::into_bytes).collect(),
-    }
+    Attr::new(name, values.into_iter().map(String::into_bytes).collect())
 }
 
 fn one(name: &'static str, v: impl Into<String>) -> Attr {
@@ -200,6 +260,7 @@ pub fn build(view: &StoreView, cfg: &LdapConfig) -> Result<Directory, LdapError>
         let e = group_entry(&mut b, g, view, &names, &rel);
         b.push(e);
     }
+    b.dir.build_index();
     Ok(b.dir)
 }
 
@@ -504,10 +565,7 @@ fn user_entry(
         attrs.push(one("gecos", display));
     }
     if let Some(photo) = view.photos.get(&key) {
-        attrs.push(Attr {
-            name: "jpegPhoto",
-            values: vec![photo.clone()],
-        });
+        attrs.push(Attr::new("jpegPhoto", vec![photo.clone()]));
     }
     attrs.push(one("usersyncConnection", u.connection.clone()));
     let uuid = entry_uuid("user", &u.connection, &u.provider_id);

@@ -221,3 +221,43 @@ fn entry_uuid_is_stable_and_distinct() {
     assert_ne!(a, entry_uuid("user", "c2", "u1"));
     assert_eq!(&a[14..15], "8", "version 8 (name-based, custom hash)");
 }
+
+#[test]
+fn the_equality_index_finds_what_a_scan_finds() {
+    use crate::filter::{compile, eval, Truth};
+    use ldap3_proto::proto::LdapFilter;
+    let mut cfg = LdapConfig::new("dc=example,dc=com");
+    cfg.posix = true;
+    let mut v = view();
+    v.posix = HashMap::from([((PosixKind::Group, "c".to_string(), "g1".to_string()), 4)]);
+    let d = build(&v, &cfg).expect("build");
+    let eq = |a: &str, val: &str| LdapFilter::Equality(a.into(), val.into());
+    let filters = [
+        eq("uid", "ADA"),
+        eq("cn", "staff"),
+        eq("mail", "carol@example.com"),
+        eq("entryUUID", &entry_uuid("user", "c", "u1").to_uppercase()),
+        eq("member", "CN=dev, ou=groups,dc=example,dc=com"),
+        eq("uniqueMember", "cn=carol,ou=users,dc=example,dc=com"),
+        eq("memberUid", "carol"),
+        eq("memberOf", "cn=staff,ou=groups,dc=example,dc=com"),
+        LdapFilter::And(vec![eq("objectClass", "inetOrgPerson"), eq("uid", "carol")]),
+        eq("uid", "nobody"),
+    ];
+    for f in filters {
+        let c = compile(&f);
+        let scan: Vec<usize> = (0..d.entries.len())
+            .filter(|i| eval(&c, &d.entries[*i]) == Truth::True)
+            .collect();
+        let cands = d.candidates(&c).expect("indexed");
+        let via_index: Vec<usize> = cands
+            .iter()
+            .copied()
+            .filter(|i| eval(&c, &d.entries[*i]) == Truth::True)
+            .collect();
+        assert_eq!(via_index, scan, "{f:?}");
+        if !matches!(&f, LdapFilter::Equality(_, v) if v == "nobody") {
+            assert!(!scan.is_empty(), "{f:?} should match something");
+        }
+    }
+}

@@ -9,6 +9,22 @@ pub struct Attr {
     pub name: &'static str,
     /// Values (UTF-8 text except jpegPhoto).
     pub values: Vec<Vec<u8>>,
+    /// For DN-valued attributes, the values in normalised form (same order), so that filters on
+    /// `member`/`memberOf` compare without parsing DNs per entry.
+    pub norm: Option<Vec<Vec<u8>>>,
+}
+
+impl Attr {
+    /// An attribute; DN-valued ones get their normalised values computed.
+    pub fn new(name: &'static str, values: Vec<Vec<u8>>) -> Attr {
+        let norm = (syntax_of(&name.to_ascii_lowercase()) == Some(Syntax::Dn)).then(|| {
+            values
+                .iter()
+                .map(|v| normalize_value(Syntax::Dn, v).unwrap_or_else(|| v.to_ascii_lowercase()))
+                .collect()
+        });
+        Attr { name, values, norm }
+    }
 }
 
 /// An entry: DN, user attributes and operational attributes (returned only when asked for).
@@ -125,6 +141,9 @@ impl Entry {
         let Some(attr) = self.get(canonical) else {
             return Some(false);
         };
+        if let Some(norm) = &attr.norm {
+            return Some(norm.contains(&want));
+        }
         Some(
             attr.values
                 .iter()

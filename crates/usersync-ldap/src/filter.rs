@@ -3,7 +3,7 @@
 
 use std::cmp::Ordering;
 
-use ldap3_proto::proto::{LdapFilter, LdapSubstringFilter};
+use ldap3_proto::proto::LdapFilter;
 
 use crate::dn::canonical_attr;
 use crate::entry::{fold, normalize_value, syntax_of, Entry, Syntax};
@@ -41,15 +41,143 @@ pub fn depth(f: &LdapFilter) -> usize {
     }
 }
 
-/// Whether `entry` matches `f`.
+/// A filter prepared once per search: attribute names resolved, assertion values normalised by
+/// their attribute's syntax, so evaluating it on each entry allocates nothing in the common case.
+#[derive(Debug, Clone)]
+pub enum Compiled {
+    /// All must hold.
+    And(Vec<Compiled>),
+    /// One must hold.
+    Or(Vec<Compiled>),
+    /// Negation (Undefined stays Undefined).
+    Not(Box<Compiled>),
+    /// A fixed result (unknown attribute types, unsupported rules, `(objectClass=*)`).
+    Fixed(Truth),
+    /// The attribute has a value.
+    Present(String),
+    /// Equality; `want` is `None` when the value is not valid for the syntax (matches nothing).
+    Equal {
+        /// Canonical attribute name.
+        attr: String,
+        /// Its syntax.
+        syntax: Syntax,
+        /// The normalised value.
+        want: Option<Vec<u8>>,
+    },
+    /// Substrings of a text or DN attribute (folded pieces).
+    Substring {
+        /// Canonical attribute name.
+        attr: String,
+        /// Text or DN.
+        syntax: Syntax,
+        /// Prefix.
+        initial: Option<String>,
+        /// Pieces in order.
+        any: Vec<String>,
+        /// Suffix.
+        final_: Option<String>,
+    },
+    /// `>=` (`ge`) or `<=` on numbers or text.
+    Order {
+        /// Canonical attribute name.
+        attr: String,
+        /// Number (`Some`) or folded text.
+        number: Option<i64>,
+        /// The folded text value.
+        text: String,
+        /// `>=` when true, `<=` when false.
+        ge: bool,
+    },
+}
+
+/// Prepare `f` for evaluation.
+pub fn compile(f: &LdapFilter) -> Compiled {
+    match f {
+        LdapFilter::And(v) => Compiled::And(v.iter().map(compile).collect()),
+        LdapFilter::Or(v) => Compiled::Or(v.iter().map(compile).collect()),
+        LdapFilter::Not(inner) => Compiled::Not(Box::new(compile(inner))),
+        LdapFilter::Present(a) => {
+            let a = canonical_attr(a);
+            match (a.as_str(), syntax_of(&a)) {
+                ("objectclass", _) => Compiled::Fixed(Truth::True),
+                (_, None) => Compiled::Fixed(Truth::False),
+                _ => Compiled::Present(a),
+            }
+        }
+        LdapFilter::Equality(a, v) | LdapFilter::Approx(a, v) => {
+            let attr = canonical_attr(a);
+            match syntax_of(&attr) {
+                None => Compiled::Fixed(Truth::Undefined),
+                Some(syntax) => Compiled::Equal {
+                    want: normalize_value(syntax, v.as_bytes()),
+                    attr,
+                    syntax,
+                },
+            }
+        }
+        LdapFilter::Substring(a, sub) => {
+            let attr = canonical_attr(a);
+            match syntax_of(&attr) {
+                Some(syntax @ (Syntax::Text | Syntax::Dn)) => Compiled::Substring {
+                    attr,
+                    syntax,
+                    initial: sub.initial.as_deref().map(fold),
+                    any: sub.any.iter().map(|s| fold(s)).collect(),
+                    final_: sub.final_.as_deref().map(fold),
+                },
+                _ => Compiled::Fixed(Truth::Undefined),
+            }
+        }
+        LdapFilter::GreaterOrEqual(a, v) | LdapFilter::LessOrEqual(a, v) => {
+            let attr = canonical_attr(a);
+            let ge = matches!(f, LdapFilter::GreaterOrEqual(..));
+            match syntax_of(&attr) {
+                Some(Syntax::Integer) => match v.trim().parse::<i64>() {
+                    Ok(n) => Compiled::Order {
+                        attr,
+                        number: Some(n),
+                        text: String::new(),
+                        ge,
+                    },
+                    Err(_) => Compiled::Fixed(Truth::Undefined),
+                },
+                Some(Syntax::Text) => Compiled::Order {
+                    attr,
+                    number: None,
+                    text: fold(v),
+                    ge,
+                },
+                _ => Compiled::Fixed(Truth::Undefined),
+            }
+        }
+        LdapFilter::Extensible(_) => Compiled::Fixed(Truth::Undefined),
+    }
+}
+
+/// Whether `entry` matches `f` (compiles it first: for one-off checks).
 pub fn matches(f: &LdapFilter, entry: &Entry) -> bool {
-    eval(f, entry) == Truth::True
+    eval(&compile(f), entry) == Truth::True
+}
+
+/// Whether a stored text value equals an already folded one, without allocating when the value
+/// is plain ASCII with single spaces.
+fn text_eq(v: &[u8], folded: &[u8]) -> bool {
+    let plain = v.is_ascii()
+        && v.first() != Some(&b' ')
+        && v.last() != Some(&b' ')
+        && !v.windows(2).any(|w| w == b"  ")
+        && !v.iter().any(|b| matches!(b, b'\t' | b'\n' | b'\r'));
+    if plain {
+        v.eq_ignore_ascii_case(folded)
+    } else {
+        fold(&String::from_utf8_lossy(v)).as_bytes() == folded
+    }
 }
 
 /// Evaluate `f` on `entry`.
-pub fn eval(f: &LdapFilter, entry: &Entry) -> Truth {
+pub fn eval(f: &Compiled, entry: &Entry) -> Truth {
     match f {
-        LdapFilter::And(parts) => {
+        Compiled::And(parts) => {
             let mut out = Truth::True;
             for p in parts {
                 match eval(p, entry) {
@@ -60,7 +188,7 @@ pub fn eval(f: &LdapFilter, entry: &Entry) -> Truth {
             }
             out
         }
-        LdapFilter::Or(parts) => {
+        Compiled::Or(parts) => {
             let mut out = Truth::False;
             for p in parts {
                 match eval(p, entry) {
@@ -71,101 +199,96 @@ pub fn eval(f: &LdapFilter, entry: &Entry) -> Truth {
             }
             out
         }
-        LdapFilter::Not(inner) => match eval(inner, entry) {
+        Compiled::Not(inner) => match eval(inner, entry) {
             Truth::True => Truth::False,
             Truth::False => Truth::True,
             Truth::Undefined => Truth::Undefined,
         },
-        LdapFilter::Present(a) => {
-            let a = canonical_attr(a);
-            if a == "objectclass" {
-                return Truth::True;
-            }
-            match syntax_of(&a) {
-                None => Truth::False,
-                Some(_) => Truth::from(entry.get(&a).is_some_and(|v| !v.values.is_empty())),
-            }
+        Compiled::Fixed(t) => *t,
+        Compiled::Present(a) => Truth::from(entry.get(a).is_some_and(|v| !v.values.is_empty())),
+        Compiled::Equal { attr, syntax, want } => {
+            let (Some(want), Some(values)) = (want, entry.get(attr)) else {
+                return Truth::False;
+            };
+            let hit = match (syntax, &values.norm) {
+                // DN values are kept normalised beside the served ones
+                (Syntax::Dn, Some(norm)) => norm.iter().any(|n| n == want),
+                _ => values.values.iter().any(|v| match syntax {
+                    Syntax::Text => text_eq(v, want),
+                    Syntax::Binary => v == want,
+                    Syntax::Dn | Syntax::Integer => normalize_value(*syntax, v).is_some_and(|n| &n == want),
+                }),
+            };
+            Truth::from(hit)
         }
-        LdapFilter::Equality(a, v) | LdapFilter::Approx(a, v) => {
-            match entry.has_value(&canonical_attr(a), v.as_bytes()) {
-                Some(b) => Truth::from(b),
-                None => Truth::Undefined,
-            }
+        Compiled::Substring {
+            attr,
+            syntax,
+            initial,
+            any,
+            final_,
+        } => {
+            let Some(values) = entry.get(attr) else {
+                return Truth::False;
+            };
+            let hit = values.values.iter().enumerate().any(|(k, v)| {
+                let text = match (syntax, values.norm.as_ref().and_then(|n| n.get(k))) {
+                    (Syntax::Dn, Some(n)) => String::from_utf8_lossy(n).into_owned(),
+                    (Syntax::Dn, None) => normalize_value(Syntax::Dn, v)
+                        .and_then(|n| String::from_utf8(n).ok())
+                        .unwrap_or_default(),
+                    _ => fold(&String::from_utf8_lossy(v)),
+                };
+                substring_match(&text, initial.as_deref(), any, final_.as_deref())
+            });
+            Truth::from(hit)
         }
-        LdapFilter::Substring(a, sub) => substring(&canonical_attr(a), sub, entry),
-        LdapFilter::GreaterOrEqual(a, v) => ordering(&canonical_attr(a), v, entry, |o| o != Ordering::Less),
-        LdapFilter::LessOrEqual(a, v) => ordering(&canonical_attr(a), v, entry, |o| o != Ordering::Greater),
-        LdapFilter::Extensible(_) => Truth::Undefined,
+        Compiled::Order {
+            attr,
+            number,
+            text,
+            ge,
+        } => {
+            let Some(values) = entry.get(attr) else {
+                return Truth::False;
+            };
+            let ok = |o: Ordering| {
+                if *ge {
+                    o != Ordering::Less
+                } else {
+                    o != Ordering::Greater
+                }
+            };
+            let hit = values.values.iter().any(|x| match number {
+                Some(want) => std::str::from_utf8(x)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i64>().ok())
+                    .is_some_and(|n| ok(n.cmp(want))),
+                None => ok(fold(&String::from_utf8_lossy(x)).as_str().cmp(text.as_str())),
+            });
+            Truth::from(hit)
+        }
     }
 }
 
-fn substring(a: &str, sub: &LdapSubstringFilter, entry: &Entry) -> Truth {
-    let syntax = match syntax_of(a) {
-        None | Some(Syntax::Binary) | Some(Syntax::Integer) => return Truth::Undefined,
-        Some(s) => s,
-    };
-    let Some(attr) = entry.get(a) else {
-        return Truth::False;
-    };
-    let initial = sub.initial.as_deref().map(fold);
-    let any: Vec<String> = sub.any.iter().map(|s| fold(s)).collect();
-    let final_ = sub.final_.as_deref().map(fold);
-    let hit = attr.values.iter().any(|v| {
-        let text = match syntax {
-            Syntax::Dn => normalize_value(Syntax::Dn, v)
-                .and_then(|n| String::from_utf8(n).ok())
-                .unwrap_or_default(),
-            _ => fold(&String::from_utf8_lossy(v)),
-        };
-        let mut rest: &str = &text;
-        if let Some(i) = &initial {
-            match rest.strip_prefix(i.as_str()) {
-                Some(r) => rest = r,
-                None => return false,
-            }
+fn substring_match(text: &str, initial: Option<&str>, any: &[String], final_: Option<&str>) -> bool {
+    let mut rest: &str = text;
+    if let Some(i) = initial {
+        match rest.strip_prefix(i) {
+            Some(r) => rest = r,
+            None => return false,
         }
-        for piece in &any {
-            match rest.find(piece.as_str()) {
-                Some(pos) => rest = &rest[pos + piece.len()..],
-                None => return false,
-            }
+    }
+    for piece in any {
+        match rest.find(piece.as_str()) {
+            Some(pos) => rest = &rest[pos + piece.len()..],
+            None => return false,
         }
-        match &final_ {
-            Some(f) => rest.ends_with(f.as_str()),
-            None => true,
-        }
-    });
-    Truth::from(hit)
-}
-
-fn ordering(a: &str, v: &str, entry: &Entry, ok: impl Fn(Ordering) -> bool) -> Truth {
-    let syntax = match syntax_of(a) {
-        Some(s @ (Syntax::Text | Syntax::Integer)) => s,
-        _ => return Truth::Undefined,
-    };
-    let Some(attr) = entry.get(a) else {
-        return Truth::False;
-    };
-    let hit = match syntax {
-        Syntax::Integer => {
-            let Ok(want) = v.trim().parse::<i64>() else {
-                return Truth::Undefined;
-            };
-            attr.values.iter().any(|x| {
-                std::str::from_utf8(x)
-                    .ok()
-                    .and_then(|s| s.trim().parse::<i64>().ok())
-                    .is_some_and(|n| ok(n.cmp(&want)))
-            })
-        }
-        _ => {
-            let want = fold(v);
-            attr.values
-                .iter()
-                .any(|x| ok(fold(&String::from_utf8_lossy(x)).cmp(&want)))
-        }
-    };
-    Truth::from(hit)
+    }
+    match final_ {
+        Some(f) => rest.ends_with(f),
+        None => true,
+    }
 }
 
 #[cfg(test)]
@@ -175,9 +298,8 @@ mod tests {
     use ldap3_proto::parse_ldap_filter_str;
 
     fn entry() -> Entry {
-        let a = |name: &'static str, vals: &[&str]| Attr {
-            name,
-            values: vals.iter().map(|v| v.as_bytes().to_vec()).collect(),
+        let a = |name: &'static str, vals: &[&str]| {
+            Attr::new(name, vals.iter().map(|v| v.as_bytes().to_vec()).collect())
         };
         Entry {
             dn: "cn=alice,ou=users,dc=example,dc=com".into(),
@@ -246,7 +368,7 @@ mod tests {
         assert!(!m("(!(frobnicate=x))"));
         assert!(m("(|(frobnicate=x)(uid=alice))"));
         let f = parse_ldap_filter_str("(!(frobnicate=x))").expect("f");
-        assert_eq!(eval(&f, &entry()), Truth::Undefined);
+        assert_eq!(eval(&compile(&f), &entry()), Truth::Undefined);
     }
 
     #[test]

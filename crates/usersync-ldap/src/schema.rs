@@ -68,10 +68,7 @@ const OBJECT_CLASSES: &[&str] = &[
 ];
 
 fn attr(name: &'static str, values: &[&str]) -> Attr {
-    Attr {
-        name,
-        values: values.iter().map(|v| v.as_bytes().to_vec()).collect(),
-    }
+    Attr::new(name, values.iter().map(|v| v.as_bytes().to_vec()).collect())
 }
 
 /// The subschema entry (`cn=Subschema`).

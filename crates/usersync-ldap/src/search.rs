@@ -215,13 +215,23 @@ pub fn search(
             )
         }
         None => {
+            let compiled = filter::compile(&req.filter);
             let mut out = Vec::new();
-            for (i, e) in dir.entries.iter().enumerate() {
-                if i % 512 == 0 && Instant::now() > deadline {
+            let all: Vec<usize>;
+            let candidates = match dir.candidates(&compiled) {
+                Some(c) => c,
+                None => {
+                    all = (0..dir.entries.len()).collect();
+                    &all
+                }
+            };
+            for (n, i) in candidates.iter().enumerate() {
+                if n % 512 == 0 && Instant::now() > deadline {
                     return fail(LdapResultCode::TimeLimitExceeded, "time limit exceeded", "");
                 }
-                if in_scope(e, &base, &req.scope) && filter::matches(&req.filter, e) {
-                    out.push(i);
+                let e = &dir.entries[*i];
+                if in_scope(e, &base, &req.scope) && filter::eval(&compiled, e) == filter::Truth::True {
+                    out.push(*i);
                 }
             }
             (dir, Arc::new(out), 0)
@@ -304,14 +314,8 @@ mod tests {
             dn: dn_.into(),
             parent: dn::parent(&norm).unwrap_or_default(),
             norm,
-            attrs: vec![Attr {
-                name: "cn",
-                values: vec![b"x".to_vec()],
-            }],
-            operational: vec![Attr {
-                name: "entryUUID",
-                values: vec![b"u".to_vec()],
-            }],
+            attrs: vec![Attr::new("cn", vec![b"x".to_vec()])],
+            operational: vec![Attr::new("entryUUID", vec![b"u".to_vec()])],
         }
     }
 
