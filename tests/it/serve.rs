@@ -273,6 +273,20 @@ async fn scheduled_runs_metrics_pass_promtool_and_the_page_renders_in_chromium()
             "{path}"
         );
     }
+    for path in [
+        "/connections/okta/run",
+        "/runs/1/approve",
+        "/api/connections/okta/run",
+        "/api/runs/1/approve",
+    ] {
+        let res = s
+            .http
+            .post(format!("{}{path}", s.url))
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(res.status().as_u16(), 401, "POST {path} without auth");
+    }
     assert_eq!(s.get("/readyz", Some(TOKEN)).await.0, StatusCode::OK);
 
     // metrics: the expected series after runs, and promtool accepts the exposition
@@ -579,10 +593,22 @@ async fn sighup_with_a_broken_config_keeps_the_old_one() {
         "{msg}"
     );
     assert_eq!(note["connections"][0]["schedule"], "manual (run now only)");
-    // still serving with the old config: a run now works
+    // still serving with the old config: a run now works (through the JSON API: the token in a header)
     let csrf = s.csrf().await;
-    let (st, body) = s.post_form("/connections/okta/run", Some(&csrf)).await;
-    assert_eq!(st, StatusCode::OK, "{body}");
+    let api = format!("{}/api/connections/okta/run", s.url);
+    let res = s.http.post(&api).bearer_auth(TOKEN).send().await.expect("POST");
+    assert_eq!(res.status().as_u16(), 403, "no X-CSRF-Token");
+    let res = s
+        .http
+        .post(&api)
+        .bearer_auth(TOKEN)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(res.status().as_u16(), 202);
+    let body: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(body["ok"], "`okta` runs now", "{body}");
     s.wait_runs("a run with the old config", |r| {
         r.first().is_some_and(|r| r.status == RunStatus::Applied)
     })
@@ -621,7 +647,7 @@ async fn sigterm_during_a_run_exits_cleanly_and_the_store_is_consistent() {
     // a slow provider, and a grace shorter than the run: serve exits while the run is going
     let mut s = start(60, "shutdown_grace = \"1s\"", "", "").await;
     let mut f = s.emu.ctx.faults.config();
-    f.latency_ms = 400;
+    f.latency_ms = 1000;
     s.emu.ctx.faults.set(f).expect("faults");
     let csrf = s.csrf().await;
     let (st, body) = s.post_form("/connections/okta/run", Some(&csrf)).await;
