@@ -172,7 +172,7 @@ pub async fn run(args: PushArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         return Ok(exit::USAGE);
     }
     let registry = crate::registry::load(global)?;
-    let mut store = match wiring::open_store(&config) {
+    let mut store = match wiring::open_any_store(&config) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e:#}");

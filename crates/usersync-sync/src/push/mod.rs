@@ -19,4 +19,6 @@ pub use plan::{PushCounts, PushPlan, PushStep};
 pub use run::{desired_state, push_target, PushReport, PushSpec};
 
 #[cfg(test)]
+mod exec_tests;
+#[cfg(test)]
 mod tests;

@@ -53,7 +53,7 @@ fn eff(g: &str, u: &str) -> EffectiveMembership {
     }
 }
 
-fn source() -> Vec<(String, ConnectionState)> {
+pub(super) fn source() -> Vec<(String, ConnectionState)> {
     let st = ConnectionState {
         users: vec![
             user("u1", "ada", true),
