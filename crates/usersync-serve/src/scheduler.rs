@@ -50,7 +50,8 @@ pub async fn refresh_objects(svc: Arc<Service>) {
 /// Returns the jobs still running when the grace ran out (empty: all finished).
 pub async fn run(svc: Arc<Service>) -> Vec<String> {
     let mut tasks: JoinSet<(String, Trigger, JobResult)> = JoinSet::new();
-    let mut running: Vec<String> = Vec::new();
+    // the jobs running, by task (a panicking run is reported by its task id only)
+    let mut running: Vec<(tokio::task::Id, String, Trigger)> = Vec::new();
     for j in svc.states() {
         svc.metrics.declare(&j.name);
     }
@@ -60,8 +61,8 @@ pub async fn run(svc: Arc<Service>) -> Vec<String> {
             break;
         }
         for (name, trigger) in svc.take_due(now_ms(), &mut draw) {
-            running.push(name.clone());
-            tasks.spawn(run_one(svc.clone(), name, trigger));
+            let handle = tasks.spawn(run_one(svc.clone(), name.clone(), trigger));
+            running.push((handle.id(), name, trigger));
         }
         let sleep = svc
             .next_wake()
@@ -84,7 +85,7 @@ pub async fn run(svc: Arc<Service>) -> Vec<String> {
         "stopping: waiting up to {}s for {} running run(s): {}",
         grace.as_secs(),
         running.len(),
-        running.join(", ")
+        names(&running)
     );
     let deadline = tokio::time::Instant::now() + grace;
     while !tasks.is_empty() {
@@ -95,32 +96,62 @@ pub async fn run(svc: Arc<Service>) -> Vec<String> {
                 tracing::warn!(
                     "stopping: {} still running after {}s; exiting anyway (an apply is one store transaction: \
                      it is in the store whole or not at all; the run is marked interrupted at its next start)",
-                    running.join(", "),
+                    names(&running),
                     grace.as_secs()
                 );
-                return running;
+                return running.into_iter().map(|(_, n, _)| n).collect();
             }
         }
     }
     Vec::new()
 }
 
+fn names(running: &[(tokio::task::Id, String, Trigger)]) -> String {
+    running
+        .iter()
+        .map(|(_, n, _)| n.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 async fn finished(
     svc: &Arc<Service>,
     done: Result<(String, Trigger, JobResult), tokio::task::JoinError>,
-    running: &mut Vec<String>,
+    running: &mut Vec<(tokio::task::Id, String, Trigger)>,
 ) {
-    match done {
-        Ok((name, trigger, result)) => {
-            running.retain(|n| n != &name);
-            svc.finish(&name, trigger, &result, draw());
-            refresh_objects(svc.clone()).await;
+    let (name, trigger, result) = match done {
+        Ok(done) => {
+            running.retain(|(_, n, _)| n != &done.0);
+            done
         }
         Err(e) => {
-            // a panicking run: its job stays marked running, so it never overlaps a half-run
-            tracing::error!("a run task ended abnormally: {e}");
+            // a run that panicked: recorded as failed, so its connection is not left "running"
+            let Some(pos) = running.iter().position(|(id, _, _)| *id == e.id()) else {
+                tracing::error!("a run task ended abnormally: {e}");
+                return;
+            };
+            let (_, name, trigger) = running.remove(pos);
+            tracing::error!(connection = name, "the run ended abnormally: {e}");
+            let report = usersync_sync::RunReport::failed(
+                None,
+                &name,
+                "the run ended abnormally (a bug: see the log); nothing more was applied than its store \
+                 transaction committed"
+                    .into(),
+                std::time::Instant::now(),
+            );
+            let result = JobResult {
+                report,
+                throttled_responses: 0,
+                throttled_ms: 0,
+                retries: 0,
+                plugin_refused: false,
+            };
+            (name, trigger, result)
         }
-    }
+    };
+    svc.finish(&name, trigger, &result, draw());
+    refresh_objects(svc.clone()).await;
 }
 
 fn modified(paths: &[PathBuf]) -> Vec<Option<SystemTime>> {
@@ -145,5 +176,86 @@ pub async fn watch_config(svc: Arc<Service>, every: Duration) {
             tracing::info!("the config file changed: reloading");
             let _ = svc.reload();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use usersync_config::serve::ServeConfig;
+    use usersync_config::Secret;
+    use usersync_store::{RunStatus, SqliteStore, Store};
+
+    /// Panics on its first run, applies on the next.
+    struct Flaky(AtomicU32);
+
+    impl crate::Jobs for Flaky {
+        fn run(&self, job: &str, _: Option<u64>) -> crate::BoxFuture<'_, JobResult> {
+            let n = self.0.fetch_add(1, Ordering::SeqCst);
+            let job = job.to_string();
+            Box::pin(async move {
+                assert!(n > 0, "a bug in the first run");
+                let mut report =
+                    usersync_sync::RunReport::failed(Some(1), &job, String::new(), std::time::Instant::now());
+                report.status = RunStatus::Applied;
+                report.errors.clear();
+                JobResult {
+                    report,
+                    throttled_responses: 0,
+                    throttled_ms: 0,
+                    retries: 0,
+                    plugin_refused: false,
+                }
+            })
+        }
+        fn store(&self) -> Result<Box<dyn Store>, String> {
+            Ok(Box::new(
+                SqliteStore::open_in_memory().map_err(|e| e.to_string())?,
+            ))
+        }
+        fn reload(&self) -> Result<crate::Settings, String> {
+            Err("not here".into())
+        }
+        fn watched(&self) -> Vec<std::path::PathBuf> {
+            Vec::new()
+        }
+    }
+
+    async fn wait_for(svc: &Service, what: &str, pred: impl Fn(&crate::service::JobState) -> bool) {
+        for _ in 0..200 {
+            if pred(&svc.states()[0]) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting for {what}: {:?}", svc.states()[0]);
+    }
+
+    #[tokio::test]
+    async fn a_run_that_panics_is_recorded_as_failed_and_the_connection_runs_again() {
+        let settings = crate::Settings {
+            serve: ServeConfig::default(),
+            jobs: vec!["a".into()],
+            credentials: crate::Credentials::Token(Secret::new("t")),
+            webhook_urls: vec![],
+        };
+        let svc = Service::new(Arc::new(Flaky(AtomicU32::new(0))), settings);
+        let loop_ = tokio::spawn(run(svc.clone()));
+        svc.run_now("a").expect("queued");
+        wait_for(&svc, "the failed run", |j| {
+            j.last_status == Some(RunStatus::Failed)
+        })
+        .await;
+        let j = &svc.states()[0];
+        assert_eq!((j.state.as_str(), j.running_since_ms), ("failing", None));
+        assert!(j.last_errors[0].contains("ended abnormally"), "{j:?}");
+        svc.run_now("a").expect("not left running");
+        wait_for(&svc, "the good run", |j| {
+            j.last_status == Some(RunStatus::Applied)
+        })
+        .await;
+        svc.stop();
+        assert!(loop_.await.expect("scheduler").is_empty());
     }
 }
