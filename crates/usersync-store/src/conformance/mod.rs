@@ -45,6 +45,7 @@ suite!(
     a_read_only_open_writes_nothing,
     a_failed_apply_leaves_the_previous_state,
     large_runs_and_repeated_changes_apply,
+    target_state_round_trips_and_is_per_target,
 );
 
 pub(crate) fn user(pid: &str, name: &str) -> StoredUser {
@@ -269,8 +270,17 @@ fn apply_round_trips_state_and_swaps_usernames<B: Backend>(b: &B) {
     assert_eq!(st.groups.len(), 1);
     assert_eq!(st.users.len(), 1);
     // no row is left behind that the reads would not show
-    for table in ["user_memberships", "group_memberships", "effective_memberships", "photos"] {
-        assert_eq!(b.query_i64(&format!("SELECT count(*) FROM {table}")), Some(0), "{table}");
+    for table in [
+        "user_memberships",
+        "group_memberships",
+        "effective_memberships",
+        "photos",
+    ] {
+        assert_eq!(
+            b.query_i64(&format!("SELECT count(*) FROM {table}")),
+            Some(0),
+            "{table}"
+        );
     }
     assert!(s.state("other").expect("other connection").users.is_empty());
 }
@@ -540,4 +550,54 @@ fn large_runs_and_repeated_changes_apply<B: Backend>(b: &B) {
     assert_eq!(st.users.len(), n);
     assert_eq!(st.memberships.len(), n);
     assert_eq!(st.users[0].username, "renamed");
+}
+
+fn target_state_round_trips_and_is_per_target<B: Backend>(b: &B) {
+    use crate::{TargetKind, TargetObject, TargetOrigin, TargetWrite};
+    let obj = |key: &str, app: &str| TargetObject {
+        kind: TargetKind::User,
+        source_key: key.into(),
+        app_id: app.into(),
+        etag: Some("W/\"1\"".into()),
+        hash: Some("h1".into()),
+        origin: TargetOrigin::Created,
+        active: true,
+        updated_ms: 1,
+    };
+    let member = || TargetWrite::AddMember {
+        group: "okta/g1".into(),
+        user: "okta/u1".into(),
+    };
+    let mut s = b.handle();
+    let group = TargetObject {
+        kind: TargetKind::Group,
+        origin: TargetOrigin::Adopted,
+        active: false,
+        ..obj("okta/g1", "G1")
+    };
+    s.write_target(
+        "aws",
+        &[
+            TargetWrite::Put(obj("okta/u1", "A1")),
+            TargetWrite::Put(group.clone()),
+            member(),
+        ],
+    )
+    .expect("write");
+    s.write_target("aws", &[member()]).expect("idempotent");
+    let st = s.target_state("aws").expect("state");
+    assert_eq!(st.objects, vec![group, obj("okta/u1", "A1")]);
+    assert_eq!(st.members, vec![("okta/g1".to_string(), "okta/u1".to_string())]);
+    assert!(s.target_state("jira").expect("other").objects.is_empty());
+    s.write_target(
+        "aws",
+        &[TargetWrite::Forget {
+            kind: TargetKind::User,
+            source_key: "okta/u1".into(),
+        }],
+    )
+    .expect("forget");
+    let st = s.target_state("aws").expect("state");
+    assert_eq!(st.objects.len(), 1);
+    assert!(st.members.is_empty(), "forgetting a user forgets its memberships");
 }

@@ -12,6 +12,8 @@ use crate::StoreError;
 
 /// Rows per statement.
 const CHUNK: usize = 5_000;
+/// Upserted users and groups after which the planner's statistics are refreshed.
+const ANALYZE_AFTER: usize = 1_000;
 
 /// A failure while applying: the driver's, or a change that refers to nothing.
 pub(super) enum ApplyError {
@@ -162,6 +164,12 @@ pub(super) fn apply_changes(
     // phase 2: upserts
     put_groups(tx, connection, &b.put_groups, now)?;
     put_users(tx, connection, &b.put_users, now)?;
+    // The planner's statistics do not know the rows this transaction just wrote: a first sync
+    // would join its links against "empty" tables with nested scans (seconds a chunk). Refresh
+    // them (a sample; it sees this transaction's rows) when many rows came in.
+    if b.put_users.len() + b.put_groups.len() >= ANALYZE_AFTER {
+        tx.batch_execute("ANALYZE users, groups")?;
+    }
     // phase 3: links and photos
     add_links(
         tx,

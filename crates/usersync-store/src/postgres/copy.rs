@@ -21,7 +21,8 @@ enum Ty {
 struct Table {
     name: &'static str,
     cols: &'static [(&'static str, Ty)],
-    order: &'static str,
+    /// Key columns, in order.
+    order: &'static [&'static str],
     /// The BIGSERIAL column whose sequence must continue after the copied ids.
     serial: Option<&'static str>,
 }
@@ -51,7 +52,7 @@ const TABLES: &[Table] = &[
             ("created_ms", Int),
             ("updated_ms", Int),
         ],
-        order: "id",
+        order: &["id"],
         serial: Some("id"),
     },
     Table {
@@ -68,25 +69,25 @@ const TABLES: &[Table] = &[
             ("created_ms", Int),
             ("updated_ms", Int),
         ],
-        order: "id",
+        order: &["id"],
         serial: Some("id"),
     },
     Table {
         name: "user_memberships",
         cols: &[("group_ref", Int), ("user_ref", Int)],
-        order: "group_ref, user_ref",
+        order: &["group_ref", "user_ref"],
         serial: None,
     },
     Table {
         name: "group_memberships",
         cols: &[("group_ref", Int), ("child_ref", Int)],
-        order: "group_ref, child_ref",
+        order: &["group_ref", "child_ref"],
         serial: None,
     },
     Table {
         name: "effective_memberships",
         cols: &[("group_ref", Int), ("user_ref", Int), ("path", Text)],
-        order: "group_ref, user_ref",
+        order: &["group_ref", "user_ref"],
         serial: None,
     },
     Table {
@@ -98,7 +99,7 @@ const TABLES: &[Table] = &[
             ("bytes", Bytes),
             ("version", Text),
         ],
-        order: "user_ref",
+        order: &["user_ref"],
         serial: None,
     },
     Table {
@@ -115,10 +116,46 @@ const TABLES: &[Table] = &[
             ("requests", Int),
             ("source_users", Int),
         ],
-        order: "id",
+        order: &["id"],
         serial: Some("id"),
     },
+    Table {
+        name: "target_objects",
+        cols: &[
+            ("target", Text),
+            ("kind", Text),
+            ("source_key", Text),
+            ("app_id", Text),
+            ("etag", Text),
+            ("hash", Text),
+            ("origin", Text),
+            ("active", Bool),
+            ("updated_ms", Int),
+        ],
+        order: &["target", "kind", "source_key"],
+        serial: None,
+    },
+    Table {
+        name: "target_members",
+        cols: &[("target", Text), ("group_key", Text), ("user_key", Text)],
+        order: &["target", "group_key", "user_key"],
+        serial: None,
+    },
 ];
+
+impl Table {
+    /// `ORDER BY` columns; PostgreSQL compares text byte-wise (`C`), as SQLite does.
+    fn order_by(&self, pg: bool) -> String {
+        self.order
+            .iter()
+            .map(|c| match self.cols.iter().find(|(n, _)| n == c) {
+                Some((_, Text)) if pg => format!("{c} COLLATE \"C\""),
+                _ => c.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
 
 /// Rows per insert statement.
 const CHUNK: usize = 2_000;
@@ -203,6 +240,21 @@ pub fn copy_store(from: &Path, to: &str, replace: bool) -> Result<CopyReport, St
             reason: "a sync is running on this store (a run lock is held): copy it when no sync runs".into(),
         });
     }
+    let posix: i64 = sconn.query_row(
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'posix_ids') \
+             THEN (SELECT count(*) FROM posix_ids) ELSE 0 END",
+        [],
+        |r| r.get(0),
+    )?;
+    if posix > 0 {
+        return Err(StoreError::Open {
+            path,
+            reason: format!(
+                "it holds {posix} POSIX numbers of the LDAP view, which the PostgreSQL store does not keep yet; \
+                 nothing was copied (copying without them would renumber the LDAP view's users and groups)"
+            ),
+        });
+    }
     let dst = PgStore::open(to)?;
     if dst.schema_version()? != PG_MIGRATIONS.len() as u32 {
         return Err(StoreError::Corrupt(
@@ -223,7 +275,7 @@ pub fn copy_store(from: &Path, to: &str, replace: bool) -> Result<CopyReport, St
             "SELECT {} FROM {} ORDER BY {}",
             cols.join(", "),
             t.name,
-            t.order
+            t.order_by(false)
         ))?;
         let mut rows = q.query([])?;
         let mut out = Vec::new();
@@ -275,7 +327,7 @@ pub fn copy_store(from: &Path, to: &str, replace: bool) -> Result<CopyReport, St
         }
         tx.batch_execute(
             "TRUNCATE users, groups, user_memberships, group_memberships, effective_memberships, photos, runs, \
-             run_locks",
+             run_locks, target_objects, target_members",
         )
         .map_err(db)?;
         for (t, (rows, check)) in TABLES.iter().zip(&data) {
@@ -368,7 +420,12 @@ fn insert(tx: &mut postgres::Transaction<'_>, t: &Table, rows: &[Vec<Val>]) -> R
 fn read_back(tx: &mut postgres::Transaction<'_>, t: &Table) -> Result<TableCheck, postgres::Error> {
     let names: Vec<&str> = t.cols.iter().map(|c| c.0).collect();
     let rows = tx.query(
-        &format!("SELECT {} FROM {} ORDER BY {}", names.join(", "), t.name, t.order),
+        &format!(
+            "SELECT {} FROM {} ORDER BY {}",
+            names.join(", "),
+            t.name,
+            t.order_by(true)
+        ),
         &[],
     )?;
     let mut h = Sha256::new();

@@ -25,6 +25,7 @@ mod apply;
 mod copy;
 mod schema;
 mod target;
+mod targets;
 #[cfg(test)]
 mod tests;
 
@@ -666,6 +667,14 @@ impl Store for PgStore {
                 version: None,
             }))
         })
+    }
+
+    fn target_state(&self, target: &str) -> Result<crate::TargetState, StoreError> {
+        self.with_client(|c, t| targets::read(c, t, target))
+    }
+
+    fn write_target(&mut self, target: &str, writes: &[crate::TargetWrite]) -> Result<(), StoreError> {
+        self.with_client(|c, t| targets::write(c, t, target, writes))
     }
 
     fn photo_versions(&self, connection: &str) -> Result<BTreeMap<String, String>, StoreError> {

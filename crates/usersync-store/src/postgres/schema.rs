@@ -100,6 +100,27 @@ pub const PG_MIGRATIONS: &[&str] = &[
         backend_start TEXT NOT NULL
     );
     "#,
+    // 2: per-target state of `usersync push` (SQLite's version 5)
+    r#"
+    CREATE TABLE target_objects (
+        target TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        source_key TEXT NOT NULL,
+        app_id TEXT NOT NULL,
+        etag TEXT,
+        hash TEXT,
+        origin TEXT NOT NULL,
+        active BOOLEAN NOT NULL DEFAULT true,
+        updated_ms BIGINT NOT NULL,
+        PRIMARY KEY (target, kind, source_key)
+    );
+    CREATE TABLE target_members (
+        target TEXT NOT NULL,
+        group_key TEXT NOT NULL,
+        user_key TEXT NOT NULL,
+        PRIMARY KEY (target, group_key, user_key)
+    );
+    "#,
 ];
 
 /// Advisory lock class of the store's transaction-scoped locks (second key: the connection's
