@@ -6,6 +6,7 @@
 //! Arguments: users, groups, concurrent clients, seconds of equality searches. The store is a
 //! temporary SQLite file written through the Store API (one applied run); the server runs in this
 //! process on 127.0.0.1 and the clients speak LDAP to it over TCP (ldap3_proto's codec).
+//! `USERSYNC_LDAP_BENCH_HOLD=60` keeps it serving afterwards, for timing other clients.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -286,6 +287,14 @@ async fn main() {
     );
     let (now, peak) = rss();
     println!("process RSS (server + clients): {now} MiB now, {peak} MiB peak");
+    // USERSYNC_LDAP_BENCH_HOLD=SECS: keep serving, for measuring with other clients (ldapsearch)
+    if let Some(secs) = std::env::var("USERSYNC_LDAP_BENCH_HOLD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        println!("serving ldap://{addr} as {BIND_DN} / {PW} for {secs} s");
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+    }
     let _ = stop_tx.send(());
     let _ = task.await;
 }

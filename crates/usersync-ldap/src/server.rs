@@ -280,6 +280,8 @@ impl Server {
                             continue;
                         }
                     };
+                    // replies are flushed whole: no Nagle delay before the last segment of one
+                    let _ = stream.set_nodelay(true);
                     let Ok(permit) = slots.clone().try_acquire_owned() else {
                         tracing::warn!(%peer, "too many connections; refused");
                         continue;
