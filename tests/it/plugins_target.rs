@@ -766,6 +766,15 @@ api_token = {{ env = "ACME_TOKEN" }}
     let st = crate::support::store_state(&work.path().join("store.db"), "okta");
     assert_app_matches_store(&st, &app.lock().expect("lock"));
 
+    // The firewall list of this config names the app's host, for the target too.
+    let (code, out, err) = run(&["connectors", "endpoints", "--hosts"]).await;
+    assert_eq!(code, 0, "{err}");
+    let app_host = app_url.trim_start_matches("http://");
+    assert!(
+        out.contains("target acme (fixture-target") && out.contains(app_host),
+        "{out}"
+    );
+
     let writes = app.lock().expect("lock").writes;
     let (code, out, err) = run(&["push", "--format", "json"]).await;
     assert_eq!(code, 0, "second push: {out}\n{err}");

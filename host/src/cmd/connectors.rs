@@ -589,7 +589,18 @@ fn configured_hosts(reg: &Registry, path: &std::path::Path, a: &EndpointsArgs) -
         }
     };
     let mut out = Vec::new();
-    for conn in &config.connections {
+    // Connections, then targets (a target is reached through a connection of its connector: the
+    // same base URLs and token endpoint).
+    let targets = config
+        .targets
+        .iter()
+        .map(|t| (format!("target {}", t.name), &t.connection));
+    for (label, conn) in config
+        .connections
+        .iter()
+        .map(|c| (c.name.clone(), c))
+        .chain(targets)
+    {
         if a.id.as_deref().is_some_and(|id| id != conn.connector) {
             continue;
         }
@@ -632,7 +643,7 @@ fn configured_hosts(reg: &Registry, path: &std::path::Path, a: &EndpointsArgs) -
                 (h.hosts, notes)
             }
         };
-        out.push((conn.name.clone(), m, hosts, notes));
+        out.push((label, m, hosts, notes));
     }
     match a.format {
         ListFormat::Json => {
