@@ -311,274 +311,355 @@ impl<S: TargetSender, St: Store + ?Sized> Executor<'_, S, St> {
         out: &mut ExecOutcome,
     ) -> Result<(), Step> {
         match step {
-            PushStep::CreateGroup { key, name } => {
-                let hash = desired.groups.get(key).map(|g| g.hash.clone());
-                let what = format!("group `{name}`");
-                if self.recovering {
-                    if let Some(found) = self.find(TargetKind::Group, key, name, out).await? {
-                        return self.adopt_group(key, &found, hash, ids, out);
-                    }
+            PushStep::CreateGroup { key, name } => self.create_group(key, name, desired, ids, out).await,
+            PushStep::RenameGroup { key, name } => self.rename_group(key, name, desired, ids, out).await,
+            PushStep::CreateUser { key, user_name } | PushStep::UpdateUser { key, user_name } => {
+                self.put_user(key, user_name, desired, ids, out).await
+            }
+            PushStep::AddMembers { group, users } | PushStep::RemoveMembers { group, users } => {
+                self.members(step, group, users, ids, out).await
+            }
+            PushStep::DeactivateUser { key, .. } => self.deactivate(key, ids, out).await,
+            PushStep::DeleteUser { key, .. } | PushStep::DeleteGroup { key } => {
+                self.delete(step, key, ids, out).await
+            }
+        }
+    }
+
+    /// Create a group, or adopt the one the application already has.
+    async fn create_group(
+        &mut self,
+        key: &str,
+        name: &str,
+        desired: &DesiredTarget,
+        ids: &mut BTreeMap<(TargetKind, String), TargetObject>,
+        out: &mut ExecOutcome,
+    ) -> Result<(), Step> {
+        let hash = desired.groups.get(key).map(|g| g.hash.clone());
+        let what = format!("group `{name}`");
+        if self.recovering {
+            if let Some(found) = self.find(TargetKind::Group, key, name, out).await? {
+                return self.adopt_group(key, &found, hash, ids, out);
+            }
+        }
+        let change = TargetChange::CreateGroup {
+            source_key: key.to_string(),
+            display_name: name.to_string(),
+        };
+        match self.apply(&change, out).await? {
+            TargetResult::Created { app_id, etag } => {
+                let app = AppObject {
+                    app_id,
+                    etag,
+                    external_id: Some(key.to_string()),
+                    name: name.to_string(),
+                };
+                let o = self.object(TargetKind::Group, key, &app, TargetOrigin::Created, hash);
+                self.record(&[TargetWrite::Put(o.clone())])?;
+                ids.insert((TargetKind::Group, key.to_string()), o);
+                Ok(())
+            }
+            TargetResult::Conflict { detail, .. } => {
+                match self.find(TargetKind::Group, key, name, out).await? {
+                    Some(found) => self.adopt_group(key, &found, hash, ids, out),
+                    None => Err(Step::Refused(format!(
+                        "{what}: target `{}` reports a conflict ({detail}) but no such group can be found",
+                        self.target
+                    ))),
                 }
-                let change = TargetChange::CreateGroup {
-                    source_key: key.clone(),
-                    display_name: name.clone(),
+            }
+            r => Err(self.classify(&what, r)),
+        }
+    }
+
+    /// Rename a managed group.
+    async fn rename_group(
+        &mut self,
+        key: &str,
+        name: &str,
+        desired: &DesiredTarget,
+        ids: &mut BTreeMap<(TargetKind, String), TargetObject>,
+        out: &mut ExecOutcome,
+    ) -> Result<(), Step> {
+        let what = format!("group `{name}` (rename)");
+        let Some(o) = ids.get(&(TargetKind::Group, key.to_string())).cloned() else {
+            return Ok(());
+        };
+        let change = TargetChange::RenameGroup {
+            app_id: o.app_id.clone(),
+            etag: o.etag.clone(),
+            display_name: name.to_string(),
+        };
+        match self
+            .apply_fresh(change, TargetKind::Group, key, name, out)
+            .await?
+        {
+            TargetResult::Updated { etag } => {
+                let o = TargetObject {
+                    etag: etag.or(o.etag),
+                    hash: desired.groups.get(key).map(|g| g.hash.clone()),
+                    updated_ms: (self.now_ms)(),
+                    ..o
+                };
+                self.record(&[TargetWrite::Put(o.clone())])?;
+                ids.insert((TargetKind::Group, key.to_string()), o);
+                Ok(())
+            }
+            r => Err(self.classify(&what, r)),
+        }
+    }
+
+    /// Create a user (adopting an existing account on 409) or update a managed one.
+    async fn put_user(
+        &mut self,
+        key: &str,
+        user_name: &str,
+        desired: &DesiredTarget,
+        ids: &mut BTreeMap<(TargetKind, String), TargetObject>,
+        out: &mut ExecOutcome,
+    ) -> Result<(), Step> {
+        let Some(w) = desired.users.get(key) else {
+            return Ok(());
+        };
+        let what = format!("user `{user_name}`");
+        let mut user = w.user.clone();
+        user.manager_app_id = w
+            .manager_key
+            .as_ref()
+            .and_then(|m| ids.get(&(TargetKind::User, m.clone())))
+            .map(|o| o.app_id.clone());
+        let existing = ids.get(&(TargetKind::User, key.to_string())).cloned();
+        let existing = match existing {
+            Some(o) => Some(o),
+            None if self.recovering => match self.find(TargetKind::User, key, user_name, out).await? {
+                Some(found) => Some(self.adopted(TargetKind::User, key, &found, out)?),
+                None => None,
+            },
+            None => None,
+        };
+        let existing = match existing {
+            Some(o) => o,
+            None => {
+                let change = TargetChange::CreateUser {
+                    source_key: key.to_string(),
+                    user: user.clone(),
                 };
                 match self.apply(&change, out).await? {
                     TargetResult::Created { app_id, etag } => {
-                        let app = AppObject { app_id, etag, external_id: Some(key.clone()), name: name.clone() };
-                        let o = self.object(TargetKind::Group, key, &app, TargetOrigin::Created, hash);
-                        self.record(&[TargetWrite::Put(o.clone())])?;
-                        ids.insert((TargetKind::Group, key.clone()), o);
-                        Ok(())
-                    }
-                    TargetResult::Conflict { detail, .. } => match self.find(TargetKind::Group, key, name, out).await? {
-                        Some(found) => self.adopt_group(key, &found, hash, ids, out),
-                        None => Err(Step::Refused(format!(
-                            "{what}: target `{}` reports a conflict ({detail}) but no such group can be found",
-                            self.target
-                        ))),
-                    },
-                    r => Err(self.classify(&what, r)),
-                }
-            }
-            PushStep::RenameGroup { key, name } => {
-                let what = format!("group `{name}` (rename)");
-                let Some(o) = ids.get(&(TargetKind::Group, key.clone())).cloned() else {
-                    return Ok(());
-                };
-                let change = TargetChange::RenameGroup {
-                    app_id: o.app_id.clone(),
-                    etag: o.etag.clone(),
-                    display_name: name.clone(),
-                };
-                match self
-                    .apply_fresh(change, TargetKind::Group, key, name, out)
-                    .await?
-                {
-                    TargetResult::Updated { etag } => {
-                        let o = TargetObject {
-                            etag: etag.or(o.etag),
-                            hash: desired.groups.get(key).map(|g| g.hash.clone()),
-                            updated_ms: (self.now_ms)(),
-                            ..o
+                        let app = AppObject {
+                            app_id,
+                            etag,
+                            external_id: Some(key.to_string()),
+                            name: user_name.to_string(),
                         };
+                        let mut o = self.object(
+                            TargetKind::User,
+                            key,
+                            &app,
+                            TargetOrigin::Created,
+                            Some(w.hash.clone()),
+                        );
+                        o.active = user.active;
                         self.record(&[TargetWrite::Put(o.clone())])?;
-                        ids.insert((TargetKind::Group, key.clone()), o);
-                        Ok(())
+                        ids.insert((TargetKind::User, key.to_string()), o);
+                        return Ok(());
                     }
-                    r => Err(self.classify(&what, r)),
-                }
-            }
-            PushStep::CreateUser { key, user_name } | PushStep::UpdateUser { key, user_name } => {
-                let Some(w) = desired.users.get(key) else {
-                    return Ok(());
-                };
-                let what = format!("user `{user_name}`");
-                let mut user = w.user.clone();
-                user.manager_app_id = w
-                    .manager_key
-                    .as_ref()
-                    .and_then(|m| ids.get(&(TargetKind::User, m.clone())))
-                    .map(|o| o.app_id.clone());
-                let existing = ids.get(&(TargetKind::User, key.clone())).cloned();
-                let existing = match existing {
-                    Some(o) => Some(o),
-                    None if self.recovering => {
+                    TargetResult::Conflict { detail, .. } => {
                         match self.find(TargetKind::User, key, user_name, out).await? {
-                            Some(found) => Some(self.adopted(TargetKind::User, key, &found, out)?),
-                            None => None,
-                        }
-                    }
-                    None => None,
-                };
-                let existing = match existing {
-                    Some(o) => o,
-                    None => {
-                        let change = TargetChange::CreateUser {
-                            source_key: key.clone(),
-                            user: user.clone(),
-                        };
-                        match self.apply(&change, out).await? {
-                            TargetResult::Created { app_id, etag } => {
-                                let app = AppObject { app_id, etag, external_id: Some(key.clone()), name: user_name.clone() };
-                                let mut o = self.object(TargetKind::User, key, &app, TargetOrigin::Created, Some(w.hash.clone()));
-                                o.active = user.active;
-                                self.record(&[TargetWrite::Put(o.clone())])?;
-                                ids.insert((TargetKind::User, key.clone()), o);
-                                return Ok(());
+                            Some(found) => self.adopted(TargetKind::User, key, &found, out)?,
+                            None => {
+                                return Err(Step::Refused(format!(
+                                "{what}: target `{}` reports a conflict ({detail}) but no account with this \
+                                 userName or externalId can be found",
+                                self.target
+                            )))
                             }
-                            TargetResult::Conflict { detail, .. } => match self.find(TargetKind::User, key, user_name, out).await? {
-                                Some(found) => self.adopted(TargetKind::User, key, &found, out)?,
-                                None => {
-                                    return Err(Step::Refused(format!(
-                                        "{what}: target `{}` reports a conflict ({detail}) but no account with this \
-                                         userName or externalId can be found",
-                                        self.target
-                                    )))
-                                }
-                            },
-                            r => return Err(self.classify(&what, r)),
                         }
                     }
-                };
-                // update (an adopted account gets the source's attributes and externalId)
-                let change = TargetChange::UpdateUser {
-                    app_id: existing.app_id.clone(),
-                    etag: existing.etag.clone(),
-                    source_key: key.clone(),
-                    user: user.clone(),
-                };
-                match self
-                    .apply_fresh(change, TargetKind::User, key, user_name, out)
-                    .await?
-                {
-                    TargetResult::Updated { etag } => {
-                        let o = TargetObject {
-                            etag: etag.or(existing.etag),
-                            hash: Some(w.hash.clone()),
-                            active: user.active,
-                            updated_ms: (self.now_ms)(),
-                            ..existing
-                        };
-                        self.record(&[TargetWrite::Put(o.clone())])?;
-                        ids.insert((TargetKind::User, key.clone()), o);
-                        Ok(())
-                    }
-                    TargetResult::NotFound { .. } => {
-                        // deleted in the app by hand: forget it; the next push creates it again
-                        self.record(&[TargetWrite::Forget {
-                            kind: TargetKind::User,
-                            source_key: key.clone(),
-                        }])?;
-                        ids.remove(&(TargetKind::User, key.clone()));
-                        Err(Step::Refused(format!(
-                            "{what}: gone from target `{}`; it is created again by the next push",
-                            self.target
-                        )))
-                    }
-                    r => Err(self.classify(&what, r)),
+                    r => return Err(self.classify(&what, r)),
                 }
             }
-            PushStep::AddMembers { group, users } | PushStep::RemoveMembers { group, users } => {
-                let add = matches!(step, PushStep::AddMembers { .. });
-                let Some(g) = ids.get(&(TargetKind::Group, group.clone())).cloned() else {
-                    return Ok(()); // the group could not be created: reported already
+        };
+        // update (an adopted account gets the source's attributes and externalId)
+        let change = TargetChange::UpdateUser {
+            app_id: existing.app_id.clone(),
+            etag: existing.etag.clone(),
+            source_key: key.to_string(),
+            user: user.clone(),
+        };
+        match self
+            .apply_fresh(change, TargetKind::User, key, user_name, out)
+            .await?
+        {
+            TargetResult::Updated { etag } => {
+                let o = TargetObject {
+                    etag: etag.or(existing.etag),
+                    hash: Some(w.hash.clone()),
+                    active: user.active,
+                    updated_ms: (self.now_ms)(),
+                    ..existing
                 };
-                let members: Vec<(String, String)> = users
-                    .iter()
-                    .filter_map(|u| {
-                        ids.get(&(TargetKind::User, u.clone()))
-                            .map(|o| (u.clone(), o.app_id.clone()))
-                    })
-                    .collect();
-                let cap = (self.session.capabilities().max_members_per_request as usize).max(1);
-                for chunk in members.chunks(cap) {
-                    let member_app_ids: Vec<String> = chunk.iter().map(|(_, id)| id.clone()).collect();
-                    let change = if add {
-                        TargetChange::AddMembers {
-                            group_app_id: g.app_id.clone(),
-                            member_app_ids,
-                        }
-                    } else {
-                        TargetChange::RemoveMembers {
-                            group_app_id: g.app_id.clone(),
-                            member_app_ids,
-                        }
-                    };
-                    let what = format!("{} member(s) of group `{group}`", chunk.len());
-                    match self.apply(&change, out).await? {
-                        r if r.is_success() => {
-                            // the group's version moved on: keep the new one (or none)
-                            let etag = match r {
-                                TargetResult::Updated { etag } | TargetResult::Created { etag, .. } => etag,
-                                _ => None,
-                            };
-                            let mut g_now = ids
-                                .get(&(TargetKind::Group, group.clone()))
-                                .cloned()
-                                .unwrap_or(g.clone());
-                            g_now.etag = etag;
-                            let mut writes: Vec<TargetWrite> = vec![TargetWrite::Put(g_now.clone())];
-                            ids.insert((TargetKind::Group, group.clone()), g_now);
-                            writes.extend(chunk.iter().map(|(u, _)| {
-                                if add {
-                                    TargetWrite::AddMember {
-                                        group: group.clone(),
-                                        user: u.clone(),
-                                    }
-                                } else {
-                                    TargetWrite::RemoveMember {
-                                        group: group.clone(),
-                                        user: u.clone(),
-                                    }
-                                }
-                            }));
-                            self.record(&writes)?;
-                        }
-                        r => match self.classify(&what, r) {
-                            Step::Refused(e) => out.errors.push(e),
-                            other => return Err(other),
-                        },
-                    }
-                }
+                self.record(&[TargetWrite::Put(o.clone())])?;
+                ids.insert((TargetKind::User, key.to_string()), o);
                 Ok(())
             }
-            PushStep::DeactivateUser { key, .. } => {
-                let Some(o) = ids.get(&(TargetKind::User, key.clone())).cloned() else {
-                    return Ok(());
-                };
-                let what = format!("user `{key}` (deactivate)");
-                let change = TargetChange::DeactivateUser {
-                    app_id: o.app_id.clone(),
-                    etag: o.etag.clone(),
-                };
-                match self.apply_fresh(change, TargetKind::User, key, key, out).await? {
-                    TargetResult::Updated { etag } => {
-                        let o = TargetObject {
-                            etag: etag.or(o.etag),
-                            active: false,
-                            updated_ms: (self.now_ms)(),
-                            ..o
-                        };
-                        self.record(&[TargetWrite::Put(o.clone())])?;
-                        ids.insert((TargetKind::User, key.clone()), o);
-                        Ok(())
-                    }
-                    r => Err(self.classify(&what, r)),
-                }
+            TargetResult::NotFound { .. } => {
+                // deleted in the app by hand: forget it; the next push creates it again
+                self.record(&[TargetWrite::Forget {
+                    kind: TargetKind::User,
+                    source_key: key.to_string(),
+                }])?;
+                ids.remove(&(TargetKind::User, key.to_string()));
+                Err(Step::Refused(format!(
+                    "{what}: gone from target `{}`; it is created again by the next push",
+                    self.target
+                )))
             }
-            PushStep::DeleteUser { key, .. } | PushStep::DeleteGroup { key } => {
-                let kind = if matches!(step, PushStep::DeleteUser { .. }) {
-                    TargetKind::User
-                } else {
-                    TargetKind::Group
-                };
-                let Some(o) = ids.get(&(kind, key.clone())).cloned() else {
-                    return Ok(());
-                };
-                let what = format!("{} `{key}` (delete)", kind.as_str());
-                let change = match kind {
-                    TargetKind::User => TargetChange::DeleteUser {
-                        app_id: o.app_id.clone(),
-                        etag: o.etag.clone(),
-                    },
-                    TargetKind::Group => TargetChange::DeleteGroup {
-                        app_id: o.app_id.clone(),
-                        etag: o.etag.clone(),
-                    },
-                };
-                match self.apply(&change, out).await? {
-                    TargetResult::Updated { .. } | TargetResult::NotFound { .. } => {
-                        self.record(&[TargetWrite::Forget {
-                            kind,
-                            source_key: key.clone(),
-                        }])?;
-                        ids.remove(&(kind, key.clone()));
-                        Ok(())
-                    }
-                    r => Err(self.classify(&what, r)),
+            r => Err(self.classify(&what, r)),
+        }
+    }
+
+    /// Add or remove members, in chunks of the session's maximum.
+    async fn members(
+        &mut self,
+        step: &PushStep,
+        group: &str,
+        users: &[String],
+        ids: &mut BTreeMap<(TargetKind, String), TargetObject>,
+        out: &mut ExecOutcome,
+    ) -> Result<(), Step> {
+        let add = matches!(step, PushStep::AddMembers { .. });
+        let Some(g) = ids.get(&(TargetKind::Group, group.to_string())).cloned() else {
+            return Ok(()); // the group could not be created: reported already
+        };
+        let members: Vec<(String, String)> = users
+            .iter()
+            .filter_map(|u| {
+                ids.get(&(TargetKind::User, u.clone()))
+                    .map(|o| (u.clone(), o.app_id.clone()))
+            })
+            .collect();
+        let cap = (self.session.capabilities().max_members_per_request as usize).max(1);
+        for chunk in members.chunks(cap) {
+            let member_app_ids: Vec<String> = chunk.iter().map(|(_, id)| id.clone()).collect();
+            let change = if add {
+                TargetChange::AddMembers {
+                    group_app_id: g.app_id.clone(),
+                    member_app_ids,
                 }
+            } else {
+                TargetChange::RemoveMembers {
+                    group_app_id: g.app_id.clone(),
+                    member_app_ids,
+                }
+            };
+            let what = format!("{} member(s) of group `{group}`", chunk.len());
+            match self.apply(&change, out).await? {
+                r if r.is_success() => {
+                    // the group's version moved on: keep the new one (or none)
+                    let etag = match r {
+                        TargetResult::Updated { etag } | TargetResult::Created { etag, .. } => etag,
+                        _ => None,
+                    };
+                    let mut g_now = ids
+                        .get(&(TargetKind::Group, group.to_string()))
+                        .cloned()
+                        .unwrap_or(g.clone());
+                    g_now.etag = etag;
+                    let mut writes: Vec<TargetWrite> = vec![TargetWrite::Put(g_now.clone())];
+                    ids.insert((TargetKind::Group, group.to_string()), g_now);
+                    writes.extend(chunk.iter().map(|(u, _)| {
+                        if add {
+                            TargetWrite::AddMember {
+                                group: group.to_string(),
+                                user: u.clone(),
+                            }
+                        } else {
+                            TargetWrite::RemoveMember {
+                                group: group.to_string(),
+                                user: u.clone(),
+                            }
+                        }
+                    }));
+                    self.record(&writes)?;
+                }
+                r => match self.classify(&what, r) {
+                    Step::Refused(e) => out.errors.push(e),
+                    other => return Err(other),
+                },
             }
+        }
+        Ok(())
+    }
+
+    /// Deactivate a managed user.
+    async fn deactivate(
+        &mut self,
+        key: &str,
+        ids: &mut BTreeMap<(TargetKind, String), TargetObject>,
+        out: &mut ExecOutcome,
+    ) -> Result<(), Step> {
+        let Some(o) = ids.get(&(TargetKind::User, key.to_string())).cloned() else {
+            return Ok(());
+        };
+        let what = format!("user `{key}` (deactivate)");
+        let change = TargetChange::DeactivateUser {
+            app_id: o.app_id.clone(),
+            etag: o.etag.clone(),
+        };
+        match self.apply_fresh(change, TargetKind::User, key, key, out).await? {
+            TargetResult::Updated { etag } => {
+                let o = TargetObject {
+                    etag: etag.or(o.etag),
+                    active: false,
+                    updated_ms: (self.now_ms)(),
+                    ..o
+                };
+                self.record(&[TargetWrite::Put(o.clone())])?;
+                ids.insert((TargetKind::User, key.to_string()), o);
+                Ok(())
+            }
+            r => Err(self.classify(&what, r)),
+        }
+    }
+
+    /// Delete a managed user or group.
+    async fn delete(
+        &mut self,
+        step: &PushStep,
+        key: &str,
+        ids: &mut BTreeMap<(TargetKind, String), TargetObject>,
+        out: &mut ExecOutcome,
+    ) -> Result<(), Step> {
+        let kind = if matches!(step, PushStep::DeleteUser { .. }) {
+            TargetKind::User
+        } else {
+            TargetKind::Group
+        };
+        let Some(o) = ids.get(&(kind, key.to_string())).cloned() else {
+            return Ok(());
+        };
+        let what = format!("{} `{key}` (delete)", kind.as_str());
+        let change = match kind {
+            TargetKind::User => TargetChange::DeleteUser {
+                app_id: o.app_id.clone(),
+                etag: o.etag.clone(),
+            },
+            TargetKind::Group => TargetChange::DeleteGroup {
+                app_id: o.app_id.clone(),
+                etag: o.etag.clone(),
+            },
+        };
+        match self.apply(&change, out).await? {
+            TargetResult::Updated { .. } | TargetResult::NotFound { .. } => {
+                self.record(&[TargetWrite::Forget {
+                    kind,
+                    source_key: key.to_string(),
+                }])?;
+                ids.remove(&(kind, key.to_string()));
+                Ok(())
+            }
+            r => Err(self.classify(&what, r)),
         }
     }
 
