@@ -17,9 +17,9 @@
 //! ```
 //!
 //! Declaration: a target is reached through [`crate::Connector::target`] (default `None`), and
-//! declares itself with a [`TargetManifest`] beside the connector's [`crate::Manifest`]. Today
-//! targets are built-in only: the plugin ABI does not carry this half yet (a plugin's
-//! `Connector::target()` answers `None`).
+//! declares itself with a [`TargetManifest`] beside the connector's [`crate::Manifest`]. A target
+//! may be built in or a `.so` plugin: `usersync-abi` carries this half in a second, optional root
+//! module, so plugins built before it still load and answer `None` (docs/connector-authoring.md §7).
 
 use serde::{Deserialize, Serialize};
 
