@@ -168,7 +168,7 @@ password = {{ env = "{PW_ENV}" }}
                 .await;
         assert_eq!(run.code, 0, "sync failed: {}", run.stderr);
         let mut h = Harness {
-            emu: emu,
+            emu,
             dir,
             port,
             ldaps_port,
@@ -666,7 +666,10 @@ async fn filters_scopes_paging_and_application_queries() {
             &["cn", "gidNumber", "memberUid"],
         )
         .await;
-    assert_eq!(sssd_groups.iter().map(|e| e.one("cn")).collect::<BTreeSet<_>>(), exp);
+    assert_eq!(
+        sssd_groups.iter().map(|e| e.one("cn")).collect::<BTreeSet<_>>(),
+        exp
+    );
     assert!(sssd.iter().all(|e| e.one("loginShell") == "/bin/bash"));
 
     // paged results over all users: every entry once, in pages of 10
