@@ -787,3 +787,53 @@ async fn https_when_a_certificate_is_configured() {
     assert!(plain.get(format!("{http_url}/healthz")).send().await.is_err());
     s.assert_no_secret_served();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applied_run_pushes_the_targets_its_connection_feeds() {
+    let app = crate::support::start_emulator("scim", 0, 0, 1).await;
+    let secrets = tempfile::tempdir().expect("tempdir");
+    let token_file = secrets.path().join("scim-token");
+    std::fs::write(&token_file, &app.credentials().api_token).expect("token");
+    let target = format!(
+        "\n[targets.app]\nconnector = \"scim\"\n[targets.app.options]\nbase_url = \"{}\"\nprofile = \"generic\"\ntoken = {{ file = {} }}\n",
+        app.base_url(),
+        usersync_bench::toml_str(&token_file.to_string_lossy())
+    );
+    let s = start(20, &target, "", "").await;
+    let csrf = s.csrf().await;
+    let (st, body) = s.post_form("/connections/okta/run", Some(&csrf)).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    s.wait_runs("the source's run", |r| {
+        r.first().is_some_and(|r| r.status == RunStatus::Applied)
+    })
+    .await;
+    // the push is recorded in the same run history, as `push:<target>`
+    let until = Instant::now() + Duration::from_secs(60);
+    let push = loop {
+        let runs = SqliteStore::open_read_only(&s.dir.path().join("store.db"))
+            .and_then(|st| st.runs(Some("push:app"), 5))
+            .unwrap_or_default();
+        if let Some(r) = runs.into_iter().find(|r| r.status != RunStatus::Running) {
+            break r;
+        }
+        assert!(
+            Instant::now() < until,
+            "no push run of `app` after the source applied"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(push.status, RunStatus::Applied, "{:?}", push.errors);
+    // the application holds the store's active users
+    let active = active_count(&s.store());
+    let users: serde_json::Value = s
+        .http
+        .get(format!("{}/Users?count=500", app.base_url()))
+        .bearer_auth(&app.credentials().api_token)
+        .send()
+        .await
+        .expect("GET /Users")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(users["totalResults"].as_u64(), Some(active as u64), "{users}");
+}

@@ -76,6 +76,28 @@ impl Jobs for HostJobs {
                 false,
             )
             .await;
+            // as `sync` does after its sources: push the targets this connection feeds, once it applied
+            if one.report.status == usersync_store::RunStatus::Applied {
+                let targets: Vec<&usersync_config::TargetConfig> =
+                    config.targets.iter().filter(|t| t.fed_by(&job)).collect();
+                // the push pipeline's future is not Send (it holds a span guard and a store reference
+                // across awaits): run it to completion on this worker thread
+                let pushes = tokio::task::block_in_place(|| {
+                    tokio::runtime::Handle::current().block_on(super::push::push_targets(
+                        &mut *store,
+                        &config,
+                        &self.registry,
+                        &targets,
+                        false,
+                        None,
+                    ))
+                });
+                for p in &pushes {
+                    if p.status != usersync_store::RunStatus::Applied {
+                        tracing::warn!(target = %p.target, status = p.status.as_str(), run_id = p.run_id, "push after `{job}`: {}", p.errors.join("; "));
+                    }
+                }
+            }
             let c = one.counters.unwrap_or_default();
             JobResult {
                 report: one.report,
