@@ -7,6 +7,8 @@ mod support;
 mod capabilities;
 mod cli;
 mod config_check;
+mod demo_push;
+mod doctor_target;
 mod emulator;
 mod engine_cli;
 mod entra;

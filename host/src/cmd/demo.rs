@@ -13,6 +13,8 @@ use usersync_emulator::{EmulatorError, EmulatorOptions, GenConfig, RunningEmulat
 
 use crate::GlobalArgs;
 
+mod push;
+
 /// Arguments of `usersync demo`.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -46,6 +48,10 @@ pub struct DemoArgs {
     /// printed and kept in <dir>/serve-token). Ctrl-C stops both.
     #[arg(long, conflicts_with = "no_sync")]
     pub serve: bool,
+    /// Do not push the synced directory into the SCIM service-provider emulator (by default the
+    /// demo starts it as target `scim` and pushes into it after the syncs).
+    #[arg(long)]
+    pub no_push: bool,
 }
 
 /// What the demo did for one provider.
@@ -204,6 +210,12 @@ pub async fn run(args: DemoArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
             Err(e) => return Err(e).with_context(|| format!("starting the {p} emulator")),
         }
     }
+    // the SCIM application the directory is pushed into (not with --serve: serve has no targets)
+    let scim = if args.no_push || args.serve {
+        None
+    } else {
+        Some(push::start_target(&dir, &mut config).await?)
+    };
     let token = if args.serve {
         Some(super::serve::demo_section(&dir, &mut config)?)
     } else {
@@ -214,6 +226,14 @@ pub async fn run(args: DemoArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     println!("config: {}", config_path.display());
     for emu in &running {
         println!("emulator {:<9} {}", emu.provider, emu.http_url);
+    }
+    if let Some(emu) = &scim {
+        println!(
+            "emulator {:<9} {}  (SCIM application, target `{}`)",
+            emu.provider,
+            emu.base_url(),
+            push::TARGET
+        );
     }
     if let Some(token) = token {
         let mut g = global.clone();
@@ -266,6 +286,17 @@ pub async fn run(args: DemoArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
             requests,
             secs: started.elapsed().as_secs_f64(),
         });
+    }
+
+    if let (Some(emu), false) = (&scim, args.no_sync) {
+        match push::push(&config_path, global, emu).await {
+            Ok(true) => {}
+            Ok(false) => failed = true,
+            Err(e) => {
+                failed = true;
+                println!("push into the SCIM emulator failed: {e:#}");
+            }
+        }
     }
 
     println!(

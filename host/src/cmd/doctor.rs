@@ -7,6 +7,8 @@ use crate::or_exit;
 use crate::wiring::{self, exit, Format, OpenError};
 use crate::GlobalArgs;
 
+mod targets;
+
 /// Arguments of `usersync doctor`.
 #[derive(Debug, clap::Args)]
 #[command(
@@ -16,12 +18,16 @@ configuration error.
 Examples:
   usersync doctor
   usersync doctor -c okta -c google
+  usersync doctor --target jira
   usersync doctor --format json | jq '.[] | select(.checks[].status == \"fail\")'"
 )]
 pub struct DoctorArgs {
     /// Check only this connection (repeatable; default: every connection in the config).
     #[arg(long = "connection", short = 'c', value_name = "NAME")]
     pub connections: Vec<String>,
+    /// Check only this target (repeatable; default: every target when no --connection is given).
+    #[arg(long = "target", short = 't', value_name = "NAME")]
+    pub targets: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -54,8 +60,30 @@ fn setup_failure(
 /// required check failed, 2: usage or config error).
 pub async fn run(args: DoctorArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     let config = or_exit!(wiring::load_config_as(global, args.format));
-    let selected = or_exit!(wiring::select(&config, &args.connections));
-    if selected.is_empty() {
+    for t in &args.targets {
+        if config.target(t).is_none() {
+            eprintln!("error: no target named `{t}` in {}", config.path.display());
+            return Ok(exit::USAGE);
+        }
+    }
+    // `--target` alone checks only targets; `--connection` alone only connections
+    let selected = if args.targets.is_empty() || !args.connections.is_empty() {
+        or_exit!(wiring::select(&config, &args.connections))
+    } else {
+        Vec::new()
+    };
+    let targets: Vec<&usersync_config::TargetConfig> = config
+        .targets
+        .iter()
+        .filter(|t| {
+            if args.targets.is_empty() {
+                args.connections.is_empty()
+            } else {
+                args.targets.contains(&t.name)
+            }
+        })
+        .collect();
+    if selected.is_empty() && targets.is_empty() {
         eprintln!("error: {} defines no connections", config.path.display());
         return Ok(exit::USAGE);
     }
@@ -94,7 +122,14 @@ pub async fn run(args: DoctorArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
             ),
         };
         if args.format == Format::Table {
-            print_table(&report);
+            print_table("connection", &report);
+        }
+        reports.push(report);
+    }
+    for target in targets {
+        let report = targets::check_target(target, &config.path, &registry).await;
+        if args.format == Format::Table {
+            print_table("target", &report);
         }
         reports.push(report);
     }
@@ -103,10 +138,10 @@ pub async fn run(args: DoctorArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
         Format::Table => {
             if failed == 0 {
-                println!("all {} connection(s) passed", reports.len());
+                println!("all {} connection(s) and target(s) passed", reports.len());
             } else {
                 println!(
-                    "{failed} of {} connection(s) failed a required check",
+                    "{failed} of {} connection(s) and target(s) failed a required check",
                     reports.len()
                 );
             }
@@ -125,8 +160,8 @@ pub async fn run(args: DoctorArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     })
 }
 
-fn print_table(r: &DoctorReport) {
-    println!("connection `{}` ({})", r.connection, r.connector);
+fn print_table(kind: &str, r: &DoctorReport) {
+    println!("{kind} `{}` ({})", r.connection, r.connector);
     let step_w = r.checks.iter().map(|c| c.step.len()).max().unwrap_or(4).max(4);
     let target_w = r
         .checks
