@@ -136,25 +136,17 @@ pub fn search(
 ) -> Answer {
     let _span = tracing::debug_span!("ldap_search", base = %req.base, scope = ?req.scope).entered();
     let started = Instant::now();
-    let entry_msg = |e: &Entry, sel: &Selection| LdapMsg {
+    let out = Reply {
         msgid,
-        op: LdapOp::SearchResultEntry(LdapSearchResultEntry {
-            dn: e.dn.clone(),
-            attributes: sel.apply(e, req.typesonly),
-        }),
-        ctrl: vec![],
-    };
-    let fail = |code, msg: &str, matched: &str| Answer {
-        msgs: vec![done(msgid, code, msg, matched, vec![])],
-        keep: None,
+        req,
+        sel: Selection::new(&req.attrs),
     };
     if filter::depth(&req.filter) > filter::MAX_DEPTH {
-        return fail(LdapResultCode::UnwillingToPerform, "filter nested too deeply", "");
+        return out.fail(LdapResultCode::UnwillingToPerform, "filter nested too deeply", "");
     }
     let Some(base) = dn::normalize(&req.base) else {
-        return fail(LdapResultCode::InvalidDNSyntax, "the search base is not a DN", "");
+        return out.fail(LdapResultCode::InvalidDNSyntax, "the search base is not a DN", "");
     };
-    let sel = Selection::new(&req.attrs);
     // the rootDSE and the subschema entry
     if matches!(req.scope, LdapSearchScope::Base) && (base.is_empty() || base == "cn=subschema") {
         let e = if base.is_empty() {
@@ -165,141 +157,196 @@ pub fn search(
         let mut msgs = Vec::new();
         if filter::matches(&req.filter, &e) {
             // the rootDSE's attributes are all operational: `+` asks for them too
-            let mut sel = sel.clone();
+            let mut sel = out.sel.clone();
             sel.all_user |= sel.all_operational;
-            msgs.push(entry_msg(&e, &sel));
+            msgs.push(Reply { sel, ..out.clone() }.entry(&e));
         }
         msgs.push(done(msgid, LdapResultCode::Success, "", "", vec![]));
         return Answer { msgs, keep: None };
     }
     if !base.is_empty() && !dir.index.contains_key(&base) {
-        // the deepest existing ancestor, as matchedDN
-        let mut cur = dn::parent(&base);
-        let mut matched = String::new();
-        while let Some(p) = cur {
-            if let Some(i) = dir.index.get(&p) {
-                matched = dir.entries[*i].dn.clone();
-                break;
-            }
-            cur = dn::parent(&p);
-        }
-        return fail(LdapResultCode::NoSuchObject, "no such entry", &matched);
+        return out.fail(
+            LdapResultCode::NoSuchObject,
+            "no such entry",
+            &matched_dn(&dir, &base),
+        );
     }
-    let deadline = started
-        + limits.time.min(if req.timelimit > 0 {
-            Duration::from_secs(req.timelimit as u64)
-        } else {
-            limits.time
-        });
-    let client_size = usize::try_from(req.sizelimit).ok().filter(|n| *n > 0);
+    let client_time = (req.timelimit > 0).then(|| Duration::from_secs(req.timelimit as u64));
+    let deadline = started + limits.time.min(client_time.unwrap_or(limits.time));
     let key = format!(
         "{base}|{:?}|{:?}|{:?}|{}",
         req.scope, req.filter, req.attrs, req.typesonly
     );
-
     // the matches: from a paged search's kept state, or computed now
     let (dir, matches, pos) = match paged.as_ref().and_then(|p| p.state.clone()) {
         Some(st) if st.key == key => (st.dir, st.matches, st.pos),
         Some(_) => {
-            return fail(
-                LdapResultCode::UnwillingToPerform,
-                "the paged results cookie belongs to another search",
-                "",
-            )
+            let why = "the paged results cookie belongs to another search";
+            return out.fail(LdapResultCode::UnwillingToPerform, why, "");
         }
         None if paged.as_ref().is_some_and(|p| !p.cookie.is_empty()) => {
-            return fail(
-                LdapResultCode::UnwillingToPerform,
-                "unknown or expired paged results cookie: start the search again",
-                "",
-            )
+            let why = "unknown or expired paged results cookie: start the search again";
+            return out.fail(LdapResultCode::UnwillingToPerform, why, "");
         }
-        None => {
-            let compiled = filter::compile(&req.filter);
-            let mut out = Vec::new();
-            let all: Vec<usize>;
-            let candidates = match dir.candidates(&compiled) {
-                Some(c) => c,
-                None => {
-                    all = (0..dir.entries.len()).collect();
-                    &all
-                }
-            };
-            for (n, i) in candidates.iter().enumerate() {
-                if n % 512 == 0 && Instant::now() > deadline {
-                    return fail(LdapResultCode::TimeLimitExceeded, "time limit exceeded", "");
-                }
-                let e = &dir.entries[*i];
-                if in_scope(e, &base, &req.scope) && filter::eval(&compiled, e) == filter::Truth::True {
-                    out.push(*i);
-                }
-            }
-            (dir, Arc::new(out), 0)
-        }
+        None => match scan(&dir, &base, req, deadline) {
+            Some(m) => (dir, Arc::new(m), 0),
+            None => return out.fail(LdapResultCode::TimeLimitExceeded, "time limit exceeded", ""),
+        },
     };
-
-    let mut msgs = Vec::new();
+    let client_size = usize::try_from(req.sizelimit).ok().filter(|n| *n > 0);
     match paged {
-        Some(p) => {
-            if p.size == 0 {
-                // abandon: no entries, an empty cookie
-                let ctrl = vec![LdapControl::SimplePagedResults {
-                    size: 0,
-                    cookie: Vec::new(),
-                }];
-                return Answer {
-                    msgs: vec![done(msgid, LdapResultCode::Success, "", "", ctrl)],
-                    keep: None,
-                };
-            }
-            let mut size = p.size.min(limits.size);
-            let mut limited = false;
-            if let Some(c) = client_size {
-                if pos + size >= c {
-                    size = c.saturating_sub(pos);
-                    limited = matches.len() > c;
-                }
-            }
-            let end = (pos + size).min(matches.len());
-            for i in &matches[pos..end] {
-                msgs.push(entry_msg(&dir.entries[*i], &sel));
-            }
-            let more = end < matches.len() && !limited;
-            let ctrl = vec![LdapControl::SimplePagedResults {
-                size: matches.len() as i64,
-                cookie: if more { p.next_cookie.clone() } else { Vec::new() },
-            }];
-            let (code, message) = if limited {
-                (LdapResultCode::SizeLimitExceeded, "size limit exceeded")
-            } else {
-                (LdapResultCode::Success, "")
-            };
-            msgs.push(done(msgid, code, message, "", ctrl));
-            let keep = more.then_some(PagedState {
+        Some(p) => out.page(
+            PagedState {
                 dir,
                 matches,
-                pos: end,
+                pos,
                 key,
-            });
-            Answer { msgs, keep }
+            },
+            &p,
+            client_size,
+            limits,
+        ),
+        None => out.unpaged(&dir, &matches, client_size, limits),
+    }
+}
+
+/// The DN of the deepest existing ancestor of a missing base (the matchedDN of noSuchObject).
+fn matched_dn(dir: &Directory, base: &str) -> String {
+    let mut cur = dn::parent(base);
+    while let Some(p) = cur {
+        if let Some(i) = dir.index.get(&p) {
+            return dir.entries[*i].dn.clone();
         }
+        cur = dn::parent(&p);
+    }
+    String::new()
+}
+
+/// The entries in scope that match the filter (through the equality index when it decides);
+/// `None` when the deadline passes.
+fn scan(dir: &Directory, base: &str, req: &LdapSearchRequest, deadline: Instant) -> Option<Vec<usize>> {
+    let compiled = filter::compile(&req.filter);
+    let all: Vec<usize>;
+    let candidates = match dir.candidates(&compiled) {
+        Some(c) => c,
         None => {
-            let limit = client_size.unwrap_or(usize::MAX).min(limits.size);
-            for i in matches.iter().take(limit) {
-                msgs.push(entry_msg(&dir.entries[*i], &sel));
-            }
-            if matches.len() > limit {
-                let hint = if client_size.is_some_and(|c| c <= limits.size) {
-                    "size limit exceeded"
-                } else {
-                    "size limit exceeded: use the paged results control for larger searches"
-                };
-                msgs.push(done(msgid, LdapResultCode::SizeLimitExceeded, hint, "", vec![]));
-            } else {
-                msgs.push(done(msgid, LdapResultCode::Success, "", "", vec![]));
-            }
-            Answer { msgs, keep: None }
+            all = (0..dir.entries.len()).collect();
+            &all
         }
+    };
+    let mut out = Vec::new();
+    for (n, i) in candidates.iter().enumerate() {
+        if n % 512 == 0 && Instant::now() > deadline {
+            return None;
+        }
+        let e = &dir.entries[*i];
+        if in_scope(e, base, &req.scope) && filter::eval(&compiled, e) == filter::Truth::True {
+            out.push(*i);
+        }
+    }
+    Some(out)
+}
+
+/// Builds the messages of one search's answer.
+#[derive(Clone)]
+struct Reply<'a> {
+    msgid: i32,
+    req: &'a LdapSearchRequest,
+    sel: Selection,
+}
+
+impl Reply<'_> {
+    fn entry(&self, e: &Entry) -> LdapMsg {
+        LdapMsg {
+            msgid: self.msgid,
+            op: LdapOp::SearchResultEntry(LdapSearchResultEntry {
+                dn: e.dn.clone(),
+                attributes: self.sel.apply(e, self.req.typesonly),
+            }),
+            ctrl: vec![],
+        }
+    }
+
+    fn fail(&self, code: LdapResultCode, msg: &str, matched: &str) -> Answer {
+        Answer {
+            msgs: vec![done(self.msgid, code, msg, matched, vec![])],
+            keep: None,
+        }
+    }
+
+    /// One page from `st.pos`; the state to keep when more remain.
+    fn page(&self, st: PagedState, p: &PagedRequest, client_size: Option<usize>, limits: Limits) -> Answer {
+        if p.size == 0 {
+            // abandon: no entries, an empty cookie
+            let ctrl = vec![LdapControl::SimplePagedResults {
+                size: 0,
+                cookie: Vec::new(),
+            }];
+            return Answer {
+                msgs: vec![done(self.msgid, LdapResultCode::Success, "", "", ctrl)],
+                keep: None,
+            };
+        }
+        let (pos, total) = (st.pos, st.matches.len());
+        let mut size = p.size.min(limits.size);
+        let mut limited = false;
+        if let Some(c) = client_size {
+            if pos + size >= c {
+                size = c.saturating_sub(pos);
+                limited = total > c;
+            }
+        }
+        let end = (pos + size).min(total);
+        let mut msgs: Vec<LdapMsg> = st.matches[pos..end]
+            .iter()
+            .map(|i| self.entry(&st.dir.entries[*i]))
+            .collect();
+        let more = end < total && !limited;
+        let ctrl = vec![LdapControl::SimplePagedResults {
+            size: total as i64,
+            cookie: if more { p.next_cookie.clone() } else { Vec::new() },
+        }];
+        let (code, message) = if limited {
+            (LdapResultCode::SizeLimitExceeded, "size limit exceeded")
+        } else {
+            (LdapResultCode::Success, "")
+        };
+        msgs.push(done(self.msgid, code, message, "", ctrl));
+        let keep = more.then_some(PagedState { pos: end, ..st });
+        Answer { msgs, keep }
+    }
+
+    /// Every match up to the size limits.
+    fn unpaged(
+        &self,
+        dir: &Directory,
+        matches: &[usize],
+        client_size: Option<usize>,
+        limits: Limits,
+    ) -> Answer {
+        let limit = client_size.unwrap_or(usize::MAX).min(limits.size);
+        let mut msgs: Vec<LdapMsg> = matches
+            .iter()
+            .take(limit)
+            .map(|i| self.entry(&dir.entries[*i]))
+            .collect();
+        if matches.len() > limit {
+            let hint = if client_size.is_some_and(|c| c <= limits.size) {
+                "size limit exceeded"
+            } else {
+                "size limit exceeded: use the paged results control for larger searches"
+            };
+            msgs.push(done(
+                self.msgid,
+                LdapResultCode::SizeLimitExceeded,
+                hint,
+                "",
+                vec![],
+            ));
+        } else {
+            msgs.push(done(self.msgid, LdapResultCode::Success, "", "", vec![]));
+        }
+        Answer { msgs, keep: None }
     }
 }
 
