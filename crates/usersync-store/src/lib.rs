@@ -18,7 +18,9 @@ mod target_types;
 mod types;
 
 #[cfg(feature = "postgres")]
-pub use postgres::{copy_store, is_postgres_url, mask_url, CopyReport, PgStore, TableCheck, PG_MIGRATIONS};
+pub use postgres::{
+    copy_store, is_postgres_url, mask_url, CopyReport, Lease, PgStore, TableCheck, PG_MIGRATIONS,
+};
 
 pub use sqlite::{SqliteStore, FOREIGN_LOCK_STALE_AFTER, MIGRATIONS, OLDEST_READABLE};
 pub use sqlite::{DirectoryLinks, PosixKey, PosixKind};

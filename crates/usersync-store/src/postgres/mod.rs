@@ -23,6 +23,7 @@ use crate::{LinkRow, RunHolder, SqliteStore, Store, StoreError};
 
 mod apply;
 mod copy;
+mod lease;
 mod schema;
 mod target;
 mod targets;
@@ -30,6 +31,7 @@ mod targets;
 mod tests;
 
 pub use copy::{copy_store, CopyReport, TableCheck};
+pub use lease::Lease;
 pub use schema::PG_MIGRATIONS;
 use target::Target;
 pub use target::{is_postgres_url, mask_url};
@@ -56,6 +58,8 @@ pub struct PgStore {
     presence: Option<Client>,
     lock_wait: Duration,
     own_runs: HashSet<i64>,
+    /// The lease every apply checks (see [`PgStore::set_fence`]).
+    fence: Option<Lease>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -132,6 +136,7 @@ impl PgStore {
             presence: None,
             lock_wait: Duration::ZERO,
             own_runs: HashSet::new(),
+            fence: None,
         })
     }
 
@@ -210,6 +215,9 @@ impl PgStore {
             // a presence connection that died (or was terminated) is opened again
             let (backend_pid, backend_start) = self.presence()?;
             let own = self.own_runs.clone();
+            // a lease holder (see `set_fence`) is the only leader: a run lock held by anyone else is
+            // stale by the lease's decision, and that run's apply is fenced off
+            let leader = self.fence.is_some();
             let step = self.with_client(|c, t| {
                 let mut tx = c.transaction().map_err(|e| t.error(&e))?;
                 let r = (|| -> Result<Result<(i64, Option<i64>), RunHolder>, postgres::Error> {
@@ -232,7 +240,7 @@ impl PgStore {
                             since_ms: r.get(3),
                         };
                         let alive: bool = r.get(4);
-                        if alive && !own.contains(&h.run_id) {
+                        if alive && !own.contains(&h.run_id) && !leader {
                             return Ok(Err(h));
                         }
                         taken = Some(h.run_id);
@@ -520,6 +528,7 @@ impl Store for PgStore {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let _span = tracing::info_span!("store_apply", connection, run_id, changes = changes.len()).entered();
+        let fence = self.fence.as_ref();
         self.with_client(|c, t| {
             let db = |e: postgres::Error| t.error(&e);
             let mut tx = c.transaction().map_err(db)?;
@@ -556,6 +565,9 @@ impl Store for PgStore {
                         now,
                     });
                 }
+            }
+            if let Some(lease) = fence {
+                lease::check(&mut tx, lease, connection, run_id).map_err(db)??;
             }
             apply::apply_changes(&mut tx, connection, changes, now_ms).map_err(|e| match e {
                 apply::ApplyError::Db(e) => db(e),

@@ -121,6 +121,15 @@ pub const PG_MIGRATIONS: &[&str] = &[
         PRIMARY KEY (target, group_key, user_key)
     );
     "#,
+    // 3: leases (leader election of `usersync serve` on several hosts), see `PgStore::lease_acquire`
+    r#"
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        token BIGINT NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL
+    );
+    "#,
 ];
 
 /// Advisory lock class of the store's transaction-scoped locks (second key: the connection's

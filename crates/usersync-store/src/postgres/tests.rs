@@ -210,3 +210,81 @@ fn a_sqlite_store_is_copied_and_verified_and_a_non_empty_destination_refused() {
     copy_store(&path, &b.url(""), true).expect("replace");
     assert_eq!(pg.runs(None, 10).expect("runs").len(), 1);
 }
+
+#[test]
+fn a_lease_is_held_renewed_taken_over_after_expiry_and_fences_a_late_leader() {
+    let Some(b) = backend("lease") else { return };
+    let mut a = b.handle();
+    let mut other = b.handle();
+    let ttl = Duration::from_millis(700);
+    let la = a
+        .lease_acquire("serve", "host-a:1", ttl)
+        .expect("acquire")
+        .expect("free");
+    assert_eq!(la.token, 1);
+    assert_eq!(
+        other.lease_acquire("serve", "host-b:2", ttl).expect("acquire"),
+        None,
+        "held"
+    );
+    assert_eq!(
+        a.lease_acquire("serve", "host-a:1", ttl).expect("again"),
+        Some(la.clone()),
+        "own: same token"
+    );
+    assert!(a.lease_renew(&la, ttl).expect("renew"));
+    // a is fenced by its lease; b waits for the lease to expire (a "paused"), then takes it over
+    a.set_fence(Some(la.clone()));
+    let run = a.begin_run("c", 1).expect("run");
+    std::thread::sleep(Duration::from_millis(900));
+    let lb = other
+        .lease_acquire("serve", "host-b:2", ttl)
+        .expect("acquire")
+        .expect("expired: taken over");
+    assert_eq!(lb.token, 2);
+    assert!(!a.lease_renew(&la, ttl).expect("renew"), "a lost its lease");
+    let err = a
+        .apply(
+            "c",
+            run,
+            &[Change::PutUser(Arc::new(user("u1", "ada")))],
+            &outcome(),
+            2,
+        )
+        .expect_err("a late leader cannot commit");
+    assert!(matches!(err, StoreError::Fenced { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("host-b:2") && err.to_string().contains("token 2"),
+        "{err}"
+    );
+    assert!(
+        other.users(None).expect("users").is_empty(),
+        "nothing of the fenced apply"
+    );
+    // the new leader applies; releasing hands the lease over at once, with the next token
+    other.set_fence(Some(lb.clone()));
+    let run = other.begin_run("c", 3).expect("takes the run lock over");
+    other
+        .apply(
+            "c",
+            run,
+            &[Change::PutUser(Arc::new(user("u1", "ada")))],
+            &outcome(),
+            4,
+        )
+        .expect("leader applies");
+    other.lease_release(&lb).expect("release");
+    let la2 = a
+        .lease_acquire("serve", "host-a:1", ttl)
+        .expect("acquire")
+        .expect("released");
+    assert_eq!(la2.token, 3);
+    // an expired own lease is not resurrected with its old token
+    std::thread::sleep(Duration::from_millis(900));
+    assert_eq!(
+        a.lease_acquire("serve", "host-a:1", ttl)
+            .expect("again")
+            .map(|l| l.token),
+        Some(4)
+    );
+}
