@@ -243,115 +243,138 @@ pub fn parse_section(
                 .and_then(|(k, i)| k.span().or_else(|| i.span())),
             line,
         );
-        let opt = format!("ldap.{key}");
-        let s = |w: &mut Walk<'_>| -> Option<String> {
-            match value.as_str() {
-                Some(s) => Some(s.to_string()),
-                None => {
-                    w.push(kline, &opt, "must be a string".into());
-                    None
-                }
+        base_seen |= apply_key(&mut w, &mut cfg, key, value, kline, base);
+    }
+    cross_check(&mut w, &cfg, line, base_seen);
+    let ok = w.issues.is_empty();
+    (ok.then_some(cfg), w.issues)
+}
+
+/// Check and apply one key of `[ldap]` (`kline`: its line). True for `base_dn`.
+fn apply_key(
+    w: &mut Walk<'_>,
+    cfg: &mut LdapConfig,
+    key: &str,
+    value: &Item,
+    kline: usize,
+    base: &Path,
+) -> bool {
+    let mut is_base = false;
+    let opt = format!("ldap.{key}");
+    let s = |w: &mut Walk<'_>| -> Option<String> {
+        match value.as_str() {
+            Some(s) => Some(s.to_string()),
+            None => {
+                w.push(kline, &opt, "must be a string".into());
+                None
             }
-        };
-        let b = |w: &mut Walk<'_>| -> Option<bool> {
-            match value.as_bool() {
-                Some(v) => Some(v),
-                None => {
-                    w.push(kline, &opt, "must be true or false".into());
-                    None
-                }
+        }
+    };
+    let b = |w: &mut Walk<'_>| -> Option<bool> {
+        match value.as_bool() {
+            Some(v) => Some(v),
+            None => {
+                w.push(kline, &opt, "must be true or false".into());
+                None
             }
-        };
-        let n = |w: &mut Walk<'_>, min: i64, max: i64| -> Option<u32> {
-            match value.as_integer() {
-                Some(v) if (min..=max).contains(&v) => u32::try_from(v).ok(),
-                _ => {
-                    w.push(kline, &opt, format!("must be a whole number from {min} to {max}"));
-                    None
-                }
+        }
+    };
+    let n = |w: &mut Walk<'_>, min: i64, max: i64| -> Option<u32> {
+        match value.as_integer() {
+            Some(v) if (min..=max).contains(&v) => u32::try_from(v).ok(),
+            _ => {
+                w.push(kline, &opt, format!("must be a whole number from {min} to {max}"));
+                None
             }
-        };
-        let addr = |w: &mut Walk<'_>| -> Option<SocketAddr> {
-            let v = s(w)?;
-            match v.parse::<SocketAddr>() {
-                Ok(a) => Some(a),
-                Err(_) => {
+        }
+    };
+    let addr = |w: &mut Walk<'_>| -> Option<SocketAddr> {
+        let v = s(w)?;
+        match v.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                w.push(
+                    kline,
+                    &opt,
+                    format!("`{v}` is not an address:port such as 127.0.0.1:3389"),
+                );
+                None
+            }
+        }
+    };
+    match key {
+        "listen" => cfg.listen = addr(w).unwrap_or(cfg.listen),
+        "ldaps_listen" => cfg.ldaps_listen = addr(w),
+        "base_dn" => {
+            is_base = true;
+            if let Some(v) = s(w) {
+                if looks_like_dn(&v) {
+                    cfg.base_dn = v;
+                } else {
                     w.push(
                         kline,
                         &opt,
-                        format!("`{v}` is not an address:port such as 127.0.0.1:3389"),
+                        format!("`{v}` is not a DN such as dc=example,dc=com"),
                     );
-                    None
                 }
-            }
-        };
-        match key {
-            "listen" => cfg.listen = addr(&mut w).unwrap_or(cfg.listen),
-            "ldaps_listen" => cfg.ldaps_listen = addr(&mut w),
-            "base_dn" => {
-                base_seen = true;
-                if let Some(v) = s(&mut w) {
-                    if looks_like_dn(&v) {
-                        cfg.base_dn = v;
-                    } else {
-                        w.push(
-                            kline,
-                            &opt,
-                            format!("`{v}` is not a DN such as dc=example,dc=com"),
-                        );
-                    }
-                }
-            }
-            "layout" => match s(&mut w).as_deref() {
-                Some("merged") => cfg.layout = LdapLayout::Merged,
-                Some("per_connection") => cfg.layout = LdapLayout::PerConnection,
-                Some(other) => w.push(
-                    kline,
-                    &opt,
-                    format!("`{other}` is not a layout: use \"merged\" or \"per_connection\""),
-                ),
-                None => {}
-            },
-            "posix" => cfg.posix = b(&mut w).unwrap_or(cfg.posix),
-            "uid_base" => cfg.uid_base = n(&mut w, 1000, 2_000_000_000).unwrap_or(cfg.uid_base),
-            "gid_base" => cfg.gid_base = n(&mut w, 1000, 2_000_000_000).unwrap_or(cfg.gid_base),
-            "login_shell" => cfg.login_shell = s(&mut w).unwrap_or(cfg.login_shell),
-            "home_base" => cfg.home_base = s(&mut w).unwrap_or(cfg.home_base),
-            "transitive" => cfg.transitive = b(&mut w).unwrap_or(cfg.transitive),
-            "photos" => cfg.photos = b(&mut w).unwrap_or(cfg.photos),
-            "tls_cert" | "tls_key" => {
-                if let Some(v) = s(&mut w) {
-                    let p = base.join(v);
-                    if let Err(e) = std::fs::metadata(&p) {
-                        w.push(kline, &opt, format!("cannot read `{}`: {e}", p.display()));
-                    }
-                    if key == "tls_cert" {
-                        cfg.tls_cert = Some(p);
-                    } else {
-                        cfg.tls_key = Some(p);
-                    }
-                }
-            }
-            "require_tls" => cfg.require_tls = b(&mut w).unwrap_or(cfg.require_tls),
-            "allow_anonymous" => cfg.allow_anonymous = b(&mut w).unwrap_or(cfg.allow_anonymous),
-            "size_limit" => cfg.size_limit = n(&mut w, 1, 10_000_000).unwrap_or(cfg.size_limit),
-            "time_limit_secs" => cfg.time_limit_secs = n(&mut w, 1, 3600).unwrap_or(cfg.time_limit_secs),
-            "max_request_kb" => cfg.max_request_kb = n(&mut w, 4, 65_536).unwrap_or(cfg.max_request_kb),
-            "max_bind_failures" => {
-                cfg.max_bind_failures = n(&mut w, 1, 10_000).unwrap_or(cfg.max_bind_failures)
-            }
-            "service_accounts" => cfg.service_accounts = service_accounts(&mut w, value, kline, base),
-            other => {
-                let message = crate::validate::unknown_key_message(
-                    "key of [ldap]",
-                    other,
-                    LDAP_KEYS,
-                    "see docs/ldap.md",
-                );
-                w.push(kline, &opt, message);
             }
         }
+        "layout" => match s(w).as_deref() {
+            Some("merged") => cfg.layout = LdapLayout::Merged,
+            Some("per_connection") => cfg.layout = LdapLayout::PerConnection,
+            Some(other) => w.push(
+                kline,
+                &opt,
+                format!("`{other}` is not a layout: use \"merged\" or \"per_connection\""),
+            ),
+            None => {}
+        },
+        "posix" => cfg.posix = b(w).unwrap_or(cfg.posix),
+        "uid_base" => cfg.uid_base = n(w, 1000, 2_000_000_000).unwrap_or(cfg.uid_base),
+        "gid_base" => cfg.gid_base = n(w, 1000, 2_000_000_000).unwrap_or(cfg.gid_base),
+        "login_shell" => {
+            if let Some(v) = s(w) {
+                cfg.login_shell = v;
+            }
+        }
+        "home_base" => {
+            if let Some(v) = s(w) {
+                cfg.home_base = v;
+            }
+        }
+        "transitive" => cfg.transitive = b(w).unwrap_or(cfg.transitive),
+        "photos" => cfg.photos = b(w).unwrap_or(cfg.photos),
+        "tls_cert" | "tls_key" => {
+            if let Some(v) = s(w) {
+                let p = base.join(v);
+                if let Err(e) = std::fs::metadata(&p) {
+                    w.push(kline, &opt, format!("cannot read `{}`: {e}", p.display()));
+                }
+                if key == "tls_cert" {
+                    cfg.tls_cert = Some(p);
+                } else {
+                    cfg.tls_key = Some(p);
+                }
+            }
+        }
+        "require_tls" => cfg.require_tls = b(w).unwrap_or(cfg.require_tls),
+        "allow_anonymous" => cfg.allow_anonymous = b(w).unwrap_or(cfg.allow_anonymous),
+        "size_limit" => cfg.size_limit = n(w, 1, 10_000_000).unwrap_or(cfg.size_limit),
+        "time_limit_secs" => cfg.time_limit_secs = n(w, 1, 3600).unwrap_or(cfg.time_limit_secs),
+        "max_request_kb" => cfg.max_request_kb = n(w, 4, 65_536).unwrap_or(cfg.max_request_kb),
+        "max_bind_failures" => cfg.max_bind_failures = n(w, 1, 10_000).unwrap_or(cfg.max_bind_failures),
+        "service_accounts" => cfg.service_accounts = service_accounts(w, value, kline, base),
+        other => {
+            let message =
+                crate::validate::unknown_key_message("key of [ldap]", other, LDAP_KEYS, "see docs/ldap.md");
+            w.push(kline, &opt, message);
+        }
     }
+    is_base
+}
+
+/// The checks between keys (after all of them are read).
+fn cross_check(w: &mut Walk<'_>, cfg: &LdapConfig, line: usize, base_seen: bool) {
     if !base_seen {
         w.push(
             line,
@@ -381,8 +404,6 @@ pub fn parse_section(
                 .into(),
         );
     }
-    let ok = w.issues.is_empty();
-    (ok.then_some(cfg), w.issues)
 }
 
 fn service_accounts(w: &mut Walk<'_>, value: &Item, line: usize, base: &Path) -> Vec<LdapServiceAccount> {
