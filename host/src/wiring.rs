@@ -208,8 +208,9 @@ pub fn open_any_store(config: &Config) -> anyhow::Result<Box<dyn Store>> {
     Ok(Box::new(open_store(config)?))
 }
 
-/// The SQLite store of `[store] path`, for a sync, for the commands that do not take a
-/// PostgreSQL store yet: refused, saying so, when `[store] url` is set.
+/// The SQLite store of `[store] path`, for a sync (what [`open_any_store`] opens without
+/// `[store] url`; a command that can only use the file calls it directly and is refused, saying
+/// so, when `[store] url` is set).
 pub fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
     if config.store.url.is_some() {
         anyhow::bail!(
