@@ -66,8 +66,8 @@ pub mod validate;
 pub use file::{
     Config, ConfigError, ConfigIssue, ConnectionConfig, RuntimeSection, RuntimeSettings, StoreConfig,
 };
+pub use ldap::{LdapConfig, LdapLayout, LdapServiceAccount};
 pub use pattern::Pattern;
 pub use policy::{GroupRemoval, MembershipRoute, PhotoMode, Policy, UserRemoval};
 pub use secret::{Secret, SecretError, SecretRef};
 pub use target::{Deprovision, TargetConfig, TargetMapping, TargetSettings, UserNameSource};
-pub use ldap::{LdapConfig, LdapLayout, LdapServiceAccount};

@@ -42,11 +42,25 @@ pub const RANGES: &[(&str, &str, f64, f64, &str)] = &[
 
 /// The keys of a connection table.
 const CONNECTION_KEYS: &[&str] = &[
-    "name", "connector", "options", "policy", "runtime", // serve: crate::serve::CONNECTION_SCHEDULE_KEYS
-    "every", "schedule", "jitter",
+    "name",
+    "connector",
+    "options",
+    "policy",
+    "runtime", // serve: crate::serve::CONNECTION_SCHEDULE_KEYS
+    "every",
+    "schedule",
+    "jitter",
 ];
 /// The top-level keys.
-const TOP_KEYS: &[&str] = &["store", "runtime", "connections", "plugins", "targets", "serve", "ldap"];
+const TOP_KEYS: &[&str] = &[
+    "store",
+    "runtime",
+    "connections",
+    "plugins",
+    "targets",
+    "serve",
+    "ldap",
+];
 
 mod targets;
 

@@ -22,8 +22,8 @@ pub use postgres::{
     copy_store, is_postgres_url, mask_url, CopyReport, Lease, PgStore, TableCheck, PG_MIGRATIONS,
 };
 
-pub use sqlite::{SqliteStore, FOREIGN_LOCK_STALE_AFTER, MIGRATIONS, OLDEST_READABLE};
 pub use sqlite::{DirectoryLinks, PosixKey, PosixKind};
+pub use sqlite::{SqliteStore, FOREIGN_LOCK_STALE_AFTER, MIGRATIONS, OLDEST_READABLE};
 pub use target_types::{TargetKind, TargetObject, TargetOrigin, TargetState, TargetWrite};
 pub use types::{
     username_key, utc, Change, ConnectionState, EffectiveMembership, LinkRow, Member, RunHolder, RunOutcome,

@@ -91,13 +91,29 @@ pub async fn run(args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         .collect();
     let pushes = {
         use crate::cmd::push::StoreHandle;
-        crate::cmd::push::push_targets(store.store_mut(), &config, &registry, &targets, args.dry_run, None).await
+        crate::cmd::push::push_targets(
+            store.store_mut(),
+            &config,
+            &registry,
+            &targets,
+            args.dry_run,
+            None,
+        )
+        .await
     };
     match args.format {
         Format::Json if pushes.is_empty() => wiring::print_json(&reports)?,
         Format::Json => {
-            let mut all: Vec<serde_json::Value> = reports.iter().map(serde_json::to_value).collect::<Result<_, _>>()?;
-            all.extend(pushes.iter().map(serde_json::to_value).collect::<Result<Vec<_>, _>>()?);
+            let mut all: Vec<serde_json::Value> = reports
+                .iter()
+                .map(serde_json::to_value)
+                .collect::<Result<_, _>>()?;
+            all.extend(
+                pushes
+                    .iter()
+                    .map(serde_json::to_value)
+                    .collect::<Result<Vec<_>, _>>()?,
+            );
             wiring::print_json(&all)?
         }
         Format::Table => {

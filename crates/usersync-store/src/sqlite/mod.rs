@@ -28,8 +28,8 @@ use apply::*;
 use codec::*;
 use files::*;
 use locks::*;
-use schema::*;
 pub use posix::{DirectoryLinks, PosixKey, PosixKind};
+use schema::*;
 pub use schema::{FOREIGN_LOCK_STALE_AFTER, MIGRATIONS, OLDEST_READABLE};
 
 /// The SQLite directory store.

@@ -175,7 +175,10 @@ mod posix_tests {
         assert_eq!(s.posix_ids().expect("ids")[&a], na);
         // a deleted row's number is not handed out again (AUTOINCREMENT)
         s.connection()
-            .execute("DELETE FROM posix_ids WHERE provider_id = 'u1' AND kind = 'group'", [])
+            .execute(
+                "DELETE FROM posix_ids WHERE provider_id = 'u1' AND kind = 'group'",
+                [],
+            )
             .expect("delete");
         let c = (PosixKind::User, "c".to_string(), "u2".to_string());
         s.allocate_posix_ids(std::slice::from_ref(&c)).expect("alloc");
