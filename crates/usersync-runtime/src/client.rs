@@ -736,6 +736,7 @@ impl ConnectionClient {
             }
             Counters::add(&inner.counters.requests, 1);
             let net_err = |e: reqwest::Error| {
+                inner.counters.count_request(req.method.as_str(), "error");
                 let err = transport::send_error(&e, req.method.as_str(), &req.url, via_proxy, |d| {
                     inner.scrubber.scrub(d)
                 });
@@ -749,6 +750,9 @@ impl ConnectionClient {
             };
             let resp = builder.send().await.map_err(net_err)?;
             let status = resp.status().as_u16();
+            inner
+                .counters
+                .count_request(req.method.as_str(), &status.to_string());
             if let Some(asked) = &parsed {
                 // belt and braces: whatever the redirect policy did, only the asked origin answers
                 if !transport::same_origin(asked, resp.url()) {

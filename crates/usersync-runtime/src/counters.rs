@@ -1,5 +1,6 @@
 //! Per-run counters of one connection.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -34,6 +35,19 @@ pub struct RunCounters {
     pub deadline_hits: u64,
     /// The lowest rate-limit budget seen in remaining-count headers, if any.
     pub lowest_budget: Option<BudgetSnapshot>,
+    /// Requests by operation and response status, sorted (for `serve`'s metrics).
+    pub by_request: Vec<RequestCount>,
+}
+
+/// How many requests of one operation ended with one status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequestCount {
+    /// The HTTP method (`GET`, `POST`, ...), or `token` for token requests.
+    pub operation: String,
+    /// The response's HTTP status code, or `error` when no response came (network, refused redirect).
+    pub status: String,
+    /// Requests.
+    pub count: u64,
 }
 
 /// A provider's rate-limit budget as reported in response headers.
@@ -62,11 +76,19 @@ pub(crate) struct Counters {
     pub oversized_responses: AtomicU64,
     pub deadline_hits: AtomicU64,
     pub lowest_budget: Mutex<Option<BudgetSnapshot>>,
+    pub by_request: Mutex<BTreeMap<(String, String), u64>>,
 }
 
 impl Counters {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Count one request of `operation` that ended with `status` (a code, or `error`).
+    pub fn count_request(&self, operation: &str, status: &str) {
+        if let Ok(mut by) = self.by_request.lock() {
+            *by.entry((operation.to_string(), status.to_string())).or_insert(0) += 1;
+        }
     }
 
     pub fn observe_budget(&self, b: BudgetSnapshot) {
@@ -92,6 +114,19 @@ impl Counters {
             oversized_responses: self.oversized_responses.load(Ordering::Relaxed),
             deadline_hits: self.deadline_hits.load(Ordering::Relaxed),
             lowest_budget: self.lowest_budget.lock().ok().and_then(|b| b.clone()),
+            by_request: self
+                .by_request
+                .lock()
+                .map(|by| {
+                    by.iter()
+                        .map(|((operation, status), count)| RequestCount {
+                            operation: operation.clone(),
+                            status: status.clone(),
+                            count: *count,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 }

@@ -22,7 +22,7 @@ pub mod settings;
 pub mod transport;
 
 pub use client::{ConnectionClient, QueryOutput};
-pub use counters::{BudgetSnapshot, RunCounters};
+pub use counters::{BudgetSnapshot, RequestCount, RunCounters};
 pub use error::{RuntimeError, TransportKind};
 pub use settings::{ConnectionSettings, RetryPolicy, THROTTLE_BUDGET_WINDOWS};
 pub use usersync_config::Secret;
