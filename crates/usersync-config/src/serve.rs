@@ -12,6 +12,7 @@
 //! tls_key = "serve.key"
 //! ready_after_failing = "2h"             # /readyz fails when a connection has failed this long
 //! shutdown_grace = "60s"                 # SIGTERM: how long a running sync may take to finish
+//! lease = "30s"                          # PostgreSQL store: the leader's lease (several hosts)
 //! [[serve.webhooks]]
 //! url = { env = "SLACK_WEBHOOK_URL" }    # a URL or a secret reference (Slack URLs are secrets)
 //! format = "slack"                       # json (default) or slack
@@ -38,6 +39,12 @@ use crate::validate::Checker;
 /// The default listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 
+/// The leader's lease by default (PostgreSQL store, several hosts).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// The shortest and longest lease accepted (shorter: renewals every lease/3 race the network;
+/// longer: a dead leader holds the connections too long).
+pub const LEASE_RANGE: (Duration, Duration) = (Duration::from_secs(3), Duration::from_secs(600));
+
 /// Keys of `[serve]`.
 const SERVE_KEYS: &[&str] = &[
     "listen",
@@ -48,6 +55,7 @@ const SERVE_KEYS: &[&str] = &[
     "tls_key",
     "ready_after_failing",
     "shutdown_grace",
+    "lease",
     "webhooks",
 ];
 /// Keys of one `[[serve.webhooks]]`.
@@ -68,6 +76,9 @@ pub struct ServeConfig {
     pub ready_after_failing: Duration,
     /// SIGTERM: how long a running sync may take to finish before the process exits anyway.
     pub shutdown_grace: Duration,
+    /// With a PostgreSQL store: how long the leader's lease lasts unrenewed (another host takes
+    /// the connections over this long after the leader dies).
+    pub lease: Duration,
     /// Notifications.
     pub webhooks: Vec<Webhook>,
     /// Schedules by connection name (connections without one run only when asked).
@@ -84,6 +95,7 @@ impl Default for ServeConfig {
             auth: None,
             ready_after_failing: Duration::from_secs(2 * 3600),
             shutdown_grace: Duration::from_secs(60),
+            lease: DEFAULT_LEASE,
             webhooks: Vec::new(),
             schedules: BTreeMap::new(),
             line: 1,
@@ -491,6 +503,23 @@ impl Checker<'_> {
         if let Some(d) = self.duration_key(t, "shutdown_grace", None, p, line) {
             out.shutdown_grace = d;
         }
+        if let Some(d) = self.duration_key(t, "lease", None, p, line) {
+            if d < LEASE_RANGE.0 || d > LEASE_RANGE.1 {
+                let kline = self.key_line(t, "lease", line);
+                self.push(
+                    kline,
+                    None,
+                    Some("serve.lease".into()),
+                    format!(
+                        "must be between {}s and {}s (how long another host waits before taking over a dead leader's connections)",
+                        LEASE_RANGE.0.as_secs(),
+                        LEASE_RANGE.1.as_secs()
+                    ),
+                );
+            } else {
+                out.lease = d;
+            }
+        }
         if let Some(item) = t.get("webhooks") {
             let wline = self.key_line(t, "webhooks", line);
             match item {
@@ -654,6 +683,22 @@ mod tests {
             c.serve.schedules["b"].kind,
             ScheduleKind::Cron("*/5 * * * *".into())
         );
+    }
+
+    #[test]
+    fn the_lease_is_read_and_checked() {
+        let c = Config::from_str(&format!("[serve]\nlease = \"10s\"\n{BASE}")).expect("valid");
+        assert_eq!(c.serve.lease, Duration::from_secs(10));
+        assert_eq!(Config::from_str(BASE).expect("valid").serve.lease, DEFAULT_LEASE);
+        for bad in ["1s", "2h"] {
+            let err = Config::from_str(&format!("[serve]\nlease = \"{bad}\"\n{BASE}"))
+                .expect_err("out of range")
+                .to_string();
+            assert!(
+                err.contains("<string>:2: option `serve.lease`: must be between 3s and 600s"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
