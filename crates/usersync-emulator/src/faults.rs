@@ -31,8 +31,12 @@ pub struct FaultConfig {
     /// Probability (0..=1) of answering with a server error instead of the real response.
     pub error_rate: f64,
     /// Which statuses the server errors use (picked at random): default 500, 502, 503. Also
-    /// 423, which Okta answers with `E0000239` ("try again later").
+    /// 423, which Okta answers with `E0000239` ("try again later"), and 429, answered with the
+    /// provider's own throttle response and a `Retry-After` of [`Self::retry_after_secs`].
     pub error_statuses: Vec<u16>,
+    /// `Retry-After` (delta-seconds, as Slack and the SCIM services that send it do) of injected
+    /// 429 faults, and the wait the emulator checks with [`Faults::early_retries`]. Default 1.
+    pub retry_after_secs: u64,
     /// Probability of resetting the TCP connection (RST) instead of answering.
     pub reset_rate: f64,
     /// Probability of sending only part of the body (Content-Length promises the whole).
@@ -128,6 +132,7 @@ impl Default for FaultConfig {
             concurrency_limit: None,
             error_rate: 0.0,
             error_statuses: vec![500, 502, 503],
+            retry_after_secs: 1,
             reset_rate: 0.0,
             truncate_rate: 0.0,
             malformed_rate: 0.0,
@@ -177,12 +182,13 @@ impl FaultConfig {
         if self
             .error_statuses
             .iter()
-            .any(|s| !(500..=599).contains(s) && *s != 423)
+            .any(|s| !(500..=599).contains(s) && *s != 423 && *s != 429)
             || self.error_statuses.is_empty()
         {
             return Err(crate::EmulatorError::InvalidSetting {
                 name: "error_statuses",
-                reason: "must be a non-empty list of 5xx statuses (or 423, Okta's \"try again later\")"
+                reason: "must be a non-empty list of 5xx statuses (or 423, Okta's \"try again later\", \
+                         or 429, the provider's throttle answer)"
                     .to_string(),
             });
         }
@@ -224,6 +230,12 @@ impl FaultConfig {
                 ),
             });
         }
+        if self.retry_after_secs > 3600 {
+            return Err(crate::EmulatorError::InvalidSetting {
+                name: "retry_after_secs",
+                reason: format!("{} is more than an hour", self.retry_after_secs),
+            });
+        }
         if self.rate_limit_per_minute == Some(0) || self.concurrency_limit == Some(0) {
             return Err(crate::EmulatorError::InvalidSetting {
                 name: "rate_limit_per_minute/concurrency_limit",
@@ -239,8 +251,10 @@ impl FaultConfig {
 pub enum RequestFault {
     /// Nothing: serve normally.
     None,
-    /// Answer with this 5xx status and the provider's error body.
+    /// Answer with this 5xx (or 423) status and the provider's error body.
     ServerError(u16),
+    /// Answer with the provider's 429 and `Retry-After: retry_after_secs`.
+    Throttle,
     /// Reset the connection.
     Reset,
     /// Send part of the body.
@@ -264,6 +278,11 @@ pub struct Faults {
     requests: AtomicU64,
     injected: AtomicU64,
     vanished: AtomicU64,
+    /// Until when the last injected 429 asked the client to wait.
+    throttled_until: Mutex<Option<std::time::Instant>>,
+    /// Injected 429s served, and requests that arrived before their `Retry-After` was over.
+    throttles: AtomicU64,
+    early: AtomicU64,
 }
 
 impl Faults {
@@ -275,6 +294,9 @@ impl Faults {
             requests: AtomicU64::new(0),
             injected: AtomicU64::new(0),
             vanished: AtomicU64::new(0),
+            throttled_until: Mutex::new(None),
+            throttles: AtomicU64::new(0),
+            early: AtomicU64::new(0),
         }
     }
 
@@ -296,6 +318,9 @@ impl Faults {
         self.requests.store(0, Ordering::SeqCst);
         self.injected.store(0, Ordering::SeqCst);
         self.vanished.store(0, Ordering::SeqCst);
+        self.throttles.store(0, Ordering::SeqCst);
+        self.early.store(0, Ordering::SeqCst);
+        *self.until() = None;
         Ok(())
     }
 
@@ -346,6 +371,35 @@ impl Faults {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
     }
 
+    /// Injected 429 faults served since the config was set.
+    pub fn throttles(&self) -> u64 {
+        self.throttles.load(Ordering::SeqCst)
+    }
+
+    /// API requests that arrived while the `Retry-After` of the last injected 429 was not over
+    /// yet (since the config was set). A sequential client that honours `Retry-After` keeps this
+    /// at 0; one with requests in flight when the 429 came may legitimately exceed it.
+    pub fn early_retries(&self) -> u64 {
+        self.early.load(Ordering::SeqCst)
+    }
+
+    /// Record an injected 429 served at `now`, asking for `retry_after_secs`.
+    pub fn note_throttle(&self, now: std::time::Instant, retry_after_secs: u64) {
+        self.throttles.fetch_add(1, Ordering::SeqCst);
+        *self.until() = Some(now + std::time::Duration::from_secs(retry_after_secs));
+    }
+
+    /// Count the API request arriving at `now` as early if a 429's `Retry-After` is still running.
+    pub fn note_arrival(&self, now: std::time::Instant) {
+        if self.until().is_some_and(|u| now < u) {
+            self.early.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn until(&self) -> std::sync::MutexGuard<'_, Option<std::time::Instant>> {
+        self.throttled_until.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, (FaultConfig, StdRng)> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -394,7 +448,10 @@ impl Faults {
         let mut pick = |p: f64| p > 0.0 && rng.gen_bool(p.min(1.0));
         let fault = if pick(cfg.error_rate) {
             let i = rng.gen_range(0..cfg.error_statuses.len());
-            RequestFault::ServerError(cfg.error_statuses[i])
+            match cfg.error_statuses[i] {
+                429 => RequestFault::Throttle,
+                s => RequestFault::ServerError(s),
+            }
         } else if pick(cfg.reset_rate) {
             RequestFault::Reset
         } else if pick(cfg.truncate_rate) {
@@ -489,6 +546,34 @@ mod tests {
         }
         .validate();
         assert!(err.is_err_and(|e| e.to_string().contains("invalid_utf8_rate")));
+    }
+
+    #[test]
+    fn a_429_fault_is_a_throttle_and_early_arrivals_are_counted() {
+        let f = Faults::new(FaultConfig {
+            error_rate: 1.0,
+            error_statuses: vec![429],
+            retry_after_secs: 2,
+            max_faults: Some(1),
+            ..FaultConfig::default()
+        });
+        assert_eq!(f.draw(), RequestFault::Throttle);
+        assert_eq!(f.draw(), RequestFault::None);
+        let t0 = std::time::Instant::now();
+        f.note_arrival(t0);
+        assert_eq!(f.early_retries(), 0, "nothing asked to wait yet");
+        f.note_throttle(t0, 2);
+        f.note_arrival(t0 + std::time::Duration::from_millis(1999));
+        f.note_arrival(t0 + std::time::Duration::from_secs(2));
+        assert_eq!((f.throttles(), f.early_retries()), (1, 1));
+        f.set(FaultConfig::default()).expect("set");
+        assert_eq!((f.throttles(), f.early_retries()), (0, 0));
+        let err = FaultConfig {
+            error_statuses: vec![404],
+            ..FaultConfig::default()
+        }
+        .validate();
+        assert!(err.is_err_and(|e| e.to_string().contains("error_statuses")));
     }
 
     #[test]

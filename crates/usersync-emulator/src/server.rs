@@ -392,6 +392,7 @@ type MwState = (Arc<EmuContext>, Arc<dyn Facade>);
 async fn fault_middleware(State((ctx, facade)): State<MwState>, req: Request, next: Next) -> Response {
     use std::sync::atomic::Ordering::SeqCst;
     ctx.stats.requests.fetch_add(1, SeqCst);
+    ctx.faults.note_arrival(std::time::Instant::now());
     let cfg = ctx.faults.config();
     let (_guard, in_flight) = ctx.in_flight.enter();
     let now = now_unix();
@@ -438,6 +439,23 @@ async fn fault_middleware(State((ctx, facade)): State<MwState>, req: Request, ne
     let mut resp = match fault {
         RequestFault::ServerError(s) => {
             facade.server_error(StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        }
+        RequestFault::Throttle => {
+            tracing::debug!(retry_after = cfg.retry_after_secs, "fault: 429");
+            ctx.stats.throttled.fetch_add(1, SeqCst);
+            let wait = i64::try_from(cfg.retry_after_secs).unwrap_or(i64::MAX);
+            let d = crate::rate::RateDecision {
+                allowed: false,
+                limit: decision.map_or(1, |d| d.limit),
+                remaining: 0,
+                reset_epoch: now.saturating_add(wait),
+                retry_after_secs: wait,
+            };
+            let mut r = facade.throttled(&d, false);
+            facade.rate_headers(&d, r.headers_mut());
+            ctx.faults
+                .note_throttle(std::time::Instant::now(), cfg.retry_after_secs);
+            return r;
         }
         RequestFault::Reset => {
             tracing::debug!("fault: connection reset");
@@ -672,6 +690,8 @@ fn control_router(ctx: Arc<EmuContext>) -> Router {
                 let counts = ctx.org.read().await.counts();
                 let mut v = ctx.stats.snapshot();
                 v["faults_injected"] = ctx.faults.injected().into();
+                v["throttle_faults"] = ctx.faults.throttles().into();
+                v["early_retries"] = ctx.faults.early_retries().into();
                 v["objects_vanished"] = ctx.faults.vanished().into();
                 v["paging_faults_served"] = ctx.faults.paging_served().into();
                 v["org"] = serde_json::to_value(counts).unwrap_or_default();

@@ -490,3 +490,46 @@ async fn generic_patch_accepts_what_idp_clients_send() {
     let (s, v) = e.patch(&path, json!([{"op": "move", "path": "members"}])).await;
     assert_eq!((s, v["scimType"].as_str()), (400, Some("invalidSyntax")));
 }
+
+#[tokio::test]
+async fn injected_429s_carry_retry_after_in_every_mode_and_are_counted() {
+    for mode in ["scim", "scim-aws", "scim-atlassian"] {
+        let e = Emu::start(mode).await;
+        e.emu
+            .set_faults(FaultConfig {
+                error_rate: 1.0,
+                error_statuses: vec![429],
+                retry_after_secs: 3,
+                max_faults: Some(2),
+                ..FaultConfig::default()
+            })
+            .expect("faults");
+        let (s, h, v) = e.send(reqwest::Method::GET, "/Users", None, None).await;
+        assert_eq!(s, 429, "{mode}");
+        assert_eq!(
+            h.get("retry-after").and_then(|v| v.to_str().ok()),
+            Some("3"),
+            "{mode}: delta-seconds"
+        );
+        assert_eq!(v["status"], "429", "{mode}: a SCIM error body");
+        // asked again at once: a second 429, and an arrival inside the first one's wait
+        let (s, _, _) = e.send(reqwest::Method::GET, "/Users", None, None).await;
+        assert_eq!(s, 429, "{mode}");
+        let (s, _, _) = e.send(reqwest::Method::GET, "/Users", None, None).await;
+        assert_eq!(s, 200, "{mode}: max_faults reached, healthy again");
+        let f = &e.emu.ctx.faults;
+        assert_eq!((f.throttles(), f.early_retries()), (2, 2), "{mode}");
+        let stats: Value = e
+            .http
+            .get(format!("{}/_emulator/stats", e.emu.http_url))
+            .send()
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("stats JSON");
+        assert_eq!(stats["throttle_faults"], 2, "{mode}: {stats}");
+        assert_eq!(stats["early_retries"], 2, "{mode}: {stats}");
+        assert!(stats["throttled"].as_u64() >= Some(2), "{mode}: {stats}");
+    }
+}
