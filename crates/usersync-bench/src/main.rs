@@ -14,6 +14,8 @@ use clap::Parser;
 use serde_json::Value;
 use usersync_bench::{page_size_option, write_config, Connection, PROVIDERS};
 
+mod push;
+
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark `usersync sync` against the provider emulators")]
 struct Args {
@@ -73,6 +75,27 @@ struct Args {
     /// each run in a new schema `bench_<pid>_<n>`, dropped afterwards with `psql`.
     #[arg(long)]
     store_url: Option<String>,
+    /// Measure `usersync push` instead of sync: an Okta organisation of --push-users synced into
+    /// the store, pushed into the SCIM emulator (initial, no change, --push-change-percent
+    /// changed), and the same initial push into scim2-server (--scim2-users).
+    #[arg(long)]
+    push: bool,
+    /// Users of the organisation of the push benchmark.
+    #[arg(long, default_value_t = 10_000)]
+    push_users: u32,
+    /// Groups of the organisation of the push benchmark.
+    #[arg(long, default_value_t = 1_000)]
+    push_groups: u32,
+    /// Percent of users renamed at the IdP before the "changed" push.
+    #[arg(long, default_value_t = 1)]
+    push_change_percent: u32,
+    /// Users for the initial push into scim2-server (default: --push-users; 0 skips it).
+    #[arg(long)]
+    scim2_users: Option<u32>,
+    /// The scim2-server executable (default: target/scim2-venv/bin/scim2-server next to the
+    /// usersync binary's profile directory; `sh tests/scim/setup.sh` installs it).
+    #[arg(long)]
+    scim2_server: Option<PathBuf>,
 }
 
 /// Resource use of one child process, from wait4(2).
@@ -673,25 +696,32 @@ fn machine() -> String {
 
 const BEGIN: &str = "<!-- usersync-bench:sync:begin -->";
 const END: &str = "<!-- usersync-bench:sync:end -->";
+const PUSH_BEGIN: &str = "<!-- usersync-bench:push:begin -->";
+const PUSH_END: &str = "<!-- usersync-bench:push:end -->";
 
-/// Replace (or with `append`, extend) the marked block in `path`; everything else is kept.
+/// Replace (or with `append`, extend) the sync block in `path`; everything else is kept.
 fn write_docs(path: &Path, block: &str, append: bool) -> anyhow::Result<()> {
+    write_marked(path, BEGIN, END, block, append)
+}
+
+/// Replace (or with `append`, extend) the block between `begin` and `end` in `path`.
+fn write_marked(path: &Path, begin: &str, end: &str, block: &str, append: bool) -> anyhow::Result<()> {
     let old = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".to_string());
-    let new = match (old.find(BEGIN), old.find(END)) {
+    let new = match (old.find(begin), old.find(end)) {
         (Some(a), Some(b)) if b > a => {
             let body = if append {
-                format!("{}\n\n{block}", old[a + BEGIN.len()..b].trim())
+                format!("{}\n\n{block}", old[a + begin.len()..b].trim())
             } else {
                 block.to_string()
             };
             format!(
-                "{}{BEGIN}\n{}\n{END}{}",
+                "{}{begin}\n{}\n{end}{}",
                 &old[..a],
                 body.trim(),
-                &old[b + END.len()..]
+                &old[b + end.len()..]
             )
         }
-        _ => format!("{}\n\n{BEGIN}\n{block}\n{END}\n", old.trim_end()),
+        _ => format!("{}\n\n{begin}\n{block}\n{end}\n", old.trim_end()),
     };
     std::fs::write(path, new).with_context(|| format!("writing {}", path.display()))
 }
@@ -721,6 +751,9 @@ fn main() -> anyhow::Result<()> {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
     let machine = machine();
+    if args.push {
+        return push_main(&args, &bin, &work, &started, &machine, tmp);
+    }
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     for p in &args.providers {
@@ -802,6 +835,56 @@ fn main() -> anyhow::Result<()> {
     if args.keep {
         let kept = tmp.keep();
         eprintln!("kept {}", kept.display());
+    }
+    Ok(())
+}
+
+/// `--push`: the push benchmark (see `push.rs`), printed and optionally written into its own
+/// block of the docs.
+fn push_main(
+    args: &Args,
+    bin: &Path,
+    work: &Path,
+    started: &str,
+    machine: &str,
+    tmp: tempfile::TempDir,
+) -> anyhow::Result<()> {
+    let scim2_bin = match &args.scim2_server {
+        Some(p) => p.clone(),
+        None => bin
+            .parent()
+            .and_then(Path::parent)
+            .map(|t| t.join("scim2-venv/bin/scim2-server"))
+            .context("the usersync binary has no target directory")?,
+    };
+    let bench = push::PushBench {
+        users: args.push_users,
+        groups: args.push_groups,
+        avg_groups: args.avg_groups,
+        scim2_users: args.scim2_users.unwrap_or(args.push_users),
+        scim2_bin,
+        change_percent: args.push_change_percent,
+        seed: args.seed,
+    };
+    let result = push::run(bin, &bench, work);
+    if args.keep {
+        eprintln!("kept {}", tmp.keep().display());
+    }
+    let table = result?;
+    let cmdline: Vec<String> = std::env::args().collect();
+    let block = format!(
+        "Measured {started} on {machine}.\n\nCommand: `{}`{}\n\n{table}",
+        cmdline.join(" "),
+        if args.note.is_empty() {
+            String::new()
+        } else {
+            format!("\n\nNote: {}", args.note)
+        }
+    );
+    println!("{block}");
+    if let Some(path) = &args.write_docs {
+        write_marked(path, PUSH_BEGIN, PUSH_END, &block, args.append)?;
+        eprintln!("wrote {}", path.display());
     }
     Ok(())
 }
