@@ -600,6 +600,89 @@ async fn throttling_and_5xx_are_retried_and_the_push_converges() {
     h.assert_app_matches_store(true).await;
 }
 
+/// The target's runtime for the 429 tests: sequential (so a request arriving inside a 429's
+/// `Retry-After` can only be an early retry), throttle waits honoured up to `wait` seconds, a
+/// request throttled for longer than `total` seconds fails.
+fn throttle_runtime(wait: u64, total: u64) -> String {
+    format!(
+        "[targets.app.runtime]\nconcurrency = 1\nmax_throttle_wait_secs = {wait}\n\
+         max_throttle_total_secs = {total}\n"
+    )
+}
+
+/// 429s with `Retry-After: 1`, three of them, at random points of the push.
+fn three_429s(seed: u64) -> FaultConfig {
+    FaultConfig {
+        error_rate: 0.25,
+        error_statuses: vec![429],
+        retry_after_secs: 1,
+        max_faults: Some(3),
+        seed,
+        ..FaultConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_is_waited_out_and_the_push_converges() {
+    let h = Harness::new(20, 4, scim_emulator("scim").await, &throttle_runtime(5, 60)).await;
+    h.sync().await;
+    let emu = h.app.emulator();
+    emu.set_faults(three_429s(7)).expect("faults");
+    let (code, r, err) = h.push(&[]).await;
+    let (throttles, early) = (emu.ctx.faults.throttles(), emu.ctx.faults.early_retries());
+    emu.set_faults(FaultConfig::default()).expect("faults off");
+    assert_eq!(code, 0, "{r}\n{err}");
+    assert_eq!(r["status"], "applied", "{r}");
+    assert_eq!(throttles, 3, "the emulator served three 429s");
+    // The runtime pauses the target's bucket for the Retry-After: with one request at a time,
+    // nothing may reach the emulator before a 429's wait is over (counted there, not timed here).
+    assert_eq!(early, 0, "no request arrived inside a 429's Retry-After");
+    assert!(
+        r["requests"].as_u64() >= Some(writes(&r) + throttles),
+        "the throttled requests were sent again: {r}"
+    );
+    h.assert_app_matches_store(true).await;
+    let mut groups: Vec<String> = h
+        .list("Groups")
+        .await
+        .iter()
+        .filter_map(|g| g["displayName"].as_str().map(str::to_string))
+        .collect();
+    let n = groups.len();
+    groups.sort();
+    groups.dedup();
+    assert_eq!(groups.len(), n, "no duplicate groups");
+    let (_, r, _) = h.push(&[]).await;
+    assert_eq!(writes(&r), 0, "converged: {r}");
+}
+
+#[tokio::test]
+async fn a_429_longer_than_the_throttle_budget_fails_the_push_naming_the_throttle() {
+    // A runtime that may not wait a 2 s Retry-After (budget 1 s) must report it, not push on.
+    let h = Harness::new(10, 2, scim_emulator("scim").await, &throttle_runtime(5, 1)).await;
+    h.sync().await;
+    let emu = h.app.emulator();
+    emu.set_faults(FaultConfig {
+        error_rate: 1.0,
+        error_statuses: vec![429],
+        retry_after_secs: 2,
+        ..FaultConfig::default()
+    })
+    .expect("faults");
+    let (code, r, err) = h.push(&[]).await;
+    let throttles = emu.ctx.faults.throttles();
+    emu.set_faults(FaultConfig::default()).expect("faults off");
+    assert_ne!(code, 0, "{r}\n{err}");
+    assert_ne!(r["status"], "applied", "{r}");
+    assert!(throttles >= 1, "the emulator served the 429");
+    let errors = r["errors"].to_string();
+    assert!(
+        errors.contains("429") && errors.contains("max_throttle_total_secs"),
+        "the report names the throttle: {r}"
+    );
+    assert!(h.app_view().await.users.is_empty(), "nothing written: {r}");
+}
+
 #[tokio::test]
 async fn garbage_json_stops_the_push_and_nothing_destructive_is_done() {
     let h = Harness::new(10, 2, scim_emulator("scim").await, "deprovision = \"delete\"").await;
