@@ -154,17 +154,17 @@ fn open(
     target: &TargetConfig,
     config_path: &Path,
     registry: &Registry,
-) -> Result<(Box<dyn TargetSession>, ConnectionClient), Check> {
+) -> Result<(Box<dyn TargetSession>, ConnectionClient), Box<Check>> {
     let name = target.name.as_str();
     let conn = &target.connection;
     let setup = |detail: String| {
-        fail(
+        Box::new(fail(
             "setup",
             name,
             detail,
             format!("target `{name}` cannot be opened, so nothing was contacted"),
             "fix [targets.NAME] in the config file (`usersync config check` lists every problem)".into(),
-        )
+        ))
     };
     let connector = match registry.lookup(&conn.connector) {
         RegistryLookup::Active(e) => e.connector.clone(),
@@ -206,7 +206,7 @@ pub async fn check_target(target: &TargetConfig, config_path: &Path, registry: &
             Ok((mut session, client)) => {
                 run_checks(target, session.as_mut(), &client, &mut report.checks).await;
             }
-            Err(c) => report.checks.push(c),
+            Err(c) => report.checks.push(*c),
         }
         report
     }
