@@ -25,6 +25,8 @@
 //! `400 invalidValue` for a missing `userName`/`displayName`, a non-boolean `active`, an email
 //! without `@` or a member id that is not a user; `400 mutability` for `id`, `meta`, `groups`;
 //! a deleted user disappears from every group (RFC 7644 §3.6); Bulk is not offered.
+//! Throttling (rate limit or an injected 429 fault, `error_statuses: [429]`) answers 429 with a
+//! SCIM error body and `Retry-After` in delta-seconds.
 #![allow(clippy::result_large_err)] // axum handlers answer errors as ready `Response`s
 
 use std::collections::{BTreeMap, HashMap};
