@@ -165,7 +165,7 @@ pub fn print_json_error(kind: &str, message: &str, issues: &[ConfigIssue]) {
 
 /// `USERSYNC_LOCK_WAIT_SECS`: how long a run waits for a connection another run holds (default
 /// 0: refuse at once, naming that run).
-fn lock_wait() -> anyhow::Result<std::time::Duration> {
+pub(crate) fn lock_wait() -> anyhow::Result<std::time::Duration> {
     let wait = match std::env::var("USERSYNC_LOCK_WAIT_SECS") {
         Ok(v) => v.trim().parse::<u64>().map_err(|_| {
             anyhow::anyhow!("USERSYNC_LOCK_WAIT_SECS must be a whole number of seconds, not `{v}`")
@@ -176,7 +176,7 @@ fn lock_wait() -> anyhow::Result<std::time::Duration> {
 }
 
 /// The `[store] url` of a PostgreSQL store, resolved (it may be a secret reference), if set.
-fn store_url(config: &Config) -> anyhow::Result<Option<String>> {
+pub(crate) fn store_url(config: &Config) -> anyhow::Result<Option<String>> {
     let Some(url) = &config.store.url else {
         return Ok(None);
     };

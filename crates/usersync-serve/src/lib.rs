@@ -108,7 +108,23 @@ pub trait Jobs: Send + Sync + 'static {
     fn reload(&self) -> Result<Settings, String>;
     /// Files whose change triggers a reload (the config file).
     fn watched(&self) -> Vec<PathBuf>;
+    /// Whether this process may run `job` now. `Err`: another host runs it (serve on several
+    /// hosts sharing one PostgreSQL store: the lease holder runs, the others stand by and only
+    /// answer reads). Called by the scheduler before each start; must not block. Default: yes.
+    fn may_run(&self, _job: &str) -> Result<(), Standby> {
+        Ok(())
+    }
 }
+
+/// Why a job does not run on this host now: another host holds the lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standby {
+    /// Who holds it, as far as this host knows (`host:pid`), or why it could not be taken.
+    pub holder: String,
+    /// When to ask again.
+    pub retry: std::time::Duration,
+}
+
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {

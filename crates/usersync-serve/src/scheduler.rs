@@ -61,6 +61,11 @@ pub async fn run(svc: Arc<Service>) -> Vec<String> {
             break;
         }
         for (name, trigger) in svc.take_due(now_ms(), &mut draw) {
+            if let Err(standby) = svc.jobs.may_run(&name) {
+                tracing::debug!(connection = name, holder = standby.holder, "standing by");
+                svc.stand_by(&name, trigger, &standby);
+                continue;
+            }
             let handle = tasks.spawn(run_one(svc.clone(), name.clone(), trigger));
             running.push((handle.id(), name, trigger));
         }
@@ -222,6 +227,40 @@ mod tests {
         }
     }
 
+    /// Stands by until `leader` is set; counts its runs.
+    struct Follower {
+        leader: std::sync::atomic::AtomicBool,
+        runs: AtomicU32,
+        /// Applies (past its one panic).
+        inner: Flaky,
+    }
+
+    impl crate::Jobs for Follower {
+        fn run(&self, job: &str, allow: Option<u64>) -> crate::BoxFuture<'_, JobResult> {
+            self.runs.fetch_add(1, Ordering::SeqCst);
+            self.inner.run(job, allow)
+        }
+        fn store(&self) -> Result<Box<dyn Store>, String> {
+            self.inner.store()
+        }
+        fn reload(&self) -> Result<crate::Settings, String> {
+            Err("not here".into())
+        }
+        fn watched(&self) -> Vec<std::path::PathBuf> {
+            Vec::new()
+        }
+        fn may_run(&self, _: &str) -> Result<(), crate::Standby> {
+            if self.leader.load(Ordering::SeqCst) {
+                Ok(())
+            } else {
+                Err(crate::Standby {
+                    holder: "host-b:7".into(),
+                    retry: Duration::from_millis(20),
+                })
+            }
+        }
+    }
+
     async fn wait_for(svc: &Service, what: &str, pred: impl Fn(&crate::service::JobState) -> bool) {
         for _ in 0..200 {
             if pred(&svc.states()[0]) {
@@ -230,6 +269,43 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!("timed out waiting for {what}: {:?}", svc.states()[0]);
+    }
+
+    #[tokio::test]
+    async fn a_standby_host_runs_nothing_and_records_nothing_until_it_leads() {
+        let mut serve = ServeConfig::default();
+        serve.schedules.insert(
+            "a".into(),
+            usersync_config::serve::Schedule {
+                kind: usersync_config::serve::ScheduleKind::Every(Duration::from_secs(3600)),
+                jitter: Duration::ZERO,
+            },
+        );
+        let settings = crate::Settings {
+            serve,
+            jobs: vec!["a".into()],
+            credentials: crate::Credentials::Token(Secret::new("t")),
+            webhook_urls: vec![],
+        };
+        let jobs = Arc::new(Follower {
+            leader: false.into(),
+            runs: AtomicU32::new(0),
+            inner: Flaky(AtomicU32::new(1)),
+        });
+        let svc = Service::new(jobs.clone(), settings);
+        let loop_ = tokio::spawn(run(svc.clone()));
+        svc.run_now("a").expect("queued");
+        wait_for(&svc, "standby", |j| j.state == "standby").await;
+        // several retries later: still nothing ran or was recorded
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let j = &svc.states()[0];
+        assert_eq!((jobs.runs.load(Ordering::SeqCst), j.last_status, j.state.as_str()), (0, None, "standby"));
+        // the lease is ours now: the standby retry (not the hourly schedule) starts the run
+        jobs.leader.store(true, Ordering::SeqCst);
+        wait_for(&svc, "the run as leader", |j| j.last_status == Some(RunStatus::Applied)).await;
+        assert_eq!(jobs.runs.load(Ordering::SeqCst), 1);
+        svc.stop();
+        assert!(loop_.await.expect("scheduler").is_empty());
     }
 
     #[tokio::test]

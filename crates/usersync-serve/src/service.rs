@@ -218,6 +218,25 @@ impl Service {
         start
     }
 
+    /// A job [`Service::take_due`] marked running that this host may not run now (another host
+    /// holds the lease): back to idle as `standby`, nothing recorded (no run, no metrics, no
+    /// webhook), looked at again after `standby.retry` (or its schedule, if sooner). An operator's
+    /// request on a standby host is dropped (the leader runs the connection).
+    pub fn stand_by(&self, name: &str, trigger: Trigger, standby: &crate::Standby) {
+        let now = now_ms();
+        let mut inner = self.lock();
+        let Some(j) = inner.jobs.iter_mut().find(|j| j.name == name) else {
+            return;
+        };
+        if !matches!(trigger, Trigger::Schedule) {
+            tracing::warn!(connection = name, holder = standby.holder, "{trigger:?} dropped: this host stands by");
+        }
+        j.running_since_ms = None;
+        j.state = "standby".into();
+        let retry = now + standby.retry.as_millis() as i64;
+        j.next_due_ms = Some(j.next_due_ms.filter(|d| *d > now).map_or(retry, |d| d.min(retry)));
+    }
+
     /// When the scheduler should look again (ms): the earliest due time.
     pub fn next_wake(&self) -> Option<i64> {
         self.lock()

@@ -2,6 +2,8 @@
 //! wiring: how one connection is synced ([`super::sync::sync_connection`]), how the store is
 //! read, and how the config is loaded again on SIGHUP or a change of the file.
 
+mod lease;
+
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -36,6 +38,8 @@ struct HostJobs {
     config_path: PathBuf,
     config: RwLock<Config>,
     registry: Registry,
+    /// With a PostgreSQL store: the lease that decides which host runs (None: SQLite, one host).
+    leadership: Option<Arc<lease::Leadership>>,
 }
 
 fn failed(job: &str, message: String) -> JobResult {
@@ -52,6 +56,33 @@ impl HostJobs {
     fn config(&self) -> Config {
         self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
+
+    /// The store for a run: with a lease, the PostgreSQL store fenced with it (an apply after the
+    /// lease was lost is refused by the database); else what `sync` opens.
+    fn open_for_run(&self, config: &Config) -> Result<Box<dyn Store>, String> {
+        let Some(leadership) = &self.leadership else {
+            return wiring::open_any_store(config).map_err(|e| format!("cannot open the store: {e:#}"));
+        };
+        let Some(lease) = leadership.current() else {
+            return Err(format!(
+                "this host ({}) no longer holds the lease `{}`: another host runs the connections",
+                leadership.holder(),
+                lease::LEASE
+            ));
+        };
+        let url = wiring::store_url(config)
+            .and_then(|u| {
+                u.ok_or_else(|| {
+                    anyhow::anyhow!("[store] url is no longer set (restart serve to change stores)")
+                })
+            })
+            .map_err(|e| format!("cannot open the store: {e:#}"))?;
+        let mut store =
+            usersync_store::PgStore::open(&url).map_err(|e| format!("cannot open the store: {e}"))?;
+        store.set_lock_wait(wiring::lock_wait().map_err(|e| format!("{e:#}"))?);
+        store.set_fence(Some(lease));
+        Ok(Box::new(store))
+    }
 }
 
 impl Jobs for HostJobs {
@@ -62,9 +93,9 @@ impl Jobs for HostJobs {
             let Some(conn) = config.connection(&job) else {
                 return failed(&job, format!("connection `{job}` is no longer in the config"));
             };
-            let mut store = match wiring::open_any_store(&config) {
+            let mut store = match self.open_for_run(&config) {
                 Ok(s) => s,
-                Err(e) => return failed(&job, format!("cannot open the store: {e:#}")),
+                Err(e) => return failed(&job, e),
             };
             let one = super::sync::sync_connection(
                 &mut *store,
@@ -131,6 +162,16 @@ impl Jobs for HostJobs {
     fn watched(&self) -> Vec<PathBuf> {
         vec![self.config_path.clone()]
     }
+
+    fn may_run(&self, _job: &str) -> Result<(), usersync_serve::Standby> {
+        match &self.leadership {
+            Some(l) if l.current().is_none() => Err(usersync_serve::Standby {
+                holder: format!("another host holds the lease `{}`", lease::LEASE),
+                retry: l.interval(),
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The service's settings from a loaded config: credentials and webhook URLs resolved (an
@@ -195,10 +236,32 @@ pub async fn run(_args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         }
     };
     let registry = crate::registry::load(global)?;
+    let leadership = match wiring::store_url(&config) {
+        Ok(None) => None,
+        Ok(Some(url)) => match usersync_store::PgStore::open(&url) {
+            Ok(store) => {
+                let l = lease::Leadership::new(store, config.serve.lease);
+                // the first look before the scheduler starts, so a lone host runs at once
+                let first = l.clone();
+                tokio::task::spawn_blocking(move || first.attempt()).await?;
+                tokio::spawn(l.clone().keep());
+                Some(l)
+            }
+            Err(e) => {
+                eprintln!("error: cannot open the store: {e}");
+                return Ok(exit::FAILURE);
+            }
+        },
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(exit::USAGE);
+        }
+    };
     let jobs = Arc::new(HostJobs {
         config_path: config.path.clone(),
         config: RwLock::new(config),
         registry,
+        leadership: leadership.clone(),
     });
     let left = match usersync_serve::run(jobs, settings, |url| {
         wiring::outln!("usersync serve: listening on {url}");
@@ -211,6 +274,10 @@ pub async fn run(_args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
             return Ok(exit::FAILURE);
         }
     };
+    if let Some(l) = leadership {
+        // a clean stop hands the connections over at once instead of after the lease time
+        tokio::task::spawn_blocking(move || l.release()).await?;
+    }
     if left.is_empty() {
         eprintln!("usersync serve: stopped");
         Ok(exit::OK)
