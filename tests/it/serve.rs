@@ -837,3 +837,240 @@ async fn an_applied_run_pushes_the_targets_its_connection_feeds() {
         .expect("json");
     assert_eq!(users["totalResults"].as_u64(), Some(active as u64), "{users}");
 }
+
+/// `promtool check metrics` accepts `text`.
+async fn promtool_check(text: &str) {
+    let mut promtool = tokio::process::Command::new(tool("promtool"))
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = promtool.stdin.take().expect("stdin");
+        stdin.write_all(text.as_bytes()).await.expect("write");
+    }
+    let out = promtool.wait_with_output().await.expect("promtool output");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The value of the series `series` (name and labels, exactly) in a Prometheus exposition.
+fn series_value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("no series `{series}` in\n{metrics}"))
+        .parse()
+        .expect("a number")
+}
+
+/// The push runs of `target` that finished, newest first.
+fn finished_pushes(s: &Serve, target: &str) -> Vec<usersync_store::RunRecord> {
+    SqliteStore::open_read_only(&s.dir.path().join("store.db"))
+        .and_then(|st| st.runs(Some(&format!("push:{target}")), 20))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.status != RunStatus::Running)
+        .collect()
+}
+
+/// Wait until the webhook receiver got an event satisfying `pred`.
+async fn wait_hook(
+    got: &Mutex<Vec<serde_json::Value>>,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        if got.lock().expect("hooks").iter().any(&pred) {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "no webhook {what}; got {:?}",
+            got.lock().expect("hooks")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_and_request_breakdowns_show_on_the_page_api_metrics_and_webhooks() {
+    let app = crate::support::start_emulator("scim", 0, 0, 1).await;
+    let secrets = tempfile::tempdir().expect("tempdir");
+    let token_file = secrets.path().join("scim-token");
+    // a token the application refuses: the first push fails
+    std::fs::write(&token_file, "not-the-scim-token-0000").expect("token");
+    let (hook, got) = webhook_receiver(0).await;
+    let extra = format!(
+        "[[serve.webhooks]]\nurl = \"{hook}\"\n\n[targets.app]\nconnector = \"scim\"\n[targets.app.options]\nbase_url = \"{}\"\nprofile = \"generic\"\ntoken = {{ file = {} }}\n",
+        app.base_url(),
+        usersync_bench::toml_str(&token_file.to_string_lossy())
+    );
+    let s = start(20, &extra, "", "").await;
+    // the target is listed before its first push
+    let (st, body) = s.get("/api/status", Some(TOKEN)).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["targets"][0]["name"], "app", "{v}");
+    assert_eq!(v["targets"][0]["fed_by"], serde_json::json!(["okta"]), "{v}");
+    assert_eq!(v["targets"][0]["state"], "idle", "{v}");
+    // the provider throttles a share of its answers with 429s
+    s.emu
+        .set_faults(usersync_emulator::FaultConfig {
+            seed: 7,
+            error_rate: 0.3,
+            error_statuses: vec![429],
+            retry_after_secs: 1,
+            ..Default::default()
+        })
+        .expect("faults");
+
+    let csrf = s.csrf().await;
+    let (st, body) = s.post_form("/connections/okta/run", Some(&csrf)).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    s.wait_runs("the source's run", |r| {
+        r.first().is_some_and(|r| r.status == RunStatus::Applied)
+    })
+    .await;
+    let until = Instant::now() + Duration::from_secs(60);
+    while finished_pushes(&s, "app").is_empty() {
+        assert!(
+            Instant::now() < until,
+            "no push of `app` after the source applied"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(finished_pushes(&s, "app")[0].status, RunStatus::Failed);
+    wait_hook(&got, "failed for the target", |e| {
+        e["event"] == "failed" && e["target"] == "app" && e["connection"] == "okta"
+    })
+    .await;
+    let (_, body) = s.get("/api/status", Some(TOKEN)).await;
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let t = &v["targets"][0];
+    assert_eq!(
+        (&t["state"], &t["last_status"]),
+        (&"failing".into(), &"failed".into()),
+        "{t}"
+    );
+    assert!(t["last_errors"].as_array().is_some_and(|e| !e.is_empty()), "{t}");
+    assert!(t["runs"].as_array().is_some_and(|r| r.len() == 1), "{t}");
+
+    // the right token: the next run's push applies and the target recovers
+    s.emu
+        .set_faults(usersync_emulator::FaultConfig::default())
+        .expect("faults");
+    std::fs::write(&token_file, &app.credentials().api_token).expect("token");
+    let (st, body) = s.post_form("/connections/okta/run", Some(&csrf)).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let until = Instant::now() + Duration::from_secs(60);
+    while finished_pushes(&s, "app").len() < 2 {
+        assert!(Instant::now() < until, "no second push of `app`");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let push = &finished_pushes(&s, "app")[0];
+    assert_eq!(push.status, RunStatus::Applied, "{:?}", push.errors);
+    wait_hook(&got, "recovered for the target", |e| {
+        e["event"] == "recovered" && e["target"] == "app"
+    })
+    .await;
+    let active = active_count(&s.store());
+    assert!(active > 0);
+
+    // metrics: pushes by target and outcome, last success, duration, objects provisioned;
+    // requests by connection, operation and status, 429s and seconds waited
+    let (st, metrics) = s.get("/metrics", Some(TOKEN)).await;
+    assert_eq!(st, StatusCode::OK);
+    for (series, want) in [
+        ("usersync_push_runs_total{target=\"app\",outcome=\"failed\"}", 1.0),
+        (
+            "usersync_push_runs_total{target=\"app\",outcome=\"applied\"}",
+            1.0,
+        ),
+        ("usersync_push_duration_seconds_count{target=\"app\"}", 2.0),
+        ("usersync_target_failing{target=\"app\"}", 0.0),
+        (
+            "usersync_push_objects_provisioned_total{target=\"app\",kind=\"users\"}",
+            active as f64,
+        ),
+    ] {
+        assert_eq!(series_value(&metrics, series), want, "{series}\n{metrics}");
+    }
+    let last = series_value(
+        &metrics,
+        "usersync_push_last_success_timestamp_seconds{target=\"app\"}",
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    assert!(
+        last > now - 120.0 && last <= now + 1.0,
+        "last success {last}, now {now}"
+    );
+    let ok = series_value(
+        &metrics,
+        "usersync_http_requests_total{connection=\"okta\",operation=\"GET\",status=\"200\"}",
+    );
+    let throttled = series_value(
+        &metrics,
+        "usersync_http_requests_total{connection=\"okta\",operation=\"GET\",status=\"429\"}",
+    );
+    let by_status: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("usersync_http_requests_total{connection=\"okta\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    let requests: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("usersync_requests_total{connection=\"okta\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(ok >= 2.0, "GET 200s over two runs: {ok}");
+    assert!(
+        throttled >= 1.0,
+        "the 429s of the first run: {throttled}\n{metrics}"
+    );
+    assert!(
+        by_status >= requests && requests > 0.0,
+        "the breakdown covers the runs' requests: {by_status} < {requests}\n{metrics}"
+    );
+    assert!(
+        series_value(
+            &metrics,
+            "usersync_throttled_responses_total{connection=\"okta\"}"
+        ) >= throttled,
+        "{metrics}"
+    );
+    assert!(
+        series_value(
+            &metrics,
+            "usersync_rate_limit_wait_seconds_total{connection=\"okta\"}"
+        ) >= 1.0,
+        "waited at least one Retry-After second\n{metrics}"
+    );
+    promtool_check(&metrics).await;
+
+    // the page in a real browser shows the target and its pushes
+    let url = s.url.replacen("http://", &format!("http://ops:{TOKEN}@"), 1);
+    let dom = chromium_dom(&format!("{url}/")).await;
+    assert!(dom.contains("id=\"target-app\""), "{dom}");
+    assert!(dom.contains("Target app"), "{dom}");
+    assert!(dom.contains(&format!("/runs/{}", push.id)), "{dom}");
+    s.bodies.lock().expect("bodies").push(dom);
+    s.assert_no_secret_served();
+    for secret in [app.credentials().api_token.as_str(), "not-the-scim-token-0000"] {
+        assert!(!metrics.contains(secret));
+        for e in got.lock().expect("hooks").iter() {
+            assert!(!e.to_string().contains(secret), "{e}");
+        }
+    }
+}

@@ -736,7 +736,6 @@ impl ConnectionClient {
             }
             Counters::add(&inner.counters.requests, 1);
             let net_err = |e: reqwest::Error| {
-                inner.counters.count_request(req.method.as_str(), "error");
                 let err = transport::send_error(&e, req.method.as_str(), &req.url, via_proxy, |d| {
                     inner.scrubber.scrub(d)
                 });
@@ -748,7 +747,11 @@ impl ConnectionClient {
                 }
                 err
             };
-            let resp = builder.send().await.map_err(net_err)?;
+            let resp = builder.send().await.map_err(|e| {
+                // no response: counted here (a body that breaks later was counted by its status)
+                inner.counters.count_request(req.method.as_str(), "error");
+                net_err(e)
+            })?;
             let status = resp.status().as_u16();
             inner
                 .counters

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tower::ServiceExt as _;
 use usersync_store::{RunRecord, RunStatus};
 
-use crate::service::{JobState, Refused, ReloadNote, Service};
+use crate::service::{JobState, Refused, ReloadNote, Service, TargetState};
 use crate::{Credentials, ServeError};
 
 /// Failed logins allowed per client address per window before answers turn to 429.
@@ -233,11 +233,23 @@ pub struct ConnectionView {
     pub blocked: Option<BlockedPlan>,
 }
 
+/// A target as the page and the API show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetView {
+    /// What its pushes did.
+    #[serde(flatten)]
+    pub state: TargetState,
+    /// The latest pushes (`push:<name>` in run history), newest first.
+    pub runs: Vec<RunRecord>,
+}
+
 /// `GET /api/status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusView {
     /// Connections in config order.
     pub connections: Vec<ConnectionView>,
+    /// Targets in config order.
+    pub targets: Vec<TargetView>,
     /// The last config reload.
     pub reload: Option<ReloadNote>,
     /// SIGTERM received.
@@ -301,8 +313,20 @@ fn status_view(svc: &Service) -> StatusView {
         }
         connections.push(ConnectionView { state, runs, blocked });
     }
+    let mut targets = Vec::new();
+    for state in svc.targets() {
+        let mut runs = Vec::new();
+        if let Some(store) = &store {
+            match store.runs(Some(&format!("push:{}", state.name)), RUNS_SHOWN) {
+                Ok(r) => runs = r,
+                Err(e) => store_error = Some(e.to_string()),
+            }
+        }
+        targets.push(TargetView { state, runs });
+    }
     StatusView {
         connections,
+        targets,
         reload: svc.reload_note(),
         stopping: svc.stopping(),
         store_error,

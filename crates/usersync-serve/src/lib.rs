@@ -66,6 +66,60 @@ pub struct JobResult {
     pub retries: u64,
     /// The connector's plugin library was refused (the run could not start).
     pub plugin_refused: bool,
+    /// Requests by operation and status, and the pushes of the targets the connection feeds.
+    pub detail: RunDetail,
+}
+
+/// What a run did beyond its report: its requests broken down, and the pushes that followed it.
+#[derive(Debug, Clone, Default)]
+pub struct RunDetail {
+    /// Requests to the provider by operation and status.
+    pub requests: Vec<RequestStat>,
+    /// The pushes of the targets the connection feeds (after an applied run), in config order.
+    pub pushes: Vec<PushResult>,
+}
+
+/// Requests of one operation that ended with one status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestStat {
+    /// The HTTP method (`GET`, `POST`, ...) or `token`.
+    pub operation: String,
+    /// The HTTP status code, or `error` when no response came.
+    pub status: String,
+    /// Requests.
+    pub count: u64,
+}
+
+/// One push of a target (recorded in run history as `push:<target>`).
+#[derive(Debug, Clone)]
+pub struct PushResult {
+    /// The target's name.
+    pub target: String,
+    /// The push run's id.
+    pub run_id: Option<i64>,
+    /// `applied`, `blocked` or `failed`.
+    pub status: usersync_store::RunStatus,
+    /// Some objects were refused by the application (the rest applied).
+    pub partial: bool,
+    /// Wall time.
+    pub duration_ms: u64,
+    /// Users the push created in the application (its plan's creations; 0 unless it applied).
+    pub users_provisioned: u64,
+    /// Groups the push created in the application (0 unless it applied).
+    pub groups_provisioned: u64,
+    /// Deactivations + deletions of the push's plan.
+    pub removals: u64,
+    /// Errors and gate messages, one line each.
+    pub errors: Vec<String>,
+}
+
+/// A configured target, as the status page lists it before its first push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetSpec {
+    /// The target's name.
+    pub name: String,
+    /// The connections feeding it, in config order.
+    pub fed_by: Vec<String>,
 }
 
 /// Credentials the HTTP listener requires (resolved from `[serve]`'s secret references).
@@ -108,6 +162,10 @@ pub trait Jobs: Send + Sync + 'static {
     fn reload(&self) -> Result<Settings, String>;
     /// Files whose change triggers a reload (the config file).
     fn watched(&self) -> Vec<PathBuf>;
+    /// The configured targets (asked at start and after each reload that switched).
+    fn targets(&self) -> Vec<TargetSpec> {
+        Vec::new()
+    }
     /// Whether this process may run `job` now. `Err`: another host runs it (serve on several
     /// hosts sharing one PostgreSQL store: the lease holder runs, the others stand by and only
     /// answer reads). Called by the scheduler before each start; must not block. Default: yes.
@@ -124,7 +182,6 @@ pub struct Standby {
     /// When to ask again.
     pub retry: std::time::Duration,
 }
-
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {

@@ -12,7 +12,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use usersync_store::RunStatus;
 
-use crate::JobResult;
+use crate::{JobResult, PushResult};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Conn {
@@ -27,6 +27,30 @@ struct ConnOutcome {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Kind {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Request {
+    connection: String,
+    operation: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Target {
+    target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetOutcome {
+    target: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetKind {
+    target: String,
     kind: String,
 }
 
@@ -55,6 +79,12 @@ pub struct Metrics {
     plugin_refusals: Family<Conn, Counter>,
     failing: Family<Conn, Gauge>,
     reloads: Family<ReloadResult, Counter>,
+    http_requests: Family<Request, Counter>,
+    pushes: Family<TargetOutcome, Counter>,
+    push_last_success: Family<Target, Gauge<f64, AtomicU64>>,
+    push_duration: Family<Target, Histogram, fn() -> Histogram>,
+    push_provisioned: Family<TargetKind, Counter>,
+    push_failing: Family<Target, Gauge>,
 }
 
 impl Default for Metrics {
@@ -80,6 +110,12 @@ impl Metrics {
             plugin_refusals: Family::default(),
             failing: Family::default(),
             reloads: Family::default(),
+            http_requests: Family::default(),
+            pushes: Family::default(),
+            push_last_success: Family::default(),
+            push_duration: Family::new_with_constructor(duration_histogram),
+            push_provisioned: Family::default(),
+            push_failing: Family::default(),
         };
         {
             let mut r = m.registry.lock().unwrap_or_else(|p| p.into_inner());
@@ -139,6 +175,36 @@ impl Metrics {
                 "Config reloads by result",
                 m.reloads.clone(),
             );
+            r.register(
+                "usersync_http_requests",
+                "HTTP requests to the provider by connection, operation (method, or token) and status (code, or error)",
+                m.http_requests.clone(),
+            );
+            r.register(
+                "usersync_push_runs",
+                "Pushes by target and outcome",
+                m.pushes.clone(),
+            );
+            r.register(
+                "usersync_push_last_success_timestamp_seconds",
+                "When a push of the target last applied (Unix time)",
+                m.push_last_success.clone(),
+            );
+            r.register(
+                "usersync_push_duration_seconds",
+                "Push wall time",
+                m.push_duration.clone(),
+            );
+            r.register(
+                "usersync_push_objects_provisioned",
+                "Objects created (or adopted) in the target's application by kind",
+                m.push_provisioned.clone(),
+            );
+            r.register(
+                "usersync_target_failing",
+                "1 while the target's last push failed",
+                m.push_failing.clone(),
+            );
         }
         m
     }
@@ -187,6 +253,60 @@ impl Metrics {
         }
         if let Some(t) = last_success_ms {
             self.last_success.get_or_create(&c).set(t as f64 / 1000.0);
+        }
+        for q in &r.detail.requests {
+            self.http_requests
+                .get_or_create(&Request {
+                    connection: name.to_string(),
+                    operation: q.operation.clone(),
+                    status: q.status.clone(),
+                })
+                .inc_by(q.count);
+        }
+    }
+
+    fn target(name: &str) -> Target {
+        Target {
+            target: name.to_string(),
+        }
+    }
+
+    /// Make a target's series exist before its first push (at zero).
+    pub fn declare_target(&self, name: &str) {
+        let _ = self.push_failing.get_or_create(&Self::target(name));
+        for kind in ["users", "groups"] {
+            let _ = self.push_provisioned.get_or_create(&TargetKind {
+                target: name.to_string(),
+                kind: kind.into(),
+            });
+        }
+    }
+
+    /// Record a finished push; `last_success_ms` is when the target last applied.
+    pub fn record_push(&self, p: &PushResult, last_success_ms: Option<i64>) {
+        let t = Self::target(&p.target);
+        self.pushes
+            .get_or_create(&TargetOutcome {
+                target: p.target.clone(),
+                outcome: p.status.as_str().to_string(),
+            })
+            .inc();
+        self.push_duration
+            .get_or_create(&t)
+            .observe(p.duration_ms as f64 / 1000.0);
+        for (kind, n) in [("users", p.users_provisioned), ("groups", p.groups_provisioned)] {
+            self.push_provisioned
+                .get_or_create(&TargetKind {
+                    target: p.target.clone(),
+                    kind: kind.into(),
+                })
+                .inc_by(n);
+        }
+        self.push_failing
+            .get_or_create(&t)
+            .set(i64::from(p.status == RunStatus::Failed));
+        if let Some(ms) = last_success_ms {
+            self.push_last_success.get_or_create(&t).set(ms as f64 / 1000.0);
         }
     }
 
@@ -278,6 +398,7 @@ mod tests {
             throttled_ms: 1500,
             retries: 1,
             plugin_refused: false,
+            detail: Default::default(),
         };
         m.record_run("okta", &r, 2000, Some(1_700_000_000_000));
         m.set_objects(10, 3);
@@ -306,5 +427,70 @@ mod tests {
         );
         assert!(plain.contains("# TYPE usersync_store_objects gauge\n"), "{plain}");
         assert!(!plain.contains("# EOF"), "{plain}");
+    }
+
+    #[test]
+    fn requests_by_operation_and_pushes_by_target_show_in_the_exposition() {
+        let m = Metrics::new();
+        m.declare_target("app");
+        let mut report = RunReport::failed(Some(1), "okta", "x".into(), std::time::Instant::now());
+        report.status = RunStatus::Applied;
+        let stat = |operation: &str, status: &str, count| crate::RequestStat {
+            operation: operation.into(),
+            status: status.into(),
+            count,
+        };
+        let r = JobResult {
+            report,
+            throttled_responses: 1,
+            throttled_ms: 250,
+            retries: 1,
+            plugin_refused: false,
+            detail: crate::RunDetail {
+                requests: vec![
+                    stat("GET", "200", 5),
+                    stat("GET", "429", 1),
+                    stat("token", "200", 1),
+                ],
+                pushes: Vec::new(),
+            },
+        };
+        m.record_run("okta", &r, 1000, None);
+        m.record_run("okta", &r, 1000, None);
+        let push = PushResult {
+            target: "app".into(),
+            run_id: Some(2),
+            status: RunStatus::Applied,
+            partial: false,
+            duration_ms: 1500,
+            users_provisioned: 12,
+            groups_provisioned: 3,
+            removals: 0,
+            errors: Vec::new(),
+        };
+        m.record_push(&push, Some(1_700_000_000_000));
+        let failed = PushResult {
+            status: RunStatus::Failed,
+            users_provisioned: 0,
+            groups_provisioned: 0,
+            ..push
+        };
+        m.record_push(&failed, Some(1_700_000_000_000));
+        let text = m.encode_text();
+        for line in [
+            "usersync_http_requests_total{connection=\"okta\",operation=\"GET\",status=\"200\"} 10",
+            "usersync_http_requests_total{connection=\"okta\",operation=\"GET\",status=\"429\"} 2",
+            "usersync_http_requests_total{connection=\"okta\",operation=\"token\",status=\"200\"} 2",
+            "usersync_rate_limit_wait_seconds_total{connection=\"okta\"} 0.5",
+            "usersync_push_runs_total{target=\"app\",outcome=\"applied\"} 1",
+            "usersync_push_runs_total{target=\"app\",outcome=\"failed\"} 1",
+            "usersync_push_objects_provisioned_total{target=\"app\",kind=\"users\"} 12",
+            "usersync_push_objects_provisioned_total{target=\"app\",kind=\"groups\"} 3",
+            "usersync_push_last_success_timestamp_seconds{target=\"app\"} 1700000000.0",
+            "usersync_push_duration_seconds_count{target=\"app\"} 2",
+            "usersync_target_failing{target=\"app\"} 1",
+        ] {
+            assert!(text.contains(line), "missing `{line}` in\n{text}");
+        }
     }
 }

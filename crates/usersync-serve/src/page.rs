@@ -4,7 +4,7 @@
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use usersync_store::{utc, RunRecord, RunStatus};
 
-use crate::http::{plan_entries, ConnectionView, StatusView};
+use crate::http::{plan_entries, ConnectionView, StatusView, TargetView};
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0 auto;max-width:60rem;padding:.75rem;line-height:1.4}\
 h1{font-size:1.4rem}h2{font-size:1.15rem;margin:0 0 .3rem}\
@@ -117,7 +117,53 @@ fn connection(c: &ConnectionView, csrf: &str) -> Markup {
     }
 }
 
-/// `/`: every connection.
+/// A push's counts in one line (a push run records `users`/`groups` with created, updated, ...).
+fn push_counts_line(r: &RunRecord) -> String {
+    let c = |path: &str| count(r, path);
+    format!(
+        "users +{} ~{} -{}; groups +{} -{}",
+        c("/users_created"),
+        c("/users_updated"),
+        c("/users_deactivated") + c("/users_deleted"),
+        c("/groups_created"),
+        c("/groups_deleted"),
+    )
+}
+
+fn target(t: &TargetView) -> Markup {
+    let s = &t.state;
+    html! {
+        section id={ "target-" (s.name) } {
+            h2 { "Target " (s.name) " " span.state class=(s.state) { "(" (s.state) ")" } }
+            div { "Pushed after an applied run of: " (s.fed_by.join(", ")) }
+            div {
+                "Last push: " (s.last_status.map(|st| st.as_str()).unwrap_or("none yet"))
+                @if s.last_partial { " (some objects refused)" }
+                " · last success: " (when(s.last_success_ms))
+            }
+            @if s.failures > 0 { div.err { (s.failures) " failed push(es) in a row" } }
+            @if !s.last_errors.is_empty() {
+                div { "Recent errors:" ul { @for e in &s.last_errors { li.err { (e) } } } }
+            }
+            @if !t.runs.is_empty() {
+                div.wrap { table {
+                    tr { th { "run" } th { "started (UTC)" } th { "outcome" } th { "changes" } th { "took" } }
+                    @for r in &t.runs {
+                        tr {
+                            td { a href={ "/runs/" (r.id) } { (r.id) } }
+                            td { (utc(r.started_ms)) }
+                            td class=(r.status.as_str()) { (r.status.as_str()) }
+                            td { (push_counts_line(r)) }
+                            td { (duration(r)) }
+                        }
+                    }
+                } }
+            }
+        }
+    }
+}
+
+/// `/`: every connection and target.
 pub fn index(view: &StatusView, csrf: &str) -> Markup {
     layout(
         "usersync status",
@@ -130,6 +176,7 @@ pub fn index(view: &StatusView, csrf: &str) -> Markup {
             @if let Some(e) = &view.store_error { p.err { "Store: " (e) } }
             @for c in &view.connections { (connection(c, csrf)) }
             @if view.connections.is_empty() { p { "No connections are configured." } }
+            @for t in &view.targets { (target(t)) }
             p { small { a href="/api/status" { "JSON" } " · " a href="/metrics" { "metrics" } } }
         },
     )

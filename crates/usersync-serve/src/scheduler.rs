@@ -151,6 +151,7 @@ async fn finished(
                 throttled_ms: 0,
                 retries: 0,
                 plugin_refused: false,
+                detail: Default::default(),
             };
             (name, trigger, result)
         }
@@ -211,6 +212,7 @@ mod tests {
                     throttled_ms: 0,
                     retries: 0,
                     plugin_refused: false,
+                    detail: Default::default(),
                 }
             })
         }

@@ -67,6 +67,78 @@ pub struct JobState {
     blocked_removals: Option<u64>,
 }
 
+/// One target's state (the JSON API's `targets[]` entry): what its pushes did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TargetState {
+    /// Target name (its runs are `push:<name>` in run history).
+    pub name: String,
+    /// The connections feeding it: an applied run of one of them pushes the target.
+    pub fed_by: Vec<String>,
+    /// `idle` (no push yet, or the last applied), `failing` (failed or partial), `blocked`.
+    pub state: String,
+    /// The last push's status.
+    pub last_status: Option<RunStatus>,
+    /// The last push's run id.
+    pub last_run_id: Option<i64>,
+    /// The last push left some objects refused by the application.
+    pub last_partial: bool,
+    /// When the last push ended (ms).
+    pub last_end_ms: Option<i64>,
+    /// When a push last applied (ms).
+    pub last_success_ms: Option<i64>,
+    /// Consecutive failed (or partial) pushes.
+    pub failures: u32,
+    /// The last push's errors and gate messages in plain words.
+    pub last_errors: Vec<String>,
+    /// Removals of the last blocked push (a repeat of the same block is not notified again).
+    #[serde(skip)]
+    blocked_removals: Option<u64>,
+}
+
+impl TargetState {
+    fn new(spec: &crate::TargetSpec) -> TargetState {
+        TargetState {
+            name: spec.name.clone(),
+            fed_by: spec.fed_by.clone(),
+            state: "idle".into(),
+            ..TargetState::default()
+        }
+    }
+
+    /// Record a push; returns the event to notify, if any (a new block, the first failure, a
+    /// recovery), as for connections.
+    fn record(&mut self, p: &crate::PushResult, now: i64) -> Option<WebhookEvent> {
+        let prev = self.last_status;
+        let prev_failing = self.failures > 0;
+        let failing = p.status == RunStatus::Failed || p.partial;
+        self.last_status = Some(p.status);
+        self.last_run_id = p.run_id;
+        self.last_partial = p.partial;
+        self.last_end_ms = Some(now);
+        self.last_errors = p.errors.clone();
+        if p.status == RunStatus::Applied {
+            self.last_success_ms = Some(now);
+        }
+        if failing {
+            self.failures += 1;
+            self.state = "failing".into();
+            self.blocked_removals = None;
+            (!prev_failing).then_some(WebhookEvent::Failed)
+        } else if p.status == RunStatus::Blocked {
+            self.failures = 0;
+            self.state = "blocked".into();
+            let new = prev != Some(RunStatus::Blocked) || self.blocked_removals != Some(p.removals);
+            self.blocked_removals = Some(p.removals);
+            new.then_some(WebhookEvent::Blocked)
+        } else {
+            self.failures = 0;
+            self.state = "idle".into();
+            self.blocked_removals = None;
+            (prev_failing || prev == Some(RunStatus::Blocked)).then_some(WebhookEvent::Recovered)
+        }
+    }
+}
+
 /// The outcome of the last config reload.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReloadNote {
@@ -81,6 +153,7 @@ pub struct ReloadNote {
 struct Inner {
     settings: Settings,
     jobs: Vec<JobState>,
+    targets: Vec<TargetState>,
     stopping: bool,
     reload: Option<ReloadNote>,
 }
@@ -143,15 +216,19 @@ impl Service {
         let states = settings.jobs.iter().map(|n| job_state(n, &settings)).collect();
         let csrf: [u8; 32] = rand::random();
         let notifier = Notifier::new(&settings);
+        let metrics = Metrics::new();
+        let targets: Vec<TargetState> = jobs.targets().iter().map(TargetState::new).collect();
+        targets.iter().for_each(|t| metrics.declare_target(&t.name));
         Arc::new(Service {
             inner: Mutex::new(Inner {
                 settings,
                 jobs: states,
+                targets,
                 stopping: false,
                 reload: None,
             }),
             jobs,
-            metrics: Metrics::new(),
+            metrics,
             notifier,
             wake: Notify::new(),
             csrf: csrf.iter().map(|b| format!("{b:02x}")).collect(),
@@ -171,6 +248,11 @@ impl Service {
     /// Every job's state, in config order.
     pub fn states(&self) -> Vec<JobState> {
         self.lock().jobs.clone()
+    }
+
+    /// Every target's state, in config order.
+    pub fn targets(&self) -> Vec<TargetState> {
+        self.lock().targets.clone()
     }
 
     /// The last reload's outcome.
@@ -253,6 +335,7 @@ impl Service {
         let now = now_ms();
         let r = &result.report;
         let mut events = Vec::new();
+        let push_events;
         {
             let mut inner = self.lock();
             let Some(j) = inner.jobs.iter_mut().find(|j| j.name == name) else {
@@ -308,6 +391,7 @@ impl Service {
                 .and_then(|s| crate::schedule::next_due(s, now, Some(now), j.failures, draw));
             self.metrics.record_run(name, result, duration, j.last_success_ms);
             self.metrics.set_failing(name, j.failures > 0);
+            push_events = record_pushes(&mut inner.targets, &self.metrics, &result.detail.pushes, now);
         }
         tracing::info!(
             connection = name,
@@ -318,6 +402,10 @@ impl Service {
         );
         for e in &events {
             self.notifier.send(Event::new(*e, r));
+        }
+        for (e, p) in push_events {
+            tracing::info!(connection = name, target = %p.target, event = e.as_str(), "push state changed");
+            self.notifier.send(Event::push(e, name, p));
         }
         events
     }
@@ -419,6 +507,23 @@ impl Service {
             tracing::warn!("[serve] listen/tls changed: takes effect at the next restart");
         }
         self.notifier.update(&settings);
+        let mut old_targets: BTreeMap<String, TargetState> =
+            inner.targets.drain(..).map(|t| (t.name.clone(), t)).collect();
+        inner.targets = self
+            .jobs
+            .targets()
+            .iter()
+            .map(|spec| match old_targets.remove(&spec.name) {
+                Some(mut t) => {
+                    t.fed_by = spec.fed_by.clone();
+                    t
+                }
+                None => {
+                    self.metrics.declare_target(&spec.name);
+                    TargetState::new(spec)
+                }
+            })
+            .collect();
         inner.jobs = jobs;
         inner.settings = settings;
         inner.reload = Some(ReloadNote {
@@ -487,6 +592,33 @@ impl Service {
     }
 }
 
+/// Record a run's pushes in their targets' state and metrics; returns the events to notify.
+/// A push of a target no longer configured is counted in metrics only.
+fn record_pushes<'a>(
+    targets: &mut [TargetState],
+    metrics: &Metrics,
+    pushes: &'a [crate::PushResult],
+    now: i64,
+) -> Vec<(WebhookEvent, &'a crate::PushResult)> {
+    let mut events = Vec::new();
+    for p in pushes {
+        let t = targets.iter_mut().find(|t| t.name == p.target);
+        let event = match t {
+            Some(t) => {
+                let e = t.record(p, now);
+                metrics.record_push(p, t.last_success_ms);
+                e
+            }
+            None => {
+                metrics.record_push(p, None);
+                None
+            }
+        };
+        events.extend(event.map(|e| (e, p)));
+    }
+    events
+}
+
 /// Deactivations + deletions in a run's recorded counts.
 pub fn removals(counts: &serde_json::Value) -> u64 {
     let n = |k: &str| {
@@ -551,6 +683,7 @@ mod tests {
             throttled_ms: 0,
             retries: 0,
             plugin_refused: false,
+            detail: Default::default(),
         }
     }
 
@@ -625,6 +758,59 @@ mod tests {
         assert_eq!(run(RunStatus::Failed, 0), vec![WebhookEvent::Failed]);
         assert_eq!(run(RunStatus::Failed, 0), vec![], "the streak goes on");
         assert_eq!(run(RunStatus::Applied, 0), vec![WebhookEvent::Recovered]);
+    }
+
+    #[test]
+    fn a_target_is_notified_on_its_first_failed_push_a_new_block_and_a_recovery() {
+        let mut t = TargetState::new(&crate::TargetSpec {
+            name: "app".into(),
+            fed_by: vec!["a".into()],
+        });
+        let push = |status: RunStatus, partial: bool, removals: u64| crate::PushResult {
+            target: "app".into(),
+            run_id: Some(1),
+            status,
+            partial,
+            duration_ms: 10,
+            users_provisioned: 0,
+            groups_provisioned: 0,
+            removals,
+            errors: Vec::new(),
+        };
+        assert_eq!(t.record(&push(RunStatus::Applied, false, 0), 1), None);
+        assert_eq!(t.last_success_ms, Some(1));
+        assert_eq!(
+            t.record(&push(RunStatus::Failed, false, 0), 2),
+            Some(WebhookEvent::Failed)
+        );
+        assert_eq!(
+            t.record(&push(RunStatus::Applied, true, 0), 3),
+            None,
+            "partial: still failing"
+        );
+        assert_eq!((t.failures, t.state.as_str()), (2, "failing"));
+        assert_eq!(
+            t.record(&push(RunStatus::Applied, false, 0), 4),
+            Some(WebhookEvent::Recovered)
+        );
+        assert_eq!(
+            t.record(&push(RunStatus::Blocked, false, 5), 5),
+            Some(WebhookEvent::Blocked)
+        );
+        assert_eq!(
+            t.record(&push(RunStatus::Blocked, false, 5), 6),
+            None,
+            "the same block"
+        );
+        assert_eq!(
+            t.record(&push(RunStatus::Blocked, false, 6), 7),
+            Some(WebhookEvent::Blocked)
+        );
+        assert_eq!(
+            t.record(&push(RunStatus::Applied, false, 0), 8),
+            Some(WebhookEvent::Recovered)
+        );
+        assert_eq!((t.state.as_str(), t.last_success_ms), ("idle", Some(8)));
     }
 
     #[test]

@@ -20,8 +20,11 @@ pub const RETRY_BASE: Duration = Duration::from_millis(500);
 pub struct Event {
     /// `blocked`, `failed` or `recovered`.
     pub event: &'static str,
-    /// Connection name.
+    /// Connection name (for a push: the connection whose run the push followed).
     pub connection: String,
+    /// The target, when the event is about a push (`push:<target>` in run history).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     /// The run.
     pub run_id: Option<i64>,
     /// The run's status.
@@ -40,6 +43,7 @@ impl Event {
         Event {
             event: kind.as_str(),
             connection: r.connection.clone(),
+            target: None,
             run_id: r.run_id,
             status: r.status.as_str(),
             removals: r.users.deactivated + r.users.deleted,
@@ -48,17 +52,35 @@ impl Event {
         }
     }
 
+    /// The event for a push of a target that followed a run of `connection`.
+    pub fn push(kind: WebhookEvent, connection: &str, p: &crate::PushResult) -> Event {
+        Event {
+            event: kind.as_str(),
+            connection: connection.to_string(),
+            target: Some(p.target.clone()),
+            run_id: p.run_id,
+            status: p.status.as_str(),
+            removals: p.removals,
+            errors: p.errors.clone(),
+            kind: Some(kind),
+        }
+    }
+
     /// The one-line text of a Slack message.
     pub fn text(&self) -> String {
         let run = self.run_id.map(|i| format!(" (run {i})")).unwrap_or_default();
         let first = self.errors.first().map(|e| format!(": {e}")).unwrap_or_default();
+        let what = match &self.target {
+            Some(t) => format!("the push of target `{t}`"),
+            None => format!("`{}`", self.connection),
+        };
         match self.event {
             "blocked" => format!(
-                "usersync: `{}`{run} was blocked by a safety gate ({} removals wait for approval){first}",
-                self.connection, self.removals
+                "usersync: {what}{run} was blocked by a safety gate ({} removals wait for approval){first}",
+                self.removals
             ),
-            "failed" => format!("usersync: `{}`{run} failed{first}", self.connection),
-            _ => format!("usersync: `{}`{run} recovered ({})", self.connection, self.status),
+            "failed" => format!("usersync: {what}{run} failed{first}"),
+            _ => format!("usersync: {what}{run} recovered ({})", self.status),
         }
     }
 

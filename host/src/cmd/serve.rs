@@ -10,7 +10,9 @@ use std::time::Instant;
 
 use usersync_config::serve::ServeAuth;
 use usersync_config::{Config, ConfigError};
-use usersync_serve::{BoxFuture, Credentials, JobResult, Jobs, Settings};
+use usersync_serve::{
+    BoxFuture, Credentials, JobResult, Jobs, PushResult, RequestStat, RunDetail, Settings, TargetSpec,
+};
 use usersync_store::Store;
 use usersync_sync::RunReport;
 
@@ -49,6 +51,7 @@ fn failed(job: &str, message: String) -> JobResult {
         throttled_ms: 0,
         retries: 0,
         plugin_refused: false,
+        detail: Default::default(),
     }
 }
 
@@ -108,12 +111,13 @@ impl Jobs for HostJobs {
             )
             .await;
             // as `sync` does after its sources: push the targets this connection feeds, once it applied
+            let mut pushes = Vec::new();
             if one.report.status == usersync_store::RunStatus::Applied {
                 let targets: Vec<&usersync_config::TargetConfig> =
                     config.targets.iter().filter(|t| t.fed_by(&job)).collect();
                 // the push pipeline's future is not Send (it holds a span guard and a store reference
                 // across awaits): run it to completion on this worker thread
-                let pushes = tokio::task::block_in_place(|| {
+                pushes = tokio::task::block_in_place(|| {
                     tokio::runtime::Handle::current().block_on(super::push::push_targets(
                         &mut *store,
                         &config,
@@ -136,6 +140,7 @@ impl Jobs for HostJobs {
                 throttled_ms: c.throttled_ms,
                 retries: c.retries,
                 plugin_refused: matches!(one.open_error, Some(OpenError::Plugin(_))),
+                detail: detail(&c, &pushes),
             }
         })
     }
@@ -171,6 +176,59 @@ impl Jobs for HostJobs {
             }),
             _ => Ok(()),
         }
+    }
+
+    fn targets(&self) -> Vec<TargetSpec> {
+        let config = self.config();
+        config
+            .targets
+            .iter()
+            .map(|t| TargetSpec {
+                name: t.name.clone(),
+                fed_by: config
+                    .connections
+                    .iter()
+                    .filter(|c| t.fed_by(&c.name))
+                    .map(|c| c.name.clone())
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+/// A run's requests by operation and status, and its pushes, for serve's page and metrics.
+fn detail(c: &usersync_runtime::RunCounters, pushes: &[usersync_sync::push::PushReport]) -> RunDetail {
+    let applied = |r: &usersync_sync::push::PushReport, n: u64| {
+        if r.status == usersync_store::RunStatus::Applied {
+            n
+        } else {
+            0
+        }
+    };
+    RunDetail {
+        requests: c
+            .by_request
+            .iter()
+            .map(|q| RequestStat {
+                operation: q.operation.clone(),
+                status: q.status.clone(),
+                count: q.count,
+            })
+            .collect(),
+        pushes: pushes
+            .iter()
+            .map(|r| PushResult {
+                target: r.target.clone(),
+                run_id: r.run_id,
+                status: r.status,
+                partial: r.partial,
+                duration_ms: r.duration_ms,
+                users_provisioned: applied(r, r.counts.users_created),
+                groups_provisioned: applied(r, r.counts.groups_created),
+                removals: r.counts.users_deactivated + r.counts.users_deleted,
+                errors: r.errors.clone(),
+            })
+            .collect(),
     }
 }
 

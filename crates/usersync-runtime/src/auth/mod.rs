@@ -688,10 +688,12 @@ impl Authenticator {
         Counters::add(&http.counters.requests, 1);
         Counters::add(&http.counters.token_requests, 1);
         let net_err = |e: reqwest::Error| {
-            http.counters.count_request("token", "error");
             crate::transport::send_error(&e, "POST", token_url, http.via_proxy, |d| self.scrubber.scrub(d))
         };
-        let resp = req.send().await.map_err(net_err)?;
+        let resp = req.send().await.map_err(|e| {
+            http.counters.count_request("token", "error");
+            net_err(e)
+        })?;
         let status = resp.status().as_u16();
         http.counters.count_request("token", &status.to_string());
         let headers = crate::transport::response_headers(&resp);
