@@ -130,3 +130,27 @@ impl Counters {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_by_operation_and_status_in_a_sorted_snapshot() {
+        let c = Counters::default();
+        c.count_request("GET", "200");
+        c.count_request("GET", "429");
+        c.count_request("GET", "200");
+        c.count_request("token", "error");
+        let snap = c.snapshot();
+        let got: Vec<(&str, &str, u64)> = snap
+            .by_request
+            .iter()
+            .map(|r| (r.operation.as_str(), r.status.as_str(), r.count))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("GET", "200", 2), ("GET", "429", 1), ("token", "error", 1)]
+        );
+    }
+}
