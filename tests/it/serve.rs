@@ -1065,6 +1065,10 @@ async fn targets_and_request_breakdowns_show_on_the_page_api_metrics_and_webhook
     assert!(dom.contains("id=\"target-app\""), "{dom}");
     assert!(dom.contains("Target app"), "{dom}");
     assert!(dom.contains(&format!("/runs/{}", push.id)), "{dom}");
+    // the push's run page (linked from the target's table) opens
+    let (st, page) = s.get(&format!("/runs/{}", push.id), Some(TOKEN)).await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    assert!(page.contains("push:app") && page.contains("applied"), "{page}");
     s.bodies.lock().expect("bodies").push(dom);
     s.assert_no_secret_served();
     for secret in [app.credentials().api_token.as_str(), "not-the-scim-token-0000"] {
