@@ -28,6 +28,7 @@ mod releases;
 mod runtime;
 mod scim_target;
 mod serve;
+mod serve_failover;
 mod store_safety;
 mod sync;
 mod vanished;
