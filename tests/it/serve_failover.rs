@@ -234,7 +234,17 @@ async fn kill_9_of_the_leader_during_a_run_hands_over_within_the_lease() {
         standby.contains("\"standby\""),
         "the second host stands by: {standby}"
     );
-    let _ = a_url;
+    // both hosts answer reads and name the same leader: the first host's process
+    let leader = format!(":{}\"", a.id().expect("running"));
+    assert!(
+        standby.contains("\"leader\":\"") && standby.contains(&leader),
+        "{standby}"
+    );
+    let first = status(&a_url).await;
+    assert!(
+        first.contains(&leader) && !first.contains("\"standby\""),
+        "{first}"
+    );
     // a slow provider: the next run takes a while; kill -9 the leader while it runs
     s.slow(400);
     let runs = s

@@ -172,6 +172,11 @@ pub trait Jobs: Send + Sync + 'static {
     fn may_run(&self, _job: &str) -> Result<(), Standby> {
         Ok(())
     }
+    /// Serve on several hosts: who runs the connections (`host:pid`), as last seen; shown in the
+    /// JSON API. Must not block. Default: `None` (this host alone).
+    fn leader(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Why a job does not run on this host now: another host holds the lease.

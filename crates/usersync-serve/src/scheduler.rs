@@ -301,10 +301,16 @@ mod tests {
         // several retries later: still nothing ran or was recorded
         tokio::time::sleep(Duration::from_millis(100)).await;
         let j = &svc.states()[0];
-        assert_eq!((jobs.runs.load(Ordering::SeqCst), j.last_status, j.state.as_str()), (0, None, "standby"));
+        assert_eq!(
+            (jobs.runs.load(Ordering::SeqCst), j.last_status, j.state.as_str()),
+            (0, None, "standby")
+        );
         // the lease is ours now: the standby retry (not the hourly schedule) starts the run
         jobs.leader.store(true, Ordering::SeqCst);
-        wait_for(&svc, "the run as leader", |j| j.last_status == Some(RunStatus::Applied)).await;
+        wait_for(&svc, "the run as leader", |j| {
+            j.last_status == Some(RunStatus::Applied)
+        })
+        .await;
         assert_eq!(jobs.runs.load(Ordering::SeqCst), 1);
         svc.stop();
         assert!(loop_.await.expect("scheduler").is_empty());

@@ -60,6 +60,9 @@ pub struct JobState {
     pub last_errors: Vec<String>,
     /// A start waiting for the scheduler.
     pub pending: Option<Trigger>,
+    /// Serve on several hosts (PostgreSQL store): who runs the connections, as `host:pid` (the
+    /// lease holder, as this host last saw it). `None`: this host alone, or not known yet.
+    pub leader: Option<String>,
     #[serde(skip)]
     sched: Option<Schedule>,
     /// Removals of the last blocked plan (a repeat of the same block is not notified again).
@@ -247,7 +250,12 @@ impl Service {
 
     /// Every job's state, in config order.
     pub fn states(&self) -> Vec<JobState> {
-        self.lock().jobs.clone()
+        let leader = self.jobs.leader();
+        let mut jobs = self.lock().jobs.clone();
+        for j in &mut jobs {
+            j.leader.clone_from(&leader);
+        }
+        jobs
     }
 
     /// Every target's state, in config order.
@@ -311,7 +319,11 @@ impl Service {
             return;
         };
         if !matches!(trigger, Trigger::Schedule) {
-            tracing::warn!(connection = name, holder = standby.holder, "{trigger:?} dropped: this host stands by");
+            tracing::warn!(
+                connection = name,
+                holder = standby.holder,
+                "{trigger:?} dropped: this host stands by"
+            );
         }
         j.running_since_ms = None;
         j.state = "standby".into();

@@ -171,11 +171,17 @@ impl Jobs for HostJobs {
     fn may_run(&self, _job: &str) -> Result<(), usersync_serve::Standby> {
         match &self.leadership {
             Some(l) if l.current().is_none() => Err(usersync_serve::Standby {
-                holder: format!("another host holds the lease `{}`", lease::LEASE),
+                holder: l
+                    .leader()
+                    .unwrap_or_else(|| format!("another host holds the lease `{}`", lease::LEASE)),
                 retry: l.interval(),
             }),
             _ => Ok(()),
         }
+    }
+
+    fn leader(&self) -> Option<String> {
+        self.leadership.as_ref().and_then(|l| l.leader())
     }
 
     fn targets(&self) -> Vec<TargetSpec> {

@@ -86,6 +86,19 @@ impl PgStore {
         })
     }
 
+    /// Who holds the lease `name` now (`holder`, token), or `None` when it is free or expired.
+    pub fn lease_holder(&self, name: &str) -> Result<Option<(String, i64)>, StoreError> {
+        self.with_client(|c, t| {
+            let row = c
+                .query_opt(
+                    "SELECT holder, token FROM leases WHERE name = $1 AND expires_at > clock_timestamp()",
+                    &[&name],
+                )
+                .map_err(|e| t.error(&e))?;
+            Ok(row.map(|r| (r.get(0), r.get(1))))
+        })
+    }
+
     /// Make every later apply of this handle check, in its transaction, that `lease` is still held
     /// with its token and unexpired (refused with [`StoreError::Fenced`] otherwise). `None` stops it.
     pub fn set_fence(&mut self, lease: Option<Lease>) {

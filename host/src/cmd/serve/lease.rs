@@ -21,6 +21,8 @@ pub struct Leadership {
     ttl: Duration,
     /// The lease and when it was last taken or renewed (by this host's monotonic clock).
     held: Mutex<Option<(Lease, Instant)>>,
+    /// Who held the lease at the last attempt (this process or another), if anyone.
+    leader: Mutex<Option<String>>,
 }
 
 /// `host:pid`, how other hosts see who leads.
@@ -41,6 +43,7 @@ impl Leadership {
             holder: holder_name(),
             ttl,
             held: Mutex::new(None),
+            leader: Mutex::new(None),
         })
     }
 
@@ -52,6 +55,11 @@ impl Leadership {
     /// How often the keeper takes or renews the lease, and a standby asks again.
     pub fn interval(&self) -> Duration {
         self.ttl / 3
+    }
+
+    /// Who runs the connections (`host:pid`), as of the last attempt.
+    pub fn leader(&self) -> Option<String> {
+        self.leader.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The lease, while this process holds it (renewed less than the lease time ago).
@@ -67,9 +75,15 @@ impl Leadership {
         let _span = tracing::debug_span!("lease_attempt", lease = LEASE, holder = %self.holder).entered();
         let before = self.current();
         let started = Instant::now();
-        let got = {
+        let (got, other) = {
             let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
-            store.lease_acquire(LEASE, &self.holder, self.ttl)
+            let got = store.lease_acquire(LEASE, &self.holder, self.ttl);
+            // not ours: who has it (for the status API); a failure here only leaves it unknown
+            let other = match &got {
+                Ok(None) => store.lease_holder(LEASE).ok().flatten().map(|(h, _)| h),
+                _ => None,
+            };
+            (got, other)
         };
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         match got {
@@ -79,6 +93,7 @@ impl Leadership {
                 }
                 // the expiry was set by the database after `started`: count from then
                 *held = Some((lease, started));
+                *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = Some(self.holder.clone());
                 true
             }
             Ok(None) => {
@@ -86,6 +101,7 @@ impl Leadership {
                     tracing::warn!(holder = %self.holder, "lost the lease `{LEASE}`: another host leads; this host stands by");
                 }
                 *held = None;
+                *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = other;
                 false
             }
             Err(e) => {
