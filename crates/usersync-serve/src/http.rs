@@ -23,6 +23,7 @@ use tower::ServiceExt as _;
 use usersync_store::{RunRecord, RunStatus};
 
 use crate::service::{JobState, Refused, ReloadNote, Service, TargetState};
+use crate::target::target_of;
 use crate::{Credentials, ServeError};
 
 /// Failed logins allowed per client address per window before answers turn to 429.
@@ -241,6 +242,8 @@ pub struct TargetView {
     pub state: TargetState,
     /// The latest pushes (`push:<name>` in run history), newest first.
     pub runs: Vec<RunRecord>,
+    /// The plan of the latest push when its gate blocked it.
+    pub blocked: Option<BlockedPlan>,
 }
 
 /// `GET /api/status`.
@@ -258,8 +261,38 @@ pub struct StatusView {
     pub store_error: Option<String>,
 }
 
-/// The user entries of a recorded plan, optionally only removals.
+/// A push plan's user steps as plan entries (the user is named by its source key).
+fn push_entries(steps: &[serde_json::Value], only_removals: bool, limit: usize) -> Vec<PlanEntry> {
+    steps
+        .iter()
+        .filter_map(|st| {
+            let action = match st.get("step")?.as_str()? {
+                "create_user" => "created",
+                "update_user" => "updated",
+                "deactivate_user" => "deactivated",
+                "delete_user" => "deleted",
+                _ => return None,
+            };
+            if only_removals && action != "deactivated" && action != "deleted" {
+                return None;
+            }
+            let user = st.get("user_name").or_else(|| st.get("key"))?.as_str()?;
+            Some(PlanEntry {
+                action: action.to_string(),
+                username: user.to_string(),
+                reason: st.get("reason").and_then(|r| r.as_str()).map(str::to_string),
+            })
+        })
+        .take(limit)
+        .collect()
+}
+
+/// The user entries of a recorded plan (a sync's `users`, a push's `steps`), optionally only
+/// removals.
 pub fn plan_entries(plan: &serde_json::Value, only_removals: bool, limit: usize) -> Vec<PlanEntry> {
+    if let Some(steps) = plan.get("steps").and_then(|s| s.as_array()) {
+        return push_entries(steps, only_removals, limit);
+    }
     plan.get("users")
         .and_then(|u| u.as_array())
         .map(|a| {
@@ -281,6 +314,18 @@ pub fn plan_entries(plan: &serde_json::Value, only_removals: bool, limit: usize)
         .unwrap_or_default()
 }
 
+/// The plan of the latest of `runs` (newest first) when a gate blocked it.
+fn blocked_plan(store: &dyn usersync_store::Store, runs: &[RunRecord]) -> Option<BlockedPlan> {
+    let latest = runs.first().filter(|r| r.status == RunStatus::Blocked)?;
+    let full = store.run(latest.id).ok()??;
+    Some(BlockedPlan {
+        run_id: full.id,
+        removals: crate::service::removals(&full.counts),
+        reasons: full.errors.clone(),
+        removed: plan_entries(&full.plan, true, PLAN_SHOWN),
+    })
+}
+
 fn status_view(svc: &Service) -> StatusView {
     let states = svc.states();
     let mut store_error = None;
@@ -300,29 +345,22 @@ fn status_view(svc: &Service) -> StatusView {
                 Ok(r) => runs = r,
                 Err(e) => store_error = Some(e.to_string()),
             }
-            if let Some(latest) = runs.first().filter(|r| r.status == RunStatus::Blocked) {
-                if let Ok(Some(full)) = store.run(latest.id) {
-                    blocked = Some(BlockedPlan {
-                        run_id: full.id,
-                        removals: crate::service::removals(&full.counts),
-                        reasons: full.errors.clone(),
-                        removed: plan_entries(&full.plan, true, PLAN_SHOWN),
-                    });
-                }
-            }
+            blocked = blocked_plan(&**store, &runs);
         }
         connections.push(ConnectionView { state, runs, blocked });
     }
     let mut targets = Vec::new();
     for state in svc.targets() {
         let mut runs = Vec::new();
+        let mut blocked = None;
         if let Some(store) = &store {
-            match store.runs(Some(&format!("push:{}", state.name)), RUNS_SHOWN) {
+            match store.runs(Some(&crate::target::push_job(&state.name)), RUNS_SHOWN) {
                 Ok(r) => runs = r,
                 Err(e) => store_error = Some(e.to_string()),
             }
+            blocked = blocked_plan(&**store, &runs);
         }
-        targets.push(TargetView { state, runs });
+        targets.push(TargetView { state, runs, blocked });
     }
     StatusView {
         connections,
@@ -440,7 +478,7 @@ fn csrf_ok(svc: &Service, headers: &HeaderMap, form_token: &str) -> Result<(), S
 
 fn refused_status(r: &Refused) -> StatusCode {
     match r {
-        Refused::Unknown(_) | Refused::NoRun(_) => StatusCode::NOT_FOUND,
+        Refused::Unknown(_) | Refused::UnknownTarget(_) | Refused::NoRun(_) => StatusCode::NOT_FOUND,
         Refused::NotBlocked(_) | Refused::Busy(_) => StatusCode::CONFLICT,
         Refused::Stopping | Refused::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
@@ -454,8 +492,13 @@ enum Action {
 async fn act(svc: &Arc<Service>, action: Action) -> Result<String, (StatusCode, String)> {
     let s = svc.clone();
     let res = tokio::task::spawn_blocking(move || match action {
-        Action::Approve(id) => s.approve(id).map(|(conn, n)| {
-            format!("run {id} of `{conn}` approved: `{conn}` runs again now, allowing up to {n} removals (a plan with more blocks again)")
+        Action::Approve(id) => s.approve(id).map(|(conn, n)| match target_of(&conn) {
+            Some(target) => format!(
+                "run {id} of `{conn}` approved: target `{target}` is pushed again now, allowing up to {n} removals (a plan with more blocks again)"
+            ),
+            None => format!(
+                "run {id} of `{conn}` approved: `{conn}` runs again now, allowing up to {n} removals (a plan with more blocks again)"
+            ),
         }),
         Action::RunNow(name) => s.run_now(&name).map(|()| format!("`{name}` runs now")),
     })

@@ -17,6 +17,7 @@ mod page;
 pub mod schedule;
 pub mod scheduler;
 pub mod service;
+pub mod target;
 mod tls;
 pub mod webhook;
 
@@ -111,6 +112,9 @@ pub struct PushResult {
     pub removals: u64,
     /// Errors and gate messages, one line each.
     pub errors: Vec<String>,
+    /// Requests to the target's application by operation and status (counted in
+    /// `usersync_http_requests` as connection `push:<target>`).
+    pub requests: Vec<RequestStat>,
 }
 
 /// A configured target, as the status page lists it before its first push.
@@ -165,6 +169,11 @@ pub trait Jobs: Send + Sync + 'static {
     /// The configured targets (asked at start and after each reload that switched).
     fn targets(&self) -> Vec<TargetSpec> {
         Vec::new()
+    }
+    /// Push one target now (an operator approved its blocked push: `allow_deletes` is that
+    /// plan's removals). Returns the push (empty: the target is no longer configured).
+    fn push(&self, _target: &str, _allow_deletes: Option<u64>) -> BoxFuture<'_, Vec<PushResult>> {
+        Box::pin(async { Vec::new() })
     }
     /// Whether this process may run `job` now. `Err`: another host runs it (serve on several
     /// hosts sharing one PostgreSQL store: the lease holder runs, the others stand by and only

@@ -177,7 +177,7 @@ impl Metrics {
             );
             r.register(
                 "usersync_http_requests",
-                "HTTP requests to the provider by connection, operation (method, or token) and status (code, or error)",
+                "HTTP requests by connection (a target's pushes: push:<target>), operation (method, or token) and status (code, or error)",
                 m.http_requests.clone(),
             );
             r.register(
@@ -307,6 +307,17 @@ impl Metrics {
             .set(i64::from(p.status == RunStatus::Failed));
         if let Some(ms) = last_success_ms {
             self.push_last_success.get_or_create(&t).set(ms as f64 / 1000.0);
+        }
+        // the push's requests to the application, as the run history names it: `push:<target>`
+        let connection = crate::target::push_job(&p.target);
+        for q in &p.requests {
+            self.http_requests
+                .get_or_create(&Request {
+                    connection: connection.clone(),
+                    operation: q.operation.clone(),
+                    status: q.status.clone(),
+                })
+                .inc_by(q.count);
         }
     }
 
@@ -467,12 +478,14 @@ mod tests {
             groups_provisioned: 3,
             removals: 0,
             errors: Vec::new(),
+            requests: vec![stat("POST", "201", 15), stat("PATCH", "200", 3)],
         };
         m.record_push(&push, Some(1_700_000_000_000));
         let failed = PushResult {
             status: RunStatus::Failed,
             users_provisioned: 0,
             groups_provisioned: 0,
+            requests: vec![stat("GET", "error", 1)],
             ..push
         };
         m.record_push(&failed, Some(1_700_000_000_000));
@@ -489,6 +502,9 @@ mod tests {
             "usersync_push_last_success_timestamp_seconds{target=\"app\"} 1700000000.0",
             "usersync_push_duration_seconds_count{target=\"app\"} 2",
             "usersync_target_failing{target=\"app\"} 1",
+            "usersync_http_requests_total{connection=\"push:app\",operation=\"POST\",status=\"201\"} 15",
+            "usersync_http_requests_total{connection=\"push:app\",operation=\"PATCH\",status=\"200\"} 3",
+            "usersync_http_requests_total{connection=\"push:app\",operation=\"GET\",status=\"error\"} 1",
         ] {
             assert!(text.contains(line), "missing `{line}` in\n{text}");
         }

@@ -4,7 +4,7 @@
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use usersync_store::{utc, RunRecord, RunStatus};
 
-use crate::http::{plan_entries, ConnectionView, StatusView, TargetView};
+use crate::http::{plan_entries, BlockedPlan, ConnectionView, StatusView, TargetView};
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0 auto;max-width:60rem;padding:.75rem;line-height:1.4}\
 h1{font-size:1.4rem}h2{font-size:1.15rem;margin:0 0 .3rem}\
@@ -76,6 +76,30 @@ fn runs_table(runs: &[RunRecord]) -> Markup {
     }
 }
 
+/// A blocked run's plan (what it would remove, why the gate stopped it) and its approve form;
+/// `what` names what approving starts (`run` or `push`).
+fn blocked_note(b: &BlockedPlan, what: &str, csrf: &str) -> Markup {
+    html! {
+        div.note {
+            strong { "Run " a href={ "/runs/" (b.run_id) } { (b.run_id) } " is blocked by a safety gate." }
+            " It would deactivate or delete " (b.removals) " user(s)."
+            ul { @for r in &b.reasons { li { (r) } } }
+            @if !b.removed.is_empty() {
+                div.wrap { table {
+                    tr { th { "action" } th { "user" } th { "why" } }
+                    @for e in &b.removed {
+                        tr { td { (e.action) } td { (e.username) } td { (e.reason.clone().unwrap_or_default()) } }
+                    }
+                } }
+            }
+            form method="post" action={ "/runs/" (b.run_id) "/approve" } {
+                input type="hidden" name="csrf" value=(csrf);
+                button type="submit" { "Approve " (b.removals) " removal(s) and " (what) }
+            }
+        }
+    }
+}
+
 fn connection(c: &ConnectionView, csrf: &str) -> Markup {
     let s = &c.state;
     html! {
@@ -89,25 +113,7 @@ fn connection(c: &ConnectionView, csrf: &str) -> Markup {
             @if !s.last_errors.is_empty() && s.last_status != Some(RunStatus::Blocked) {
                 div { "Recent errors:" ul { @for e in &s.last_errors { li.err { (e) } } } }
             }
-            @if let Some(b) = &c.blocked {
-                div.note {
-                    strong { "Run " (b.run_id) " is blocked by a safety gate." }
-                    " It would deactivate or delete " (b.removals) " user(s)."
-                    ul { @for r in &b.reasons { li { (r) } } }
-                    @if !b.removed.is_empty() {
-                        div.wrap { table {
-                            tr { th { "action" } th { "user" } th { "why" } }
-                            @for e in &b.removed {
-                                tr { td { (e.action) } td { (e.username) } td { (e.reason.clone().unwrap_or_default()) } }
-                            }
-                        } }
-                    }
-                    form method="post" action={ "/runs/" (b.run_id) "/approve" } {
-                        input type="hidden" name="csrf" value=(csrf);
-                        button type="submit" { "Approve " (b.removals) " removal(s) and run" }
-                    }
-                }
-            }
+            @if let Some(b) = &c.blocked { (blocked_note(b, "run", csrf)) }
             form method="post" action={ "/connections/" (s.name) "/run" } {
                 input type="hidden" name="csrf" value=(csrf);
                 button type="submit" { "Run now" }
@@ -130,7 +136,7 @@ fn push_counts_line(r: &RunRecord) -> String {
     )
 }
 
-fn target(t: &TargetView) -> Markup {
+fn target(t: &TargetView, csrf: &str) -> Markup {
     let s = &t.state;
     html! {
         section id={ "target-" (s.name) } {
@@ -142,7 +148,8 @@ fn target(t: &TargetView) -> Markup {
                 " · last success: " (when(s.last_success_ms))
             }
             @if s.failures > 0 { div.err { (s.failures) " failed push(es) in a row" } }
-            @if !s.last_errors.is_empty() {
+            @if let Some(b) = &t.blocked { (blocked_note(b, "push", csrf)) }
+            @if !s.last_errors.is_empty() && t.blocked.is_none() {
                 div { "Recent errors:" ul { @for e in &s.last_errors { li.err { (e) } } } }
             }
             @if !t.runs.is_empty() {
@@ -176,7 +183,7 @@ pub fn index(view: &StatusView, csrf: &str) -> Markup {
             @if let Some(e) = &view.store_error { p.err { "Store: " (e) } }
             @for c in &view.connections { (connection(c, csrf)) }
             @if view.connections.is_empty() { p { "No connections are configured." } }
-            @for t in &view.targets { (target(t)) }
+            @for t in &view.targets { (target(t, csrf)) }
             p { small { a href="/api/status" { "JSON" } " · " a href="/metrics" { "metrics" } } }
         },
     )
@@ -194,7 +201,7 @@ pub fn run(r: &RunRecord, csrf: &str) -> Markup {
                 "Outcome: " span class=(r.status.as_str()) { (r.status.as_str()) }
                 " · started " (utc(r.started_ms)) " · took " (duration(r)) " · " (r.requests) " requests"
             }
-            p { (counts_line(r)) }
+            p { @if r.connection.starts_with("push:") { (push_counts_line(r)) } @else { (counts_line(r)) } }
             @if !r.errors.is_empty() {
                 h2 { "Errors and gate messages" }
                 ul { @for e in &r.errors { li { (e) } } }

@@ -19,14 +19,25 @@ fn draw() -> f64 {
     rand::random::<f64>()
 }
 
-async fn run_one(svc: Arc<Service>, name: String, trigger: Trigger) -> (String, Trigger, JobResult) {
+/// What a started job gave: a connection's run, or an approved push of a target.
+enum Done {
+    Run(JobResult),
+    Push(Vec<crate::PushResult>),
+}
+
+async fn run_one(svc: Arc<Service>, name: String, trigger: Trigger) -> (String, Trigger, Done) {
     let allow = match trigger {
         Trigger::Approve { allow_deletes, .. } => Some(allow_deletes),
         _ => None,
     };
+    if let Some(target) = crate::target::target_of(&name) {
+        tracing::info!(target, ?trigger, "approved push starts");
+        let pushes = svc.jobs.push(target, allow).await;
+        return (name, trigger, Done::Push(pushes));
+    }
     tracing::info!(connection = name, ?trigger, "run starts");
     let result = svc.jobs.run(&name, allow).await;
-    (name, trigger, result)
+    (name, trigger, Done::Run(result))
 }
 
 /// Refresh the store's object counts in the metrics (off the async threads).
@@ -49,7 +60,7 @@ pub async fn refresh_objects(svc: Arc<Service>) {
 /// Run the scheduler until [`Service::stop`]; then wait for running jobs for at most `grace`.
 /// Returns the jobs still running when the grace ran out (empty: all finished).
 pub async fn run(svc: Arc<Service>) -> Vec<String> {
-    let mut tasks: JoinSet<(String, Trigger, JobResult)> = JoinSet::new();
+    let mut tasks: JoinSet<(String, Trigger, Done)> = JoinSet::new();
     // the jobs running, by task (a panicking run is reported by its task id only)
     let mut running: Vec<(tokio::task::Id, String, Trigger)> = Vec::new();
     for j in svc.states() {
@@ -121,7 +132,7 @@ fn names(running: &[(tokio::task::Id, String, Trigger)]) -> String {
 
 async fn finished(
     svc: &Arc<Service>,
-    done: Result<(String, Trigger, JobResult), tokio::task::JoinError>,
+    done: Result<(String, Trigger, Done), tokio::task::JoinError>,
     running: &mut Vec<(tokio::task::Id, String, Trigger)>,
 ) {
     let (name, trigger, result) = match done {
@@ -137,6 +148,11 @@ async fn finished(
             };
             let (_, name, trigger) = running.remove(pos);
             tracing::error!(connection = name, "the run ended abnormally: {e}");
+            if crate::target::target_of(&name).is_some() {
+                // the push's run stays `running` in history; its next push recovers from it
+                svc.finish_push(&name, &[]);
+                return;
+            }
             let report = usersync_sync::RunReport::failed(
                 None,
                 &name,
@@ -153,11 +169,18 @@ async fn finished(
                 plugin_refused: false,
                 detail: Default::default(),
             };
-            (name, trigger, result)
+            (name, trigger, Done::Run(result))
         }
     };
-    svc.finish(&name, trigger, &result, draw());
-    refresh_objects(svc.clone()).await;
+    match result {
+        Done::Run(result) => {
+            svc.finish(&name, trigger, &result, draw());
+            refresh_objects(svc.clone()).await;
+        }
+        Done::Push(pushes) => {
+            svc.finish_push(&name, &pushes);
+        }
+    }
 }
 
 fn modified(paths: &[PathBuf]) -> Vec<Option<SystemTime>> {

@@ -11,6 +11,8 @@ use usersync_config::serve::{format_duration, Schedule, WebhookEvent};
 use usersync_store::RunStatus;
 
 use crate::metrics::Metrics;
+pub use crate::target::TargetState;
+use crate::target::{push_job, record_pushes, target_of};
 use crate::webhook::{Event, Notifier};
 use crate::{now_ms, JobResult, Jobs, Settings};
 
@@ -70,78 +72,6 @@ pub struct JobState {
     blocked_removals: Option<u64>,
 }
 
-/// One target's state (the JSON API's `targets[]` entry): what its pushes did.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct TargetState {
-    /// Target name (its runs are `push:<name>` in run history).
-    pub name: String,
-    /// The connections feeding it: an applied run of one of them pushes the target.
-    pub fed_by: Vec<String>,
-    /// `idle` (no push yet, or the last applied), `failing` (failed or partial), `blocked`.
-    pub state: String,
-    /// The last push's status.
-    pub last_status: Option<RunStatus>,
-    /// The last push's run id.
-    pub last_run_id: Option<i64>,
-    /// The last push left some objects refused by the application.
-    pub last_partial: bool,
-    /// When the last push ended (ms).
-    pub last_end_ms: Option<i64>,
-    /// When a push last applied (ms).
-    pub last_success_ms: Option<i64>,
-    /// Consecutive failed (or partial) pushes.
-    pub failures: u32,
-    /// The last push's errors and gate messages in plain words.
-    pub last_errors: Vec<String>,
-    /// Removals of the last blocked push (a repeat of the same block is not notified again).
-    #[serde(skip)]
-    blocked_removals: Option<u64>,
-}
-
-impl TargetState {
-    fn new(spec: &crate::TargetSpec) -> TargetState {
-        TargetState {
-            name: spec.name.clone(),
-            fed_by: spec.fed_by.clone(),
-            state: "idle".into(),
-            ..TargetState::default()
-        }
-    }
-
-    /// Record a push; returns the event to notify, if any (a new block, the first failure, a
-    /// recovery), as for connections.
-    fn record(&mut self, p: &crate::PushResult, now: i64) -> Option<WebhookEvent> {
-        let prev = self.last_status;
-        let prev_failing = self.failures > 0;
-        let failing = p.status == RunStatus::Failed || p.partial;
-        self.last_status = Some(p.status);
-        self.last_run_id = p.run_id;
-        self.last_partial = p.partial;
-        self.last_end_ms = Some(now);
-        self.last_errors = p.errors.clone();
-        if p.status == RunStatus::Applied {
-            self.last_success_ms = Some(now);
-        }
-        if failing {
-            self.failures += 1;
-            self.state = "failing".into();
-            self.blocked_removals = None;
-            (!prev_failing).then_some(WebhookEvent::Failed)
-        } else if p.status == RunStatus::Blocked {
-            self.failures = 0;
-            self.state = "blocked".into();
-            let new = prev != Some(RunStatus::Blocked) || self.blocked_removals != Some(p.removals);
-            self.blocked_removals = Some(p.removals);
-            new.then_some(WebhookEvent::Blocked)
-        } else {
-            self.failures = 0;
-            self.state = "idle".into();
-            self.blocked_removals = None;
-            (prev_failing || prev == Some(RunStatus::Blocked)).then_some(WebhookEvent::Recovered)
-        }
-    }
-}
-
 /// The outcome of the last config reload.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReloadNote {
@@ -167,6 +97,9 @@ pub enum Refused {
     /// No such connection.
     #[error("there is no connection named `{0}`")]
     Unknown(String),
+    /// No such target (a push run of a target no longer configured).
+    #[error("there is no target named `{0}` in the configuration in force")]
+    UnknownTarget(String),
     /// No such run.
     #[error("there is no run {0}")]
     NoRun(i64),
@@ -287,8 +220,17 @@ impl Service {
             return Vec::new();
         }
         let mut start = Vec::new();
+        let inner = &mut *inner;
+        // a connection does not start while an approved push of a target it feeds runs, nor
+        // that push while one of the connections feeding the target runs (one push at a time)
+        let pushing: Vec<&String> = inner
+            .targets
+            .iter()
+            .filter(|t| t.running_since_ms.is_some())
+            .flat_map(|t| &t.fed_by)
+            .collect();
         for j in inner.jobs.iter_mut() {
-            if j.running_since_ms.is_some() {
+            if j.running_since_ms.is_some() || pushing.contains(&&j.name) {
                 continue;
             }
             if j.next_due_ms.is_none() {
@@ -305,6 +247,20 @@ impl Service {
             j.state = "running".into();
             start.push((j.name.clone(), trigger));
         }
+        for t in inner.targets.iter_mut() {
+            let feeding_runs = inner
+                .jobs
+                .iter()
+                .any(|j| j.running_since_ms.is_some() && t.fed_by.contains(&j.name));
+            if t.running_since_ms.is_some() || t.pending.is_none() || feeding_runs {
+                continue;
+            }
+            if let Some(trigger) = t.pending.take() {
+                t.running_since_ms = Some(now);
+                t.state = "running".into();
+                start.push((push_job(&t.name), trigger));
+            }
+        }
         start
     }
 
@@ -315,6 +271,18 @@ impl Service {
     pub fn stand_by(&self, name: &str, trigger: Trigger, standby: &crate::Standby) {
         let now = now_ms();
         let mut inner = self.lock();
+        if let Some(target) = target_of(name) {
+            tracing::warn!(
+                target,
+                holder = standby.holder,
+                "approved push dropped: this host stands by"
+            );
+            if let Some(t) = inner.targets.iter_mut().find(|t| t.name == target) {
+                t.running_since_ms = None;
+                t.state = "standby".into();
+            }
+            return;
+        }
         let Some(j) = inner.jobs.iter_mut().find(|j| j.name == name) else {
             return;
         };
@@ -333,12 +301,56 @@ impl Service {
 
     /// When the scheduler should look again (ms): the earliest due time.
     pub fn next_wake(&self) -> Option<i64> {
-        self.lock()
+        let inner = self.lock();
+        // a connection waiting for an approved push of a target it feeds is looked at again when
+        // that push ends (the scheduler wakes on it), not in a busy loop meanwhile
+        let pushing: Vec<&String> = inner
+            .targets
+            .iter()
+            .filter(|t| t.running_since_ms.is_some())
+            .flat_map(|t| &t.fed_by)
+            .collect();
+        inner
             .jobs
             .iter()
-            .filter(|j| j.running_since_ms.is_none())
+            .filter(|j| j.running_since_ms.is_none() && !pushing.contains(&&j.name))
             .filter_map(|j| j.next_due_ms)
             .min()
+    }
+
+    /// Record an approved push `job` (`push:<target>`) that finished: the target's state,
+    /// metrics and notifications, as for a push after a run. Returns the events notified.
+    pub fn finish_push(&self, job: &str, pushes: &[crate::PushResult]) -> Vec<WebhookEvent> {
+        let now = now_ms();
+        let events = {
+            let mut inner = self.lock();
+            if let Some(t) = inner
+                .targets
+                .iter_mut()
+                .find(|t| Some(t.name.as_str()) == target_of(job))
+            {
+                t.running_since_ms = None;
+                t.state = match t.last_status {
+                    Some(RunStatus::Blocked) => "blocked",
+                    Some(RunStatus::Failed) => "failing",
+                    _ => "idle",
+                }
+                .into();
+            }
+            record_pushes(&mut inner.targets, &self.metrics, pushes, now)
+        };
+        for p in pushes {
+            tracing::info!(
+                job,
+                status = p.status.as_str(),
+                run_id = p.run_id,
+                "approved push finished"
+            );
+        }
+        for (e, p) in &events {
+            self.notifier.send(Event::push(*e, job, p));
+        }
+        events.into_iter().map(|(e, _)| e).collect()
     }
 
     /// Record a finished run: state, metrics, notifications, next due time. Returns the events
@@ -476,13 +488,14 @@ impl Service {
             )));
         }
         let allow = removals(&run.counts);
-        self.queue(
-            &run.connection,
-            Trigger::Approve {
-                run_id,
-                allow_deletes: allow,
-            },
-        )?;
+        let trigger = Trigger::Approve {
+            run_id,
+            allow_deletes: allow,
+        };
+        match target_of(&run.connection) {
+            Some(target) => self.queue_push(target, trigger)?,
+            None => self.queue(&run.connection, trigger)?,
+        }
         tracing::info!(
             connection = run.connection,
             run_id,
@@ -490,6 +503,27 @@ impl Service {
             "blocked run approved"
         );
         Ok((run.connection, allow))
+    }
+
+    /// Queue an approved push of `target` (its feeding connections' runs finish first).
+    fn queue_push(&self, target: &str, trigger: Trigger) -> Result<(), Refused> {
+        let mut inner = self.lock();
+        if inner.stopping {
+            return Err(Refused::Stopping);
+        }
+        let t = inner
+            .targets
+            .iter_mut()
+            .find(|t| t.name == target)
+            .ok_or_else(|| Refused::UnknownTarget(target.to_string()))?;
+        if t.running_since_ms.is_some() || t.pending.is_some() {
+            return Err(Refused::Busy(push_job(&t.name)));
+        }
+        t.pending = Some(trigger);
+        t.state = "queued".into();
+        drop(inner);
+        self.wake.notify_one();
+        Ok(())
     }
 
     /// Switch to new settings (validated by the host). Jobs keep their state; new ones start
@@ -604,42 +638,11 @@ impl Service {
     }
 }
 
-/// Record a run's pushes in their targets' state and metrics; returns the events to notify.
-/// A push of a target no longer configured is counted in metrics only.
-fn record_pushes<'a>(
-    targets: &mut [TargetState],
-    metrics: &Metrics,
-    pushes: &'a [crate::PushResult],
-    now: i64,
-) -> Vec<(WebhookEvent, &'a crate::PushResult)> {
-    let mut events = Vec::new();
-    for p in pushes {
-        let t = targets.iter_mut().find(|t| t.name == p.target);
-        let event = match t {
-            Some(t) => {
-                let e = t.record(p, now);
-                metrics.record_push(p, t.last_success_ms);
-                e
-            }
-            None => {
-                metrics.record_push(p, None);
-                None
-            }
-        };
-        events.extend(event.map(|e| (e, p)));
-    }
-    events
-}
-
-/// Deactivations + deletions in a run's recorded counts.
+/// Deactivations + deletions in a run's recorded counts (a sync's `users.deactivated`, a
+/// push's `users_deactivated`).
 pub fn removals(counts: &serde_json::Value) -> u64 {
-    let n = |k: &str| {
-        counts
-            .pointer(&format!("/users/{k}"))
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0)
-    };
-    n("deactivated") + n("deleted")
+    let n = |path: &str| counts.pointer(path).and_then(|v| v.as_u64()).unwrap_or(0);
+    n("/users/deactivated") + n("/users/deleted") + n("/users_deactivated") + n("/users_deleted")
 }
 
 #[cfg(test)]
@@ -773,59 +776,6 @@ mod tests {
     }
 
     #[test]
-    fn a_target_is_notified_on_its_first_failed_push_a_new_block_and_a_recovery() {
-        let mut t = TargetState::new(&crate::TargetSpec {
-            name: "app".into(),
-            fed_by: vec!["a".into()],
-        });
-        let push = |status: RunStatus, partial: bool, removals: u64| crate::PushResult {
-            target: "app".into(),
-            run_id: Some(1),
-            status,
-            partial,
-            duration_ms: 10,
-            users_provisioned: 0,
-            groups_provisioned: 0,
-            removals,
-            errors: Vec::new(),
-        };
-        assert_eq!(t.record(&push(RunStatus::Applied, false, 0), 1), None);
-        assert_eq!(t.last_success_ms, Some(1));
-        assert_eq!(
-            t.record(&push(RunStatus::Failed, false, 0), 2),
-            Some(WebhookEvent::Failed)
-        );
-        assert_eq!(
-            t.record(&push(RunStatus::Applied, true, 0), 3),
-            None,
-            "partial: still failing"
-        );
-        assert_eq!((t.failures, t.state.as_str()), (2, "failing"));
-        assert_eq!(
-            t.record(&push(RunStatus::Applied, false, 0), 4),
-            Some(WebhookEvent::Recovered)
-        );
-        assert_eq!(
-            t.record(&push(RunStatus::Blocked, false, 5), 5),
-            Some(WebhookEvent::Blocked)
-        );
-        assert_eq!(
-            t.record(&push(RunStatus::Blocked, false, 5), 6),
-            None,
-            "the same block"
-        );
-        assert_eq!(
-            t.record(&push(RunStatus::Blocked, false, 6), 7),
-            Some(WebhookEvent::Blocked)
-        );
-        assert_eq!(
-            t.record(&push(RunStatus::Applied, false, 0), 8),
-            Some(WebhookEvent::Recovered)
-        );
-        assert_eq!((t.state.as_str(), t.last_success_ms), ("idle", Some(8)));
-    }
-
-    #[test]
     fn stopping_starts_nothing_and_refuses_run_now() {
         let svc = Service::new(Arc::new(NoJobs), settings());
         svc.stop();
@@ -842,6 +792,85 @@ mod tests {
         assert!(
             !note.ok && note.message.contains("previous one stays in force"),
             "{note:?}"
+        );
+    }
+
+    /// No jobs run; one target `app` fed by `a`.
+    struct OneTarget;
+    impl Jobs for OneTarget {
+        fn run(&self, _: &str, _: Option<u64>) -> crate::BoxFuture<'_, JobResult> {
+            Box::pin(async { unreachable!("not run in these tests") })
+        }
+        fn store(&self) -> Result<Box<dyn Store>, String> {
+            NoJobs.store()
+        }
+        fn reload(&self) -> Result<Settings, String> {
+            Err("bad".into())
+        }
+        fn watched(&self) -> Vec<std::path::PathBuf> {
+            Vec::new()
+        }
+        fn targets(&self) -> Vec<crate::TargetSpec> {
+            vec![crate::TargetSpec {
+                name: "app".into(),
+                fed_by: vec!["a".into()],
+            }]
+        }
+    }
+
+    #[test]
+    fn an_approved_push_waits_for_the_feeding_run_and_holds_that_connection_back() {
+        let svc = Service::new(Arc::new(OneTarget), settings());
+        let t0 = 1_000_000;
+        assert_eq!(
+            svc.take_due(t0, &mut || 0.0),
+            vec![("a".to_string(), Trigger::Schedule)]
+        );
+        let approve = Trigger::Approve {
+            run_id: 5,
+            allow_deletes: 3,
+        };
+        svc.queue_push("app", approve).expect("queued");
+        assert_eq!(
+            svc.queue_push("app", approve),
+            Err(Refused::Busy("push:app".into()))
+        );
+        assert_eq!(
+            svc.queue_push("gone", approve),
+            Err(Refused::UnknownTarget("gone".into()))
+        );
+        assert_eq!(svc.targets()[0].state, "queued");
+        // `a` feeds `app` and runs: the push waits for it
+        assert!(svc.take_due(t0 + 1, &mut || 0.0).is_empty());
+        svc.finish("a", Trigger::Schedule, &result(RunStatus::Applied), 0.0);
+        assert_eq!(
+            svc.take_due(t0 + 2, &mut || 0.0),
+            vec![("push:app".to_string(), approve)]
+        );
+        assert_eq!(svc.targets()[0].state, "running");
+        // while the push runs, `a` does not start (it would push `app` too), nor spins the scheduler
+        svc.run_now("a").expect("queued");
+        assert!(svc.take_due(t0 + 3, &mut || 0.0).is_empty());
+        assert_eq!(svc.next_wake(), None);
+        let push = crate::PushResult {
+            target: "app".into(),
+            run_id: Some(6),
+            status: RunStatus::Applied,
+            partial: false,
+            duration_ms: 5,
+            users_provisioned: 0,
+            groups_provisioned: 0,
+            removals: 3,
+            errors: Vec::new(),
+            requests: Vec::new(),
+        };
+        svc.finish_push("push:app", &[push]);
+        let t = &svc.targets()[0];
+        assert_eq!((t.state.as_str(), t.running_since_ms), ("idle", None));
+        assert_eq!(t.last_run_id, Some(6));
+        assert_eq!(
+            svc.take_due(t0 + 4, &mut || 0.0),
+            vec![("a".to_string(), Trigger::RunNow)]
         );
     }
 

@@ -44,7 +44,7 @@ impl TargetSender for RuntimeSender {
 
 /// Open a target: its connector's target half, the runtime client, discovery sent and fed to
 /// the session.
-async fn open_target(
+pub(crate) async fn open_target(
     target: &TargetConfig,
     config_path: &Path,
     registry: &Registry,

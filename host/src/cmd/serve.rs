@@ -5,7 +5,7 @@
 mod lease;
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use usersync_config::serve::ServeAuth;
@@ -14,6 +14,7 @@ use usersync_serve::{
     BoxFuture, Credentials, JobResult, Jobs, PushResult, RequestStat, RunDetail, Settings, TargetSpec,
 };
 use usersync_store::Store;
+use usersync_sync::push::PushReport;
 use usersync_sync::RunReport;
 
 use crate::or_exit;
@@ -100,16 +101,19 @@ impl Jobs for HostJobs {
                 Ok(s) => s,
                 Err(e) => return failed(&job, e),
             };
-            let one = super::sync::sync_connection(
-                &mut *store,
-                conn,
-                &config.path,
-                &self.registry,
-                false,
-                allow_deletes,
-                false,
-            )
-            .await;
+            // as the pushes below: the sync's future need not be Send (the engine may hold a
+            // store reference across awaits); it runs to completion on this worker thread
+            let one = tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(super::sync::sync_connection(
+                    &mut *store,
+                    conn,
+                    &config.path,
+                    &self.registry,
+                    false,
+                    allow_deletes,
+                    false,
+                ))
+            });
             // as `sync` does after its sources: push the targets this connection feeds, once it applied
             let mut pushes = Vec::new();
             if one.report.status == usersync_store::RunStatus::Applied {
@@ -118,16 +122,15 @@ impl Jobs for HostJobs {
                 // the push pipeline's future is not Send (it holds a span guard and a store reference
                 // across awaits): run it to completion on this worker thread
                 pushes = tokio::task::block_in_place(|| {
-                    tokio::runtime::Handle::current().block_on(super::push::push_targets(
+                    tokio::runtime::Handle::current().block_on(push_counted(
                         &mut *store,
                         &config,
                         &self.registry,
                         &targets,
-                        false,
                         None,
                     ))
                 });
-                for p in &pushes {
+                for (p, _) in &pushes {
                     if p.status != usersync_store::RunStatus::Applied {
                         tracing::warn!(target = %p.target, status = p.status.as_str(), run_id = p.run_id, "push after `{job}`: {}", p.errors.join("; "));
                     }
@@ -142,6 +145,48 @@ impl Jobs for HostJobs {
                 plugin_refused: matches!(one.open_error, Some(OpenError::Plugin(_))),
                 detail: detail(&c, &pushes),
             }
+        })
+    }
+
+    fn push(&self, target: &str, allow_deletes: Option<u64>) -> BoxFuture<'_, Vec<PushResult>> {
+        let target = target.to_string();
+        Box::pin(async move {
+            let config = self.config();
+            let Some(t) = config.target(&target) else {
+                tracing::warn!(
+                    target,
+                    "approved push dropped: the target is no longer in the config"
+                );
+                return Vec::new();
+            };
+            let failed_push = |e: String| {
+                vec![PushResult {
+                    target: target.clone(),
+                    run_id: None,
+                    status: usersync_store::RunStatus::Failed,
+                    partial: false,
+                    duration_ms: 0,
+                    users_provisioned: 0,
+                    groups_provisioned: 0,
+                    removals: 0,
+                    errors: vec![e],
+                    requests: Vec::new(),
+                }]
+            };
+            let mut store = match self.open_for_run(&config) {
+                Ok(s) => s,
+                Err(e) => return failed_push(e),
+            };
+            let pushes = tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(push_counted(
+                    &mut *store,
+                    &config,
+                    &self.registry,
+                    &[t],
+                    allow_deletes,
+                ))
+            });
+            push_results(&pushes)
         })
     }
 
@@ -202,39 +247,95 @@ impl Jobs for HostJobs {
     }
 }
 
-/// A run's requests by operation and status, and its pushes, for serve's page and metrics.
-fn detail(c: &usersync_runtime::RunCounters, pushes: &[usersync_sync::push::PushReport]) -> RunDetail {
-    let applied = |r: &usersync_sync::push::PushReport, n: u64| {
+/// A push with its requests to the application by operation and status.
+type CountedPush = (PushReport, Vec<RequestStat>);
+
+/// Push `targets` as `sync` does after its sources (`push::push_targets`), keeping each push's
+/// requests by operation and status for serve's metrics.
+async fn push_counted(
+    store: &mut dyn Store,
+    config: &Config,
+    registry: &Registry,
+    targets: &[&usersync_config::TargetConfig],
+    allow_deletes: Option<u64>,
+) -> Vec<CountedPush> {
+    let mut out = Vec::new();
+    for target in targets {
+        let sources: Vec<String> = config
+            .connections
+            .iter()
+            .filter(|c| target.fed_by(&c.name))
+            .map(|c| c.name.clone())
+            .collect();
+        let spec = usersync_sync::push::PushSpec {
+            target,
+            sources,
+            dry_run: false,
+            allow_deletes,
+        };
+        // the client the push sends with, kept to read its request breakdown afterwards
+        let client: Arc<Mutex<Option<usersync_runtime::ConnectionClient>>> = Arc::default();
+        let keep = client.clone();
+        let report = usersync_sync::push::push_target(store, &spec, || async move {
+            let opened = super::push::open_target(target, &config.path, registry).await?;
+            *keep.lock().unwrap_or_else(|p| p.into_inner()) = Some(opened.1 .0.clone());
+            Ok(opened)
+        })
+        .await;
+        tracing::info!(target = %target.name, status = report.status.as_str(), run_id = report.run_id, "push finished");
+        let requests = client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|c| request_stats(&c.counters()))
+            .unwrap_or_default();
+        out.push((report, requests));
+    }
+    out
+}
+
+fn request_stats(c: &usersync_runtime::RunCounters) -> Vec<RequestStat> {
+    c.by_request
+        .iter()
+        .map(|q| RequestStat {
+            operation: q.operation.clone(),
+            status: q.status.clone(),
+            count: q.count,
+        })
+        .collect()
+}
+
+/// Pushes as serve records them.
+fn push_results(pushes: &[CountedPush]) -> Vec<PushResult> {
+    let applied = |r: &PushReport, n: u64| {
         if r.status == usersync_store::RunStatus::Applied {
             n
         } else {
             0
         }
     };
+    pushes
+        .iter()
+        .map(|(r, requests)| PushResult {
+            target: r.target.clone(),
+            run_id: r.run_id,
+            status: r.status,
+            partial: r.partial,
+            duration_ms: r.duration_ms,
+            users_provisioned: applied(r, r.counts.users_created),
+            groups_provisioned: applied(r, r.counts.groups_created),
+            removals: r.counts.users_deactivated + r.counts.users_deleted,
+            errors: r.errors.clone(),
+            requests: requests.clone(),
+        })
+        .collect()
+}
+
+/// A run's requests by operation and status, and its pushes, for serve's page and metrics.
+fn detail(c: &usersync_runtime::RunCounters, pushes: &[CountedPush]) -> RunDetail {
     RunDetail {
-        requests: c
-            .by_request
-            .iter()
-            .map(|q| RequestStat {
-                operation: q.operation.clone(),
-                status: q.status.clone(),
-                count: q.count,
-            })
-            .collect(),
-        pushes: pushes
-            .iter()
-            .map(|r| PushResult {
-                target: r.target.clone(),
-                run_id: r.run_id,
-                status: r.status,
-                partial: r.partial,
-                duration_ms: r.duration_ms,
-                users_provisioned: applied(r, r.counts.users_created),
-                groups_provisioned: applied(r, r.counts.groups_created),
-                removals: r.counts.users_deactivated + r.counts.users_deleted,
-                errors: r.errors.clone(),
-            })
-            .collect(),
+        requests: request_stats(c),
+        pushes: push_results(pushes),
     }
 }
 
@@ -351,6 +452,10 @@ pub async fn run(_args: ServeArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
              their apply had committed; each is marked interrupted at its next start",
             left.join(", ")
         );
-        Ok(exit::FAILURE)
+        // exit now: a run still in progress holds a worker thread (it runs in place), which the
+        // runtime's shutdown would wait for; the store's transaction makes stopping it safe
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        std::process::exit(i32::from(exit::FAILURE))
     }
 }
