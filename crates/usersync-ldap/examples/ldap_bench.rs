@@ -7,6 +7,23 @@
 //! temporary SQLite file written through the Store API (one applied run); the server runs in this
 //! process on 127.0.0.1 and the clients speak LDAP to it over TCP (ldap3_proto's codec).
 //! `USERSYNC_LDAP_BENCH_HOLD=60` keeps it serving afterwards, for timing other clients.
+//!
+//! Against another server process (`usersync ldap serve`, or OpenLDAP's slapd loaded from
+//! `usersync export ldif`), for figures of that process alone:
+//! - `USERSYNC_LDAP_BENCH_STORE=PATH`: only write the store to PATH (users, groups) and exit;
+//!   With `USERSYNC_LDAP_BENCH_LDIF=FILE` it also writes the tree as LDIF through the code
+//!   `usersync export ldif` runs (`server::load`, `ldif::write`), for when no release `usersync`
+//!   binary is at hand;
+//! - `USERSYNC_LDAP_BENCH_SERVE=127.0.0.1:PORT` with `USERSYNC_LDAP_BENCH_STORE=PATH` (written
+//!   before): serve that store there until killed, as `usersync ldap serve` does (the same
+//!   `Server`), printing "listening" when ready;
+//! - `USERSYNC_LDAP_BENCH_TARGET=127.0.0.1:PORT`: no store, no server: measure the server there
+//!   (bound as `cn=bench,ou=services,dc=example,dc=com` / `bench-password`);
+//!   `USERSYNC_LDAP_BENCH_PID=PID` adds that process's CPU time and resident memory.
+//!
+//! `USERSYNC_LDAP_BENCH_RATE=N`: the equality searches are sent at N per second in total (open
+//! loop: each latency counts from the time the search was due, so a server falling behind shows),
+//! instead of each client sending its next search as soon as the last is answered.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -182,9 +199,205 @@ async fn search(
     }
 }
 
+/// The `[ldap]` section of the benchmark: `posix = true`, the bench service account.
+fn config(listen: std::net::SocketAddr) -> LdapConfig {
+    std::env::set_var("USERSYNC_LDAP_BENCH_PW", PW);
+    let mut cfg = LdapConfig::new("dc=example,dc=com");
+    cfg.listen = listen;
+    cfg.posix = true;
+    cfg.size_limit = 1_000_000;
+    cfg.service_accounts = vec![LdapServiceAccount {
+        dn: BIND_DN.into(),
+        password: SecretRef::Env {
+            env: "USERSYNC_LDAP_BENCH_PW".into(),
+        },
+    }];
+    cfg
+}
+
+fn env_parse<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// CPU seconds (user + system) and resident memory now / peak (MiB) of process `pid`.
+fn proc_stats(pid: u32) -> (f64, u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // fields after the command name (which may hold spaces): utime is the 12th, stime the 13th
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (cpu, kb("VmRSS:") / 1024, kb("VmHWM:") / 1024)
+}
+
+/// Full paged searches of all users, 500 per page: (entries, pages, wall time) per round.
+async fn paged_rounds(addr: std::net::SocketAddr, rounds: usize, pid: Option<u32>) {
+    let mut c = connect(addr).await;
+    for round in 0..rounds {
+        let cpu0 = pid.map(|p| proc_stats(p).0);
+        let t = Instant::now();
+        let (mut total, mut cookie, mut pages, mut id) = (0, Vec::new(), 0, 10);
+        loop {
+            let ctrl = vec![LdapControl::SimplePagedResults {
+                size: 500,
+                cookie: cookie.clone(),
+            }];
+            let filter = LdapFilter::Equality("objectClass".into(), "inetOrgPerson".into());
+            let (n, next) = search(&mut c, id, "ou=users,dc=example,dc=com", filter, ctrl).await;
+            total += n;
+            pages += 1;
+            id += 1;
+            if next.is_empty() {
+                break;
+            }
+            cookie = next;
+        }
+        let cpu = match (pid, cpu0) {
+            (Some(p), Some(c0)) => format!(", server CPU {:.2} s", proc_stats(p).0 - c0),
+            _ => String::new(),
+        };
+        println!(
+            "paged search of all users (round {round}): {total} entries in {pages} pages, {:.2?}{cpu}",
+            t.elapsed()
+        );
+    }
+}
+
+/// Equality searches `(uid=userN)` from the whole base by `clients` connections for `secs`
+/// seconds: as fast as answered, or at `rate` per second in total (latency from the due time).
+async fn equality_load(
+    addr: std::net::SocketAddr,
+    users: u64,
+    clients: u64,
+    secs: u64,
+    rate: Option<u64>,
+    pid: Option<u32>,
+) {
+    let start = Instant::now() + Duration::from_millis(200);
+    let deadline = start + Duration::from_secs(secs);
+    let cpu0 = pid.map(|p| proc_stats(p).0);
+    let peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sampler = pid.map(|p| {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                let (_, now, _) = proc_stats(p);
+                peak.fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    });
+    let mut tasks = Vec::new();
+    for k in 0..clients {
+        tasks.push(tokio::spawn(async move {
+            let mut c = connect(addr).await;
+            let mut lat = Vec::new();
+            let mut i = k * 7919;
+            let mut id = 2;
+            let mut slot = k;
+            loop {
+                let due = match rate {
+                    Some(r) => start + Duration::from_secs_f64(slot as f64 / r as f64),
+                    None => Instant::now().max(start),
+                };
+                if due >= deadline {
+                    break;
+                }
+                tokio::time::sleep_until(due.into()).await;
+                let filter = LdapFilter::Equality("uid".into(), format!("user{}", i % users));
+                let (n, _) = search(&mut c, id, "dc=example,dc=com", filter, vec![]).await;
+                lat.push(due.elapsed());
+                assert_eq!(n, 1);
+                i += 1;
+                id += 1;
+                slot += clients;
+            }
+            lat
+        }));
+    }
+    let mut lat: Vec<Duration> = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.expect("client"));
+    }
+    if let Some(s) = sampler {
+        s.abort();
+    }
+    lat.sort();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    let mode = match rate {
+        Some(r) => format!("open loop at {r}/s"),
+        None => "closed loop".to_string(),
+    };
+    println!(
+        "equality searches (uid=...), {clients} clients, {mode}, {secs} s: {} searches, {:.0}/s, p50 {:.2?}, p99 {:.2?}, max {:.2?}",
+        lat.len(),
+        lat.len() as f64 / secs as f64,
+        pct(0.50),
+        pct(0.99),
+        lat[lat.len() - 1]
+    );
+    if let (Some(p), Some(c0)) = (pid, cpu0) {
+        let (cpu, now, hwm) = proc_stats(p);
+        println!(
+            "server process {p}: CPU {:.2} s during the load ({:.0}% of one core), RSS {now} MiB after, {} MiB peak during the load, {hwm} MiB peak since start",
+            cpu - c0,
+            (cpu - c0) * 100.0 / secs as f64,
+            peak.load(std::sync::atomic::Ordering::Relaxed),
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let (users, groups, clients, secs) = (arg(1, 10_000), arg(2, 1_000), arg(3, 8), arg(4, 10));
+    let rate: Option<u64> = env_parse("USERSYNC_LDAP_BENCH_RATE");
+    if let Some(addr) = env_parse::<std::net::SocketAddr>("USERSYNC_LDAP_BENCH_TARGET") {
+        let pid: Option<u32> = env_parse("USERSYNC_LDAP_BENCH_PID");
+        if let Some(p) = pid {
+            let (cpu, rss, hwm) = proc_stats(p);
+            println!("server process {p} before: CPU {cpu:.2} s, RSS {rss} MiB, peak {hwm} MiB");
+        }
+        paged_rounds(addr, 3, pid).await;
+        equality_load(addr, users, clients, secs, rate, pid).await;
+        return;
+    }
+    if let Ok(path) = std::env::var("USERSYNC_LDAP_BENCH_STORE") {
+        if let Some(addr) = env_parse::<std::net::SocketAddr>("USERSYNC_LDAP_BENCH_SERVE") {
+            let server = usersync_ldap::Server::bind(config(addr), Arc::new(move || SqliteStore::open(std::path::Path::new(&path))))
+                .await
+                .expect("bind");
+            println!("listening on ldap://{addr} ({} entries)", server.entries());
+            server.run(std::future::pending()).await.expect("serve");
+            return;
+        }
+        let t = Instant::now();
+        fill(&mut SqliteStore::open(std::path::Path::new(&path)).expect("store"), users, groups);
+        println!("store {path}: {users} users, {groups} groups written in {:.2?}", t.elapsed());
+        if let Ok(ldif) = std::env::var("USERSYNC_LDAP_BENCH_LDIF") {
+            let t = Instant::now();
+            let mut store = SqliteStore::open(std::path::Path::new(&path)).expect("store");
+            let dir = usersync_ldap::server::load(&mut store, &config("127.0.0.1:0".parse().expect("addr")))
+                .expect("load the tree");
+            let file = std::fs::File::create(&ldif).expect("create the LDIF");
+            let n = usersync_ldap::ldif::write(
+                &mut std::io::BufWriter::new(file),
+                &dir,
+                usersync_ldap::ldif::Operational::EntryUuid,
+            )
+            .expect("write the LDIF");
+            println!("LDIF {ldif}: {n} entries in {:.2?}", t.elapsed());
+        }
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bench.db");
     let t = Instant::now();
@@ -193,16 +406,7 @@ async fn main() {
         "store: {users} users, {groups} groups, 3 memberships each: written in {:.2?}",
         t.elapsed()
     );
-    std::env::set_var("USERSYNC_LDAP_BENCH_PW", PW);
-    let mut cfg = LdapConfig::new("dc=example,dc=com");
-    cfg.listen = "127.0.0.1:0".parse().expect("addr");
-    cfg.posix = true;
-    cfg.service_accounts = vec![LdapServiceAccount {
-        dn: BIND_DN.into(),
-        password: SecretRef::Env {
-            env: "USERSYNC_LDAP_BENCH_PW".into(),
-        },
-    }];
+    let cfg = config("127.0.0.1:0".parse().expect("addr"));
     let (rss0, _) = rss();
     let t = Instant::now();
     let p2 = path.clone();
@@ -223,68 +427,9 @@ async fn main() {
         let _ = stop_rx.await;
     }));
 
-    // a full paged subtree search of all users, 500 per page
-    let mut c = connect(addr).await;
-    for round in 0..3 {
-        let t = Instant::now();
-        let (mut total, mut cookie, mut pages, mut id) = (0, Vec::new(), 0, 10);
-        loop {
-            let ctrl = vec![LdapControl::SimplePagedResults {
-                size: 500,
-                cookie: cookie.clone(),
-            }];
-            let filter = LdapFilter::Equality("objectClass".into(), "inetOrgPerson".into());
-            let (n, next) = search(&mut c, id, "ou=users,dc=example,dc=com", filter, ctrl).await;
-            total += n;
-            pages += 1;
-            id += 1;
-            if next.is_empty() {
-                break;
-            }
-            cookie = next;
-        }
-        println!(
-            "paged search of all users (round {round}): {total} entries in {pages} pages, {:.2?}",
-            t.elapsed()
-        );
-    }
-
-    // equality searches by uid from `clients` connections for `secs` seconds
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut tasks = Vec::new();
-    for k in 0..clients {
-        tasks.push(tokio::spawn(async move {
-            let mut c = connect(addr).await;
-            let mut lat = Vec::new();
-            let mut i = k * 7919;
-            let mut id = 2;
-            while Instant::now() < deadline {
-                let filter = LdapFilter::Equality("uid".into(), format!("user{}", i % users));
-                let t = Instant::now();
-                let (n, _) = search(&mut c, id, "dc=example,dc=com", filter, vec![]).await;
-                lat.push(t.elapsed());
-                assert_eq!(n, 1);
-                i += 1;
-                id += 1;
-            }
-            lat
-        }));
-    }
-    let mut lat: Vec<Duration> = Vec::new();
-    for t in tasks {
-        lat.extend(t.await.expect("client"));
-    }
-    lat.sort();
-    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
-    println!(
-        "equality searches (uid=...) over {} entries, {clients} clients, {secs} s: {} searches, {:.0}/s, p50 {:.2?}, p99 {:.2?}, max {:.2?}",
-        users + groups,
-        lat.len(),
-        lat.len() as f64 / secs as f64,
-        pct(0.50),
-        pct(0.99),
-        lat[lat.len() - 1]
-    );
+    // a full paged subtree search of all users, 500 per page; then the equality searches
+    paged_rounds(addr, 3, None).await;
+    equality_load(addr, users, clients, secs, rate, None).await;
     let (now, peak) = rss();
     println!("process RSS (server + clients): {now} MiB now, {peak} MiB peak");
     // USERSYNC_LDAP_BENCH_HOLD=SECS: keep serving, for measuring with other clients (ldapsearch)

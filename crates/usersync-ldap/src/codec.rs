@@ -1,6 +1,10 @@
 //! The wire codec: ldap3_proto's BER codec behind a guard that checks each message's declared
 //! length and nesting before it is parsed, so an oversized or absurdly nested request is
 //! refused (and the connection closed) without being buffered or recursed into.
+//!
+//! ldap3_proto decodes an unknown control without its criticality, so the guard also reads the
+//! controls of each message from its raw BER ([`critical_controls`]): the session refuses an
+//! operation carrying a critical control it does not support (RFC 4511 4.1.11).
 
 use std::io;
 
@@ -121,6 +125,61 @@ pub fn check_structure(msg: &[u8]) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// The OIDs of the controls a message marks critical, read from its raw BER (`msg`: exactly
+/// one LDAPMessage that passed [`check_structure`]). Anything unexpected in the controls yields
+/// what could be read; ldap3_proto's decode then judges the message as a whole.
+pub fn critical_controls(msg: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    // (start of contents, end) of the value at `pos`
+    let value = |pos: usize| -> Option<(usize, usize)> {
+        let (h, len) = header(msg, pos).ok()??;
+        let end = pos.checked_add(h)?.checked_add(len)?;
+        (end <= msg.len()).then_some((pos + h, end))
+    };
+    let Some((mut pos, end)) = value(0) else {
+        return out;
+    };
+    // messageID, protocolOp, then the optional [0] controls
+    for _ in 0..2 {
+        match value(pos) {
+            Some((_, e)) if e <= end => pos = e,
+            _ => return out,
+        }
+    }
+    if msg.get(pos) != Some(&0xa0) {
+        return out;
+    }
+    let Some((mut c, controls_end)) = value(pos) else {
+        return out;
+    };
+    while c < controls_end {
+        let Some((inner, control_end)) = value(c) else {
+            break;
+        };
+        // Control ::= SEQUENCE { controlType OCTET STRING, criticality BOOLEAN DEFAULT FALSE, ... }
+        if msg.get(c) == Some(&0x30) && msg.get(inner) == Some(&0x04) {
+            if let Some((oid_start, oid_end)) = value(inner) {
+                let critical = msg.get(oid_end) == Some(&0x01)
+                    && value(oid_end).is_some_and(|(b, e)| e == b + 1 && e <= control_end && msg[b] != 0);
+                if critical {
+                    out.push(String::from_utf8_lossy(&msg[oid_start..oid_end]).into_owned());
+                }
+            }
+        }
+        c = control_end;
+    }
+    out
+}
+
+/// One decoded request: the message and the OIDs of the controls it marks critical.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The message as ldap3_proto decodes it.
+    pub msg: LdapMsg,
+    /// OIDs of its critical controls ([`critical_controls`]).
+    pub critical: Vec<String>,
+}
+
 /// The server's codec.
 pub struct GuardedCodec {
     inner: LdapCodec,
@@ -149,10 +208,10 @@ pub enum CodecError {
 }
 
 impl Decoder for GuardedCodec {
-    type Item = LdapMsg;
+    type Item = Request;
     type Error = CodecError;
 
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<LdapMsg>, CodecError> {
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Request>, CodecError> {
         if buf.is_empty() {
             return Ok(None);
         }
@@ -176,8 +235,9 @@ impl Decoder for GuardedCodec {
             return Ok(None);
         }
         check_structure(&buf[..total]).map_err(CodecError::Refused)?;
+        let critical = critical_controls(&buf[..total]);
         match self.inner.decode(buf)? {
-            Some(m) => Ok(Some(m)),
+            Some(msg) => Ok(Some(Request { msg, critical })),
             None => Err(CodecError::Refused(Refusal::Malformed(
                 "message could not be decoded",
             ))),
@@ -196,6 +256,7 @@ impl Encoder<LdapMsg> for GuardedCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ldap3_proto::proto::LdapOp;
 
     #[test]
     fn refuses_garbage_oversize_and_deep_nesting() {
@@ -227,5 +288,58 @@ mod tests {
         // a partial message waits for more
         let mut b = BytesMut::from(&[0x30u8, 0x05, 0x02][..]);
         assert!(matches!(c.decode(&mut b), Ok(None)));
+    }
+
+    /// A search request (msgid 2, base "", scope base, `(objectClass=*)`) with `controls`.
+    fn search_with(controls: &[(&str, Option<bool>)]) -> Vec<u8> {
+        fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+            assert!(content.len() < 128);
+            let mut v = vec![tag, content.len() as u8];
+            v.extend_from_slice(content);
+            v
+        }
+        let op = [
+            &[0x04, 0x00, 0x0a, 0x01, 0x00, 0x0a, 0x01, 0x00, 0x02, 0x01, 0x00][..],
+            &[0x02, 0x01, 0x00, 0x01, 0x01, 0x00][..],
+            &tlv(0x87, b"objectClass")[..],
+            &[0x30, 0x00][..],
+        ]
+        .concat();
+        let mut body = vec![0x02, 0x01, 0x02];
+        body.extend(tlv(0x63, &op));
+        if !controls.is_empty() {
+            let mut all = Vec::new();
+            for (oid, crit) in controls {
+                let mut c = tlv(0x04, oid.as_bytes());
+                if let Some(b) = crit {
+                    c.extend([0x01, 0x01, if *b { 0xff } else { 0x00 }]);
+                }
+                all.extend(tlv(0x30, &c));
+            }
+            body.extend(tlv(0xa0, &all));
+        }
+        tlv(0x30, &body)
+    }
+
+    #[test]
+    fn critical_controls_are_read_from_the_raw_message() {
+        let mut c = GuardedCodec::new(1024);
+        let msg = search_with(&[
+            ("1.2.3.4", Some(true)),
+            ("1.2.3.5", Some(false)),
+            ("1.2.3.6", None),
+            ("1.2.3.7", Some(true)),
+        ]);
+        let mut b = BytesMut::from(&msg[..]);
+        let req = c.decode(&mut b).expect("decodes").expect("whole");
+        assert_eq!(req.critical, ["1.2.3.4", "1.2.3.7"]);
+        assert!(matches!(req.msg.op, LdapOp::SearchRequest(_)));
+        assert!(b.is_empty());
+        let plain = search_with(&[]);
+        assert!(critical_controls(&plain).is_empty());
+        // truncated or odd controls: what can be read, never a panic
+        for cut in 0..msg.len() {
+            let _ = critical_controls(&msg[..cut]);
+        }
     }
 }

@@ -6,7 +6,9 @@
 //! - [`directory`]: the tree built from one consistent read of the store (users as
 //!   `inetOrgPerson`/`posixAccount`, groups as `groupOfNames`/`groupOfUniqueNames`/`posixGroup`);
 //! - [`search`] and [`filter`]: scopes, filters, attribute selection, limits, paged results;
-//! - [`codec`]: the BER codec (ldap3_proto) behind a size and nesting guard.
+//! - [`codec`]: the BER codec (ldap3_proto) behind a size and nesting guard, which also reads
+//!   the criticality of each request's controls;
+//! - [`ldif`]: the same tree as LDIF (`usersync export ldif`).
 //!
 //! Every write is answered `unwillingToPerform`.
 
@@ -15,6 +17,7 @@ pub mod directory;
 pub mod dn;
 pub mod entry;
 pub mod filter;
+pub mod ldif;
 pub mod schema;
 pub mod search;
 pub mod server;

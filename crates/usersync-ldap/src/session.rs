@@ -17,8 +17,8 @@ use ldap3_proto::DisconnectionNotice;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::Framed;
 
-use crate::codec::{CodecError, GuardedCodec};
-use crate::schema::{OID_PASSWD_MODIFY, OID_STARTTLS, OID_WHOAMI};
+use crate::codec::{CodecError, GuardedCodec, Request};
+use crate::schema::{OID_PAGED, OID_PASSWD_MODIFY, OID_STARTTLS, OID_WHOAMI};
 use crate::search::{self, PagedRequest, PagedState};
 use crate::server::Shared;
 use crate::{dn, LdapError};
@@ -106,7 +106,10 @@ impl Session {
                 }
                 Ok(Some(Ok(m))) => m,
             };
-            let (replies, action) = self.dispatch(shared, msg).await;
+            let (replies, action) = match unsupported_critical(&msg) {
+                Some(refusal) => refusal,
+                None => self.dispatch(shared, msg.msg).await,
+            };
             for r in replies {
                 if framed.feed(r).await.is_err() {
                     return Next::Closed;
@@ -373,6 +376,51 @@ impl Session {
     }
 }
 
+/// Whether `oid` is a control this server acts on for `op` (only paged results, on a search).
+fn supported_control(op: &LdapOp, oid: &str) -> bool {
+    matches!(op, LdapOp::SearchRequest(_)) && oid == OID_PAGED
+}
+
+/// RFC 4511 4.1.11: an operation carrying a critical control the server does not support for it
+/// is not performed, and is answered `unavailableCriticalExtension` (12) when it has a response.
+/// Non-critical unknown controls are ignored. `None`: go ahead.
+fn unsupported_critical(req: &Request) -> Option<(Vec<LdapMsg>, Action)> {
+    let oid = req
+        .critical
+        .iter()
+        .find(|oid| !supported_control(&req.msg.op, oid))?;
+    let res = result(
+        LdapResultCode::UnavailableCriticalExtension,
+        &format!("critical control {oid} is not supported for this operation"),
+    );
+    let op = match &req.msg.op {
+        LdapOp::BindRequest(_) => LdapOp::BindResponse(LdapBindResponse { res, saslcreds: None }),
+        LdapOp::SearchRequest(_) => LdapOp::SearchResultDone(res),
+        LdapOp::CompareRequest(_) => LdapOp::CompareResult(res),
+        LdapOp::AddRequest(_) => LdapOp::AddResponse(res),
+        LdapOp::ModifyRequest(_) => LdapOp::ModifyResponse(res),
+        LdapOp::DelRequest(_) => LdapOp::DelResponse(res),
+        LdapOp::ModifyDNRequest(_) => LdapOp::ModifyDNResponse(res),
+        LdapOp::ExtendedRequest(_) => LdapOp::ExtendedResponse(LdapExtendedResponse {
+            res,
+            name: None,
+            value: None,
+        }),
+        // an unbind still ends the connection; an abandon has no response: not performed
+        LdapOp::UnbindRequest => return Some((vec![], Action::Close)),
+        LdapOp::AbandonRequest(_) => return Some((vec![], Action::Continue)),
+        // a server message: dispatch closes the connection
+        _ => return None,
+    };
+    tracing::debug!(oid = %oid, "critical control not supported; operation refused");
+    let reply = LdapMsg {
+        msgid: req.msg.msgid,
+        op,
+        ctrl: vec![],
+    };
+    Some((vec![reply], Action::Continue))
+}
+
 /// What to do after replying.
 enum Action {
     Continue,
@@ -413,5 +461,71 @@ pub async fn handle(shared: Arc<Shared>, stream: tokio::net::TcpStream, peer: So
             }
             Err(e) => tracing::debug!(%peer, error = %e, "StartTLS handshake failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ldap3_proto::proto::{LdapCompareRequest, LdapDerefAliases, LdapFilter};
+
+    fn req(op: LdapOp, critical: &[&str]) -> Request {
+        Request {
+            msg: LdapMsg {
+                msgid: 9,
+                op,
+                ctrl: vec![],
+            },
+            critical: critical.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn search() -> LdapOp {
+        LdapOp::SearchRequest(LdapSearchRequest {
+            base: String::new(),
+            scope: LdapSearchScope::Base,
+            aliases: LdapDerefAliases::Never,
+            sizelimit: 0,
+            timelimit: 0,
+            typesonly: false,
+            filter: LdapFilter::Present("objectClass".into()),
+            attrs: vec![],
+        })
+    }
+
+    fn code(r: &(Vec<LdapMsg>, Action)) -> LdapResultCode {
+        match &r.0[0].op {
+            LdapOp::SearchResultDone(res) | LdapOp::CompareResult(res) => res.code.clone(),
+            LdapOp::BindResponse(b) => b.res.code.clone(),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn critical_unknown_controls_refuse_the_operation() {
+        // nothing critical, or only paged results on a search: performed
+        assert!(unsupported_critical(&req(search(), &[])).is_none());
+        assert!(unsupported_critical(&req(search(), &[OID_PAGED])).is_none());
+        // an unknown critical control: unavailableCriticalExtension, with the message id
+        let r = unsupported_critical(&req(search(), &["1.2.3.4"])).expect("refused");
+        assert_eq!(code(&r), LdapResultCode::UnavailableCriticalExtension);
+        assert_eq!(r.0[0].msgid, 9);
+        // paged results is not acted on for a bind or a compare
+        let bind = LdapOp::BindRequest(LdapBindRequest {
+            dn: String::new(),
+            cred: LdapBindCred::Simple(String::new()),
+        });
+        let r = unsupported_critical(&req(bind, &[OID_PAGED])).expect("refused");
+        assert_eq!(code(&r), LdapResultCode::UnavailableCriticalExtension);
+        let cmp = LdapOp::CompareRequest(LdapCompareRequest {
+            dn: String::new(),
+            atype: "cn".into(),
+            val: vec![],
+        });
+        let r = unsupported_critical(&req(cmp, &["1.2.3.4"])).expect("refused");
+        assert_eq!(code(&r), LdapResultCode::UnavailableCriticalExtension);
+        // an abandon is not performed and has no response
+        let r = unsupported_critical(&req(LdapOp::AbandonRequest(3), &["1.2.3.4"])).expect("not performed");
+        assert!(r.0.is_empty());
     }
 }
