@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 #[cfg(test)]
 mod conformance;
+mod directory;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;
@@ -22,6 +23,7 @@ pub use postgres::{
     copy_store, is_postgres_url, mask_url, CopyReport, Lease, PgStore, TableCheck, PG_MIGRATIONS,
 };
 
+pub use directory::{DirectoryRead, DirectoryStore};
 pub use sqlite::{DirectoryLinks, PosixKey, PosixKind};
 pub use sqlite::{SqliteStore, FOREIGN_LOCK_STALE_AFTER, MIGRATIONS, OLDEST_READABLE};
 pub use target_types::{TargetKind, TargetObject, TargetOrigin, TargetState, TargetWrite};

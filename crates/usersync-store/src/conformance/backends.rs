@@ -10,7 +10,7 @@ use crate::{SqliteStore, Store, StoreError};
 /// same store, and a few raw writes that stand for a crash, another process or a newer usersync.
 pub(crate) trait Backend: Sync {
     /// A store handle of this backend.
-    type S: Store + Send + std::fmt::Debug + 'static;
+    type S: Store + crate::DirectoryStore + Send + std::fmt::Debug + 'static;
     /// A new handle on the test's store (created and migrated at the first call).
     fn handle(&self) -> Self::S {
         self.open().expect("open the store")

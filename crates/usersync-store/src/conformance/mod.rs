@@ -13,6 +13,8 @@ use crate::{LinkRow, Store, StoreError};
 
 pub(crate) mod backends;
 use backends::Backend;
+mod directory;
+use directory::the_directory_is_read_whole_and_posix_numbers_are_never_reused;
 
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
@@ -46,6 +48,7 @@ suite!(
     a_failed_apply_leaves_the_previous_state,
     large_runs_and_repeated_changes_apply,
     target_state_round_trips_and_is_per_target,
+    the_directory_is_read_whole_and_posix_numbers_are_never_reused,
 );
 
 pub(crate) fn user(pid: &str, name: &str) -> StoredUser {

@@ -141,6 +141,19 @@ const TABLES: &[Table] = &[
         order: &["target", "group_key", "user_key"],
         serial: None,
     },
+    // the LDAP view's POSIX numbers, kept as they are (the sequence continues after the highest
+    // number SQLite ever handed out: see `posix_next`)
+    Table {
+        name: "posix_ids",
+        cols: &[
+            ("number", Int),
+            ("kind", Text),
+            ("connection", Text),
+            ("provider_id", Text),
+        ],
+        order: &["number"],
+        serial: None,
+    },
 ];
 
 impl Table {
@@ -240,21 +253,13 @@ pub fn copy_store(from: &Path, to: &str, replace: bool) -> Result<CopyReport, St
             reason: "a sync is running on this store (a run lock is held): copy it when no sync runs".into(),
         });
     }
-    let posix: i64 = sconn.query_row(
-        "SELECT CASE WHEN EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'posix_ids') \
-             THEN (SELECT count(*) FROM posix_ids) ELSE 0 END",
+    // AUTOINCREMENT remembers the highest number ever handed out, also of rows deleted since
+    let posix_next: i64 = sconn.query_row(
+        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'posix_ids'), 0), \
+         coalesce((SELECT max(number) FROM posix_ids), 0)) + 1",
         [],
         |r| r.get(0),
     )?;
-    if posix > 0 {
-        return Err(StoreError::Open {
-            path,
-            reason: format!(
-                "it holds {posix} POSIX numbers of the LDAP view, which the PostgreSQL store does not keep yet; \
-                 nothing was copied (copying without them would renumber the LDAP view's users and groups)"
-            ),
-        });
-    }
     let dst = PgStore::open(to)?;
     if dst.schema_version()? != PG_MIGRATIONS.len() as u32 {
         return Err(StoreError::Corrupt(
@@ -327,7 +332,7 @@ pub fn copy_store(from: &Path, to: &str, replace: bool) -> Result<CopyReport, St
         }
         tx.batch_execute(
             "TRUNCATE users, groups, user_memberships, group_memberships, effective_memberships, photos, runs, \
-             run_locks, target_objects, target_members",
+             run_locks, target_objects, target_members, posix_ids",
         )
         .map_err(db)?;
         for (t, (rows, check)) in TABLES.iter().zip(&data) {
@@ -352,6 +357,11 @@ pub fn copy_store(from: &Path, to: &str, replace: bool) -> Result<CopyReport, St
                 )));
             }
         }
+        tx.execute(
+            "SELECT setval(pg_get_serial_sequence('posix_ids', 'number'), $1, false)",
+            &[&posix_next],
+        )
+        .map_err(db)?;
         tx.commit().map_err(db)
     })?;
     report.tables = data.into_iter().map(|(_, c)| c).collect();

@@ -5,6 +5,14 @@
 //! [`PgStore::set_fence`] has every apply check, inside its transaction, that the lease still has
 //! that token and has not expired: a leader that was paused past its lease (SIGSTOP, a long GC, a
 //! network partition) and wakes up cannot commit.
+//!
+//! The apply checks the lease twice: once at its start (a stale leader is refused before it writes
+//! anything) and once right before its commit, `FOR SHARE`, which is the guard: a takeover cannot
+//! change the lease between that check and the commit. A leader paused *inside* its apply
+//! transaction would otherwise keep that transaction's locks (and so the next leader's run) waiting
+//! for as long as it is paused: the apply sets `idle_in_transaction_session_timeout` to
+//! [`idle_limit`] (twice the lease), after which the server ends the session and rolls it back. A
+//! leader resumed before that reaches the final check with the lease's old token and is refused.
 
 use std::time::Duration;
 
@@ -20,6 +28,15 @@ pub struct Lease {
     pub holder: String,
     /// The fencing token: grows by one every time the lease changes hands.
     pub token: i64,
+    /// The lease time it was taken or renewed for.
+    pub ttl: Duration,
+}
+
+/// How long an apply fenced with `lease` may stand idle inside its transaction (its process
+/// paused) before the server ends the session: twice the lease, so a leader resumed within the
+/// lease time still commits when nobody took over, and one resumed later meets the next token.
+pub fn idle_limit(lease: &Lease) -> Duration {
+    lease.ttl.saturating_mul(2).max(Duration::from_secs(1))
 }
 
 fn millis(d: Duration) -> i64 {
@@ -35,7 +52,7 @@ impl PgStore {
         holder: &str,
         ttl: Duration,
     ) -> Result<Option<Lease>, StoreError> {
-        let ttl = millis(ttl);
+        let ttl_ms = millis(ttl);
         self.with_client(|c, t| {
             let row = c
                 .query_opt(
@@ -47,13 +64,14 @@ impl PgStore {
                      expires_at = excluded.expires_at \
                      WHERE leases.holder = excluded.holder OR leases.expires_at <= clock_timestamp() \
                      RETURNING token",
-                    &[&name, &holder, &(ttl as f64)],
+                    &[&name, &holder, &(ttl_ms as f64)],
                 )
                 .map_err(|e| t.error(&e))?;
             Ok(row.map(|r| Lease {
                 name: name.to_string(),
                 holder: holder.to_string(),
                 token: r.get(0),
+                ttl,
             }))
         })
     }
@@ -106,15 +124,19 @@ impl PgStore {
     }
 }
 
-/// The apply's check of the handle's fence, inside the apply's transaction.
+/// The apply's check of the handle's fence, inside the apply's transaction: `guard` takes the
+/// lease row `FOR SHARE` (right before the commit), so no takeover happens between the check and
+/// the commit; without it (at the apply's start) it only refuses a stale leader early.
 pub(super) fn check(
     tx: &mut postgres::Transaction<'_>,
     lease: &Lease,
     connection: &str,
     run_id: i64,
+    guard: bool,
 ) -> Result<Result<(), StoreError>, postgres::Error> {
+    let lock = if guard { " FOR SHARE" } else { "" };
     let row = tx.query_opt(
-        "SELECT holder, token, expires_at > clock_timestamp() FROM leases WHERE name = $1 FOR SHARE",
+        &format!("SELECT holder, token, expires_at > clock_timestamp() FROM leases WHERE name = $1{lock}"),
         &[&lease.name],
     )?;
     Ok(match row {
@@ -123,9 +145,12 @@ pub(super) fn check(
             connection: connection.to_string(),
             run_id,
             now: match other {
-                Some(r) if r.get::<_, i64>(1) == lease.token => format!("its lease `{}` expired", lease.name),
+                Some(r) if r.get::<_, i64>(1) == lease.token => format!(
+                    "its lease `{}` (token {}) expired: this process was not renewing it",
+                    lease.name, lease.token
+                ),
                 Some(r) => format!(
-                    "the lease `{}` is held by {} (token {}, this process had {})",
+                    "the lease `{}` passed to {} with fencing token {}; this process had token {}",
                     lease.name,
                     r.get::<_, String>(0),
                     r.get::<_, i64>(1),
@@ -135,4 +160,12 @@ pub(super) fn check(
             },
         }),
     })
+}
+
+/// Make the server end the session when the apply's transaction stands idle past [`idle_limit`].
+pub(super) fn limit_idle(tx: &mut postgres::Transaction<'_>, lease: &Lease) -> Result<(), postgres::Error> {
+    tx.batch_execute(&format!(
+        "SET LOCAL idle_in_transaction_session_timeout = {}",
+        millis(idle_limit(lease))
+    ))
 }

@@ -24,6 +24,7 @@ use crate::{LinkRow, RunHolder, SqliteStore, Store, StoreError};
 mod apply;
 mod copy;
 mod lease;
+mod posix;
 mod schema;
 mod target;
 mod targets;
@@ -217,7 +218,7 @@ impl PgStore {
             let own = self.own_runs.clone();
             // a lease holder (see `set_fence`) is the only leader: a run lock held by anyone else is
             // stale by the lease's decision, and that run's apply is fenced off
-            let leader = self.fence.is_some();
+            let fence = self.fence.clone();
             let step = self.with_client(|c, t| {
                 let mut tx = c.transaction().map_err(|e| t.error(&e))?;
                 let r = (|| -> Result<Result<(i64, Option<i64>), RunHolder>, postgres::Error> {
@@ -240,16 +241,30 @@ impl PgStore {
                             since_ms: r.get(3),
                         };
                         let alive: bool = r.get(4);
-                        if alive && !own.contains(&h.run_id) && !leader {
+                        // a live holder is taken over only by the lease's current holder
+                        let leader = match &fence {
+                            Some(l) if alive => lease::check(&mut tx, l, connection, 0, false)?
+                                .is_ok()
+                                .then_some((l.name.as_str(), l.token)),
+                            _ => None,
+                        };
+                        if alive && !own.contains(&h.run_id) && leader.is_none() {
                             return Ok(Err(h));
                         }
                         taken = Some(h.run_id);
-                        if !own.contains(&h.run_id) {
-                            tracing::warn!(
+                        match (leader, alive) {
+                            _ if own.contains(&h.run_id) => {}
+                            (Some((lease, token)), true) => tracing::warn!(
                                 connection,
-                                "taking over the run lock of {h}: its database session is gone; its run is \
-                                 recorded as interrupted"
-                            );
+                                "taking over the run lock of {h}: its process is still connected to the \
+                                 database, but this host holds the lease `{lease}` now (token {token}), so that \
+                                 run is stale: it is recorded as interrupted, and its apply will be refused"
+                            ),
+                            _ => tracing::warn!(
+                                connection,
+                                "taking over the run lock of {h}: its database session is gone (its process \
+                                 ended or lost the database); its run is recorded as interrupted"
+                            ),
                         }
                     }
                     tx.execute(
@@ -532,13 +547,21 @@ impl Store for PgStore {
         self.with_client(|c, t| {
             let db = |e: postgres::Error| t.error(&e);
             let mut tx = c.transaction().map_err(db)?;
+            if let Some(lease) = fence {
+                // a leader that lost its lease is refused before it writes anything; one paused
+                // inside this transaction is ended by the server (see lease::idle_limit)
+                lease::limit_idle(&mut tx, lease).map_err(db)?;
+                lease::check(&mut tx, lease, connection, run_id, false).map_err(db)??;
+            }
             tx.execute(
                 "SELECT pg_advisory_xact_lock($1, hashtext($2))",
                 &[&schema::LOCK_CLASS, &connection],
             )
             .map_err(db)?;
-            // Fencing: only the run that holds the connection applies (checked under the lock that
+            // Only the run that holds the connection applies (checked under the lock that
             // begin_run takes, so no other run can take the connection before this commits).
+            // Under a lease, the lease's token (below) is the guard: a new leader takes the run
+            // lock of a live but stale holder over.
             let holder = tx
                 .query_opt(
                     "SELECT run_id, pid, host, since_ms FROM run_locks WHERE connection = $1",
@@ -566,9 +589,6 @@ impl Store for PgStore {
                     });
                 }
             }
-            if let Some(lease) = fence {
-                lease::check(&mut tx, lease, connection, run_id).map_err(db)??;
-            }
             apply::apply_changes(&mut tx, connection, changes, now_ms).map_err(|e| match e {
                 apply::ApplyError::Db(e) => db(e),
                 apply::ApplyError::Store(e) => e,
@@ -576,6 +596,10 @@ impl Store for PgStore {
             apply::write_outcome(&mut tx, run_id, outcome, now_ms).map_err(db)?;
             tx.execute("DELETE FROM run_locks WHERE run_id = $1", &[&run_id])
                 .map_err(db)?;
+            if let Some(lease) = fence {
+                // the fencing token, checked with the lease row locked until the commit
+                lease::check(&mut tx, lease, connection, run_id, true).map_err(db)??;
+            }
             tx.commit().map_err(db)
         })?;
         self.own_runs.remove(&run_id);

@@ -130,6 +130,18 @@ pub const PG_MIGRATIONS: &[&str] = &[
         expires_at TIMESTAMPTZ NOT NULL
     );
     "#,
+    // LDAP view (issue 23, SQLite's posix_ids): POSIX numbers (uidNumber/gidNumber) from one
+    // sequence, allocated once per object and never reused (rows are kept when their object goes);
+    // IF NOT EXISTS: safe whatever number this step gets
+    r#"
+    CREATE TABLE IF NOT EXISTS posix_ids (
+        number BIGSERIAL PRIMARY KEY,
+        kind TEXT NOT NULL,
+        connection TEXT NOT NULL,
+        provider_id TEXT NOT NULL,
+        UNIQUE (kind, connection, provider_id)
+    );
+    "#,
 ];
 
 /// Advisory lock class of the store's transaction-scoped locks (second key: the connection's

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::*;
 use crate::conformance::backends::{Backend, Postgres};
 use crate::conformance::{outcome, user};
+use crate::{DirectoryStore, PosixKey, PosixKind};
 
 fn backend(name: &str) -> Option<Postgres> {
     Postgres::new(name)
@@ -175,6 +176,16 @@ fn a_sqlite_store_is_copied_and_verified_and_a_non_empty_destination_refused() {
             version: None,
         })));
         s.apply("c", run, &changes, &outcome(), 2).expect("apply");
+        // POSIX numbers of the LDAP view, one of them gone since: the copy keeps the numbers, and
+        // the next one continues after the highest ever handed out
+        let keys: Vec<PosixKey> = ["u1", "u2", "u3"]
+            .iter()
+            .map(|p| (PosixKind::User, "c".to_string(), p.to_string()))
+            .collect();
+        s.allocate_posix_ids(&keys).expect("posix");
+        s.connection()
+            .execute("DELETE FROM posix_ids WHERE number = 3", [])
+            .expect("delete");
     }
     let report = copy_store(&path, &b.url(""), false).expect("copy");
     assert_eq!(
@@ -196,6 +207,15 @@ fn a_sqlite_store_is_copied_and_verified_and_a_non_empty_destination_refused() {
         pg.photo("c", "u1").expect("photo").and_then(|p| p.bytes),
         Some(vec![0, 1, 2, 255])
     );
+    let posix = pg.read_directory(true, false).expect("directory").posix;
+    assert_eq!(
+        posix,
+        sqlite.read_directory(true, false).expect("directory").posix
+    );
+    assert_eq!(posix.len(), 2);
+    let u4 = (PosixKind::User, "c".to_string(), "u4".to_string());
+    pg.allocate_posix_ids(std::slice::from_ref(&u4)).expect("posix");
+    assert_eq!(pg.read_directory(true, false).expect("directory").posix[&u4], 4);
     // run ids continue after the copied ones (they are fencing tokens)
     let next = pg.begin_run("c", 3).expect("run");
     assert!(next > sqlite.runs(None, 1).expect("runs")[0].id);
