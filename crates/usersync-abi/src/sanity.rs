@@ -18,7 +18,7 @@
 //! | target requests | as above, any method the SDK knows; at most [`crate::target_host::MAX_REQUESTS_PER_CHANGE`] per change |
 //! | app ids (found objects, created objects) | non-empty, at most [`MAX_ID_BYTES`] |
 
-use usersync_sdk::model::{ManagerRef, MemberRef, Record};
+use usersync_sdk::model::{FeedEntry, ManagerRef, MemberRef, Record};
 use usersync_sdk::{AppObject, Batch, ConnectorError, HttpRequest, TargetResult};
 
 /// Largest page (the JSON text of one `Batch`) accepted from a plugin: 64 MiB. A Graph page of
@@ -173,6 +173,32 @@ fn check_manager(label: &str, index: usize, m: &ManagerRef) -> Result<(), Connec
     check_id(label, index, "manager reference", m.value())
 }
 
+fn check_feed(label: &str, index: usize, f: &FeedEntry) -> Result<(), ConnectorError> {
+    match f {
+        FeedEntry::UserRemoved { id, .. } => check_id(label, index, "removed user id", id),
+        FeedEntry::GroupRemoved { id, .. } => check_id(label, index, "removed group id", id),
+        FeedEntry::MembersChanged { group_id } => check_id(label, index, "changed group id", group_id),
+        FeedEntry::MembershipRemoved(m) => match &m.member {
+            MemberRef::User(id) | MemberRef::Group(id) => {
+                check_id(label, index, "membership group id", &m.group_id)?;
+                check_id(label, index, "member id", id)
+            }
+            MemberRef::AllUsers => check_id(label, index, "membership group id", &m.group_id),
+        },
+        FeedEntry::Watermark(w) if w.is_empty() || w.len() > MAX_WATERMARK_BYTES => Err(bad(
+            label,
+            format!(
+                "returned a watermark of {} bytes (must be 1 to {MAX_WATERMARK_BYTES})",
+                w.len()
+            ),
+        )),
+        FeedEntry::Watermark(_) | FeedEntry::Resync { .. } => Ok(()),
+    }
+}
+
+/// Longest feed watermark accepted from a plugin (a Graph deltaLink is a few hundred bytes).
+pub const MAX_WATERMARK_BYTES: usize = 16 * 1024;
+
 /// Check the records and counts of a parsed page.
 pub fn check_batch(label: &str, batch: &Batch) -> Result<(), ConnectorError> {
     for (kind, n) in &batch.skipped {
@@ -214,6 +240,7 @@ pub fn check_batch(label: &str, batch: &Batch) -> Result<(), ConnectorError> {
                 }
             }
             Record::Photo(p) => check_id(label, i, "photo's user id", &p.user_id)?,
+            Record::Feed(f) => check_feed(label, i, f)?,
         }
     }
     Ok(())

@@ -274,6 +274,48 @@ pub enum Record {
     },
     /// A profile photo.
     Photo(Photo),
+    /// A change-feed entry: only delta queries (`users_delta`, `groups_delta`) yield these.
+    Feed(FeedEntry),
+}
+
+/// What a change feed says besides the changed objects themselves (which come as
+/// [`Record::User`], [`Record::Group`] and, for added direct memberships, [`Record::Membership`]).
+/// Entries apply in order: a later record about the same object wins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "entry", rename_all = "snake_case")]
+pub enum FeedEntry {
+    /// The user is gone from the source (Graph `@removed`, either reason): like a user missing
+    /// from a full listing.
+    UserRemoved {
+        /// Provider id.
+        id: String,
+        /// Deleted for good (Graph `deleted`), rather than restorable (`changed`).
+        permanent: bool,
+    },
+    /// The group is gone from the source, with its memberships.
+    GroupRemoved {
+        /// Provider id.
+        id: String,
+        /// Deleted for good rather than restorable.
+        permanent: bool,
+    },
+    /// A direct membership was removed (Graph `members@delta` with `@removed`).
+    MembershipRemoved(Membership),
+    /// The group's membership changed and the feed does not say how (Okta
+    /// `lastMembershipUpdated`): the host re-reads its direct members.
+    MembersChanged {
+        /// Provider id.
+        group_id: String,
+    },
+    /// The position to read the feed from next time (opaque: a Graph deltaLink, an Okta
+    /// timestamp). The last record of a complete delta query; a query without it is incomplete.
+    Watermark(String),
+    /// The feed cannot answer from the watermark it was given (expired, reset by the provider,
+    /// unreadable): the host runs a full read instead. Never "nothing changed".
+    Resync {
+        /// What the provider said.
+        reason: String,
+    },
 }
 
 #[cfg(test)]

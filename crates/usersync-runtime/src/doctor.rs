@@ -284,6 +284,8 @@ pub async fn run_for(client: &ConnectionClient, operations: &[Operation], needs:
             Operation::GetUser => user_id.clone().map(|user_id| Query::GetUser { user_id }),
             Operation::UserPhoto => user_id.clone().map(|user_id| Query::UserPhoto { user_id }),
             Operation::RoleMembers => role_id.clone().map(|role_id| Query::RoleMembers { role_id }),
+            Operation::UsersDelta => Some(Query::UsersDelta { since: None }),
+            Operation::GroupsDelta => Some(Query::GroupsDelta { since: None }),
             Operation::Token | Operation::Authorize => None,
         };
         let Some(query) = query else {

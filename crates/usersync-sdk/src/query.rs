@@ -34,11 +34,15 @@ pub enum Operation {
     RoleMembers,
     /// Child groups of a group (hierarchical providers).
     GroupChildren,
+    /// Users changed since a watermark (a change feed; see [`Query::UsersDelta`]).
+    UsersDelta,
+    /// Groups (and their memberships) changed since a watermark (see [`Query::GroupsDelta`]).
+    GroupsDelta,
 }
 
 impl Operation {
     /// Every operation, in declaration order.
-    pub const ALL: [Operation; 14] = [
+    pub const ALL: [Operation; 16] = [
         Operation::Token,
         Operation::Authorize,
         Operation::ListUsers,
@@ -53,6 +57,8 @@ impl Operation {
         Operation::ListRoles,
         Operation::RoleMembers,
         Operation::GroupChildren,
+        Operation::UsersDelta,
+        Operation::GroupsDelta,
     ];
 
     /// The snake_case name used in manifests, JSON and CLI output.
@@ -72,6 +78,8 @@ impl Operation {
             Operation::ListRoles => "list_roles",
             Operation::RoleMembers => "role_members",
             Operation::GroupChildren => "group_children",
+            Operation::UsersDelta => "users_delta",
+            Operation::GroupsDelta => "groups_delta",
         }
     }
 }
@@ -137,6 +145,27 @@ pub enum Query {
         /// Provider id (or name, where the provider keys roles by name).
         role_id: String,
     },
+    /// The users changed since `since`, a watermark an earlier delta query returned: each
+    /// created or changed user in full (`Record::User`), each removed one as
+    /// `FeedEntry::UserRemoved`, then exactly one `FeedEntry::Watermark` (the position to ask
+    /// from next time) as the last record. `since: None` asks for the current watermark only
+    /// (no other records): the host takes it just before a full listing, so that nothing
+    /// changed during the listing is missed (a change seen twice is applied twice, harmlessly).
+    /// A watermark the feed cannot answer from (expired, reset) yields `FeedEntry::Resync`,
+    /// never an empty answer. Offered when the manifest's `incremental` capability is true.
+    UsersDelta {
+        /// The watermark to read from; `None`: only the current one.
+        since: Option<String>,
+    },
+    /// The groups changed since `since`, as for [`Query::UsersDelta`]: changed groups in full
+    /// (`Record::Group`), removed ones (`FeedEntry::GroupRemoved`), and their direct
+    /// membership changes either exactly (`Record::Membership` added,
+    /// `FeedEntry::MembershipRemoved` removed) or as `FeedEntry::MembersChanged` (the host
+    /// re-reads that group's members with `group_members`); then one `FeedEntry::Watermark`.
+    GroupsDelta {
+        /// The watermark to read from; `None`: only the current one.
+        since: Option<String>,
+    },
 }
 
 impl Query {
@@ -155,6 +184,8 @@ impl Query {
             Query::GroupChildren { .. } => Operation::GroupChildren,
             Query::ListRoles => Operation::ListRoles,
             Query::RoleMembers { .. } => Operation::RoleMembers,
+            Query::UsersDelta { .. } => Operation::UsersDelta,
+            Query::GroupsDelta { .. } => Operation::GroupsDelta,
         }
     }
 }

@@ -29,7 +29,8 @@ pub use sqlite::{SqliteStore, FOREIGN_LOCK_STALE_AFTER, MIGRATIONS, OLDEST_READA
 pub use target_types::{TargetKind, TargetObject, TargetOrigin, TargetState, TargetWrite};
 pub use types::{
     username_key, utc, Change, ConnectionState, EffectiveMembership, LinkRow, Member, RunHolder, RunOutcome,
-    RunRecord, RunStatus, StoredGroup, StoredMembership, StoredPhoto, StoredUser, UsernameHolder,
+    RunRecord, RunStatus, SourceObject, StoredGroup, StoredMembership, StoredPhoto, StoredUser,
+    UsernameHolder,
 };
 
 /// A store failure. Every variant about the store file names its path.
@@ -234,6 +235,25 @@ pub trait Store: Send {
         Err(StoreError::Unsupported {
             what: "per-target state (usersync push)".into(),
         })
+    }
+
+    /// The connection's change-feed watermarks by feed, as the last applied run that read them
+    /// wrote them ([`Change::PutWatermark`], in the same transaction as that run's changes). A
+    /// backend that keeps no feed state answers none: every run of the connection is a full one.
+    fn watermarks(&self, connection: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        let _ = connection;
+        Ok(BTreeMap::new())
+    }
+
+    /// Hand every object of the connection's source copy ([`Change::PutSource`]) to `each`, in
+    /// no particular order. An error from `each` stops the read and is returned.
+    fn source_objects(
+        &self,
+        connection: &str,
+        each: &mut dyn FnMut(SourceObject) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let _ = (connection, each);
+        Ok(())
     }
 
     /// The provider's version (ETag) of each stored photo of `connection` that has one, by user

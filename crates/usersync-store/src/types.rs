@@ -197,6 +197,38 @@ pub enum Change {
         /// User provider id.
         user: String,
     },
+    /// Forget the connection's change-feed state: every watermark and the whole source copy
+    /// (applied before the other feed changes of the run: a full run rewrites them after it).
+    ResetFeed,
+    /// Set one change feed's watermark (see [`crate::Store::watermarks`]).
+    PutWatermark {
+        /// The feed (e.g. `users`, `groups`).
+        feed: String,
+        /// The connector's opaque position.
+        value: String,
+    },
+    /// Insert or replace one object of the connection's source copy.
+    PutSource(SourceObject),
+    /// Remove one object of the source copy.
+    RemoveSource {
+        /// The object's kind.
+        kind: String,
+        /// Its key within the kind.
+        id: String,
+    },
+}
+
+/// One object of a connection's source copy: what the provider last said, before the policy,
+/// kept so that an incremental run can rebuild the complete source from a change feed. The store
+/// does not interpret it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceObject {
+    /// The kind (`user`, `group`, `link`, ...).
+    pub kind: String,
+    /// Its key within the kind.
+    pub id: String,
+    /// The object, as the sync engine encodes it (JSON text).
+    pub body: String,
 }
 
 /// Serde for a shared record, as the record itself (serde's own `Arc` support needs a crate

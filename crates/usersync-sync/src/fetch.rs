@@ -219,6 +219,8 @@ impl Snapshot {
             Record::Photo(p) => {
                 self.photos.insert(p.user_id.clone(), Some(p));
             }
+            // Feed entries only come from delta queries, which `crate::delta` runs and merges.
+            Record::Feed(_) => {}
         }
     }
 }
@@ -236,6 +238,10 @@ pub fn describe(q: &Query) -> String {
         | Query::GroupTransitiveMembers { group_id }
         | Query::GroupChildren { group_id } => format!("{}({group_id})", q.operation()),
         Query::RoleMembers { role_id } => format!("{}({role_id})", q.operation()),
+        Query::UsersDelta { since } | Query::GroupsDelta { since } => match since {
+            Some(_) => format!("{}(since the stored watermark)", q.operation()),
+            None => format!("{}(current watermark)", q.operation()),
+        },
     }
 }
 

@@ -48,6 +48,7 @@ suite!(
     a_failed_apply_leaves_the_previous_state,
     large_runs_and_repeated_changes_apply,
     target_state_round_trips_and_is_per_target,
+    feed_state_is_written_with_the_run_and_reset_by_a_full_one,
     the_directory_is_read_whole_and_posix_numbers_are_never_reused,
 );
 
@@ -603,4 +604,103 @@ fn target_state_round_trips_and_is_per_target<B: Backend>(b: &B) {
     let st = s.target_state("aws").expect("state");
     assert_eq!(st.objects.len(), 1);
     assert!(st.members.is_empty(), "forgetting a user forgets its memberships");
+}
+
+fn src(kind: &str, id: &str, body: &str) -> Change {
+    Change::PutSource(SourceObject {
+        kind: kind.into(),
+        id: id.into(),
+        body: body.into(),
+    })
+}
+
+/// Watermarks, and the source copy as (kind, id, body) rows, sorted.
+type FeedState = (BTreeMap<String, String>, Vec<(String, String, String)>);
+
+fn feed_state<S: Store>(s: &S, connection: &str) -> FeedState {
+    let mut objects = Vec::new();
+    s.source_objects(connection, &mut |o| {
+        objects.push((o.kind, o.id, o.body));
+        Ok(())
+    })
+    .expect("source objects");
+    objects.sort();
+    (s.watermarks(connection).expect("watermarks"), objects)
+}
+
+/// Incremental sync (issue 21): watermarks and the source copy are written in the run's apply
+/// transaction (a refused apply writes none of them), per connection, with the last write of a key
+/// winning; `ResetFeed` clears them before the same run's rewrite.
+fn feed_state_is_written_with_the_run_and_reset_by_a_full_one<B: Backend>(b: &B) {
+    let mut s = b.handle();
+    assert_eq!(
+        feed_state(&s, "c"),
+        (BTreeMap::new(), vec![]),
+        "a new store has no feed state"
+    );
+    let run = s.begin_run("c", 1).expect("run");
+    let first = [
+        put(user("u1", "ada")),
+        Change::ResetFeed,
+        src("user", "u1", "{\"v\":1}"),
+        src("user", "u2", "{}"),
+        src("user", "u1", "{\"v\":2}"),
+        Change::PutWatermark {
+            feed: "users".into(),
+            value: "w1".into(),
+        },
+    ];
+    s.apply("c", run, &first, &outcome(), 1).expect("apply");
+    let other = s.begin_run("d", 1).expect("run of d");
+    s.apply("d", other, &[src("user", "x", "{}")], &outcome(), 1)
+        .expect("apply d");
+    let (w, objects) = feed_state(&s, "c");
+    assert_eq!(w, BTreeMap::from([("users".to_string(), "w1".to_string())]));
+    assert_eq!(
+        objects,
+        vec![
+            ("user".into(), "u1".into(), "{\"v\":2}".into()),
+            ("user".into(), "u2".into(), "{}".into())
+        ]
+    );
+    // a fenced apply (another run took the connection over) writes no feed state
+    let run = s.begin_run("c", 2).expect("run");
+    b.forge_holders();
+    let mut s2 = b.handle();
+    let taker = s2.begin_run("c", 2).expect("take over");
+    let stale = [
+        Change::RemoveSource {
+            kind: "user".into(),
+            id: "u2".into(),
+        },
+        Change::PutWatermark {
+            feed: "users".into(),
+            value: "w2".into(),
+        },
+    ];
+    assert!(s.apply("c", run, &stale, &outcome(), 2).is_err(), "fenced");
+    assert_eq!(feed_state(&s, "c").0["users"], "w1", "the old watermark stays");
+    assert_eq!(feed_state(&s, "c").1.len(), 2);
+    s2.finish_run(taker, &outcome(), 2).expect("finish");
+    // an incremental run: removals and a new watermark
+    let run = s.begin_run("c", 3).expect("run");
+    s.apply("c", run, &stale, &outcome(), 3).expect("apply");
+    let (w, objects) = feed_state(&s, "c");
+    assert_eq!(w["users"], "w2");
+    assert_eq!(objects.len(), 1);
+    // a full run: the reset clears before the rewrite, wherever it stands in the changes
+    let run = s.begin_run("c", 4).expect("run");
+    let full = [
+        src("group", "g1", "{}"),
+        Change::PutWatermark {
+            feed: "groups".into(),
+            value: "g".into(),
+        },
+        Change::ResetFeed,
+    ];
+    s.apply("c", run, &full, &outcome(), 4).expect("apply");
+    let (w, objects) = feed_state(&s, "c");
+    assert_eq!(w, BTreeMap::from([("groups".to_string(), "g".to_string())]));
+    assert_eq!(objects, vec![("group".into(), "g1".into(), "{}".into())]);
+    assert_eq!(feed_state(&s, "d").1.len(), 1, "other connections keep theirs");
 }

@@ -48,6 +48,7 @@ struct Batches<'a> {
     add_group_links: Vec<(&'a str, &'a str)>,
     put_effective: Vec<&'a EffectiveMembership>,
     put_photos: Vec<&'a StoredPhoto>,
+    feed: Vec<&'a Change>,
 }
 
 /// Keep the last of each key (an upsert may not touch one row twice in one statement).
@@ -81,6 +82,10 @@ fn sort(changes: &[Change]) -> Batches<'_> {
             Change::RemoveEffective { group, user } => b.rm_effective.push((group, user)),
             Change::PutPhoto(p) => b.put_photos.push(p),
             Change::RemovePhoto { user } => b.rm_photos.push(user),
+            Change::ResetFeed
+            | Change::PutWatermark { .. }
+            | Change::PutSource(_)
+            | Change::RemoveSource { .. } => b.feed.push(c),
         }
     }
     last_by_key(&mut b.put_users, |u| u.provider_id.as_str());
@@ -189,6 +194,8 @@ pub(super) fn apply_changes(
     )?;
     put_effective(tx, connection, &b.put_effective)?;
     put_photos(tx, connection, &b.put_photos)?;
+    // phase 4: change-feed state (issue 21)
+    super::feed::apply(tx, connection, &b.feed, now)?;
     Ok(())
 }
 

@@ -23,6 +23,7 @@ use crate::{LinkRow, RunHolder, SqliteStore, Store, StoreError};
 
 mod apply;
 mod copy;
+mod feed;
 mod lease;
 mod posix;
 mod schema;
@@ -711,6 +712,18 @@ impl Store for PgStore {
 
     fn write_target(&mut self, target: &str, writes: &[crate::TargetWrite]) -> Result<(), StoreError> {
         self.with_client(|c, t| targets::write(c, t, target, writes))
+    }
+
+    fn watermarks(&self, connection: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        self.feed_watermarks(connection)
+    }
+
+    fn source_objects(
+        &self,
+        connection: &str,
+        each: &mut dyn FnMut(SourceObject) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.feed_objects(connection, each)
     }
 
     fn photo_versions(&self, connection: &str) -> Result<BTreeMap<String, String>, StoreError> {

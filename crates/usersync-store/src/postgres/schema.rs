@@ -142,6 +142,25 @@ pub const PG_MIGRATIONS: &[&str] = &[
         UNIQUE (kind, connection, provider_id)
     );
     "#,
+    // incremental sync (issue 21): change-feed watermarks and the source copy they apply to,
+    // written in the apply transaction of the run that read them; IF NOT EXISTS: safe whatever
+    // number this step gets
+    r#"
+    CREATE TABLE IF NOT EXISTS feed_watermarks (
+        connection TEXT NOT NULL,
+        feed TEXT NOT NULL,
+        value TEXT NOT NULL,
+        updated_ms BIGINT NOT NULL,
+        PRIMARY KEY (connection, feed)
+    );
+    CREATE TABLE IF NOT EXISTS feed_objects (
+        connection TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (connection, kind, id)
+    );
+    "#,
 ];
 
 /// Advisory lock class of the store's transaction-scoped locks (second key: the connection's

@@ -30,6 +30,9 @@ pub(super) fn phase(c: &Change) -> u8 {
         Change::DeleteUser { .. } | Change::DeleteGroup { .. } => 1,
         Change::PutGroup(_) | Change::PutUser(_) => 2,
         Change::AddMembership(_) | Change::PutEffective(_) | Change::PutPhoto(_) => 3,
+        // a full run's reset comes before its rewrite (the sort is stable)
+        Change::ResetFeed => 4,
+        Change::PutWatermark { .. } | Change::PutSource(_) | Change::RemoveSource { .. } => 5,
     }
 }
 
@@ -153,6 +156,30 @@ pub(super) fn apply_change(
                  sha256 = excluded.sha256, bytes = excluded.bytes, version = excluded.version",
                 params![u, p.content_type, p.sha256, p.bytes, p.version],
             )?;
+        }
+        Change::ResetFeed => {
+            tx.prepare_cached("DELETE FROM feed_watermarks WHERE connection = ?1")?
+                .execute([connection])?;
+            tx.prepare_cached("DELETE FROM feed_objects WHERE connection = ?1")?
+                .execute([connection])?;
+        }
+        Change::PutWatermark { feed, value } => {
+            tx.prepare_cached(
+                "INSERT INTO feed_watermarks (connection, feed, value, updated_ms) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (connection, feed) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms",
+            )?
+            .execute(params![connection, feed, value, now])?;
+        }
+        Change::PutSource(o) => {
+            tx.prepare_cached(
+                "INSERT INTO feed_objects (connection, kind, id, body) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (connection, kind, id) DO UPDATE SET body = excluded.body",
+            )?
+            .execute(params![connection, o.kind, o.id, o.body])?;
+        }
+        Change::RemoveSource { kind, id } => {
+            tx.prepare_cached("DELETE FROM feed_objects WHERE connection = ?1 AND kind = ?2 AND id = ?3")?
+                .execute(params![connection, kind, id])?;
         }
         Change::RemovePhoto { user } => {
             if let Some(u) = user_ref(tx, connection, user)? {

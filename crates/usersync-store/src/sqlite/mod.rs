@@ -486,6 +486,35 @@ impl Store for SqliteStore {
             .map_err(|e| explain(&path, e))
     }
 
+    fn watermarks(&self, connection: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        let mut q = self
+            .conn
+            .prepare_cached("SELECT feed, value FROM feed_watermarks WHERE connection = ?1")?;
+        let rows = q.query_map([connection], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        Ok(rows.collect::<Result<BTreeMap<String, String>, rusqlite::Error>>()?)
+    }
+
+    fn source_objects(
+        &self,
+        connection: &str,
+        each: &mut dyn FnMut(SourceObject) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut q = self
+            .conn
+            .prepare_cached("SELECT kind, id, body FROM feed_objects WHERE connection = ?1")?;
+        let mut rows = q.query([connection])?;
+        while let Some(r) = rows.next()? {
+            each(SourceObject {
+                kind: r.get(0)?,
+                id: r.get(1)?,
+                body: r.get(2)?,
+            })?;
+        }
+        Ok(())
+    }
+
     fn last_source_users(&self, connection: &str) -> Result<Option<u64>, StoreError> {
         let v: Option<Option<i64>> = self
             .conn

@@ -133,6 +133,24 @@ pub const MIGRATIONS: &[&str] = &[
         UNIQUE (kind, connection, provider_id)
     );
     "#,
+    // incremental sync (issue 21): change-feed watermarks and the source copy they apply to,
+    // written in the transaction of the run that read them
+    r#"
+    CREATE TABLE IF NOT EXISTS feed_watermarks (
+        connection TEXT NOT NULL,
+        feed TEXT NOT NULL,
+        value TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        PRIMARY KEY (connection, feed)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS feed_objects (
+        connection TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (connection, kind, id)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The oldest schema version the reading commands can read as it is (later versions only added
