@@ -246,7 +246,13 @@ pub struct ConnectionConfig {
     pub line: usize,
     pub(crate) option_lines: BTreeMap<String, usize>,
     pub(crate) connector_line: usize,
+    /// With a change feed (incremental runs), a full run when the last one is older than this
+    /// (`full_every`, default [`DEFAULT_FULL_EVERY`]).
+    pub full_every: std::time::Duration,
 }
+
+/// The default `full_every` of a connection: 24 hours.
+pub const DEFAULT_FULL_EVERY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 impl ConnectionConfig {
     /// The line of the connection's `connector` key.

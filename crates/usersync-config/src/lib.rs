@@ -65,6 +65,7 @@ pub mod validate;
 
 pub use file::{
     Config, ConfigError, ConfigIssue, ConnectionConfig, RuntimeSection, RuntimeSettings, StoreConfig,
+    DEFAULT_FULL_EVERY,
 };
 pub use ldap::{LdapConfig, LdapLayout, LdapServiceAccount};
 pub use pattern::Pattern;

@@ -164,6 +164,7 @@ impl TargetConfig {
             line,
             option_lines,
             connector_line,
+            full_every: crate::file::DEFAULT_FULL_EVERY,
         };
         TargetConfig {
             name,

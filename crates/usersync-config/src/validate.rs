@@ -15,6 +15,7 @@ use toml_edit::{ImDocument, Item, TableLike};
 
 use crate::file::{
     Config, ConfigError, ConfigIssue, ConnectionConfig, RuntimeSection, RuntimeSettings, StoreConfig,
+    DEFAULT_FULL_EVERY,
 };
 use crate::policy::{GroupNameMapping, Policy};
 use crate::secret::SecretRef;
@@ -43,6 +44,7 @@ pub const RANGES: &[(&str, &str, f64, f64, &str)] = &[
 /// The keys of a connection table.
 const CONNECTION_KEYS: &[&str] = &[
     "name",
+    "full_every",
     "connector",
     "options",
     "policy",
@@ -476,6 +478,31 @@ impl Checker<'_> {
                 }
             }
         }
+        let full_every = match t.get("full_every").and_then(to_toml) {
+            None => DEFAULT_FULL_EVERY,
+            Some(toml::Value::String(s)) => match crate::serve::parse_duration(&s) {
+                Ok(d) if d >= std::time::Duration::from_secs(60) => d,
+                Ok(_) => {
+                    let l = self.key_line(t, "full_every", line);
+                    self.push(l, conn, Some("full_every".into()), "must be at least `1m`".into());
+                    DEFAULT_FULL_EVERY
+                }
+                Err(e) => {
+                    let l = self.key_line(t, "full_every", line);
+                    self.push(l, conn, Some("full_every".into()), e);
+                    DEFAULT_FULL_EVERY
+                }
+            },
+            Some(other) => {
+                let l = self.key_line(t, "full_every", line);
+                let message = format!(
+                    "must be a duration string such as \"24h\", not {}",
+                    other.type_str()
+                );
+                self.push(l, conn, Some("full_every".into()), message);
+                DEFAULT_FULL_EVERY
+            }
+        };
         let (name, _) = name?;
         let (connector, connector_line) = connector?;
         let runtime = RuntimeSettings::merge(&runtime, global, self.base, &name);
@@ -490,6 +517,7 @@ impl Checker<'_> {
             line,
             option_lines,
             connector_line,
+            full_every,
         })
     }
 

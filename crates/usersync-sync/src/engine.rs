@@ -10,6 +10,7 @@ use usersync_config::Policy;
 use usersync_sdk::Manifest;
 use usersync_store::{RunOutcome, RunStatus, Store, StoreError};
 
+use crate::delta::{FeedOutcome, FeedSettings, RunKind};
 use crate::desired;
 use crate::fetch::{fetch, FetchContext, Snapshot};
 use crate::links::StoredLinks;
@@ -106,6 +107,9 @@ pub struct RunReport {
     /// The plan: every entry in `--format json` (table output prints at most `--limit` per list).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<Plan>,
+    /// `full` or `incremental` when the connection uses change feeds (issue 21).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<RunKind>,
 }
 
 impl RunReport {
@@ -123,6 +127,7 @@ impl RunReport {
             duration_ms: started.elapsed().as_millis() as u64,
             errors: vec![error],
             plan: None,
+            kind: None,
         }
     }
 }
@@ -395,12 +400,53 @@ fn plan_against_store<S: Store + ?Sized>(
     Ok(plan)
 }
 
-/// Run one connection end to end. Store errors while recording are returned as a failed
-/// report, never as a panic.
+/// Fetch (incrementally when the feeds allow), then apply the policy (consuming the snapshot).
+async fn fetch_fed_and_build<R: QueryRunner>(
+    prepared: crate::delta::Prepared,
+    runner: Arc<R>,
+    spec: &RunSpec<'_>,
+    progress: &dyn Progress,
+    photo_versions: &BTreeMap<String, String>,
+) -> (Snapshot, desired::Desired, FeedOutcome) {
+    let ctx = FetchContext {
+        manifest: spec.manifest,
+        policy: spec.policy,
+        concurrency: spec.concurrency,
+        photo_versions,
+        progress,
+    };
+    let before = runner.requests();
+    let (mut snapshot, fed) = crate::delta::fetch_source(Arc::clone(&runner), &ctx, prepared).await;
+    if let (Some(b), Some(a)) = (before, runner.requests()) {
+        snapshot.requests = a.saturating_sub(b);
+    }
+    snapshot.rate_budget = runner.rate_budget();
+    mem_probe("fetch");
+    let _s = tracing::info_span!("policy").entered();
+    let (wanted, snapshot) = desired::build_consuming(snapshot, spec.policy, spec.connection);
+    mem_probe("policy");
+    (snapshot, wanted, fed)
+}
+
+/// Run one connection end to end, every run a full one. Store errors while recording are
+/// returned as a failed report, never as a panic.
 pub async fn run_connection<R: QueryRunner, S: Store + ?Sized>(
     store: &mut S,
     runner: Arc<R>,
     spec: &RunSpec<'_>,
+    progress: &dyn Progress,
+) -> RunReport {
+    run_connection_with_feeds(store, runner, spec, &FeedSettings::disabled(), progress).await
+}
+
+/// Run one connection end to end, reading only its change feeds when `feed` and the stored
+/// watermarks allow it (see [`crate::delta`]). Store errors while recording are returned as a
+/// failed report, never as a panic.
+pub async fn run_connection_with_feeds<R: QueryRunner, S: Store + ?Sized>(
+    store: &mut S,
+    runner: Arc<R>,
+    spec: &RunSpec<'_>,
+    feed: &FeedSettings,
     progress: &dyn Progress,
 ) -> RunReport {
     let started = Instant::now();
@@ -419,7 +465,9 @@ pub async fn run_connection<R: QueryRunner, S: Store + ?Sized>(
     // Each stage's input is dropped as soon as the next stage has what it needs, so the peak
     // holds at most two of the snapshot, the wanted state, the stored state and the plan.
     let versions = photo_versions(&*store, spec);
-    let (snapshot, wanted) = fetch_and_build(runner, spec, progress, &versions, false).await;
+    // the store is read before the fetch awaits (no store handle is held across it)
+    let prepared = crate::delta::prepare(&*store, spec.connection, spec.manifest, spec.policy, feed);
+    let (snapshot, wanted, fed) = fetch_fed_and_build(prepared, runner, spec, progress, &versions).await;
     drop(versions);
     let source_users = snapshot.users.len() as u64;
     let snapshot = snapshot.summary();
@@ -484,7 +532,11 @@ pub async fn run_connection<R: QueryRunner, S: Store + ?Sized>(
         duration_ms: 0,
         errors,
         plan: None,
+        kind: fed.kind,
     };
+    if let Some(why) = &fed.full_reason {
+        tracing::info!(connection = spec.connection, "full run: {why}");
+    }
     let source_users = snapshot.complete.then_some(plan.source_users);
     if status == RunStatus::Blocked {
         // Nothing is applied: the counts describe what would have happened. The gate's message
@@ -493,6 +545,13 @@ pub async fn run_connection<R: QueryRunner, S: Store + ?Sized>(
     }
     let apply = matches!(status, RunStatus::Applied | RunStatus::Failed);
     report.duration_ms = started.elapsed().as_millis() as u64;
+    // The feed state (watermarks, source copy) goes with an applied complete run only, in its
+    // transaction: any other run leaves the old watermarks, and the next run reads again.
+    let planned_changes = plan.changes.len();
+    let mut plan = plan;
+    if status == RunStatus::Applied && snapshot.complete {
+        plan.changes.extend(fed.changes);
+    }
     if apply {
         let outcome = outcome(&report, status, &plan, source_users);
         let result = {
@@ -506,6 +565,7 @@ pub async fn run_connection<R: QueryRunner, S: Store + ?Sized>(
             store.apply(spec.connection, run_id, &plan.changes, &outcome, now_ms())
         };
         mem_probe("apply");
+        plan.changes.truncate(planned_changes);
         if let Err(e) = result {
             report.status = RunStatus::Failed;
             report.errors.push(format!("nothing was applied: {e}"));
@@ -532,6 +592,7 @@ fn outcome(report: &RunReport, status: RunStatus, plan: &Plan, source_users: Opt
             "groups": report.groups,
             "memberships": report.memberships,
             "duration_ms": report.duration_ms,
+            "kind": report.kind,
         }),
         errors: report.errors.clone(),
         plan: plan.history_json(HISTORY_ENTRIES),

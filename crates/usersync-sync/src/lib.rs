@@ -8,6 +8,7 @@
 //! `dry_run = true`, which stops before the apply.
 
 pub mod closure;
+pub mod delta;
 pub mod desired;
 pub mod engine;
 pub mod fetch;
@@ -16,7 +17,7 @@ pub mod plan;
 pub mod push;
 pub mod runner;
 
-pub use engine::{run_connection, RunReport, RunSpec};
+pub use engine::{run_connection, run_connection_with_feeds, RunReport, RunSpec};
 pub use fetch::{fetch, FetchContext, Snapshot};
 pub use plan::{Plan, UserAction};
 pub use runner::{FailureKind, NoProgress, Progress, QueryFailure, QueryResult, QueryRunner};

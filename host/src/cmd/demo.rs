@@ -150,6 +150,7 @@ async fn sync_one(config: &Path, name: &str, global: &GlobalArgs, demo: &DemoArg
         no_progress: true,
         limit: demo.limit,
         all: demo.all,
+        full: false,
     };
     crate::cmd::sync::run(args, &g).await
 }

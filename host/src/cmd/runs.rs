@@ -35,6 +35,15 @@ fn duration(r: &usersync_store::RunRecord) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// `full` or `incremental` for a connection with a change feed (issue 21), else `-`.
+fn kind(counts: &serde_json::Value) -> String {
+    counts
+        .get("kind")
+        .and_then(|k| k.as_str())
+        .unwrap_or("-")
+        .to_string()
+}
+
 fn summary(counts: &serde_json::Value) -> String {
     let n = |a: &str, b: &str| {
         counts
@@ -78,6 +87,7 @@ pub async fn run(cmd: RunsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                             if let Some(o) = j.as_object_mut() {
                                 o.remove("plan");
                                 o.insert("started".into(), wiring::rfc3339(r.started_ms).into());
+                                o.insert("kind".into(), r.counts.get("kind").cloned().unwrap_or_default());
                             }
                             j
                         })
@@ -94,6 +104,7 @@ pub async fn run(cmd: RunsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                                 wiring::rfc3339(r.started_ms),
                                 duration(r),
                                 r.status.as_str().to_string(),
+                                kind(&r.counts),
                                 summary(&r.counts),
                                 r.errors.len().to_string(),
                             ]
@@ -106,6 +117,7 @@ pub async fn run(cmd: RunsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                             "STARTED",
                             "TOOK",
                             "STATUS",
+                            "KIND",
                             "CHANGES",
                             "ERRORS",
                         ],
@@ -129,6 +141,7 @@ pub async fn run(cmd: RunsCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                     outln!("run:        {}", r.id);
                     outln!("connection: {}", r.connection);
                     outln!("status:     {}", r.status.as_str());
+                    outln!("kind:       {}", kind(&r.counts));
                     outln!("started:    {}", wiring::rfc3339(r.started_ms));
                     if let Some(f) = r.finished_ms {
                         outln!("finished:   {} ({})", wiring::rfc3339(f), duration(&r));

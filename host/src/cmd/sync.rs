@@ -2,8 +2,11 @@
 
 use std::time::Instant;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use usersync_store::RunStatus;
-use usersync_sync::engine::{record_failed_start, run_connection, RunReport, RunSpec};
+
+use usersync_sync::delta::FeedSettings;
+use usersync_sync::engine::{record_failed_start, run_connection_with_feeds, RunReport, RunSpec};
 use usersync_sync::plan::{Plan, UserAction};
 
 use crate::or_exit;
@@ -35,7 +38,14 @@ pub struct SyncArgs {
     /// Table output: every entry of every list (`--format json` always has them all).
     #[arg(long)]
     pub all: bool,
+    /// Read every listing in full, even where a change feed could give only what changed (a
+    /// full reconcile: catches what a feed can miss; see `full_every`).
+    #[arg(long)]
+    pub full: bool,
 }
+
+/// Set by `sync --full` for the runs of this process: every connection reads in full.
+static FORCE_FULL: AtomicBool = AtomicBool::new(false);
 
 /// Entries per list in table output unless `--limit`/`--all` say otherwise.
 pub const DEFAULT_LIMIT: usize = 20;
@@ -59,6 +69,7 @@ pub async fn run(args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         return Ok(unrecorded(exit::USAGE));
     }
     let registry = crate::registry::load(global)?;
+    FORCE_FULL.store(args.full, Ordering::Relaxed);
     let mut store = match wiring::open_any_store(&config) {
         Ok(s) => s,
         Err(e) => {
@@ -180,7 +191,13 @@ pub async fn sync_connection(
         dry_run,
         allow_deletes,
     };
-    let report = run_connection(store, wiring::runner(client.clone()), &spec, &progress).await;
+    let feed = FeedSettings {
+        enabled: true,
+        full_every: conn.full_every,
+        force_full: FORCE_FULL.load(Ordering::Relaxed),
+    };
+    let report =
+        run_connection_with_feeds(store, wiring::runner(client.clone()), &spec, &feed, &progress).await;
     tracing::info!(
         connection = %conn.name,
         status = report.status.as_str(),
@@ -203,8 +220,9 @@ fn print_report(r: &RunReport, limit: usize) {
         .run_id
         .map(|id| format!("run {id}"))
         .unwrap_or_else(|| "not recorded".into());
+    let kind = r.kind.map(|k| format!(", {}", k.as_str())).unwrap_or_default();
     outln!(
-        "{}: {} ({run}, {} requests, {:.1}s)",
+        "{}: {} ({run}{kind}, {} requests, {:.1}s)",
         r.connection,
         r.status.as_str(),
         r.requests,
