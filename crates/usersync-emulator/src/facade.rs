@@ -98,6 +98,8 @@ pub struct EmuContext {
     pub stats: Stats,
     /// Where files for clients (CA, keys) are written.
     pub state_dir: std::path::PathBuf,
+    /// What the change feeds' tokens stand for (issue 21).
+    pub feeds: crate::feeds::FeedRounds,
 }
 
 impl EmuContext {

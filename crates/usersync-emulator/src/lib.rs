@@ -20,9 +20,11 @@
 pub mod error;
 pub mod facade;
 pub mod faults;
+pub mod feeds;
 pub mod gen;
 pub mod ids;
 pub mod jws;
+pub mod mutate;
 pub mod org;
 pub mod paging;
 pub mod photo;

@@ -216,6 +216,7 @@ pub async fn start(opts: EmulatorOptions) -> Result<RunningEmulator, EmulatorErr
         creds: Credentials::derive(provider, seed),
         stats: Stats::default(),
         state_dir: state_dir.clone(),
+        feeds: Default::default(),
     });
     let api = facade
         .router(ctx.clone())?

@@ -32,7 +32,9 @@
 //! Status mapping (Graph has only `accountEnabled`, plus `externalUserState` for guests): Active,
 //! Provisioned, Recovery, PasswordExpired, Locked -> enabled; Suspended, Deprovisioned -> disabled;
 //! Staged -> disabled for members, enabled + `externalUserState: PendingAcceptance` for guests.
-//! Not emulated: delta queries, `$batch`, `$orderby`, `$count` path segments, group photos.
+//! - `GET /{v}/users/delta`, `/groups/delta` (issue 21): Graph's delta queries, see [`delta`].
+//!
+//! Not emulated: `$batch`, `$orderby`, `$count` path segments, group photos.
 
 // Helpers return the ready HTTP error response as their `Err`; handlers answer it as is.
 #![allow(clippy::result_large_err)]
@@ -61,6 +63,7 @@ use crate::rate::RateDecision;
 use crate::timefmt::{now_unix, rfc3339};
 use crate::{photo, EmulatorError};
 
+mod delta;
 mod groups;
 mod objects;
 mod odata;
@@ -68,6 +71,7 @@ mod photos;
 mod token;
 mod users;
 
+use delta::*;
 use groups::*;
 use objects::*;
 pub use objects::{account_enabled_of, extra_member_kinds};
@@ -473,6 +477,8 @@ impl Facade for Entra {
         Ok(Router::new()
             .route("/{v}/oauth2/v2.0/token", post(token))
             .route("/{v}/users", get(list_users))
+            .route("/{v}/users/delta", get(users_delta))
+            .route("/{v}/groups/delta", get(groups_delta))
             .route("/{v}/users/{id}", get(get_user))
             .route("/{v}/users/{id}/manager", get(get_manager))
             .route("/{v}/users/{id}/memberOf", get(member_of))
