@@ -248,8 +248,11 @@ impl Org {
         out.into_iter().collect()
     }
 
+    /// The time of a mutation: one second after the previous one, and never before the real
+    /// time (providers stamp changes with their own clock: Okta's `lastUpdated` must be comparable
+    /// with its `Date` header for change feeds, issue 21).
     fn tick(&mut self) -> i64 {
-        self.clock += 1;
+        self.clock = (self.clock + 1).max(crate::timefmt::now_unix());
         self.clock
     }
 
