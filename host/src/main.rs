@@ -101,6 +101,9 @@ enum Command {
     /// Serve the store as a read-only LDAP directory (`[ldap]`).
     #[command(subcommand)]
     Ldap(cmd::ldap::LdapCmd),
+    /// Export the store for other directories: `export ldif` (the LDAP view's tree).
+    #[command(subcommand)]
+    Export(cmd::export::ExportCmd),
     /// Run a local emulator of an identity provider's API.
     #[cfg(feature = "emulators")]
     Emulator(Box<cmd::emulator::EmulatorArgs>),
@@ -332,6 +335,7 @@ fn main() -> ExitCode {
             Command::Store(c) => cmd::store::run(c, &cli.global).await,
             Command::Explain(c) => cmd::explain::run(c, &cli.global).await,
             Command::Ldap(c) => cmd::ldap::run(c, &cli.global).await,
+            Command::Export(c) => cmd::export::run(c, &cli.global).await,
             #[cfg(feature = "emulators")]
             Command::Emulator(c) => cmd::emulator::run(*c, &cli.global).await,
             #[cfg(feature = "emulators")]

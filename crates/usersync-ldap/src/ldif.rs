@@ -74,10 +74,19 @@ pub fn write_entry(out: &mut impl Write, e: &Entry, op: Operational) -> io::Resu
     out.write_all(b"\n")
 }
 
-/// Write the whole tree, parents before children (the order the tree keeps), after a
-/// `version: 1` line.
+/// Write the whole tree, parents before children (the order the tree keeps), after a comment
+/// line naming what it is. No `version: 1` line: OpenLDAP's slapadd (2.5) refuses a file that
+/// starts with one ("entry -1 has no dn"), and LDIF readers take a file without it as version 1
+/// content all the same.
 pub fn write(out: &mut impl Write, dir: &Directory, op: Operational) -> io::Result<usize> {
-    out.write_all(b"version: 1\n\n")?;
+    writeln!(
+        out,
+        "# usersync export ldif: {} entries under {}, store run marker {}/{}\n",
+        dir.entries.len(),
+        dir.base,
+        dir.marker.0,
+        dir.marker.1
+    )?;
     for e in &dir.entries {
         write_entry(out, e, op)?;
     }

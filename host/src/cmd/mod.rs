@@ -7,6 +7,7 @@ pub mod demo;
 pub mod doctor;
 pub mod emulator;
 pub mod explain;
+pub mod export;
 pub mod groups;
 pub mod ldap;
 pub mod plugins;
