@@ -196,3 +196,158 @@ async fn a_wrong_user_is_a_clear_error_without_the_password() {
         );
     }
 }
+
+/// `usersync ldap serve` on `config` (the service account's password in `USERSYNC_IT_PG_LDAP_PW`);
+/// returns it once it listens, with its URL.
+async fn ldap_serve(config: &Path, envs: &[(&str, &str)]) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = crate::support::usersync_command(config)
+        .args(["ldap", "serve"])
+        .envs(envs.iter().copied())
+        .env("USERSYNC_IT_PG_LDAP_PW", "ldap-reader-pw")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("spawn usersync ldap serve");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("ldap serve prints its address within 60 s")
+        .expect("read stdout")
+        .expect("ldap serve printed nothing (did it exit? see its stderr above)");
+    let url = line
+        .strip_prefix("usersync ldap: listening on ")
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_string();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, url)
+}
+
+/// Every entry under the base, bound as the service account, as sorted LDIF blocks.
+async fn ldap_entries(url: &str) -> Vec<String> {
+    let out = tokio::process::Command::new("ldapsearch")
+        .args(["-x", "-LLL", "-o", "ldif-wrap=no", "-H", url])
+        .args([
+            "-D",
+            "cn=reader,ou=services,dc=example,dc=com",
+            "-w",
+            "ldap-reader-pw",
+        ])
+        .args(["-b", "dc=example,dc=com", "(objectClass=*)", "*", "memberOf"])
+        .env_remove("LDAPRC")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run ldapsearch (tests/ldap/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "ldapsearch {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut blocks: Vec<String> = text
+        .split("\n\n")
+        .map(|b| b.trim().to_string())
+        .filter(|b| !b.is_empty())
+        .collect();
+    blocks.sort();
+    blocks
+}
+
+#[tokio::test]
+async fn ldap_serve_on_postgres_serves_the_tree_and_posix_numbers_it_serves_on_sqlite() {
+    let Some(base) = server("ldap_serve_on_postgres_serves_the_tree_and_posix_numbers_it_serves_on_sqlite")
+    else {
+        return;
+    };
+    assert!(
+        std::process::Command::new("ldapsearch")
+            .arg("-VV")
+            .output()
+            .is_ok(),
+        "ldapsearch is missing: run `sh tests/ldap/setup.sh`"
+    );
+    let mut opts = EmulatorOptions::new("okta");
+    opts.gen = GenConfig {
+        users: 30,
+        groups: 5,
+        seed: 23,
+        ..GenConfig::default()
+    };
+    let emu = start(opts).await.expect("emulator");
+    let token = emu.credentials().api_token.clone();
+    let dir = tempfile::tempdir().expect("dir");
+    let schema = Schema::new(&base, "ldap");
+    let ldap = |port: u16| {
+        format!(
+            "\n[ldap]\nbase_dn = \"dc=example,dc=com\"\nlisten = \"127.0.0.1:{port}\"\nposix = true\n\
+             [[ldap.service_accounts]]\ndn = \"cn=reader,ou=services,dc=example,dc=com\"\n\
+             password = {{ env = \"USERSYNC_IT_PG_LDAP_PW\" }}\n"
+        )
+    };
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port")
+    };
+    // the same organisation in a SQLite file and in PostgreSQL, each served by `ldap serve`
+    let sqlite_dir = dir.path().join("sqlite");
+    std::fs::create_dir_all(&sqlite_dir).expect("dir");
+    let sqlite_cfg = config(&sqlite_dir, "path = \"store.db\"", &emu.http_url);
+    let pg_cfg = config(
+        dir.path(),
+        &format!("url = {{ env = \"{URL_ENV}\" }}"),
+        &emu.http_url,
+    );
+    for (cfg, port) in [(&sqlite_cfg, free_port()), (&pg_cfg, free_port())] {
+        let mut text = std::fs::read_to_string(cfg).expect("config");
+        text.push_str(&ldap(port));
+        std::fs::write(cfg, text).expect("config");
+    }
+    let envs = [(TOKEN_ENV, token.as_str()), (URL_ENV, schema.0.as_str())];
+    for cfg in [&sqlite_cfg, &pg_cfg] {
+        let (code, _, err) = run(cfg, &["sync", "--no-progress"], &envs).await;
+        assert_eq!(code, 0, "{err}");
+    }
+    let (mut on_sqlite, sqlite_url) = ldap_serve(&sqlite_cfg, &envs).await;
+    let (mut on_pg, pg_url) = ldap_serve(&pg_cfg, &envs).await;
+    let want = ldap_entries(&sqlite_url).await;
+    let got = ldap_entries(&pg_url).await;
+    let numbers: Vec<&str> = got
+        .iter()
+        .flat_map(|b| b.lines())
+        .filter_map(|l| l.strip_prefix("uidNumber: "))
+        .collect();
+    let users = got
+        .iter()
+        .filter(|b| {
+            b.starts_with("dn: cn=")
+                && b.lines()
+                    .next()
+                    .is_some_and(|l| l.ends_with(",ou=users,dc=example,dc=com"))
+        })
+        .count();
+    assert!(users > 20, "the active users are served: {got:?}");
+    assert_eq!(numbers.len(), users, "every user has a uidNumber: {got:?}");
+    let unique: std::collections::BTreeSet<&str> = numbers.iter().copied().collect();
+    assert_eq!(unique.len(), numbers.len(), "uidNumbers collide: {numbers:?}");
+    // the same tree, POSIX numbers included (allocated in the same order from one sequence)
+    assert_eq!(
+        got, want,
+        "the LDAP view of PostgreSQL differs from the one of SQLite"
+    );
+    // a second LDAP host on the same database reads the numbers the first allocated
+    let pg_text = std::fs::read_to_string(&pg_cfg).expect("config");
+    let (listen, port) = (pg_url.replacen("ldap://", "listen = \"", 1), free_port());
+    let second = dir.path().join("second.toml");
+    let second_text = pg_text.replacen(&listen, &format!("listen = \"127.0.0.1:{port}"), 1);
+    assert_ne!(second_text, pg_text);
+    std::fs::write(&second, second_text).expect("config");
+    let (mut on_pg2, pg2_url) = ldap_serve(&second, &envs).await;
+    assert_eq!(ldap_entries(&pg2_url).await, got);
+    for c in [&mut on_sqlite, &mut on_pg, &mut on_pg2] {
+        let _ = c.kill().await;
+    }
+}

@@ -2,7 +2,8 @@
 //! PostgreSQL schema (the server `USERSYNC_TEST_POSTGRES` names; skipped by name without it) and
 //! the Okta emulator. Exactly one runs the connection; kill -9 of the leader during a run hands
 //! it to the other within the lease bound, with the store equal to a single-host sync and no run
-//! applied twice; a leader paused (SIGSTOP) past its lease and resumed cannot commit (fenced).
+//! applied twice; a leader paused (SIGSTOP) inside its apply transaction and resumed after the
+//! takeover cannot commit: the database refuses it by the lease's fencing token.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -291,18 +292,80 @@ async fn kill_9_of_the_leader_during_a_run_hands_over_within_the_lease() {
     s.assert_like_single_host().await;
 }
 
+/// One answer of `psql` (the real client) on the server `pg`, in the test's schema.
+fn psql(pg: &str, schema: &str, sql: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args([pg, "-v", "ON_ERROR_STOP=1", "-qAtc"])
+        .arg(format!("SET search_path TO {schema}; {sql}"))
+        .output()
+        .expect("psql (tests/postgres/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A `psql` session holding `run`'s row in `runs` locked (`FOR UPDATE`) until [`RowLock::release`]:
+/// the apply of that run then waits in its transaction, at the statement that records its outcome.
+struct RowLock(tokio::process::Child);
+
+impl RowLock {
+    async fn take(pg: &str, schema: &str, run: i64) -> RowLock {
+        use tokio::io::AsyncWriteExt as _;
+        let mut child = tokio::process::Command::new("psql")
+            .args([pg, "-v", "ON_ERROR_STOP=1", "-qAt"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("psql (tests/postgres/setup.sh installs it)");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let sql = format!(
+            "SET search_path TO {schema};\nBEGIN;\nSELECT 'locked' FROM runs WHERE id = {run} FOR UPDATE;\n"
+        );
+        stdin.write_all(sql.as_bytes()).await.expect("write to psql");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("psql locks the row");
+        assert_eq!(line.ok().flatten().as_deref(), Some("locked"));
+        child.stdin = Some(stdin);
+        RowLock(child)
+    }
+
+    async fn release(mut self) {
+        use tokio::io::AsyncWriteExt as _;
+        let mut stdin = self.0.stdin.take().expect("stdin");
+        stdin.write_all(b"ROLLBACK;\n\\q\n").await.expect("write to psql");
+        drop(stdin);
+        let st = tokio::time::timeout(Duration::from_secs(10), self.0.wait())
+            .await
+            .expect("psql ends")
+            .expect("psql");
+        assert!(st.success());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_paused_leader_resumed_after_its_lease_cannot_commit() {
-    let Some(pg) = server("a_paused_leader_resumed_after_its_lease_cannot_commit") else {
+async fn a_leader_paused_in_its_apply_and_resumed_after_the_takeover_is_fenced_by_the_token() {
+    let Some(pg) =
+        server("a_leader_paused_in_its_apply_and_resumed_after_the_takeover_is_fenced_by_the_token")
+    else {
         return;
     };
     let s = setup(&pg, "stop").await;
+    let schema = s.schema.1.clone();
     let (mut a, a_url) = spawn(&s.config).await;
     s.wait_runs("the first host's first run", Duration::from_secs(60), |r| {
         r.iter().any(|r| r.status == RunStatus::Applied)
     })
     .await;
-    let (mut b, b_url) = spawn(&s.config).await;
+    let (mut b, _) = spawn(&s.config).await;
+    let token = psql(&pg, &schema, "SELECT token FROM leases WHERE name = 'serve'");
+    // the leader's next run: hold its row so that its apply waits inside its transaction, after
+    // the changes and before the commit; pause the leader there, then let the statement finish
     s.slow(300);
     let runs = s
         .wait_runs("a run in progress", Duration::from_secs(30), |r| {
@@ -310,41 +373,72 @@ async fn a_paused_leader_resumed_after_its_lease_cannot_commit() {
         })
         .await;
     let paused = runs[0].id;
-    signal(&a, "-STOP");
+    let lock = RowLock::take(&pg, &schema, paused).await;
     s.slow(0);
-    s.wait_runs("the other host's takeover", Duration::from_secs(60), |r| {
-        r.iter().any(|r| r.id > paused && r.status == RunStatus::Applied)
-    })
-    .await;
-    // the second host leads now: stop it cleanly (the store is what it applied), then wake the
-    // paused one, whose run goes on to its apply with the lease it lost
-    signal(&b, "-TERM");
-    let _ = tokio::time::timeout(Duration::from_secs(30), b.wait()).await;
-    let _ = b_url;
-    let before = s.store().state("okta").expect("state");
-    s.slow(300);
-    signal(&a, "-CONT");
-    // the resumed host reports its run's end: refused by the database's check
-    let until = Instant::now() + Duration::from_secs(60);
+    let until = Instant::now() + Duration::from_secs(30);
+    while psql(
+        &pg,
+        &schema,
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+         AND query LIKE 'UPDATE runs SET finished_ms%'",
+    ) == "0"
+    {
+        assert!(
+            Instant::now() < until,
+            "the leader's apply did not reach its outcome"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    signal(&a, "-STOP");
+    lock.release().await;
+    // the lease lapses; the other host takes it with the next token (its run then waits for the
+    // paused transaction's locks)
+    let until = Instant::now() + LEASE * 3;
     loop {
-        let body = status(&a_url).await;
-        if body.contains("no longer holds") {
-            // refused in its apply transaction: by the run lock the new leader took over (only a
-            // lease holder may take over a live session's lock), or by the lease's token
-            assert!(body.contains("nothing was applied"), "{body}");
-            eprintln!("serve_failover: the resumed leader's status: {body}");
+        let now = psql(&pg, &schema, "SELECT token FROM leases WHERE name = 'serve'");
+        if now != token {
             break;
         }
-        assert!(Instant::now() < until, "the resumed run was not refused: {body}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            Instant::now() < until,
+            "the lease was not taken over (token {now})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let runs = s.runs();
+    // wake the paused leader well inside the idle limit (twice the lease): its apply goes on to
+    // the final check and meets the next token
+    signal(&a, "-CONT");
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = status(&a_url).await;
+        if body.contains("this process had token") {
+            // refused by the lease's token in the apply's transaction (the run lock alone would
+            // have let it through: the new leader's run was still waiting for this transaction)
+            assert!(
+                body.contains("no longer holds") && body.contains("nothing was applied"),
+                "{body}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the resumed apply was not refused by the token: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // the new leader's run, waiting on the paused transaction, now runs and applies
+    let runs = s
+        .wait_runs("the new leader's run", Duration::from_secs(30), |r| {
+            r.iter().any(|r| r.id > paused && r.status == RunStatus::Applied)
+        })
+        .await;
     let p = runs.iter().find(|r| r.id == paused).expect("the paused run");
     assert_ne!(p.status, RunStatus::Applied, "{:?}", summary(&runs));
-    let after = s.store().state("okta").expect("state");
-    crate::support::assert_same_store(&after, &before, "the resumed leader changed nothing");
     signal(&a, "-TERM");
+    signal(&b, "-TERM");
     let _ = tokio::time::timeout(Duration::from_secs(30), a.wait()).await;
-    s.slow(0);
+    let _ = tokio::time::timeout(Duration::from_secs(30), b.wait()).await;
+    let runs = s.runs();
+    assert_never_two_at_once(&runs);
     s.assert_like_single_host().await;
 }

@@ -26,7 +26,7 @@ pub mod tls;
 
 use std::future::Future;
 
-pub use server::{Server, StoreOpener};
+pub use server::{DirectoryOpener, Server, StoreOpener};
 use usersync_config::LdapConfig;
 
 /// Why the LDAP server could not start or run.

@@ -13,14 +13,18 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 use usersync_config::LdapConfig;
-use usersync_store::{PosixKind, SqliteStore, Store, StoreError};
+use usersync_store::{DirectoryStore, PosixKind, SqliteStore, StoreError};
 
 use crate::directory::{self, Directory, StoreView};
 use crate::search::Limits;
 use crate::{dn, session, LdapError};
 
-/// Opens the store (read-write: POSIX numbers are allocated in it).
+/// Opens the SQLite store (read-write: POSIX numbers are allocated in it).
 pub type StoreOpener = Arc<dyn Fn() -> Result<SqliteStore, StoreError> + Send + Sync>;
+
+/// Opens the store of either backend, SQLite or PostgreSQL (read-write: POSIX numbers are
+/// allocated in it).
+pub type DirectoryOpener = Arc<dyn Fn() -> Result<Box<dyn DirectoryStore>, StoreError> + Send + Sync>;
 
 /// How often the store is checked for a newly applied run.
 const REFRESH_EVERY: Duration = Duration::from_secs(1);
@@ -128,34 +132,24 @@ impl Shared {
 
 /// Read the whole directory in one transaction and build the tree; objects without a POSIX
 /// number get one first (then the read is repeated, so the tree stays one store state).
-pub fn load(store: &mut SqliteStore, cfg: &LdapConfig) -> Result<Directory, LdapError> {
+pub fn load<S: DirectoryStore + ?Sized>(store: &mut S, cfg: &LdapConfig) -> Result<Directory, LdapError> {
     let _span = tracing::info_span!("ldap_load").entered();
     for attempt in 0..3 {
-        let view = store.read_consistent(|s| {
-            let mut view = StoreView {
-                marker: s.applied_marker()?,
-                users: s.users(None)?,
-                groups: s.groups(None)?,
-                links: s.all_links()?,
-                ..StoreView::default()
-            };
-            if cfg.posix {
-                view.posix = s.posix_ids()?;
+        let read = store.read_directory(cfg.posix, cfg.photos)?;
+        let mut view = StoreView {
+            marker: read.marker,
+            users: read.users,
+            groups: read.groups,
+            links: read.links,
+            posix: read.posix,
+            ..StoreView::default()
+        };
+        // the store hands over the photos of active users that have bytes
+        for (connection, p) in read.photos {
+            if let (Some(bytes), true) = (p.bytes, p.content_type.eq_ignore_ascii_case("image/jpeg")) {
+                view.photos.insert((connection, p.user), bytes);
             }
-            if cfg.photos {
-                for u in view.users.iter().filter(|u| u.active) {
-                    if let Some(p) = s.photo(&u.connection, &u.provider_id)? {
-                        if let (Some(bytes), true) =
-                            (p.bytes, p.content_type.eq_ignore_ascii_case("image/jpeg"))
-                        {
-                            view.photos
-                                .insert((u.connection.clone(), u.provider_id.clone()), bytes);
-                        }
-                    }
-                }
-            }
-            Ok(view)
-        })?;
+        }
         let dir = directory::build(&view, cfg)?;
         if dir.missing_posix.is_empty() || attempt == 2 {
             tracing::info!(entries = dir.entries.len(), "LDAP tree loaded");
@@ -178,12 +172,18 @@ pub struct Server {
     shutdown_tx: watch::Sender<bool>,
     plain: TcpListener,
     ldaps: Option<TcpListener>,
-    store: SqliteStore,
+    store: Box<dyn DirectoryStore>,
 }
 
 impl Server {
     /// Resolve the service accounts' passwords, load TLS and the tree, and bind the listeners.
     pub async fn bind(cfg: LdapConfig, opener: StoreOpener) -> Result<Server, LdapError> {
+        let opener: DirectoryOpener = Arc::new(move || Ok(Box::new(opener()?) as Box<dyn DirectoryStore>));
+        Self::bind_any(cfg, opener).await
+    }
+
+    /// [`Server::bind`] on a store of either backend.
+    pub async fn bind_any(cfg: LdapConfig, opener: DirectoryOpener) -> Result<Server, LdapError> {
         let mut accounts = Vec::new();
         for a in &cfg.service_accounts {
             let secret = a.password.resolve().map_err(|source| LdapError::Secret {
@@ -205,7 +205,7 @@ impl Server {
         let cfg2 = cfg.clone();
         let (store, dir) = tokio::task::spawn_blocking(move || -> Result<_, LdapError> {
             let mut store = opener()?;
-            let dir = load(&mut store, &cfg2)?;
+            let dir = load(&mut *store, &cfg2)?;
             Ok((store, dir))
         })
         .await
@@ -314,7 +314,7 @@ impl Server {
 }
 
 /// Reload the tree whenever the store's applied-run marker moves.
-async fn refresh(shared: Arc<Shared>, store: SqliteStore) {
+async fn refresh(shared: Arc<Shared>, store: Box<dyn DirectoryStore>) {
     let store = Arc::new(Mutex::new(store));
     loop {
         tokio::time::sleep(REFRESH_EVERY).await;
@@ -325,7 +325,7 @@ async fn refresh(shared: Arc<Shared>, store: SqliteStore) {
             if s.applied_marker()? == current {
                 return Ok(None);
             }
-            load(&mut s, &shared2.cfg).map(Some)
+            load(&mut **s, &shared2.cfg).map(Some)
         })
         .await;
         match outcome {

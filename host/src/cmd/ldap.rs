@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use usersync_store::SqliteStore;
+use usersync_store::{DirectoryStore, PgStore, SqliteStore};
 
 use crate::or_exit;
 use crate::wiring::{self, exit, outln};
@@ -36,13 +36,21 @@ async fn serve(global: &GlobalArgs) -> anyhow::Result<u8> {
         );
         return Ok(exit::USAGE);
     };
-    if config.store.url.is_some() {
-        eprintln!("error: the LDAP view serves a SQLite store only ([store] path); [store] url is not supported yet");
-        return Ok(exit::USAGE);
-    }
+    // the SQLite file ([store] path) or the PostgreSQL store ([store] url), which several LDAP
+    // hosts may serve at once
+    let url = match wiring::store_url(&config) {
+        Ok(url) => url,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(exit::USAGE);
+        }
+    };
     let path = config.store.path.clone();
-    let open: usersync_ldap::StoreOpener = Arc::new(move || SqliteStore::open(&path));
-    let server = match usersync_ldap::Server::bind(ldap, open).await {
+    let open: usersync_ldap::DirectoryOpener = Arc::new(move || match &url {
+        Some(url) => Ok(Box::new(PgStore::open(url)?) as Box<dyn DirectoryStore>),
+        None => Ok(Box::new(SqliteStore::open(&path)?) as Box<dyn DirectoryStore>),
+    });
+    let server = match usersync_ldap::Server::bind_any(ldap, open).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
