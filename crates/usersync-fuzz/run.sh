@@ -7,7 +7,8 @@
 # python3 (seed corpora). cargo-fuzz is installed from crates.io into a throwaway root when it is
 # not on PATH. Work files go to $FUZZ_WORK_DIR (default <repo>/target/fuzz): build output, the
 # growing corpora (kept between runs), crash artifacts, logs and summary.md. libFuzzer gets a
-# dictionary: http.dict (JSON and the providers' paging/error words) or config.dict (TOML keys).
+# dictionary: http.dict (JSON and the providers' paging/error words), config.dict (TOML keys) or
+# ldap.dict (BER tags, OIDs, attribute names).
 # Exit status: 0 when no target crashed, 1 when at least one did (the artifacts are listed).
 set -euo pipefail
 
@@ -15,7 +16,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 secs="${1:-60}"
 shift || true
-all_targets=(okta entra google keycloak onelogin config)
+all_targets=(okta entra google keycloak onelogin config ldap)
 if [ "$#" -gt 0 ]; then targets=("$@"); else targets=("${all_targets[@]}"); fi
 work="${FUZZ_WORK_DIR:-$root/target/fuzz}"
 mkdir -p "$work"
@@ -69,6 +70,7 @@ for t in "${targets[@]}"; do
     mkdir -p "$(dirname "$log")"
     dict="$here/http.dict"
     [ "$t" = config ] && dict="$here/config.dict"
+    [ "$t" = ldap ] && dict="$here/ldap.dict"
     before=$(find "$artifacts" -type f | wc -l)
     echo "== fuzzing $t for ${secs} s (log: $log)"
     set +e

@@ -58,6 +58,59 @@ def write(out_dir, data):
         f.write(data)
 
 
+def tlv(tag, content):
+    """One BER value (definite length)."""
+    n = len(content)
+    if n < 128:
+        head = bytes([tag, n])
+    else:
+        b = n.to_bytes((n.bit_length() + 7) // 8, "big")
+        head = bytes([tag, 0x80 | len(b)]) + b
+    return head + content
+
+
+def ldap_msg(msgid, op, controls=b""):
+    body = tlv(0x02, bytes([msgid])) + op
+    if controls:
+        body += tlv(0xA0, controls)
+    return tlv(0x30, body)
+
+
+def ldap_seeds(out_dir):
+    """Requests of the ldap target: binds, searches (each scope, filter forms, controls),
+    compare, StartTLS, writes, abandon, unbind; each preceded by the cut byte."""
+    s = lambda v: tlv(0x04, v.encode())
+    paged = tlv(0x30, s("1.2.840.113556.1.4.319") + tlv(0x04, tlv(0x30, tlv(0x02, b"\x0a") + tlv(0x04, b""))))
+    critical = tlv(0x30, s("1.2.3.4") + tlv(0x01, b"\xff"))
+
+    def search(base, scope, flt, attrs=(), controls=b""):
+        op = s(base) + tlv(0x0A, bytes([scope])) + tlv(0x0A, b"\x00") + tlv(0x02, b"\x00")
+        op += tlv(0x02, b"\x00") + tlv(0x01, b"\x00") + flt + tlv(0x30, b"".join(s(a) for a in attrs))
+        return ldap_msg(2, tlv(0x63, op), controls)
+
+    eq = lambda a, v: tlv(0xA3, s(a) + s(v))
+    present = tlv(0x87, b"objectClass")
+    subs = tlv(0xA4, s("uid") + tlv(0x30, tlv(0x80, b"us") + tlv(0x81, b"er") + tlv(0x82, b"1")))
+    msgs = [
+        ldap_msg(1, tlv(0x60, tlv(0x02, b"\x03") + s("cn=reader,ou=services,dc=example,dc=com") + tlv(0x80, b"pw"))),
+        search("", 0, present, ["+"]),
+        search("cn=Subschema", 0, present, ["objectClasses"]),
+        search("dc=example,dc=com", 1, present, ["1.1"]),
+        search("ou=users,dc=example,dc=com", 2, tlv(0xA0, eq("objectClass", "inetOrgPerson") + tlv(0xA2, eq("uid", "x"))), ["*", "memberOf"], paged),
+        search("dc=example,dc=com", 2, tlv(0xA1, subs + tlv(0xA5, s("uidNumber") + s("10")) + tlv(0xA8, s("cn") + s("a"))), [], critical),
+        search("dc=example,dc=com", 2, tlv(0xA9, tlv(0x81, b"1.2.840.113556.1.4.1941") + tlv(0x82, b"memberOf") + tlv(0x83, b"cn=g,dc=example,dc=com"))),
+        ldap_msg(3, tlv(0x6E, s("cn=a,dc=example,dc=com") + tlv(0x30, s("cn") + s("a")))),
+        ldap_msg(4, tlv(0x77, tlv(0x80, b"1.3.6.1.4.1.1466.20037"))),
+        ldap_msg(5, tlv(0x68, s("cn=x,dc=example,dc=com") + tlv(0x30, b""))),
+        ldap_msg(6, tlv(0x50, b"\x02")),
+        ldap_msg(7, tlv(0x42, b"")),
+    ]
+    for m in msgs:
+        write(out_dir, b"\x80" + m)
+    write(out_dir, b"\x40" + b"".join(msgs))
+    return len(msgs) + 1
+
+
 def main():
     root, out = sys.argv[1], sys.argv[2]
     here = os.path.dirname(os.path.abspath(__file__))
@@ -96,6 +149,7 @@ def main():
                 write(os.path.join(out, "config"), block.encode())
                 n += 1
     counts["config"] = n
+    counts["ldap"] = ldap_seeds(os.path.join(out, "ldap"))
     print(" ".join(f"{k}={v}" for k, v in counts.items()))
 
 
