@@ -1,19 +1,22 @@
 //! The plan: the diff between the wanted state and the store, as human-readable entries and
 //! as the store changes that carry it out. Pure.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use serde::Serialize;
-use usersync_config::{GroupRemoval, Policy, UserRemoval};
-use usersync_store::{
-    username_key, Change, ConnectionState, EffectiveMembership, LinkRow, Member, StoredMembership,
-    StoredUser, UsernameHolder,
-};
+use usersync_config::Policy;
+use usersync_store::{Change, ConnectionState, LinkRow, Member, StoredGroup, StoredUser, UsernameHolder};
 
-use crate::desired::{Desired, PhotoTarget, Target};
+use crate::desired::{Desired, Target};
 use crate::links::StoredLinks;
+
+mod groups;
+mod memberships;
+mod photos;
+mod protection;
+#[cfg(test)]
+mod tests;
+mod users;
 
 /// What happens to a user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -235,34 +238,6 @@ impl Plan {
     }
 }
 
-fn user_diff(old: &StoredUser, new: &StoredUser) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut f = |name: &str, changed: bool| {
-        if changed {
-            out.push(name.to_string());
-        }
-    };
-    f("username", old.username != new.username);
-    f("email", old.email != new.email);
-    f("display_name", old.display_name != new.display_name);
-    f("given_name", old.given_name != new.given_name);
-    f("family_name", old.family_name != new.family_name);
-    f("active", old.active != new.active);
-    f(
-        "status",
-        old.state != new.state || old.status_raw != new.status_raw,
-    );
-    f("manager", old.manager != new.manager);
-    f("inactive_reason", old.inactive_reason != new.inactive_reason);
-    let keys: BTreeSet<&String> = old.attributes.keys().chain(new.attributes.keys()).collect();
-    for k in keys {
-        if old.attributes.get(k) != new.attributes.get(k) {
-            out.push(format!("attributes.{k}"));
-        }
-    }
-    out
-}
-
 /// Inputs of [`diff`] besides the wanted and stored states.
 pub struct DiffContext<'a> {
     /// Connection name.
@@ -300,630 +275,61 @@ pub fn diff(desired: &Desired, stored: &ConnectionState, ctx: &DiffContext<'_>) 
 
 /// [`diff`], with the store's memberships already read into compact form (`stored`'s own
 /// `memberships` and `effective` are not looked at): see `Store::state_streaming`.
+///
+/// The diff runs in named stages, each appending its entries and store changes to the plan in
+/// this order: users ([`users::intents`], screened by [`protection::screen_users`], usernames
+/// resolved by [`users::claim_usernames`], written by [`users::user_changes`]), groups
+/// ([`groups::group_changes`]), direct memberships ([`memberships::direct_changes`]), effective
+/// memberships ([`memberships::effective_changes`]) and photos ([`photos::photo_changes`]).
+/// Destructive changes are withheld on a partial read in each stage that makes them.
 pub fn diff_with_links(
     desired: &Desired,
     stored: &ConnectionState,
     stored_links: &StoredLinks,
     ctx: &DiffContext<'_>,
 ) -> Plan {
-    let policy = ctx.policy;
-    let mut plan = Plan {
+    let mut plan = empty_plan(desired, stored, ctx);
+    let view = StoreView::new(stored);
+    let mut intents = users::intents(desired, stored, &view, ctx.policy);
+    let users_deleted = protection::screen_users(&mut intents, desired, &view, ctx, &mut plan);
+    let claims = users::claim_usernames(&intents, &view, ctx, &mut plan);
+    users::user_changes(&intents, &claims, &view, &mut plan);
+    let groups_frozen = groups::group_changes(desired, stored, &view, ctx, &mut plan);
+    let scope = Scope {
+        desired,
+        view: &view,
+        policy: ctx.policy,
+        intents: &intents,
+        skipped_new: &claims.skipped_new,
+        users_deleted: &users_deleted,
+        groups_frozen: &groups_frozen,
+        new_names: users::new_names(&plan),
+    };
+    memberships::direct_changes(&scope, stored_links, ctx.complete, &mut plan);
+    memberships::effective_changes(&scope, stored_links, ctx.complete, &mut plan);
+    photos::photo_changes(&scope, stored, &mut plan);
+    finish(&mut plan, stored);
+    plan
+}
+
+/// The plan before any stage ran: the run's context and the counts taken from the inputs.
+fn empty_plan(desired: &Desired, stored: &ConnectionState, ctx: &DiffContext<'_>) -> Plan {
+    Plan {
         connection: ctx.connection.to_string(),
         complete: ctx.complete,
         source_users: ctx.source_users,
         active_users_before: stored.users.iter().filter(|u| u.active).count() as u64,
         warnings: desired.warnings.clone(),
         unmatched_patterns: desired.unmatched_patterns.clone(),
-        users_in_scope: (!policy.required_groups.is_empty())
+        users_in_scope: (!ctx.policy.required_groups.is_empty())
             .then(|| desired.decisions.values().filter(|d| d.in_scope).count() as u64),
         ..Plan::default()
-    };
-    let stored_users: BTreeMap<&str, &StoredUser> =
-        stored.users.iter().map(|u| (u.provider_id.as_str(), u)).collect();
-    let stored_groups: BTreeMap<&str, _> = stored
-        .groups
-        .iter()
-        .map(|g| (g.provider_id.as_str(), g))
-        .collect();
-    let protected_user = |u: &StoredUser| {
-        policy
-            .protected_user(&u.username, &u.provider_id)
-            .map(|p| p.to_string())
-    };
+    }
+}
 
-    // --- users ---------------------------------------------------------------------------
-    // Final per-user intent: (entry, change) computed first, usernames resolved after.
-    // The wanted record is shared with `desired` (copied only when the plan edits it) and then
-    // with the change that writes it, the stored one borrowed from `stored`: one intent costs a
-    // few pointers, not a copy of the user.
-    enum Intent<'a> {
-        Put {
-            user: Arc<StoredUser>,
-            stored: Option<&'a StoredUser>,
-        },
-        Delete {
-            reason: Cow<'a, str>,
-        },
-    }
-    let mut intents: BTreeMap<String, Intent<'_>> = BTreeMap::new();
-    for (pid, target) in &desired.users {
-        let st = stored_users.get(pid.as_str()).copied();
-        match target {
-            Target::Put {
-                user,
-                create,
-                keep_manager,
-            } => {
-                let mut user = Arc::clone(user);
-                if let Some(s) = st {
-                    if *keep_manager && user.manager != s.manager {
-                        Arc::make_mut(&mut user).manager = s.manager.clone();
-                    }
-                } else if !create {
-                    continue;
-                }
-                intents.insert(pid.clone(), Intent::Put { user, stored: st });
-            }
-            Target::Delete { reason } => {
-                if st.is_some() {
-                    intents.insert(
-                        pid.clone(),
-                        Intent::Delete {
-                            reason: Cow::Borrowed(reason.as_str()),
-                        },
-                    );
-                }
-            }
-            Target::Keep => {}
-        }
-    }
-    for s in &stored.users {
-        if desired.users.contains_key(&s.provider_id) {
-            continue;
-        }
-        // missing from the source
-        match policy.on_user_missing {
-            UserRemoval::Keep => {}
-            UserRemoval::Delete => {
-                intents.insert(
-                    s.provider_id.clone(),
-                    Intent::Delete {
-                        reason: Cow::Borrowed("missing from the source"),
-                    },
-                );
-            }
-            UserRemoval::Deactivate => {
-                if s.active {
-                    let mut u = s.clone();
-                    u.active = false;
-                    u.inactive_reason = Some("missing from the source".into());
-                    intents.insert(
-                        s.provider_id.clone(),
-                        Intent::Put {
-                            user: Arc::new(u),
-                            stored: Some(s),
-                        },
-                    );
-                }
-            }
-        }
-    }
-    // protection and incompleteness
-    let mut users_deleted: BTreeSet<String> = BTreeSet::new();
-    intents.retain(|pid, intent| {
-        let st = stored_users.get(pid.as_str()).copied();
-        let destructive = match intent {
-            Intent::Delete { .. } => true,
-            Intent::Put {
-                user,
-                stored: Some(s),
-            } => s.active && !user.active,
-            Intent::Put { .. } => false,
-        };
-        if let Some(s) = st {
-            if let Some(p) = protected_user(s) {
-                plan.protected
-                    .push(format!("user `{}` ({pid}) is protected by `{p}`", s.username));
-                return false;
-            }
-            if destructive && !ctx.complete {
-                plan.withheld.push(format!(
-                    "user `{}` ({pid}) would be deactivated or deleted",
-                    s.username
-                ));
-                return false;
-            }
-            if destructive && desired.uncertain_users.contains(pid) {
-                plan.withheld.push(format!(
-                    "user `{}` ({pid}) would be deactivated or deleted, but an object its scope depends on \
-                     was deleted during the run; the next run decides",
-                    s.username
-                ));
-                return false;
-            }
-        }
-        if matches!(intent, Intent::Delete { .. }) {
-            users_deleted.insert(pid.clone());
-        }
-        true
-    });
-
-    // usernames: unique across the store by key; collisions are reported, never merged
-    let mut claims: BTreeMap<String, (String, String)> = ctx
-        .holders
-        .iter()
-        .map(|h| (h.key.clone(), (h.connection.clone(), h.provider_id.clone())))
-        .collect();
-    let me = |pid: &str| (ctx.connection.to_string(), pid.to_string());
-    for (pid, intent) in &intents {
-        let release = match intent {
-            Intent::Delete { .. } => true,
-            Intent::Put {
-                user,
-                stored: Some(s),
-            } => username_key(&user.username) != username_key(&s.username),
-            Intent::Put { .. } => false,
-        };
-        if release {
-            if let Some(s) = stored_users.get(pid.as_str()) {
-                let k = username_key(&s.username);
-                if claims.get(&k) == Some(&me(pid)) {
-                    claims.remove(&k);
-                }
-            }
-        }
-    }
-    let holder_name = |k: &str| {
-        ctx.holders.iter().find(|h| h.key == k).map(|h| {
-            format!(
-                "`{}` of connection `{}` ({})",
-                h.username, h.connection, h.provider_id
-            )
-        })
-    };
-    // existing users (renames) first, then new users, each in provider-id order
-    let mut order: Vec<&String> = intents
-        .keys()
-        .filter(|p| stored_users.contains_key(p.as_str()))
-        .collect();
-    order.extend(intents.keys().filter(|p| !stored_users.contains_key(p.as_str())));
-    let mut skipped_new: BTreeSet<String> = BTreeSet::new();
-    let mut kept_old_name: BTreeSet<String> = BTreeSet::new();
-    for pid in order {
-        let Some(Intent::Put { user, stored: st }) = intents.get(pid) else {
-            continue;
-        };
-        let k = username_key(&user.username);
-        let taken = claims.get(&k).filter(|h| **h != me(pid)).cloned();
-        match taken {
-            None => {
-                claims.insert(k, me(pid));
-            }
-            Some((conn, holder)) => {
-                let who = holder_name(&k).unwrap_or_else(|| {
-                    let name = intents
-                        .get(&holder)
-                        .and_then(|i| match i {
-                            Intent::Put { user, .. } => Some(user.username.clone()),
-                            Intent::Delete { .. } => None,
-                        })
-                        .unwrap_or_default();
-                    format!("`{name}` of connection `{conn}` ({holder})")
-                });
-                match st {
-                    None => {
-                        plan.conflicts.push(format!(
-                            "username `{}` ({pid}) collides with {who}; the user was not created",
-                            user.username
-                        ));
-                        skipped_new.insert(pid.clone());
-                    }
-                    Some(s) => {
-                        plan.conflicts.push(format!(
-                            "username `{}` ({pid}) collides with {who}; the user keeps the name `{}`",
-                            user.username, s.username
-                        ));
-                        let old = username_key(&s.username);
-                        match claims.get(&old) {
-                            Some(h) if *h != me(pid) => plan.conflicts.push(format!(
-                                "the old name `{}` of {pid} was claimed in the same run by {}; resolve by hand",
-                                s.username, h.1
-                            )),
-                            _ => {
-                                claims.insert(old, me(pid));
-                                kept_old_name.insert(pid.clone());
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    for (pid, intent) in &intents {
-        match intent {
-            Intent::Delete { reason } => {
-                let s = stored_users[pid.as_str()];
-                plan.users.push(UserChange {
-                    action: UserAction::Deleted,
-                    provider_id: pid.clone(),
-                    username: s.username.clone(),
-                    previous_username: None,
-                    changed: vec![],
-                    reason: Some(reason.to_string()),
-                });
-                plan.changes.push(Change::DeleteUser {
-                    provider_id: pid.clone(),
-                });
-            }
-            Intent::Put { user, stored: st } => {
-                if skipped_new.contains(pid) {
-                    continue;
-                }
-                let mut user = Arc::clone(user);
-                if kept_old_name.contains(pid) {
-                    if let Some(s) = st {
-                        Arc::make_mut(&mut user).username = s.username.clone();
-                    }
-                }
-                match st {
-                    None => {
-                        plan.users.push(UserChange {
-                            action: UserAction::Created,
-                            provider_id: pid.clone(),
-                            username: user.username.clone(),
-                            previous_username: None,
-                            changed: vec![],
-                            reason: None,
-                        });
-                        plan.changes.push(Change::PutUser(user));
-                    }
-                    Some(s) => {
-                        let changed = user_diff(s, &user);
-                        if changed.is_empty() {
-                            continue;
-                        }
-                        let renamed = s.username != user.username;
-                        let action = if s.active && !user.active {
-                            UserAction::Deactivated
-                        } else if !s.active && user.active {
-                            UserAction::Reactivated
-                        } else if renamed {
-                            UserAction::Renamed
-                        } else {
-                            UserAction::Updated
-                        };
-                        plan.users.push(UserChange {
-                            action,
-                            provider_id: pid.clone(),
-                            username: user.username.clone(),
-                            previous_username: renamed.then(|| s.username.clone()),
-                            changed,
-                            reason: if action == UserAction::Deactivated {
-                                user.inactive_reason.clone()
-                            } else {
-                                None
-                            },
-                        });
-                        plan.changes.push(Change::PutUser(user));
-                    }
-                }
-            }
-        }
-    }
-    // Users whose memberships this run manages: present at the source and written or unchanged.
-    let managed_user = |pid: &str| {
-        matches!(desired.users.get(pid), Some(Target::Put { .. }))
-            && !skipped_new.contains(pid)
-            && (stored_users.contains_key(pid) || intents.contains_key(pid))
-            && !users_deleted.contains(pid)
-            && stored_users.get(pid).is_none_or(|s| protected_user(s).is_none())
-    };
-
-    // --- groups --------------------------------------------------------------------------
-    let protected_group = |g: &usersync_store::StoredGroup| {
-        policy
-            .protected_group(&[&g.name, &g.source_name, &g.provider_id])
-            .map(|p| p.to_string())
-    };
-    let mut groups_deleted: BTreeSet<String> = BTreeSet::new();
-    let mut groups_frozen: BTreeSet<String> = BTreeSet::new();
-    for (pid, want) in &desired.groups {
-        match stored_groups.get(pid.as_str()) {
-            None => {
-                plan.groups.push(GroupChange {
-                    action: GroupAction::Created,
-                    provider_id: pid.clone(),
-                    name: want.name.clone(),
-                    previous_name: None,
-                    changed: vec![],
-                });
-                plan.changes.push(Change::PutGroup(Box::new(want.clone())));
-            }
-            Some(have) if *have == want => {}
-            Some(have) => {
-                if let Some(p) = protected_group(have) {
-                    plan.protected
-                        .push(format!("group `{}` ({pid}) is protected by `{p}`", have.name));
-                    groups_frozen.insert(pid.clone());
-                    continue;
-                }
-                let mut changed = Vec::new();
-                if have.name != want.name {
-                    changed.push("name".to_string());
-                }
-                if have.source_name != want.source_name {
-                    changed.push("source_name".into());
-                }
-                if have.kind != want.kind {
-                    changed.push("kind".into());
-                }
-                if have.description != want.description {
-                    changed.push("description".into());
-                }
-                if have.attributes != want.attributes {
-                    changed.push("attributes".into());
-                }
-                let renamed = have.name != want.name;
-                plan.groups.push(GroupChange {
-                    action: if renamed {
-                        GroupAction::Renamed
-                    } else {
-                        GroupAction::Updated
-                    },
-                    provider_id: pid.clone(),
-                    name: want.name.clone(),
-                    previous_name: renamed.then(|| have.name.clone()),
-                    changed,
-                });
-                plan.changes.push(Change::PutGroup(Box::new(want.clone())));
-            }
-        }
-    }
-    for have in &stored.groups {
-        if desired.groups.contains_key(&have.provider_id) {
-            continue;
-        }
-        groups_frozen.insert(have.provider_id.clone());
-        if policy.on_group_missing == GroupRemoval::Keep {
-            continue;
-        }
-        if let Some(p) = protected_group(have) {
-            plan.protected.push(format!(
-                "group `{}` ({}) is protected by `{p}`",
-                have.name, have.provider_id
-            ));
-            continue;
-        }
-        if !ctx.complete {
-            plan.withheld.push(format!(
-                "group `{}` ({}) would be deleted",
-                have.name, have.provider_id
-            ));
-            continue;
-        }
-        groups_deleted.insert(have.provider_id.clone());
-        plan.groups.push(GroupChange {
-            action: GroupAction::Deleted,
-            provider_id: have.provider_id.clone(),
-            name: have.name.clone(),
-            previous_name: None,
-            changed: vec![],
-        });
-        plan.changes.push(Change::DeleteGroup {
-            provider_id: have.provider_id.clone(),
-        });
-    }
-    let group_name = |pid: &str| {
-        desired
-            .groups
-            .get(pid)
-            .map(|g| g.name.clone())
-            .or_else(|| stored_groups.get(pid).map(|g| g.name.clone()))
-            .unwrap_or_else(|| pid.to_string())
-    };
-    let new_names: BTreeMap<String, String> = plan
-        .changes
-        .iter()
-        .filter_map(|c| match c {
-            Change::PutUser(u) => Some((u.provider_id.clone(), u.username.clone())),
-            _ => None,
-        })
-        .collect();
-    let user_name = |pid: &str| {
-        new_names
-            .get(pid)
-            .cloned()
-            .or_else(|| stored_users.get(pid).map(|u| u.username.clone()))
-            .unwrap_or_else(|| pid.to_string())
-    };
-    let group_managed = |pid: &str| desired.groups.contains_key(pid) && !groups_frozen.contains(pid);
-    // Objects deleted while the run read them: their memberships are left as stored.
-    let group_frozen = |pid: &str| desired.vanished_groups.contains(pid);
-    let user_frozen = |pid: &str| desired.vanished_users.contains(pid);
-    let member_ok = |group: &str, member: &Member| {
-        group_managed(group)
-            && !group_frozen(group)
-            && match member {
-                Member::User(u) => managed_user(u) && !user_frozen(u),
-                Member::Group(g) => group_managed(g) && !group_frozen(g),
-            }
-    };
-    let effective_ok =
-        |g: &str, u: &str| group_managed(g) && managed_user(u) && !group_frozen(g) && !user_frozen(u);
-
-    // --- memberships -------------------------------------------------------------------------
-    // Compared in compact form: the wanted and the stored edges are index pairs.
-    let links = &desired.links;
-    let mut mchanges = Vec::new();
-    let mut mentries = Vec::new();
-    let wanted_edges = links
-        .user_edges
-        .iter()
-        .filter(|&&(g, u)| !stored_links.has_user_edge(g, u))
-        .map(|&(g, u)| (g, Member::User(links.users.id(u).to_string())))
-        .chain(
-            links
-                .group_edges
-                .iter()
-                .filter(|&&(g, c)| !stored_links.has_group_edge(g, c))
-                .map(|&(g, c)| (g, Member::Group(links.groups.id(c).to_string()))),
-        );
-    for (g, member) in wanted_edges {
-        let group = links.groups.id(g);
-        if member_ok(group, &member) {
-            let m = StoredMembership {
-                group: group.to_string(),
-                member,
-            };
-            mentries.push(membership_entry("added", &m, &group_name, &user_name));
-            mchanges.push(Change::AddMembership(m));
-        }
-    }
-    let mut unwanted: Vec<StoredMembership> = stored_links
-        .user_edges
-        .iter()
-        .filter(|&&(g, u)| links.user_edges.binary_search(&(g, u)).is_err())
-        .map(|&(g, u)| (g, Member::User(links.users.id(u).to_string())))
-        .chain(
-            stored_links
-                .group_edges
-                .iter()
-                .filter(|&&(g, c)| links.group_edges.binary_search(&(g, c)).is_err())
-                .map(|&(g, c)| (g, Member::Group(links.groups.id(c).to_string()))),
-        )
-        .filter(|(g, member)| member_ok(links.groups.id(*g), member))
-        .map(|(g, member)| StoredMembership {
-            group: links.groups.id(g).to_string(),
-            member,
-        })
-        .collect();
-    unwanted.sort();
-    for m in unwanted {
-        if !ctx.complete {
-            plan.withheld.push(format!(
-                "membership of {} in `{}` would be removed",
-                describe_member(&m.member, &group_name, &user_name),
-                group_name(&m.group)
-            ));
-            continue;
-        }
-        mentries.push(membership_entry("removed", &m, &group_name, &user_name));
-        mchanges.push(Change::RemoveMembership(m));
-    }
-    mentries.sort();
-    plan.memberships = mentries;
-    plan.changes.extend(mchanges);
-
-    // --- effective memberships -----------------------------------------------------------
-    // Paths are compared as the JSON text the store keeps (each distinct path serialised once);
-    // text that differs is parsed, so formatting alone never causes a write.
-    let wanted_json: Vec<String> = links
-        .paths
-        .iter()
-        .map(|p| serde_json::to_string(p).unwrap_or_default())
-        .collect();
-    for r in &links.effective {
-        let (g, u) = (links.groups.id(r.group), links.users.id(r.user));
-        if !effective_ok(g, u) {
-            continue;
-        }
-        let path = links.path(r.path).unwrap_or(&[]);
-        let stored_path = stored_links.effective_path(r.group, r.user);
-        if stored_path.is_some() && !ctx.complete {
-            // On a partial read the closure lacks the unread direct links, whose removal is
-            // withheld: a "new" path for a membership the store holds may rest on missing data.
-            // Keep the stored path; the next complete read recomputes it.
-            continue;
-        }
-        let same = match stored_path {
-            None => false,
-            Some(text) => {
-                wanted_json.get(r.path as usize).map(String::as_str) == Some(text)
-                    || serde_json::from_str::<Vec<String>>(text).is_ok_and(|old| old == path)
-            }
-        };
-        if !same {
-            plan.effective_changes += 1;
-            plan.changes.push(Change::PutEffective(EffectiveMembership {
-                group: g.to_string(),
-                user: u.to_string(),
-                path: path.to_vec(),
-            }));
-        }
-    }
-    for &(gi, ui, _) in &stored_links.effective {
-        let wanted = links
-            .effective
-            .binary_search_by(|r| (r.group, r.user).cmp(&(gi, ui)))
-            .is_ok();
-        let (g, u) = (links.groups.id(gi), links.users.id(ui));
-        if wanted || !effective_ok(g, u) {
-            continue;
-        }
-        if !ctx.complete || desired.keep_effective {
-            continue; // counted with the direct memberships withheld, or a group vanished
-        }
-        plan.effective_changes += 1;
-        plan.changes.push(Change::RemoveEffective {
-            group: g.to_string(),
-            user: u.to_string(),
-        });
-    }
-
-    // --- photos --------------------------------------------------------------------------
-    let stored_p: BTreeMap<&str, &str> = stored
-        .photos
-        .iter()
-        .map(|p| (p.user.as_str(), p.sha256.as_str()))
-        .collect();
-    // a user's entry by provider id (one lookup per photo change, not a scan of every entry)
-    let mut entry_of: BTreeMap<String, usize> = plan
-        .users
-        .iter()
-        .enumerate()
-        .map(|(i, u)| (u.provider_id.clone(), i))
-        .collect();
-    for (pid, target) in &desired.photos {
-        if !managed_user(pid) {
-            continue;
-        }
-        let change = match target {
-            PhotoTarget::Keep => None,
-            PhotoTarget::Set(None) => stored_p
-                .contains_key(pid.as_str())
-                .then(|| Change::RemovePhoto { user: pid.clone() }),
-            PhotoTarget::Set(Some(p)) => {
-                let same_image = stored_p.get(pid.as_str()) == Some(&p.sha256.as_str());
-                if same_image && p.version.is_some() {
-                    // fetched because its version (ETag) was not stored: record the version, so
-                    // the next run does not fetch it again; the image itself did not change
-                    plan.changes.push(Change::PutPhoto(Box::new(p.clone())));
-                }
-                (!same_image).then(|| Change::PutPhoto(Box::new(p.clone())))
-            }
-        };
-        if let Some(c) = change {
-            plan.changes.push(c);
-            match entry_of.get(pid).and_then(|&i| plan.users.get_mut(i)) {
-                Some(entry) => entry.changed.push("photo".into()),
-                None => {
-                    if stored_users.contains_key(pid.as_str()) {
-                        entry_of.insert(pid.clone(), plan.users.len());
-                        plan.users.push(UserChange {
-                            action: UserAction::Updated,
-                            provider_id: pid.clone(),
-                            username: user_name(pid),
-                            previous_username: None,
-                            changed: vec!["photo".into()],
-                            reason: None,
-                        });
-                    }
-                }
-            }
-        }
-    }
-
+/// The unchanged counts and the order of the user and group entries (case-insensitive name,
+/// then provider id).
+fn finish(plan: &mut Plan, stored: &ConnectionState) {
     let changed_users: BTreeSet<&str> = plan.users.iter().map(|u| u.provider_id.as_str()).collect();
     plan.unchanged_users = stored
         .users
@@ -942,35 +348,101 @@ pub fn diff_with_links(
     plan.groups.sort_by(|a, b| {
         (a.name.to_lowercase(), &a.provider_id).cmp(&(b.name.to_lowercase(), &b.provider_id))
     });
-    let _ = groups_deleted;
-    plan
 }
 
-fn describe_member(
-    m: &Member,
-    group_name: &dyn Fn(&str) -> String,
-    user_name: &dyn Fn(&str) -> String,
-) -> String {
-    match m {
-        Member::User(u) => format!("user `{}`", user_name(u)),
-        Member::Group(g) => format!("group `{}`", group_name(g)),
+/// The connection's stored users and groups by provider id.
+pub(crate) struct StoreView<'a> {
+    users: BTreeMap<&'a str, &'a StoredUser>,
+    groups: BTreeMap<&'a str, &'a StoredGroup>,
+}
+
+impl<'a> StoreView<'a> {
+    fn new(stored: &'a ConnectionState) -> Self {
+        StoreView {
+            users: stored.users.iter().map(|u| (u.provider_id.as_str(), u)).collect(),
+            groups: stored
+                .groups
+                .iter()
+                .map(|g| (g.provider_id.as_str(), g))
+                .collect(),
+        }
+    }
+
+    fn user(&self, pid: &str) -> Option<&'a StoredUser> {
+        self.users.get(pid).copied()
+    }
+
+    fn group(&self, pid: &str) -> Option<&'a StoredGroup> {
+        self.groups.get(pid).copied()
     }
 }
 
-fn membership_entry(
-    action: &'static str,
-    m: &StoredMembership,
-    group_name: &dyn Fn(&str) -> String,
-    user_name: &dyn Fn(&str) -> String,
-) -> MembershipChange {
-    let (member_type, member) = match &m.member {
-        Member::User(u) => ("user", user_name(u)),
-        Member::Group(g) => ("group", group_name(g)),
-    };
-    MembershipChange {
-        action,
-        group: group_name(&m.group),
-        member_type,
-        member,
+/// What the user and group stages decided, as the membership and photo stages need it: which
+/// users and groups this run manages, and their local names after the run.
+pub(crate) struct Scope<'a> {
+    desired: &'a Desired,
+    view: &'a StoreView<'a>,
+    policy: &'a Policy,
+    intents: &'a BTreeMap<String, users::Intent<'a>>,
+    skipped_new: &'a BTreeSet<String>,
+    users_deleted: &'a BTreeSet<String>,
+    groups_frozen: &'a BTreeSet<String>,
+    new_names: BTreeMap<String, String>,
+}
+
+impl Scope<'_> {
+    /// Users whose memberships this run manages: present at the source and written or unchanged.
+    fn managed_user(&self, pid: &str) -> bool {
+        matches!(self.desired.users.get(pid), Some(Target::Put { .. }))
+            && !self.skipped_new.contains(pid)
+            && (self.view.users.contains_key(pid) || self.intents.contains_key(pid))
+            && !self.users_deleted.contains(pid)
+            && self
+                .view
+                .user(pid)
+                .is_none_or(|s| protection::protected_user(self.policy, s).is_none())
+    }
+
+    fn group_managed(&self, pid: &str) -> bool {
+        self.desired.groups.contains_key(pid) && !self.groups_frozen.contains(pid)
+    }
+
+    /// Objects deleted while the run read them: their memberships are left as stored.
+    fn group_frozen(&self, pid: &str) -> bool {
+        self.desired.vanished_groups.contains(pid)
+    }
+
+    fn user_frozen(&self, pid: &str) -> bool {
+        self.desired.vanished_users.contains(pid)
+    }
+
+    fn member_ok(&self, group: &str, member: &Member) -> bool {
+        self.group_managed(group)
+            && !self.group_frozen(group)
+            && match member {
+                Member::User(u) => self.managed_user(u) && !self.user_frozen(u),
+                Member::Group(g) => self.group_managed(g) && !self.group_frozen(g),
+            }
+    }
+
+    fn effective_ok(&self, g: &str, u: &str) -> bool {
+        self.group_managed(g) && self.managed_user(u) && !self.group_frozen(g) && !self.user_frozen(u)
+    }
+
+    fn group_name(&self, pid: &str) -> String {
+        self.desired
+            .groups
+            .get(pid)
+            .map(|g| g.name.clone())
+            .or_else(|| self.view.group(pid).map(|g| g.name.clone()))
+            .unwrap_or_else(|| pid.to_string())
+    }
+
+    fn user_name(&self, pid: &str) -> String {
+        self.new_names
+            .get(pid)
+            .cloned()
+            .or_else(|| self.view.user(pid).map(|u| u.username.clone()))
+            .unwrap_or_else(|| pid.to_string())
     }
 }
