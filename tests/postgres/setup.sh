@@ -27,4 +27,16 @@ if ! psql "$USERSYNC_TEST_POSTGRES" -qAtc 'SELECT 1' >/dev/null; then
         "start PostgreSQL or unset the variable to skip the PostgreSQL tests" >&2
     exit 1
 fi
+# A role with a password that only password authentication (scram) may use, for the store's
+# wrong-password test (the server's other rules are trust, which never checks a password).
+ROLE=usersync_pw_test
+if ! psql "$USERSYNC_TEST_POSTGRES" -qAtc "SELECT 1 FROM pg_roles WHERE rolname = '$ROLE'" | grep -q 1; then
+    psql "$USERSYNC_TEST_POSTGRES" -qc "CREATE ROLE $ROLE LOGIN PASSWORD 'right-pw-for-tests'"
+fi
+HBA=$(psql "$USERSYNC_TEST_POSTGRES" -qAtc 'SHOW hba_file')
+if [ -w "$HBA" ] && ! grep -q "^host all $ROLE " "$HBA"; then
+    # before the trust rules: the first matching line decides
+    sed -i "1i host all $ROLE 127.0.0.1/32 scram-sha-256" "$HBA"
+    psql "$USERSYNC_TEST_POSTGRES" -qAtc 'SELECT pg_reload_conf()' >/dev/null
+fi
 echo "PostgreSQL answers at USERSYNC_TEST_POSTGRES"

@@ -43,6 +43,35 @@ fn an_unknown_user_or_an_unreachable_server_is_a_clear_error_without_the_passwor
 }
 
 #[test]
+fn a_wrong_password_is_a_clear_error_naming_the_user_without_the_password() {
+    let Some(b) = backend("wrong_password") else {
+        return;
+    };
+    // the role and its password rule come from tests/postgres/setup.sh (the other rules are trust)
+    let rule = b.admin(
+        "SELECT count(*) FROM pg_hba_file_rules WHERE 'usersync_pw_test' = ANY(user_name) \
+         AND auth_method = 'scram-sha-256'",
+    );
+    assert_eq!(
+        rule[0].get::<_, i64>(0),
+        1,
+        "run tests/postgres/setup.sh: it adds the role usersync_pw_test with a password rule"
+    );
+    let err =
+        PgStore::open(&with_user(&b.url(""), "usersync_pw_test", "wrong-pw-x1")).expect_err("wrong password");
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+    assert!(
+        text.contains("password authentication failed") && text.contains("usersync_pw_test"),
+        "{text}"
+    );
+    assert!(text.contains("****") && !text.contains("wrong-pw-x1"), "{text}");
+    let err = PgStore::open_read_only(&with_user(&b.url(""), "usersync_pw_test", "wrong-pw-x1"))
+        .expect_err("wrong password, read-only");
+    assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+}
+
+#[test]
 fn a_read_only_database_is_refused_with_a_clear_error_and_nothing_written() {
     let Some(b) = backend("read_only_db") else { return };
     let ro = b.url("&options=-c%20default_transaction_read_only%3Don");
