@@ -14,6 +14,7 @@ mod engine_cli;
 mod entra;
 mod faults;
 mod google;
+mod incremental;
 mod keycloak;
 mod ldap;
 mod multi;
