@@ -3,7 +3,9 @@
 //! (Debian `ldap-utils`, installed by tests/ldap/setup.sh) asks it what Jira, GitLab, Grafana and
 //! SSSD ask. Expectations come from the store the sync wrote, never from the LDAP code.
 
+mod export;
 mod harness;
+mod python;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -662,4 +664,30 @@ async fn config_check_reports_ldap_mistakes_with_their_lines() {
         );
     }
     assert!(!text.contains("plain\""), "{text}");
+}
+
+/// `ldapsearch <ext> -b BASE -s base (objectClass=*) 1.1`, bound as the service account.
+async fn base_search_with(h: &Harness, ext: &[&str]) -> Out {
+    let mut args = ext.to_vec();
+    args.extend(["-b", BASE, "-s", "base", "(objectClass=*)", "1.1"]);
+    h.search(&args).await
+}
+
+#[tokio::test]
+async fn critical_unknown_controls_are_refused_and_non_critical_ones_ignored() {
+    let h = Harness::new(4, 1, "").await;
+    // RFC 4511 4.1.11: an unknown control marked critical -> unavailableCriticalExtension (12),
+    // the operation not performed; on a search (-E) or on every operation after the bind (-e)
+    for ext in [["-e", "!1.2.3.4"], ["-E", "!1.2.3.4"], ["-e", "!manageDSAit"]] {
+        let out = base_search_with(&h, &ext).await;
+        assert_eq!(out.code, 12, "{ext:?}: {}{}", out.stdout, out.stderr);
+        assert!(out.stdout.trim().is_empty(), "not performed: {}", out.stdout);
+        assert!(out.stderr.contains("not supported"), "{}", out.stderr);
+    }
+    // the same controls not critical are ignored; paged results marked critical is honoured
+    for ext in [["-e", "1.2.3.4"], ["-E", "1.2.3.4"], ["-E", "!pr=5/noprompt"]] {
+        let out = base_search_with(&h, &ext).await;
+        assert_eq!(out.code, 0, "{ext:?}: {}", out.stderr);
+        assert_eq!(parse_ldif(&out.stdout).len(), 1, "{ext:?}: {}", out.stdout);
+    }
 }

@@ -372,16 +372,26 @@ async fn main() {
     }
     if let Ok(path) = std::env::var("USERSYNC_LDAP_BENCH_STORE") {
         if let Some(addr) = env_parse::<std::net::SocketAddr>("USERSYNC_LDAP_BENCH_SERVE") {
-            let server = usersync_ldap::Server::bind(config(addr), Arc::new(move || SqliteStore::open(std::path::Path::new(&path))))
-                .await
-                .expect("bind");
+            let server = usersync_ldap::Server::bind(
+                config(addr),
+                Arc::new(move || SqliteStore::open(std::path::Path::new(&path))),
+            )
+            .await
+            .expect("bind");
             println!("listening on ldap://{addr} ({} entries)", server.entries());
             server.run(std::future::pending()).await.expect("serve");
             return;
         }
         let t = Instant::now();
-        fill(&mut SqliteStore::open(std::path::Path::new(&path)).expect("store"), users, groups);
-        println!("store {path}: {users} users, {groups} groups written in {:.2?}", t.elapsed());
+        fill(
+            &mut SqliteStore::open(std::path::Path::new(&path)).expect("store"),
+            users,
+            groups,
+        );
+        println!(
+            "store {path}: {users} users, {groups} groups written in {:.2?}",
+            t.elapsed()
+        );
         if let Ok(ldif) = std::env::var("USERSYNC_LDAP_BENCH_LDIF") {
             let t = Instant::now();
             let mut store = SqliteStore::open(std::path::Path::new(&path)).expect("store");

@@ -74,6 +74,58 @@ pub(super) fn parse_ldif(text: &str) -> Vec<Ldif> {
     out
 }
 
+/// A test CA (`ca.pem`), a server certificate it signed for localhost/127.0.0.1 (`ldap.pem`,
+/// `ldap.key`), and another CA that signed nothing (`other_ca.pem`), in `dir`.
+pub(super) fn write_tls(dir: &Path) {
+    let ca = |name: &str| {
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        let cert = params.self_signed(&key).expect("CA certificate");
+        (cert, key)
+    };
+    let (ca_cert, ca_key) = ca("usersync LDAP test CA");
+    let leaf_key = rcgen::KeyPair::generate().expect("server key");
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .expect("server params")
+        .signed_by(&leaf_key, &ca_cert, &ca_key)
+        .expect("server certificate");
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).expect("write CA");
+    std::fs::write(dir.join("ldap.pem"), leaf.pem()).expect("write cert");
+    std::fs::write(dir.join("ldap.key"), leaf_key.serialize_pem()).expect("write key");
+    std::fs::write(dir.join("other_ca.pem"), ca("another CA").0.pem()).expect("write other CA");
+}
+
+/// Start `usersync ldap serve` with `config` (and the service account's password in
+/// [`PW_ENV`]) and wait for its "listening on ldap://127.0.0.1:`port`" line.
+pub(super) async fn spawn_serve(config: &Path, port: u16) -> tokio::process::Child {
+    let mut c = crate::support::usersync_command(config);
+    c.args(["ldap", "serve"])
+        .env(PW_ENV, PASSWORD)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn usersync ldap serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(_)) = lines.next_line().await {}
+    });
+    let mut lines = BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("usersync ldap serve did not start within 60 s")
+        .expect("read stdout");
+    let Some(first) = first else {
+        let status = child.wait().await;
+        panic!("usersync ldap serve exited ({status:?}); run it by hand with this config to see why");
+    };
+    assert!(first.contains(&format!("ldap://127.0.0.1:{port}")), "{first}");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    child
+}
+
 pub(super) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -112,22 +164,7 @@ impl Harness {
         };
         let emu = start(opts).await.expect("start the keycloak emulator");
         let dir = tempfile::tempdir().expect("tempdir");
-        // a test CA and a server certificate it signed (what the clients are told to trust)
-        let ca_key = rcgen::KeyPair::generate().expect("CA key");
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "usersync LDAP test CA");
-        let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
-        let leaf_key = rcgen::KeyPair::generate().expect("server key");
-        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .expect("server params")
-            .signed_by(&leaf_key, &ca, &ca_key)
-            .expect("server certificate");
-        std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("write CA");
-        std::fs::write(dir.path().join("ldap.pem"), leaf.pem()).expect("write cert");
-        std::fs::write(dir.path().join("ldap.key"), leaf_key.serialize_pem()).expect("write key");
+        write_tls(dir.path());
         let (port, ldaps_port) = (free_port(), free_port());
         let config = format!(
             r#"
@@ -189,33 +226,7 @@ password = {{ env = "{PW_ENV}" }}
 
     /// Start `usersync ldap serve` and wait for its "listening" line.
     pub(super) async fn start(&mut self) {
-        let mut c = crate::support::usersync_command(&self.config());
-        c.args(["ldap", "serve"])
-            .env(PW_ENV, PASSWORD)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = c.spawn().expect("spawn usersync ldap serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let stderr = child.stderr.take().expect("stderr");
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(_)) = lines.next_line().await {}
-        });
-        let mut lines = BufReader::new(stdout).lines();
-        let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-            .await
-            .expect("usersync ldap serve did not start within 60 s")
-            .expect("read stdout");
-        let Some(first) = first else {
-            let status = child.wait().await;
-            panic!("usersync ldap serve exited ({status:?}); run it by hand with this config to see why");
-        };
-        assert!(
-            first.contains(&format!("ldap://127.0.0.1:{}", self.port)),
-            "{first}"
-        );
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        self.server = Some(child);
+        self.server = Some(spawn_serve(&self.config(), self.port).await);
     }
 
     pub(super) async fn stop(&mut self) {
