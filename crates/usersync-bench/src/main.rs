@@ -15,6 +15,7 @@ use serde_json::Value;
 use usersync_bench::{page_size_option, write_config, Connection, PROVIDERS};
 
 mod push;
+mod serve;
 
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark `usersync sync` against the provider emulators")]
@@ -96,6 +97,22 @@ struct Args {
     /// usersync binary's profile directory; `sh tests/scim/setup.sh` installs it).
     #[arg(long)]
     scim2_server: Option<PathBuf>,
+    /// Measure `usersync serve` instead of sync (see `serve.rs`): idle CPU and memory with five
+    /// connections, and the latency of the status page, `/metrics` and `/api/status`.
+    #[arg(long)]
+    serve: bool,
+    /// Users of each emulator of the serve benchmark.
+    #[arg(long, default_value_t = 200)]
+    serve_users: u32,
+    /// Runs of history in the store of the serve benchmark.
+    #[arg(long, default_value_t = 10_000)]
+    serve_history: u32,
+    /// Seconds of idle measured by the serve benchmark.
+    #[arg(long, default_value_t = 300)]
+    serve_idle_secs: u64,
+    /// Requests per endpoint for the serve benchmark's latency figures.
+    #[arg(long, default_value_t = 200)]
+    serve_requests: u32,
 }
 
 /// Resource use of one child process, from wait4(2).
@@ -753,6 +770,9 @@ fn main() -> anyhow::Result<()> {
     let machine = machine();
     if args.push {
         return push_main(&args, &bin, &work, &started, &machine, tmp);
+    }
+    if args.serve {
+        return serve::main(&args, &bin, &work, &started, &machine);
     }
     let mut rows = Vec::new();
     let mut failures = Vec::new();

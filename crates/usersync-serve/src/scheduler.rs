@@ -21,7 +21,7 @@ fn draw() -> f64 {
 
 /// What a started job gave: a connection's run, or an approved push of a target.
 enum Done {
-    Run(JobResult),
+    Run(Box<JobResult>),
     Push(Vec<crate::PushResult>),
 }
 
@@ -37,7 +37,7 @@ async fn run_one(svc: Arc<Service>, name: String, trigger: Trigger) -> (String, 
     }
     tracing::info!(connection = name, ?trigger, "run starts");
     let result = svc.jobs.run(&name, allow).await;
-    (name, trigger, Done::Run(result))
+    (name, trigger, Done::Run(Box::new(result)))
 }
 
 /// Refresh the store's object counts in the metrics (off the async threads).
@@ -169,7 +169,7 @@ async fn finished(
                 plugin_refused: false,
                 detail: Default::default(),
             };
-            (name, trigger, Done::Run(result))
+            (name, trigger, Done::Run(Box::new(result)))
         }
     };
     match result {
