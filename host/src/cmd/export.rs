@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use usersync_store::SqliteStore;
+use usersync_store::{DirectoryStore, PgStore, SqliteStore};
 
 use crate::or_exit;
 use crate::wiring::{self, exit};
@@ -41,11 +41,15 @@ pub async fn run(cmd: ExportCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
         );
         return Ok(exit::USAGE);
     };
-    if config.store.url.is_some() {
-        eprintln!("error: the LDAP view serves a SQLite store only ([store] path); [store] url is not supported yet");
-        return Ok(exit::USAGE);
-    }
-    if !config.store.path.exists() {
+    // the SQLite file ([store] path) or the PostgreSQL store ([store] url), as `ldap serve` opens it
+    let url = match wiring::store_url(&config) {
+        Ok(url) => url,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(exit::USAGE);
+        }
+    };
+    if url.is_none() && !config.store.path.exists() {
         eprintln!(
             "error: no store at {}: run `usersync sync` first",
             config.store.path.display()
@@ -54,8 +58,11 @@ pub async fn run(cmd: ExportCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
     }
     let path = config.store.path.clone();
     let dir = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let mut store = SqliteStore::open(&path)?;
-        Ok(usersync_ldap::server::load(&mut store, &ldap)?)
+        let mut store: Box<dyn DirectoryStore> = match &url {
+            Some(url) => Box::new(PgStore::open(url)?),
+            None => Box::new(SqliteStore::open(&path)?),
+        };
+        Ok(usersync_ldap::server::load(&mut *store, &ldap)?)
     })
     .await?;
     let dir = match dir {
