@@ -31,7 +31,7 @@ impl Env {
         let mut env = Vec::new();
         for store in ["inc", "full"] {
             let mut text = format!(
-                "[store]\npath = \"{store}.db\"\n\n[[connections]]\nname = \"{provider}\"\nconnector = \"{provider}\"\n\
+                "[store]\npath = \"{store}.db\"\n\n[[connections]]\nname = \"{provider}\"\nconnector = \"{provider}\"\nincremental = true\n\
                  [connections.options]\n"
             );
             for (k, v) in info["client"]["connector_options"].as_object().expect("options") {

@@ -87,8 +87,10 @@ fn manifest_declares_every_seed_endpoint_and_is_valid() {
     }
     assert!(m.capabilities.transitive_membership && m.capabilities.manager && m.capabilities.photos);
     assert!(
-        !m.capabilities.incremental,
-        "delta is not implemented: must not be claimed"
+        m.capabilities.incremental
+            && m.supports(usersync_sdk::Operation::UsersDelta)
+            && m.supports(usersync_sdk::Operation::GroupsDelta),
+        "delta queries (issue 21) are declared"
     );
     // Every operation in the manifest answers a query; the others are Unsupported.
     let s = open(json!({}), &["client_secret"]).expect("open");

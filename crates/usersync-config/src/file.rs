@@ -249,6 +249,9 @@ pub struct ConnectionConfig {
     /// With a change feed (incremental runs), a full run when the last one is older than this
     /// (`full_every`, default [`DEFAULT_FULL_EVERY`]).
     pub full_every: std::time::Duration,
+    /// Read only what changed where the connector has a change feed (`incremental = true`; default
+    /// false: every run is full).
+    pub incremental: bool,
 }
 
 /// The default `full_every` of a connection: 24 hours.

@@ -45,6 +45,7 @@ pub const RANGES: &[(&str, &str, f64, f64, &str)] = &[
 const CONNECTION_KEYS: &[&str] = &[
     "name",
     "full_every",
+    "incremental",
     "connector",
     "options",
     "policy",
@@ -503,6 +504,16 @@ impl Checker<'_> {
                 DEFAULT_FULL_EVERY
             }
         };
+        let incremental = match t.get("incremental").and_then(to_toml) {
+            None => false,
+            Some(toml::Value::Boolean(b)) => b,
+            Some(other) => {
+                let l = self.key_line(t, "incremental", line);
+                let message = format!("must be true or false, not {}", other.type_str());
+                self.push(l, conn, Some("incremental".into()), message);
+                false
+            }
+        };
         let (name, _) = name?;
         let (connector, connector_line) = connector?;
         let runtime = RuntimeSettings::merge(&runtime, global, self.base, &name);
@@ -518,6 +529,7 @@ impl Checker<'_> {
             option_lines,
             connector_line,
             full_every,
+            incremental,
         })
     }
 
