@@ -174,7 +174,6 @@ fn build_impl(
     mut owned_attributes: Option<&mut HashMap<String, Attributes>>,
 ) -> Desired {
     let mut d = Desired::default();
-    let no_attributes = Attributes::new();
     let name_of = |gid: &str| {
         snap.groups
             .get(gid)
@@ -349,32 +348,7 @@ fn build_impl(
     };
 
     // groups
-    let mut local_names: BTreeMap<String, String> = BTreeMap::new();
-    for g in snap.groups.values() {
-        if !crate::fetch::group_selected(policy, g) {
-            continue;
-        }
-        let name = policy.group_names.apply(&g.name);
-        if let Some(other) = local_names.insert(name.to_lowercase(), g.id.clone()) {
-            d.warnings.push(format!(
-                "groups `{}` and `{}` both map to the local name `{name}`",
-                name_of(&other),
-                g.name
-            ));
-        }
-        d.groups.insert(
-            g.id.clone(),
-            StoredGroup {
-                connection: connection.to_string(),
-                provider_id: g.id.clone(),
-                name,
-                source_name: g.name.clone(),
-                kind: g.kind,
-                description: g.description.clone(),
-                attributes: group_attributes(g),
-            },
-        );
-    }
+    wanted_groups(snap, policy, connection, &mut d);
 
     // manager references that only the fetched users can resolve
     let manager_index = ManagerIndex::build(snap, owned_attributes.as_deref());
@@ -388,64 +362,14 @@ fn build_impl(
             .find(|p| p.matches(gid) || g.is_some_and(|g| crate::fetch::pattern_matches_group(p, g)))
     };
     for u in snap.users.values() {
-        let (in_scope, rule, path) = if policy.required_groups.is_empty() {
-            (
-                true,
-                "no required_groups are configured: every user is in scope".to_string(),
-                vec![],
-            )
-        } else {
-            let mut best: Option<(Vec<String>, String)> = None;
-            if policy.transitive {
-                for (g, path) in eff_of_user(&u.id) {
-                    if let Some(p) = required_match(g) {
-                        if best.as_ref().is_none_or(|(bp, _)| path.len() < bp.len()) {
-                            best = Some((path.clone(), p.to_string()));
-                        }
-                    }
-                }
-            } else {
-                for g in direct_of_user(&u.id) {
-                    if let Some(p) = required_match(g) {
-                        best = Some((vec![name_of(g)], p.to_string()));
-                        break;
-                    }
-                }
-            }
-            match best {
-                Some((path, pattern)) => {
-                    let how = if path.len() > 1 {
-                        "through nested groups"
-                    } else {
-                        "directly"
-                    };
-                    (
-                        true,
-                        format!(
-                            "member of required group `{}` {how} (pattern `{pattern}`)",
-                            path.last().cloned().unwrap_or_default()
-                        ),
-                        path,
-                    )
-                }
-                None => {
-                    let pats: Vec<&str> = policy.required_groups.iter().map(|p| p.as_str()).collect();
-                    let scope = if policy.transitive {
-                        "directly or through nesting"
-                    } else {
-                        "directly"
-                    };
-                    (
-                        false,
-                        format!(
-                            "not a member ({scope}) of any required group ({})",
-                            pats.join(", ")
-                        ),
-                        vec![],
-                    )
-                }
-            }
-        };
+        let (in_scope, rule, path) = scope_of(
+            u,
+            policy,
+            &eff_of_user,
+            &direct_of_user,
+            &required_match,
+            &name_of,
+        );
         let active_at_source = u.status.state.is_active();
         let removal = policy.on_user_out_of_scope;
         let (target_action, active) = if !in_scope {
@@ -484,106 +408,30 @@ fn build_impl(
             },
             "keep" => Target::Keep,
             _ => {
-                let keep_manager = snap.optional_failed.contains(&u.id) && policy.managers;
-                let manager = match snap.managers.get(&u.id) {
-                    Some(m) => m.clone(),
-                    None => u.manager.clone(),
+                let inputs = UserInputs {
+                    snap,
+                    policy,
+                    connection,
+                    managers: &manager_index,
                 };
-                let manager = match manager {
-                    Some(ManagerRef::Lookup { value, keys }) => {
-                        let found = manager_index.resolve(&value, &keys);
-                        if found.is_none() {
-                            unresolved_managers.0 += 1;
-                            unresolved_managers.1.get_or_insert((value, u.username.clone()));
-                        }
-                        found.map(ManagerRef::Id)
-                    }
-                    other => other,
+                let who = Standing {
+                    active,
+                    in_scope,
+                    rule: &rule,
                 };
-                let source_attributes = match owned_attributes.as_deref() {
-                    Some(owned) => owned.get(&u.id).unwrap_or(&no_attributes),
-                    None => &u.attributes,
-                };
-                let mapped: Vec<(&String, Option<serde_json::Value>)> = policy
-                    .attributes
-                    .iter()
-                    .map(|(name, mapping)| {
-                        let v = mapping
-                            .source()
-                            .and_then(|s| source_value(u, source_attributes, s))
-                            .or_else(|| mapping.default_value().cloned());
-                        (name, v)
-                    })
-                    .collect();
-                let mut attributes = if !policy.keep_provider_attributes {
-                    Attributes::new()
-                } else if let Some(owned) = owned_attributes.as_deref_mut() {
-                    owned.remove(&u.id).unwrap_or_default()
-                } else {
-                    u.attributes.clone()
-                };
-                for (name, v) in mapped {
-                    match v {
-                        Some(v) => {
-                            attributes.insert(name.clone(), v);
-                        }
-                        None => {
-                            attributes.remove(name);
-                        }
-                    }
-                }
-                let inactive_reason = if active {
-                    None
-                } else if !in_scope {
-                    Some(format!("out of scope: {rule}"))
-                } else {
-                    Some(format!("{} at source ({})", state_word(u), u.status.raw))
-                };
-                Target::Put {
-                    user: Arc::new(StoredUser {
-                        connection: connection.to_string(),
-                        provider_id: u.id.clone(),
-                        username: u.username.clone(),
-                        email: u.email.clone(),
-                        display_name: u.display_name.clone(),
-                        given_name: u.given_name.clone(),
-                        family_name: u.family_name.clone(),
-                        active,
-                        state: u.status.state,
-                        status_raw: u.status.raw.clone(),
-                        manager,
-                        attributes,
-                        inactive_reason,
-                    }),
-                    create: active,
-                    keep_manager,
-                }
+                put_target(
+                    &inputs,
+                    u,
+                    &who,
+                    &mut unresolved_managers,
+                    owned_attributes.as_deref_mut(),
+                )
             }
         };
         d.users.insert(u.id.clone(), target);
 
         // photo
-        let photo = if policy.photos == PhotoMode::Off || snap.optional_failed.contains(&u.id) {
-            PhotoTarget::Keep
-        } else {
-            match snap.photos.get(&u.id) {
-                // the listing said "no photo" (nothing was fetched)
-                None if u.photo == Some(usersync_model::PhotoHint::None) => PhotoTarget::Set(None),
-                None => PhotoTarget::Keep,
-                Some(None) => PhotoTarget::Set(None),
-                Some(Some(p)) => PhotoTarget::Set(Some(StoredPhoto {
-                    user: u.id.clone(),
-                    content_type: p.content_type.clone(),
-                    sha256: hex(&Sha256::digest(&p.bytes)),
-                    bytes: (policy.photos == PhotoMode::Bytes).then(|| p.bytes.clone()),
-                    version: match &u.photo {
-                        Some(usersync_model::PhotoHint::Version(v)) => Some(v.clone()),
-                        _ => None,
-                    },
-                })),
-            }
-        };
-        d.photos.insert(u.id.clone(), photo);
+        d.photos.insert(u.id.clone(), photo_target(u, snap, policy));
     }
 
     if let (n, Some((value, user))) = unresolved_managers {
@@ -595,6 +443,264 @@ fn build_impl(
     // memberships among wanted groups and users present at the source
     drop(by_user);
     drop(user_spans);
+    restrict_links(&mut links, rows, &d);
+    d.links = links;
+    mark_vanished(&mut d, snap, policy);
+    if snap.complete {
+        d.unmatched_patterns = unmatched_patterns(snap, policy);
+        d.warnings
+            .extend(d.unmatched_patterns.iter().map(ToString::to_string));
+    }
+    d
+}
+
+/// The groups the policy selects, with their local names; two groups mapping to one local name
+/// are a warning.
+fn wanted_groups(snap: &Snapshot, policy: &Policy, connection: &str, d: &mut Desired) {
+    let name_of = |gid: &str| {
+        snap.groups
+            .get(gid)
+            .map(|g| g.name.clone())
+            .unwrap_or_else(|| gid.to_string())
+    };
+    let mut local_names: BTreeMap<String, String> = BTreeMap::new();
+    for g in snap.groups.values() {
+        if !crate::fetch::group_selected(policy, g) {
+            continue;
+        }
+        let name = policy.group_names.apply(&g.name);
+        if let Some(other) = local_names.insert(name.to_lowercase(), g.id.clone()) {
+            d.warnings.push(format!(
+                "groups `{}` and `{}` both map to the local name `{name}`",
+                name_of(&other),
+                g.name
+            ));
+        }
+        d.groups.insert(
+            g.id.clone(),
+            StoredGroup {
+                connection: connection.to_string(),
+                provider_id: g.id.clone(),
+                name,
+                source_name: g.name.clone(),
+                kind: g.kind,
+                description: g.description.clone(),
+                attributes: group_attributes(g),
+            },
+        );
+    }
+}
+
+/// Whether a user is in scope, the rule that decided, in words, and the group path that granted it.
+#[allow(clippy::type_complexity)]
+fn scope_of<'l, 'p>(
+    u: &User,
+    policy: &'p Policy,
+    eff_of_user: &dyn Fn(&str) -> Vec<(&'l str, &'l Vec<String>)>,
+    direct_of_user: &dyn Fn(&str) -> Vec<&'l str>,
+    required_match: &dyn Fn(&str) -> Option<&'p usersync_config::Pattern>,
+    name_of: &dyn Fn(&str) -> String,
+) -> (bool, String, Vec<String>) {
+    if policy.required_groups.is_empty() {
+        (
+            true,
+            "no required_groups are configured: every user is in scope".to_string(),
+            vec![],
+        )
+    } else {
+        let mut best: Option<(Vec<String>, String)> = None;
+        if policy.transitive {
+            for (g, path) in eff_of_user(&u.id) {
+                if let Some(p) = required_match(g) {
+                    if best.as_ref().is_none_or(|(bp, _)| path.len() < bp.len()) {
+                        best = Some((path.clone(), p.to_string()));
+                    }
+                }
+            }
+        } else {
+            for g in direct_of_user(&u.id) {
+                if let Some(p) = required_match(g) {
+                    best = Some((vec![name_of(g)], p.to_string()));
+                    break;
+                }
+            }
+        }
+        match best {
+            Some((path, pattern)) => {
+                let how = if path.len() > 1 {
+                    "through nested groups"
+                } else {
+                    "directly"
+                };
+                (
+                    true,
+                    format!(
+                        "member of required group `{}` {how} (pattern `{pattern}`)",
+                        path.last().cloned().unwrap_or_default()
+                    ),
+                    path,
+                )
+            }
+            None => {
+                let pats: Vec<&str> = policy.required_groups.iter().map(|p| p.as_str()).collect();
+                let scope = if policy.transitive {
+                    "directly or through nesting"
+                } else {
+                    "directly"
+                };
+                (
+                    false,
+                    format!(
+                        "not a member ({scope}) of any required group ({})",
+                        pats.join(", ")
+                    ),
+                    vec![],
+                )
+            }
+        }
+    }
+}
+
+/// What the user targets need besides the user.
+struct UserInputs<'a> {
+    snap: &'a Snapshot,
+    policy: &'a Policy,
+    connection: &'a str,
+    managers: &'a ManagerIndex,
+}
+
+/// A user's standing under the policy.
+struct Standing<'a> {
+    active: bool,
+    in_scope: bool,
+    rule: &'a str,
+}
+
+/// The wanted record of a user the policy keeps (`sync` or `deactivate`): mapped attributes,
+/// the manager resolved, the reason when inactive. `unresolved_managers` counts manager
+/// references matching no fetched user (and keeps the first).
+fn put_target(
+    inputs: &UserInputs<'_>,
+    u: &User,
+    who: &Standing<'_>,
+    unresolved_managers: &mut (u64, Option<(String, String)>),
+    owned_attributes: Option<&mut HashMap<String, Attributes>>,
+) -> Target {
+    let UserInputs {
+        snap,
+        policy,
+        connection,
+        managers: manager_index,
+    } = *inputs;
+    let Standing {
+        active,
+        in_scope,
+        rule,
+    } = *who;
+    let no_attributes = Attributes::new();
+    let keep_manager = snap.optional_failed.contains(&u.id) && policy.managers;
+    let manager = match snap.managers.get(&u.id) {
+        Some(m) => m.clone(),
+        None => u.manager.clone(),
+    };
+    let manager = match manager {
+        Some(ManagerRef::Lookup { value, keys }) => {
+            let found = manager_index.resolve(&value, &keys);
+            if found.is_none() {
+                unresolved_managers.0 += 1;
+                unresolved_managers.1.get_or_insert((value, u.username.clone()));
+            }
+            found.map(ManagerRef::Id)
+        }
+        other => other,
+    };
+    let source_attributes = match owned_attributes.as_deref() {
+        Some(owned) => owned.get(&u.id).unwrap_or(&no_attributes),
+        None => &u.attributes,
+    };
+    let mapped: Vec<(&String, Option<serde_json::Value>)> = policy
+        .attributes
+        .iter()
+        .map(|(name, mapping)| {
+            let v = mapping
+                .source()
+                .and_then(|s| source_value(u, source_attributes, s))
+                .or_else(|| mapping.default_value().cloned());
+            (name, v)
+        })
+        .collect();
+    let mut attributes = if !policy.keep_provider_attributes {
+        Attributes::new()
+    } else if let Some(owned) = owned_attributes {
+        owned.remove(&u.id).unwrap_or_default()
+    } else {
+        u.attributes.clone()
+    };
+    for (name, v) in mapped {
+        match v {
+            Some(v) => {
+                attributes.insert(name.clone(), v);
+            }
+            None => {
+                attributes.remove(name);
+            }
+        }
+    }
+    let inactive_reason = if active {
+        None
+    } else if !in_scope {
+        Some(format!("out of scope: {rule}"))
+    } else {
+        Some(format!("{} at source ({})", state_word(u), u.status.raw))
+    };
+    Target::Put {
+        user: Arc::new(StoredUser {
+            connection: connection.to_string(),
+            provider_id: u.id.clone(),
+            username: u.username.clone(),
+            email: u.email.clone(),
+            display_name: u.display_name.clone(),
+            given_name: u.given_name.clone(),
+            family_name: u.family_name.clone(),
+            active,
+            state: u.status.state,
+            status_raw: u.status.raw.clone(),
+            manager,
+            attributes,
+            inactive_reason,
+        }),
+        create: active,
+        keep_manager,
+    }
+}
+
+/// What to do with a user's photo.
+fn photo_target(u: &User, snap: &Snapshot, policy: &Policy) -> PhotoTarget {
+    if policy.photos == PhotoMode::Off || snap.optional_failed.contains(&u.id) {
+        PhotoTarget::Keep
+    } else {
+        match snap.photos.get(&u.id) {
+            // the listing said "no photo" (nothing was fetched)
+            None if u.photo == Some(usersync_model::PhotoHint::None) => PhotoTarget::Set(None),
+            None => PhotoTarget::Keep,
+            Some(None) => PhotoTarget::Set(None),
+            Some(Some(p)) => PhotoTarget::Set(Some(StoredPhoto {
+                user: u.id.clone(),
+                content_type: p.content_type.clone(),
+                sha256: hex(&Sha256::digest(&p.bytes)),
+                bytes: (policy.photos == PhotoMode::Bytes).then(|| p.bytes.clone()),
+                version: match &u.photo {
+                    Some(usersync_model::PhotoHint::Version(v)) => Some(v.clone()),
+                    _ => None,
+                },
+            })),
+        }
+    }
+}
+
+/// Keep the memberships among wanted groups and users present at the source; the effective
+/// rows become the sorted `links.effective`.
+fn restrict_links(links: &mut Links, mut rows: Vec<(u32, u32, u32)>, d: &Desired) {
     let wanted_group: Vec<bool> = (0..links.groups.len() as u32)
         .map(|g| d.groups.contains_key(links.groups.id(g)))
         .collect();
@@ -611,14 +717,6 @@ fn build_impl(
         .map(|(user, group, path)| EffectiveRow { group, user, path })
         .collect();
     links.effective.sort_unstable();
-    d.links = links;
-    mark_vanished(&mut d, snap, policy);
-    if snap.complete {
-        d.unmatched_patterns = unmatched_patterns(snap, policy);
-        d.warnings
-            .extend(d.unmatched_patterns.iter().map(ToString::to_string));
-    }
-    d
 }
 
 /// Objects that vanished mid-run: freeze their memberships, and withhold the deactivations
