@@ -14,6 +14,7 @@ use clap::Parser;
 use serde_json::Value;
 use usersync_bench::{page_size_option, write_config, Connection, PROVIDERS};
 
+mod floor;
 mod push;
 mod serve;
 
@@ -442,6 +443,8 @@ struct Row {
     throttled: u64,
     /// Wall time of the same initial sync without a rate limit (rate-limited rows).
     unthrottled_wall: Option<Duration>,
+    /// The floor of the same organisation (`floor.rs`), where measured.
+    floor: Option<floor::Floor>,
 }
 
 /// What a scenario measures.
@@ -527,6 +530,12 @@ fn scenario(
             .status();
     }
     let stats = emu.stats().unwrap_or_default();
+    let floor = if mode.limited {
+        None
+    } else {
+        eprintln!("{provider}: floor ...");
+        floor::measure(provider, &emu.info, &dir)?
+    };
     Ok(Row {
         provider: provider.to_string(),
         users,
@@ -544,6 +553,7 @@ fn scenario(
         resync,
         throttled: stats["throttled"].as_u64().unwrap_or(0),
         unthrottled_wall: None,
+        floor,
     })
 }
 
@@ -586,9 +596,9 @@ fn opt_ms(x: Option<f64>) -> String {
 fn table(rows: &[Row]) -> String {
     let mut s = String::new();
     s.push_str(
-        "| provider | users / groups / memberships | latency | requests (min, ratio) | initial: status, wall s, CPU s, peak RSS MiB | plan ms / apply ms | resync: wall s, CPU s, RSS MiB, requests, store writes |\n",
+        "| provider | users / groups / memberships | latency | requests (min, ratio) | initial: status, wall s, CPU s, peak RSS MiB | bytes per user | floor CPU s (initial CPU / floor) | plan ms / apply ms | resync: wall s, CPU s, RSS MiB, requests, store writes |\n",
     );
-    s.push_str("|---|---|---|---|---|---|---|\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|\n");
     for r in rows.iter().filter(|r| !r.limited) {
         let i = &r.initial;
         let re = r.resync.as_ref().map_or_else(
@@ -606,7 +616,7 @@ fn table(rows: &[Row]) -> String {
             },
         );
         s.push_str(&format!(
-            "| {} | {} / {} / {} | {} ms | {} ({}, {:.2}) | {} {}, {}, {} | {} / {} | {} |\n",
+            "| {} | {} / {} / {} | {} ms | {} ({}, {:.2}) | {} {}, {}, {} | {} | {} | {} / {} | {} |\n",
             r.provider,
             r.users,
             r.groups,
@@ -619,6 +629,15 @@ fn table(rows: &[Row]) -> String {
             secs(i.usage.wall),
             secs(i.usage.cpu),
             mib(i.usage.max_rss_kib),
+            i.usage.max_rss_kib * 1024 / i64::from(r.users.max(1)),
+            r.floor.map_or_else(
+                || "-".to_string(),
+                |f| format!(
+                    "{} ({:.1}x)",
+                    secs(f.cpu),
+                    i.usage.cpu.as_secs_f64() / f.cpu.as_secs_f64().max(1e-6)
+                )
+            ),
             opt_ms(i.plan_ms),
             opt_ms(i.apply_ms),
             re
