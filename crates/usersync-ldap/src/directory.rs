@@ -10,7 +10,7 @@ use usersync_model::ManagerRef;
 use usersync_store::{DirectoryLinks, Member, PosixKey, PosixKind, StoredGroup, StoredUser};
 
 use crate::dn::{self, escape_value};
-use crate::entry::{Attr, Entry};
+use crate::entry::{Attr, Entry, Interner, Value};
 use crate::LdapError;
 
 /// Everything read from the store in one transaction.
@@ -44,8 +44,8 @@ pub struct Directory {
     /// Objects served without POSIX numbers because none is allocated yet.
     pub missing_posix: Vec<PosixKey>,
     /// Equality index: (attribute, normalised value) -> entries holding it, ascending, for the
-    /// attributes in [`INDEXED`].
-    pub eq_index: HashMap<(&'static str, Vec<u8>), Vec<usize>>,
+    /// attributes in [`INDEXED`]. The keys share the entries' values where they can.
+    pub eq_index: HashMap<(&'static str, Value), Vec<usize>>,
 }
 
 /// Attributes with an equality index (what applications look entries up by).
@@ -61,18 +61,25 @@ pub const INDEXED: &[&str] = &[
 ];
 
 impl Directory {
-    fn build_index(&mut self) {
+    fn build_index(&mut self, intern: &mut Interner) {
         for (i, e) in self.entries.iter().enumerate() {
             for a in e.attrs.iter().chain(e.operational.iter()) {
                 let Some(name) = INDEXED.iter().find(|n| a.name.eq_ignore_ascii_case(n)) else {
                     continue;
                 };
-                let keys: Vec<Vec<u8>> = match &a.norm {
+                let keys: Vec<Value> = match &a.norm {
                     Some(norm) => norm.clone(),
                     None => a
                         .values
                         .iter()
-                        .map(|v| crate::entry::fold(&String::from_utf8_lossy(v)).into_bytes())
+                        .map(|v| {
+                            let folded = crate::entry::fold(&String::from_utf8_lossy(v));
+                            if folded.as_bytes() == &v[..] {
+                                v.clone()
+                            } else {
+                                intern.value(folded.as_bytes())
+                            }
+                        })
                         .collect(),
                 };
                 for k in keys {
@@ -95,7 +102,7 @@ impl Directory {
                 match want {
                     Some(w) => Some(
                         self.eq_index
-                            .get(&(*name, w.clone()))
+                            .get(&(*name, Value::from(w.as_slice())))
                             .map(Vec::as_slice)
                             .unwrap_or(&[]),
                     ),
@@ -144,10 +151,13 @@ struct Builder<'a> {
     cfg: &'a LdapConfig,
     base_dn: String,
     dir: Directory,
+    intern: Interner,
 }
 
 impl Builder<'_> {
-    fn push(&mut self, e: Entry) {
+    fn push(&mut self, mut e: Entry) {
+        e.attrs.shrink_to_fit();
+        e.operational.shrink_to_fit();
         if self.dir.index.contains_key(&e.norm) {
             tracing::warn!(dn = %e.dn, "two objects map to the same DN; the second is not served");
             return;
@@ -156,22 +166,22 @@ impl Builder<'_> {
         self.dir.entries.push(e);
     }
 
-    fn entry(&self, dn: String, attrs: Vec<Attr>, structural: &str, uuid: Option<String>) -> Entry {
+    fn entry(&mut self, dn: String, attrs: Vec<Attr>, structural: &str, uuid: Option<String>) -> Entry {
         let norm = dn::normalize(&dn).unwrap_or_else(|| dn.to_lowercase());
         let parent = dn::parent(&norm).unwrap_or_default();
-        let mut operational = vec![
-            one("entryDN", dn.clone()),
-            one("structuralObjectClass", structural),
-            one("subschemaSubentry", crate::schema::SUBSCHEMA_DN),
-            one(
-                "hasSubordinates",
-                if structural == "inetOrgPerson" || structural == "groupOfNames" {
-                    "FALSE"
-                } else {
-                    "TRUE"
-                },
-            ),
-        ];
+        let leaf = structural == "inetOrgPerson" || structural == "groupOfNames";
+        let i = &mut self.intern;
+        let mut operational = Vec::with_capacity(5);
+        operational.extend([
+            Attr {
+                name: "entryDN",
+                values: vec![Value::from(dn.as_bytes())],
+                norm: Some(vec![Value::from(norm.as_bytes())]),
+            },
+            i.attr("structuralObjectClass", [structural]),
+            i.attr("subschemaSubentry", [crate::schema::SUBSCHEMA_DN]),
+            i.attr("hasSubordinates", [if leaf { "FALSE" } else { "TRUE" }]),
+        ]);
         if let Some(u) = uuid {
             operational.push(one("entryUUID", u));
         }
@@ -190,10 +200,7 @@ impl Builder<'_> {
             "o" => (vec!["top", "organization"], "organization"),
             _ => (vec!["top", "organizationalUnit"], "organizationalUnit"),
         };
-        let attrs = vec![
-            attr("objectClass", classes.into_iter().map(String::from)),
-            one(rdn_attr, rdn_value),
-        ];
+        let attrs = vec![self.intern.attr("objectClass", classes), one(rdn_attr, rdn_value)];
         let uuid = entry_uuid("container", "", &dn.to_lowercase());
         let e = self.entry(dn, attrs, structural, Some(uuid));
         self.push(e);
@@ -223,6 +230,7 @@ pub fn build(view: &StoreView, cfg: &LdapConfig) -> Result<Directory, LdapError>
             marker: view.marker,
             ..Directory::default()
         },
+        intern: Interner::default(),
     };
     let (rdn_attr, rdn_value) = base_rdns[0][0].clone();
     let rdn_attr: &'static str = match dn::canonical_attr(&rdn_attr).as_str() {
@@ -260,7 +268,8 @@ pub fn build(view: &StoreView, cfg: &LdapConfig) -> Result<Directory, LdapError>
         let e = group_entry(&mut b, g, view, &names, &rel);
         b.push(e);
     }
-    b.dir.build_index();
+    let mut intern = std::mem::take(&mut b.intern);
+    b.dir.build_index(&mut intern);
     Ok(b.dir)
 }
 
@@ -496,10 +505,14 @@ fn user_entry(
     if posix.is_some() {
         classes.push("posixAccount");
     }
-    let mut attrs = vec![
-        attr("objectClass", classes.into_iter().map(String::from)),
-        one("cn", u.username.clone()),
-        one("uid", u.username.clone()),
+    // cn and uid share the username, which memberUid values share too
+    let name = b.intern.attr("cn", [&u.username]);
+    let display_attr = one("displayName", display.clone());
+    let mut attrs = Vec::with_capacity(24);
+    attrs.extend([
+        b.intern.attr("objectClass", classes),
+        name.clone(),
+        Attr { name: "uid", ..name },
         one(
             "sn",
             u.family_name
@@ -507,8 +520,8 @@ fn user_entry(
                 .filter(|s| !s.trim().is_empty())
                 .unwrap_or_else(|| u.username.clone()),
         ),
-        one("displayName", display.clone()),
-    ];
+        display_attr.clone(),
+    ]);
     if let Some(g) = u.given_name.clone().filter(|s| !s.trim().is_empty()) {
         attrs.push(one("givenName", g));
     }
@@ -529,7 +542,12 @@ fn user_entry(
         ("mobile", &["mobile", "mobilePhone", "mobile_phone"][..]),
     ] {
         if let Some(v) = text_attr(u, keys) {
-            attrs.push(one(name, v));
+            // titles and departments repeat across users
+            attrs.push(if matches!(name, "title" | "departmentNumber") {
+                b.intern.attr(name, [v])
+            } else {
+                one(name, v)
+            });
         }
     }
     let manager = u.manager.as_ref().and_then(|m| {
@@ -543,13 +561,13 @@ fn user_entry(
         names.users.get(&(c, id)).map(|(d, _)| d.clone())
     });
     if let Some(m) = manager {
-        attrs.push(one("manager", m));
+        attrs.push(b.intern.attr("manager", [m]));
     }
     if let Some(groups) = rel
         .member_of
         .get(&('u', u.connection.clone(), u.provider_id.clone()))
     {
-        attrs.push(attr("memberOf", groups.iter().cloned()));
+        attrs.push(b.intern.attr("memberOf", groups));
     }
     if let Some(n) = posix {
         let uid = cfg.uid_base.saturating_add(n);
@@ -561,13 +579,16 @@ fn user_entry(
             "homeDirectory",
             format!("{}/{}", cfg.home_base.trim_end_matches('/'), u.username),
         ));
-        attrs.push(one("loginShell", cfg.login_shell.clone()));
-        attrs.push(one("gecos", display));
+        attrs.push(b.intern.attr("loginShell", [&cfg.login_shell]));
+        attrs.push(Attr {
+            name: "gecos",
+            ..display_attr
+        });
     }
     if let Some(photo) = view.photos.get(&key) {
         attrs.push(Attr::new("jpegPhoto", vec![photo.clone()]));
     }
-    attrs.push(one("usersyncConnection", u.connection.clone()));
+    attrs.push(b.intern.attr("usersyncConnection", [&u.connection]));
     let uuid = entry_uuid("user", &u.connection, &u.provider_id);
     b.entry(dn, attrs, "inetOrgPerson", Some(uuid))
 }
@@ -596,30 +617,31 @@ fn group_entry(
     if posix.is_some() {
         classes.push("posixGroup");
     }
-    let mut attrs = vec![
-        attr("objectClass", classes.into_iter().map(String::from)),
-        one("cn", cn),
-    ];
+    let mut attrs = vec![b.intern.attr("objectClass", classes), one("cn", cn)];
     if let Some(d) = g.description.clone().filter(|s| !s.trim().is_empty()) {
         attrs.push(one("description", d));
     }
     if let Some(members) = rel.members.get(&key) {
-        attrs.push(attr("member", members.iter().cloned()));
-        attrs.push(attr("uniqueMember", members.iter().cloned()));
+        let member = b.intern.attr("member", members);
+        attrs.push(member.clone());
+        attrs.push(Attr {
+            name: "uniqueMember",
+            ..member
+        });
     }
     if let Some(n) = posix {
         attrs.push(one("gidNumber", cfg.gid_base.saturating_add(n).to_string()));
         if let Some(uids) = rel.member_uids.get(&key) {
-            attrs.push(attr("memberUid", uids.iter().cloned()));
+            attrs.push(b.intern.attr("memberUid", uids));
         }
     }
     if let Some(parents) = rel
         .member_of
         .get(&('g', g.connection.clone(), g.provider_id.clone()))
     {
-        attrs.push(attr("memberOf", parents.iter().cloned()));
+        attrs.push(b.intern.attr("memberOf", parents));
     }
-    attrs.push(one("usersyncConnection", g.connection.clone()));
+    attrs.push(b.intern.attr("usersyncConnection", [&g.connection]));
     let uuid = entry_uuid("group", &g.connection, &g.provider_id);
     b.entry(dn, attrs, "groupOfNames", Some(uuid))
 }

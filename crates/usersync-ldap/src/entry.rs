@@ -1,6 +1,13 @@
 //! An entry of the served tree and the matching rules of its attributes.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
 use crate::dn;
+
+/// One attribute value: immutable bytes, shared between the entries that hold the same value
+/// (a group's DN in every member's `memberOf`, the object classes, the connection name, ...).
+pub type Value = Arc<[u8]>;
 
 /// One attribute: its name as served and its values.
 #[derive(Debug, Clone, PartialEq)]
@@ -8,22 +15,62 @@ pub struct Attr {
     /// The name as returned (`givenName`).
     pub name: &'static str,
     /// Values (UTF-8 text except jpegPhoto).
-    pub values: Vec<Vec<u8>>,
+    pub values: Vec<Value>,
     /// For DN-valued attributes, the values in normalised form (same order), so that filters on
     /// `member`/`memberOf` compare without parsing DNs per entry.
-    pub norm: Option<Vec<Vec<u8>>>,
+    pub norm: Option<Vec<Value>>,
 }
 
 impl Attr {
     /// An attribute; DN-valued ones get their normalised values computed.
     pub fn new(name: &'static str, values: Vec<Vec<u8>>) -> Attr {
-        let norm = (syntax_of(&name.to_ascii_lowercase()) == Some(Syntax::Dn)).then(|| {
-            values
-                .iter()
-                .map(|v| normalize_value(Syntax::Dn, v).unwrap_or_else(|| v.to_ascii_lowercase()))
-                .collect()
-        });
+        let norm = is_dn(name).then(|| values.iter().map(|v| Value::from(normalize_dn(v))).collect());
+        let values = values.into_iter().map(Value::from).collect();
         Attr { name, values, norm }
+    }
+}
+
+fn is_dn(name: &str) -> bool {
+    syntax_of(&name.to_ascii_lowercase()) == Some(Syntax::Dn)
+}
+
+fn normalize_dn(v: &[u8]) -> Vec<u8> {
+    normalize_value(Syntax::Dn, v).unwrap_or_else(|| v.to_ascii_lowercase())
+}
+
+/// Shares equal values while a tree is built, so that each distinct value is held once (and
+/// each distinct DN normalised once) however many entries hold it.
+#[derive(Debug, Default)]
+pub struct Interner {
+    values: HashSet<Value>,
+    dn_norm: HashMap<Value, Value>,
+}
+
+impl Interner {
+    /// The shared copy of `v`.
+    pub fn value(&mut self, v: &[u8]) -> Value {
+        if let Some(x) = self.values.get(v) {
+            return x.clone();
+        }
+        let x = Value::from(v);
+        self.values.insert(x.clone());
+        x
+    }
+
+    /// An attribute whose values are shared (DN-valued ones with shared normalised forms too).
+    pub fn attr<V: AsRef<[u8]>>(&mut self, name: &'static str, values: impl IntoIterator<Item = V>) -> Attr {
+        let values: Vec<Value> = values.into_iter().map(|v| self.value(v.as_ref())).collect();
+        let norm = is_dn(name).then(|| values.iter().map(|v| self.dn_norm(v)).collect());
+        Attr { name, values, norm }
+    }
+
+    fn dn_norm(&mut self, v: &Value) -> Value {
+        if let Some(n) = self.dn_norm.get(v) {
+            return n.clone();
+        }
+        let n = self.value(&normalize_dn(v));
+        self.dn_norm.insert(v.clone(), n.clone());
+        n
     }
 }
 
@@ -142,7 +189,7 @@ impl Entry {
             return Some(false);
         };
         if let Some(norm) = &attr.norm {
-            return Some(norm.contains(&want));
+            return Some(norm.iter().any(|n| **n == *want));
         }
         Some(
             attr.values

@@ -212,10 +212,10 @@ pub fn eval(f: &Compiled, entry: &Entry) -> Truth {
             };
             let hit = match (syntax, &values.norm) {
                 // DN values are kept normalised beside the served ones
-                (Syntax::Dn, Some(norm)) => norm.iter().any(|n| n == want),
+                (Syntax::Dn, Some(norm)) => norm.iter().any(|n| **n == **want),
                 _ => values.values.iter().any(|v| match syntax {
                     Syntax::Text => text_eq(v, want),
-                    Syntax::Binary => v == want,
+                    Syntax::Binary => **v == **want,
                     Syntax::Dn | Syntax::Integer => normalize_value(*syntax, v).is_some_and(|n| &n == want),
                 }),
             };

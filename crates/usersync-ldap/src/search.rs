@@ -104,7 +104,11 @@ impl Selection {
             .filter(|(a, operational)| self.wants(a.name, *operational))
             .map(|(a, _)| LdapPartialAttribute {
                 atype: a.name.to_string(),
-                vals: if types_only { Vec::new() } else { a.values.clone() },
+                vals: if types_only {
+                    Vec::new()
+                } else {
+                    a.values.iter().map(|v| v.to_vec()).collect()
+                },
             })
             .collect()
     }
