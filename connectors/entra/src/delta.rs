@@ -18,6 +18,46 @@ use usersync_sdk::{Batch, ConnectorError, HttpRequest, HttpResponse, PageParser,
 
 use crate::api::{DirectoryObject, GraphGroup, GraphUser};
 use crate::map::{self, ErrorContext};
+use crate::{EntraSession, GROUP_SELECT, PERM_MEMBERS, PERM_USERS};
+use usersync_sdk::{Cursor, PagedCursor, Paging, Query};
+
+/// A delta query's cursor: from the stored deltaLink, or `$deltatoken=latest`.
+pub(crate) fn cursor(session: &EntraSession, query: &Query, since: Option<&str>) -> Box<dyn Cursor> {
+    let (feed, select, what, permission) = match query {
+        Query::UsersDelta { .. } => {
+            let mut select = session.user_select.clone();
+            select.push("manager".into());
+            (Feed::Users, select, "reading the users delta", PERM_USERS)
+        }
+        _ => {
+            let mut select: Vec<String> = GROUP_SELECT.iter().map(|s| s.to_string()).collect();
+            select.push("members".into());
+            (Feed::Groups, select, "reading the groups delta", PERM_MEMBERS)
+        }
+    };
+    let prefix = format!("{}/", session.graph_base);
+    let seed = first_request(&session.api_root(), feed, &select, true);
+    let (first, resync) = match since {
+        None => (seed, None),
+        Some(link) if link.starts_with(&prefix) => (HttpRequest::get(link.to_string()), None),
+        // never send the token elsewhere; start over instead (one request, then a full run)
+        Some(_) => (
+            seed,
+            Some("the stored watermark is not a Graph delta link on this tenant's Graph host".to_string()),
+        ),
+    };
+    let parser = DeltaParser {
+        feed,
+        err: ErrorContext {
+            what: what.into(),
+            permission,
+            query_option: None,
+        },
+        graph_prefix: prefix,
+        resync,
+    };
+    Box::new(PagedCursor::new(first, Paging::ODataNextLink, parser))
+}
 
 /// Graph error codes that mean "this delta token cannot be used any more: start over".
 const RESYNC_CODES: &[&str] = &["syncstatenotfound", "resyncrequired", "syncstateinvalid"];

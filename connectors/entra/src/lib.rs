@@ -554,51 +554,6 @@ impl EntraSession {
         (HttpRequest::get(url), self.ctx(what, permission, None))
     }
 
-    /// A delta query's cursor (see [`delta`]): from the stored deltaLink, or `$deltatoken=latest`.
-    fn delta_cursor(&self, query: &Query, since: Option<&str>) -> Box<dyn Cursor> {
-        let (feed, select, what, permission) = match query {
-            Query::UsersDelta { .. } => {
-                let mut select = self.user_select.clone();
-                select.push("manager".into());
-                (delta::Feed::Users, select, "reading the users delta", PERM_USERS)
-            }
-            _ => {
-                let mut select: Vec<String> = GROUP_SELECT.iter().map(|s| s.to_string()).collect();
-                select.push("members".into());
-                (
-                    delta::Feed::Groups,
-                    select,
-                    "reading the groups delta",
-                    PERM_MEMBERS,
-                )
-            }
-        };
-        let prefix = format!("{}/", self.graph_base);
-        let seed = delta::first_request(&self.api_root(), feed, &select, true);
-        let (first, resync) = match since {
-            None => (seed, None),
-            Some(link) if link.starts_with(&prefix) => (HttpRequest::get(link.to_string()), None),
-            // never send the token elsewhere; start over instead (one request, then a full run)
-            Some(_) => (
-                seed,
-                Some(
-                    "the stored watermark is not a Graph delta link on this tenant's Graph host".to_string(),
-                ),
-            ),
-        };
-        let parser = delta::DeltaParser {
-            feed,
-            err: ErrorContext {
-                what: what.into(),
-                permission,
-                query_option: None,
-            },
-            graph_prefix: prefix,
-            resync,
-        };
-        Box::new(PagedCursor::new(first, Paging::ODataNextLink, parser))
-    }
-
     fn ctx(&self, what: String, permission: &'static str, query_option: Option<&'static str>) -> Ctx {
         Ctx {
             err: ErrorContext {
@@ -736,7 +691,7 @@ impl Session for EntraSession {
             }
             Query::UserPhoto { user_id } => Box::new(PhotoCursor::new(self, user_id)),
             Query::UsersDelta { since } | Query::GroupsDelta { since } => {
-                self.delta_cursor(query, since.as_deref())
+                delta::cursor(self, query, since.as_deref())
             }
             Query::GroupChildren { .. } | Query::ListRoles | Query::RoleMembers { .. } => {
                 return Err(ConnectorError::Unsupported {
