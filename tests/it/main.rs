@@ -15,6 +15,7 @@ mod entra;
 mod faults;
 mod google;
 mod incremental;
+mod incremental_more;
 mod keycloak;
 mod ldap;
 mod multi;

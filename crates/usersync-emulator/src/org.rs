@@ -171,6 +171,10 @@ pub struct Org {
     pub user_groups: Vec<Vec<GroupIx>>,
     /// Logical clock, Unix seconds, advanced by every mutation.
     pub clock: i64,
+    /// When each user's direct group memberships last changed (users whose memberships never
+    /// changed since generation are absent). Providers where a user's group is a user attribute
+    /// (OneLogin's `group_id`) stamp `updated_at` with it (issue 21).
+    pub user_groups_changed: std::collections::HashMap<UserIx, i64>,
 }
 
 /// A summary of the organisation's size.
@@ -385,12 +389,13 @@ impl Org {
         let Some(Some(group)) = self.groups.get_mut(ix as usize).map(Option::take) else {
             return false;
         };
+        let now = self.tick();
         for u in group.members {
             if let Some(list) = self.user_groups.get_mut(u as usize) {
                 list.retain(|&g| g != ix);
             }
+            self.user_groups_changed.insert(u, now);
         }
-        let now = self.tick();
         for g in self.groups.iter_mut().flatten() {
             if let Ok(pos) = g.child_groups.binary_search(&ix) {
                 g.child_groups.remove(pos);
@@ -427,6 +432,7 @@ impl Org {
             Err(pos) => {
                 g.members.insert(pos, user);
                 g.last_membership_updated = now;
+                self.user_groups_changed.insert(user, now);
                 let list = &mut self.user_groups[user as usize];
                 if let Err(p) = list.binary_search(&group) {
                     list.insert(p, group);
@@ -446,6 +452,7 @@ impl Org {
             Ok(pos) => {
                 g.members.remove(pos);
                 g.last_membership_updated = now;
+                self.user_groups_changed.insert(user, now);
                 if let Some(list) = self.user_groups.get_mut(user as usize) {
                     list.retain(|&x| x != group);
                 }

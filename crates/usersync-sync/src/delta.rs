@@ -97,9 +97,6 @@ fn unsupported(spec_manifest: &usersync_sdk::Manifest, policy: &Policy) -> Optio
     if policy.roles_as_groups && caps.roles_as_groups {
         return Some("roles are read in full");
     }
-    if caps.memberships_in_user_listing {
-        return Some("memberships come with the user listing");
-    }
     None
 }
 
@@ -337,7 +334,10 @@ async fn full<R: QueryRunner>(
         snap.warnings.push(format!("{e}; the next run is a full one too"));
         return (snap, out);
     }
-    let complete_links = matches!(snap.route, Some(Route::PerGroup | Route::None));
+    let complete_links = matches!(
+        snap.route,
+        Some(Route::PerGroup | Route::UserListing | Route::None)
+    );
     if !snap.complete || !complete_links {
         return (snap, out);
     }
@@ -421,6 +421,9 @@ struct Merge {
     links_added: BTreeSet<Membership>,
     links_removed: BTreeSet<Membership>,
     marks: BTreeMap<String, String>,
+    /// The connector's memberships come with its user listing (OneLogin's `group_id`): a user
+    /// read from the feed replaces its direct memberships with the ones that follow it.
+    user_owns_links: bool,
 }
 
 impl Merge {
@@ -458,6 +461,10 @@ impl Merge {
             watermark = None;
             match rec {
                 Record::User(u) => {
+                    if self.user_owns_links {
+                        let id = u.id.clone();
+                        self.drop_links(snap, |m| matches!(&m.member, MemberRef::User(x) if *x == id));
+                    }
                     self.removed_users.remove(&u.id);
                     self.users.insert(u.id.clone());
                     snap.users.insert(u.id.clone(), u);
@@ -544,7 +551,10 @@ async fn incremental<R: QueryRunner>(
     groups_feed: bool,
 ) -> Result<(Snapshot, FeedOutcome), String> {
     let before = runner.requests();
-    let mut merge = Merge::default();
+    let mut merge = Merge {
+        user_owns_links: ctx.manifest.capabilities.memberships_in_user_listing,
+        ..Merge::default()
+    };
     let mut feeds = vec![(
         USERS,
         Query::UsersDelta {
@@ -589,7 +599,11 @@ async fn incremental<R: QueryRunner>(
         snap.requests = a.saturating_sub(b);
     }
     let nested = ctx.manifest.capabilities.nested_groups || ctx.manifest.capabilities.transitive_membership;
-    snap.route = Some(Route::PerGroup);
+    snap.route = Some(if ctx.manifest.capabilities.memberships_in_user_listing {
+        Route::UserListing
+    } else {
+        Route::PerGroup
+    });
     snap.transitive = Some(if nested {
         TransitiveSource::Computed
     } else {

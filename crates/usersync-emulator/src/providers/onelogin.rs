@@ -396,12 +396,54 @@ fn user_json(org: &Org, u: &User) -> Value {
         "trusted_idp_id": Value::Null,
         "preferred_locale_code": Value::Null,
         "created_at": timefmt::rfc3339_millis(u.created),
-        "updated_at": timefmt::rfc3339_millis(u.last_updated),
+        "updated_at": timefmt::rfc3339_millis(updated_at(org, u)),
         "activated_at": (u.status != UserStatus::Staged).then(|| timefmt::rfc3339_millis(u.created)),
         "last_login": u.last_login.map(timefmt::rfc3339_millis),
         "password_changed_at": Value::Null,
         "invitation_sent_at": Value::Null,
     })
+}
+
+/// When the user last changed: its own attributes or its group (`group_id` is a user attribute in
+/// OneLogin, so a move between groups updates the user).
+fn updated_at(org: &Org, u: &User) -> i64 {
+    org.user_groups_changed
+        .get(&u.ix)
+        .map_or(u.last_updated, |t| (*t).max(u.last_updated))
+}
+
+/// Unix seconds of an ISO 8601 UTC time as OneLogin takes it in `updated_since`
+/// (`2026-12-07T13:45:00Z`, optional fraction; `Z` or `+00:00`).
+fn parse_iso_utc(raw: &str) -> Option<i64> {
+    let s = raw.trim();
+    let s = s
+        .strip_suffix('Z')
+        .or_else(|| s.strip_suffix("+00:00"))
+        .unwrap_or(s);
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.splitn(3, '-');
+    let (y, m, day): (i64, i64, i64) = (
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+    );
+    let time = time.split_once('.').map_or(time, |(t, _)| t);
+    let mut t = time.splitn(3, ':');
+    let (h, mi, sec): (i64, i64, i64) = (
+        t.next()?.parse().ok()?,
+        t.next()?.parse().ok()?,
+        t.next()?.parse().ok()?,
+    );
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let (yy, mm) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * mm + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + mi * 60 + sec)
 }
 
 /// Keep only the fields named by `fields=` (id always stays, as OneLogin does).
@@ -521,6 +563,11 @@ async fn list_users(State(st): St, headers: HeaderMap, Query(q): Query<HashMap<S
     if let Err(r) = authorize(ctx, &headers, Api::V2, false) {
         return r;
     }
+    let since = match q.get("updated_since").map(|v| (v, parse_iso_utc(v))) {
+        None => None,
+        Some((_, Some(t))) => Some(t),
+        Some((v, None)) => return v2_bad_request(&format!("updated_since `{v}` is not an ISO 8601 time")),
+    };
     let org = ctx.org.read().await;
     let ids: Option<Vec<u32>> = q.get("user_ids").map(|s| {
         s.split(',')
@@ -538,12 +585,20 @@ async fn list_users(State(st): St, headers: HeaderMap, Query(q): Query<HashMap<S
                 .is_none_or(|p| matches_filter(&u.first_name, p))
         })
         .filter(|u| q.get("lastname").is_none_or(|p| matches_filter(&u.last_name, p)))
+        .filter(|u| since.is_none_or(|t| updated_at(&org, u) >= t))
         .map(|u| u.ix)
         .collect();
-    let filter_key: Vec<&str> = ["user_ids", "username", "email", "firstname", "lastname"]
-        .iter()
-        .map(|k| q.get(*k).map(String::as_str).unwrap_or(""))
-        .collect();
+    let filter_key: Vec<&str> = [
+        "user_ids",
+        "username",
+        "email",
+        "firstname",
+        "lastname",
+        "updated_since",
+    ]
+    .iter()
+    .map(|k| q.get(*k).map(String::as_str).unwrap_or(""))
+    .collect();
     let mut tag_parts = vec!["/api/2/users"];
     tag_parts.extend(filter_key);
     let tag = paging::listing_tag(&tag_parts);
@@ -715,4 +770,18 @@ async fn role_users(
         })
         .collect();
     with_headers(json_response(StatusCode::OK, &body), h)
+}
+
+#[cfg(test)]
+mod feed_tests {
+    use super::parse_iso_utc;
+
+    #[test]
+    fn updated_since_times() {
+        assert_eq!(parse_iso_utc("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_iso_utc("2026-12-07T13:45:00.123Z"), Some(1_796_651_100));
+        assert_eq!(parse_iso_utc("2026-12-07T13:45:00+00:00"), Some(1_796_651_100));
+        assert_eq!(parse_iso_utc("2026-13-07T13:45:00Z"), None);
+        assert_eq!(parse_iso_utc("yesterday"), None);
+    }
 }
