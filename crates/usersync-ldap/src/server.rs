@@ -113,7 +113,13 @@ impl Shared {
     }
 
     fn swap(&self, d: Directory) {
-        *self.dir.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(d);
+        let old = std::mem::replace(
+            &mut *self.dir.write().unwrap_or_else(|p| p.into_inner()),
+            Arc::new(d),
+        );
+        // the old tree is freed here unless a paged search still reads it
+        drop(old);
+        release_freed_memory();
     }
 
     /// Search limits.
@@ -151,6 +157,8 @@ pub fn load<S: DirectoryStore + ?Sized>(store: &mut S, cfg: &LdapConfig) -> Resu
             }
         }
         let dir = directory::build(&view, cfg)?;
+        drop(view);
+        release_freed_memory();
         if dir.missing_posix.is_empty() || attempt == 2 {
             tracing::info!(entries = dir.entries.len(), "LDAP tree loaded");
             return Ok(dir);
@@ -164,6 +172,23 @@ pub fn load<S: DirectoryStore + ?Sized>(store: &mut S, cfg: &LdapConfig) -> Resu
         tracing::info!(added, users, "POSIX numbers allocated");
     }
     Err(LdapError::Config("POSIX numbers could not be allocated".into()))
+}
+
+/// Hand the memory freed after a load (the store read, the builder's maps, a replaced tree) back
+/// to the system: glibc keeps freed blocks in its arenas otherwise, and the listener's resident
+/// size would stay at the load's peak.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            /// glibc's `int malloc_trim(size_t pad)`.
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: malloc_trim takes no pointers and only walks glibc's own free lists.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
 }
 
 /// A bound server, ready to run.
