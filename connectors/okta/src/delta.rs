@@ -38,27 +38,7 @@ pub fn parse_watermark(w: &str) -> Option<i64> {
     w.strip_prefix(PREFIX)?.parse().ok()
 }
 
-/// `2024-01-01T00:00:00.000Z` for Unix milliseconds (UTC).
-pub fn iso_millis(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms.rem_euclid(1000)
-    )
-}
+pub use usersync_sdk::time::iso_millis;
 
 /// Wraps a listing cursor: takes the watermark from the first response's `Date`, turns changed
 /// groups into member re-reads, and ends with the watermark. `since: None`: the current

@@ -21,6 +21,7 @@ pub mod paging;
 pub mod query;
 pub mod replay;
 pub mod target;
+pub mod time;
 
 pub use auth::{AssertionAlg, AuthPlan, ClientAuth};
 pub use connector::{Batch, Connector, Cursor, Session};
