@@ -543,20 +543,10 @@ impl Session for OktaSession {
     }
 }
 
-/// The time an unreadable watermark is read as: later than any clock, so the feed answers `Resync`
-/// after one small request (never a query with a nonsense time).
-const UNREADABLE: i64 = i64::MAX / 4;
-
 impl OktaSession {
-    /// The stored watermark's time; an unreadable one is read as "now" so the feed answers
-    /// `Resync` (never "nothing changed").
-    fn since(since: Option<&str>) -> Option<i64> {
-        since.map(|w| delta::parse_watermark(w).unwrap_or(UNREADABLE))
-    }
-
     fn users_delta(&self, since: Option<&str>, limit: &str) -> Result<Box<dyn Cursor>, ConnectorError> {
-        let since = Self::since(since);
-        let inner = match since.filter(|t| *t < UNREADABLE) {
+        let since = delta::CLOCK.since(since);
+        let inner = match since.time() {
             None => self.cursor(
                 self.url(&["users"], &[("limit", "1")])?,
                 Paging::Single,
@@ -575,16 +565,12 @@ impl OktaSession {
                 )
             }
         };
-        Ok(Box::new(delta::DeltaCursor::new(
-            inner,
-            delta::Feed::Users,
-            since,
-        )))
+        Ok(Box::new(delta::TimestampCursor::new(inner, delta::CLOCK, since)))
     }
 
     fn groups_delta(&self, since: Option<&str>, limit: &str) -> Result<Box<dyn Cursor>, ConnectorError> {
-        let since = Self::since(since);
-        let inner = match since.filter(|t| *t < UNREADABLE) {
+        let since = delta::CLOCK.since(since);
+        let inner = match since.time() {
             None => self.cursor(
                 self.url(&["groups"], &[("limit", "1")])?,
                 Paging::Single,
@@ -612,11 +598,9 @@ impl OktaSession {
                 )
             }
         };
-        Ok(Box::new(delta::DeltaCursor::new(
-            inner,
-            delta::Feed::Groups,
-            since,
-        )))
+        Ok(Box::new(
+            delta::TimestampCursor::new(inner, delta::CLOCK, since).with_member_rereads(),
+        ))
     }
 }
 

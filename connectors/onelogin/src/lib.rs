@@ -225,8 +225,8 @@ impl OneLoginSession {
 impl OneLoginSession {
     /// Users changed since the watermark (or, without a usable one, one small page for the clock).
     fn users_delta(&self, since: Option<&str>, limit: &str) -> Result<Box<dyn Cursor>, ConnectorError> {
-        let since = delta::since_ms(since);
-        let inner: Box<dyn Cursor> = match since.filter(|t| *t < delta::UNREADABLE) {
+        let since = delta::CLOCK.since(since);
+        let inner: Box<dyn Cursor> = match since.time() {
             None => Box::new(PagedCursor::new(
                 HttpRequest::get(Self::with_query(
                     self.url(&["api", "2", "users"])?,
@@ -247,13 +247,13 @@ impl OneLoginSession {
                 ))
             }
         };
-        Ok(Box::new(delta::DeltaCursor::new(inner, since)))
+        Ok(Box::new(delta::TimestampCursor::new(inner, delta::CLOCK, since)))
     }
 
     /// Every group again (OneLogin groups carry no timestamp), or one page for the clock.
     fn groups_delta(&self, since: Option<&str>) -> Result<Box<dyn Cursor>, ConnectorError> {
-        let since = delta::since_ms(since);
-        let paging = if since.is_some_and(|t| t < delta::UNREADABLE) {
+        let since = delta::CLOCK.since(since);
+        let paging = if since.time().is_some() {
             Paging::BodyCursor {
                 param: "after_cursor".into(),
             }
@@ -265,7 +265,11 @@ impl OneLoginSession {
             paging,
             GroupsParser,
         );
-        Ok(Box::new(delta::DeltaCursor::new(Box::new(inner), since)))
+        Ok(Box::new(delta::TimestampCursor::new(
+            Box::new(inner),
+            delta::CLOCK,
+            since,
+        )))
     }
 }
 

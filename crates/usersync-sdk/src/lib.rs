@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod connector;
 pub mod error;
+pub mod feed;
 pub mod http;
 pub mod manifest;
 pub mod options;
