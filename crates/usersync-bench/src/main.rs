@@ -15,6 +15,7 @@ use serde_json::Value;
 use usersync_bench::{page_size_option, write_config, Connection, PROVIDERS};
 
 mod floor;
+mod incremental;
 mod push;
 mod serve;
 
@@ -114,6 +115,16 @@ struct Args {
     /// Requests per endpoint for the serve benchmark's latency figures.
     #[arg(long, default_value_t = 200)]
     serve_requests: u32,
+    /// Measure incremental runs instead (issue 21, see `incremental.rs`) at the first --users
+    /// size; `--rate-limited-users 0` skips their rate-limited runs.
+    #[arg(long)]
+    incremental: bool,
+    /// Users changed before an incremental "after change" run.
+    #[arg(long, default_value_t = 100)]
+    changed_users: u32,
+    /// Groups changed before an incremental "after change" run.
+    #[arg(long, default_value_t = 10)]
+    changed_groups: u32,
 }
 
 /// Resource use of one child process, from wait4(2).
@@ -122,6 +133,9 @@ struct Usage {
     wall: Duration,
     cpu: Duration,
     max_rss_kib: i64,
+    /// The child's own peak RSS (`VmHWM`, polled every 20 ms): unlike `max_rss_kib` it does not
+    /// count the parent's memory the child had before its exec (in-process emulators).
+    hwm_kib: i64,
     code: i32,
 }
 
@@ -146,12 +160,29 @@ fn run_measured(mut cmd: Command) -> anyhow::Result<(Usage, String, String)> {
         s
     });
     let pid = libc::pid_t::try_from(child.id()).context("pid")?;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let t_hwm = {
+        let done = std::sync::Arc::clone(&done);
+        std::thread::spawn(move || {
+            let mut hwm = 0i64;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                let kib = status.lines().find_map(|l| l.strip_prefix("VmHWM:"));
+                let kib = kib.and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
+                hwm = hwm.max(kib.unwrap_or(0));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            hwm
+        })
+    };
     let mut status: libc::c_int = 0;
     // SAFETY: an all-zero rusage is a valid value; wait4 fills it for our own child `pid`.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: pid is our child that nobody else waits for; the pointers are valid for the call.
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
     let wall = start.elapsed();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let hwm_kib = t_hwm.join().unwrap_or(0);
     if r < 0 {
         bail!("wait4: {}", std::io::Error::last_os_error());
     }
@@ -169,6 +200,7 @@ fn run_measured(mut cmd: Command) -> anyhow::Result<(Usage, String, String)> {
             wall,
             cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
             max_rss_kib: ru.ru_maxrss,
+            hwm_kib,
             code,
         },
         stdout,
@@ -792,6 +824,9 @@ fn main() -> anyhow::Result<()> {
     }
     if args.serve {
         return serve::main(&args, &bin, &work, &started, &machine);
+    }
+    if args.incremental {
+        return incremental::main(&args, &bin, &work, &started, &machine, tmp);
     }
     let mut rows = Vec::new();
     let mut failures = Vec::new();
