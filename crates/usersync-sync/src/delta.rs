@@ -460,7 +460,15 @@ impl Merge {
         for rec in records {
             watermark = None;
             match rec {
-                Record::User(u) => {
+                Record::User(mut u) => {
+                    // a feed record that does not say who the manager is (Graph sends
+                    // `manager@delta` only when the manager changed) keeps the stored one
+                    if !u.manager_known && u.manager.is_none() {
+                        if let Some(old) = snap.users.get(&u.id) {
+                            u.manager = old.manager.clone();
+                            u.manager_known = old.manager_known;
+                        }
+                    }
                     if self.user_owns_links {
                         let id = u.id.clone();
                         self.drop_links(snap, |m| matches!(&m.member, MemberRef::User(x) if *x == id));
@@ -823,5 +831,32 @@ mod tests {
             reason: "syncStateNotFound".into(),
         })];
         assert!(m.apply(&mut snap, "groups", resync).is_err());
+    }
+
+    #[test]
+    fn a_feed_user_without_manager_information_keeps_the_stored_manager() {
+        let mut snap = Snapshot::default();
+        let mut stored = user("u1");
+        stored.manager = Some(usersync_model::ManagerRef::Id("m1".into()));
+        snap.users.insert("u1".into(), stored.clone());
+        snap.users.insert("u2".into(), stored.clone());
+        let mut renamed = user("u1");
+        renamed.display_name = Some("Renamed".into());
+        // u2's record says the manager was removed (`manager@delta` with `@removed`)
+        let mut cleared = user("u2");
+        cleared.manager_known = true;
+        let mut m = Merge::default();
+        let records = vec![
+            Record::User(renamed),
+            Record::User(cleared),
+            Record::Feed(FeedEntry::Watermark("w".into())),
+        ];
+        assert_eq!(m.apply(&mut snap, "users", records), Ok(true));
+        assert_eq!(
+            snap.users["u1"].manager, stored.manager,
+            "unknown: the stored one stays"
+        );
+        assert_eq!(snap.users["u1"].display_name.as_deref(), Some("Renamed"));
+        assert_eq!(snap.users["u2"].manager, None, "a known removal applies");
     }
 }
