@@ -704,28 +704,10 @@ impl Progress for ConsoleProgress {
     }
 }
 
-/// Format milliseconds since the epoch as RFC 3339 UTC (`2026-01-31T12:00:00Z`).
+/// Format milliseconds since the epoch as RFC 3339 UTC (`2026-01-31T12:00:00Z`, whole seconds
+/// rounded down).
 pub fn rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // civil-from-days (Howard Hinnant's algorithm)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    usersync_sdk::time::iso_secs(ms)
 }
 
 /// The width tables are fitted to: `$COLUMNS` when set, else the terminal's width when stdout
@@ -936,5 +918,7 @@ mod tests {
     fn rfc3339_formats_known_instants() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(super::rfc3339(1_709_251_199_000), "2024-02-29T23:59:59Z");
+        assert_eq!(super::rfc3339(946_684_799_999), "1999-12-31T23:59:59Z");
+        assert_eq!(super::rfc3339(-1), "1969-12-31T23:59:59Z");
     }
 }

@@ -420,30 +420,9 @@ fn parse_iso_utc(raw: &str) -> Option<i64> {
         .strip_suffix('Z')
         .or_else(|| s.strip_suffix("+00:00"))
         .unwrap_or(s);
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.splitn(3, '-');
-    let (y, m, day): (i64, i64, i64) = (
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-    );
-    let time = time.split_once('.').map_or(time, |(t, _)| t);
-    let mut t = time.splitn(3, ':');
-    let (h, mi, sec): (i64, i64, i64) = (
-        t.next()?.parse().ok()?,
-        t.next()?.parse().ok()?,
-        t.next()?.parse().ok()?,
-    );
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    let (yy, mm) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let doy = (153 * mm + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + h * 3600 + mi * 60 + sec)
+    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+        .ok()
+        .map(|t| t.and_utc().timestamp())
 }
 
 /// Keep only the fields named by `fields=` (id always stays, as OneLogin does).
@@ -781,6 +760,8 @@ mod feed_tests {
         assert_eq!(parse_iso_utc("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_iso_utc("2026-12-07T13:45:00.123Z"), Some(1_796_651_100));
         assert_eq!(parse_iso_utc("2026-12-07T13:45:00+00:00"), Some(1_796_651_100));
+        assert_eq!(parse_iso_utc("2024-02-29T00:00:00Z"), Some(1_709_164_800));
+        assert_eq!(parse_iso_utc("1999-12-31T23:59:59Z"), Some(946_684_799));
         assert_eq!(parse_iso_utc("2026-13-07T13:45:00Z"), None);
         assert_eq!(parse_iso_utc("yesterday"), None);
     }
