@@ -10,6 +10,7 @@ use usersync_sdk::{
 };
 
 use crate::api::{GroupRep, RoleRep, UserRep};
+use crate::delta::{AdminEventsCursor, Feed};
 use crate::errors::admin_error;
 use crate::map::{self, MapConfig, Mapped};
 use crate::KeycloakSession;
@@ -75,12 +76,8 @@ pub(crate) fn open(s: &KeycloakSession, query: &Query) -> Result<Box<dyn Cursor>
             paged(s, &url, true, RolesParser::new(&url))?
         }
         Query::RoleMembers { role_id } => Box::new(RoleMembers::new(s, role_id)?),
-        // no change feed yet (issue 21): the manifest does not declare them
-        Query::UsersDelta { .. } | Query::GroupsDelta { .. } => {
-            return Err(ConnectorError::Unsupported {
-                operation: op.as_str().into(),
-            })
-        }
+        Query::UsersDelta { since } => Box::new(AdminEventsCursor::new(s, Feed::Users, since.as_deref())),
+        Query::GroupsDelta { since } => Box::new(AdminEventsCursor::new(s, Feed::Groups, since.as_deref())),
         Query::UserTransitiveGroups { .. } | Query::GroupTransitiveMembers { .. } => {
             return Err(unsupported(
                 op,
@@ -558,7 +555,7 @@ enum Listing {
 /// `subGroupCount` > embedded) they are read from `GET /groups/{id}/children` with explicit
 /// `first`, `max` (its default is 10) and `briefRepresentation=false` (its default differs from
 /// `/groups`), until `subGroupCount` children were read or an empty page comes back.
-struct GroupTree {
+pub(crate) struct GroupTree {
     admin: String,
     page_size: u64,
     current: Option<Listing>,
@@ -584,6 +581,34 @@ impl GroupTree {
                 .transpose()?,
         };
         tree.request_for(&Listing::Top { first: 0 })?;
+        Ok(tree)
+    }
+
+    /// The sub-tree below one group (a change feed re-reading a renamed group's descendants):
+    /// its `count` children and, level by level, theirs; no count check.
+    pub(crate) fn subtree(
+        s: &KeycloakSession,
+        parent_id: &str,
+        parent_path: Option<String>,
+        count: u64,
+    ) -> Result<Self, ConnectorError> {
+        let walk = Walk {
+            parent_id: parent_id.to_string(),
+            parent_path,
+            expected: Some(count),
+            received: 0,
+            first: 0,
+        };
+        let tree = GroupTree {
+            admin: s.admin.clone(),
+            page_size: s.page_size,
+            current: Some(Listing::Children(walk.clone())),
+            queue: VecDeque::new(),
+            seen: HashSet::from([parent_id.to_string()]),
+            pages: 0,
+            count: None,
+        };
+        tree.request_for(&Listing::Children(walk))?;
         Ok(tree)
     }
 

@@ -25,6 +25,9 @@ pub fn needed_roles(op: Operation) -> &'static str {
         Operation::RoleMembers => {
             "realm-management client roles `view-realm` and `view-users` (roles as groups only)"
         }
+        Operation::UsersDelta | Operation::GroupsDelta => {
+            "realm-management client roles `view-events` and `view-users` (incremental runs only)"
+        }
         _ => "realm-management client role `view-users`",
     }
 }

@@ -17,6 +17,7 @@
 
 mod api;
 mod cursor;
+pub mod delta;
 pub mod errors;
 pub mod map;
 mod plugin;
@@ -122,6 +123,49 @@ fn endpoints() -> Vec<Endpoint> {
             "{admin}/groups/{groupId}/members",
             "Fetch members of a specific group (direct members only)",
             Operation::GroupMembers,
+        ),
+        endpoint(
+            "{admin}/events/config",
+            "Check that the realm records admin events (`adminEventsEnabled`) before reading the users change \
+             feed; off: a full run",
+            Operation::UsersDelta,
+        ),
+        endpoint(
+            "{admin}/admin-events",
+            "Users change feed: admin events of types USER and GROUP_MEMBERSHIP since the last run \
+             (`resourceTypes=&dateFrom=<epoch ms>&direction=asc&first=&max=`)",
+            Operation::UsersDelta,
+        ),
+        endpoint(
+            "{admin}/users/{userid}",
+            "Re-read a user named by an admin event",
+            Operation::UsersDelta,
+        ),
+        endpoint(
+            "{admin}/users/{userid}/groups",
+            "Re-read the direct groups of a user created or whose memberships changed (admin events)",
+            Operation::UsersDelta,
+        ),
+        endpoint(
+            "{admin}/events/config",
+            "Check that the realm records admin events before reading the groups change feed",
+            Operation::GroupsDelta,
+        ),
+        endpoint(
+            "{admin}/admin-events",
+            "Groups change feed: admin events of type GROUP since the last run",
+            Operation::GroupsDelta,
+        ),
+        endpoint(
+            "{admin}/groups/{groupId}",
+            "Re-read a group named by an admin event (with `parentId` and `subGroupCount`)",
+            Operation::GroupsDelta,
+        ),
+        endpoint(
+            "{admin}/groups/{groupId}/children",
+            "Re-read the sub-groups of a changed group (a rename changes their paths) or of a parent that got \
+             a new sub-group",
+            Operation::GroupsDelta,
         ),
         endpoint(
             "{admin}/roles",
@@ -298,7 +342,7 @@ impl Connector for KeycloakConnector {
                     authorize_url: None,
                     scopes: Vec::new(),
                     description: "Confidential client with a service account holding realm-management roles \
-                                  `view-users` and `query-groups` (recommended)"
+                                  `view-users` and `query-groups` (and `view-events` for incremental runs; recommended)"
                         .into(),
                 },
                 AuthFlowSpec {
@@ -327,7 +371,7 @@ impl Connector for KeycloakConnector {
                 roles_as_groups: true,
                 manager: true,
                 photos: true,
-                incremental: false,
+                incremental: true,
                 memberships_in_user_listing: false,
             },
             options: options(),

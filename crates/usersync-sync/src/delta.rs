@@ -91,7 +91,11 @@ fn unsupported(spec_manifest: &usersync_sdk::Manifest, policy: &Policy) -> Optio
     if !caps.incremental || !spec_manifest.supports(Operation::UsersDelta) {
         return Some("the connector has no change feed");
     }
-    if caps.nested_groups && spec_manifest.supports(Operation::GroupChildren) {
+    // a groups feed of a connector with a hierarchy reports hierarchy changes itself (Keycloak)
+    if caps.nested_groups
+        && spec_manifest.supports(Operation::GroupChildren)
+        && !spec_manifest.supports(Operation::GroupsDelta)
+    {
         return Some("group hierarchies are read in full");
     }
     if policy.roles_as_groups && caps.roles_as_groups {

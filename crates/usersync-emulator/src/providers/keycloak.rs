@@ -10,7 +10,8 @@
 //!   400 `unsupported_grant_type`, 404 `Realm does not exist`.
 //! - `GET /admin/realms/{realm}/users` (+`/count`), `/users/{id}`, `/users/{id}/groups` (+`/count`),
 //!   `/groups` (+`/count`), `/groups/{id}`, `/groups/{id}/children`, `/groups/{id}/members`, `/roles`,
-//!   `/roles/{role-name}`, `/roles/{role-name}/users`, `/roles-by-id/{role-id}`; a trailing slash is
+//!   `/roles/{role-name}`, `/roles/{role-name}/users`, `/roles-by-id/{role-id}`, `/admin-events` and
+//!   `/events/config` (the change feed: see [`events`]); a trailing slash is
 //!   accepted on every path. Offset paging with `first`/`max` and Keycloak's per-endpoint defaults
 //!   (users, members and role users 100; children 10; the others unbounded); no documented maximum,
 //!   so none is enforced. `briefRepresentation` defaults as documented (`/users`, `/members`,
@@ -22,7 +23,8 @@
 //!   then only returns the users the caller may view (so `query-users` alone yields `[]`, as Keycloak
 //!   filters); user reads and group members need `view-users`; `/groups` needs `query-groups` or
 //!   `view-users`; `/groups/{id}` and `/children` need `view-users`; `/roles` any admin role; a role
-//!   and its users need `view-realm`. The full client has `view-users`, `query-groups`, `view-realm`;
+//!   and its users need `view-realm`; admin events and their config `view-events`. The full client has
+//!   `view-users`, `query-groups`, `view-realm`, `view-events`;
 //!   the limited client only `query-users`; the `master` admin (password grant) everything.
 //! - Errors: `{"error":"HTTP 401 Unauthorized"}` with `WWW-Authenticate: Bearer`,
 //!   `{"error":"HTTP 403 Forbidden"}`, `{"error":"Realm not found."}`, `{"error":"User not found"}`,
@@ -44,7 +46,9 @@
 #![allow(clippy::result_large_err)]
 
 pub mod client_jwt;
+pub mod events;
 mod handlers;
+pub use events::admin_events;
 use handlers::*;
 
 use std::collections::HashMap;
@@ -101,6 +105,7 @@ enum Perm {
     QueryUsers,
     QueryGroups,
     ViewRealm,
+    ViewEvents,
 }
 
 impl Perm {
@@ -110,6 +115,7 @@ impl Perm {
             Perm::QueryUsers => "query-users",
             Perm::QueryGroups => "query-groups",
             Perm::ViewRealm => "view-realm",
+            Perm::ViewEvents => "view-events",
         }
     }
 
@@ -119,6 +125,7 @@ impl Perm {
             Perm::QueryUsers,
             Perm::QueryGroups,
             Perm::ViewRealm,
+            Perm::ViewEvents,
         ]
         .into_iter()
         .find(|p| p.name() == s)
@@ -186,6 +193,8 @@ impl Facade for Keycloak {
             (format!("{admin}/roles/{{name}}"), get(get_role)),
             (format!("{admin}/roles/{{name}}/users"), get(role_users)),
             (format!("{admin}/roles-by-id/{{id}}"), get(role_by_id)),
+            (format!("{admin}/admin-events"), get(events::admin_events_list)),
+            (format!("{admin}/events/config"), get(events::events_config)),
         ];
         let mut router = Router::new();
         for (path, handler) in routes {
@@ -422,11 +431,12 @@ fn scopes(realm: &str, perms: &[Perm], extra: &[&str]) -> Vec<String> {
     v
 }
 
-const ALL_PERMS: [Perm; 4] = [
+const ALL_PERMS: [Perm; 5] = [
     Perm::ViewUsers,
     Perm::QueryUsers,
     Perm::QueryGroups,
     Perm::ViewRealm,
+    Perm::ViewEvents,
 ];
 
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
@@ -522,7 +532,12 @@ async fn token(
             (
                 creds.client_id.as_str(),
                 creds.client_secret.as_str(),
-                &[Perm::ViewUsers, Perm::QueryGroups, Perm::ViewRealm],
+                &[
+                    Perm::ViewUsers,
+                    Perm::QueryGroups,
+                    Perm::ViewRealm,
+                    Perm::ViewEvents,
+                ],
             ),
             (
                 creds.limited_client_id.as_str(),

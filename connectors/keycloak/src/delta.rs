@@ -1,0 +1,863 @@
+//! Keycloak change feeds (issue 21) from the realm's admin events,
+//! `GET /admin/realms/{realm}/admin-events` (Admin REST OpenAPI 26.8.1: `resourceTypes`,
+//! `dateFrom` as epoch milliseconds, `direction=asc`, `first`/`max`).
+//!
+//! - Both feeds first read `GET /events/config`: with `adminEventsEnabled` off Keycloak records
+//!   nothing, so the feed answers `Resync` (a full run), never "nothing changed". Taking the
+//!   current position (before a full run) is one request: the newest events (`direction=desc`).
+//! - Users feed: `USER` and `GROUP_MEMBERSHIP` events. A changed user is re-read
+//!   (`GET /users/{id}`); a user created or whose memberships changed has its direct groups re-read
+//!   (`GET /users/{id}/groups`): every current group is reported and every group an event named
+//!   that the user is no longer in is reported removed, so the result does not depend on event
+//!   order. `DELETE users/{id}` reports the user removed (the host's gates decide what follows).
+//! - Groups feed: `GROUP` events. A changed group is re-read (`GET /groups/{id}`) with its whole
+//!   sub-tree (a rename changes every descendant's path); a sub-group created under a parent
+//!   (`CREATE groups/{parentId}/children`) re-reads that parent's children. A deleted group
+//!   (Keycloak deletes its sub-groups with it and records one event) and a moved group (the event
+//!   names only the new parent) answer `Resync`.
+//! - The watermark is the time of the newest event read (on Keycloak's clock) and the ids of the
+//!   events read within [`SKEW_MARGIN_MS`] before it. The next read starts [`SKEW_MARGIN_MS`]
+//!   earlier (clock skew between cluster nodes, events committed after later ones) and skips the
+//!   ids already read. The newest event (the anchor) must still be there: if it is not, the events
+//!   expired (`adminEventsExpiration`) or were cleared, and the feed answers `Resync`.
+//!
+//! Not visible: changes made by user federation (LDAP, Kerberos) and by users themselves (account
+//! console, first broker login, registration): Keycloak records no admin event for them. Full runs
+//! (`full_every`) reconcile them.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+
+use serde::Deserialize;
+use usersync_model::{FeedEntry, Membership, Record};
+use usersync_sdk::paging::{join_url, parse_json};
+use usersync_sdk::{Batch, ConnectorError, Cursor, HttpRequest, HttpResponse, Operation, Query};
+
+use crate::api::GroupRep;
+use crate::errors::admin_error;
+use crate::KeycloakSession;
+
+/// How far before the newest event read the next read starts: 2 minutes.
+pub const SKEW_MARGIN_MS: i64 = 2 * 60 * 1000;
+/// Watermark text: `keycloak-admin-events:<ms or ->:<anchor id>,<id>,...`.
+const PREFIX: &str = "keycloak-admin-events:";
+/// Event ids kept in a watermark.
+const MAX_SEEN: usize = 256;
+/// Pages of events read at most in one query.
+const MAX_EVENT_PAGES: u64 = 10_000;
+
+/// Which feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    /// Users and their direct memberships.
+    Users,
+    /// Groups (and the hierarchy).
+    Groups,
+}
+
+impl Feed {
+    fn resource_types(self) -> &'static [&'static str] {
+        match self {
+            Feed::Users => &["USER", "GROUP_MEMBERSHIP"],
+            Feed::Groups => &["GROUP"],
+        }
+    }
+
+    fn operation(self) -> Operation {
+        match self {
+            Feed::Users => Operation::UsersDelta,
+            Feed::Groups => Operation::GroupsDelta,
+        }
+    }
+}
+
+/// A parsed watermark.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Mark {
+    /// Time of the newest event read, epoch ms (`None`: no event was recorded yet).
+    pub time: Option<i64>,
+    /// Ids of the events read within the margin before `time`, the newest (the anchor) first.
+    pub seen: Vec<String>,
+}
+
+impl Mark {
+    /// Parse a stored watermark; `None` when it is not one of ours.
+    pub fn parse(w: &str) -> Option<Mark> {
+        let (t, ids) = w.strip_prefix(PREFIX)?.split_once(':')?;
+        let seen: Vec<String> = ids
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        if t == "-" {
+            return seen.is_empty().then_some(Mark { time: None, seen });
+        }
+        let time: i64 = t.parse().ok()?;
+        (!seen.is_empty() && time >= 0).then_some(Mark {
+            time: Some(time),
+            seen,
+        })
+    }
+
+    /// The stored form.
+    pub fn encode(&self) -> String {
+        match self.time {
+            Some(t) => format!("{PREFIX}{t}:{}", self.seen.join(",")),
+            None => format!("{PREFIX}-:"),
+        }
+    }
+
+    /// From the events of one read (any order): the newest first, those within the margin.
+    fn from_events(events: &[(i64, String)]) -> Option<Mark> {
+        let newest = events.iter().map(|(t, _)| *t).max()?;
+        let mut recent: Vec<&(i64, String)> = events
+            .iter()
+            .filter(|(t, _)| *t >= newest - SKEW_MARGIN_MS)
+            .collect();
+        recent.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut seen = Vec::new();
+        let mut dup = HashSet::new();
+        for (_, id) in recent {
+            if dup.insert(id.as_str()) && seen.len() < MAX_SEEN {
+                seen.push(id.clone());
+            }
+        }
+        Some(Mark {
+            time: Some(newest),
+            seen,
+        })
+    }
+}
+
+/// `AdminEventRepresentation` (the fields read).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventRep {
+    id: Option<String>,
+    time: i64,
+    operation_type: Option<String>,
+    resource_type: Option<String>,
+    resource_path: Option<String>,
+    error: Option<String>,
+}
+
+/// `RealmEventsConfigRepresentation` (the field read).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventsConfig {
+    admin_events_enabled: Option<bool>,
+}
+
+/// What the events said about one user.
+#[derive(Debug, Default)]
+struct UserTouch {
+    changed: bool,
+    created: bool,
+    groups: BTreeSet<String>,
+}
+
+/// A re-read still to do.
+#[derive(Debug)]
+enum Job {
+    User(String),
+    UserGroups {
+        user: String,
+        named: BTreeSet<String>,
+    },
+    Group(String),
+    Subtree {
+        id: String,
+        path: Option<String>,
+        count: u64,
+    },
+    Children(String),
+}
+
+/// The re-read in progress.
+enum Running {
+    /// A query cursor of this connector; `got`: the group ids a user-groups read returned.
+    Sub {
+        job: Job,
+        cursor: Box<dyn Cursor>,
+        got: BTreeSet<String>,
+    },
+    /// `GET /groups/{id}`.
+    Group { id: String, request: HttpRequest },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Config,
+    Events,
+    Reread,
+    Done,
+}
+
+/// A users or groups feed query.
+pub(crate) struct AdminEventsCursor {
+    session: KeycloakSession,
+    feed: Feed,
+    /// `None`: the current watermark only; `Some(None)`: an unreadable watermark.
+    since: Option<Option<Mark>>,
+    phase: Phase,
+    first: u64,
+    pages: u64,
+    last_time: Option<i64>,
+    anchor_found: bool,
+    read: Vec<(i64, String)>,
+    resync: Option<String>,
+    users: BTreeMap<String, UserTouch>,
+    removed_users: BTreeSet<String>,
+    groups: BTreeSet<String>,
+    children_of: BTreeSet<String>,
+    jobs: VecDeque<Job>,
+    running: Option<Running>,
+}
+
+fn resync(reason: impl Into<String>) -> Batch {
+    Batch::of(vec![Record::Feed(FeedEntry::Resync {
+        reason: reason.into(),
+    })])
+}
+
+impl AdminEventsCursor {
+    /// A feed query from `since` (a stored watermark) or, with `None`, for the current watermark.
+    pub(crate) fn new(session: &KeycloakSession, feed: Feed, since: Option<&str>) -> Self {
+        AdminEventsCursor {
+            session: session.clone(),
+            feed,
+            since: since.map(Mark::parse),
+            // the current position needs no config check: a realm that does not record admin
+            // events is noticed by the next incremental read, which then falls back to full
+            phase: if since.is_none() {
+                Phase::Events
+            } else {
+                Phase::Config
+            },
+            first: 0,
+            pages: 0,
+            last_time: None,
+            anchor_found: false,
+            read: Vec::new(),
+            resync: None,
+            users: BTreeMap::new(),
+            removed_users: BTreeSet::new(),
+            groups: BTreeSet::new(),
+            children_of: BTreeSet::new(),
+            jobs: VecDeque::new(),
+            running: None,
+        }
+    }
+
+    fn seeding(&self) -> bool {
+        self.since.is_none()
+    }
+
+    fn mark(&self) -> Option<&Mark> {
+        self.since.as_ref().and_then(Option::as_ref)
+    }
+
+    fn events_url(&self) -> Result<String, ConnectorError> {
+        let base = join_url(&self.session.admin, &["admin-events"])?;
+        let mut url =
+            url::Url::parse(&base).map_err(|e| ConnectorError::protocol(format!("admin events URL: {e}")))?;
+        {
+            let mut q = url.query_pairs_mut();
+            for t in self.feed.resource_types() {
+                q.append_pair("resourceTypes", t);
+            }
+            match self.mark().and_then(|m| m.time) {
+                _ if self.seeding() => {
+                    q.append_pair("direction", "desc");
+                }
+                Some(t) => {
+                    q.append_pair("dateFrom", &(t - SKEW_MARGIN_MS).max(0).to_string());
+                    q.append_pair("direction", "asc");
+                }
+                None => {
+                    q.append_pair("direction", "asc");
+                }
+            }
+            q.append_pair("first", &self.first.to_string());
+            q.append_pair("max", &self.session.page_size.to_string());
+        }
+        Ok(url.into())
+    }
+
+    fn what(&self, path: &str) -> String {
+        format!("GET {}/{path}", self.session.admin)
+    }
+
+    /// A failed feed request: a stored watermark falls back to a full run when the realm or the
+    /// permission is missing; other failures are errors (retried by the host when transient).
+    fn feed_error(&self, response: &HttpResponse, path: &str) -> Result<Batch, ConnectorError> {
+        let err = admin_error(response, self.feed.operation(), &self.what(path));
+        if !self.seeding() && matches!(response.status, 403 | 404) {
+            return Ok(resync(format!(
+                "the admin events cannot be read ({err}): grant the realm-management role `view-events`"
+            )));
+        }
+        Err(err)
+    }
+
+    fn on_config(&mut self, response: HttpResponse) -> Result<Batch, ConnectorError> {
+        if !response.is_success() {
+            let out = self.feed_error(&response, "events/config");
+            if out.is_ok() {
+                self.phase = Phase::Done;
+            }
+            return out;
+        }
+        let cfg: EventsConfig = parse_json(&response, &self.what("events/config"))?;
+        if cfg.admin_events_enabled != Some(true) {
+            self.phase = Phase::Done;
+            return Ok(resync(
+                "the realm does not record admin events (`adminEventsEnabled` is off: Realm settings > Events > \
+                 Admin events settings > Save events)",
+            ));
+        }
+        if matches!(self.since, Some(None)) {
+            self.phase = Phase::Done;
+            return Ok(resync(
+                "the stored watermark is not a Keycloak admin-events position",
+            ));
+        }
+        self.phase = Phase::Events;
+        Ok(Batch::default())
+    }
+
+    fn on_events(&mut self, response: HttpResponse) -> Result<Batch, ConnectorError> {
+        if !response.is_success() {
+            let out = self.feed_error(&response, "admin-events");
+            if out.is_ok() {
+                self.phase = Phase::Done;
+            }
+            return out;
+        }
+        let events: Vec<EventRep> = parse_json(&response, &self.what("admin-events"))?;
+        let mut page = Vec::with_capacity(events.len());
+        for e in &events {
+            let Some(id) = e.id.clone().filter(|s| !s.is_empty()) else {
+                return Err(ConnectorError::protocol(
+                    "an admin event has no `id`: this Keycloak is too old for the change feed (turn `incremental` off)",
+                ));
+            };
+            page.push((e.time, id));
+        }
+        if self.seeding() {
+            self.phase = Phase::Done;
+            let mark = Mark::from_events(&page).unwrap_or_default();
+            return Ok(Batch::of(vec![Record::Feed(FeedEntry::Watermark(mark.encode()))]));
+        }
+        let seen: HashSet<String> = self
+            .mark()
+            .map(|m| m.seen.iter().cloned().collect())
+            .unwrap_or_default();
+        let anchor = self.mark().and_then(|m| m.seen.first().cloned());
+        for (e, (time, id)) in events.iter().zip(&page) {
+            if self.last_time.is_some_and(|t| *time < t) {
+                return Err(ConnectorError::protocol(
+                    "admin events did not come oldest first: this Keycloak ignores `direction=asc` (turn \
+                     `incremental` off)",
+                ));
+            }
+            self.last_time = Some(*time);
+            if anchor.as_deref() == Some(id.as_str()) {
+                self.anchor_found = true;
+            }
+            if !seen.contains(id) {
+                self.classify(e);
+            }
+        }
+        self.read.extend(page);
+        self.pages += 1;
+        let n = events.len() as u64;
+        if n >= self.session.page_size && n > 0 {
+            if self.pages >= MAX_EVENT_PAGES {
+                return Err(ConnectorError::protocol(format!(
+                    "admin events: stopped after {} pages (bound reached)",
+                    self.pages
+                )));
+            }
+            self.first += n;
+            return Ok(Batch::default());
+        }
+        // the last page
+        if let (Some(m), false) = (self.mark(), self.anchor_found) {
+            let reason = format!(
+                "the newest admin event read last time (at {} ms) is no longer recorded: the events expired \
+                 (`adminEventsExpiration`) or were cleared",
+                m.time.unwrap_or(0)
+            );
+            self.phase = Phase::Done;
+            return Ok(resync(reason));
+        }
+        if let Some(reason) = self.resync.take() {
+            self.phase = Phase::Done;
+            return Ok(resync(reason));
+        }
+        self.plan_jobs();
+        self.phase = Phase::Reread;
+        self.advance()
+    }
+
+    /// Note what one new event changed.
+    fn classify(&mut self, e: &EventRep) {
+        let op = e.operation_type.as_deref().unwrap_or("");
+        let path = e.resource_path.as_deref().unwrap_or("");
+        let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let failed = e.error.as_deref().is_some_and(|s| !s.is_empty());
+        match (e.resource_type.as_deref(), segs.as_slice()) {
+            (Some("USER"), ["users", id, rest @ ..]) if !id.is_empty() => {
+                if op == "DELETE" && rest.is_empty() && !failed {
+                    self.removed_users.insert(id.to_string());
+                } else {
+                    let t = self.users.entry(id.to_string()).or_default();
+                    t.changed = true;
+                    t.created |= op == "CREATE" && rest.is_empty();
+                }
+            }
+            (Some("GROUP_MEMBERSHIP"), ["users", uid, "groups", gid])
+                if !uid.is_empty() && !gid.is_empty() =>
+            {
+                self.users
+                    .entry(uid.to_string())
+                    .or_default()
+                    .groups
+                    .insert(gid.to_string());
+            }
+            (Some("GROUP"), ["groups", id]) if !id.is_empty() => {
+                if op == "DELETE" && !failed {
+                    self.resync.get_or_insert_with(|| {
+                        format!(
+                            "group {id} was deleted (Keycloak deletes its sub-groups with it and records one event)"
+                        )
+                    });
+                } else {
+                    self.groups.insert(id.to_string());
+                }
+            }
+            (Some("GROUP"), ["groups", parent, "children"]) if op == "CREATE" => {
+                self.children_of.insert(parent.to_string());
+            }
+            (Some("GROUP"), ["groups", _, "children"]) => {
+                self.resync.get_or_insert_with(|| {
+                    format!("a group was moved (the event names only its new parent: {op} {path})")
+                });
+            }
+            (Some("GROUP"), ["groups", id, _, ..]) if !id.is_empty() => {
+                self.groups.insert(id.to_string());
+            }
+            (Some("GROUP"), _) => {
+                self.resync.get_or_insert_with(|| {
+                    format!("a group was moved or changed in a way the event does not identify ({op} {path})")
+                });
+            }
+            (Some("USER") | Some("GROUP_MEMBERSHIP"), _) => {
+                self.resync.get_or_insert_with(|| {
+                    format!("an admin event names an unexpected resource ({op} {path})")
+                });
+            }
+            _ => {}
+        }
+    }
+
+    fn plan_jobs(&mut self) {
+        for (id, t) in std::mem::take(&mut self.users) {
+            if self.removed_users.contains(&id) {
+                continue;
+            }
+            if t.changed {
+                self.jobs.push_back(Job::User(id.clone()));
+            }
+            if t.created || !t.groups.is_empty() {
+                self.jobs.push_back(Job::UserGroups {
+                    user: id,
+                    named: t.groups,
+                });
+            }
+        }
+        for id in std::mem::take(&mut self.groups) {
+            self.jobs.push_back(Job::Group(id));
+        }
+        for id in std::mem::take(&mut self.children_of) {
+            self.jobs.push_back(Job::Children(id));
+        }
+    }
+
+    /// Start the next re-read, or end the query with the removals and the new watermark.
+    fn advance(&mut self) -> Result<Batch, ConnectorError> {
+        if let Some(job) = self.jobs.pop_front() {
+            let s = &self.session;
+            let sub = |q: Query, job: Job| -> Result<Running, ConnectorError> {
+                Ok(Running::Sub {
+                    cursor: crate::cursor::open(s, &q)?,
+                    job,
+                    got: BTreeSet::new(),
+                })
+            };
+            let running = match job {
+                Job::Group(id) => Running::Group {
+                    request: HttpRequest::get(s.admin_url(&["groups", &id])?),
+                    id,
+                },
+                Job::Subtree {
+                    ref id,
+                    ref path,
+                    count,
+                } => Running::Sub {
+                    cursor: Box::new(crate::cursor::GroupTree::subtree(s, id, path.clone(), count)?),
+                    job,
+                    got: BTreeSet::new(),
+                },
+                Job::User(ref id) => sub(Query::GetUser { user_id: id.clone() }, job)?,
+                Job::UserGroups { ref user, .. } => sub(
+                    Query::UserGroups {
+                        user_id: user.clone(),
+                    },
+                    job,
+                )?,
+                Job::Children(ref id) => sub(Query::GroupChildren { group_id: id.clone() }, job)?,
+            };
+            self.running = Some(running);
+            return Ok(Batch::default());
+        }
+        self.running = None;
+        self.phase = Phase::Done;
+        let mut records: Vec<Record> = self
+            .removed_users
+            .iter()
+            .map(|id| {
+                Record::Feed(FeedEntry::UserRemoved {
+                    id: id.clone(),
+                    permanent: true,
+                })
+            })
+            .collect();
+        let mark = match Mark::from_events(&self.read) {
+            Some(m) => m,
+            None => self.mark().cloned().unwrap_or_default(),
+        };
+        records.push(Record::Feed(FeedEntry::Watermark(mark.encode())));
+        Ok(Batch::of(records))
+    }
+
+    fn on_reread(&mut self, response: HttpResponse) -> Result<Batch, ConnectorError> {
+        let Some(running) = self.running.as_mut() else {
+            return Err(ConnectorError::protocol("response received after the feed ended"));
+        };
+        if response.status == 404 {
+            let what = match running {
+                Running::Group { id, .. } => format!("group {id}"),
+                Running::Sub { job, .. } => format!("{job:?}"),
+            };
+            self.phase = Phase::Done;
+            self.running = None;
+            return Ok(resync(format!(
+                "{what} changed but is not found now (deleted meanwhile?)"
+            )));
+        }
+        let mut batch = match running {
+            Running::Group { id, request } => {
+                let what = format!("GET {}", request.url.split('?').next().unwrap_or(""));
+                if !response.is_success() {
+                    return Err(admin_error(&response, Operation::GroupChildren, &what));
+                }
+                let rep: GroupRep = parse_json(&response, &what)?;
+                if rep.id != *id {
+                    return Err(ConnectorError::protocol(format!(
+                        "{what} returned group `{}` instead of `{id}`",
+                        rep.id
+                    )));
+                }
+                let depth = rep
+                    .path
+                    .as_deref()
+                    .map(|p| p.trim_matches('/').split('/').count());
+                if rep.sub_group_count.is_none() || (depth != Some(1) && rep.parent_id.is_none()) {
+                    self.phase = Phase::Done;
+                    self.running = None;
+                    return Ok(resync(
+                        "this Keycloak does not give a group's parent and sub-group count (before 23)",
+                    ));
+                }
+                let group = crate::map::group(&rep, None);
+                let mut records = Vec::new();
+                if let Some(p) = &group.parent_id {
+                    records.push(Record::Membership(Membership::direct_group(
+                        p.clone(),
+                        rep.id.clone(),
+                    )));
+                }
+                if let Some(count) = rep.sub_group_count.filter(|c| *c > 0) {
+                    self.jobs.push_front(Job::Subtree {
+                        id: rep.id.clone(),
+                        path: group.path.clone(),
+                        count,
+                    });
+                }
+                records.insert(0, Record::Group(group));
+                self.running = None;
+                let mut b = Batch::of(records);
+                let next = self.advance()?;
+                b.records.extend(next.records);
+                return Ok(b);
+            }
+            Running::Sub { cursor, got, .. } => {
+                let batch = cursor.on_response(response)?;
+                for r in &batch.records {
+                    if let Record::Membership(m) = r {
+                        got.insert(m.group_id.clone());
+                    }
+                }
+                if cursor.next_request().is_some() {
+                    return Ok(batch);
+                }
+                batch
+            }
+        };
+        // the job is complete
+        if let Some(Running::Sub {
+            job: Job::UserGroups { user, named },
+            got,
+            ..
+        }) = self.running.take()
+        {
+            for g in named.difference(&got) {
+                batch.records.push(Record::Feed(FeedEntry::MembershipRemoved(
+                    Membership::direct_user(g.clone(), user.clone()),
+                )));
+            }
+        }
+        let next = self.advance()?;
+        batch.records.extend(next.records);
+        Ok(batch)
+    }
+}
+
+impl Cursor for AdminEventsCursor {
+    fn next_request(&mut self) -> Option<HttpRequest> {
+        match self.phase {
+            Phase::Done => None,
+            Phase::Config => join_url(&self.session.admin, &["events", "config"])
+                .ok()
+                .map(HttpRequest::get),
+            Phase::Events => self.events_url().ok().map(HttpRequest::get),
+            Phase::Reread => match self.running.as_mut()? {
+                Running::Group { request, .. } => Some(request.clone()),
+                Running::Sub { cursor, .. } => cursor.next_request(),
+            },
+        }
+    }
+
+    fn on_response(&mut self, response: HttpResponse) -> Result<Batch, ConnectorError> {
+        match self.phase {
+            Phase::Config => self.on_config(response),
+            Phase::Events => self.on_events(response),
+            Phase::Reread => self.on_reread(response),
+            Phase::Done => Err(ConnectorError::protocol("response received after the feed ended")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn session() -> KeycloakSession {
+        let values = [
+            ("base_url", json!("https://sso.example.com")),
+            ("realm", json!("acme")),
+            ("client_id", json!("usersync")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let o = usersync_sdk::Options::from_values(values).with_secret_set("client_secret");
+        KeycloakSession::new(&o).expect("session")
+    }
+
+    fn ok(body: serde_json::Value) -> HttpResponse {
+        HttpResponse::new(200, body.to_string())
+    }
+
+    fn event(id: &str, time: i64, op: &str, rtype: &str, path: &str) -> serde_json::Value {
+        json!({"id": id, "time": time, "realmId": "r", "operationType": op, "resourceType": rtype, "resourcePath": path})
+    }
+
+    /// Drive a cursor with canned responses; returns the requests' URLs and every record.
+    fn drive(c: &mut dyn Cursor, responses: Vec<HttpResponse>) -> (Vec<String>, Vec<Record>) {
+        let (mut urls, mut records) = (Vec::new(), Vec::new());
+        for r in responses {
+            let req = c.next_request().expect("a request for every response");
+            urls.push(req.url);
+            records.extend(c.on_response(r).expect("no error").records);
+        }
+        assert!(c.next_request().is_none(), "the query is complete");
+        (urls, records)
+    }
+
+    #[test]
+    fn users_feed_rereads_changed_users_and_reports_removals_and_left_groups() {
+        let t = 1_796_651_100_000;
+        let since = Mark {
+            time: Some(t),
+            seen: vec!["e0".into()],
+        }
+        .encode();
+        let mut c = AdminEventsCursor::new(&session(), Feed::Users, Some(&since));
+        let events = json!([
+            event("e0", t, "UPDATE", "USER", "users/u9"),
+            event("e1", t + 1, "DELETE", "USER", "users/u1"),
+            event("e2", t + 2, "CREATE", "GROUP_MEMBERSHIP", "users/u2/groups/g1"),
+            event("e3", t + 3, "DELETE", "GROUP_MEMBERSHIP", "users/u2/groups/g2"),
+            event("e4", t + 4, "UPDATE", "USER", "users/u2"),
+        ]);
+        let (urls, records) = drive(
+            &mut c,
+            vec![
+                ok(json!({"adminEventsEnabled": true})),
+                ok(events),
+                ok(json!({"id": "u2", "username": "ana", "enabled": true})),
+                ok(json!([{"id": "g1", "name": "G1"}])),
+                ok(json!([])),
+            ],
+        );
+        let from = t - SKEW_MARGIN_MS;
+        assert_eq!(urls[0], "https://sso.example.com/admin/realms/acme/events/config");
+        assert_eq!(
+            urls[1],
+            format!(
+                "https://sso.example.com/admin/realms/acme/admin-events?resourceTypes=USER&resourceTypes=GROUP_MEMBERSHIP&dateFrom={from}&direction=asc&first=0&max=100"
+            )
+        );
+        assert!(urls[2].ends_with("/users/u2"), "{}", urls[2]);
+        assert!(urls[3].contains("/users/u2/groups?"), "{}", urls[3]);
+        let user = records.iter().find_map(|r| match r {
+            Record::User(u) => Some(u.id.as_str()),
+            _ => None,
+        });
+        assert_eq!(user, Some("u2"), "the already-read event of u9 is skipped");
+        let tail: Vec<&Record> = records.iter().filter(|r| !matches!(r, Record::User(_))).collect();
+        assert_eq!(
+            tail,
+            vec![
+                &Record::Membership(Membership::direct_user("g1", "u2")),
+                &Record::Feed(FeedEntry::MembershipRemoved(Membership::direct_user("g2", "u2"))),
+                &Record::Feed(FeedEntry::UserRemoved {
+                    id: "u1".into(),
+                    permanent: true
+                }),
+                &Record::Feed(FeedEntry::Watermark(
+                    Mark {
+                        time: Some(t + 4),
+                        seen: ["e4", "e3", "e2", "e1", "e0"].map(String::from).to_vec(),
+                    }
+                    .encode()
+                )),
+            ]
+        );
+    }
+
+    #[test]
+    fn events_off_expired_group_deletes_and_moves_ask_for_a_full_read() {
+        let t = 1_796_651_100_000;
+        let since = Mark {
+            time: Some(t),
+            seen: vec!["e0".into()],
+        }
+        .encode();
+        let is_resync = |records: &[Record]| matches!(records, [Record::Feed(FeedEntry::Resync { .. })]);
+        let on = || ok(json!({"adminEventsEnabled": true}));
+        let cases: Vec<(Feed, Vec<HttpResponse>)> = vec![
+            (Feed::Users, vec![ok(json!({"adminEventsEnabled": false}))]),
+            (
+                Feed::Users,
+                vec![
+                    on(),
+                    ok(json!([event("e5", t + 9, "UPDATE", "USER", "users/u1")])),
+                ],
+            ),
+            (
+                Feed::Groups,
+                vec![
+                    on(),
+                    ok(json!([
+                        event("e0", t, "UPDATE", "GROUP", "groups/g0"),
+                        event("e1", t + 1, "DELETE", "GROUP", "groups/g1")
+                    ])),
+                ],
+            ),
+            (
+                Feed::Groups,
+                vec![
+                    on(),
+                    ok(json!([
+                        event("e0", t, "UPDATE", "GROUP", "groups/g0"),
+                        event("e1", t + 1, "UPDATE", "GROUP", "groups/g2/children")
+                    ])),
+                ],
+            ),
+        ];
+        for (i, (feed, responses)) in cases.into_iter().enumerate() {
+            let mut c = AdminEventsCursor::new(&session(), feed, Some(&since));
+            let (_, records) = drive(&mut c, responses);
+            assert!(is_resync(&records), "case {i}: {records:?}");
+        }
+        let mut c = AdminEventsCursor::new(&session(), Feed::Groups, Some("garbage"));
+        let (_, records) = drive(&mut c, vec![on()]);
+        assert!(is_resync(&records), "{records:?}");
+    }
+
+    #[test]
+    fn the_current_position_is_one_request_for_the_newest_events() {
+        let mut c = AdminEventsCursor::new(&session(), Feed::Groups, None);
+        let (urls, records) = drive(
+            &mut c,
+            vec![ok(json!([event("e7", 5_000_000, "CREATE", "GROUP", "groups/g")]))],
+        );
+        assert!(
+            urls[0].contains("resourceTypes=GROUP&direction=desc&first=0"),
+            "{}",
+            urls[0]
+        );
+        assert_eq!(
+            records,
+            vec![Record::Feed(FeedEntry::Watermark(
+                "keycloak-admin-events:5000000:e7".into()
+            ))]
+        );
+    }
+
+    #[test]
+    fn watermarks_round_trip_and_bad_ones_are_refused() {
+        let m = Mark {
+            time: Some(1_796_651_100_123),
+            seen: vec!["a".into(), "b".into()],
+        };
+        assert_eq!(Mark::parse(&m.encode()), Some(m));
+        assert_eq!(Mark::parse("keycloak-admin-events:-:"), Some(Mark::default()));
+        for bad in [
+            "okta-time:1",
+            "keycloak-admin-events:12:",
+            "keycloak-admin-events:x:a",
+            "keycloak-admin-events:-:a",
+            "keycloak-admin-events:-1:a",
+        ] {
+            assert_eq!(Mark::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_mark_keeps_the_newest_first_within_the_margin() {
+        let events = vec![
+            (1_000, "old".to_string()),
+            (SKEW_MARGIN_MS + 5_000, "mid".to_string()),
+            (SKEW_MARGIN_MS + 6_000, "new".to_string()),
+        ];
+        let m = Mark::from_events(&events).expect("a mark");
+        assert_eq!(m.time, Some(SKEW_MARGIN_MS + 6_000));
+        assert_eq!(m.seen, vec!["new".to_string(), "mid".to_string()]);
+        assert_eq!(Mark::from_events(&[]), None);
+    }
+}
