@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+mod batch;
 #[cfg(test)]
 mod conformance;
 mod directory;
@@ -23,6 +24,7 @@ pub use postgres::{
     copy_store, is_postgres_url, mask_url, CopyReport, Lease, PgStore, TableCheck, PG_MIGRATIONS,
 };
 
+pub use batch::{BadIndex, LinkBatch};
 pub use directory::{DirectoryRead, DirectoryStore};
 pub use sqlite::{DirectoryLinks, PosixKey, PosixKind};
 pub use sqlite::{SqliteStore, FOREIGN_LOCK_STALE_AFTER, MIGRATIONS, OLDEST_READABLE};

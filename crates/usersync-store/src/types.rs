@@ -179,6 +179,9 @@ pub enum Change {
     },
     /// Add a direct membership.
     AddMembership(StoredMembership),
+    /// Add many direct user memberships and insert or re-path many effective memberships,
+    /// in compact form (what a plan emits: see [`crate::LinkBatch`]).
+    AddLinks(Box<crate::LinkBatch>),
     /// Remove a direct membership.
     RemoveMembership(StoredMembership),
     /// Insert or replace an effective membership (path changes included).

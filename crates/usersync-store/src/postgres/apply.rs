@@ -46,7 +46,7 @@ struct Batches<'a> {
     put_users: Vec<&'a StoredUser>,
     add_user_links: Vec<(&'a str, &'a str)>,
     add_group_links: Vec<(&'a str, &'a str)>,
-    put_effective: Vec<&'a EffectiveMembership>,
+    put_effective: Vec<(&'a str, &'a str, &'a [String])>,
     put_photos: Vec<&'a StoredPhoto>,
     feed: Vec<&'a Change>,
 }
@@ -59,7 +59,7 @@ fn last_by_key<T: Copy, K: std::hash::Hash + Eq>(v: &mut Vec<T>, key: impl Fn(&T
     *v = out;
 }
 
-fn sort(changes: &[Change]) -> Batches<'_> {
+fn sort(changes: &[Change]) -> Result<Batches<'_>, ApplyError> {
     let mut b = Batches::default();
     for c in changes {
         match c {
@@ -78,7 +78,15 @@ fn sort(changes: &[Change]) -> Batches<'_> {
                 let (Member::User(id) | Member::Group(id)) = &m.member;
                 list.push((&m.group, id));
             }
-            Change::PutEffective(e) => b.put_effective.push(e),
+            Change::AddLinks(batch) => {
+                for link in batch.user_links() {
+                    b.add_user_links.push(link.map_err(corrupt)?);
+                }
+                for e in batch.effective() {
+                    b.put_effective.push(e.map_err(corrupt)?);
+                }
+            }
+            Change::PutEffective(e) => b.put_effective.push((&e.group, &e.user, &e.path)),
             Change::RemoveEffective { group, user } => b.rm_effective.push((group, user)),
             Change::PutPhoto(p) => b.put_photos.push(p),
             Change::RemovePhoto { user } => b.rm_photos.push(user),
@@ -90,9 +98,13 @@ fn sort(changes: &[Change]) -> Batches<'_> {
     }
     last_by_key(&mut b.put_users, |u| u.provider_id.as_str());
     last_by_key(&mut b.put_groups, |g| g.provider_id.as_str());
-    last_by_key(&mut b.put_effective, |e| (e.group.as_str(), e.user.as_str()));
+    last_by_key(&mut b.put_effective, |e| (e.0, e.1));
     last_by_key(&mut b.put_photos, |p| p.user.as_str());
-    b
+    Ok(b)
+}
+
+fn corrupt(e: crate::BadIndex) -> ApplyError {
+    ApplyError::Store(StoreError::Corrupt(e.to_string()))
 }
 
 fn pairs<'a>(v: &[(&'a str, &'a str)]) -> (Vec<&'a str>, Vec<&'a str>) {
@@ -106,7 +118,7 @@ pub(super) fn apply_changes(
     changes: &[Change],
     now: i64,
 ) -> Result<(), ApplyError> {
-    let b = sort(changes);
+    let b = sort(changes)?;
     let conn: &(dyn ToSql + Sync) = &connection;
     // phase 0: removals
     for chunk in b.rm_effective.chunks(CHUNK) {
@@ -344,12 +356,12 @@ fn add_links(
 fn put_effective(
     tx: &mut Transaction<'_>,
     connection: &str,
-    v: &[&EffectiveMembership],
+    v: &[(&str, &str, &[String])],
 ) -> Result<(), ApplyError> {
     for chunk in v.chunks(CHUNK) {
-        let g: Vec<&str> = chunk.iter().map(|e| e.group.as_str()).collect();
-        let u: Vec<&str> = chunk.iter().map(|e| e.user.as_str()).collect();
-        let p: Vec<String> = chunk.iter().map(|e| super::to_json(&e.path)).collect();
+        let g: Vec<&str> = chunk.iter().map(|e| e.0).collect();
+        let u: Vec<&str> = chunk.iter().map(|e| e.1).collect();
+        let p: Vec<String> = chunk.iter().map(|e| super::to_json(&e.2)).collect();
         if let Some(e) = first_missing(tx, connection, &g, &u, "users")? {
             return Err(e);
         }

@@ -1,6 +1,7 @@
 //! Writing one run's changes and outcome.
 
 use super::*;
+use crate::LinkBatch;
 
 pub(super) fn user_ref(tx: &Transaction<'_>, connection: &str, pid: &str) -> Result<Option<i64>, StoreError> {
     Ok(tx
@@ -29,7 +30,7 @@ pub(super) fn phase(c: &Change) -> u8 {
         Change::RemoveEffective { .. } | Change::RemoveMembership(_) | Change::RemovePhoto { .. } => 0,
         Change::DeleteUser { .. } | Change::DeleteGroup { .. } => 1,
         Change::PutGroup(_) | Change::PutUser(_) => 2,
-        Change::AddMembership(_) | Change::PutEffective(_) | Change::PutPhoto(_) => 3,
+        Change::AddMembership(_) | Change::AddLinks(_) | Change::PutEffective(_) | Change::PutPhoto(_) => 3,
         // a full run's reset comes before its rewrite (the sort is stable)
         Change::ResetFeed => 4,
         Change::PutWatermark { .. } | Change::PutSource(_) | Change::RemoveSource { .. } => 5,
@@ -131,6 +132,7 @@ pub(super) fn apply_change(
             };
             tx.prepare_cached(&sql)?.execute(params![g, member])?;
         }
+        Change::AddLinks(b) => add_links(tx, connection, b)?,
         Change::PutEffective(e) => {
             let g = group_ref(tx, connection, &e.group)?.ok_or_else(|| missing("group", &e.group))?;
             let u = user_ref(tx, connection, &e.user)?.ok_or_else(|| missing("user", &e.user))?;
@@ -186,6 +188,83 @@ pub(super) fn apply_change(
                 tx.execute("DELETE FROM photos WHERE user_ref = ?1", params![u])?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Row ids of a batch's groups or users, each looked up once, when first used.
+struct Refs<'a> {
+    ids: &'a [String],
+    rows: Vec<Option<Option<i64>>>,
+    table: &'static str,
+}
+
+impl<'a> Refs<'a> {
+    fn new(ids: &'a [String], table: &'static str) -> Self {
+        Refs {
+            ids,
+            rows: vec![None; ids.len()],
+            table,
+        }
+    }
+
+    fn get(&mut self, tx: &Transaction<'_>, connection: &str, i: u32) -> Result<Option<i64>, StoreError> {
+        let bad = || {
+            StoreError::Corrupt(format!(
+                "a membership batch refers to a {} past its table",
+                self.table
+            ))
+        };
+        let id = self.ids.get(i as usize).ok_or_else(bad)?;
+        if let Some(Some(row)) = self.rows.get(i as usize) {
+            return Ok(*row);
+        }
+        let row = if self.table == "group" {
+            group_ref(tx, connection, id)?
+        } else {
+            user_ref(tx, connection, id)?
+        };
+        if let Some(slot) = self.rows.get_mut(i as usize) {
+            *slot = Some(row);
+        }
+        Ok(row)
+    }
+}
+
+/// A [`LinkBatch`]: each group and user is looked up once, every row is one prepared insert.
+fn add_links(tx: &Transaction<'_>, connection: &str, b: &LinkBatch) -> Result<(), StoreError> {
+    let mut groups = Refs::new(&b.groups, "group");
+    let mut users = Refs::new(&b.users, "user");
+    let mut link =
+        tx.prepare_cached("INSERT OR IGNORE INTO user_memberships (group_ref, user_ref) VALUES (?1, ?2)")?;
+    for &(gi, ui) in &b.user_links {
+        let g = groups
+            .get(tx, connection, gi)?
+            .ok_or_else(|| missing("group", &b.groups[gi as usize]))?;
+        let u = users.get(tx, connection, ui)?.ok_or_else(|| {
+            missing(
+                "member",
+                &format!("{:?}", Member::User(b.users[ui as usize].clone())),
+            )
+        })?;
+        link.execute(params![g, u])?;
+    }
+    let mut put = tx.prepare_cached(
+        "INSERT INTO effective_memberships (group_ref, user_ref, path) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (group_ref, user_ref) DO UPDATE SET path = excluded.path",
+    )?;
+    let paths: Vec<String> = b.paths.iter().map(to_json).collect();
+    for &(gi, ui, pi) in &b.effective {
+        let g = groups
+            .get(tx, connection, gi)?
+            .ok_or_else(|| missing("group", &b.groups[gi as usize]))?;
+        let u = users
+            .get(tx, connection, ui)?
+            .ok_or_else(|| missing("user", &b.users[ui as usize]))?;
+        let path = paths.get(pi as usize).ok_or_else(|| {
+            StoreError::Corrupt("a membership batch refers to a path past its table".into())
+        })?;
+        put.execute(params![g, u, path])?;
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! as the store changes that carry it out. Pure.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::Serialize;
 use usersync_config::Policy;
@@ -92,12 +93,19 @@ pub struct GroupChange {
 pub struct MembershipChange {
     /// `added` or `removed`.
     pub action: &'static str,
-    /// Local group name.
-    pub group: String,
+    /// Local group name (shared by the entries of the group).
+    #[serde(serialize_with = "shared_str")]
+    pub group: Arc<str>,
     /// `user` or `group`.
     pub member_type: &'static str,
-    /// Username or local group name of the member.
-    pub member: String,
+    /// Username or local group name of the member (shared by the member's entries).
+    #[serde(serialize_with = "shared_str")]
+    pub member: Arc<str>,
+}
+
+/// A shared string serialised as the string (serde's own `Arc` support is behind a feature).
+fn shared_str<S: serde::Serializer>(v: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v)
 }
 
 /// The plan of one connection's run.
@@ -305,8 +313,10 @@ pub fn diff_with_links(
         groups_frozen: &groups_frozen,
         new_names: users::new_names(&plan),
     };
-    memberships::direct_changes(&scope, stored_links, ctx.complete, &mut plan);
-    memberships::effective_changes(&scope, stored_links, ctx.complete, &mut plan);
+    let mut batch = memberships::BatchBuilder::new(&desired.links);
+    memberships::direct_changes(&scope, stored_links, ctx.complete, &mut batch, &mut plan);
+    memberships::effective_changes(&scope, stored_links, ctx.complete, &mut batch, &mut plan);
+    plan.changes.extend(batch.finish());
     photos::photo_changes(&scope, stored, &mut plan);
     finish(&mut plan, stored);
     plan
