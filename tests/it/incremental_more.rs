@@ -1,139 +1,19 @@
-//! Issue 21, part 2: OneLogin's change feed (users by `updated_since`, groups re-listed), through
-//! the `usersync` binary against the emulator. After every applied run the incrementally synced
-//! store equals a store synced in full from the same org (the truth); what the feed cannot see
-//! (deleted users and groups) is never removed or deactivated by an incremental run and is
-//! reconciled by the next full run; an unusable watermark or a broken feed never reads as
-//! "nothing changed". Keycloak and Google read in full (docs/providers/{keycloak,google}.md).
-
-use std::time::Duration;
+//! Issue 21, part 2: OneLogin's change feed (users by `updated_since`, groups re-listed) and
+//! Keycloak's (the realm's admin events), through the `usersync` binary against the emulators.
+//! After every applied run the incrementally synced store equals a store synced in full from the
+//! same org (the truth); what a feed cannot see is never removed or deactivated by an incremental
+//! run and is reconciled by the next full run; an unusable watermark, a realm that records no admin
+//! events, expired events or a broken feed never read as "nothing changed". Google reads in full
+//! (docs/providers/google.md).
 
 use serde_json::Value;
-use usersync_emulator::mutate::{random_mutations, Rng};
-use usersync_emulator::{FaultConfig, RunningEmulator};
+use usersync_emulator::mutate::{random_mutations, Mutation, Rng};
+use usersync_emulator::providers::keycloak::admin_events;
 
-use crate::support::{store_diff, store_state, sync_report};
+use crate::incremental_support::{deactivations, kind, Env};
 
 /// What only OneLogin's users feed carries in its query.
 const FEED: &str = "updated_since";
-
-/// An emulator and two configs over it: `inc` (change feeds, the subject) and `full` (every run
-/// `--full`, the truth).
-struct Env {
-    provider: &'static str,
-    emu: RunningEmulator,
-    dir: tempfile::TempDir,
-    env: Vec<(String, String)>,
-}
-
-impl Env {
-    async fn new(provider: &'static str, users: u32, groups: u32, seed: u64) -> Env {
-        let emu = crate::support::start_emulator(provider, users, groups, seed).await;
-        let info = emu.info().await;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut env = Vec::new();
-        for store in ["inc", "full"] {
-            let mut text = format!(
-                "[store]\npath = \"{store}.db\"\n\n[[connections]]\nname = \"{provider}\"\nconnector = \"{provider}\"\nincremental = true\n\
-                 [connections.options]\n"
-            );
-            for (k, v) in info["client"]["connector_options"].as_object().expect("options") {
-                text.push_str(&format!("{k} = {v}\n"));
-            }
-            for (k, v) in info["client"]["connector_secrets"]
-                .as_object()
-                .into_iter()
-                .flatten()
-            {
-                let var = format!(
-                    "USERSYNC_IT_INC2_{}_{}",
-                    provider.to_uppercase(),
-                    k.to_uppercase()
-                );
-                text.push_str(&format!("{k} = {{ env = \"{var}\" }}\n"));
-                if store == "inc" {
-                    env.push((var, v.as_str().expect("secret text").to_string()));
-                }
-            }
-            text.push_str(
-                "[connections.policy]\nmanagers = true\nmax_removal_percent = 100.0\nmax_removals = 100000\n",
-            );
-            std::fs::write(dir.path().join(format!("{store}.toml")), text).expect("write config");
-        }
-        Env {
-            provider,
-            emu,
-            dir,
-            env,
-        }
-    }
-
-    fn config(&self, store: &str) -> std::path::PathBuf {
-        self.dir.path().join(format!("{store}.toml"))
-    }
-
-    async fn sync(&self, store: &str, args: &[&str]) -> (i32, Value) {
-        let run = sync_report(&self.config(store), args, &self.env).await;
-        (run.code, run.report())
-    }
-
-    async fn applied(&self, store: &str, args: &[&str], what: &str) -> Value {
-        let (code, r) = self.sync(store, args).await;
-        assert_eq!(
-            (code, r["status"].as_str()),
-            (0, Some("applied")),
-            "{}: {what}: {r}",
-            self.provider
-        );
-        r
-    }
-
-    /// The incremental store equals the truth (a full sync of the same org into the other store).
-    async fn assert_truth(&self, what: &str) {
-        self.applied("full", &["--full"], what).await;
-        let got = store_state(&self.dir.path().join("inc.db"), self.provider);
-        let want = store_state(&self.dir.path().join("full.db"), self.provider);
-        assert!(!want.users.is_empty(), "{what}: the truth has no users");
-        if let Some(d) = store_diff(&got, &want) {
-            panic!(
-                "{}: {what}: the incrementally synced store differs from the truth: {d}",
-                self.provider
-            );
-        }
-    }
-
-    fn set_watermark(&self, feed: &str, value: &str) {
-        let conn = usersync_store::SqliteStore::open(&self.dir.path().join("inc.db")).expect("open store");
-        conn.connection()
-            .execute(
-                "UPDATE feed_watermarks SET value = ?1 WHERE feed = ?2",
-                [value, feed],
-            )
-            .expect("edit the watermark");
-    }
-}
-
-fn kind(r: &Value) -> &str {
-    r["kind"].as_str().unwrap_or("(none)")
-}
-
-fn removals(r: &Value) -> u64 {
-    [
-        "/users/deactivated",
-        "/users/deleted",
-        "/memberships/removed",
-        "/groups/deleted",
-    ]
-    .iter()
-    .map(|p| r.pointer(p).and_then(Value::as_u64).unwrap_or(0))
-    .sum()
-}
-
-fn deactivations(r: &Value) -> u64 {
-    ["/users/deactivated", "/users/deleted"]
-        .iter()
-        .map(|p| r.pointer(p).and_then(Value::as_u64).unwrap_or(0))
-        .sum()
-}
 
 /// Seeded random changes (create, rename, status, manager, move between groups, create and
 /// rename groups), incremental and `--full` runs interleaved, a broken feed and a run killed while
@@ -151,37 +31,11 @@ async fn onelogin_incremental_runs_match_a_full_read_through_random_changes_faul
             random_mutations(&mut org, &mut rng, 6, step, false);
         }
         if step == 3 {
-            let fault = FaultConfig {
-                malformed_rate: 1.0,
-                path_contains: Some(FEED.into()),
-                ..FaultConfig::default()
-            };
-            env.emu.set_faults(fault).expect("set faults");
-            let (code, r) = env.sync("inc", &[]).await;
-            assert_ne!(code, 0, "step {step}: a broken feed fails the run: {r}");
-            assert_eq!(
-                removals(&r),
-                0,
-                "step {step}: nothing destructive on a broken feed: {r}"
-            );
-            env.emu.set_faults(FaultConfig::default()).expect("clear faults");
+            env.broken_feed_fails_without_removals(FEED, &format!("step {step}"))
+                .await;
         }
         if step == 5 {
-            let slow = FaultConfig {
-                latency_ms: 4_000,
-                path_contains: Some(FEED.into()),
-                ..FaultConfig::default()
-            };
-            env.emu.set_faults(slow).expect("set faults");
-            let mut child = crate::support::usersync_command(&env.config("inc"));
-            child.args(["sync", "--no-progress"]);
-            for (k, v) in &env.env {
-                child.env(k, v);
-            }
-            let mut child = child.spawn().expect("spawn usersync");
-            tokio::time::sleep(Duration::from_millis(1_500)).await;
-            child.kill().await.expect("kill the run");
-            env.emu.set_faults(FaultConfig::default()).expect("clear faults");
+            env.kill_a_run_reading_the_feed(FEED).await;
         }
         let full = step % 4 == 2;
         let args: &[&str] = if full { &["--full"] } else { &[] };
@@ -298,4 +152,154 @@ async fn onelogin_a_move_between_groups_is_read_from_the_users_feed() {
         "the old group's membership goes: {r}"
     );
     env.assert_truth("after the move").await;
+}
+
+/// What only Keycloak's feed requests carry in their path (`/admin-events`, `/events/config`).
+const KC_FEED: &str = "events";
+
+/// Keycloak: seeded random changes including deletions of users and groups (admin events record
+/// them), incremental and `--full` runs interleaved, a broken feed and a killed run: after every
+/// applied run the store equals the truth. A deleted group makes the run full (Keycloak deletes
+/// its sub-groups with it and records one event).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keycloak_incremental_runs_match_a_full_read_through_random_changes_faults_and_kills() {
+    let env = Env::new("keycloak", 40, 8, 2301).await;
+    let mut rng = Rng::new(2301);
+    let first = env.applied("inc", &[], "first run").await;
+    assert_eq!(kind(&first), "full", "the first run with a feed is full: {first}");
+    env.assert_truth("after the first run").await;
+    let mut group_deleted = false;
+    let mut incremental_runs = 0;
+    for step in 1..=8u64 {
+        {
+            let mut org = env.emu.org().write().await;
+            let done = random_mutations(&mut org, &mut rng, 6, step, true);
+            group_deleted |= done.iter().any(|m| matches!(m, Mutation::DeleteGroup(_)));
+        }
+        if step == 3 {
+            env.broken_feed_fails_without_removals(KC_FEED, &format!("step {step}"))
+                .await;
+        }
+        if step == 5 {
+            env.kill_a_run_reading_the_feed(KC_FEED).await;
+        }
+        let full = step % 4 == 2;
+        let args: &[&str] = if full { &["--full"] } else { &[] };
+        let r = env.applied("inc", args, &format!("step {step}")).await;
+        let want = if full || group_deleted {
+            "full"
+        } else {
+            "incremental"
+        };
+        assert_eq!(kind(&r), want, "step {step}: {r}");
+        incremental_runs += u32::from(want == "incremental");
+        group_deleted = false;
+        env.assert_truth(&format!("step {step} ({want})")).await;
+    }
+    assert!(
+        incremental_runs >= 3,
+        "most runs were incremental ({incremental_runs})"
+    );
+}
+
+/// Keycloak: a realm that stops recording admin events, events that expired, and unusable
+/// watermarks lead to full runs; a run with no change makes a handful of requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keycloak_admin_events_off_or_expired_and_bad_watermarks_lead_to_full_runs() {
+    let env = Env::new("keycloak", 20, 4, 2302).await;
+    let events = admin_events(&env.emu.ctx);
+    let rename = |org: &mut usersync_emulator::Org, last: &str| {
+        let u = org.live_users().map(|u| u.ix).next().expect("a user");
+        org.rename_user(u, "Changed", last);
+    };
+    env.applied("inc", &[], "first run").await;
+    rename(&mut *env.emu.org().write().await, "First");
+    let r = env.applied("inc", &[], "a rename").await;
+    assert_eq!(kind(&r), "incremental", "{r}");
+    let quiet = env.applied("inc", &[], "no change").await;
+    assert_eq!(kind(&quiet), "incremental", "{quiet}");
+    let requests = quiet["requests"].as_u64().expect("requests");
+    assert!(
+        requests <= 5,
+        "a no-change run: token, then events config and one page of events per feed, not {requests}: {quiet}"
+    );
+    // admin events off: the change is not recorded, the feed says so
+    {
+        let mut org = env.emu.org().write().await;
+        events.set_enabled(&org, false);
+        rename(&mut org, "WhileOff");
+    }
+    let r = env.applied("inc", &[], "admin events off").await;
+    assert_eq!(
+        kind(&r),
+        "full",
+        "a realm without admin events is read in full: {r}"
+    );
+    env.assert_truth("admin events off").await;
+    // back on; then every recorded event expires (`adminEventsExpiration`)
+    {
+        let mut org = env.emu.org().write().await;
+        events.set_enabled(&org, true);
+        rename(&mut org, "BeforeExpiry");
+        events.expire_all(&org);
+    }
+    let r = env.applied("inc", &[], "expired events").await;
+    assert_eq!(
+        kind(&r),
+        "full",
+        "a watermark older than the retained events: {r}"
+    );
+    env.assert_truth("expired events").await;
+    let next = env.applied("inc", &[], "after the fallback").await;
+    assert_eq!(
+        kind(&next),
+        "incremental",
+        "the fallback stored new watermarks: {next}"
+    );
+    for (feed, bad) in [
+        ("users", "keycloak-admin-events:99999999999999:not-an-event"),
+        ("groups", "garbage"),
+    ] {
+        {
+            let mut org = env.emu.org().write().await;
+            rename(&mut org, bad);
+        }
+        env.set_watermark(feed, bad);
+        let r = env.applied("inc", &[], bad).await;
+        assert_eq!(kind(&r), "full", "watermark `{bad}` is not trusted: {r}");
+        env.assert_truth(bad).await;
+    }
+}
+
+/// Keycloak: a user deleted in the admin console (`DELETE users/{id}`) is removed by an
+/// incremental run through the usual safety gates: blocked by `max_removals`, applied once confirmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keycloak_a_deleted_user_is_removed_through_the_safety_gates() {
+    let env = Env::new("keycloak", 20, 4, 2303).await;
+    // the gate is part of the policy from the start (a policy change makes the next run full)
+    env.edit_config("inc", "max_removals = 100000", "max_removals = 0");
+    env.applied("inc", &[], "first run").await;
+    env.assert_truth("after the first run").await;
+    {
+        let mut org = env.emu.org().write().await;
+        let u = org
+            .live_users()
+            .find(|u| u.status == usersync_emulator::UserStatus::Active && !org.groups_of(u.ix).is_empty())
+            .map(|u| u.ix)
+            .expect("an active user in a group");
+        org.remove_user(u);
+    }
+    let (code, r) = env.sync("inc", &[]).await;
+    assert_eq!(
+        (code, r["status"].as_str()),
+        (3, Some("blocked")),
+        "the removal gate holds a deletion read from the feed: {r}"
+    );
+    assert_eq!(kind(&r), "incremental", "{r}");
+    let r = env
+        .applied("inc", &["--allow-deletes", "1"], "removal confirmed")
+        .await;
+    assert_eq!(kind(&r), "incremental", "{r}");
+    assert_eq!(deactivations(&r), 1, "the deleted user goes: {r}");
+    env.assert_truth("after the delete").await;
 }

@@ -16,6 +16,7 @@ mod faults;
 mod google;
 mod incremental;
 mod incremental_more;
+mod incremental_support;
 mod keycloak;
 mod ldap;
 mod multi;

@@ -382,11 +382,10 @@ impl AdminEventsCursor {
             return Ok(Batch::default());
         }
         // the last page
-        if let (Some(m), false) = (self.mark(), self.anchor_found) {
+        if let (Some(t), false) = (self.mark().and_then(|m| m.time), self.anchor_found) {
             let reason = format!(
-                "the newest admin event read last time (at {} ms) is no longer recorded: the events expired \
-                 (`adminEventsExpiration`) or were cleared",
-                m.time.unwrap_or(0)
+                "the newest admin event read last time (at {t} ms) is no longer recorded: the events expired \
+                 (`adminEventsExpiration`) or were cleared"
             );
             self.phase = Phase::Done;
             return Ok(resync(reason));
