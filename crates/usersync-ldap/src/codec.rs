@@ -253,6 +253,21 @@ impl Encoder<LdapMsg> for GuardedCodec {
     }
 }
 
+/// Messages encoded beforehand (the entries of a search, [`crate::ber`]), sent as they are.
+impl Encoder<BytesMut> for GuardedCodec {
+    type Error = CodecError;
+
+    fn encode(&mut self, encoded: BytesMut, buf: &mut BytesMut) -> Result<(), CodecError> {
+        if buf.is_empty() {
+            // the usual case (the write buffer was flushed after the last request): no copy
+            *buf = encoded;
+        } else {
+            buf.extend_from_slice(&encoded);
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,12 +6,14 @@
 //! - [`directory`]: the tree built from one consistent read of the store (users as
 //!   `inetOrgPerson`/`posixAccount`, groups as `groupOfNames`/`groupOfUniqueNames`/`posixGroup`);
 //! - [`search`] and [`filter`]: scopes, filters, attribute selection, limits, paged results;
+//! - [`ber`]: the BER writer the entries of a search are encoded with, straight from the tree;
 //! - [`codec`]: the BER codec (ldap3_proto) behind a size and nesting guard, which also reads
 //!   the criticality of each request's controls;
 //! - [`ldif`]: the same tree as LDIF (`usersync export ldif`).
 //!
 //! Every write is answered `unwillingToPerform`.
 
+pub mod ber;
 pub mod codec;
 pub mod directory;
 pub mod dn;

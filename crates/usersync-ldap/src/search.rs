@@ -5,15 +5,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use ldap3_proto::control::LdapControl;
 use ldap3_proto::proto::{
-    LdapMsg, LdapOp, LdapPartialAttribute, LdapResult, LdapResultCode, LdapSearchRequest,
-    LdapSearchResultEntry, LdapSearchScope,
+    LdapMsg, LdapOp, LdapPartialAttribute, LdapResult, LdapResultCode, LdapSearchRequest, LdapSearchScope,
 };
 
 use crate::directory::Directory;
-use crate::entry::Entry;
-use crate::{dn, filter, schema};
+use crate::entry::{Attr, Entry, Value};
+use crate::{ber, dn, filter, schema};
 
 /// Limits of one search, from the config.
 #[derive(Debug, Clone, Copy)]
@@ -49,7 +49,9 @@ pub struct PagedRequest {
 /// The answer: messages to send and the paged state to keep under `PagedRequest::next_cookie`.
 #[derive(Debug)]
 pub struct Answer {
-    /// Entries, then the SearchResultDone.
+    /// The SearchResultEntry messages, already encoded ([`ber`]): sent first.
+    pub entries: BytesMut,
+    /// Then these (the SearchResultDone).
     pub msgs: Vec<LdapMsg>,
     /// State to keep for the next page.
     pub keep: Option<PagedState>,
@@ -96,7 +98,23 @@ impl Selection {
         }) || self.names.iter().any(|n| name.eq_ignore_ascii_case(n))
     }
 
-    /// The attributes of `e` to return.
+    /// The attributes of `e` to return, in order, as (type, values) (no values for typesOnly).
+    pub fn selected<'a>(
+        &'a self,
+        e: &'a Entry,
+        types_only: bool,
+    ) -> impl Iterator<Item = (&'a str, &'a [Value])> + Clone + 'a {
+        let user = e.attrs.iter().map(|a| (a, false));
+        let op = e.operational.iter().map(|a| (a, true));
+        user.chain(op)
+            .filter(|(a, operational)| self.wants(a.name, *operational))
+            .map(move |(a, _): (&'a Attr, bool)| {
+                let values: &'a [Value] = if types_only { &[] } else { &a.values };
+                (a.name, values)
+            })
+    }
+
+    /// The attributes of `e` to return, as ldap3_proto's type (the encoder's reference in tests).
     pub fn apply(&self, e: &Entry, types_only: bool) -> Vec<LdapPartialAttribute> {
         let user = e.attrs.iter().map(|a| (a, false));
         let op = e.operational.iter().map(|a| (a, true));
@@ -158,15 +176,19 @@ pub fn search(
         } else {
             schema::subschema()
         };
-        let mut msgs = Vec::new();
+        let mut entries = BytesMut::new();
         if filter::matches(&req.filter, &e) {
             // the rootDSE's attributes are all operational: `+` asks for them too
             let mut sel = out.sel.clone();
             sel.all_user |= sel.all_operational;
-            msgs.push(Reply { sel, ..out.clone() }.entry(&e));
+            Reply { sel, ..out.clone() }.entry(&e, &mut entries);
         }
-        msgs.push(done(msgid, LdapResultCode::Success, "", "", vec![]));
-        return Answer { msgs, keep: None };
+        let msgs = vec![done(msgid, LdapResultCode::Success, "", "", vec![])];
+        return Answer {
+            entries,
+            msgs,
+            keep: None,
+        };
     }
     if !base.is_empty() && !dir.index.contains_key(&base) {
         return out.fail(
@@ -260,19 +282,24 @@ struct Reply<'a> {
 }
 
 impl Reply<'_> {
-    fn entry(&self, e: &Entry) -> LdapMsg {
-        LdapMsg {
-            msgid: self.msgid,
-            op: LdapOp::SearchResultEntry(LdapSearchResultEntry {
-                dn: e.dn.clone(),
-                attributes: self.sel.apply(e, self.req.typesonly),
-            }),
-            ctrl: vec![],
+    /// Append `e` as one encoded SearchResultEntry message.
+    fn entry(&self, e: &Entry, buf: &mut BytesMut) {
+        let attrs = self.sel.selected(e, self.req.typesonly);
+        ber::search_result_entry(buf, self.msgid, &e.dn, attrs);
+    }
+
+    /// Append the entries `matches` points at.
+    fn entries(&self, dir: &Directory, matches: &[usize]) -> BytesMut {
+        let mut buf = BytesMut::new();
+        for i in matches {
+            self.entry(&dir.entries[*i], &mut buf);
         }
+        buf
     }
 
     fn fail(&self, code: LdapResultCode, msg: &str, matched: &str) -> Answer {
         Answer {
+            entries: BytesMut::new(),
             msgs: vec![done(self.msgid, code, msg, matched, vec![])],
             keep: None,
         }
@@ -287,6 +314,7 @@ impl Reply<'_> {
                 cookie: Vec::new(),
             }];
             return Answer {
+                entries: BytesMut::new(),
                 msgs: vec![done(self.msgid, LdapResultCode::Success, "", "", ctrl)],
                 keep: None,
             };
@@ -301,10 +329,7 @@ impl Reply<'_> {
             }
         }
         let end = (pos + size).min(total);
-        let mut msgs: Vec<LdapMsg> = st.matches[pos..end]
-            .iter()
-            .map(|i| self.entry(&st.dir.entries[*i]))
-            .collect();
+        let entries = self.entries(&st.dir, &st.matches[pos..end]);
         let more = end < total && !limited;
         let ctrl = vec![LdapControl::SimplePagedResults {
             size: total as i64,
@@ -315,9 +340,9 @@ impl Reply<'_> {
         } else {
             (LdapResultCode::Success, "")
         };
-        msgs.push(done(self.msgid, code, message, "", ctrl));
+        let msgs = vec![done(self.msgid, code, message, "", ctrl)];
         let keep = more.then_some(PagedState { pos: end, ..st });
-        Answer { msgs, keep }
+        Answer { entries, msgs, keep }
     }
 
     /// Every match up to the size limits.
@@ -329,11 +354,8 @@ impl Reply<'_> {
         limits: Limits,
     ) -> Answer {
         let limit = client_size.unwrap_or(usize::MAX).min(limits.size);
-        let mut msgs: Vec<LdapMsg> = matches
-            .iter()
-            .take(limit)
-            .map(|i| self.entry(&dir.entries[*i]))
-            .collect();
+        let entries = self.entries(dir, &matches[..limit.min(matches.len())]);
+        let mut msgs = Vec::with_capacity(1);
         if matches.len() > limit {
             let hint = if client_size.is_some_and(|c| c <= limits.size) {
                 "size limit exceeded"
@@ -350,7 +372,11 @@ impl Reply<'_> {
         } else {
             msgs.push(done(self.msgid, LdapResultCode::Success, "", "", vec![]));
         }
-        Answer { msgs, keep: None }
+        Answer {
+            entries,
+            msgs,
+            keep: None,
+        }
     }
 }
 
@@ -398,5 +424,93 @@ mod tests {
         assert_eq!(names(&["1.1"]), Vec::<String>::new());
         assert_eq!(names(&["EntryUUID"]), ["entryUUID"]);
         assert_eq!(names(&["commonName"]), ["cn"]);
+    }
+
+    /// The hand encoder ([`ber`]) against the path it replaced (`Selection::apply` into an
+    /// `LdapMsg`, encoded by ldap3_proto): the same bytes, and ldap3_proto decodes them back to
+    /// the same message; multi-valued, binary and empty selections included.
+    #[test]
+    fn encoded_entries_decode_to_what_the_ldap3_proto_path_produced() {
+        use ldap3_proto::proto::LdapSearchResultEntry;
+        use ldap3_proto::LdapCodec;
+        use tokio_util::codec::{Decoder, Encoder};
+
+        let mut entry = e(r"uid=jd\2Cx,ou=users,dc=x");
+        entry.attrs = vec![
+            Attr::new(
+                "objectClass",
+                vec![b"top".to_vec(), b"person".to_vec(), b"inetOrgPerson".to_vec()],
+            ),
+            Attr::new("cn", vec!["Jos\u{e9} D".as_bytes().to_vec()]),
+            Attr::new(
+                "memberOf",
+                vec![b"cn=a,ou=groups,dc=x".to_vec(), b"cn=b,ou=groups,dc=x".to_vec()],
+            ),
+            Attr::new("jpegPhoto", vec![(0..=255u8).cycle().take(300).collect()]),
+            Attr::new("description", vec![Vec::new()]),
+        ];
+        let selections: &[(&[&str], bool)] = &[
+            (&[], false),
+            (&["*", "+"], false),
+            (&["jpegPhoto", "memberOf"], false),
+            (&["1.1"], false),
+            (&["nosuchattribute"], false),
+            (&[], true),
+        ];
+        for (attrs, types_only) in selections {
+            let req = LdapSearchRequest {
+                base: "dc=x".into(),
+                scope: LdapSearchScope::Subtree,
+                aliases: ldap3_proto::proto::LdapDerefAliases::Never,
+                sizelimit: 0,
+                timelimit: 0,
+                typesonly: *types_only,
+                filter: ldap3_proto::proto::LdapFilter::Present("objectClass".into()),
+                attrs: attrs.iter().map(|s| s.to_string()).collect(),
+            };
+            let reply = Reply {
+                msgid: 300,
+                req: &req,
+                sel: Selection::new(&req.attrs),
+            };
+            let old = LdapMsg {
+                msgid: 300,
+                op: LdapOp::SearchResultEntry(LdapSearchResultEntry {
+                    dn: entry.dn.clone(),
+                    attributes: reply.sel.apply(&entry, *types_only),
+                }),
+                ctrl: vec![],
+            };
+            let mut old_bytes = BytesMut::new();
+            LdapCodec::default()
+                .encode(old.clone(), &mut old_bytes)
+                .expect("encode");
+            let mut new_bytes = BytesMut::new();
+            reply.entry(&entry, &mut new_bytes);
+            assert_eq!(new_bytes, old_bytes, "{attrs:?} typesOnly={types_only}");
+            let decoded = LdapCodec::default()
+                .decode(&mut new_bytes)
+                .expect("decodes")
+                .expect("whole");
+            assert_eq!(decoded, old, "{attrs:?} typesOnly={types_only}");
+            assert!(new_bytes.is_empty());
+            let LdapOp::SearchResultEntry(got) = decoded.op else {
+                panic!("not an entry");
+            };
+            let names: Vec<&str> = got.attributes.iter().map(|a| a.atype.as_str()).collect();
+            match (*attrs, *types_only) {
+                (["1.1"] | ["nosuchattribute"], _) => assert!(names.is_empty()),
+                ([], false) => {
+                    assert_eq!(
+                        names,
+                        ["objectClass", "cn", "memberOf", "jpegPhoto", "description"]
+                    );
+                    assert_eq!(got.attributes[0].vals.len(), 3);
+                    assert_eq!(got.attributes[3].vals[0].len(), 300);
+                }
+                (_, true) => assert!(got.attributes.iter().all(|a| a.vals.is_empty())),
+                _ => {}
+            }
+        }
     }
 }

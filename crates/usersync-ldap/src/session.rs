@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
 use ldap3_proto::control::LdapControl;
 use ldap3_proto::proto::{
@@ -43,6 +44,8 @@ pub struct Session {
     bound: Option<String>,
     tls: bool,
     paged: HashMap<Vec<u8>, PagedState>,
+    /// Encoded SearchResultEntry messages of the last search, sent before its replies.
+    entries: BytesMut,
 }
 
 fn result(code: LdapResultCode, message: &str) -> LdapResult {
@@ -65,6 +68,7 @@ impl Session {
             bound: None,
             tls,
             paged: HashMap::new(),
+            entries: BytesMut::new(),
         }
     }
 
@@ -110,12 +114,16 @@ impl Session {
                 Some(refusal) => refusal,
                 None => self.dispatch(shared, msg.msg).await,
             };
+            let entries = std::mem::take(&mut self.entries);
+            if !entries.is_empty() && framed.feed(entries).await.is_err() {
+                return Next::Closed;
+            }
             for r in replies {
                 if framed.feed(r).await.is_err() {
                     return Next::Closed;
                 }
             }
-            if framed.flush().await.is_err() {
+            if SinkExt::<LdapMsg>::flush(&mut framed).await.is_err() {
                 return Next::Closed;
             }
             match action {
@@ -341,6 +349,7 @@ impl Session {
                     }
                     self.paged.insert(cookie, state);
                 }
+                self.entries = a.entries;
                 a.msgs
             }
             Err(e) => {
