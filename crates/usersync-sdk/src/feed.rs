@@ -189,17 +189,11 @@ mod tests {
     use usersync_model::Group;
 
     use super::*;
-    use crate::time::{iso_millis, iso_secs};
+    use crate::time::iso_secs;
 
-    const OKTA: FeedClock = FeedClock {
-        provider: "Okta",
-        prefix: "okta-time:",
-        show: iso_millis,
-        margin_ms: SKEW_MARGIN_MS,
-    };
-    const ONELOGIN: FeedClock = FeedClock {
-        provider: "OneLogin",
-        prefix: "onelogin-time:",
+    const ACME: FeedClock = FeedClock {
+        provider: "Acme",
+        prefix: "acme-time:",
         show: iso_secs,
         margin_ms: SKEW_MARGIN_MS,
     };
@@ -241,42 +235,37 @@ mod tests {
     }
 
     #[test]
-    fn stored_watermarks_still_parse() {
-        // The texts the Okta and OneLogin connectors wrote before the cursor moved here.
-        assert_eq!(
-            OKTA.since(Some("okta-time:1796650800000")),
-            Since::At(1_796_650_800_000)
-        );
-        assert_eq!(OKTA.since(Some("okta-time:42")), Since::At(42));
-        assert_eq!(OKTA.since(Some("42")), Since::Unreadable);
-        assert_eq!(OKTA.since(Some("onelogin-time:42")), Since::Unreadable);
-        assert_eq!(ONELOGIN.since(Some("onelogin-time:42")), Since::At(42));
-        assert_eq!(ONELOGIN.since(Some("okta-time:42")), Since::Unreadable);
-        assert_eq!(ONELOGIN.since(Some("onelogin-time:")), Since::Unreadable);
-        assert_eq!(ONELOGIN.since(None), Since::Nothing);
+    fn watermarks_parse_and_print() {
+        // The connectors test their own prefixes against the texts their stores hold.
+        assert_eq!(ACME.since(Some("acme-time:42")), Since::At(42));
+        assert_eq!(ACME.since(Some("acme-time:-42")), Since::At(-42));
+        assert_eq!(ACME.since(Some("42")), Since::Unreadable);
+        assert_eq!(ACME.since(Some("okta-time:42")), Since::Unreadable);
+        assert_eq!(ACME.since(Some("acme-time:")), Since::Unreadable);
+        assert_eq!(ACME.since(None), Since::Nothing);
         assert_eq!(Since::At(7).time(), Some(7));
         assert_eq!(Since::Unreadable.time(), None);
-        assert_eq!(OKTA.watermark(42), "okta-time:42");
+        assert_eq!(ACME.watermark(42), "acme-time:42");
     }
 
     #[test]
     fn the_watermark_is_the_providers_date_minus_the_margin() {
         let mark = Record::Feed(FeedEntry::Watermark(format!(
-            "okta-time:{}",
+            "acme-time:{}",
             NOW_MS - SKEW_MARGIN_MS
         )));
         let pages = vec![groups(&["g1"]), groups(&["g2"])];
-        let read = drain(cursor(pages, OKTA, Since::At(NOW_MS - 3_600_000)));
+        let read = drain(cursor(pages, ACME, Since::At(NOW_MS - 3_600_000)));
         assert_eq!(read, [groups(&["g1", "g2"]), vec![mark.clone()]].concat());
         // Without a watermark, only the current one: the listing's records are dropped.
         let pages = vec![groups(&["g1"]), groups(&["g2"])];
-        assert_eq!(drain(cursor(pages, OKTA, Since::Nothing)), vec![mark]);
+        assert_eq!(drain(cursor(pages, ACME, Since::Nothing)), vec![mark]);
     }
 
     #[test]
     fn changed_groups_ask_for_member_rereads() {
         let pages = vec![groups(&["g1"])];
-        let c = cursor(pages, OKTA, Since::At(NOW_MS)).with_member_rereads();
+        let c = cursor(pages, ACME, Since::At(NOW_MS)).with_member_rereads();
         let read = drain(c);
         assert_eq!(read.len(), 3, "{read:?}");
         assert_eq!(
@@ -290,8 +279,8 @@ mod tests {
     #[test]
     fn a_later_or_unreadable_watermark_resyncs() {
         let later = NOW_MS + SKEW_MARGIN_MS + 1000;
-        let read = drain(cursor(vec![groups(&["g1"])], ONELOGIN, Since::At(later)));
-        let reason = "the stored watermark 2026-12-07T13:50:01Z is later than OneLogin's clock \
+        let read = drain(cursor(vec![groups(&["g1"])], ACME, Since::At(later)));
+        let reason = "the stored watermark 2026-12-07T13:50:01Z is later than Acme's clock \
                       (2026-12-07T13:45:00Z): it cannot be trusted";
         assert_eq!(
             read,
@@ -299,7 +288,7 @@ mod tests {
                 reason: reason.into()
             })]
         );
-        let read = drain(cursor(vec![groups(&["g1"])], ONELOGIN, Since::Unreadable));
+        let read = drain(cursor(vec![groups(&["g1"])], ACME, Since::Unreadable));
         assert_eq!(
             read,
             vec![Record::Feed(FeedEntry::Resync {
@@ -307,14 +296,14 @@ mod tests {
             })]
         );
         // Within the margin: still read.
-        let read = drain(cursor(vec![vec![]], ONELOGIN, Since::At(NOW_MS + SKEW_MARGIN_MS)));
+        let read = drain(cursor(vec![vec![]], ACME, Since::At(NOW_MS + SKEW_MARGIN_MS)));
         assert!(matches!(read.as_slice(), [Record::Feed(FeedEntry::Watermark(_))]));
     }
 
     #[test]
     fn no_date_no_watermark() {
-        let mut c = cursor(vec![groups(&["g1"])], OKTA, Since::At(NOW_MS));
+        let mut c = cursor(vec![groups(&["g1"])], ACME, Since::At(NOW_MS));
         let err = c.on_response(HttpResponse::new(200, "{}")).expect_err("no Date");
-        assert!(err.to_string().contains("Okta's clock is unknown"), "{err}");
+        assert!(err.to_string().contains("Acme's clock is unknown"), "{err}");
     }
 }
