@@ -576,18 +576,31 @@ impl QueryRunner for RuntimeRunner {
                 skipped: out.skipped,
                 requests: 0,
             }),
-            Err(e) => {
-                let kind = match e.connector_error() {
-                    Some(ConnectorError::NotFound { .. }) => FailureKind::NotFound,
-                    Some(ConnectorError::Unsupported { .. }) => FailureKind::Unsupported,
-                    _ => FailureKind::Failed,
-                };
-                Err(QueryFailure {
-                    kind,
-                    message: e.to_string(),
-                    requests: 0,
-                })
-            }
+            Err(e) => Err(query_failure(e)),
+        }
+    }
+
+    /// Pages go from the runtime to the engine as they are read (issue 20).
+    async fn run_pages(
+        &self,
+        query: Query,
+        sink: &mut usersync_sync::runner::PageSink<'_>,
+    ) -> Result<QueryResult, QueryFailure> {
+        use usersync_runtime::Page;
+        use usersync_sync::runner::PageEvent;
+        let mut pages = |page: Page| {
+            sink(match page {
+                Page::Records(r) => PageEvent::Records(r),
+                Page::Restart => PageEvent::Restart,
+            })
+        };
+        match self.client.run_query_into(&query, &mut pages).await {
+            Ok(out) => Ok(QueryResult {
+                records: Vec::new(),
+                skipped: out.skipped,
+                requests: 0,
+            }),
+            Err(e) => Err(query_failure(e)),
         }
     }
 
@@ -604,6 +617,20 @@ impl QueryRunner for RuntimeRunner {
                 remaining: b.remaining,
                 limit: b.limit,
             })
+    }
+}
+
+/// A runtime error as the engine's query failure.
+fn query_failure(e: RuntimeError) -> QueryFailure {
+    let kind = match e.connector_error() {
+        Some(ConnectorError::NotFound { .. }) => FailureKind::NotFound,
+        Some(ConnectorError::Unsupported { .. }) => FailureKind::Unsupported,
+        _ => FailureKind::Failed,
+    };
+    QueryFailure {
+        kind,
+        message: e.to_string(),
+        requests: 0,
     }
 }
 

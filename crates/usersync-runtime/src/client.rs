@@ -33,14 +33,30 @@ pub struct QueryOutput {
 }
 
 impl QueryOutput {
-    fn add(&mut self, batch: Batch) {
-        self.records.extend(batch.records);
+    /// Count a page; its records go to `sink`.
+    fn add(&mut self, batch: Batch, sink: &mut PageSink<'_>) -> usize {
+        let n = batch.records.len();
+        sink(Page::Records(batch.records));
         for (k, n) in batch.skipped {
             *self.skipped.entry(k).or_insert(0) += n;
         }
         self.pages += 1;
+        n
     }
 }
+
+/// What [`ConnectionClient::run_query_into`] hands its consumer as the query runs.
+#[derive(Debug)]
+pub enum Page {
+    /// The records of the next page, in the provider's order.
+    Records(Vec<Record>),
+    /// The paging cursor expired and the listing starts again from page one: forget every
+    /// record handed over so far for this query.
+    Restart,
+}
+
+/// The consumer of a query's pages (see [`Page`]).
+pub type PageSink<'a> = dyn FnMut(Page) + Send + 'a;
 
 struct Inner {
     name: String,
@@ -208,12 +224,37 @@ impl ConnectionClient {
     /// paging cursor restarts the listing (pages read so far are discarded); a repeated request
     /// or more pages than `max_pages` stop the query with a protocol error.
     pub async fn run_query(&self, q: &Query) -> Result<QueryOutput, RuntimeError> {
-        self.within_deadline(Some(q), self.drive(q, None)).await
+        self.collect(q, None).await
+    }
+
+    /// [`Self::run_query`], handing each page's records to `sink` as soon as the page is read
+    /// instead of collecting them (the returned output has no records): a consumer that turns
+    /// them into its own compact form never holds a query's records twice. On an error the
+    /// pages already handed over are the consumer's to discard.
+    pub async fn run_query_into(
+        &self,
+        q: &Query,
+        sink: &mut PageSink<'_>,
+    ) -> Result<QueryOutput, RuntimeError> {
+        self.within_deadline(Some(q), self.drive(q, None, sink)).await
     }
 
     /// Read only the first page of a query (for `doctor`'s minimal calls).
     pub async fn first_page(&self, q: &Query) -> Result<QueryOutput, RuntimeError> {
-        self.within_deadline(Some(q), self.drive(q, Some(1))).await
+        self.collect(q, Some(1)).await
+    }
+
+    /// Drive a query, collecting its records.
+    async fn collect(&self, q: &Query, page_limit: Option<u64>) -> Result<QueryOutput, RuntimeError> {
+        let mut records = Vec::new();
+        let mut sink = |page: Page| match page {
+            Page::Records(r) => records.extend(r),
+            Page::Restart => records.clear(),
+        };
+        let out = self
+            .within_deadline(Some(q), self.drive(q, page_limit, &mut sink))
+            .await?;
+        Ok(QueryOutput { records, ..out })
     }
 
     /// Run `work` unless the run's time limit (`max_run`) ends first; waits (pacing, backoff,
@@ -270,7 +311,12 @@ impl ConnectionClient {
             .collect()
     }
 
-    async fn drive(&self, q: &Query, page_limit: Option<u64>) -> Result<QueryOutput, RuntimeError> {
+    async fn drive(
+        &self,
+        q: &Query,
+        page_limit: Option<u64>,
+        sink: &mut PageSink<'_>,
+    ) -> Result<QueryOutput, RuntimeError> {
         let inner = &self.inner;
         let span = tracing::info_span!(
             "query",
@@ -284,6 +330,7 @@ impl ConnectionClient {
         async {
             let ctx = || self.context(q);
             let mut restarts = 0u32;
+            let mut records = 0usize;
             'listing: loop {
                 let mut cursor = inner.session.query(q).map_err(|source| RuntimeError::Connector {
                     context: ctx(),
@@ -302,7 +349,7 @@ impl ConnectionClient {
                     let Some(req) = cursor.next_request() else {
                         let span = tracing::Span::current();
                         span.record("pages", out.pages);
-                        span.record("records", out.records.len());
+                        span.record("records", records);
                         span.record("restarts", restarts);
                         break 'listing Ok(out);
                     };
@@ -329,7 +376,7 @@ impl ConnectionClient {
                     match cursor.on_response(resp) {
                         Ok(batch) => {
                             Counters::add(&inner.counters.pages, 1);
-                            out.add(batch);
+                            records += out.add(batch, sink);
                             done.insert(key);
                             page_retry = None;
                         }
@@ -345,6 +392,8 @@ impl ConnectionClient {
                                 });
                             }
                             tracing::warn!(restarts, "paging cursor expired; restarting the listing from page one");
+                            sink(Page::Restart);
+                            records = 0;
                             continue 'listing;
                         }
                         Err(e) if e.is_retryable() => {

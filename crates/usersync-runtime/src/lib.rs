@@ -21,7 +21,7 @@ pub mod retry;
 pub mod settings;
 pub mod transport;
 
-pub use client::{ConnectionClient, QueryOutput};
+pub use client::{ConnectionClient, Page, PageSink, QueryOutput};
 pub use counters::{BudgetSnapshot, RequestCount, RunCounters};
 pub use error::{RuntimeError, TransportKind};
 pub use settings::{ConnectionSettings, RetryPolicy, THROTTLE_BUDGET_WINDOWS};

@@ -12,7 +12,7 @@ use usersync_config::{MembershipRoute, Pattern, PhotoMode, Policy};
 use usersync_model::{Group, GroupKind, ManagerRef, MemberRef, Membership, Photo, PhotoHint, Record, User};
 use usersync_sdk::{Manifest, Operation, Query};
 
-use crate::runner::{FailureKind, Progress, QueryFailure, QueryResult, QueryRunner};
+use crate::runner::{FailureKind, PageEvent, Progress, QueryFailure, QueryResult, QueryRunner};
 
 /// How effective (transitive) memberships were obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -119,7 +119,13 @@ impl Snapshot {
         }
     }
 
-    fn absorb(&mut self, query: &Query, result: Result<QueryResult, QueryFailure>, optional: bool) {
+    fn absorb(
+        &mut self,
+        query: &Query,
+        result: Result<QueryResult, QueryFailure>,
+        staged: Staged,
+        optional: bool,
+    ) {
         self.queries += 1;
         match result {
             Ok(r) => {
@@ -128,6 +134,15 @@ impl Snapshot {
                     *self.skipped.entry(k).or_insert(0) += n;
                 }
                 for rec in r.records {
+                    self.record(query, rec);
+                }
+                if self.users.is_empty() {
+                    // the user listing: its map becomes the snapshot's, nothing is copied
+                    self.users = staged.users;
+                } else {
+                    self.users.extend(staged.users);
+                }
+                for rec in staged.rest {
                     self.record(query, rec);
                 }
             }
@@ -245,8 +260,40 @@ pub fn describe(q: &Query) -> String {
     }
 }
 
-/// What a phase does with each query's result.
-type Sink<'s> = dyn FnMut(Query, Result<QueryResult, QueryFailure>) + Send + 's;
+/// A query's records as its pages arrive: users straight into the map the snapshot takes over
+/// (a user listing is never held as a list of records as well), everything else in order. A
+/// failed query's are dropped, as if never read.
+#[derive(Default)]
+struct Staged {
+    /// Users by provider id (a later record of the same id wins, as in the snapshot).
+    users: BTreeMap<String, User>,
+    /// Every other record, in the provider's order.
+    rest: Vec<Record>,
+    /// Records received.
+    count: u64,
+}
+
+impl Staged {
+    fn take(&mut self, event: PageEvent) {
+        match event {
+            PageEvent::Records(records) => {
+                self.count += records.len() as u64;
+                for rec in records {
+                    match rec {
+                        Record::User(u) => {
+                            self.users.insert(u.id.clone(), u);
+                        }
+                        other => self.rest.push(other),
+                    }
+                }
+            }
+            PageEvent::Restart => *self = Staged::default(),
+        }
+    }
+}
+
+/// What a phase does with each query's result and records.
+type Sink<'s> = dyn FnMut(Query, Result<QueryResult, QueryFailure>, Staged) + Send + 's;
 
 /// Run a phase's queries concurrently and hand each result to `sink` in the order of
 /// `queries` as soon as it and every query before it has ended: a query's records are absorbed
@@ -270,21 +317,22 @@ async fn run_all<R: QueryRunner>(
         set.spawn(
             async move {
                 let _permit = sem.acquire_owned().await;
-                let r = runner.run(q.clone()).await;
-                (i, q, r)
+                let mut staged = Staged::default();
+                let r = runner.run_pages(q.clone(), &mut |page| staged.take(page)).await;
+                (i, q, r, staged)
             }
             .instrument(span),
         );
     }
-    let mut waiting: BTreeMap<usize, (Query, Result<QueryResult, QueryFailure>)> = BTreeMap::new();
+    let mut waiting: BTreeMap<usize, (Query, Result<QueryResult, QueryFailure>, Staged)> = BTreeMap::new();
     let mut next = 0usize;
     let mut panics = 0usize;
     while let Some(joined) = set.join_next().await {
         match joined {
-            Ok((i, q, r)) => {
-                ctx.progress
-                    .query_done(r.as_ref().map(|r| r.records.len() as u64).unwrap_or(0));
-                waiting.insert(i, (q, r));
+            Ok((i, q, r, staged)) => {
+                let n = r.as_ref().map_or(0, |r| r.records.len() as u64 + staged.count);
+                ctx.progress.query_done(n);
+                waiting.insert(i, (q, r, staged));
             }
             Err(e) => {
                 // A panicking runner task: surfaces as a failed query (the fetch is incomplete).
@@ -295,18 +343,19 @@ async fn run_all<R: QueryRunner>(
                     (
                         Query::ListUsers,
                         Err(QueryFailure::failed(format!("query task ended abnormally: {e}"))),
+                        Staged::default(),
                     ),
                 );
             }
         }
-        while let Some((q, r)) = waiting.remove(&next) {
-            sink(q, r);
+        while let Some((q, r, staged)) = waiting.remove(&next) {
+            sink(q, r, staged);
             next += 1;
         }
     }
     ctx.progress.phase_done();
-    for (_, (q, r)) in waiting {
-        sink(q, r);
+    for (_, (q, r, staged)) in waiting {
+        sink(q, r, staged);
     }
 }
 
@@ -364,9 +413,13 @@ pub async fn fetch<R: QueryRunner>(runner: Arc<R>, ctx: &FetchContext<'_>) -> Sn
     if roles {
         first.push(Query::ListRoles);
     }
-    run_all(&runner, first, ctx, "listing users and groups", &mut |q, r| {
-        snap.absorb(&q, r, false)
-    })
+    run_all(
+        &runner,
+        first,
+        ctx,
+        "listing users and groups",
+        &mut |q, r, staged| snap.absorb(&q, r, staged, false),
+    )
     .await;
     if !snap.complete {
         // Without complete listings nothing below can be trusted or is needed.
@@ -392,8 +445,8 @@ pub async fn fetch<R: QueryRunner>(runner: Arc<R>, ctx: &FetchContext<'_>) -> Sn
                 .into_iter()
                 .map(|group_id| Query::GroupChildren { group_id })
                 .collect();
-            run_all(&runner, qs, ctx, "listing child groups", &mut |q, r| {
-                snap.absorb(&q, r, false)
+            run_all(&runner, qs, ctx, "listing child groups", &mut |q, r, staged| {
+                snap.absorb(&q, r, staged, false)
             })
             .await;
             if !snap.complete {
@@ -484,8 +537,8 @@ pub async fn fetch<R: QueryRunner>(runner: Arc<R>, ctx: &FetchContext<'_>) -> Sn
             TransitiveSource::Unavailable
         }
     });
-    run_all(&runner, qs, ctx, "listing memberships", &mut |q, r| {
-        snap.absorb(&q, r, false)
+    run_all(&runner, qs, ctx, "listing memberships", &mut |q, r, staged| {
+        snap.absorb(&q, r, staged, false)
     })
     .await;
 
@@ -543,7 +596,7 @@ pub async fn fetch<R: QueryRunner>(runner: Arc<R>, ctx: &FetchContext<'_>) -> Sn
             optional,
             ctx,
             "fetching managers and photos",
-            &mut |q, r| snap.absorb(&q, r, true),
+            &mut |q, r, staged| snap.absorb(&q, r, staged, true),
         )
         .await;
     }

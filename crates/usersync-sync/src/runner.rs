@@ -53,12 +53,41 @@ impl QueryFailure {
     }
 }
 
+/// What [`QueryRunner::run_pages`] hands its consumer as a query runs.
+#[derive(Debug)]
+pub enum PageEvent {
+    /// The records of the next page, in the provider's order.
+    Records(Vec<Record>),
+    /// The listing restarted from page one (its paging cursor expired): forget every record
+    /// handed over so far for this query.
+    Restart,
+}
+
+/// The consumer of a query's pages.
+pub type PageSink<'a> = dyn FnMut(PageEvent) + Send + 'a;
+
 /// Runs one connector query (all pages, with auth, retries and rate limits) for one
 /// connection. The host implements it with the runtime's `ConnectionClient`; tests use
 /// in-memory runners.
 pub trait QueryRunner: Send + Sync + 'static {
     /// Run `query` to completion.
     fn run(&self, query: Query) -> impl Future<Output = Result<QueryResult, QueryFailure>> + Send;
+
+    /// Run `query` to completion, handing its records to `sink` page by page as they are read
+    /// (the result's `records` are empty). On a failure the pages already handed over are the
+    /// consumer's to discard. The default runs [`QueryRunner::run`] and hands over its records
+    /// as one page; the host's runner streams them from the runtime.
+    fn run_pages<'a>(
+        &'a self,
+        query: Query,
+        sink: &'a mut PageSink<'_>,
+    ) -> impl Future<Output = Result<QueryResult, QueryFailure>> + Send + 'a {
+        async move {
+            let mut r = self.run(query).await?;
+            sink(PageEvent::Records(std::mem::take(&mut r.records)));
+            Ok(r)
+        }
+    }
 
     /// HTTP requests made so far through this runner (token requests and retries included),
     /// when the runner counts them itself; `None`: the engine sums [`QueryResult::requests`].
