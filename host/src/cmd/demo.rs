@@ -168,49 +168,12 @@ pub async fn run(args: DemoArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         anyhow::bail!("unknown provider `{bad}` (known: {})", PROVIDERS.join(", "));
     }
 
-    let mut running = Vec::new();
     let mut outcomes = Vec::new();
     let mut config = String::from(
         "# Written by `usersync demo`: connections to local emulators. Secrets are in ./secrets.\n\
          [store]\npath = \"usersync.db\"\n\n",
     );
-    for p in wanted {
-        let mut opts = EmulatorOptions::new(p);
-        // One domain per provider: the demo's organisations are different people, so the store shows
-        // each provider's sync rather than cross-connection username conflicts.
-        opts.gen = GenConfig {
-            users: args.users,
-            groups: args.groups,
-            seed: args.seed,
-            domain: format!("{p}.example.com"),
-            ..GenConfig::default()
-        };
-        opts.state_dir = Some(dir.join("emulators").join(p));
-        match usersync_emulator::start(opts).await {
-            Ok(emu) => match connection_block(&dir, &emu).await? {
-                Some(block) => {
-                    config.push_str(&block);
-                    config.push('\n');
-                    running.push(emu);
-                }
-                None => outcomes.push(Outcome {
-                    provider: p,
-                    org: String::new(),
-                    result: "skipped: the emulator gives no connector options yet".into(),
-                    requests: 0,
-                    secs: 0.0,
-                }),
-            },
-            Err(EmulatorError::NotImplemented(_)) => outcomes.push(Outcome {
-                provider: p,
-                org: String::new(),
-                result: "skipped: emulator not available in this build".into(),
-                requests: 0,
-                secs: 0.0,
-            }),
-            Err(e) => return Err(e).with_context(|| format!("starting the {p} emulator")),
-        }
-    }
+    let running = start_emulators(&wanted, &args, &dir, &mut config, &mut outcomes).await?;
     // the SCIM application the directory is pushed into (not with --serve: serve has no targets)
     let scim = if args.no_push || args.serve {
         None
@@ -248,8 +211,87 @@ pub async fn run(args: DemoArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         return Ok(code);
     }
 
+    let mut failed = sync_all(&running, &config_path, global, &args, &mut outcomes).await;
+    if let (Some(emu), false) = (&scim, args.no_sync) {
+        match push::push(&config_path, global, emu).await {
+            Ok(true) => {}
+            Ok(false) => failed = true,
+            Err(e) => {
+                failed = true;
+                println!("push into the SCIM emulator failed: {e:#}");
+            }
+        }
+    }
+
+    print_summary(&mut outcomes, &args, &dir, &config_path);
+    if args.no_sync && !running.is_empty() {
+        println!("emulators keep serving until Ctrl-C");
+        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+/// Start the emulator of each wanted provider and add its connection to `config`; a provider
+/// without an emulator (or connector options) in this build is recorded as skipped.
+async fn start_emulators(
+    wanted: &[&'static str],
+    args: &DemoArgs,
+    dir: &Path,
+    config: &mut String,
+    outcomes: &mut Vec<Outcome>,
+) -> anyhow::Result<Vec<RunningEmulator>> {
+    let mut running = Vec::new();
+    for &p in wanted {
+        let mut opts = EmulatorOptions::new(p);
+        // One domain per provider: the demo's organisations are different people, so the store shows
+        // each provider's sync rather than cross-connection username conflicts.
+        opts.gen = GenConfig {
+            users: args.users,
+            groups: args.groups,
+            seed: args.seed,
+            domain: format!("{p}.example.com"),
+            ..GenConfig::default()
+        };
+        opts.state_dir = Some(dir.join("emulators").join(p));
+        match usersync_emulator::start(opts).await {
+            Ok(emu) => match connection_block(dir, &emu).await? {
+                Some(block) => {
+                    config.push_str(&block);
+                    config.push('\n');
+                    running.push(emu);
+                }
+                None => outcomes.push(Outcome {
+                    provider: p,
+                    org: String::new(),
+                    result: "skipped: the emulator gives no connector options yet".into(),
+                    requests: 0,
+                    secs: 0.0,
+                }),
+            },
+            Err(EmulatorError::NotImplemented(_)) => outcomes.push(Outcome {
+                provider: p,
+                org: String::new(),
+                result: "skipped: emulator not available in this build".into(),
+                requests: 0,
+                secs: 0.0,
+            }),
+            Err(e) => return Err(e).with_context(|| format!("starting the {p} emulator")),
+        }
+    }
+    Ok(running)
+}
+
+/// Sync each emulator's connection in turn (or, with `--no-sync`, only count its organisation);
+/// true when a sync failed.
+async fn sync_all(
+    running: &[RunningEmulator],
+    config_path: &Path,
+    global: &GlobalArgs,
+    args: &DemoArgs,
+    outcomes: &mut Vec<Outcome>,
+) -> bool {
     let mut failed = false;
-    for emu in &running {
+    for emu in running {
         let counts = emu.org().read().await.counts();
         let org = format!(
             "{} users, {} groups, {} memberships",
@@ -268,7 +310,7 @@ pub async fn run(args: DemoArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         println!("\n== {} ==", emu.provider);
         let before = emu.ctx.stats.requests.load(std::sync::atomic::Ordering::SeqCst);
         let started = Instant::now();
-        let result = match sync_one(&config_path, emu.provider, global, &args).await {
+        let result = match sync_one(config_path, emu.provider, global, args).await {
             Ok(0) => "synced".to_string(),
             Ok(code) => {
                 failed = true;
@@ -289,23 +331,17 @@ pub async fn run(args: DemoArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         });
     }
 
-    if let (Some(emu), false) = (&scim, args.no_sync) {
-        match push::push(&config_path, global, emu).await {
-            Ok(true) => {}
-            Ok(false) => failed = true,
-            Err(e) => {
-                failed = true;
-                println!("push into the SCIM emulator failed: {e:#}");
-            }
-        }
-    }
+    failed
+}
 
+/// The table of outcomes and where to look next.
+fn print_summary(outcomes: &mut [Outcome], args: &DemoArgs, dir: &Path, config_path: &Path) {
     println!(
         "\n{:<9}  {:<48}  {:>8}  {:>7}  result",
         "provider", "emulated organisation", "requests", "time"
     );
     outcomes.sort_by_key(|o| o.provider);
-    for o in &outcomes {
+    for o in outcomes.iter() {
         println!(
             "{:<9}  {:<48}  {:>8}  {:>6.2}s  {}",
             o.provider, o.org, o.requests, o.secs, o.result
@@ -331,9 +367,4 @@ pub async fn run(args: DemoArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
             config_path.display()
         );
     }
-    if args.no_sync && !running.is_empty() {
-        println!("emulators keep serving until Ctrl-C");
-        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
-    }
-    Ok(if failed { 1 } else { 0 })
 }
