@@ -202,8 +202,9 @@ async fn keycloak_incremental_runs_match_a_full_read_through_random_changes_faul
     );
 }
 
-/// Keycloak: a realm that stops recording admin events, events that expired, and unusable
-/// watermarks lead to full runs; a run with no change makes a handful of requests.
+/// Keycloak: a run with no change makes a handful of requests; a new sub-tree and a renamed parent
+/// are read from the groups feed; a realm that stops recording admin events, events that expired,
+/// and unusable watermarks lead to full runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keycloak_admin_events_off_or_expired_and_bad_watermarks_lead_to_full_runs() {
     let env = Env::new("keycloak", 20, 4, 2302).await;
@@ -223,6 +224,24 @@ async fn keycloak_admin_events_off_or_expired_and_bad_watermarks_lead_to_full_ru
         requests <= 5,
         "a no-change run: token, then events config and one page of events per feed, not {requests}: {quiet}"
     );
+    // a new group with a sub-group holding a user, then the parent renamed: the sub-tree is re-read
+    // (its path changes), the parent link and the nested membership stay
+    let parent = {
+        let mut org = env.emu.org().write().await;
+        let parent = org.add_group("Parent", usersync_emulator::GroupKind::Native);
+        let child = org.add_group("Child", usersync_emulator::GroupKind::Native);
+        org.add_child_group(parent, child);
+        let u = org.live_users().map(|u| u.ix).next().expect("a user");
+        org.add_member(child, u);
+        parent
+    };
+    let r = env.applied("inc", &[], "a new sub-tree").await;
+    assert_eq!(kind(&r), "incremental", "{r}");
+    env.assert_truth("a new sub-tree").await;
+    env.emu.org().write().await.rename_group(parent, "Renamed parent");
+    let r = env.applied("inc", &[], "the parent renamed").await;
+    assert_eq!(kind(&r), "incremental", "{r}");
+    env.assert_truth("the parent renamed").await;
     // admin events off: the change is not recorded, the feed says so
     {
         let mut org = env.emu.org().write().await;

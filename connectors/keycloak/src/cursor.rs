@@ -585,13 +585,16 @@ impl GroupTree {
     }
 
     /// The sub-tree below one group (a change feed re-reading a renamed group's descendants):
-    /// its `count` children and, level by level, theirs; no count check.
+    /// its `count` children and, level by level, theirs; no count check. Groups in `known` (read
+    /// already) are skipped with their sub-trees.
     pub(crate) fn subtree(
         s: &KeycloakSession,
         parent_id: &str,
         parent_path: Option<String>,
         count: u64,
+        mut known: HashSet<String>,
     ) -> Result<Self, ConnectorError> {
+        known.insert(parent_id.to_string());
         let walk = Walk {
             parent_id: parent_id.to_string(),
             parent_path,
@@ -604,7 +607,7 @@ impl GroupTree {
             page_size: s.page_size,
             current: Some(Listing::Children(walk.clone())),
             queue: VecDeque::new(),
-            seen: HashSet::from([parent_id.to_string()]),
+            seen: known,
             pages: 0,
             count: None,
         };

@@ -211,6 +211,10 @@ pub(crate) struct AdminEventsCursor {
     children_of: BTreeSet<String>,
     jobs: VecDeque<Job>,
     running: Option<Running>,
+    /// Groups read in this query.
+    emitted: HashSet<String>,
+    /// Groups whose children were listed in this query.
+    walked: HashSet<String>,
 }
 
 fn resync(reason: impl Into<String>) -> Batch {
@@ -245,6 +249,8 @@ impl AdminEventsCursor {
             children_of: BTreeSet::new(),
             jobs: VecDeque::new(),
             running: None,
+            emitted: HashSet::new(),
+            walked: HashSet::new(),
         }
     }
 
@@ -485,7 +491,14 @@ impl AdminEventsCursor {
 
     /// Start the next re-read, or end the query with the removals and the new watermark.
     fn advance(&mut self) -> Result<Batch, ConnectorError> {
-        if let Some(job) = self.jobs.pop_front() {
+        while let Some(job) = self.jobs.pop_front() {
+            // a group read earlier in this query (a sub-tree walk reads every level) is current:
+            // reading it or its children again would repeat a request of the same query
+            match &job {
+                Job::Group(id) if self.emitted.contains(id) => continue,
+                Job::Subtree { id, .. } | Job::Children(id) if !self.walked.insert(id.clone()) => continue,
+                _ => {}
+            }
             let s = &self.session;
             let sub = |q: Query, job: Job| -> Result<Running, ConnectorError> {
                 Ok(Running::Sub {
@@ -504,7 +517,13 @@ impl AdminEventsCursor {
                     ref path,
                     count,
                 } => Running::Sub {
-                    cursor: Box::new(crate::cursor::GroupTree::subtree(s, id, path.clone(), count)?),
+                    cursor: Box::new(crate::cursor::GroupTree::subtree(
+                        s,
+                        id,
+                        path.clone(),
+                        count,
+                        self.emitted.clone(),
+                    )?),
                     job,
                     got: BTreeSet::new(),
                 },
@@ -538,6 +557,21 @@ impl AdminEventsCursor {
         };
         records.push(Record::Feed(FeedEntry::Watermark(mark.encode())));
         Ok(Batch::of(records))
+    }
+
+    /// Remember the groups and children listings a batch of re-reads covered.
+    fn note(&mut self, batch: &Batch) {
+        for r in &batch.records {
+            match r {
+                Record::Group(g) => {
+                    self.emitted.insert(g.id.clone());
+                }
+                Record::Membership(m) if matches!(m.member, usersync_model::MemberRef::Group(_)) => {
+                    self.walked.insert(m.group_id.clone());
+                }
+                _ => {}
+            }
+        }
     }
 
     fn on_reread(&mut self, response: HttpResponse) -> Result<Batch, ConnectorError> {
@@ -597,6 +631,7 @@ impl AdminEventsCursor {
                 records.insert(0, Record::Group(group));
                 self.running = None;
                 let mut b = Batch::of(records);
+                self.note(&b);
                 let next = self.advance()?;
                 b.records.extend(next.records);
                 return Ok(b);
@@ -608,7 +643,9 @@ impl AdminEventsCursor {
                         got.insert(m.group_id.clone());
                     }
                 }
-                if cursor.next_request().is_some() {
+                let more = cursor.next_request().is_some();
+                self.note(&batch);
+                if more {
                     return Ok(batch);
                 }
                 batch
