@@ -1,10 +1,10 @@
 //! `usersync config ...`: find and validate the configuration file.
 
 use serde::Serialize;
-use usersync_config::{Config, ConfigError, ConfigIssue, SecretRef};
+use usersync_config::{Config, ConfigError, ConfigIssue, ConnectionConfig, SecretRef};
 use usersync_sdk::AuthPlan;
 
-use crate::registry::Lookup;
+use crate::registry::{Lookup, Registry};
 use crate::wiring::{self, exit, outln, Format};
 use crate::GlobalArgs;
 
@@ -271,131 +271,10 @@ fn check(global: &GlobalArgs, format: Format) -> anyhow::Result<u8> {
         refused_plugins: 0,
     };
     match Config::load_all(&path) {
-        Err(e) => {
-            // A syntax error stops the check: toml's message says line, column and what (the
-            // caret snippet only on the terminal, never in JSON).
-            match (&e, format) {
-                (ConfigError::Parse { message, .. }, Format::Table) => report.errors.push(ConfigIssue {
-                    file: path.clone(),
-                    line: wiring::plain_toml_message(message).0,
-                    connection: None,
-                    option: None,
-                    message: message.clone(),
-                }),
-                _ => {
-                    let issues = wiring::config_error_issues(&e);
-                    if issues.is_empty() {
-                        report.errors.push(ConfigIssue {
-                            file: path.clone(),
-                            line: 0,
-                            connection: None,
-                            option: None,
-                            message: e.to_string(),
-                        });
-                    }
-                    report.errors.extend(issues);
-                }
-            }
-        }
+        Err(e) => report.errors = load_errors(&e, &path, format),
         Ok((config, issues)) => {
             report.errors = issues;
-            report.store = config.store.path.display().to_string();
-            // `[plugins]` is the registry's table: a mistake in it is a config error too.
-            let section = match crate::registry::plugins_section(global) {
-                Ok(s) => s,
-                Err(e) => {
-                    let message = match &e {
-                        usersync_registry::RegistryError::BadConfig { reason, .. } => reason.clone(),
-                        other => other.to_string(),
-                    };
-                    report.errors.push(ConfigIssue {
-                        file: path.clone(),
-                        line: plugins_line(&path),
-                        connection: None,
-                        option: None,
-                        message,
-                    });
-                    Default::default()
-                }
-            };
-            let registry = crate::registry::load_with(global, section);
-            for conn in &config.connections {
-                report
-                    .connections
-                    .push(format!("{} ({})", conn.name, conn.connector));
-                let issue = |message: String| ConfigIssue {
-                    file: path.clone(),
-                    line: conn.connector_line(),
-                    connection: Some(conn.name.clone()),
-                    option: None,
-                    message,
-                };
-                let connector = match registry.lookup(&conn.connector) {
-                    Lookup::Active(e) => match &e.connector {
-                        Some(c) => c.clone(),
-                        None => continue,
-                    },
-                    Lookup::Refused(refused) => {
-                        // The file may be right; this host cannot load the connector it names,
-                        // so its options cannot be checked here.
-                        report
-                            .errors
-                            .push(issue(wiring::refused_message(&conn.connector, &refused)));
-                        report.refused_plugins += 1;
-                        continue;
-                    }
-                    Lookup::Unused(unused) => {
-                        report
-                            .errors
-                            .push(issue(wiring::unused_message(&conn.connector, &unused)));
-                        continue;
-                    }
-                    Lookup::Unknown => {
-                        report
-                            .errors
-                            .push(issue(wiring::unknown_message(&conn.connector, &registry)));
-                        continue;
-                    }
-                };
-                match wiring::check_connection(conn, &path, &connector) {
-                    Err(issues) => report.errors.extend(issues),
-                    Ok(wiring::Checked { session: None, .. }) => {}
-                    Ok(wiring::Checked {
-                        session: Some(session),
-                        ..
-                    }) => {
-                        // The authorization-code flow runs on the refresh token `auth login`
-                        // stored; without it every run fails.
-                        if let AuthPlan::RefreshToken { .. } = session.auth_plan() {
-                            let file = &conn.runtime.credential_file;
-                            if !file.is_file() {
-                                report.errors.push(ConfigIssue {
-                                    option: Some("runtime.credential_file".into()),
-                                    ..issue(format!(
-                                        "no refresh token at `{}` yet: run `usersync auth login {}`",
-                                        file.display(),
-                                        conn.name
-                                    ))
-                                });
-                            }
-                        }
-                    }
-                }
-                for (name, r) in &conn.secrets {
-                    if let SecretRef::Env { env } = r {
-                        if std::env::var_os(env).is_none() {
-                            report.warnings.push(ConfigIssue {
-                                line: conn.option_line(name),
-                                option: Some(name.clone()),
-                                ..issue(format!("environment variable `{env}` is not set here"))
-                            });
-                        }
-                    }
-                }
-            }
-            let (errors, warnings) = crate::cmd::push::check_targets(&config, &path, &registry);
-            report.errors.extend(errors);
-            report.warnings.extend(warnings);
+            check_loaded(global, &config, &path, &mut report);
         }
     }
     report.errors.sort_by_key(|i| i.line);
@@ -430,6 +309,147 @@ fn check(global: &GlobalArgs, format: Format) -> anyhow::Result<u8> {
     } else {
         exit::USAGE
     })
+}
+
+/// Why the file could not be loaded.
+fn load_errors(e: &ConfigError, path: &std::path::Path, format: Format) -> Vec<ConfigIssue> {
+    let mut errors = Vec::new();
+    // A syntax error stops the check: toml's message says line, column and what (the
+    // caret snippet only on the terminal, never in JSON).
+    match (e, format) {
+        (ConfigError::Parse { message, .. }, Format::Table) => errors.push(ConfigIssue {
+            file: path.to_path_buf(),
+            line: wiring::plain_toml_message(message).0,
+            connection: None,
+            option: None,
+            message: message.clone(),
+        }),
+        _ => {
+            let issues = wiring::config_error_issues(e);
+            if issues.is_empty() {
+                errors.push(ConfigIssue {
+                    file: path.to_path_buf(),
+                    line: 0,
+                    connection: None,
+                    option: None,
+                    message: e.to_string(),
+                });
+            }
+            errors.extend(issues);
+        }
+    }
+    errors
+}
+
+/// The loaded file's `[plugins]`, connections and targets.
+fn check_loaded(global: &GlobalArgs, config: &Config, path: &std::path::Path, report: &mut CheckReport) {
+    report.store = config.store.path.display().to_string();
+    // `[plugins]` is the registry's table: a mistake in it is a config error too.
+    let section = match crate::registry::plugins_section(global) {
+        Ok(s) => s,
+        Err(e) => {
+            let message = match &e {
+                usersync_registry::RegistryError::BadConfig { reason, .. } => reason.clone(),
+                other => other.to_string(),
+            };
+            report.errors.push(ConfigIssue {
+                file: path.to_path_buf(),
+                line: plugins_line(path),
+                connection: None,
+                option: None,
+                message,
+            });
+            Default::default()
+        }
+    };
+    let registry = crate::registry::load_with(global, section);
+    for conn in &config.connections {
+        check_connection(conn, path, &registry, report);
+    }
+    let (errors, warnings) = crate::cmd::push::check_targets(config, path, &registry);
+    report.errors.extend(errors);
+    report.warnings.extend(warnings);
+}
+
+/// One connection: its connector is loaded and takes its options; its secrets are there.
+fn check_connection(
+    conn: &ConnectionConfig,
+    path: &std::path::Path,
+    registry: &Registry,
+    report: &mut CheckReport,
+) {
+    report
+        .connections
+        .push(format!("{} ({})", conn.name, conn.connector));
+    let issue = |message: String| ConfigIssue {
+        file: path.to_path_buf(),
+        line: conn.connector_line(),
+        connection: Some(conn.name.clone()),
+        option: None,
+        message,
+    };
+    let connector = match registry.lookup(&conn.connector) {
+        Lookup::Active(e) => match &e.connector {
+            Some(c) => c.clone(),
+            None => return,
+        },
+        Lookup::Refused(refused) => {
+            // The file may be right; this host cannot load the connector it names,
+            // so its options cannot be checked here.
+            report
+                .errors
+                .push(issue(wiring::refused_message(&conn.connector, &refused)));
+            report.refused_plugins += 1;
+            return;
+        }
+        Lookup::Unused(unused) => {
+            report
+                .errors
+                .push(issue(wiring::unused_message(&conn.connector, &unused)));
+            return;
+        }
+        Lookup::Unknown => {
+            report
+                .errors
+                .push(issue(wiring::unknown_message(&conn.connector, registry)));
+            return;
+        }
+    };
+    match wiring::check_connection(conn, path, &connector) {
+        Err(issues) => report.errors.extend(issues),
+        Ok(wiring::Checked { session: None, .. }) => {}
+        Ok(wiring::Checked {
+            session: Some(session),
+            ..
+        }) => {
+            // The authorization-code flow runs on the refresh token `auth login`
+            // stored; without it every run fails.
+            if let AuthPlan::RefreshToken { .. } = session.auth_plan() {
+                let file = &conn.runtime.credential_file;
+                if !file.is_file() {
+                    report.errors.push(ConfigIssue {
+                        option: Some("runtime.credential_file".into()),
+                        ..issue(format!(
+                            "no refresh token at `{}` yet: run `usersync auth login {}`",
+                            file.display(),
+                            conn.name
+                        ))
+                    });
+                }
+            }
+        }
+    }
+    for (name, r) in &conn.secrets {
+        if let SecretRef::Env { env } = r {
+            if std::env::var_os(env).is_none() {
+                report.warnings.push(ConfigIssue {
+                    line: conn.option_line(name),
+                    option: Some(name.clone()),
+                    ..issue(format!("environment variable `{env}` is not set here"))
+                });
+            }
+        }
+    }
 }
 
 /// The line of the file's first `[plugins` table header (1 when there is none).
