@@ -245,14 +245,23 @@ async fn faults_mid_listing_are_retried_or_fail_the_whole_listing() {
     assert_eq!(retried, clean);
     assert!(c.counters().retries > 0);
 
-    // Throttling (403 userRateLimitExceeded) is waited out, not treated as a permission error.
+    // Throttling (403 userRateLimitExceeded, the emulator's answer to a throttle fault) is
+    // waited out, not treated as a permission error: the listing completes, the same.
     emu.set_faults(FaultConfig {
-        rate_limit_per_minute: Some(1),
+        error_rate: 1.0,
+        error_statuses: vec![429],
+        start_after: 1,
+        max_faults: Some(2),
         ..FaultConfig::default()
     })
     .expect("faults");
     let throttled = connection(&emu, "service_account_key_file", "admin_email").await;
-    let r = throttled.run_query(&Query::ListUsers).await;
+    let r = full_listing(&throttled).await;
+    assert_eq!(
+        emu.ctx.faults.injected(),
+        2,
+        "the two throttle answers were not served"
+    );
     assert!(
         !matches!(
             r,
@@ -263,6 +272,7 @@ async fn faults_mid_listing_are_retried_or_fail_the_whole_listing() {
         ),
         "throttling is not a permission error: {r:?}"
     );
+    assert_eq!(r.expect("a throttled listing completes"), clean);
     assert!(throttled.counters().throttled_responses > 0);
     emu.set_faults(FaultConfig::default()).expect("faults");
 

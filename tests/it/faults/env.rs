@@ -11,6 +11,17 @@ use usersync_store::ConnectionState;
 /// Upper bound for one `usersync sync` run; a hang (e.g. an endless paging loop) fails the test.
 const RUN_LIMIT: Duration = Duration::from_secs(90);
 
+/// The runs' error retries (`max_retries`) unless a case sets its own.
+pub(super) const MAX_RETRIES: u64 = 3;
+
+/// The runs' whole-request timeout (`request_timeout_secs`) unless a case sets its own.
+pub(super) const REQUEST_TIMEOUT_SECS: u64 = 3;
+
+/// How long one request may keep being throttled before its query fails
+/// (`max_throttle_total_secs`): the runtime's default, ten of the 2 s throttle waits, unless a
+/// case sets its own.
+pub(super) const THROTTLE_BUDGET_SECS: u64 = 20;
+
 pub(super) struct Env {
     pub emu: RunningEmulator,
     pub dir: tempfile::TempDir,
@@ -70,7 +81,7 @@ impl Env {
             conn.set_option(opt, serde_json::json!(page_size.unwrap_or(max)));
         }
         let runtime = format!(
-            "max_retries = 3\nmax_throttle_wait_secs = 2\nrequest_timeout_secs = 3\nconnect_timeout_secs = 2\n{extra_runtime}"
+            "max_retries = {MAX_RETRIES}\nmax_throttle_wait_secs = 2\nmax_throttle_total_secs = {THROTTLE_BUDGET_SECS}\nrequest_timeout_secs = {REQUEST_TIMEOUT_SECS}\nconnect_timeout_secs = 2\n{extra_runtime}"
         );
         let config = write_config(dir.path(), &[conn], &runtime, policy).expect("write config");
         Env {
@@ -79,6 +90,27 @@ impl Env {
             config,
             provider,
         }
+    }
+
+    /// Sets one line of the `[runtime]` table [`Env::with_runtime`] wrote (e.g.
+    /// `request_timeout_secs`) from the next run on.
+    pub fn set_runtime(&self, key: &str, value: u64) {
+        let text = std::fs::read_to_string(&self.config).expect("read config");
+        let prefix = format!("{key} = ");
+        let mut found = false;
+        let lines: Vec<String> = text
+            .lines()
+            .map(|l| {
+                if l.starts_with(&prefix) {
+                    found = true;
+                    format!("{prefix}{value}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        assert!(found, "no `{key}` line in {}", self.config.display());
+        std::fs::write(&self.config, lines.join("\n") + "\n").expect("write config");
     }
 
     pub async fn run(&self, args: &[&str]) -> (i32, String, String) {

@@ -42,7 +42,7 @@ fn documented(provider: &str, f: &FaultConfig, default: Expect) -> Expect {
     if (f.error_rate >= 1.0 && f.max_faults.is_none())
         || f.rate_limit_per_minute.is_some()
         || f.malformed_rate > 0.0
-        || f.latency_ms >= 4000
+        || f.latency_ms >= TIMEOUT_CASE_LATENCY_MS
     {
         return CleanFailure;
     }
@@ -85,6 +85,25 @@ fn proof(provider: &str, f: &FaultConfig) -> Proof {
     } else {
         Proof::Injected
     }
+}
+
+/// The timeout case's latency: twice its request timeout ([`case_runtime`]).
+const TIMEOUT_CASE_LATENCY_MS: u64 = 2000;
+
+/// `[runtime]` settings a case runs with instead of the suite's ([`env::REQUEST_TIMEOUT_SECS`],
+/// [`env::THROTTLE_BUDGET_SECS`]), so that the cases that must fail do so in seconds: the
+/// timeout case with a 1 s request timeout and one retry, the rate-limit storm with a 4 s throttle budget
+/// per request (two throttle waits; the concurrency case keeps the default, it must complete).
+fn case_runtime(f: &FaultConfig) -> Vec<(&'static str, u64, u64)> {
+    let mut settings = Vec::new();
+    if f.latency_ms >= TIMEOUT_CASE_LATENCY_MS {
+        settings.push(("request_timeout_secs", 1, env::REQUEST_TIMEOUT_SECS));
+        settings.push(("max_retries", 1, env::MAX_RETRIES));
+    }
+    if f.rate_limit_per_minute.is_some() {
+        settings.push(("max_throttle_total_secs", 4, env::THROTTLE_BUDGET_SECS));
+    }
+    settings
 }
 
 fn matrix() -> Vec<(&'static str, FaultConfig, Expect)> {
@@ -214,9 +233,9 @@ fn matrix() -> Vec<(&'static str, FaultConfig, Expect)> {
             Complete,
         ),
         (
-            "timeouts (every answer 4 s late, request timeout 3 s)",
+            "timeouts (every answer 2 s late, request timeout 1 s)",
             FaultConfig {
-                latency_ms: 4000,
+                latency_ms: TIMEOUT_CASE_LATENCY_MS,
                 start_after: 2,
                 ..base.clone()
             },
@@ -242,8 +261,17 @@ async fn fault_matrix(provider: &'static str) {
         let start_after = faults.start_after;
         let stats = |k: &str| env.emu.ctx.stats.snapshot()[k].as_u64().unwrap_or_default();
         let (throttled0, requests0) = (stats("throttled"), stats("requests"));
+        let settings = case_runtime(&faults);
+        for (key, value, _) in &settings {
+            env.set_runtime(key, *value);
+        }
         env.emu.set_faults(faults).expect("set faults");
+        let started = std::time::Instant::now();
         let r = env.sync().await;
+        let took = started.elapsed();
+        for (key, _, suite_value) in &settings {
+            env.set_runtime(key, *suite_value);
+        }
         let fired = match proof {
             Proof::Injected => env.faults_injected() > 0,
             Proof::Throttled => stats("throttled") > throttled0,
@@ -329,12 +357,13 @@ async fn fault_matrix(provider: &'static str) {
             "{provider} / {name}: active users changed"
         );
         summary.push(format!(
-            "{name}: {}",
+            "{name}: {} in {:.1} s",
             if r.code == 0 {
                 "completed"
             } else {
                 "failed cleanly"
-            }
+            },
+            took.as_secs_f64()
         ));
         before = after_clean;
     }
