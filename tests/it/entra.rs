@@ -447,16 +447,32 @@ async fn throttling_and_server_errors_mid_listing_are_retried_to_the_same_result
             "{statuses:?}: faults were retried"
         );
     }
-    // A real 429 from the facade's rate limiter is waited out and retried too.
+    // Graph's own 429 (throttle answers with `Retry-After: 1`, from the facade) is waited out
+    // and retried too: the listing completes, whole.
     emu.set_faults(FaultConfig {
-        rate_limit_per_minute: Some(4),
+        error_rate: 1.0,
+        error_statuses: vec![429],
+        retry_after_secs: 1,
+        start_after: 1,
+        max_faults: Some(2),
         ..FaultConfig::default()
     })
     .expect("faults");
-    let err = c.run_query(&Query::ListUsers).await;
+    let before = c.counters();
+    let out = c
+        .run_query(&Query::ListUsers)
+        .await
+        .expect("a throttled listing completes");
+    let users = out
+        .records
+        .iter()
+        .filter(|r| matches!(r, Record::User(_)))
+        .count();
+    assert_eq!(users, 900, "after 429s");
+    assert_eq!(emu.ctx.faults.injected(), 2, "the two 429s were not served");
     assert!(
-        c.counters().throttled_responses > 0,
-        "the 429s were seen: {err:?}"
+        c.counters().throttled_responses > before.throttled_responses,
+        "the 429s were seen"
     );
 }
 
