@@ -305,6 +305,35 @@ mod tests {
         assert!(matches!(c.decode(&mut b), Ok(None)));
     }
 
+    #[test]
+    fn encoded_messages_are_sent_as_they_are_after_what_is_pending() {
+        let mut c = GuardedCodec::new(1024);
+        let mut out = BytesMut::new();
+        c.encode(BytesMut::from(&b"\x30\x00"[..]), &mut out)
+            .expect("into an empty buffer");
+        let done = LdapMsg {
+            msgid: 3,
+            op: LdapOp::UnbindRequest,
+            ctrl: vec![],
+        };
+        c.encode(done, &mut out).expect("an LdapMsg after it");
+        let mut want = BytesMut::from(&b"\x30\x00"[..]);
+        c.inner
+            .encode(
+                LdapMsg {
+                    msgid: 3,
+                    op: LdapOp::UnbindRequest,
+                    ctrl: vec![],
+                },
+                &mut want,
+            )
+            .expect("reference");
+        c.encode(BytesMut::from(&b"\x30\x01\x00"[..]), &mut out)
+            .expect("appended to a pending buffer");
+        want.extend_from_slice(b"\x30\x01\x00");
+        assert_eq!(out, want);
+    }
+
     /// A search request (msgid 2, base "", scope base, `(objectClass=*)`) with `controls`.
     fn search_with(controls: &[(&str, Option<bool>)]) -> Vec<u8> {
         fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
