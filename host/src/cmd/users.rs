@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 use usersync_model::ManagerRef;
-use usersync_store::{username_key, Member, Store, StoredUser};
+use usersync_store::{username_key, ConnectionState, Member, Store, StoredUser};
 
 use crate::or_exit;
 use crate::wiring::{self, exit, outln, Format};
@@ -288,48 +288,16 @@ pub async fn run(cmd: UsersCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
                 (None, _, true) => Some(Status::Active),
                 _ => None,
             };
-            let mut users: Vec<StoredUser> = store
-                .users(None)?
-                .into_iter()
-                .filter(|u| {
-                    connections.is_empty()
-                        || connections.iter().any(|c| c.eq_ignore_ascii_case(&u.connection))
-                })
-                .filter(|u| match status {
-                    Some(Status::Active) => u.active,
-                    Some(Status::Inactive) => !u.active,
-                    None => true,
-                })
-                .collect();
-            if let Some(text) = &search {
-                let needle = text.to_lowercase();
-                let has = |v: &str| v.to_lowercase().contains(&needle);
-                users.retain(|u| {
-                    has(&u.username)
-                        || u.email.as_deref().is_some_and(has)
-                        || u.display_name.as_deref().is_some_and(has)
-                        || has(&u.provider_id)
-                });
-            }
-            if let Some(g) = &group {
-                let members = or_exit!(group_members(&*store, g, &connections)?);
-                users.retain(|u| members.contains(&(u.connection.clone(), u.provider_id.clone())));
-            }
+            let users = or_exit!(select_users(
+                &*store,
+                &connections,
+                status,
+                search.as_deref(),
+                group.as_deref()
+            )?);
             match format {
                 Format::Json => wiring::print_json(&users)?,
-                Format::Table => {
-                    let shown = users.len().min(limit.rows());
-                    let rows: Vec<Vec<String>> = users[..shown]
-                        .iter()
-                        .map(|u| columns.iter().map(|c| c.cell(u)).collect())
-                        .collect();
-                    let headers: Vec<&str> = columns.iter().map(|c| c.header()).collect();
-                    wiring::print_table(&headers, &rows);
-                    if let Some(more) = wiring::more_line(shown, users.len()) {
-                        outln!("{more}");
-                    }
-                    outln!("{} user(s)", users.len());
-                }
+                Format::Table => print_users(&users, &columns, limit.rows()),
             }
             Ok(exit::OK)
         }
@@ -337,79 +305,142 @@ pub async fn run(cmd: UsersCmd, global: &GlobalArgs) -> anyhow::Result<u8> {
             user,
             connection,
             format,
-        } => {
-            let found = find_users(&*store, &user, connection.as_deref())?;
-            let u = match found.as_slice() {
-                [] => {
-                    eprintln!(
-                        "error: no user `{user}` in the store (searched usernames, emails, provider ids)"
-                    );
-                    return Ok(exit::FAILURE);
-                }
-                [u] => u.clone(),
-                many => {
-                    eprintln!("error: `{user}` matches several users; add --connection:");
-                    for u in many {
-                        eprintln!("  {} ({}, {})", u.username, u.connection, u.provider_id);
-                    }
-                    return Ok(exit::USAGE);
-                }
-            };
-            let state = store.state(&u.connection)?;
-            let names: std::collections::BTreeMap<&str, &str> = state
-                .groups
-                .iter()
-                .map(|g| (g.provider_id.as_str(), g.name.as_str()))
-                .collect();
-            let direct: std::collections::BTreeSet<&str> = state
-                .memberships
-                .iter()
-                .filter(|m| m.member == Member::User(u.provider_id.clone()))
-                .map(|m| m.group.as_str())
-                .collect();
-            let mut groups: Vec<UserGroup> = state
-                .effective
-                .iter()
-                .filter(|e| e.user == u.provider_id)
-                .map(|e| UserGroup {
-                    group_id: e.group.clone(),
-                    name: names
-                        .get(e.group.as_str())
-                        .copied()
-                        .unwrap_or(&e.group)
-                        .to_string(),
-                    direct: direct.contains(e.group.as_str()),
-                    path: e.path.clone(),
-                })
-                .collect();
-            for g in &direct {
-                if !groups.iter().any(|x| x.group_id == *g) {
-                    groups.push(UserGroup {
-                        group_id: g.to_string(),
-                        name: names.get(g).copied().unwrap_or(g).to_string(),
-                        direct: true,
-                        path: vec![],
-                    });
-                }
+        } => show(&*store, &user, connection.as_deref(), format),
+    }
+}
+
+/// The users `users list` shows: of the given connections (all when empty), with the status,
+/// matching the search text, members of the group. `Err(code)` when the group is not found.
+fn select_users(
+    store: &dyn Store,
+    connections: &[String],
+    status: Option<Status>,
+    search: Option<&str>,
+    group: Option<&str>,
+) -> anyhow::Result<Result<Vec<StoredUser>, u8>> {
+    let mut users: Vec<StoredUser> = store
+        .users(None)?
+        .into_iter()
+        .filter(|u| {
+            connections.is_empty() || connections.iter().any(|c| c.eq_ignore_ascii_case(&u.connection))
+        })
+        .filter(|u| match status {
+            Some(Status::Active) => u.active,
+            Some(Status::Inactive) => !u.active,
+            None => true,
+        })
+        .collect();
+    if let Some(text) = search {
+        let needle = text.to_lowercase();
+        let has = |v: &str| v.to_lowercase().contains(&needle);
+        users.retain(|u| {
+            has(&u.username)
+                || u.email.as_deref().is_some_and(has)
+                || u.display_name.as_deref().is_some_and(has)
+                || has(&u.provider_id)
+        });
+    }
+    if let Some(g) = group {
+        let members = match group_members(store, g, connections)? {
+            Ok(members) => members,
+            Err(code) => return Ok(Err(code)),
+        };
+        users.retain(|u| members.contains(&(u.connection.clone(), u.provider_id.clone())));
+    }
+    Ok(Ok(users))
+}
+
+/// The `users list` table: at most `rows` rows, then how many more and the count.
+fn print_users(users: &[StoredUser], columns: &[Column], rows: usize) {
+    let shown = users.len().min(rows);
+    let rows: Vec<Vec<String>> = users[..shown]
+        .iter()
+        .map(|u| columns.iter().map(|c| c.cell(u)).collect())
+        .collect();
+    let headers: Vec<&str> = columns.iter().map(|c| c.header()).collect();
+    wiring::print_table(&headers, &rows);
+    if let Some(more) = wiring::more_line(shown, users.len()) {
+        outln!("{more}");
+    }
+    outln!("{} user(s)", users.len());
+}
+
+/// `users show`: one user with its groups, photo and manager.
+fn show(store: &dyn Store, user: &str, connection: Option<&str>, format: Format) -> anyhow::Result<u8> {
+    let found = find_users(store, user, connection)?;
+    let u = match found.as_slice() {
+        [] => {
+            eprintln!("error: no user `{user}` in the store (searched usernames, emails, provider ids)");
+            return Ok(exit::FAILURE);
+        }
+        [u] => u.clone(),
+        many => {
+            eprintln!("error: `{user}` matches several users; add --connection:");
+            for u in many {
+                eprintln!("  {} ({}, {})", u.username, u.connection, u.provider_id);
             }
-            groups.sort_by_key(|g| (!g.direct, g.name.to_lowercase()));
-            let photo = store
-                .photo(&u.connection, &u.provider_id)?
-                .map(|p| serde_json::json!({"content_type": p.content_type, "sha256": p.sha256, "bytes_stored": p.bytes.is_some()}));
-            let manager = manager_line(&store.users(Some(&u.connection))?, &u);
-            let show = ShowUser {
-                user: u,
-                groups,
-                photo,
-                manager,
-            };
-            match format {
-                Format::Json => wiring::print_json(&show)?,
-                Format::Table => print_user(&show),
-            }
-            Ok(exit::OK)
+            return Ok(exit::USAGE);
+        }
+    };
+    let state = store.state(&u.connection)?;
+    let groups = groups_of(&state, &u.provider_id);
+    let photo = store
+        .photo(&u.connection, &u.provider_id)?
+        .map(|p| serde_json::json!({"content_type": p.content_type, "sha256": p.sha256, "bytes_stored": p.bytes.is_some()}));
+    let manager = manager_line(&store.users(Some(&u.connection))?, &u);
+    let show = ShowUser {
+        user: u,
+        groups,
+        photo,
+        manager,
+    };
+    match format {
+        Format::Json => wiring::print_json(&show)?,
+        Format::Table => print_user(&show),
+    }
+    Ok(exit::OK)
+}
+
+/// The user's groups, direct first, by name; each nested one with its chain of groups.
+fn groups_of(state: &ConnectionState, user_id: &str) -> Vec<UserGroup> {
+    let names: std::collections::BTreeMap<&str, &str> = state
+        .groups
+        .iter()
+        .map(|g| (g.provider_id.as_str(), g.name.as_str()))
+        .collect();
+    let direct: std::collections::BTreeSet<&str> = state
+        .memberships
+        .iter()
+        .filter(|m| m.member == Member::User(user_id.to_string()))
+        .map(|m| m.group.as_str())
+        .collect();
+    let mut groups: Vec<UserGroup> = state
+        .effective
+        .iter()
+        .filter(|e| e.user == user_id)
+        .map(|e| UserGroup {
+            group_id: e.group.clone(),
+            name: names
+                .get(e.group.as_str())
+                .copied()
+                .unwrap_or(&e.group)
+                .to_string(),
+            direct: direct.contains(e.group.as_str()),
+            path: e.path.clone(),
+        })
+        .collect();
+    for g in &direct {
+        if !groups.iter().any(|x| x.group_id == *g) {
+            groups.push(UserGroup {
+                group_id: g.to_string(),
+                name: names.get(g).copied().unwrap_or(g).to_string(),
+                direct: true,
+                path: vec![],
+            });
         }
     }
+    groups.sort_by_key(|g| (!g.direct, g.name.to_lowercase()));
+    groups
 }
 
 fn print_user(s: &ShowUser) {
