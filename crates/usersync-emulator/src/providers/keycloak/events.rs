@@ -40,7 +40,8 @@ struct Event {
 /// The org as the last observation saw it.
 #[derive(Debug, Default)]
 struct Seen {
-    users: BTreeMap<UserIx, String>,
+    /// A hash of what each user's full representation is made of.
+    users: BTreeMap<UserIx, u64>,
     groups: BTreeMap<GroupIx, (String, Option<String>, Option<GroupIx>)>,
     members: BTreeSet<(UserIx, GroupIx)>,
     roles: BTreeSet<(UserIx, u32)>,
@@ -96,7 +97,12 @@ fn snapshot(org: &Org) -> Seen {
     let mut s = Seen::default();
     for u in org.live_users() {
         if kc_user(org, u.ix).is_some() {
-            s.users.insert(u.ix, user_json(org, u.ix, true).to_string());
+            // what the representation is made of (rendering it, photo included, is much slower)
+            let mut h = std::hash::DefaultHasher::new();
+            std::hash::Hash::hash(&serde_json::to_string(u).unwrap_or_default(), &mut h);
+            let manager = u.manager.and_then(|m| org.user(m)).map(username);
+            std::hash::Hash::hash(&manager, &mut h);
+            s.users.insert(u.ix, std::hash::Hasher::finish(&h));
         }
     }
     for g in org.live_groups() {
