@@ -7,10 +7,10 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::errors::{bad_search, not_found, page_token_error};
-use super::params::{check_filter, limit_param, link_headers, param, parse_query, with_links};
+use super::errors::{not_found, page_token_error};
+use super::params::{limit_param, link_headers, param, parse_query, search_and_filter, with_links};
 use super::shapes::{app_id, group_id, group_json, group_type, UserOut};
-use super::{authorize, search, Need};
+use super::{authorize, Need};
 use super::{GROUPS_LIMIT_MAX, GROUPS_Q_LIMIT_DEFAULT, MEMBERS_LIMIT_DEFAULT};
 use crate::facade::{json_response, or_respond, BaseUrl, EmuContext};
 use crate::ids::{self, kind};
@@ -47,17 +47,11 @@ pub(super) async fn list_groups(
         return r;
     }
     let q = parse_query(raw.as_deref());
-    let search = param(&q, "search").map(search::parse).transpose();
-    let filter = param(&q, "filter").map(search::parse).transpose();
-    let (search, filter) = match (search, filter) {
-        (Ok(s), Ok(f)) => (s, f),
-        (Err(e), _) | (_, Err(e)) => return bad_search(&e),
-    };
-    if let Some(f) = &filter {
-        if let Err(e) = check_filter(f, GROUP_FILTER_PROPS, &["lastUpdated", "lastMembershipUpdated"]) {
-            return bad_search(&e);
-        }
-    }
+    let (search, filter) = or_respond!(search_and_filter(
+        &q,
+        GROUP_FILTER_PROPS,
+        &["lastUpdated", "lastMembershipUpdated"]
+    ));
     let qprefix = param(&q, "q").map(str::to_lowercase);
     let limit = match limit_param(
         &q,

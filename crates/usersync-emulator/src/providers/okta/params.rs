@@ -4,7 +4,7 @@ use axum::http::HeaderValue;
 use axum::response::Response;
 use serde_json::Value;
 
-use super::errors::bad_param;
+use super::errors::{bad_param, bad_search};
 use super::search::{self, Expr};
 
 pub(super) fn parse_query(raw: Option<&str>) -> Vec<(String, String)> {
@@ -110,7 +110,7 @@ pub(super) fn project(v: &mut Value, fields: &str) {
     }
 }
 
-pub(super) fn check_filter(e: &Expr, allowed: &[&str], inequality_ok: &[&str]) -> Result<(), String> {
+fn check_filter(e: &Expr, allowed: &[&str], inequality_ok: &[&str]) -> Result<(), String> {
     for (attr, op) in e.comparisons() {
         if !allowed.contains(&attr.as_str()) {
             return Err(format!("filter does not support the property `{attr}`"));
@@ -120,4 +120,23 @@ pub(super) fn check_filter(e: &Expr, allowed: &[&str], inequality_ok: &[&str]) -
         }
     }
     Ok(())
+}
+
+/// `search` and `filter` parsed; `filter` may name only `props`, and only `inequality_ok` with an
+/// inequality. A bad one is answered with Okta's E0000031.
+pub(super) fn search_and_filter(
+    q: &[(String, String)],
+    props: &[&str],
+    inequality_ok: &[&str],
+) -> Result<(Option<Expr>, Option<Expr>), Response> {
+    let search = param(q, "search").map(search::parse).transpose();
+    let filter = param(q, "filter").map(search::parse).transpose();
+    let (search, filter) = match (search, filter) {
+        (Ok(s), Ok(f)) => (s, f),
+        (Err(e), _) | (_, Err(e)) => return Err(bad_search(&e)),
+    };
+    if let Some(f) = &filter {
+        check_filter(f, props, inequality_ok).map_err(|e| bad_search(&e))?;
+    }
+    Ok((search, filter))
 }

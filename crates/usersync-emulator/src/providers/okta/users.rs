@@ -7,10 +7,10 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::errors::{bad_search, not_found, page_token_error};
-use super::params::{check_filter, limit_param, link_headers, param, parse_query, project, with_links};
+use super::errors::{not_found, page_token_error};
+use super::params::{limit_param, link_headers, param, parse_query, project, search_and_filter, with_links};
 use super::shapes::{group_json, status_str, user_id, user_json, user_profile, user_type_id, UserOut};
-use super::{authorize, search, Need};
+use super::{authorize, Need};
 use super::{USERS_LIMIT_DEFAULT, USERS_LIMIT_MAX, USERS_Q_LIMIT_DEFAULT, USER_GROUPS_LIMIT_DEFAULT};
 use crate::facade::{json_response, or_respond, BaseUrl, EmuContext};
 use crate::ids::{self, kind};
@@ -43,6 +43,7 @@ const USER_FILTER_PROPS: &[&str] = &[
     "profile.firstName",
     "profile.lastName",
 ];
+
 #[tracing::instrument(name = "okta.list_users", skip_all)]
 pub(super) async fn list_users(
     State(ctx): State<Arc<EmuContext>>,
@@ -56,17 +57,7 @@ pub(super) async fn list_users(
         return r;
     }
     let q = parse_query(raw.as_deref());
-    let search = param(&q, "search").map(search::parse).transpose();
-    let filter = param(&q, "filter").map(search::parse).transpose();
-    let (search, filter) = match (search, filter) {
-        (Ok(s), Ok(f)) => (s, f),
-        (Err(e), _) | (_, Err(e)) => return bad_search(&e),
-    };
-    if let Some(f) = &filter {
-        if let Err(e) = check_filter(f, USER_FILTER_PROPS, &["lastUpdated"]) {
-            return bad_search(&e);
-        }
-    }
+    let (search, filter) = or_respond!(search_and_filter(&q, USER_FILTER_PROPS, &["lastUpdated"]));
     let qprefix = param(&q, "q").map(str::to_lowercase);
     let limit = match limit_param(
         &q,
