@@ -1,9 +1,11 @@
 //! `usersync doctor`: connectivity, TLS, proxy, token and permission checks per connection,
 //! with a plain-language diagnosis and fix for each failed step.
 
+use usersync_config::ConnectionConfig;
 use usersync_runtime::doctor::{self, Check, CheckStatus, DoctorReport};
 
 use crate::or_exit;
+use crate::registry::Registry;
 use crate::wiring::{self, exit, Format, OpenError};
 use crate::GlobalArgs;
 
@@ -90,37 +92,7 @@ pub async fn run(args: DoctorArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     let registry = crate::registry::load(global)?;
     let mut reports = Vec::new();
     for conn in selected {
-        let report = match wiring::open_client(conn, &config.path, &registry) {
-            Ok((client, _)) => {
-                let ops = doctor::default_operations(&client);
-                doctor::run_for(&client, &ops, doctor::Needs::of(&conn.policy)).await
-            }
-            Err(OpenError::Config(m)) => setup_failure(
-                &conn.name,
-                &conn.connector,
-                "config",
-                m,
-                "the connection's configuration is invalid, so nothing was contacted",
-                "fix the connection in the config file (`usersync config check` lists every problem)",
-            ),
-            Err(OpenError::Plugin(m)) => setup_failure(
-                &conn.name,
-                &conn.connector,
-                "plugin",
-                m,
-                "the connector's plugin library was found but refused, so nothing was contacted",
-                "see the reason above and `usersync plugins list`; rebuild the plugin for this usersync or \
-                 install a compatible package with `usersync plugins install <package>`",
-            ),
-            Err(OpenError::Runtime(m)) => setup_failure(
-                &conn.name,
-                &conn.connector,
-                "setup",
-                m,
-                "the connection cannot be opened (a key, certificate, proxy or CA bundle setting is unusable)",
-                "fix the setting named above (proxy, ca_bundle, key or credential file)",
-            ),
-        };
+        let report = check_connection(conn, &config.path, &registry).await;
         if args.format == Format::Table {
             print_table("connection", &report);
         }
@@ -158,6 +130,45 @@ pub async fn run(args: DoctorArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     } else {
         exit::FAILURE
     })
+}
+
+/// Check one connection: its operations against the provider, or why it could not be opened.
+async fn check_connection(
+    conn: &ConnectionConfig,
+    config_path: &std::path::Path,
+    registry: &Registry,
+) -> DoctorReport {
+    match wiring::open_client(conn, config_path, registry) {
+        Ok((client, _)) => {
+            let ops = doctor::default_operations(&client);
+            doctor::run_for(&client, &ops, doctor::Needs::of(&conn.policy)).await
+        }
+        Err(OpenError::Config(m)) => setup_failure(
+            &conn.name,
+            &conn.connector,
+            "config",
+            m,
+            "the connection's configuration is invalid, so nothing was contacted",
+            "fix the connection in the config file (`usersync config check` lists every problem)",
+        ),
+        Err(OpenError::Plugin(m)) => setup_failure(
+            &conn.name,
+            &conn.connector,
+            "plugin",
+            m,
+            "the connector's plugin library was found but refused, so nothing was contacted",
+            "see the reason above and `usersync plugins list`; rebuild the plugin for this usersync or \
+             install a compatible package with `usersync plugins install <package>`",
+        ),
+        Err(OpenError::Runtime(m)) => setup_failure(
+            &conn.name,
+            &conn.connector,
+            "setup",
+            m,
+            "the connection cannot be opened (a key, certificate, proxy or CA bundle setting is unusable)",
+            "fix the setting named above (proxy, ca_bundle, key or credential file)",
+        ),
+    }
 }
 
 fn print_table(kind: &str, r: &DoctorReport) {
