@@ -559,7 +559,8 @@ impl AdminEventsCursor {
         Ok(Batch::of(records))
     }
 
-    /// Remember the groups and children listings a batch of re-reads covered.
+    /// Remember the groups and children listings a batch of listings (sub-tree walks, children
+    /// listings) covered: a group-in-group link of such a batch comes from its parent's listing.
     fn note(&mut self, batch: &Batch) {
         for r in &batch.records {
             match r {
@@ -593,7 +594,7 @@ impl AdminEventsCursor {
             Running::Group { id, request } => {
                 let what = format!("GET {}", request.url.split('?').next().unwrap_or(""));
                 if !response.is_success() {
-                    return Err(admin_error(&response, Operation::GroupChildren, &what));
+                    return Err(admin_error(&response, self.feed.operation(), &what));
                 }
                 let rep: GroupRep = parse_json(&response, &what)?;
                 if rep.id != *id {
@@ -630,8 +631,9 @@ impl AdminEventsCursor {
                 }
                 records.insert(0, Record::Group(group));
                 self.running = None;
+                // only the group itself was read: its parent's children were not listed
+                self.emitted.insert(rep.id.clone());
                 let mut b = Batch::of(records);
-                self.note(&b);
                 let next = self.advance()?;
                 b.records.extend(next.records);
                 return Ok(b);
@@ -793,6 +795,62 @@ mod tests {
                 )),
             ]
         );
+    }
+
+    #[test]
+    fn groups_feed_rereads_a_changed_sub_group_and_lists_the_children_of_a_parent_that_got_one() {
+        let t = 1_796_651_100_000;
+        let since = Mark {
+            time: Some(t),
+            seen: vec!["e0".into()],
+        }
+        .encode();
+        let mut c = AdminEventsCursor::new(&session(), Feed::Groups, Some(&since));
+        let events = json!([
+            event("e0", t, "UPDATE", "GROUP", "groups/g0"),
+            event("e1", t + 1, "UPDATE", "GROUP", "groups/g"),
+            event("e2", t + 2, "CREATE", "GROUP", "groups/p/children"),
+        ]);
+        let g = json!({"id": "g", "name": "G", "path": "/P/G", "parentId": "p", "subGroupCount": 0});
+        let kid = json!({"id": "c", "name": "C", "path": "/P/C", "parentId": "p", "subGroupCount": 0});
+        let (urls, records) = drive(
+            &mut c,
+            vec![
+                ok(json!({"adminEventsEnabled": true})),
+                ok(events),
+                ok(g.clone()),
+                ok(json!([kid, g])),
+                ok(json!([])),
+            ],
+        );
+        assert!(urls[1].contains("resourceTypes=GROUP&dateFrom="), "{}", urls[1]);
+        assert!(urls[2].ends_with("/groups/g"), "{}", urls[2]);
+        assert!(
+            urls[3].contains("/groups/p/children?"),
+            "the parent's children are listed: {}",
+            urls[3]
+        );
+        let links: Vec<&Record> = records
+            .iter()
+            .filter(|r| matches!(r, Record::Membership(_)))
+            .collect();
+        assert!(
+            links.contains(&&Record::Membership(Membership::direct_group("p", "c"))),
+            "{records:?}"
+        );
+        assert!(
+            links.contains(&&Record::Membership(Membership::direct_group("p", "g"))),
+            "{records:?}"
+        );
+        let renamed = records.iter().find_map(|r| match r {
+            Record::Group(x) if x.id == "g" => Some((x.path.clone(), x.parent_id.clone())),
+            _ => None,
+        });
+        assert_eq!(renamed, Some((Some("/P/G".into()), Some("p".into()))));
+        assert!(matches!(
+            records.last(),
+            Some(Record::Feed(FeedEntry::Watermark(_)))
+        ));
     }
 
     #[test]
