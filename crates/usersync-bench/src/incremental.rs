@@ -119,7 +119,8 @@ fn sync(bin: &Path, config: &Path, extra: &[&str], what: &str) -> anyhow::Result
         what: what.to_string(),
         usage,
         status: text("status"),
-        kind: text("kind"),
+        // no kind: the connection reads in full without feeds (Google; feeds off)
+        kind: r["kind"].as_str().unwrap_or("full (no feed)").to_string(),
         requests: n("/requests"),
         changes,
         limit: None,
