@@ -208,9 +208,18 @@ token = {{ env = "SCIM_TOKEN" }}
     }
 
     async fn sync(&self) {
-        // `-c okta`: sources only (a full `usersync sync` also pushes the targets)
+        // `-c okta`: sources only (a full `usersync sync` also pushes the targets); `--full`: the
+        // tests delete users at the IdP for good, which only a listing shows
         let (code, out, err) = self
-            .run(&["sync", "-c", "okta", "--no-progress", "--format", "json"])
+            .run(&[
+                "sync",
+                "-c",
+                "okta",
+                "--full",
+                "--no-progress",
+                "--format",
+                "json",
+            ])
             .await;
         assert_eq!(code, 0, "sync: {out}{err}");
     }

@@ -94,6 +94,22 @@ pub fn fast_settings() -> usersync_runtime::ConnectionSettings {
     }
 }
 
+/// Turn the change feeds off in a written config (`incremental = false` after each
+/// `connector = ...` line), for a test of full-run semantics: a user vanishing from a listing,
+/// a fault mid-listing, the requests of a listing.
+pub fn full_runs_only(config: &std::path::Path) {
+    let text = std::fs::read_to_string(config).expect("read config");
+    let mut out = String::with_capacity(text.len() + 32);
+    for line in text.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if line.starts_with("connector = ") {
+            out.push_str("incremental = false\n");
+        }
+    }
+    std::fs::write(config, out).expect("write config");
+}
+
 /// A number at a JSON pointer of a `usersync sync --format json` report (panics naming it).
 pub fn count(report: &serde_json::Value, path: &str) -> u64 {
     report

@@ -41,6 +41,8 @@ max_retries = 1
         ),
     )
     .expect("write config");
+    // full runs: the requests of the listings are counted, and faults hit mid-listing
+    crate::support::full_runs_only(&config);
     let token = emu.credentials().api_token.clone();
 
     // 1. first run: everything the org holds, with the fewest requests the page sizes allow
@@ -453,6 +455,9 @@ async fn a_group_deleted_while_the_sync_reads_it_is_a_warning_and_keeps_its_memb
     );
     let clean_cfg = write_sync_config(clean_dir.path(), &clean.http_url, "");
     let faulted_cfg = write_sync_config(faulted_dir.path(), &faulted.http_url, "");
+    // full runs: the group vanishes while its members are listed
+    crate::support::full_runs_only(&clean_cfg);
+    crate::support::full_runs_only(&faulted_cfg);
     let token = |e: &RunningEmulator| e.credentials().api_token.clone();
     for (cfg, emu) in [(&clean_cfg, &clean), (&faulted_cfg, &faulted)] {
         let (code, r) = sync_cli(cfg, &token(emu)).await;
@@ -612,6 +617,8 @@ async fn managers_come_with_the_listing_and_cost_no_request_per_user() {
         &emu.http_url,
         "\n[connections.policy]\nmanagers = true",
     );
+    // a full run: the requests of the listings are counted
+    crate::support::full_runs_only(&config);
     let (code, r) = sync_cli(&config, &emu.credentials().api_token).await;
     assert_eq!((code, r["status"].as_str()), (0, Some("applied")), "{r}");
     let org = emu.org().read().await;
