@@ -504,15 +504,14 @@ impl Checker<'_> {
                 DEFAULT_FULL_EVERY
             }
         };
-        // unset: on where the connector has a change feed (ConnectionConfig::incremental_enabled)
         let incremental = match t.get("incremental").and_then(to_toml) {
-            None => None,
-            Some(toml::Value::Boolean(b)) => Some(b),
+            None => false,
+            Some(toml::Value::Boolean(b)) => b,
             Some(other) => {
                 let l = self.key_line(t, "incremental", line);
                 let message = format!("must be true or false, not {}", other.type_str());
                 self.push(l, conn, Some("incremental".into()), message);
-                None
+                false
             }
         };
         let (name, _) = name?;

@@ -192,7 +192,7 @@ pub async fn sync_connection(
         allow_deletes,
     };
     let feed = FeedSettings {
-        enabled: conn.incremental_enabled(&manifest),
+        enabled: conn.incremental,
         full_every: conn.full_every,
         force_full: FORCE_FULL.load(Ordering::Relaxed),
     };
