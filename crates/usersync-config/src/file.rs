@@ -249,15 +249,22 @@ pub struct ConnectionConfig {
     /// With a change feed (incremental runs), a full run when the last one is older than this
     /// (`full_every`, default [`DEFAULT_FULL_EVERY`]).
     pub full_every: std::time::Duration,
-    /// Read only what changed where the connector has a change feed (`incremental = true`; default
-    /// false: every run is full).
-    pub incremental: bool,
+    /// The `incremental` key: `Some(false)` makes every run full, `Some(true)` asks for the
+    /// change feed, unset (`None`) uses it where the connector has one; see
+    /// [`ConnectionConfig::incremental_enabled`].
+    pub incremental: Option<bool>,
 }
 
 /// The default `full_every` of a connection: 24 hours.
 pub const DEFAULT_FULL_EVERY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 impl ConnectionConfig {
+    /// Whether runs read only what changed: the `incremental` key when set, otherwise on when
+    /// the connector's manifest declares the `incremental` capability (a change feed).
+    pub fn incremental_enabled(&self, manifest: &Manifest) -> bool {
+        self.incremental.unwrap_or(manifest.capabilities.incremental)
+    }
+
     /// The line of the connection's `connector` key.
     pub fn connector_line(&self) -> usize {
         self.connector_line
@@ -536,6 +543,26 @@ request_timeout_secs = 30
         let opts = conn.check(&manifest(), Path::new("x.toml")).expect("valid");
         assert!(opts.has_secret("api_token"));
         assert_eq!(opts.u64("page_size"), Some(200));
+    }
+
+    #[test]
+    fn incremental_unset_follows_the_connectors_feed_and_false_turns_it_off() {
+        let (feed, mut none) = (manifest(), manifest());
+        let mut with_feed = feed;
+        with_feed.capabilities.incremental = true;
+        none.capabilities.incremental = false;
+        let at = |key: &str| {
+            let text = GOOD.replace("connector = \"okta\"\n", &format!("connector = \"okta\"\n{key}"));
+            Config::from_str(&text).expect("parse").connections[0].clone()
+        };
+        let unset = at("");
+        assert_eq!(unset.incremental, None);
+        assert!(unset.incremental_enabled(&with_feed));
+        assert!(!unset.incremental_enabled(&none));
+        let off = at("incremental = false\n");
+        assert!(!off.incremental_enabled(&with_feed));
+        let on = at("incremental = true\n");
+        assert!(on.incremental_enabled(&with_feed));
     }
 
     #[test]

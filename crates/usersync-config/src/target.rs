@@ -165,7 +165,7 @@ impl TargetConfig {
             option_lines,
             connector_line,
             full_every: crate::file::DEFAULT_FULL_EVERY,
-            incremental: false,
+            incremental: Some(false),
         };
         TargetConfig {
             name,

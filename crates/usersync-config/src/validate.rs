@@ -504,14 +504,15 @@ impl Checker<'_> {
                 DEFAULT_FULL_EVERY
             }
         };
+        // unset: on where the connector has a change feed (ConnectionConfig::incremental_enabled)
         let incremental = match t.get("incremental").and_then(to_toml) {
-            None => false,
-            Some(toml::Value::Boolean(b)) => b,
+            None => None,
+            Some(toml::Value::Boolean(b)) => Some(b),
             Some(other) => {
                 let l = self.key_line(t, "incremental", line);
                 let message = format!("must be true or false, not {}", other.type_str());
                 self.push(l, conn, Some("incremental".into()), message);
-                false
+                None
             }
         };
         let (name, _) = name?;

@@ -57,6 +57,10 @@ impl RunKind {
 pub struct FeedSettings {
     /// Feeds are used at all (false: every run is full and no feed state is kept).
     pub enabled: bool,
+    /// The connection asked for feeds itself (`incremental = true`), rather than by default: only
+    /// then does a run say why it cannot use them (roles as groups, a hierarchy without a
+    /// groups feed).
+    pub requested: bool,
     /// A full run when the last one is older than this.
     pub full_every: Duration,
     /// This run is full whatever the watermarks say (`sync --full`).
@@ -68,6 +72,7 @@ impl FeedSettings {
     pub fn disabled() -> Self {
         FeedSettings {
             enabled: false,
+            requested: false,
             full_every: Duration::from_secs(24 * 3600),
             force_full: false,
         }
@@ -199,7 +204,7 @@ pub fn prepare<S: Store + ?Sized>(
         return Prepared::Off(None);
     }
     if let Some(why) = unsupported(manifest, policy) {
-        return Prepared::Off(manifest.capabilities.incremental.then_some(why));
+        return Prepared::Off(feed.requested.then_some(why));
     }
     let stored = match store.watermarks(connection) {
         Ok(w) => w,

@@ -192,7 +192,8 @@ pub async fn sync_connection(
         allow_deletes,
     };
     let feed = FeedSettings {
-        enabled: conn.incremental,
+        enabled: conn.incremental_enabled(&manifest),
+        requested: conn.incremental == Some(true),
         full_every: conn.full_every,
         force_full: FORCE_FULL.load(Ordering::Relaxed),
     };
