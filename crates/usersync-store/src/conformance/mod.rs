@@ -50,6 +50,7 @@ suite!(
     target_state_round_trips_and_is_per_target,
     feed_state_is_written_with_the_run_and_reset_by_a_full_one,
     the_directory_is_read_whole_and_posix_numbers_are_never_reused,
+    a_link_batch_writes_its_rows_and_a_bad_one_writes_nothing,
 );
 
 pub(crate) fn user(pid: &str, name: &str) -> StoredUser {
@@ -703,4 +704,54 @@ fn feed_state_is_written_with_the_run_and_reset_by_a_full_one<B: Backend>(b: &B)
     assert_eq!(w, BTreeMap::from([("groups".to_string(), "g".to_string())]));
     assert_eq!(objects, vec![("group".into(), "g1".into(), "{}".into())]);
     assert_eq!(feed_state(&s, "d").1.len(), 1, "other connections keep theirs");
+}
+
+/// [`Change::AddLinks`] writes the same rows as one change per membership, and a batch naming
+/// an unknown user or an index past its tables fails the whole apply.
+fn a_link_batch_writes_its_rows_and_a_bad_one_writes_nothing<B: Backend>(b: &B) {
+    let mut s = b.handle();
+    let run = s.begin_run("c", 1).expect("run");
+    let batch = crate::LinkBatch {
+        groups: vec!["g1".into()],
+        users: vec!["u1".into(), "u2".into()],
+        paths: vec![vec!["Staff".into()]],
+        user_links: vec![(0, 0), (0, 1)],
+        effective: vec![(0, 0, 0), (0, 1, 0)],
+    };
+    s.apply(
+        "c",
+        run,
+        &[
+            put(user("u1", "ada")),
+            put(user("u2", "bob")),
+            Change::PutGroup(Box::new(group("g1", "Staff"))),
+            Change::AddLinks(Box::new(batch.clone())),
+        ],
+        &outcome(),
+        1,
+    )
+    .expect("batch");
+    let before = s.state("c").expect("state");
+    assert_eq!(before.memberships.len(), 2, "{before:?}");
+    assert_eq!(before.effective.len(), 2, "{before:?}");
+    assert!(before.effective.iter().all(|e| e.path == ["Staff"]));
+    let unknown = crate::LinkBatch {
+        users: vec!["nobody".into()],
+        user_links: vec![(0, 0)],
+        effective: vec![],
+        ..batch.clone()
+    };
+    let past_the_end = crate::LinkBatch {
+        effective: vec![(0, 0, 7)],
+        ..batch
+    };
+    for bad in [unknown, past_the_end] {
+        let run = s.begin_run("c", 2).expect("run");
+        let err = s
+            .apply("c", run, &[Change::AddLinks(Box::new(bad))], &outcome(), 2)
+            .expect_err("bad batch");
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+        s.finish_run(run, &outcome(), 3).expect("finish");
+        assert_eq!(s.state("c").expect("state"), before);
+    }
 }
