@@ -1059,3 +1059,63 @@ async fn the_snapshot_does_not_depend_on_the_order_queries_end() {
     assert_eq!(shuffled.direct.len(), in_order.direct.len());
     assert!(shuffled.direct.len() > 60, "{}", shuffled.direct.len());
 }
+
+/// A runner that streams its pages: every query's records come one by one, and the user listing
+/// first hands over a stale user, then says the listing restarted.
+struct Paged {
+    inner: Fake,
+}
+
+impl QueryRunner for Paged {
+    async fn run(&self, q: Query) -> Result<QueryResult, QueryFailure> {
+        self.inner.run(q).await
+    }
+
+    async fn run_pages(
+        &self,
+        q: Query,
+        sink: &mut crate::runner::PageSink<'_>,
+    ) -> Result<QueryResult, QueryFailure> {
+        use crate::runner::PageEvent;
+        if q == Query::ListUsers {
+            let stale = User::new("stale", "stale", UserStatus::new(UserState::Active, "ACTIVE"));
+            sink(PageEvent::Records(vec![Record::User(stale)]));
+            sink(PageEvent::Restart);
+        }
+        let mut r = self.inner.run(q).await?;
+        for rec in std::mem::take(&mut r.records) {
+            sink(PageEvent::Records(vec![rec]));
+        }
+        Ok(r)
+    }
+}
+
+/// Records handed over page by page make the same snapshot as whole results (a failed query
+/// included), and a listing restart drops what came before it.
+#[tokio::test]
+async fn pages_streamed_make_the_same_snapshot_and_a_restart_forgets_earlier_pages() {
+    let mut d = org();
+    d.fail.insert("group_members(g-sales)".into());
+    let policy = Policy::default();
+    let manifest = nested_manifest();
+    let ctx = crate::fetch::FetchContext {
+        manifest: &manifest,
+        policy: &policy,
+        concurrency: 4,
+        photo_versions: &BTreeMap::new(),
+        progress: &NoProgress,
+    };
+    let fake = |d: &Dir| Fake {
+        dir: Mutex::new(d.clone()),
+        log: Mutex::new(vec![]),
+    };
+    let whole = crate::fetch::fetch(Arc::new(fake(&d)), &ctx).await;
+    let paged = crate::fetch::fetch(Arc::new(Paged { inner: fake(&d) }), &ctx).await;
+    assert!(!paged.users.contains_key("stale"));
+    assert!(!paged.complete);
+    assert_eq!(
+        serde_json::to_value(&paged).expect("json"),
+        serde_json::to_value(&whole).expect("json")
+    );
+    assert!(paged.direct.len() > 10, "{}", paged.direct.len());
+}
