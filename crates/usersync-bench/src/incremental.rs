@@ -17,9 +17,7 @@ use usersync_bench::{page_size_option, write_config, Connection};
 use usersync_emulator::org::{GroupKind, Org};
 use usersync_emulator::{start, EmulatorOptions, FaultConfig, GenConfig, RunningEmulator, UserStatus};
 
-use crate::{
-    mib, minimum_requests, real_rate_limit, run_measured, secs, tail, write_marked, Usage, UNLIMITED,
-};
+use crate::{mib, minimum_requests, real_rate_limit, run_measured, secs, tail, Usage, UNLIMITED};
 
 const INCR_BEGIN: &str = "<!-- usersync-bench:incremental:begin -->";
 const INCR_END: &str = "<!-- usersync-bench:incremental:end -->";
@@ -429,24 +427,11 @@ pub fn main(
         eprintln!("kept {}", tmp.keep().display());
     }
     let table = result?;
-    let cmdline: Vec<String> = std::env::args().collect();
     let uptime = Command::new("uptime")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
-    let block = format!(
-        "Measured {started} on {machine}; `uptime` at the end: {uptime}.\n\nCommand: `{}`{}\n\n{table}",
-        cmdline.join(" "),
-        if args.note.is_empty() {
-            String::new()
-        } else {
-            format!("\n\nNote: {}", args.note)
-        }
-    );
-    println!("{block}");
-    if let Some(path) = &args.write_docs {
-        write_marked(path, INCR_BEGIN, INCR_END, &block, args.append)?;
-        eprintln!("wrote {}", path.display());
-    }
-    Ok(())
+    let ending = format!("; `uptime` at the end: {uptime}");
+    let block = crate::block_heading(args, started, machine, &ending) + &table;
+    crate::publish_marked(args, &block, INCR_BEGIN, INCR_END)
 }

@@ -884,16 +884,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
-    let cmdline: Vec<String> = std::env::args().collect();
-    let mut block = format!(
-        "Measured {started} on {machine}.\n\nCommand: `{}`{}\n\n",
-        cmdline.join(" "),
-        if args.note.is_empty() {
-            String::new()
-        } else {
-            format!("\n\nNote: {}", args.note)
-        }
-    );
+    let mut block = block_heading(&args, &started, &machine, "");
     block.push_str(&table(&rows));
     if !failures.is_empty() {
         block.push_str("\nRuns that failed:\n\n");
@@ -945,19 +936,30 @@ fn push_main(
         eprintln!("kept {}", tmp.keep().display());
     }
     let table = result?;
+    let block = block_heading(args, started, machine, "") + &table;
+    publish_marked(args, &block, PUSH_BEGIN, PUSH_END)
+}
+
+/// The heading of a block of figures: when and on what it was measured (`after_machine`: more
+/// of that sentence, e.g. the load at the end), the command line and the `--note`.
+fn block_heading(args: &Args, started: &str, machine: &str, after_machine: &str) -> String {
     let cmdline: Vec<String> = std::env::args().collect();
-    let block = format!(
-        "Measured {started} on {machine}.\n\nCommand: `{}`{}\n\n{table}",
-        cmdline.join(" "),
-        if args.note.is_empty() {
-            String::new()
-        } else {
-            format!("\n\nNote: {}", args.note)
-        }
-    );
+    let note = if args.note.is_empty() {
+        String::new()
+    } else {
+        format!("\n\nNote: {}", args.note)
+    };
+    format!(
+        "Measured {started} on {machine}{after_machine}.\n\nCommand: `{}`{note}\n\n",
+        cmdline.join(" ")
+    )
+}
+
+/// Prints a block of figures and, with `--write-docs`, writes it between its markers.
+fn publish_marked(args: &Args, block: &str, begin: &str, end: &str) -> anyhow::Result<()> {
     println!("{block}");
     if let Some(path) = &args.write_docs {
-        write_marked(path, PUSH_BEGIN, PUSH_END, &block, args.append)?;
+        write_marked(path, begin, end, block, args.append)?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
