@@ -314,3 +314,37 @@ fn session_explains_token_errors_for_the_host() {
         .expect("entra explains its token errors");
     assert!(e.to_string().contains("Secret ID"), "{e}");
 }
+
+/// A delta page that ends the round without `@odata.deltaLink` (and has no `@odata.nextLink`)
+/// is a protocol error, never an answer: there is no watermark to store, so the run must not
+/// be taken for complete ("nothing changed" would skip changes; issue 21).
+#[test]
+fn a_delta_page_without_a_delta_link_is_a_protocol_error() {
+    let s = open(json!({}), &["client_secret"]).expect("open");
+    let since = "https://graph.microsoft.com/v1.0/users/delta?$deltatoken=abc".to_string();
+    for (query, body) in [
+        (
+            Query::UsersDelta {
+                since: Some(since.clone()),
+            },
+            json!({"value": []}),
+        ),
+        (
+            Query::GroupsDelta {
+                since: Some(since.replace("users", "groups")),
+            },
+            json!({"value": []}),
+        ),
+    ] {
+        let mut cursor = s.query(&query).expect("delta query");
+        let first = cursor.next_request().expect("a first request");
+        assert!(first.url.contains("delta"), "{}", first.url);
+        match cursor.on_response(HttpResponse::new(200, serde_json::to_vec(&body).expect("json"))) {
+            Err(ConnectorError::Protocol { detail }) => assert!(
+                detail.contains("neither @odata.nextLink nor @odata.deltaLink"),
+                "{detail}"
+            ),
+            other => panic!("{query:?}: expected a protocol error, got {other:?}"),
+        }
+    }
+}
