@@ -96,22 +96,7 @@ fn sync(bin: &Path, config: &Path, extra: &[&str], what: &str) -> anyhow::Result
     let v: Value = serde_json::from_str(&stdout)
         .with_context(|| format!("sync printed no JSON (exit {}): {}", usage.code, tail(&stderr)))?;
     let r = v.get(0).context("empty sync report")?;
-    let n = |p: &str| r.pointer(p).and_then(Value::as_u64).unwrap_or(0);
-    let users = [
-        "created",
-        "updated",
-        "renamed",
-        "reactivated",
-        "deactivated",
-        "deleted",
-    ];
-    let changes = users.iter().map(|k| n(&format!("/users/{k}"))).sum::<u64>()
-        + ["created", "updated", "deleted"]
-            .iter()
-            .map(|k| n(&format!("/groups/{k}")))
-            .sum::<u64>()
-        + n("/memberships/added")
-        + n("/memberships/removed");
+    let changes = crate::changes_in(r);
     let text = |k: &str| r[k].as_str().unwrap_or("?").to_string();
     Ok(Run {
         what: what.to_string(),
@@ -119,7 +104,7 @@ fn sync(bin: &Path, config: &Path, extra: &[&str], what: &str) -> anyhow::Result
         status: text("status"),
         // no kind: the connection reads in full without feeds (Google; feeds off)
         kind: r["kind"].as_str().unwrap_or("full (no feed)").to_string(),
-        requests: n("/requests"),
+        requests: r.pointer("/requests").and_then(Value::as_u64).unwrap_or(0),
         changes,
         limit: None,
         throttled: 0,

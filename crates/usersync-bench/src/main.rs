@@ -410,24 +410,7 @@ fn sync_once(bin: &Path, config: &Path) -> anyhow::Result<SyncFigures> {
     let v: Value = serde_json::from_str(&stdout)
         .with_context(|| format!("sync printed no JSON (exit {}): {}", usage.code, tail(&stderr)))?;
     let r = v.get(0).context("empty sync report")?;
-    let n = |p: &str| r.pointer(p).and_then(Value::as_u64).unwrap_or(0);
-    let changes = [
-        "created",
-        "updated",
-        "renamed",
-        "reactivated",
-        "deactivated",
-        "deleted",
-    ]
-    .iter()
-    .map(|k| n(&format!("/users/{k}")))
-    .sum::<u64>()
-        + ["created", "updated", "deleted"]
-            .iter()
-            .map(|k| n(&format!("/groups/{k}")))
-            .sum::<u64>()
-        + n("/memberships/added")
-        + n("/memberships/removed");
+    let changes = changes_in(r);
     // phases from the log: last fetch progress line -> "applying" -> "sync finished"
     let mut last_fetch = None;
     let mut applying = None;
@@ -444,7 +427,7 @@ fn sync_once(bin: &Path, config: &Path) -> anyhow::Result<SyncFigures> {
     let ms = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| ((b - a) * 1000.0).max(0.0));
     Ok(SyncFigures {
         usage,
-        requests: n("/requests"),
+        requests: r.pointer("/requests").and_then(Value::as_u64).unwrap_or(0),
         changes,
         plan_ms: ms(last_fetch, applying.or(finished)),
         apply_ms: ms(applying, finished),
@@ -938,6 +921,26 @@ fn push_main(
     let table = result?;
     let block = block_heading(args, started, machine, "") + &table;
     publish_marked(args, &block, PUSH_BEGIN, PUSH_END)
+}
+
+/// Changes a sync report says it applied: users, groups and memberships, of every kind.
+fn changes_in(report: &Value) -> u64 {
+    let n = |p: &str| report.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+    let users = [
+        "created",
+        "updated",
+        "renamed",
+        "reactivated",
+        "deactivated",
+        "deleted",
+    ];
+    users.iter().map(|k| n(&format!("/users/{k}"))).sum::<u64>()
+        + ["created", "updated", "deleted"]
+            .iter()
+            .map(|k| n(&format!("/groups/{k}")))
+            .sum::<u64>()
+        + n("/memberships/added")
+        + n("/memberships/removed")
 }
 
 /// The heading of a block of figures: when and on what it was measured (`after_machine`: more
